@@ -1,0 +1,68 @@
+"""Defaults applied by the API server before validation, as Kubernetes does."""
+
+from __future__ import annotations
+
+from netplane.api.meta import Obj
+
+
+def _container_ports(spec: Obj) -> None:
+    for c in spec.get("containers") or []:
+        if not isinstance(c, dict):
+            continue
+        for p in c.get("ports") or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+        c.setdefault("imagePullPolicy", "IfNotPresent")
+
+
+def pod_spec(spec: Obj) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    _container_ports(spec)
+
+
+def pod(obj: Obj) -> None:
+    if isinstance(obj.get("spec"), dict):
+        pod_spec(obj["spec"])
+    obj.setdefault("status", {}).setdefault("phase", "Pending")
+
+
+def workload(obj: Obj) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    spec.setdefault("replicas", 1)
+    template = spec.get("template")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        pod_spec(template["spec"])
+    if obj.get("kind") == "Deployment":
+        spec.setdefault("strategy", {"type": "RollingUpdate",
+                                     "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        spec.setdefault("revisionHistoryLimit", 10)
+
+
+def service(obj: Obj) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    if spec["type"] != "ExternalName":
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+    for p in spec.get("ports") or []:
+        if isinstance(p, dict):
+            p.setdefault("protocol", "TCP")
+            if "targetPort" not in p and "port" in p:
+                p["targetPort"] = p["port"]
+
+
+_BY_KIND = {"Pod": pod, "Deployment": workload, "ReplicaSet": workload, "Service": service}
+
+
+def apply(obj: Obj) -> None:
+    fn = _BY_KIND.get(str(obj.get("kind", "")))
+    if fn is not None:
+        fn(obj)

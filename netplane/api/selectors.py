@@ -1,0 +1,164 @@
+"""Label selectors (string form and LabelSelector objects) and field selectors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from netplane.api.meta import Obj
+
+
+class SelectorError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    op: str  # "=", "!=", "in", "notin", "exists", "!"
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        present = self.key in labels
+        value = labels.get(self.key)
+        if self.op in ("=", "=="):
+            return present and value == self.values[0]
+        if self.op == "!=":
+            return not present or value != self.values[0]
+        if self.op == "in":
+            return present and value in self.values
+        if self.op == "notin":
+            return not present or value not in self.values
+        if self.op == "exists":
+            return present
+        return not present  # "!"
+
+
+@dataclass(frozen=True)
+class Selector:
+    requirements: tuple[Requirement, ...]
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(r.matches(labels) for r in self.requirements)
+
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
+
+
+EVERYTHING = Selector(())
+
+_KEY = r"[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?"
+_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+_SET_RE = re.compile(rf"^\s*({_KEY})\s+(in|notin)\s+\(([^)]*)\)\s*$")
+_EQ_RE = re.compile(rf"^\s*({_KEY})\s*(==|=|!=)\s*({_VALUE})\s*$")
+_EXISTS_RE = re.compile(rf"^\s*(!?)\s*({_KEY})\s*$")
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return parts
+
+
+def parse(text: str) -> Selector:
+    """Parse the string form used by ``-l`` and ``?labelSelector=``."""
+    if not text or not text.strip():
+        return EVERYTHING
+    reqs: list[Requirement] = []
+    for part in _split_top(text):
+        if m := _SET_RE.match(part):
+            values = tuple(v.strip() for v in m.group(4).split(",") if v.strip())
+            reqs.append(Requirement(m.group(1), m.group(3), values))
+        elif m := _EQ_RE.match(part):
+            reqs.append(Requirement(m.group(1), m.group(3), (m.group(4),)))
+        elif m := _EXISTS_RE.match(part):
+            reqs.append(Requirement(m.group(2), "!" if m.group(1) else "exists"))
+        else:
+            raise SelectorError(f"unable to parse requirement {part.strip()!r} in selector {text!r}")
+    return Selector(tuple(reqs))
+
+
+def from_map(match_labels: dict[str, str] | None) -> Selector:
+    """A Service's ``spec.selector``: every key must equal its value."""
+    return Selector(tuple(Requirement(k, "=", (v,)) for k, v in sorted((match_labels or {}).items())))
+
+
+_OPS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+
+
+def from_label_selector(sel: Obj | None) -> Selector:
+    """A LabelSelector object (``matchLabels`` + ``matchExpressions``)."""
+    if not sel:
+        return EVERYTHING
+    reqs = list(from_map(sel.get("matchLabels")).requirements)
+    for expr in sel.get("matchExpressions") or []:
+        op = _OPS.get(expr.get("operator", ""))
+        if op is None:
+            raise SelectorError(f"unknown operator {expr.get('operator')!r}")
+        reqs.append(Requirement(expr.get("key", ""), op, tuple(expr.get("values") or ())))
+    return Selector(tuple(reqs))
+
+
+def to_string(sel: Selector) -> str:
+    out = []
+    for r in sel.requirements:
+        if r.op in ("=", "==", "!="):
+            out.append(f"{r.key}{r.op}{r.values[0]}")
+        elif r.op in ("in", "notin"):
+            out.append(f"{r.key} {r.op} ({','.join(r.values)})")
+        elif r.op == "exists":
+            out.append(r.key)
+        else:
+            out.append(f"!{r.key}")
+    return ",".join(out)
+
+
+# Field selectors: the few fields Kubernetes indexes that clients rely on.
+FIELD_PATHS = {
+    "metadata.name": ("metadata", "name"),
+    "metadata.namespace": ("metadata", "namespace"),
+    "spec.nodeName": ("spec", "nodeName"),
+    "status.phase": ("status", "phase"),
+}
+
+
+@dataclass(frozen=True)
+class FieldSelector:
+    terms: tuple[tuple[str, str, str], ...]  # (field, op, value)
+
+    def matches(self, obj: Obj) -> bool:
+        for field, op, value in self.terms:
+            a, b = FIELD_PATHS[field]
+            actual: Any = (obj.get(a) or {}).get(b) or ""
+            if (actual == value) != (op == "="):
+                return False
+        return True
+
+
+def parse_fields(text: str) -> FieldSelector:
+    if not text or not text.strip():
+        return FieldSelector(())
+    terms = []
+    for part in text.split(","):
+        m = re.match(r"^\s*([A-Za-z.]+)\s*(==|=|!=)\s*(.*?)\s*$", part)
+        if not m:
+            raise SelectorError(f"invalid field selector {part!r}")
+        field, op, value = m.groups()
+        if field not in FIELD_PATHS:
+            raise SelectorError(
+                f'field label not supported: "{field}" (supported: {", ".join(FIELD_PATHS)})')
+        terms.append((field, "!=" if op == "!=" else "=", value))
+    return FieldSelector(tuple(terms))

@@ -1,0 +1,312 @@
+"""Validation of objects before anything is stored: names, labels, selectors,
+ports and IPs, with the field path of every error (Kubernetes' field.Error)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from netplane.api import resources, selectors
+from netplane.api.meta import Obj
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str
+    message: str
+    reason: str = "FieldValueInvalid"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class Invalid(ValueError):
+    """An object failed validation; ``errors`` say where and why."""
+
+    def __init__(self, kind: str, name: str, errors: list[FieldError]) -> None:
+        self.kind, self.name, self.errors = kind, name, errors
+        detail = "; ".join(str(e) for e in errors)
+        super().__init__(f'{kind} "{name}" is invalid: {detail}')
+
+
+Errors = list[FieldError]
+
+
+def dns_label(value: Any, path: str, errs: Errors) -> None:
+    if not isinstance(value, str) or not value:
+        errs.append(FieldError(path, "Required value", "FieldValueRequired"))
+    elif len(value) > 63 or not DNS1123_LABEL.match(value):
+        errs.append(FieldError(path, f'Invalid value: "{value}": a lowercase RFC 1123 label must '
+                    "consist of lower case alphanumeric characters or '-', and must start and end "
+                    "with an alphanumeric character (at most 63 characters)"))
+
+
+def dns_subdomain(value: Any, path: str, errs: Errors) -> None:
+    if not isinstance(value, str) or not value:
+        errs.append(FieldError(path, "Required value", "FieldValueRequired"))
+    elif len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+        errs.append(FieldError(path, f'Invalid value: "{value}": a lowercase RFC 1123 subdomain '
+                    "must consist of lower case alphanumeric characters, '-' or '.', and must "
+                    "start and end with an alphanumeric character"))
+
+
+def label_key(key: str, path: str, errs: Errors) -> None:
+    prefix, _, name = key.rpartition("/")
+    if prefix:
+        dns_subdomain(prefix, path, errs)
+    if not name or len(name) > 63 or not LABEL_NAME.match(name):
+        errs.append(FieldError(path, f'Invalid value: "{key}": name part must consist of '
+                    "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                    "alphanumeric character (at most 63 characters)"))
+
+
+def label_map(value: Any, path: str, errs: Errors) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        errs.append(FieldError(path, "must be a map of strings"))
+        return
+    for k, v in value.items():
+        label_key(str(k), f"{path}", errs)
+        if not isinstance(v, str) or len(v) > 63 or not LABEL_VALUE.match(v):
+            errs.append(FieldError(f"{path}", f'Invalid value: "{v}": a valid label value must be '
+                        "63 characters or less and consist of alphanumeric characters, '-', '_' "
+                        "or '.', starting and ending with an alphanumeric character"))
+
+
+def port_number(value: Any, path: str, errs: Errors, *, required: bool = True) -> None:
+    if value is None:
+        if required:
+            errs.append(FieldError(path, "Required value", "FieldValueRequired"))
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        errs.append(FieldError(path, f"Invalid value: {value!r}: must be between 1 and 65535, "
+                                     "inclusive"))
+
+
+def port_name(value: Any, path: str, errs: Errors) -> None:
+    if not isinstance(value, str) or len(value) > 15 or not IANA_SVC_NAME.match(value) \
+            or "--" in value or not re.search("[a-z]", value):
+        errs.append(FieldError(path, f"Invalid value: {value!r}: must be no more than 15 "
+                    "characters, lower case alphanumerics or '-', containing at least one letter"))
+
+
+def int_or_port_name(value: Any, path: str, errs: Errors) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        port_number(value, path, errs)
+    elif isinstance(value, str) and value.isdigit():
+        port_number(int(value), path, errs)
+    else:
+        port_name(value, path, errs)
+
+
+def protocol(value: Any, path: str, errs: Errors) -> None:
+    if value is not None and value not in PROTOCOLS:
+        errs.append(FieldError(path, f'Unsupported value: "{value}": supported values: '
+                    + ", ".join(f'"{p}"' for p in PROTOCOLS), "FieldValueNotSupported"))
+
+
+def ip_address(value: Any, path: str, errs: Errors) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        errs.append(FieldError(path, f'Invalid value: "{value}": must be a valid IP address'))
+
+
+def _metadata(obj: Obj, res: resources.Resource, errs: Errors) -> None:
+    md = obj.get("metadata")
+    if not isinstance(md, dict):
+        errs.append(FieldError("metadata", "Required value", "FieldValueRequired"))
+        return
+    if res.kind in ("Namespace", "Service"):
+        dns_label(md.get("name"), "metadata.name", errs)
+    else:
+        dns_subdomain(md.get("name"), "metadata.name", errs)
+    if res.namespaced and md.get("namespace") is not None:
+        dns_label(md.get("namespace"), "metadata.namespace", errs)
+    label_map(md.get("labels"), "metadata.labels", errs)
+    if md.get("annotations") is not None and not isinstance(md.get("annotations"), dict):
+        errs.append(FieldError("metadata.annotations", "must be a map of strings"))
+
+
+def _label_selector(sel: Any, path: str, errs: Errors) -> None:
+    if sel is None:
+        return
+    if not isinstance(sel, dict):
+        errs.append(FieldError(path, "must be a LabelSelector object"))
+        return
+    label_map(sel.get("matchLabels"), f"{path}.matchLabels", errs)
+    try:
+        selectors.from_label_selector(sel)
+    except selectors.SelectorError as e:
+        errs.append(FieldError(f"{path}.matchExpressions", str(e)))
+
+
+def _container(c: Any, path: str, errs: Errors) -> None:
+    if not isinstance(c, dict):
+        errs.append(FieldError(path, "must be a Container object"))
+        return
+    dns_label(c.get("name"), f"{path}.name", errs)
+    if not c.get("image"):
+        errs.append(FieldError(f"{path}.image", "Required value", "FieldValueRequired"))
+    for j, p in enumerate(c.get("ports") or []):
+        pp = f"{path}.ports[{j}]"
+        port_number(p.get("containerPort"), f"{pp}.containerPort", errs)
+        protocol(p.get("protocol"), f"{pp}.protocol", errs)
+        if p.get("name") is not None:
+            port_name(p.get("name"), f"{pp}.name", errs)
+    for key in ("command", "args"):
+        v = c.get(key)
+        if v is not None and (not isinstance(v, list) or not all(isinstance(x, str) for x in v)):
+            errs.append(FieldError(f"{path}.{key}", "must be a list of strings"))
+
+
+def pod_spec(spec: Any, path: str, errs: Errors) -> None:
+    if not isinstance(spec, dict):
+        errs.append(FieldError(path, "Required value", "FieldValueRequired"))
+        return
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        errs.append(FieldError(f"{path}.containers", "Required value", "FieldValueRequired"))
+        return
+    seen: set[str] = set()
+    for i, c in enumerate(containers):
+        _container(c, f"{path}.containers[{i}]", errs)
+        cname = c.get("name") if isinstance(c, dict) else None
+        if cname in seen:
+            errs.append(FieldError(f"{path}.containers[{i}].name", f'Duplicate value: "{cname}"',
+                                   "FieldValueDuplicate"))
+        seen.add(str(cname))
+    for key in ("hostname", "subdomain"):
+        if spec.get(key):
+            dns_label(spec[key], f"{path}.{key}", errs)
+    if spec.get("nodeName"):
+        dns_subdomain(spec["nodeName"], f"{path}.nodeName", errs)
+
+
+def _pod(obj: Obj, errs: Errors) -> None:
+    pod_spec(obj.get("spec"), "spec", errs)
+
+
+def _workload(obj: Obj, errs: Errors) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        errs.append(FieldError("spec", "Required value", "FieldValueRequired"))
+        return
+    replicas = spec.get("replicas", 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        errs.append(FieldError("spec.replicas", f"Invalid value: {replicas!r}: must be greater "
+                                                "than or equal to 0"))
+    sel = spec.get("selector")
+    if not sel:
+        errs.append(FieldError("spec.selector", "Required value", "FieldValueRequired"))
+    _label_selector(sel, "spec.selector", errs)
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        errs.append(FieldError("spec.template", "Required value", "FieldValueRequired"))
+        return
+    tlabels = (template.get("metadata") or {}).get("labels") or {}
+    label_map(tlabels, "spec.template.metadata.labels", errs)
+    try:
+        if sel and not selectors.from_label_selector(sel).matches(tlabels):
+            errs.append(FieldError("spec.template.metadata.labels",
+                                   "Invalid value: `selector` does not match template `labels`"))
+    except selectors.SelectorError:
+        pass
+    pod_spec(template.get("spec"), "spec.template.spec", errs)
+
+
+def _service(obj: Obj, errs: Errors) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        errs.append(FieldError("spec", "Required value", "FieldValueRequired"))
+        return
+    stype = spec.get("type", "ClusterIP")
+    if stype not in SERVICE_TYPES:
+        errs.append(FieldError("spec.type", f'Unsupported value: "{stype}": supported values: '
+                    + ", ".join(f'"{t}"' for t in SERVICE_TYPES), "FieldValueNotSupported"))
+    if stype == "ExternalName":
+        dns_subdomain(spec.get("externalName"), "spec.externalName", errs)
+    label_map(spec.get("selector"), "spec.selector", errs)
+    cip = spec.get("clusterIP")
+    if cip not in (None, "", "None"):
+        ip_address(cip, "spec.clusterIP", errs)
+    ports = spec.get("ports") or []
+    if not ports and stype != "ExternalName" and cip != "None":
+        errs.append(FieldError("spec.ports", "Required value", "FieldValueRequired"))
+    names: set[str] = set()
+    for i, p in enumerate(ports):
+        path = f"spec.ports[{i}]"
+        if not isinstance(p, dict):
+            errs.append(FieldError(path, "must be a ServicePort object"))
+            continue
+        port_number(p.get("port"), f"{path}.port", errs)
+        protocol(p.get("protocol"), f"{path}.protocol", errs)
+        if p.get("targetPort") is not None:
+            int_or_port_name(p["targetPort"], f"{path}.targetPort", errs)
+        if p.get("nodePort") is not None:
+            port_number(p["nodePort"], f"{path}.nodePort", errs)
+        pname = p.get("name")
+        if len(ports) > 1 and not pname:
+            errs.append(FieldError(f"{path}.name", "Required value", "FieldValueRequired"))
+        elif pname:
+            dns_label(pname, f"{path}.name", errs)
+            if pname in names:
+                errs.append(FieldError(f"{path}.name", f'Duplicate value: "{pname}"',
+                                       "FieldValueDuplicate"))
+            names.add(pname)
+
+
+def _endpoints(obj: Obj, errs: Errors) -> None:
+    for i, subset in enumerate(obj.get("subsets") or []):
+        for key in ("addresses", "notReadyAddresses"):
+            for j, a in enumerate(subset.get(key) or []):
+                ip_address(a.get("ip"), f"subsets[{i}].{key}[{j}].ip", errs)
+        for j, p in enumerate(subset.get("ports") or []):
+            port_number(p.get("port"), f"subsets[{i}].ports[{j}].port", errs)
+            protocol(p.get("protocol"), f"subsets[{i}].ports[{j}].protocol", errs)
+
+
+def _node(obj: Obj, errs: Errors) -> None:
+    for i, a in enumerate((obj.get("status") or {}).get("addresses") or []):
+        if a.get("type") in ("InternalIP", "ExternalIP"):
+            ip_address(a.get("address"), f"status.addresses[{i}].address", errs)
+
+
+_BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
+    "Pod": _pod,
+    "Deployment": _workload,
+    "ReplicaSet": _workload,
+    "Service": _service,
+    "Endpoints": _endpoints,
+    "Node": _node,
+}
+
+
+def validate(obj: Obj, res: resources.Resource) -> Errors:
+    """Every problem with ``obj`` as a ``res``; an empty list means valid."""
+    errs: Errors = []
+    _metadata(obj, res, errs)
+    check = _BY_KIND.get(res.kind)
+    if check is not None:
+        check(obj, errs)
+    return errs
+
+
+def check(obj: Obj, res: resources.Resource) -> None:
+    """Raise :class:`Invalid` when ``obj`` is not a valid ``res``."""
+    errs = validate(obj, res)
+    if errs:
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        raise Invalid(res.kind, name, errs)

@@ -1,0 +1,1 @@
+"""The ``netplane`` command: kubectl-like verbs, the lab, and the daemons."""

@@ -1,0 +1,1 @@
+"""Versioned key-value store with watch; the API server is its only user."""

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what netplane needs on a Debian 12 machine: the kernel tools it
+# drives (iproute2, iptables, nftables, conntrack, ipset), the tools users and
+# tests run inside pods (curl, dig), and a virtualenv with the project.
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (netplane creates network namespaces)" >&2
+    exit 1
+fi
+
+packages=(iproute2 iptables nftables conntrack ipset dnsutils curl
+          python3 python3-venv procps psmisc util-linux kmod)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The distribution's interpreter, not whatever is first on PATH: the lab
+# runs as root from system services and from sudo, where PATH differs.
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv .venv
+fi
+stamp=.venv/.netplane-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[dev]'
+    touch "$stamp"
+fi
+echo "setup: ready (.venv/bin/netplane)"
