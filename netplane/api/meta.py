@@ -87,7 +87,8 @@ def condition_true(obj: Obj, cond_type: str) -> bool:
     return c is not None and c.get("status") == "True"
 
 
-def set_condition(obj: Obj, cond_type: str, status: bool, reason: str = "", message: str = "") -> bool:
+def set_condition(obj: Obj, cond_type: str, status: bool, reason: str = "",
+                  message: str = "") -> bool:
     """Set a status condition; returns whether anything other than time changed."""
     conds: list[Obj] = obj.setdefault("status", {}).setdefault("conditions", [])
     value = "True" if status else "False"

@@ -87,13 +87,15 @@ def parse(text: str) -> Selector:
         elif m := _EXISTS_RE.match(part):
             reqs.append(Requirement(m.group(2), "!" if m.group(1) else "exists"))
         else:
-            raise SelectorError(f"unable to parse requirement {part.strip()!r} in selector {text!r}")
+            raise SelectorError(
+                f"unable to parse requirement {part.strip()!r} in selector {text!r}")
     return Selector(tuple(reqs))
 
 
 def from_map(match_labels: dict[str, str] | None) -> Selector:
     """A Service's ``spec.selector``: every key must equal its value."""
-    return Selector(tuple(Requirement(k, "=", (v,)) for k, v in sorted((match_labels or {}).items())))
+    items = sorted((match_labels or {}).items())
+    return Selector(tuple(Requirement(k, "=", (v,)) for k, v in items))
 
 
 _OPS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
@@ -146,6 +148,9 @@ class FieldSelector:
             if (actual == value) != (op == "="):
                 return False
         return True
+
+
+NO_FIELDS = FieldSelector(())
 
 
 def parse_fields(text: str) -> FieldSelector:

@@ -1,0 +1,137 @@
+"""Admission: what the API server adds to or checks on an object beyond its
+schema. Services get a ClusterIP, Nodes a pod CIDR; both are released when
+the object goes, and immutable once set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netplane.api import meta, resources
+from netplane.api.meta import Obj
+from netplane.api.resources import Resource
+from netplane.api.validation import FieldError
+from netplane.cluster.apiserver import status
+from netplane.cluster.apiserver.allocators import (
+    AllocationError,
+    ClusterIPAllocator,
+    PodCIDRAllocator,
+)
+
+
+@dataclass
+class Allocators:
+    cluster_ips: ClusterIPAllocator
+    pod_cidrs: PodCIDRAllocator
+
+
+def _noop() -> None:
+    pass
+
+
+class Admission:
+    def __init__(self, allocators: Allocators) -> None:
+        self.alloc = allocators
+
+    def recover(self, services: list[Obj], nodes: list[Obj]) -> None:
+        """Rebuild allocator state from the stored objects."""
+        for svc in services:
+            ip = svc.get("spec", {}).get("clusterIP")
+            if ip and ip != "None" and self.alloc.cluster_ips.contains(ip):
+                self.alloc.cluster_ips.allocate_specific(ip)
+        for node in nodes:
+            cidr = node.get("spec", {}).get("podCIDR")
+            if cidr:
+                self.alloc.pod_cidrs.allocate_specific(cidr)
+
+    def on_create(self, res: Resource, obj: Obj) -> Callable[[], None]:
+        """Admit ``obj``; returns what undoes it if the store write fails."""
+        if res is resources.SERVICE:
+            return self._service_ip(obj)
+        if res is resources.NODE:
+            return self._node_cidr(obj)
+        return _noop
+
+    def on_update(self, res: Resource, old: Obj, new: Obj) -> None:
+        if res is resources.SERVICE:
+            self._service_immutable(old, new)
+        elif res is resources.NODE:
+            cidr = old.get("spec", {}).get("podCIDR")
+            if cidr:
+                spec = new.setdefault("spec", {})
+                if spec.get("podCIDR") not in (None, "", cidr):
+                    raise _immutable("Node", new, "spec.podCIDR", cidr)
+                spec["podCIDR"], spec["podCIDRs"] = cidr, [cidr]
+        elif res is resources.POD:
+            self._pod_immutable(old, new)
+
+    def on_delete(self, res: Resource, obj: Obj) -> None:
+        if res is resources.SERVICE:
+            ip = obj.get("spec", {}).get("clusterIP")
+            if ip and ip != "None" and self.alloc.cluster_ips.contains(ip):
+                self.alloc.cluster_ips.release(ip)
+        elif res is resources.NODE and obj.get("spec", {}).get("podCIDR"):
+            self.alloc.pod_cidrs.release(obj["spec"]["podCIDR"])
+
+    # -- per kind --
+
+    def _service_ip(self, svc: Obj) -> Callable[[], None]:
+        spec = svc.get("spec", {})
+        if spec.get("type") == "ExternalName" or spec.get("clusterIP") == "None":
+            spec.pop("clusterIPs", None)
+            if spec.get("clusterIP") == "None":
+                spec["clusterIPs"] = ["None"]
+            return _noop
+        try:
+            if spec.get("clusterIP"):
+                self.alloc.cluster_ips.allocate_specific(spec["clusterIP"])
+            else:
+                spec["clusterIP"] = self.alloc.cluster_ips.allocate()
+        except AllocationError as e:
+            raise status.invalid("Service", meta.name(svc), [
+                FieldError("spec.clusterIP", f'Invalid value: "{spec.get("clusterIP")}": {e}')
+            ]) from None
+        spec["clusterIPs"] = [spec["clusterIP"]]
+        ip = spec["clusterIP"]
+        return lambda: self.alloc.cluster_ips.release(ip)
+
+    def _node_cidr(self, node: Obj) -> Callable[[], None]:
+        spec = node.setdefault("spec", {})
+        try:
+            if spec.get("podCIDR"):
+                self.alloc.pod_cidrs.allocate_specific(spec["podCIDR"])
+            else:
+                spec["podCIDR"] = self.alloc.pod_cidrs.allocate()
+        except (AllocationError, ValueError) as e:
+            raise status.invalid("Node", meta.name(node), [
+                FieldError("spec.podCIDR", str(e))]) from None
+        spec["podCIDRs"] = [spec["podCIDR"]]
+        cidr = spec["podCIDR"]
+        return lambda: self.alloc.pod_cidrs.release(cidr)
+
+    @staticmethod
+    def _service_immutable(old: Obj, new: Obj) -> None:
+        old_ip = old.get("spec", {}).get("clusterIP")
+        spec = new.setdefault("spec", {})
+        if old_ip and spec.get("clusterIP") in (None, ""):
+            spec["clusterIP"], spec["clusterIPs"] = old_ip, old["spec"].get("clusterIPs")
+        elif old_ip and spec.get("clusterIP") != old_ip:
+            raise _immutable("Service", new, "spec.clusterIP", spec.get("clusterIP"))
+
+    @staticmethod
+    def _pod_immutable(old: Obj, new: Obj) -> None:
+        def strip(spec: Obj) -> Obj:
+            spec = dict(spec)
+            spec["containers"] = [{k: v for k, v in c.items() if k != "image"}
+                                  for c in spec.get("containers") or []]
+            return spec
+
+        if strip(old.get("spec", {})) != strip(new.get("spec", {})):
+            raise status.invalid("Pod", meta.name(new), [FieldError(
+                "spec", "Forbidden: pod updates may not change fields other than "
+                "`spec.containers[*].image`", "FieldValueForbidden")])
+
+
+def _immutable(kind: str, obj: Obj, path: str, value: object) -> status.ApiError:
+    return status.invalid(kind, meta.name(obj), [
+        FieldError(path, f'Invalid value: "{value}": field is immutable')])

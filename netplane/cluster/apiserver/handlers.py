@@ -1,0 +1,223 @@
+"""HTTP handlers: discovery, the resource REST verbs and watch streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from netplane import __version__
+from netplane.api import resources, selectors
+from netplane.api.meta import Obj
+from netplane.cluster.apiserver import paths, status, tables
+from netplane.cluster.apiserver.patch import JSON_PATCH, MERGE, STRATEGIC
+from netplane.cluster.apiserver.registry import Query, Registry
+
+REGISTRY = web.AppKey("registry", Registry)
+TOKENS = web.AppKey("tokens", frozenset)
+WATCH_TIMEOUT = 1800.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(body: Any, code: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body), status=code, content_type="application/json")
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except status.ApiError as e:
+        return _json(e.status(), e.code)
+    except selectors.SelectorError as e:
+        return _json(status.bad_request(str(e)).status(), 400)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The Unix socket is root-only by its mode; TCP needs a bearer token."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None and sock.family == socket.AF_UNIX:
+        return await handler(request)
+    if request.path in ("/healthz", "/livez", "/readyz", "/version"):
+        return await handler(request)
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    if not token or token not in request.app[TOKENS]:
+        return _json(status.unauthorized().status(), 401)
+    return await handler(request)
+
+
+# -- discovery --
+
+async def version(request: web.Request) -> web.Response:
+    return _json({"major": "1", "minor": "32", "gitVersion": f"v1.32.0+netplane-{__version__}",
+                  "platform": "linux/amd64", "goVersion": "", "compiler": "netplane"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def api_versions(request: web.Request) -> web.Response:
+    return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+
+
+async def api_groups(request: web.Request) -> web.Response:
+    groups = []
+    for gv in resources.group_versions():
+        if "/" not in gv:
+            continue
+        group, ver = gv.split("/")
+        entry = {"groupVersion": gv, "version": ver}
+        groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
+    return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+
+
+def _verbs(res: resources.Resource) -> list[str]:
+    return ["create", "delete", "get", "list", "patch", "update", "watch"]
+
+
+async def resource_list(request: web.Request) -> web.Response:
+    gv = request.match_info.get("group", "")
+    gv = f"{gv}/{request.match_info['version']}" if gv else request.match_info["version"]
+    found = resources.group_versions().get(gv)
+    if found is None:
+        raise status.not_found("groupversion", gv)
+    out: list[Obj] = []
+    for r in found:
+        out.append({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                    "kind": r.kind, "verbs": _verbs(r), "shortNames": list(r.short_names)})
+        if r.kind in ("Pod", "Node", "Service", "Deployment", "ReplicaSet"):
+            out.append({"name": f"{r.plural}/status", "singularName": "", "kind": r.kind,
+                        "namespaced": r.namespaced, "verbs": ["get", "patch", "update"]})
+        if r.kind == "Pod":
+            out.append({"name": "pods/binding", "singularName": "", "kind": "Binding",
+                        "namespaced": True, "verbs": ["create"]})
+    return _json({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                  "resources": out})
+
+
+# -- resources --
+
+async def _body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise status.bad_request("the request has no body")
+    try:
+        if "yaml" in request.content_type:
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+    except (ValueError, yaml.YAMLError) as e:
+        raise status.bad_request(f"the request body is not valid JSON or YAML: {e}") from None
+
+
+def _query(request: web.Request, target: paths.Target) -> Query:
+    return Query(namespace=target.namespace,
+                 labels=selectors.parse(request.query.get("labelSelector", "")),
+                 fields=selectors.parse_fields(request.query.get("fieldSelector", "")))
+
+
+def _wants_table(request: web.Request) -> bool:
+    return "as=Table" in request.headers.get("Accept", "")
+
+
+def _list_body(res: resources.Resource, items: list[Obj], rev: int) -> Obj:
+    return {"kind": f"{res.kind}List", "apiVersion": res.api_version,
+            "metadata": {"resourceVersion": str(rev)}, "items": items}
+
+
+async def resource(request: web.Request) -> web.StreamResponse:
+    registry = request.app[REGISTRY]
+    target = paths.parse(request.path)
+    res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
+    method = request.method
+    if name is None:
+        if method == "GET":
+            if request.query.get("watch") in ("1", "true"):
+                return await _watch(request, registry, target)
+            items, rev = registry.list(res, _query(request, target))
+            if _wants_table(request):
+                return _json(tables.table(res.kind, items, str(rev)))
+            return _json(_list_body(res, items, rev))
+        if method == "POST":
+            return _json(registry.create(res, ns, await _body(request)), 201)
+        raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {res.plural}")
+    if method == "GET":
+        obj = registry.get(res, ns, name)
+        if _wants_table(request):
+            return _json(tables.table(res.kind, [obj], obj["metadata"]["resourceVersion"]))
+        return _json(obj)
+    if method == "PUT":
+        return _json(registry.update(res, ns, name, await _body(request), subresource=sub))
+    if method == "PATCH":
+        ctype = request.content_type
+        if ctype not in (MERGE, STRATEGIC, JSON_PATCH):
+            raise status.ApiError(415, "UnsupportedMediaType",
+                                  f"the patch content type {ctype!r} is not supported")
+        return _json(registry.patch(res, ns, name, await _body(request), ctype, subresource=sub))
+    if method == "POST" and sub == "binding" and ns:
+        return _json(registry.bind(ns, name, await _body(request)), 201)
+    if method == "DELETE":
+        return _json(registry.delete(res, ns, name, grace_period=await _grace(request)))
+    raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")
+
+
+async def _grace(request: web.Request) -> int | None:
+    if "gracePeriodSeconds" in request.query:
+        return int(request.query["gracePeriodSeconds"])
+    if request.can_read_body:
+        raw = await request.read()
+        if raw:
+            try:
+                opts = json.loads(raw)
+            except ValueError:
+                return None
+            value = opts.get("gracePeriodSeconds") if isinstance(opts, dict) else None
+            return int(value) if value is not None else None
+    return None
+
+
+async def _watch(request: web.Request, registry: Registry,
+                 target: paths.Target) -> web.StreamResponse:
+    query = _query(request, target)
+    rv = request.query.get("resourceVersion")
+    timeout = float(request.query.get("timeoutSeconds", WATCH_TIMEOUT))
+    table = _wants_table(request)
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    events = registry.watch(target.resource, query, rv)
+    try:
+        async with asyncio.timeout(timeout):
+            async for kind, obj in events:
+                out = tables.table(obj["kind"], [obj], obj["metadata"]["resourceVersion"]) \
+                    if table else obj
+                await resp.write(json.dumps({"type": kind, "object": out}).encode() + b"\n")
+    except TimeoutError:
+        pass
+    except status.ApiError as e:
+        await resp.write(json.dumps({"type": "ERROR", "object": e.status()}).encode() + b"\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        return resp
+    finally:
+        await events.aclose()
+    return resp
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_get("/version", version)
+    for p in ("/healthz", "/livez", "/readyz"):
+        app.router.add_get(p, healthz)
+    app.router.add_get("/api", api_versions)
+    app.router.add_get("/apis", api_groups)
+    app.router.add_get("/api/{version}", resource_list)
+    app.router.add_get("/apis/{group}/{version}", resource_list)
+    app.router.add_route("*", "/api/{version}/{tail:.+}", resource)
+    app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", resource)

@@ -1,0 +1,46 @@
+"""Parsing Kubernetes REST paths into (resource, namespace, name, subresource)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netplane.api import resources
+from netplane.api.resources import Resource
+from netplane.cluster.apiserver import status
+
+
+@dataclass(frozen=True)
+class Target:
+    resource: Resource
+    namespace: str | None
+    name: str | None
+    subresource: str = ""
+
+
+_BY_GV_PLURAL = {(r.api_version, r.plural): r for r in resources.ALL}
+
+
+def parse(path: str) -> Target:
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"] and len(parts) >= 2:
+        gv, rest = parts[1], parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        gv, rest = f"{parts[1]}/{parts[2]}", parts[3:]
+    else:
+        raise status.not_found("path", path)
+    if not rest:
+        raise status.not_found("path", path)
+    namespace: str | None = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    res = _BY_GV_PLURAL.get((gv, rest[0]))
+    if res is None:
+        raise status.ApiError(404, "NotFound", f"the server could not find the requested "
+                              f"resource {rest[0]!r} in {gv}")
+    if namespace is not None and not res.namespaced:
+        raise status.not_found("path", path)
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else ""
+    if len(rest) > 3 or sub not in ("", "status", "binding"):
+        raise status.not_found("path", path)
+    return Target(res, namespace, name, sub)

@@ -1,0 +1,322 @@
+"""Object operations over the store: create, get, list, update, patch,
+delete and watch, with defaulting, validation, admission (allocators) and the
+status-subresource and graceful-deletion rules of Kubernetes."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import string
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from netplane.api import defaults, meta, resources, validation
+from netplane.api.meta import Obj
+from netplane.api.resources import Resource
+from netplane.api.selectors import EVERYTHING, NO_FIELDS, FieldSelector, Selector
+from netplane.cluster.apiserver import admission, status
+from netplane.cluster.apiserver.patch import (
+    JSON_PATCH,
+    STRATEGIC,
+    JSONPatchError,
+    json_patch,
+    merge_patch,
+)
+from netplane.cluster.store import base as store_base
+from netplane.cluster.store.base import EventType, KeyValue, Store
+
+# Kinds whose status is written through the /status subresource only.
+STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace"}
+PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public"}
+
+
+@dataclass(frozen=True)
+class Query:
+    namespace: str | None = None
+    labels: Selector = EVERYTHING
+    fields: FieldSelector = NO_FIELDS
+
+    def matches(self, obj: Obj) -> bool:
+        return self.labels.matches(meta.labels(obj)) and self.fields.matches(obj)
+
+
+def key_for(res: Resource, namespace: str | None, name: str = "") -> str:
+    group = res.group or "core"
+    if res.namespaced:
+        return f"/registry/{group}/{res.plural}/{namespace or ''}/{name}"
+    return f"/registry/{group}/{res.plural}/{name}"
+
+
+def prefix_for(res: Resource, namespace: str | None) -> str:
+    group = res.group or "core"
+    if res.namespaced and namespace:
+        return f"/registry/{group}/{res.plural}/{namespace}/"
+    return f"/registry/{group}/{res.plural}/"
+
+
+def _out(kv: KeyValue) -> Obj:
+    obj = copy.deepcopy(kv.value)
+    meta.meta(obj)["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def _stored(obj: Obj) -> Obj:
+    obj = copy.deepcopy(obj)
+    meta.meta(obj).pop("resourceVersion", None)
+    return obj
+
+
+class Registry:
+    def __init__(self, store: Store, allocators: admission.Allocators) -> None:
+        self.store = store
+        self.admission = admission.Admission(allocators)
+        self.admission.recover(self._all(resources.SERVICE), self._all(resources.NODE))
+
+    def _all(self, res: Resource) -> list[Obj]:
+        return [_out(kv) for kv in self.store.list(prefix_for(res, None))[0]]
+
+    # -- reads --
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
+        kv = self.store.get(key_for(res, namespace, name))
+        if kv is None:
+            raise status.not_found(res.plural, name)
+        return _out(kv)
+
+    def list(self, res: Resource, query: Query) -> tuple[list[Obj], int]:
+        kvs, rev = self.store.list(prefix_for(res, query.namespace))
+        items = [o for o in (_out(kv) for kv in kvs) if query.matches(o)]
+        return items, rev
+
+    # -- writes --
+
+    def create(self, res: Resource, namespace: str | None, body: Obj) -> Obj:
+        obj = self._prepare_new(res, namespace, body)
+        self._require_namespace(res, obj)
+        defaults.apply(obj)
+        self._validate(res, obj)
+        undo = self.admission.on_create(res, obj)
+        try:
+            kv = self.store.create(key_for(res, meta.namespace(obj), meta.name(obj)), _stored(obj))
+        except store_base.AlreadyExists:
+            undo()
+            raise status.already_exists(res.plural, meta.name(obj)) from None
+        except BaseException:
+            undo()
+            raise
+        return _out(kv)
+
+    def update(self, res: Resource, namespace: str | None, name: str, body: Obj, *,
+               subresource: str = "") -> Obj:
+        old = self.get(res, namespace, name)
+        self._check_identity(res, namespace, name, body)
+        new = self._merge_update(res, old, body, subresource)
+        return self._write(res, old, new, expected=meta.resource_version(body) or None)
+
+    def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,
+              content_type: str, *, subresource: str = "") -> Obj:
+        old = self.get(res, namespace, name)
+        try:
+            if content_type == JSON_PATCH:
+                patched = json_patch(old, patch)
+            else:
+                patched = merge_patch(old, patch, strategic=content_type == STRATEGIC)
+        except JSONPatchError as e:
+            raise status.ApiError(422, "Invalid", str(e)) from None
+        if not isinstance(patched, dict):
+            raise status.bad_request("the patch must produce an object")
+        self._check_identity(res, namespace, name, patched)
+        new = self._merge_update(res, old, patched, subresource)
+        wanted = (patch.get("metadata") or {}).get("resourceVersion") \
+            if isinstance(patch, dict) else None
+        return self._write(res, old, new, expected=int(wanted) if wanted else None)
+
+    def bind(self, namespace: str, name: str, binding: Obj) -> Obj:
+        """The pods/binding subresource: the only way to set spec.nodeName."""
+        node = (binding.get("target") or {}).get("name")
+        if not node:
+            raise status.invalid("Binding", name, [validation.FieldError(
+                "target.name", "Required value", "FieldValueRequired")])
+        pod = self.get(resources.POD, namespace, name)
+        if pod["spec"].get("nodeName"):
+            raise status.ApiError(409, "Conflict", f'pod {name} is already assigned to node '
+                                  f'"{pod["spec"]["nodeName"]}"')
+        pod["spec"]["nodeName"] = node
+        meta.set_condition(pod, "PodScheduled", True)
+        return self._write(resources.POD, None, pod, expected=meta.resource_version(pod))
+
+    def delete(self, res: Resource, namespace: str | None, name: str, *,
+               grace_period: int | None = None) -> Obj:
+        obj = self.get(res, namespace, name)
+        if res.kind == "Namespace":
+            return self._delete_namespace(obj)
+        if meta.meta(obj).get("finalizers") or self._graceful(res, obj, grace_period):
+            return self._mark_deleting(res, obj, grace_period)
+        return self._remove(res, obj)
+
+    # -- watch --
+
+    async def watch(self, res: Resource, query: Query,
+                    resource_version: str | None) -> AsyncGenerator[tuple[str, Obj], None]:
+        if not resource_version or resource_version == "0":
+            items, rev = self.list(res, query)
+            for item in items:
+                yield "ADDED", item
+        else:
+            rev = int(resource_version)
+        try:
+            events = self.store.watch(prefix_for(res, query.namespace), rev)
+            async for ev in events:
+                out = self._filter(ev, query)
+                if out is not None:
+                    yield out
+        except store_base.Compacted as e:
+            raise status.gone(f"too old resource version: {resource_version} ({e})") from None
+
+    @staticmethod
+    def _filter(ev: store_base.Event, query: Query) -> tuple[str, Obj] | None:
+        obj = _out(ev.kv)
+        was = ev.prev is not None and query.matches(ev.prev)
+        now = ev.type != EventType.DELETED and query.matches(obj)
+        if ev.type == EventType.DELETED:
+            return ("DELETED", obj) if was else None
+        if ev.type == EventType.ADDED:
+            return ("ADDED", obj) if now else None
+        if was and now:
+            return "MODIFIED", obj
+        if now:
+            return "ADDED", obj
+        return ("DELETED", obj) if was else None
+
+    # -- internals --
+
+    def _prepare_new(self, res: Resource, namespace: str | None, body: Obj) -> Obj:
+        if body.get("kind") not in (None, res.kind):
+            raise status.bad_request(f"the kind {body.get('kind')!r} does not match the "
+                                     f"resource {res.plural!r} of this path")
+        obj = copy.deepcopy(body)
+        obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+        md = meta.meta(obj)
+        if res.namespaced:
+            if md.get("namespace") and namespace and md["namespace"] != namespace:
+                raise status.bad_request(
+                    f"the namespace of the object ({md['namespace']}) does not match the "
+                    f"namespace on the request ({namespace})")
+            md["namespace"] = namespace or md.get("namespace") or "default"
+        else:
+            md.pop("namespace", None)
+        if not md.get("name") and md.get("generateName"):
+            suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits)
+                             for _ in range(5))
+            md["name"] = f"{md['generateName']}{suffix}"
+        for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            md.pop(k, None)
+        md["uid"] = meta.new_uid()
+        md["creationTimestamp"] = meta.now()
+        if "spec" in obj and res.kind in ("Deployment", "ReplicaSet"):
+            md["generation"] = 1
+        return obj
+
+    def _require_namespace(self, res: Resource, obj: Obj) -> None:
+        if not res.namespaced:
+            return
+        ns = self.store.get(key_for(resources.NAMESPACE, None, meta.namespace(obj)))
+        if ns is None:
+            raise status.not_found("namespaces", meta.namespace(obj))
+        if ns.value.get("metadata", {}).get("deletionTimestamp"):
+            raise status.ApiError(403, "Forbidden", f'unable to create new content in namespace '
+                                  f'{meta.namespace(obj)} because it is being terminated')
+
+    @staticmethod
+    def _validate(res: Resource, obj: Obj) -> None:
+        errs = validation.validate(obj, res)
+        if errs:
+            raise status.invalid(res.kind, meta.name(obj), errs)
+
+    @staticmethod
+    def _check_identity(res: Resource, namespace: str | None, name: str, body: Obj) -> None:
+        md = body.get("metadata") or {}
+        if md.get("name") not in (None, name):
+            raise status.bad_request(f"the name of the object ({md.get('name')}) does not "
+                                     f"match the name on the URL ({name})")
+        if res.namespaced and md.get("namespace") not in (None, namespace):
+            raise status.bad_request(f"the namespace of the object ({md.get('namespace')}) "
+                                     f"does not match the namespace on the URL ({namespace})")
+
+    def _merge_update(self, res: Resource, old: Obj, body: Obj, subresource: str) -> Obj:
+        new = copy.deepcopy(body)
+        new["kind"], new["apiVersion"] = res.kind, res.api_version
+        md = meta.meta(new)
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                  "namespace", "name", "generation"):
+            if k in old["metadata"]:
+                md[k] = old["metadata"][k]
+            else:
+                md.pop(k, None)
+        if subresource == "status":
+            out = copy.deepcopy(old)
+            out["status"] = new.get("status", {})
+            return out
+        if res.kind in STATUS_KINDS and "status" in old:
+            new["status"] = copy.deepcopy(old["status"])
+        defaults.apply(new)
+        if "generation" in old["metadata"] and new.get("spec") != old.get("spec"):
+            md["generation"] = int(old["metadata"]["generation"]) + 1
+        self.admission.on_update(res, old, new)
+        self._validate(res, new)
+        return new
+
+    def _write(self, res: Resource, old: Obj | None, new: Obj, *, expected: int | None) -> Obj:
+        key = key_for(res, meta.namespace(new), meta.name(new))
+        if meta.is_deleting(new) and not meta.meta(new).get("finalizers") \
+                and res.kind != "Pod":
+            return self._remove(res, new)
+        try:
+            kv = self.store.update(key, _stored(new), expected_revision=expected)
+        except store_base.Conflict:
+            raise status.conflict(res.plural, meta.name(new)) from None
+        except store_base.NotFound:
+            raise status.not_found(res.plural, meta.name(new)) from None
+        return _out(kv)
+
+    @staticmethod
+    def _graceful(res: Resource, obj: Obj, grace_period: int | None) -> bool:
+        """Pods on a node are stopped by its agent before they disappear."""
+        if res.kind != "Pod" or grace_period == 0:
+            return False
+        if not obj["spec"].get("nodeName"):
+            return False
+        return obj.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+
+    def _mark_deleting(self, res: Resource, obj: Obj, grace_period: int | None) -> Obj:
+        md = meta.meta(obj)
+        if md.get("deletionTimestamp"):
+            return obj
+        md["deletionTimestamp"] = meta.now()
+        if res.kind == "Pod":
+            grace = obj["spec"].get("terminationGracePeriodSeconds", 30)
+            md["deletionGracePeriodSeconds"] = grace if grace_period is None else grace_period
+        kv = self.store.update(key_for(res, meta.namespace(obj), meta.name(obj)), _stored(obj),
+                               expected_revision=None)
+        return _out(kv)
+
+    def _remove(self, res: Resource, obj: Obj) -> Obj:
+        try:
+            kv = self.store.delete(key_for(res, meta.namespace(obj), meta.name(obj)))
+        except store_base.NotFound:
+            raise status.not_found(res.plural, meta.name(obj)) from None
+        self.admission.on_delete(res, kv.value)
+        return _out(kv)
+
+    def _delete_namespace(self, ns: Obj) -> Obj:
+        name = meta.name(ns)
+        if name in PROTECTED_NAMESPACES:
+            raise status.ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this '
+                                  "namespace may not be deleted")
+        for res in resources.ALL:
+            if not res.namespaced:
+                continue
+            for item in self.list(res, Query(namespace=name))[0]:
+                self.delete(res, name, meta.name(item), grace_period=0)
+        return self._remove(resources.NAMESPACE, ns)

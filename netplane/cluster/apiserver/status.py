@@ -1,0 +1,58 @@
+"""Errors as Kubernetes ``Status`` objects with the matching HTTP code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netplane.api.validation import FieldError
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str, *,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.message, "reason": self.reason, "code": self.code,
+        }
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def not_found(resource: str, name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'{resource} "{name}" not found',
+                    details={"name": name, "kind": resource})
+
+
+def already_exists(resource: str, name: str) -> ApiError:
+    return ApiError(409, "AlreadyExists", f'{resource} "{name}" already exists',
+                    details={"name": name, "kind": resource})
+
+
+def conflict(resource: str, name: str) -> ApiError:
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource} "{name}": '
+                    "the object has been modified; please apply your changes to the latest "
+                    "version and try again", details={"name": name, "kind": resource})
+
+
+def invalid(kind: str, name: str, errors: list[FieldError]) -> ApiError:
+    detail = ", ".join(str(e) for e in errors)
+    causes = [{"reason": e.reason, "message": e.message, "field": e.path} for e in errors]
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {detail}',
+                    details={"name": name, "kind": kind, "causes": causes})
+
+
+def gone(message: str) -> ApiError:
+    return ApiError(410, "Expired", message)
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "Unauthorized", "Unauthorized")

@@ -1,0 +1,170 @@
+"""Server-side printing: ``meta.k8s.io/v1`` Table responses, which kubectl
+asks for, with the columns ``kubectl get`` shows for each kind."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+from netplane.api import meta
+from netplane.api.meta import Obj
+
+Column = tuple[str, str, Callable[[Obj], Any], int]  # name, type, cell, priority
+
+
+def age(obj: Obj) -> str:
+    ts = obj.get("metadata", {}).get("creationTimestamp")
+    if not ts:
+        return "<unknown>"
+    seconds = int((datetime.datetime.now(datetime.UTC) - meta.parse_time(ts)).total_seconds())
+    return human_duration(max(seconds, 0))
+
+
+def human_duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600:
+        m, s = divmod(seconds, 60)
+        return f"{m}m{s}s" if m < 10 and s else f"{m}m"
+    if seconds < 86400:
+        h, m = divmod(seconds // 60, 60)
+        return f"{h}h{m}m" if h < 8 and m else f"{h}h"
+    return f"{seconds // 86400}d"
+
+
+def _pod_ready(pod: Obj) -> str:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    total = len(pod.get("spec", {}).get("containers") or [])
+    return f"{sum(1 for s in statuses if s.get('ready'))}/{total}"
+
+
+def pod_status(pod: Obj) -> str:
+    if meta.is_deleting(pod):
+        return "Terminating"
+    for s in pod.get("status", {}).get("containerStatuses") or []:
+        waiting = (s.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            return str(waiting["reason"])
+        terminated = (s.get("state") or {}).get("terminated")
+        if terminated and terminated.get("reason") and not s.get("ready"):
+            return str(terminated["reason"])
+    return str(pod.get("status", {}).get("phase", "Pending"))
+
+
+def _restarts(pod: Obj) -> int:
+    return sum(int(s.get("restartCount", 0))
+               for s in pod.get("status", {}).get("containerStatuses") or [])
+
+
+def _ports(svc: Obj) -> str:
+    out = []
+    for p in svc.get("spec", {}).get("ports") or []:
+        node = f":{p['nodePort']}" if p.get("nodePort") else ""
+        out.append(f"{p.get('port')}{node}/{p.get('protocol', 'TCP')}")
+    return ",".join(out) or "<none>"
+
+
+def _selector(svc: Obj) -> str:
+    sel = svc.get("spec", {}).get("selector") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>"
+
+
+def _endpoints(ep: Obj) -> str:
+    out = []
+    for subset in ep.get("subsets") or []:
+        for a in subset.get("addresses") or []:
+            for p in subset.get("ports") or [{}]:
+                out.append(f"{a.get('ip')}:{p.get('port')}" if p.get("port") else a.get("ip"))
+    if not out:
+        return "<none>"
+    more = f" + {len(out) - 3} more..." if len(out) > 3 else ""
+    return ",".join(out[:3]) + more
+
+
+def _node_status(node: Obj) -> str:
+    ready = meta.condition(node, "Ready")
+    text = "Ready" if ready and ready.get("status") == "True" else "NotReady"
+    if node.get("spec", {}).get("unschedulable"):
+        text += ",SchedulingDisabled"
+    return text
+
+
+def _node_ip(node: Obj, kind: str) -> str:
+    for a in node.get("status", {}).get("addresses") or []:
+        if a.get("type") == kind:
+            return str(a.get("address"))
+    return "<none>"
+
+
+def _roles(node: Obj) -> str:
+    roles = [k.split("/", 1)[1] for k in meta.labels(node)
+             if k.startswith("node-role.kubernetes.io/")]
+    return ",".join(sorted(roles)) or "<none>"
+
+
+def _workload_ready(obj: Obj) -> str:
+    st = obj.get("status", {})
+    return f"{st.get('readyReplicas', 0)}/{obj.get('spec', {}).get('replicas', 0)}"
+
+
+def _nominal(key: str) -> Callable[[Obj], Any]:
+    def cell(obj: Obj) -> Any:
+        section, field = key.split(".", 1)
+        value = obj.get(section, {}).get(field)
+        return "<none>" if value in (None, "") else value
+    return cell
+
+
+NAME: Column = ("Name", "string", meta.name, 0)
+AGE: Column = ("Age", "string", age, 0)
+
+COLUMNS: dict[str, list[Column]] = {
+    "Pod": [NAME, ("Ready", "string", _pod_ready, 0), ("Status", "string", pod_status, 0),
+            ("Restarts", "integer", _restarts, 0), AGE,
+            ("IP", "string", _nominal("status.podIP"), 1),
+            ("Node", "string", _nominal("spec.nodeName"), 1)],
+    "Service": [NAME, ("Type", "string", _nominal("spec.type"), 0),
+                ("Cluster-IP", "string", _nominal("spec.clusterIP"), 0),
+                ("External-IP", "string", lambda s: ",".join(
+                    s.get("spec", {}).get("externalIPs") or []) or "<none>", 0),
+                ("Port(s)", "string", _ports, 0), AGE,
+                ("Selector", "string", _selector, 1)],
+    "Endpoints": [NAME, ("Endpoints", "string", _endpoints, 0), AGE],
+    "Node": [NAME, ("Status", "string", _node_status, 0), ("Roles", "string", _roles, 0), AGE,
+             ("Version", "string", lambda n: n.get("status", {}).get("nodeInfo", {}).get(
+                 "kubeletVersion", ""), 0),
+             ("Internal-IP", "string", lambda n: _node_ip(n, "InternalIP"), 1),
+             ("Pod-CIDR", "string", _nominal("spec.podCIDR"), 1)],
+    "Deployment": [NAME, ("Ready", "string", _workload_ready, 0),
+                   ("Up-to-date", "integer",
+                    lambda d: d.get("status", {}).get("updatedReplicas", 0), 0),
+                   ("Available", "integer",
+                    lambda d: d.get("status", {}).get("availableReplicas", 0), 0), AGE],
+    "ReplicaSet": [NAME, ("Desired", "integer", lambda r: r.get("spec", {}).get("replicas", 0), 0),
+                   ("Current", "integer", lambda r: r.get("status", {}).get("replicas", 0), 0),
+                   ("Ready", "integer", lambda r: r.get("status", {}).get("readyReplicas", 0), 0),
+                   AGE],
+    "Namespace": [NAME, ("Status", "string",
+                         lambda n: n.get("status", {}).get("phase", "Active"), 0), AGE],
+}
+
+
+def columns(kind: str) -> list[Column]:
+    return COLUMNS.get(kind, [NAME, AGE])
+
+
+def table(kind: str, items: list[Obj], resource_version: str) -> Obj:
+    cols = columns(kind)
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": [
+            {"name": n, "type": t, "format": "name" if n == "Name" else "", "description": "",
+             "priority": p} for n, t, _, p in cols],
+        "rows": [{"cells": [cell(obj) for _, _, cell, _ in cols],
+                  "object": {"kind": "PartialObjectMetadata",
+                             "apiVersion": "meta.k8s.io/v1",
+                             "metadata": obj.get("metadata", {})}} for obj in items],
+    }

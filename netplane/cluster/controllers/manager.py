@@ -1,0 +1,32 @@
+"""Runs every controller over one set of shared informers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from netplane.cluster.client import Client
+from netplane.cluster.controllers.deployment import DeploymentController
+from netplane.cluster.controllers.endpoints import EndpointsController
+from netplane.cluster.controllers.gc import GarbageCollector
+from netplane.cluster.controllers.replicaset import ReplicaSetController
+from netplane.cluster.controllers.shared import Informers
+
+
+class Controller(Protocol):
+    async def run(self) -> None: ...
+
+
+async def run(client: Client) -> None:
+    informers = Informers.for_client(client)
+    controllers: list[Controller] = [DeploymentController(client, informers),
+                   ReplicaSetController(client, informers),
+                   EndpointsController(client, informers),
+                   GarbageCollector(client, informers)]
+    tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
+    try:
+        await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))
+        await asyncio.gather(*(c.run() for c in controllers))
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -1,0 +1,119 @@
+"""ReplicaSet controller: keeps ``spec.replicas`` live pods matching the
+template, and reports how many are ready."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from netplane.api import meta, resources, selectors
+from netplane.api.meta import Obj
+from netplane.cluster.client import ApiError, Client, NotFound
+from netplane.cluster.controllers.queue import WorkQueue, drain
+from netplane.cluster.controllers.shared import Informers, owned_by, split_key
+
+log = logging.getLogger(__name__)
+
+
+def active(pod: Obj) -> bool:
+    return not meta.is_deleting(pod) and \
+        pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def pod_from_template(rs: Obj) -> Obj:
+    template = copy.deepcopy(rs["spec"]["template"])
+    md = template.get("metadata") or {}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": f"{meta.name(rs)}-", "namespace": meta.namespace(rs),
+                     "labels": md.get("labels") or {},
+                     "annotations": md.get("annotations") or {},
+                     "ownerReferences": [meta.owner_ref(rs)]},
+        "spec": template.get("spec") or {},
+    }
+
+
+def _delete_order(pod: Obj) -> tuple[int, int, str]:
+    """Pods to remove first: unscheduled, then not ready, then the newest."""
+    scheduled = 1 if pod.get("spec", {}).get("nodeName") else 0
+    ready = 1 if meta.pod_ready(pod) else 0
+    created = pod.get("metadata", {}).get("creationTimestamp", "")
+    return scheduled, ready, "".join(chr(0x10FFFF - ord(c)) for c in created)
+
+
+class ReplicaSetController:
+    def __init__(self, client: Client, informers: Informers) -> None:
+        self.client, self.inf = client, informers
+        self.queue = WorkQueue()
+        # Expectations: pods created or deleted whose events the cache has not
+        # shown yet, so a reconcile in between does not act twice.
+        self.created: dict[str, Obj] = {}
+        self.deleted: set[str] = set()
+        informers.replicasets.add_handler(self._on_rs)
+        informers.pods.add_handler(self._on_pod)
+
+    def _on_rs(self, prev: Obj | None, cur: Obj | None) -> None:
+        obj = cur or prev
+        if obj is not None:
+            self.queue.add(meta.namespaced_name(obj))
+
+    def _on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
+        for obj in (prev, cur):
+            ref = meta.controller_of(obj) if obj else None
+            if obj and ref and ref.get("kind") == "ReplicaSet":
+                self.queue.add(f"{meta.namespace(obj)}/{ref['name']}")
+
+    def pods_of(self, rs: Obj) -> list[Obj]:
+        return [p for p in self.inf.pods.items()
+                if meta.namespace(p) == meta.namespace(rs) and owned_by(p, rs)]
+
+    async def reconcile(self, key: str) -> None:
+        ns, name = split_key(key)
+        rs = self.inf.replicasets.get(name, ns)
+        if rs is None or meta.is_deleting(rs):
+            return
+        pods = self._live_pods(rs)
+        want = int(rs["spec"].get("replicas", 1))
+        if len(pods) < want:
+            for _ in range(want - len(pods)):
+                pod = await self.client.create(resources.POD, pod_from_template(rs))
+                self.created[meta.uid(pod)] = pod
+        elif len(pods) > want:
+            for pod in sorted(pods, key=_delete_order)[:len(pods) - want]:
+                self.deleted.add(meta.uid(pod))
+                try:
+                    await self.client.delete(resources.POD, meta.name(pod), ns)
+                except NotFound:
+                    pass
+        await self._status(rs, [p for p in self.pods_of(rs) if active(p)])
+
+    def _live_pods(self, rs: Obj) -> list[Obj]:
+        cached = self.pods_of(rs)
+        seen = {meta.uid(p) for p in cached}
+        for uid in list(self.created):
+            if uid in seen:
+                del self.created[uid]
+        still_active = {meta.uid(p) for p in cached if active(p)}
+        self.deleted = {u for u in self.deleted if u not in seen or u in still_active}
+        pods = [p for p in cached if active(p) and meta.uid(p) not in self.deleted]
+        return pods + [p for p in self.created.values() if owned_by(p, rs)]
+
+    async def _status(self, rs: Obj, pods: list[Obj]) -> None:
+        sel = selectors.from_label_selector(rs["spec"].get("selector"))
+        matching = [p for p in pods if sel.matches(meta.labels(p))]
+        ready = sum(1 for p in matching if meta.pod_ready(p))
+        st = {"replicas": len(matching), "readyReplicas": ready, "availableReplicas": ready,
+              "fullyLabeledReplicas": len(matching),
+              "observedGeneration": rs["metadata"].get("generation", 1)}
+        if all(rs.get("status", {}).get(k) == v for k, v in st.items()):
+            return
+        rs = copy.deepcopy(rs)
+        rs["status"] = {**rs.get("status", {}), **st}
+        try:
+            await self.client.update_status(resources.REPLICASET, rs)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+
+    async def run(self) -> None:
+        await drain("replicaset", self.queue, self.reconcile)

@@ -1,0 +1,88 @@
+"""The scheduling loop: watches pods and nodes, binds each pending pod."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from netplane.api import meta, resources
+from netplane.api.meta import Obj
+from netplane.cluster.client import ApiError, Client, Informer
+from netplane.cluster.scheduler import plugins
+from netplane.cluster.scheduler.framework import NodeInfo, schedule
+
+log = logging.getLogger(__name__)
+RETRY_SECONDS = 2.0
+
+
+def _pending(pod: Obj) -> bool:
+    return not pod.get("spec", {}).get("nodeName") and not meta.is_deleting(pod) \
+        and pod.get("status", {}).get("phase", "Pending") == "Pending"
+
+
+class Scheduler:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.pods = Informer(client, resources.POD)
+        self.nodes = Informer(client, resources.NODE)
+        self.wake = asyncio.Event()
+        # Binds done but not yet seen in the cache, so counts stay right.
+        self.assumed: dict[str, str] = {}
+
+    def _poke(self, prev: Obj | None, cur: Obj | None) -> None:
+        self.wake.set()
+
+    def node_infos(self) -> list[NodeInfo]:
+        counts: dict[str, int] = {}
+        for pod in self.pods.items():
+            node = pod.get("spec", {}).get("nodeName") or self.assumed.get(meta.uid(pod))
+            if node:
+                counts[node] = counts.get(node, 0) + 1
+        return [NodeInfo(n, counts.get(meta.name(n), 0)) for n in self.nodes.items()]
+
+    async def schedule_one(self, pod: Obj) -> None:
+        decision = schedule(pod, self.node_infos(), plugins.DEFAULT_FILTERS,
+                            plugins.DEFAULT_SCORERS)
+        if decision.node is None:
+            await self._unschedulable(pod, decision.message)
+            return
+        try:
+            await self.client.bind(pod, decision.node)
+            self.assumed[meta.uid(pod)] = decision.node
+            log.info("bound %s to %s", meta.namespaced_name(pod), decision.node)
+        except ApiError as e:
+            log.debug("binding %s failed: %s", meta.namespaced_name(pod), e)
+
+    async def _unschedulable(self, pod: Obj, message: str) -> None:
+        cond = meta.condition(pod, "PodScheduled")
+        if cond and cond.get("message") == message:
+            return
+        meta.set_condition(pod, "PodScheduled", False, "Unschedulable", message)
+        try:
+            await self.client.update_status(resources.POD, pod)
+        except ApiError:
+            pass
+
+    async def run(self) -> None:
+        for inf in (self.pods, self.nodes):
+            inf.add_handler(self._poke)
+        tasks = [asyncio.create_task(inf.run()) for inf in (self.pods, self.nodes)]
+        try:
+            await self.pods.synced.wait()
+            await self.nodes.synced.wait()
+            while True:
+                self.wake.clear()
+                bound = {meta.uid(p) for p in self.pods.items()
+                         if p.get("spec", {}).get("nodeName")}
+                self.assumed = {u: n for u, n in self.assumed.items() if u not in bound}
+                for pod in sorted(self.pods.items(),
+                                  key=lambda p: p["metadata"].get("creationTimestamp", "")):
+                    if _pending(pod) and meta.uid(pod) not in self.assumed:
+                        await self.schedule_one(pod)
+                try:
+                    await asyncio.wait_for(self.wake.wait(), RETRY_SECONDS)
+                except TimeoutError:
+                    pass
+        finally:
+            for t in tasks:
+                t.cancel()

@@ -1,0 +1,115 @@
+"""``netplane server``: the API server with its store, and the scheduler and
+controllers, which reach it through its Unix socket like any other client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from netplane.cluster.apiserver import bootstrap, handlers, pki
+from netplane.cluster.apiserver.admission import Allocators
+from netplane.cluster.apiserver.allocators import ClusterIPAllocator, PodCIDRAllocator
+from netplane.cluster.apiserver.registry import Registry
+from netplane.cluster.client import Client, Connection
+from netplane.cluster.controllers import manager
+from netplane.cluster.scheduler.loop import Scheduler
+from netplane.cluster.store.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    socket: Path
+    bind_address: str = "0.0.0.0"
+    port: int = 6443
+    advertise_address: str = "127.0.0.1"
+    listen_fds: list[int] = field(default_factory=list)
+    service_cidr: str = "10.96.0.0/12"
+    cluster_cidr: str = "10.244.0.0/16"
+    controllers: bool = True
+
+
+def service_ip(cidr: str, offset: int) -> str:
+    return str(ipaddress.ip_network(cidr).network_address + offset)
+
+
+def build_app(registry: Registry, tokens: frozenset[str]) -> web.Application:
+    app = web.Application(middlewares=[handlers.errors, handlers.authenticate],
+                          client_max_size=8 * 1024 * 1024)
+    app[handlers.REGISTRY] = registry
+    app[handlers.TOKENS] = tokens
+    handlers.routes(app)
+    return app
+
+
+def open_registry(cfg: ServerConfig) -> Registry:
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = SQLiteStore(cfg.data_dir / "store.db")
+    api_ip, dns_ip = service_ip(cfg.service_cidr, 1), service_ip(cfg.service_cidr, 10)
+    allocators = Allocators(ClusterIPAllocator(cfg.service_cidr, reserved=(api_ip, dns_ip)),
+                            PodCIDRAllocator(cfg.cluster_cidr))
+    registry = Registry(store, allocators)
+    bootstrap.ensure(registry, advertise_address=cfg.advertise_address, port=cfg.port,
+                     api_ip=api_ip, dns_ip=dns_ip)
+    return registry
+
+
+async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
+    registry = open_registry(cfg)
+    creds = pki.ensure(cfg.data_dir, addresses=[cfg.advertise_address,
+                                                service_ip(cfg.service_cidr, 1)])
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(creds.server_cert, creds.server_key)
+    runner = web.AppRunner(build_app(registry, frozenset({creds.admin_token, creds.join_token})),
+                           access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    cfg.socket.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        cfg.socket.unlink()
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(cfg.socket))
+    os.chmod(cfg.socket, 0o600)
+    sites: list[web.BaseSite] = [web.SockSite(runner, unix)]
+    sites.append(web.TCPSite(runner, cfg.bind_address, cfg.port, ssl_context=tls))
+    for fd in cfg.listen_fds:
+        sites.append(web.SockSite(runner, socket.socket(fileno=fd), ssl_context=tls))
+    for site in sites:
+        await site.start()
+    log.info("API server listening on %s and %s:%d", cfg.socket, cfg.bind_address, cfg.port)
+    tasks: list[asyncio.Task[None]] = []
+    client = Client(Connection(socket=str(cfg.socket)))
+    if cfg.controllers:
+        tasks.append(asyncio.create_task(Scheduler(client).run()))
+        tasks.append(asyncio.create_task(manager.run(client)))
+    try:
+        await stop.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+        await runner.cleanup()
+        registry.store.close()
+
+
+def run(cfg: ServerConfig) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(cfg, stop)
+
+    asyncio.run(main())

@@ -1,0 +1,223 @@
+"""The embedded store: SQLite in WAL mode with durable commits.
+
+Every write is one transaction that bumps the global revision and appends an
+event row; watches replay event rows after their start revision and then
+follow live events. Writes and the hand-over from replay to live happen on
+the event loop's thread without an ``await`` between them, so no event falls
+between a list and the watch started from its revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from netplane.cluster.store.base import (
+    AlreadyExists,
+    Compacted,
+    Conflict,
+    Event,
+    EventType,
+    KeyValue,
+    NotFound,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    create_rev INTEGER NOT NULL,
+    mod_rev INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    rev INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    prev TEXT,
+    create_rev INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+# How many past events a watch can start from; older starts get Compacted.
+HISTORY = 20000
+
+
+class _Watcher:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+
+class SQLiteStore:
+    def __init__(self, path: Path | str, *, history: int = HISTORY) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._history = history
+        self._watchers: set[_Watcher] = set()
+        self._pending: Event | None = None
+        row = self._db.execute("SELECT value FROM meta WHERE name='revision'").fetchone()
+        self._rev = int(row[0]) if row else 0
+        row = self._db.execute("SELECT value FROM meta WHERE name='compacted'").fetchone()
+        self._compacted = int(row[0]) if row else 0
+
+    @property
+    def revision(self) -> int:
+        return self._rev
+
+    def get(self, key: str) -> KeyValue | None:
+        row = self._db.execute(
+            "SELECT key, value, create_rev, mod_rev FROM kv WHERE key=?", (key,)).fetchone()
+        return _kv(row) if row else None
+
+    def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        rows = self._db.execute(
+            "SELECT key, value, create_rev, mod_rev FROM kv WHERE key >= ? AND key < ? "
+            "ORDER BY key", (prefix, prefix + "\uffff")).fetchall()
+        return [_kv(r) for r in rows], self._rev
+
+    def create(self, key: str, value: dict[str, Any]) -> KeyValue:
+        with self._txn():
+            if self._exists(key):
+                raise AlreadyExists(key)
+            rev = self._bump()
+            text = json.dumps(value)
+            self._db.execute("INSERT INTO kv VALUES (?,?,?,?)", (key, text, rev, rev))
+            kv = KeyValue(key, value, rev, rev)
+            self._record(Event(EventType.ADDED, kv, None))
+        self._notify()
+        return kv
+
+    def update(self, key: str, value: dict[str, Any], *,
+               expected_revision: int | None) -> KeyValue:
+        with self._txn():
+            cur = self.get(key)
+            if cur is None:
+                raise NotFound(key)
+            if expected_revision is not None and expected_revision != cur.mod_revision:
+                raise Conflict(key)
+            rev = self._bump()
+            self._db.execute("UPDATE kv SET value=?, mod_rev=? WHERE key=?",
+                             (json.dumps(value), rev, key))
+            kv = KeyValue(key, value, cur.create_revision, rev)
+            self._record(Event(EventType.MODIFIED, kv, cur.value))
+        self._notify()
+        return kv
+
+    def delete(self, key: str, *, expected_revision: int | None = None) -> KeyValue:
+        with self._txn():
+            cur = self.get(key)
+            if cur is None:
+                raise NotFound(key)
+            if expected_revision is not None and expected_revision != cur.mod_revision:
+                raise Conflict(key)
+            rev = self._bump()
+            self._db.execute("DELETE FROM kv WHERE key=?", (key,))
+            kv = KeyValue(key, cur.value, cur.create_revision, rev)
+            self._record(Event(EventType.DELETED, kv, cur.value))
+        self._notify()
+        return kv
+
+    async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
+        """Events on keys under ``prefix`` with revision > ``from_revision``."""
+        if from_revision < self._compacted:
+            raise Compacted(f"revision {from_revision} is older than the oldest kept "
+                            f"({self._compacted})")
+        watcher = _Watcher(prefix)
+        for past in self._history_since(prefix, from_revision):
+            watcher.queue.put_nowait(past)
+        self._watchers.add(watcher)
+        try:
+            while True:
+                ev = await watcher.queue.get()
+                if ev is None:
+                    return
+                yield ev
+        finally:
+            self._watchers.discard(watcher)
+
+    def close(self) -> None:
+        for w in self._watchers:
+            w.queue.put_nowait(None)
+        self._db.close()
+
+    # -- internals --
+
+    def _txn(self) -> _Transaction:
+        return _Transaction(self)
+
+    def _rolled_back(self) -> None:
+        self._pending = None
+        row = self._db.execute("SELECT value FROM meta WHERE name='revision'").fetchone()
+        self._rev = int(row[0]) if row else 0
+
+    def _exists(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM kv WHERE key=?", (key,)).fetchone() is not None
+
+    def _bump(self) -> int:
+        self._rev += 1
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (self._rev,))
+        return self._rev
+
+    def _record(self, ev: Event) -> None:
+        prev = json.dumps(ev.prev) if ev.prev is not None else None
+        self._db.execute("INSERT INTO events VALUES (?,?,?,?,?,?)",
+                         (ev.kv.mod_revision, ev.type.value, ev.kv.key, json.dumps(ev.kv.value),
+                          prev, ev.kv.create_revision))
+        if ev.kv.mod_revision % 1000 == 0:
+            self._compact()
+        self._pending = ev
+
+    def _notify(self) -> None:
+        """Hands the committed event to live watches (only after COMMIT)."""
+        ev, self._pending = self._pending, None
+        if ev is None:
+            return
+        for w in self._watchers:
+            if ev.kv.key.startswith(w.prefix):
+                w.queue.put_nowait(ev)
+
+    def _compact(self) -> None:
+        floor = self._rev - self._history
+        if floor > self._compacted:
+            self._db.execute("DELETE FROM events WHERE rev <= ?", (floor,))
+            self._compacted = floor
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('compacted', ?)", (floor,))
+
+    def _history_since(self, prefix: str, rev: int) -> builtins.list[Event]:
+        rows = self._db.execute(
+            "SELECT rev, type, key, value, prev, create_rev FROM events "
+            "WHERE rev > ? AND key >= ? AND key < ? ORDER BY rev",
+            (rev, prefix, prefix + "\uffff")).fetchall()
+        return [Event(EventType(t), KeyValue(k, json.loads(v), c, r),
+                      json.loads(p) if p is not None else None)
+                for r, t, k, v, p, c in rows]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT; the revision is restored on rollback."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        self._store._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._store._db.execute("COMMIT")
+        else:
+            self._store._db.execute("ROLLBACK")
+            self._store._rolled_back()
+
+
+def _kv(row: tuple[str, str, int, int]) -> KeyValue:
+    return KeyValue(row[0], json.loads(row[1]), row[2], row[3])
