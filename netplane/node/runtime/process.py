@@ -1,0 +1,263 @@
+"""The ``process`` runtime: each container is a process in its pod's network
+namespace, with private mount and UTS namespaces set up by the launcher.
+
+State lives on disk under ``<state_dir>/pods/<pod_uid>/`` (pod files, and per
+container ``<name>.pid``, ``<name>.log``, ``<name>.exit``) so that a new agent
+instance adopts containers started by an old one. Containers run in their own
+session: the agent's signals don't reach them and they outlive its restart.
+A process that is not our child is judged alive through /proc, with the start
+time recorded in the pid file guarding against PID reuse.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from netplane.api.meta import Obj
+from netplane.node.runtime import command as cmd
+from netplane.node.runtime import podfiles
+from netplane.node.runtime.launcher import DEFAULT_PATH
+
+# Re-exported: callers of the runtime catch it from here.
+ImageNotRunnable = cmd.ImageNotRunnable
+
+LAUNCHER_MODULE = "netplane.node.runtime.launcher"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_POLL = 0.05
+
+
+class ContainerStatus(enum.Enum):
+    RUNNING = "running"
+    EXITED = "exited"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    status: ContainerStatus
+    pid: int | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    """A process identity that survives PID reuse: pid plus its start time."""
+
+    pid: int
+    start_time: int
+
+    def dump(self) -> str:
+        return f"{self.pid} {self.start_time}\n"
+
+    @classmethod
+    def load(cls, text: str) -> PidRecord:
+        pid, start = text.split()
+        return cls(int(pid), int(start))
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a process, None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name may hold spaces and parentheses; fields follow the last ')'.
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[19])
+
+
+def is_alive(rec: PidRecord) -> bool:
+    stat = proc_stat(rec.pid)
+    return stat is not None and stat[0] not in ("Z", "X") and stat[1] == rec.start_time
+
+
+def exit_code(returncode: int) -> int:
+    """Popen's negative "killed by signal N" as a shell/Kubernetes 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not _SAFE_NAME.match(value):
+        raise ValueError(f"invalid {kind} {value!r}: letters, digits, '.', '_', '-' only")
+    return value
+
+
+class ProcessRuntime:
+    """Starts, inspects and stops pods' containers as processes."""
+
+    def __init__(self, *, state_dir: Path, python: str = sys.executable) -> None:
+        self.state_dir = state_dir
+        self._python = python
+        self._children: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+
+    def pod_dir(self, pod_uid: str) -> Path:
+        return self.state_dir / "pods" / _check_name("pod uid", pod_uid)
+
+    def log_path(self, pod_uid: str, container_name: str) -> Path:
+        return self.pod_dir(pod_uid) / f"{_check_name('container name', container_name)}.log"
+
+    def write_pod_files(self, pod_uid: str, *, nameserver: str, searches: list[str],
+                        options: list[str], hostname: str, pod_ip: str) -> tuple[Path, Path]:
+        """Writes the pod's resolv.conf and hosts; returns their paths."""
+        pod_dir = self.pod_dir(pod_uid)
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        resolv_path, hosts_path = pod_dir / "resolv.conf", pod_dir / "hosts"
+        _write_atomic(resolv_path, podfiles.resolv_conf(
+            nameserver=nameserver, searches=searches, options=options))
+        _write_atomic(hosts_path, podfiles.hosts(hostname=hostname, pod_ip=pod_ip))
+        return resolv_path, hosts_path
+
+    def start_container(self, *, pod_uid: str, pod_name: str, namespace: str, container: Obj,
+                        netns: str, hostname: str, resolv_conf: Path, hosts: Path,
+                        env: dict[str, str]) -> int:
+        """Starts a container (or returns the pid of its running process)."""
+        name = _check_name("container name", str(container.get("name", "")))
+        current = self.container_state(pod_uid, name)
+        if current.status is ContainerStatus.RUNNING and current.pid is not None:
+            return current.pid
+        fields = {"metadata.name": pod_name, "metadata.namespace": namespace,
+                  "metadata.uid": pod_uid}
+        full_env = cmd.container_env(container, base={"HOSTNAME": hostname, **env},
+                                     fields=fields)
+        argv = cmd.container_argv(container, python=self._python, env=full_env)
+        launcher = self._launcher_argv(
+            netns=netns, hostname=hostname, binds=[(resolv_conf, "/etc/resolv.conf"),
+                                                   (hosts, "/etc/hosts")],
+            env=full_env, cwd=container.get("workingDir"), argv=argv)
+        return self._spawn(pod_uid, name, launcher)
+
+    def container_state(self, pod_uid: str, container_name: str) -> ContainerState:
+        proc = self._children.get((pod_uid, container_name))
+        if proc is not None:
+            code = proc.poll()
+            if code is None:
+                return ContainerState(ContainerStatus.RUNNING, pid=proc.pid)
+            self._record_exit(pod_uid, container_name, exit_code(code))
+        return self._state_from_disk(pod_uid, container_name)
+
+    def containers(self, pod_uid: str) -> list[str]:
+        """Names of the containers started in the pod (from state)."""
+        pod_dir = self.pod_dir(pod_uid)
+        return sorted(p.stem for p in pod_dir.glob("*.pid")) if pod_dir.is_dir() else []
+
+    def known_pods(self) -> set[str]:
+        """Every pod with state on disk, running or not."""
+        pods = self.state_dir / "pods"
+        return {p.name for p in pods.iterdir() if p.is_dir()} if pods.is_dir() else set()
+
+    def running_pods(self) -> set[str]:
+        """Pods with at least one live container: what a restarted agent adopts."""
+        return {uid for uid in self.known_pods()
+                if any(self.container_state(uid, c).status is ContainerStatus.RUNNING
+                       for c in self.containers(uid))}
+
+    def stop_pod(self, pod_uid: str, grace: float) -> None:
+        """SIGTERM every container's process group, SIGKILL what is left after
+        ``grace`` seconds, then forget the pod. Blocks for up to ``grace``."""
+        live = {c: pid for c in self.containers(pod_uid)
+                if (pid := self._live_pid(pod_uid, c)) is not None}
+        for pid in live.values():
+            _signal_group(pid, signal.SIGTERM)
+        left = self._wait_gone(pod_uid, live, grace)
+        for pid in left.values():
+            _signal_group(pid, signal.SIGKILL)
+        self._wait_gone(pod_uid, left, 5.0)
+        for c in list(self._children):
+            if c[0] == pod_uid:
+                del self._children[c]
+        shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
+
+    def _launcher_argv(self, *, netns: str, hostname: str, binds: list[tuple[Path, str]],
+                       env: dict[str, str], cwd: str | None, argv: list[str]) -> list[str]:
+        out = [self._python, "-m", LAUNCHER_MODULE, "--netns", netns, "--hostname", hostname]
+        for src, dst in binds:
+            out += ["--bind", f"{src}:{dst}"]
+        for key, value in env.items():
+            out += ["--env", f"{key}={value}"]
+        if cwd:
+            out += ["--cwd", str(cwd)]
+        return [*out, "--", *argv]
+
+    def _spawn(self, pod_uid: str, name: str, launcher: list[str]) -> int:
+        pod_dir = self.pod_dir(pod_uid)
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        (pod_dir / f"{name}.exit").unlink(missing_ok=True)
+        with open(pod_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                launcher, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd="/", start_new_session=True,
+                env={"PATH": DEFAULT_PATH, "PYTHONPATH": cmd.package_root()})
+        self._children[(pod_uid, name)] = proc
+        stat = proc_stat(proc.pid)
+        record = PidRecord(proc.pid, stat[1] if stat else 0)
+        _write_atomic(pod_dir / f"{name}.pid", record.dump())
+        return proc.pid
+
+    def _record_exit(self, pod_uid: str, name: str, code: int) -> None:
+        del self._children[(pod_uid, name)]
+        pod_dir = self.pod_dir(pod_uid)
+        if pod_dir.is_dir():
+            _write_atomic(pod_dir / f"{name}.exit", f"{code}\n")
+
+    def _state_from_disk(self, pod_uid: str, name: str) -> ContainerState:
+        pod_dir = self.pod_dir(pod_uid)
+        try:
+            code = int((pod_dir / f"{name}.exit").read_text())
+            return ContainerState(ContainerStatus.EXITED, exit_code=code)
+        except (FileNotFoundError, ValueError):
+            pass
+        record = self._pid_record(pod_uid, name)
+        if record is None:
+            return ContainerState(ContainerStatus.UNKNOWN)
+        if is_alive(record):
+            return ContainerState(ContainerStatus.RUNNING, pid=record.pid)
+        # Died while not our child (e.g. across an agent restart): code unknown.
+        return ContainerState(ContainerStatus.EXITED, pid=record.pid)
+
+    def _pid_record(self, pod_uid: str, name: str) -> PidRecord | None:
+        try:
+            return PidRecord.load((self.pod_dir(pod_uid) / f"{name}.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _live_pid(self, pod_uid: str, name: str) -> int | None:
+        state = self.container_state(pod_uid, name)
+        return state.pid if state.status is ContainerStatus.RUNNING else None
+
+    def _wait_gone(self, pod_uid: str, pids: dict[str, int], timeout: float) -> dict[str, int]:
+        """Waits until the containers exit; returns those still running."""
+        deadline = time.monotonic() + timeout
+        left = dict(pids)
+        while left:
+            left = {c: p for c, p in left.items() if self._live_pid(pod_uid, c) == p}
+            if not left or time.monotonic() >= deadline:
+                break
+            time.sleep(_POLL)
+        return left
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signals the container's process group (its session leader is ``pid``)."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)

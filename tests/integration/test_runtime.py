@@ -1,0 +1,167 @@
+"""The process runtime in the kernel: containers as processes inside a pod's
+netns, with the pod's resolv.conf, hosts and hostname; stop and adoption.
+
+Address plan (namespaces made by this test):
+
+    node  np0  10.244.1.1/24   (the client side for curl)
+    pod   eth0 10.244.1.2/24   containers of pod "web-0" run here
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from netplane.api.meta import Obj
+from netplane.net import netns as nsutil
+from netplane.net.podnet import NodeNetwork
+from netplane.node.runtime import podfiles
+from netplane.node.runtime.process import ContainerState, ContainerStatus, ProcessRuntime
+
+pytestmark = pytest.mark.root
+
+POD_IP = "10.244.1.2"
+POD_NAME = "web-0"
+T = TypeVar("T")
+
+UID = "6f1c2d3e-0000-4000-8000-000000000001"
+
+
+@dataclass
+class Pod:
+    node_ns: str
+    netns: str
+    runtime: ProcessRuntime
+    resolv: Path
+    hosts: Path
+
+    def start(self, container: Obj, *, runtime: ProcessRuntime | None = None) -> int:
+        return (runtime or self.runtime).start_container(
+            pod_uid=UID, pod_name=POD_NAME, namespace="shop", container=container,
+            netns=self.netns, hostname=POD_NAME, resolv_conf=self.resolv, hosts=self.hosts,
+            env={"POD_NAME": POD_NAME, "POD_IP": POD_IP, "NODE_NAME": "node-1"})
+
+    def wait_exit(self, name: str, timeout: float = 10) -> ContainerState:
+        return wait_for(lambda: _exited(self.runtime.container_state(UID, name)), timeout)
+
+    def log(self, name: str) -> str:
+        return self.runtime.log_path(UID, name).read_text()
+
+
+def _exited(state: ContainerState) -> ContainerState | None:
+    return state if state.status is ContainerStatus.EXITED else None
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def curl(netns: str, url: str) -> str | None:
+    proc = subprocess.run(["ip", "netns", "exec", netns, "curl", "-sS", "--max-time", "2", url],
+                          capture_output=True, text=True, timeout=10, check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+@pytest.fixture
+def pod(make_netns: Callable[[str], str], tmp_path: Path) -> Iterator[Pod]:
+    node_ns, pod_ns = make_netns("node"), make_netns("pod")
+    net = NodeNetwork(pod_cidr="10.244.1.0/24", netns=node_ns)
+    net.set_up()
+    net.attach_pod(netns=pod_ns, ip=POD_IP, prefixlen=24, gateway=net.gateway)
+    rt = ProcessRuntime(state_dir=tmp_path / "state")
+    resolv, hosts = rt.write_pod_files(
+        UID, nameserver="10.96.0.10", searches=podfiles.cluster_searches("shop"),
+        options=["ndots:5"], hostname=POD_NAME, pod_ip=POD_IP)
+    try:
+        yield Pod(node_ns, pod_ns, rt, resolv, hosts)
+    finally:
+        for uid in rt.known_pods():
+            rt.stop_pod(uid, grace=0)
+
+
+ECHO = {"name": "web", "image": "netplane/echo:1.0", "ports": [{"containerPort": 8080}]}
+
+
+def test_echo_container_answers_on_its_pod_ip(pod: Pod) -> None:
+    pid = pod.start(ECHO)
+    body = wait_for(lambda: curl(pod.node_ns, f"http://{POD_IP}:8080/"), 10)
+    assert body == f"pod={POD_NAME} ip={POD_IP} node=node-1\n"
+    assert pid in nsutil.pids(pod.netns)
+    assert pod.runtime.container_state(UID, "web") == ContainerState(
+        ContainerStatus.RUNNING, pid=pid)
+    # Starting a running container again is a no-op.
+    assert pod.start(ECHO) == pid
+
+
+def test_container_sees_the_pods_files_and_hostname(pod: Pod) -> None:
+    node_resolv = Path("/etc/resolv.conf").read_bytes()
+    node_hostname = socket.gethostname()
+    pod.start({"name": "resolv", "image": "busybox", "command": ["cat", "/etc/resolv.conf"]})
+    pod.start({"name": "hosts", "image": "busybox", "command": ["cat", "/etc/hosts"]})
+    pod.start({"name": "name", "image": "busybox", "command": ["hostname"]})
+    for name in ("resolv", "hosts", "name"):
+        assert pod.wait_exit(name).exit_code == 0, pod.log(name)
+    assert pod.log("resolv") == pod.resolv.read_text()
+    assert "search shop.svc.cluster.local svc.cluster.local cluster.local" in pod.log("resolv")
+    assert f"{POD_IP}\t{POD_NAME}" in pod.log("hosts")
+    assert pod.log("name") == f"{POD_NAME}\n"
+    assert Path("/etc/resolv.conf").read_bytes() == node_resolv
+    assert socket.gethostname() == node_hostname
+
+
+def test_container_env_and_exit_codes(pod: Pod) -> None:
+    pod.start({"name": "env", "image": "busybox", "command": ["sh", "-c"],
+               "args": ["echo $GREETING $POD_IP; exit 3"],
+               "env": [{"name": "GREETING", "value": "hello"}]})
+    pod.start({"name": "missing", "image": "busybox", "command": ["no-such-command-xyz"]})
+    assert pod.wait_exit("env").exit_code == 3
+    assert pod.log("env") == f"hello {POD_IP}\n"
+    assert pod.wait_exit("missing").exit_code == 127
+    assert "no-such-command-xyz: command not found" in pod.log("missing")
+
+
+def test_stop_pod_kills_even_a_container_that_ignores_sigterm(pod: Pod) -> None:
+    web = pod.start(ECHO)
+    stubborn = pod.start({"name": "stubborn", "image": "busybox", "command": [
+        "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]})
+    wait_for(lambda: curl(pod.node_ns, f"http://{POD_IP}:8080/"), 10)
+    started = time.monotonic()
+    pod.runtime.stop_pod(UID, grace=1.0)
+    assert 0.9 < time.monotonic() - started < 5
+    for pid in (web, stubborn):
+        assert not Path(f"/proc/{pid}").exists()
+    assert not pod.runtime.pod_dir(UID).exists()
+    assert curl(pod.node_ns, f"http://{POD_IP}:8080/") is None
+    assert pod.runtime.running_pods() == set()
+
+
+def test_a_new_runtime_instance_adopts_running_containers(pod: Pod) -> None:
+    pid = pod.start(ECHO)
+    wait_for(lambda: curl(pod.node_ns, f"http://{POD_IP}:8080/"), 10)
+    restarted = ProcessRuntime(state_dir=pod.runtime.state_dir)
+    assert restarted.running_pods() == {UID}
+    assert restarted.container_state(UID, "web") == ContainerState(
+        ContainerStatus.RUNNING, pid=pid)
+    assert pod.start(ECHO, runtime=restarted) == pid
+    # The container is in its own session: an agent's process-group signal misses it.
+    assert os.getsid(pid) == pid != os.getsid(0)
+    restarted.stop_pod(UID, grace=2.0)
+    assert curl(pod.node_ns, f"http://{POD_IP}:8080/") is None
+    assert restarted.running_pods() == set()
+    # The first instance is still the parent and reaps the process.
+    pod.runtime.container_state(UID, "web")
+    assert not Path(f"/proc/{pid}").exists()

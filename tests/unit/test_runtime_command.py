@@ -1,0 +1,93 @@
+"""Container spec → argv and environment for the process runtime, with
+Kubernetes command/args semantics."""
+
+from __future__ import annotations
+
+import pytest
+
+from netplane.node.runtime.command import (
+    ECHO_MODULE,
+    ImageNotRunnable,
+    container_argv,
+    container_env,
+    expand,
+    image_repository,
+    is_echo_image,
+)
+
+PY = "/opt/py/bin/python"
+
+
+@pytest.mark.parametrize(("image", "repo"), [
+    ("netplane/echo", "netplane/echo"),
+    ("netplane/echo:1.2", "netplane/echo"),
+    ("registry.local:5000/netplane/echo:v1", "registry.local:5000/netplane/echo"),
+    ("netplane/echo@sha256:abcd", "netplane/echo"),
+])
+def test_image_repository_drops_tag_and_digest(image: str, repo: str) -> None:
+    assert image_repository(image) == repo
+
+
+def test_echo_image_any_tag_runs_the_echo_module() -> None:
+    for image in ("netplane/echo", "netplane/echo:latest", "docker.io/netplane/echo:2"):
+        assert is_echo_image(image)
+        assert container_argv({"name": "c", "image": image}, python=PY, env={}) == [
+            PY, "-m", ECHO_MODULE]
+
+
+def test_command_replaces_entrypoint_and_args_are_appended() -> None:
+    c = {"name": "c", "image": "netplane/echo", "command": ["sh", "-c"], "args": ["echo hi"]}
+    assert container_argv(c, python=PY, env={}) == ["sh", "-c", "echo hi"]
+
+
+def test_command_runs_for_any_image() -> None:
+    c = {"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"]}
+    assert container_argv(c, python=PY, env={}) == ["sleep", "3600"]
+
+
+def test_args_without_command_follow_the_entrypoint() -> None:
+    c = {"name": "c", "image": "netplane/echo", "args": ["--verbose"]}
+    assert container_argv(c, python=PY, env={}) == [PY, "-m", ECHO_MODULE, "--verbose"]
+
+
+@pytest.mark.parametrize("container", [
+    {"name": "c", "image": "nginx:1.25"},
+    {"name": "c", "image": "nginx:1.25", "args": ["-g", "daemon off;"]},
+    {"name": "c"},
+])
+def test_unknown_image_without_command_is_not_runnable(container: dict[str, object]) -> None:
+    with pytest.raises(ImageNotRunnable, match="give the container a 'command'"):
+        container_argv(container, python=PY, env={})
+
+
+def test_variable_references_expand_from_the_environment() -> None:
+    c = {"name": "c", "image": "x", "command": ["echo", "$(GREETING) $(MISSING) $$(ESCAPED)"]}
+    assert container_argv(c, python=PY, env={"GREETING": "hi"}) == [
+        "echo", "hi $(MISSING) $(ESCAPED)"]
+    assert expand("$(A)$(A)", {"A": "x"}) == "xx"
+
+
+def test_env_merges_agent_port_and_container_entries_in_order() -> None:
+    c = {
+        "name": "c", "image": "busybox", "command": ["env"],
+        "ports": [{"containerPort": 9000}, {"containerPort": 9001}],
+        "env": [
+            {"name": "POD_NAME", "value": "overridden"},
+            {"name": "URL", "value": "http://$(POD_IP):$(NETPLANE_CONTAINER_PORT)/"},
+            {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        ],
+    }
+    env = container_env(c, base={"POD_NAME": "web-0", "POD_IP": "10.244.1.2"},
+                        fields={"metadata.namespace": "default"})
+    assert env["POD_NAME"] == "overridden"
+    assert env["NETPLANE_CONTAINER_PORT"] == "9000"
+    assert env["URL"] == "http://10.244.1.2:9000/"
+    assert env["NS"] == "default"
+    assert env["SECRET"] == ""
+    assert "PYTHONPATH" not in env
+
+
+def test_echo_image_env_can_import_the_package() -> None:
+    env = container_env({"name": "c", "image": "netplane/echo"}, base={}, fields={})
+    assert env["PYTHONPATH"]

@@ -1,0 +1,70 @@
+"""The built-in ``netplane/echo`` image, served on loopback in-process."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from netplane.node.runtime.echo import EchoHandler, EchoServer, identity, listen_port
+
+WHO = {"POD_NAME": "web-0", "POD_IP": "10.244.1.2", "NODE_NAME": "node-1"}
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    handler = type("H", (EchoHandler,), {"who": identity(WHO)})
+    srv = EchoServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_any_path_answers_who_served_it(server: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=5)
+    for path in ("/", "/some/where?x=1"):
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.read() == b"pod=web-0 ip=10.244.1.2 node=node-1\n"
+    conn.close()
+
+
+def test_keep_alive_post_then_head_then_json(server: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=5)
+    conn.request("POST", "/submit", body=b"x" * 1000)
+    assert conn.getresponse().read().startswith(b"pod=web-0")
+    conn.request("HEAD", "/")
+    head = conn.getresponse()
+    assert head.status == 200 and head.read() == b""
+    conn.request("GET", "/", headers={"Accept": "application/json"})
+    resp = conn.getresponse()
+    assert resp.getheader("Content-Type") == "application/json"
+    assert json.loads(resp.read()) == {"pod": "web-0", "ip": "10.244.1.2", "node": "node-1"}
+    conn.close()
+
+
+def test_many_concurrent_connections(server: int) -> None:
+    conns = [http.client.HTTPConnection("127.0.0.1", server, timeout=5) for _ in range(50)]
+    for c in conns:
+        c.connect()
+    for c in conns:
+        c.request("GET", "/")
+    assert all(c.getresponse().status == 200 for c in conns)
+    for c in conns:
+        c.close()
+
+
+@pytest.mark.parametrize(("env", "port"), [
+    ({"PORT": "9000", "NETPLANE_CONTAINER_PORT": "80"}, 9000),
+    ({"NETPLANE_CONTAINER_PORT": "80"}, 80),
+    ({"PORT": "junk"}, 8080),
+    ({}, 8080),
+])
+def test_listen_port(env: dict[str, str], port: int) -> None:
+    assert listen_port(env) == port
