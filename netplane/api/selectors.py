@@ -81,6 +81,9 @@ def parse(text: str) -> Selector:
     for part in _split_top(text):
         if m := _SET_RE.match(part):
             values = tuple(v.strip() for v in m.group(4).split(",") if v.strip())
+            if not values:
+                raise SelectorError(f"for 'in', 'notin' operators, the set of values can't "
+                                    f"be empty: {part.strip()!r}")
             reqs.append(Requirement(m.group(1), m.group(3), values))
         elif m := _EQ_RE.match(part):
             reqs.append(Requirement(m.group(1), m.group(3), (m.group(4),)))
@@ -107,11 +110,29 @@ def from_label_selector(sel: Obj | None) -> Selector:
         return EVERYTHING
     reqs = list(from_map(sel.get("matchLabels")).requirements)
     for expr in sel.get("matchExpressions") or []:
-        op = _OPS.get(expr.get("operator", ""))
-        if op is None:
-            raise SelectorError(f"unknown operator {expr.get('operator')!r}")
-        reqs.append(Requirement(expr.get("key", ""), op, tuple(expr.get("values") or ())))
+        reqs.append(_expression(expr))
     return Selector(tuple(reqs))
+
+
+def _expression(expr: Any) -> Requirement:
+    """One ``matchExpressions`` item, with the checks Kubernetes makes."""
+    if not isinstance(expr, dict):
+        raise SelectorError(f"a match expression must be an object, not {expr!r}")
+    op = _OPS.get(expr.get("operator", ""))
+    if op is None:
+        raise SelectorError(f"unknown operator {expr.get('operator')!r}")
+    key, values = expr.get("key"), expr.get("values") or []
+    if not isinstance(key, str) or not key:
+        raise SelectorError("a match expression needs a key")
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise SelectorError(f"the values of {key!r} must be a list of strings")
+    if op in ("in", "notin") and not values:
+        raise SelectorError(f"values of {key!r} must be non-empty for operator "
+                            f"{expr['operator']!r}")
+    if op in ("exists", "!") and values:
+        raise SelectorError(f"values of {key!r} must be empty for operator "
+                            f"{expr['operator']!r}")
+    return Requirement(key, op, tuple(values))
 
 
 def to_string(sel: Selector) -> str:

@@ -119,9 +119,29 @@ def protocol(value: Any, path: str, errs: Errors) -> None:
 
 def ip_address(value: Any, path: str, errs: Errors) -> None:
     try:
+        # ipaddress also takes integers; an address in a manifest is a string.
+        if not isinstance(value, str):
+            raise ValueError(value)
         ipaddress.ip_address(value)
     except ValueError:
         errs.append(FieldError(path, f'Invalid value: "{value}": must be a valid IP address'))
+
+
+def objects(value: Any, path: str, what: str, errs: Errors) -> list[tuple[str, Obj]]:
+    """The items of a list of objects with their paths; anything else is an error
+    (so that later checks can read the items as mappings)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errs.append(FieldError(path, f"must be a list of {what} objects"))
+        return []
+    out: list[tuple[str, Obj]] = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            out.append((f"{path}[{i}]", item))
+        else:
+            errs.append(FieldError(f"{path}[{i}]", f"must be a {what} object"))
+    return out
 
 
 def _metadata(obj: Obj, res: resources.Resource, errs: Errors) -> None:
@@ -160,8 +180,7 @@ def _container(c: Any, path: str, errs: Errors) -> None:
     dns_label(c.get("name"), f"{path}.name", errs)
     if not c.get("image"):
         errs.append(FieldError(f"{path}.image", "Required value", "FieldValueRequired"))
-    for j, p in enumerate(c.get("ports") or []):
-        pp = f"{path}.ports[{j}]"
+    for pp, p in objects(c.get("ports"), f"{path}.ports", "ContainerPort", errs):
         port_number(p.get("containerPort"), f"{pp}.containerPort", errs)
         protocol(p.get("protocol"), f"{pp}.protocol", errs)
         if p.get("name") is not None:
@@ -269,19 +288,21 @@ def _service(obj: Obj, errs: Errors) -> None:
 
 
 def _endpoints(obj: Obj, errs: Errors) -> None:
-    for i, subset in enumerate(obj.get("subsets") or []):
+    for sp, subset in objects(obj.get("subsets"), "subsets", "EndpointSubset", errs):
         for key in ("addresses", "notReadyAddresses"):
-            for j, a in enumerate(subset.get(key) or []):
-                ip_address(a.get("ip"), f"subsets[{i}].{key}[{j}].ip", errs)
-        for j, p in enumerate(subset.get("ports") or []):
-            port_number(p.get("port"), f"subsets[{i}].ports[{j}].port", errs)
-            protocol(p.get("protocol"), f"subsets[{i}].ports[{j}].protocol", errs)
+            for ap, a in objects(subset.get(key), f"{sp}.{key}", "EndpointAddress", errs):
+                ip_address(a.get("ip"), f"{ap}.ip", errs)
+        for pp, p in objects(subset.get("ports"), f"{sp}.ports", "EndpointPort", errs):
+            port_number(p.get("port"), f"{pp}.port", errs)
+            protocol(p.get("protocol"), f"{pp}.protocol", errs)
 
 
 def _node(obj: Obj, errs: Errors) -> None:
-    for i, a in enumerate((obj.get("status") or {}).get("addresses") or []):
+    st = obj.get("status")
+    addresses = st.get("addresses") if isinstance(st, dict) else None
+    for ap, a in objects(addresses, "status.addresses", "NodeAddress", errs):
         if a.get("type") in ("InternalIP", "ExternalIP"):
-            ip_address(a.get("address"), f"status.addresses[{i}].address", errs)
+            ip_address(a.get("address"), f"{ap}.address", errs)
 
 
 _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {

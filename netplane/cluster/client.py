@@ -131,15 +131,31 @@ class Client:
                                     ("fieldSelector", field_selector)) if v}
         return await self.request("GET", res.collection_path(namespace), params=params)
 
-    async def create(self, res: Resource, obj: Obj, namespace: str | None = None) -> Obj:
+    async def create(self, res: Resource, obj: Obj, namespace: str | None = None, *,
+                     dry_run: bool = False) -> Obj:
         ns = namespace or (meta.namespace(obj) if res.namespaced else None) or \
             ("default" if res.namespaced else None)
-        return await self.request("POST", res.collection_path(ns), body=obj)
+        return await self.request("POST", res.collection_path(ns), body=obj,
+                                  params={"dryRun": "All"} if dry_run else None)
 
-    async def update(self, res: Resource, obj: Obj, *, subresource: str = "") -> Obj:
+    async def update(self, res: Resource, obj: Obj, *, subresource: str = "",
+                     dry_run: bool = False) -> Obj:
         path = res.object_path(meta.name(obj), meta.namespace(obj) or None)
         return await self.request("PUT", path + (f"/{subresource}" if subresource else ""),
-                                  body=obj)
+                                  body=obj, params={"dryRun": "All"} if dry_run else None)
+
+    async def table(self, res: Resource, namespace: str | None = None, *, name: str = "",
+                    label_selector: str = "") -> Obj:
+        """Server-side printing, as kubectl asks for it."""
+        path = res.object_path(name, namespace) if name else res.collection_path(namespace)
+        params = {"labelSelector": label_selector} if label_selector and not name else {}
+        url = self.conn.base() + path + ("?" + urlencode(params) if params else "")
+        accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        async with self._sess().get(url, headers={"Accept": accept}) as resp:
+            out: Obj = json.loads(await resp.text() or "{}")
+            if resp.status >= 400:
+                raise _error(resp.status, out)
+            return out
 
     async def update_status(self, res: Resource, obj: Obj) -> Obj:
         return await self.update(res, obj, subresource="status")

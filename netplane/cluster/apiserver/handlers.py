@@ -147,7 +147,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
                 return _json(tables.table(res.kind, items, str(rev)))
             return _json(_list_body(res, items, rev))
         if method == "POST":
-            return _json(registry.create(res, ns, await _body(request)), 201)
+            return _json(registry.create(res, ns, await _body(request),
+                                         dry_run=_dry_run(request)), 201)
         raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {res.plural}")
     if method == "GET":
         obj = registry.get(res, ns, name)
@@ -155,7 +156,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
             return _json(tables.table(res.kind, [obj], obj["metadata"]["resourceVersion"]))
         return _json(obj)
     if method == "PUT":
-        return _json(registry.update(res, ns, name, await _body(request), subresource=sub))
+        return _json(registry.update(res, ns, name, await _body(request), subresource=sub,
+                                     dry_run=_dry_run(request)))
     if method == "PATCH":
         ctype = request.content_type
         if ctype not in (MERGE, STRATEGIC, JSON_PATCH):
@@ -167,6 +169,10 @@ async def resource(request: web.Request) -> web.StreamResponse:
     if method == "DELETE":
         return _json(registry.delete(res, ns, name, grace_period=await _grace(request)))
     raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")
+
+
+def _dry_run(request: web.Request) -> bool:
+    return request.query.get("dryRun") == "All"
 
 
 async def _grace(request: web.Request) -> int | None:

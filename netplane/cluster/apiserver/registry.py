@@ -91,12 +91,21 @@ class Registry:
 
     # -- writes --
 
-    def create(self, res: Resource, namespace: str | None, body: Obj) -> Obj:
+    def create(self, res: Resource, namespace: str | None, body: Obj, *,
+               dry_run: bool = False) -> Obj:
         obj = self._prepare_new(res, namespace, body)
         self._require_namespace(res, obj)
         defaults.apply(obj)
         self._validate(res, obj)
+        # An existing name is AlreadyExists, before admission calls its ClusterIP taken.
+        if self.store.get(key_for(res, meta.namespace(obj), meta.name(obj))) is not None:
+            raise status.already_exists(res.plural, meta.name(obj))
         undo = self.admission.on_create(res, obj)
+        if dry_run:
+            undo()
+            if self.store.get(key_for(res, meta.namespace(obj), meta.name(obj))) is not None:
+                raise status.already_exists(res.plural, meta.name(obj))
+            return obj
         try:
             kv = self.store.create(key_for(res, meta.namespace(obj), meta.name(obj)), _stored(obj))
         except store_base.AlreadyExists:
@@ -108,10 +117,12 @@ class Registry:
         return _out(kv)
 
     def update(self, res: Resource, namespace: str | None, name: str, body: Obj, *,
-               subresource: str = "") -> Obj:
+               subresource: str = "", dry_run: bool = False) -> Obj:
         old = self.get(res, namespace, name)
         self._check_identity(res, namespace, name, body)
         new = self._merge_update(res, old, body, subresource)
+        if dry_run:
+            return new
         return self._write(res, old, new, expected=meta.resource_version(body) or None)
 
     def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,

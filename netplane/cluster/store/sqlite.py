@@ -172,7 +172,8 @@ class SQLiteStore:
         self._db.execute("INSERT INTO events VALUES (?,?,?,?,?,?)",
                          (ev.kv.mod_revision, ev.type.value, ev.kv.key, json.dumps(ev.kv.value),
                           prev, ev.kv.create_revision))
-        if ev.kv.mod_revision % 1000 == 0:
+        # Compact at least every ``history`` writes, so a small history is honoured.
+        if ev.kv.mod_revision % max(1, min(1000, self._history)) == 0:
             self._compact()
         self._pending = ev
 

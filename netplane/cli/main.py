@@ -1,0 +1,197 @@
+"""``netplane``: kubectl-like verbs, the one-machine lab and the daemons."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from netplane.cli import objects
+from netplane.cli.objects import CliError
+from netplane.cluster.client import ApiError, Client, Connection, load_connection
+from netplane.lab.paths import lab_from_env
+
+
+def connection(args: argparse.Namespace) -> Connection:
+    if args.socket:
+        return Connection(socket=args.socket)
+    if args.kubeconfig:
+        return load_connection(Path(args.kubeconfig))
+    return Connection(socket=str(lab_from_env(args.lab).socket))
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+async def _with_client(args: argparse.Namespace, fn: Any, *a: Any, **kw: Any) -> Any:
+    conn = connection(args)
+    if conn.socket and not Path(conn.socket).exists():
+        raise CliError(f"error: no API server at {conn.socket}: is a lab up? "
+                       "(netplane lab up, or --lab NAME / --kubeconfig FILE)")
+    async with Client(conn) as client:
+        return await fn(client, *a, **kw)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    for line in _run(_with_client(args, objects.apply, args.filename, args.namespace)):
+        print(line)
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    print(_run(_with_client(args, objects.get, args.kind, args.names,
+                            namespace=args.namespace, all_namespaces=args.all_namespaces,
+                            selector=args.selector or "", output=args.output or "")))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    if args.filename:
+        lines = _run(_with_client(args, objects.delete_files, args.filename, args.namespace))
+    else:
+        if not args.kind:
+            raise CliError("error: give KIND NAME or -f FILE")
+        lines = _run(_with_client(args, objects.delete, args.kind, args.names,
+                                  namespace=args.namespace, grace_period=args.grace_period))
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from netplane.cli import podexec
+
+    return int(_run(_with_client(args, podexec.exec_in_pod, args.pod, args.command,
+                                 namespace=args.namespace or "default",
+                                 container=args.container, lab=lab_from_env(args.lab))))
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from netplane.cluster.server import ServerConfig, run
+
+    run(ServerConfig(data_dir=Path(args.data_dir), socket=Path(args.socket_path),
+                     bind_address=args.bind_address, port=args.port,
+                     advertise_address=args.advertise_address,
+                     listen_fds=args.listen_fd or [], service_cidr=args.service_cidr,
+                     cluster_cidr=args.cluster_cidr))
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from netplane.node.agent import AgentConfig, run
+
+    run(AgentConfig(server=args.server, token=args.token or os.environ.get("NETPLANE_TOKEN"),
+                    ca_file=args.ca_file, node_name=args.node_name, node_ip=args.node_ip,
+                    state_dir=Path(args.state_dir), netns_prefix=args.netns_prefix,
+                    proxy_mode=args.proxy_mode, upstream=args.upstream))
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from netplane.lab import cli as labcli
+
+    return labcli.dispatch(args)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lab", help="lab name (default: $NETPLANE_LAB or 'default')")
+    p.add_argument("--socket", help="API server Unix socket")
+    p.add_argument("--kubeconfig", help="kubeconfig file (https + token)")
+    p.add_argument("-v", "--verbose", action="store_true", help="tell the story")
+
+
+def _namespaced(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--namespace", help="namespace (default: default)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="netplane", description=__doc__)
+    sub = top.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("apply", help="create or update objects from manifests")
+    p.add_argument("-f", "--filename", action="append", required=True,
+                   help="file, directory or - for stdin (repeatable)")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_apply)
+
+    p = sub.add_parser("get", help="list objects (pods, services, nodes, ...)")
+    p.add_argument("kind")
+    p.add_argument("names", nargs="*")
+    _namespaced(p)
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier!=db")
+    p.add_argument("-o", "--output", choices=["wide", "yaml", "json"])
+    p.set_defaults(fn=cmd_get)
+
+    p = sub.add_parser("delete", help="delete objects")
+    p.add_argument("kind", nargs="?")
+    p.add_argument("names", nargs="*")
+    p.add_argument("-f", "--filename", action="append")
+    p.add_argument("--grace-period", type=int, help="seconds; 0 deletes at once")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_delete)
+
+    p = sub.add_parser("exec", help="run a command in a pod")
+    p.add_argument("pod")
+    p.add_argument("-c", "--container")
+    _namespaced(p)
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_exec)
+
+    p = sub.add_parser("server", help="run the API server, scheduler and controllers")
+    p.add_argument("--data-dir", default="/var/lib/netplane/server")
+    p.add_argument("--socket-path", default="/run/netplane/api.sock")
+    p.add_argument("--bind-address", default="0.0.0.0")
+    p.add_argument("--advertise-address", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=6443)
+    p.add_argument("--listen-fd", type=int, action="append",
+                   help="an inherited listening socket to serve too (TLS)")
+    p.add_argument("--service-cidr", default="10.96.0.0/12")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    p.set_defaults(fn=cmd_server)
+
+    p = sub.add_parser("agent", help="run the node agent")
+    p.add_argument("--server", required=True, help="https://HOST:6443")
+    p.add_argument("--token", help="join token (or $NETPLANE_TOKEN)")
+    p.add_argument("--ca-file", required=True)
+    p.add_argument("--node-name", required=True)
+    p.add_argument("--node-ip", required=True)
+    p.add_argument("--state-dir", default="/var/lib/netplane/agent")
+    p.add_argument("--netns-prefix", default="np-")
+    p.add_argument("--proxy-mode", default="iptables", choices=["iptables"])
+    p.add_argument("--upstream", default="none", help="DNS upstream servers, or none")
+    p.set_defaults(fn=cmd_agent)
+
+    from netplane.lab import cli as labcli
+
+    labcli.add_parser(sub)
+    for name, action in sub.choices.items():
+        if name not in ("server", "agent"):
+            _common(action)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.fn(args))
+    except CliError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    except ApiError as e:
+        print(f"Error from server ({e.reason or e.code}): {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

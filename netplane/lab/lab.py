@@ -1,0 +1,194 @@
+"""``netplane lab up|down``: a whole cluster on one machine, inside network
+namespaces. Every step checks what is already there, so ``up`` can be run
+again to repair or finish a lab."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from netplane.api import meta, resources
+from netplane.api.meta import Obj
+from netplane.cluster.client import ApiError, Client, Connection
+from netplane.lab import processes, topology
+from netplane.lab.paths import CONTROL, LabPaths
+
+Say = Callable[[str], None]
+API_PORT = 6443
+
+
+class LabError(Exception):
+    pass
+
+
+def worker_names(n: int) -> list[str]:
+    return [f"node-{i}" for i in range(1, n + 1)]
+
+
+def _recorded_nodes(lab: LabPaths) -> list[str]:
+    nodes_dir = lab.state_dir / "nodes"
+    return sorted(p.name for p in nodes_dir.iterdir()) if nodes_dir.is_dir() else []
+
+
+def _loopback_listener(lab: LabPaths) -> socket.socket:
+    """A TLS listener on 127.0.0.1 of the root namespace, handed to the server
+    in the control namespace: kubectl reaches the API without any route."""
+    port_file = lab.state_dir / "loopback-port"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", int(port_file.read_text()) if port_file.exists() else 0))
+    except OSError:
+        sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port_file.write_text(str(sock.getsockname()[1]))
+    return sock
+
+
+def start_server(lab: LabPaths, say: Say) -> None:
+    pidfile = lab.state_dir / "server.pid"
+    if processes.alive(pidfile):
+        return
+    say("starting the API server in the control node")
+    listener = _loopback_listener(lab)
+    try:
+        processes.start(
+            netns=lab.node_netns(CONTROL), log=lab.state_dir / "logs" / "server.log",
+            pidfile=pidfile, pass_fds=(listener.fileno(),),
+            argv=[sys.executable, "-m", "netplane.cli.main", "server",
+                  "--data-dir", str(lab.data_dir), "--socket-path", str(lab.socket),
+                  "--bind-address", lab.node_ip(CONTROL),
+                  "--advertise-address", lab.node_ip(CONTROL), "--port", str(API_PORT),
+                  "--listen-fd", str(listener.fileno())])
+    finally:
+        listener.close()
+
+
+def start_agent(lab: LabPaths, node: str, *, proxy_mode: str, say: Say) -> None:
+    pidfile = lab.node_dir(node) / "agent.pid"
+    if processes.alive(pidfile):
+        return
+    say(f"starting the agent on {node}")
+    token = (lab.data_dir / "pki" / "join.token").read_text().strip()
+    processes.start(
+        netns=lab.node_netns(node), log=lab.state_dir / "logs" / f"{node}.log",
+        pidfile=pidfile, env={"NETPLANE_TOKEN": token},
+        argv=[sys.executable, "-m", "netplane.cli.main", "agent",
+              "--server", f"https://{lab.node_ip(CONTROL)}:{API_PORT}",
+              "--ca-file", str(lab.data_dir / "pki" / "ca.crt"),
+              "--node-name", node, "--node-ip", lab.node_ip(node),
+              "--state-dir", str(lab.node_dir(node)), "--netns-prefix", lab.prefix,
+              "--proxy-mode", proxy_mode, "--upstream", "none"])
+
+
+def write_kubeconfig(lab: LabPaths) -> Path:
+    port = (lab.state_dir / "loopback-port").read_text().strip()
+    token = (lab.data_dir / "pki" / "admin.token").read_text().strip()
+    ca = lab.data_dir / "pki" / "ca.crt"
+    text = f"""apiVersion: v1
+kind: Config
+clusters:
+- name: netplane-{lab.name}
+  cluster:
+    server: https://127.0.0.1:{port}
+    certificate-authority: {ca}
+users:
+- name: netplane-{lab.name}-admin
+  user:
+    token: {token}
+contexts:
+- name: netplane-{lab.name}
+  context:
+    cluster: netplane-{lab.name}
+    user: netplane-{lab.name}-admin
+    namespace: default
+current-context: netplane-{lab.name}
+"""
+    fd = os.open(lab.kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return lab.kubeconfig
+
+
+async def _wait_api(lab: LabPaths, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if lab.socket.exists() and (lab.data_dir / "pki" / "join.token").exists():
+            try:
+                async with Client(Connection(socket=str(lab.socket))) as c:
+                    await c.request("GET", "/readyz")
+                    return
+            except (OSError, ApiError):
+                pass
+        await asyncio.sleep(0.1)
+    raise LabError(f"the API server did not start; see {lab.state_dir}/logs/server.log")
+
+
+async def wait_nodes_ready(lab: LabPaths, nodes: list[str], say: Say, *,
+                           timeout: float = 60.0) -> list[Obj]:
+    deadline = time.monotonic() + timeout
+    last = ""
+    async with Client(Connection(socket=str(lab.socket))) as c:
+        while True:
+            items = (await c.list(resources.NODE)).get("items", [])
+            ready = {meta.name(n) for n in items if meta.node_ready(n)}
+            line = ", ".join(f"{n} {'Ready' if n in ready else 'NotReady'}" for n in nodes)
+            if line != last:
+                say(f"nodes: {line}")
+                last = line
+            if all(n in ready for n in nodes):
+                return [n for n in items if meta.name(n) in nodes]
+            if time.monotonic() > deadline:
+                raise LabError(f"nodes not Ready after {timeout:.0f}s; see "
+                               f"{lab.state_dir}/logs/")
+            await asyncio.sleep(0.2)
+
+
+def up(lab: LabPaths, *, nodes: int, proxy_mode: str, say: Say) -> list[str]:
+    if os.geteuid() != 0:
+        raise LabError("netplane lab needs root: it creates network namespaces")
+    workers = sorted(set(worker_names(nodes)) | set(_recorded_nodes(lab)))
+    lab.state_dir.mkdir(parents=True, exist_ok=True)
+    say(f"lab {lab.name!r}: underlay bridge {topology.BRIDGE} in netns {lab.underlay_netns}")
+    topology.underlay(lab)
+    for node in [CONTROL, *workers]:
+        topology.node(lab, node)
+        lab.node_dir(node).mkdir(parents=True, exist_ok=True)
+    start_server(lab, say)
+    asyncio.run(_wait_api(lab, time.monotonic() + 30))
+    write_kubeconfig(lab)
+    for node in workers:
+        start_agent(lab, node, proxy_mode=proxy_mode, say=say)
+    asyncio.run(wait_nodes_ready(lab, workers, say))
+    return workers
+
+
+def down(lab: LabPaths, *, say: Say) -> None:
+    nodes = [CONTROL, *(n for n in _recorded_nodes(lab) if n != CONTROL)]
+    for node in nodes:
+        processes.stop(lab.node_dir(node) / "agent.pid")
+    processes.stop(lab.state_dir / "server.pid")
+    pods = [ns for ns in topology.netns_list() if ns.startswith(lab.pod_netns_prefix)]
+    every = [*pods, *(lab.node_netns(n) for n in nodes), lab.underlay_netns]
+    present = set(topology.netns_list())
+    for ns in every:
+        if ns in present:
+            processes.kill_netns_processes(ns)
+    topology.remove(every)
+    if lab.state_dir.exists():
+        shutil.rmtree(lab.state_dir)
+    if lab.socket.exists():
+        lab.socket.unlink()
+    say(f"lab {lab.name!r} removed ({len(pods)} pod namespaces, {len(nodes)} nodes)")
+
+
+def node_exec(lab: LabPaths, node: str, command: list[str]) -> None:
+    if node not in topology.netns_list() and lab.node_netns(node) not in topology.netns_list():
+        raise LabError(f"no node {node!r} in lab {lab.name!r}")
+    os.execvp("nsenter", ["nsenter", f"--net=/run/netns/{lab.node_netns(node)}", "--",
+                          *command])

@@ -1,0 +1,146 @@
+"""``netplane agent``: the node agent. Registers the node, sets up its pod
+network, and runs the pod manager, the service proxy, the node-local DNS
+server and the host-gw routes, each fed by informers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from netplane.api import meta, resources
+from netplane.api.meta import Obj
+from netplane.cluster.client import Client, Connection, Informer
+from netplane.dns.index import RecordIndex, apply_service_event
+from netplane.dns.server import DNSServer
+from netplane.net import netns, routes
+from netplane.net.ipam import HostLocalIPAM
+from netplane.net.podnet import NodeNetwork
+from netplane.node import registration
+from netplane.node.pods import NodeContext, PodManager
+from netplane.node.runtime.process import ProcessRuntime
+from netplane.proxy.apply import IptablesApplier
+from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.proxier import Proxier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    server: str
+    token: str | None
+    ca_file: str
+    node_name: str
+    node_ip: str
+    state_dir: Path
+    netns_prefix: str = "np-"
+    proxy_mode: str = "iptables"
+    upstream: str = "none"
+    cluster_cidr: str = "10.244.0.0/16"
+    dns_ip: str = "10.96.0.10"
+    api_ip: str = "10.96.0.1"
+    cluster_domain: str = "cluster.local"
+
+
+def _internal_ip(node: Obj) -> str | None:
+    for a in node.get("status", {}).get("addresses") or []:
+        if a.get("type") == "InternalIP":
+            return str(a["address"])
+    return None
+
+
+class RouteSyncer:
+    """host-gw: a route to every other node's pod CIDR via its address."""
+
+    def __init__(self, nodes: Informer, own_name: str) -> None:
+        self.nodes, self.own = nodes, own_name
+        self.wake = asyncio.Event()
+        nodes.add_handler(lambda prev, cur: self.wake.set())
+
+    def wanted(self) -> dict[str, str]:
+        out = {}
+        for n in self.nodes.items():
+            cidr, ip = n.get("spec", {}).get("podCIDR"), _internal_ip(n)
+            if meta.name(n) != self.own and cidr and ip:
+                out[cidr] = ip
+        return out
+
+    async def run(self) -> None:
+        last: dict[str, str] | None = None
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            want = self.wanted()
+            if want != last:
+                await asyncio.to_thread(routes.sync_routes, want)
+                log.info("routes to pod CIDRs: %s", want)
+                last = want
+
+
+def ensure_local_address(ip: str) -> None:
+    """The DNS address lives on ``lo``: this kernel has no dummy interface."""
+    netns.run(["ip", "addr", "replace", f"{ip}/32", "dev", "lo"])
+
+
+async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
+    client = Client(Connection(url=cfg.server, token=cfg.token, ca_file=cfg.ca_file))
+    node = await registration.register(client, cfg.node_name, cfg.node_ip)
+    pod_cidr = node["spec"]["podCIDR"]
+    log.info("node %s registered with pod CIDR %s", cfg.node_name, pod_cidr)
+    network = NodeNetwork(pod_cidr=pod_cidr, cluster_cidr=cfg.cluster_cidr)
+    await asyncio.to_thread(network.set_up)
+    await asyncio.to_thread(ensure_local_address, cfg.dns_ip)
+
+    proxier = Proxier(node_name=cfg.node_name, applier=IptablesApplier(),
+                      config=ProxyConfig(cluster_cidr=cfg.cluster_cidr,
+                                         notrack_dns_ips=(cfg.dns_ip,)))
+    await asyncio.to_thread(proxier.set_up)
+    index = RecordIndex()
+    dns = DNSServer(index, address=cfg.dns_ip, port=53, zone=cfg.cluster_domain)
+    await dns.start()
+
+    services = Informer(client, resources.SERVICE)
+    endpoints = Informer(client, resources.ENDPOINTS)
+    nodes = Informer(client, resources.NODE)
+    services.add_handler(proxier.on_service)
+    services.add_handler(lambda prev, cur: apply_service_event(
+        index, "DELETED" if cur is None else "MODIFIED", cur or prev or {}))
+    endpoints.add_handler(proxier.on_endpoints)
+
+    ctx = NodeContext(node_name=cfg.node_name, node_ip=cfg.node_ip,
+                      netns_prefix=cfg.netns_prefix, dns_ip=cfg.dns_ip,
+                      cluster_domain=cfg.cluster_domain, api_ip=cfg.api_ip)
+    pods = PodManager(client=client,
+                      runtime=ProcessRuntime(state_dir=cfg.state_dir / "runtime"),
+                      network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
+                      ctx=ctx)
+    tasks = [asyncio.create_task(c) for c in (
+        services.run(), endpoints.run(), nodes.run(), proxier.run(stop), pods.run(),
+        RouteSyncer(nodes, cfg.node_name).run(),
+        registration.heartbeat(client, cfg.node_name, cfg.node_ip))]
+    log.info("agent %s running", cfg.node_name)
+    try:
+        await stop.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await dns.stop()
+        await client.close()
+
+
+def run(cfg: AgentConfig) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(cfg, stop)
+
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -1,0 +1,69 @@
+"""Registers this node with the API and keeps its Ready condition fresh."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+
+from netplane import __version__
+from netplane.api import meta, resources
+from netplane.api.meta import Obj
+from netplane.cluster.client import AlreadyExists, ApiError, Client
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 5.0
+
+
+def node_object(name: str, ip: str) -> Obj:
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name,
+                                              "kubernetes.io/os": "linux",
+                                              "node-role.kubernetes.io/worker": ""}},
+        "spec": {},
+    }
+
+
+def node_status(name: str, ip: str) -> Obj:
+    node: Obj = {"status": {
+        "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname",
+                                                                "address": name}],
+        "nodeInfo": {"kubeletVersion": f"v1.32.0+netplane-{__version__}",
+                     "kernelVersion": platform.release(), "osImage": "netplane lab node",
+                     "containerRuntimeVersion": "process://netplane",
+                     "operatingSystem": "linux", "architecture": platform.machine()},
+        "capacity": {"pods": "110"}, "allocatable": {"pods": "110"},
+    }}
+    meta.set_condition(node, "Ready", True, "NodeReady", "netplane agent is posting ready status")
+    for c in node["status"]["conditions"]:
+        c["lastHeartbeatTime"] = meta.now()
+    return node
+
+
+async def register(client: Client, name: str, ip: str) -> Obj:
+    """Creates the Node (or finds it) and returns it with its pod CIDR."""
+    while True:
+        try:
+            try:
+                node = await client.create(resources.NODE, node_object(name, ip))
+            except AlreadyExists:
+                node = await client.get(resources.NODE, name)
+            node = await client.patch(resources.NODE, name, node_status(name, ip),
+                                      subresource="status")
+            if node.get("spec", {}).get("podCIDR"):
+                return node
+            log.warning("node %s has no podCIDR yet", name)
+        except (ApiError, OSError) as e:
+            log.info("waiting for the API server: %s", e)
+        await asyncio.sleep(1.0)
+
+
+async def heartbeat(client: Client, name: str, ip: str) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        try:
+            await client.patch(resources.NODE, name, node_status(name, ip),
+                               subresource="status")
+        except (ApiError, OSError) as e:
+            log.warning("heartbeat failed: %s", e)
