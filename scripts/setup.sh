@@ -24,6 +24,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Bridged pod traffic must pass iptables (same-node service backends).
+[ -d /proc/sys/net/bridge ] || modprobe br_netfilter || true
+
 # The distribution's interpreter, not whatever is first on PATH: the lab
 # runs as root from system services and from sudo, where PATH differs.
 if [ ! -x .venv/bin/python ]; then

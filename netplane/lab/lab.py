@@ -5,6 +5,7 @@ again to repair or finish a lab."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -184,6 +185,9 @@ def down(lab: LabPaths, *, say: Say) -> None:
         shutil.rmtree(lab.state_dir)
     if lab.socket.exists():
         lab.socket.unlink()
+    for d in (lab.state_dir.parent, lab.state_dir.parent.parent):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only when empty: other labs may still be there
     say(f"lab {lab.name!r} removed ({len(pods)} pod namespaces, {len(nodes)} nodes)")
 
 

@@ -24,6 +24,12 @@ class NetworkSetupError(RuntimeError):
     """The node cannot host pods as it is; the message says what to fix."""
 
 
+def bridge_mac(pod_cidr: str) -> str:
+    """A locally administered unicast MAC, stable for a node's pod CIDR."""
+    digest = hashlib.sha256(pod_cidr.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def host_veth_name(pod_netns: str) -> str:
     """Stable host-side name for a pod's veth; 12 chars, under IFNAMSIZ (15)."""
     return "veth" + hashlib.sha256(pod_netns.encode()).hexdigest()[:8]
@@ -53,7 +59,12 @@ class NodeNetwork:
         safe to repeat (agent restarts)."""
         if not self._link_exists(self.bridge):
             self._ip("link", "add", self.bridge, "type", "bridge")
-        self._ip("addr", "replace", f"{self.gateway}/{self.pod_cidr.prefixlen}", "dev", self.bridge)
+        # A bridge without its own MAC takes its lowest port's, and changes it
+        # when that pod goes: every other pod's ARP entry for the gateway then
+        # points nowhere until it expires. A fixed MAC keeps the gateway put.
+        self._ip("link", "set", self.bridge, "address", bridge_mac(str(self.pod_cidr)))
+        self._ip("addr", "replace", f"{self.gateway}/{self.pod_cidr.prefixlen}",
+                 "dev", self.bridge)
         self._ip("link", "set", self.bridge, "up")
         self._sysctl("net.ipv4.ip_forward", 1)
         # Bridged pod-to-pod frames must see iptables, or a same-node backend

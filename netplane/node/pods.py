@@ -98,6 +98,8 @@ class PodManager:
 
     async def reconcile(self, uid: str) -> None:
         pod = self.by_uid.get(uid)
+        if pod is None and uid not in self.records and uid not in self.runtime.known_pods():
+            return  # already torn down
         if pod is None or meta.is_deleting(pod):
             if uid not in self.stopping:
                 # Stopping waits out the grace period: other pods go on meanwhile.
