@@ -38,4 +38,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q -e '.[dev]'
     touch "$stamp"
 fi
-echo "setup: ready (.venv/bin/netplane)"
+# `netplane` on root's PATH, unless another one is already there.
+link=/usr/local/bin/netplane
+if [ ! -e "$link" ] || [ -L "$link" ]; then
+    ln -sfn "$PWD/.venv/bin/netplane" "$link"
+fi
+echo "setup: ready ($(readlink -f "$link" 2>/dev/null || echo .venv/bin/netplane))"

@@ -99,11 +99,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return labcli.dispatch(args)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lab", help="lab name (default: $NETPLANE_LAB or 'default')")
-    p.add_argument("--socket", help="API server Unix socket")
-    p.add_argument("--kubeconfig", help="kubeconfig file (https + token)")
-    p.add_argument("-v", "--verbose", action="store_true", help="tell the story")
+def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """Connection flags, accepted before or after the verb (as kubectl does)."""
+    unset = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--lab", help="lab name (default: $NETPLANE_LAB or 'default')", **unset)
+    p.add_argument("--socket", help="API server Unix socket", **unset)
+    p.add_argument("--kubeconfig", help="kubeconfig file (https + token)", **unset)
+    p.add_argument("-v", "--verbose", action="store_true", help="tell the story", **unset)
 
 
 def _namespaced(p: argparse.ArgumentParser) -> None:
@@ -112,6 +114,7 @@ def _namespaced(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="netplane", description=__doc__)
+    _common(top, top=True)
     sub = top.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = sub.add_parser("apply", help="create or update objects from manifests")

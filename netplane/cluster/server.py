@@ -72,8 +72,10 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
                                                 service_ip(cfg.service_cidr, 1)])
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(creds.server_cert, creds.server_key)
+    # Handler cancellation ends a watch whose client went away; otherwise it
+    # would wait, holding its store watcher, until the next matching event.
     runner = web.AppRunner(build_app(registry, frozenset({creds.admin_token, creds.join_token})),
-                           access_log=None, shutdown_timeout=1.0)
+                           access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     cfg.socket.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):

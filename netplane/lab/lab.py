@@ -34,7 +34,9 @@ def worker_names(n: int) -> list[str]:
 
 def _recorded_nodes(lab: LabPaths) -> list[str]:
     nodes_dir = lab.state_dir / "nodes"
-    return sorted(p.name for p in nodes_dir.iterdir()) if nodes_dir.is_dir() else []
+    if not nodes_dir.is_dir():
+        return []
+    return sorted(p.name for p in nodes_dir.iterdir() if p.name != CONTROL)
 
 
 def _loopback_listener(lab: LabPaths) -> socket.socket:
@@ -170,7 +172,7 @@ def up(lab: LabPaths, *, nodes: int, proxy_mode: str, say: Say) -> list[str]:
 
 
 def down(lab: LabPaths, *, say: Say) -> None:
-    nodes = [CONTROL, *(n for n in _recorded_nodes(lab) if n != CONTROL)]
+    nodes = [CONTROL, *_recorded_nodes(lab)]
     for node in nodes:
         processes.stop(lab.node_dir(node) / "agent.pid")
     processes.stop(lab.state_dir / "server.pid")

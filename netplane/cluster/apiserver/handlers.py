@@ -163,11 +163,13 @@ async def resource(request: web.Request) -> web.StreamResponse:
         if ctype not in (MERGE, STRATEGIC, JSON_PATCH):
             raise status.ApiError(415, "UnsupportedMediaType",
                                   f"the patch content type {ctype!r} is not supported")
-        return _json(registry.patch(res, ns, name, await _body(request), ctype, subresource=sub))
+        return _json(registry.patch(res, ns, name, await _body(request), ctype, subresource=sub,
+                                    dry_run=_dry_run(request)))
     if method == "POST" and sub == "binding" and ns:
         return _json(registry.bind(ns, name, await _body(request)), 201)
     if method == "DELETE":
-        return _json(registry.delete(res, ns, name, grace_period=await _grace(request)))
+        return _json(registry.delete(res, ns, name, grace_period=await _grace(request),
+                                     dry_run=_dry_run(request)))
     raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")
 
 

@@ -126,7 +126,7 @@ class Registry:
         return self._write(res, old, new, expected=meta.resource_version(body) or None)
 
     def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,
-              content_type: str, *, subresource: str = "") -> Obj:
+              content_type: str, *, subresource: str = "", dry_run: bool = False) -> Obj:
         old = self.get(res, namespace, name)
         try:
             if content_type == JSON_PATCH:
@@ -141,6 +141,8 @@ class Registry:
         new = self._merge_update(res, old, patched, subresource)
         wanted = (patch.get("metadata") or {}).get("resourceVersion") \
             if isinstance(patch, dict) else None
+        if dry_run:
+            return new
         return self._write(res, old, new, expected=int(wanted) if wanted else None)
 
     def bind(self, namespace: str, name: str, binding: Obj) -> Obj:
@@ -158,8 +160,10 @@ class Registry:
         return self._write(resources.POD, None, pod, expected=meta.resource_version(pod))
 
     def delete(self, res: Resource, namespace: str | None, name: str, *,
-               grace_period: int | None = None) -> Obj:
+               grace_period: int | None = None, dry_run: bool = False) -> Obj:
         obj = self.get(res, namespace, name)
+        if dry_run:
+            return obj
         if res.kind == "Namespace":
             return self._delete_namespace(obj)
         if meta.meta(obj).get("finalizers") or self._graceful(res, obj, grace_period):
