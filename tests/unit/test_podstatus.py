@@ -1,0 +1,82 @@
+"""Pod phase and conditions from container states."""
+
+from __future__ import annotations
+
+from netplane.api import meta
+from netplane.api.meta import Obj
+from netplane.node import podstatus
+from netplane.node.pods import NodeContext, resolv_settings
+from netplane.node.runtime.process import ContainerState, ContainerStatus
+
+RUNNING = ContainerState(ContainerStatus.RUNNING, pid=42)
+
+
+def exited(code: int) -> ContainerState:
+    return ContainerState(ContainerStatus.EXITED, exit_code=code)
+
+
+def pod(policy: str = "Always") -> Obj:
+    return {"metadata": {"name": "p", "namespace": "ns1"},
+            "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": "i"}]}}
+
+
+def view(state: ContainerState, ready: bool = False) -> podstatus.ContainerView:
+    return podstatus.ContainerView({"name": "c", "image": "i"}, state, ready, 0)
+
+
+def test_running_and_ready() -> None:
+    st = podstatus.build(pod(), [view(RUNNING, True)], pod_ip="10.244.1.2",
+                         host_ip="192.168.56.11", started_at="t")
+    assert st["phase"] == "Running" and st["podIP"] == "10.244.1.2"
+    assert meta.condition_true({"status": st}, "Ready")
+    assert st["containerStatuses"][0]["state"] == {"running": {}}
+    assert st["containerStatuses"][0]["containerID"] == "process://42"
+
+
+def test_running_but_not_ready() -> None:
+    st = podstatus.build(pod(), [view(RUNNING, False)], pod_ip="x", host_ip="y",
+                         started_at="t")
+    assert st["phase"] == "Running"
+    assert not meta.condition_true({"status": st}, "Ready")
+
+
+def test_exit_is_reported_not_hidden() -> None:
+    st = podstatus.build(pod("Never"), [view(exited(3))], pod_ip="x", host_ip="y",
+                         started_at="t")
+    assert st["phase"] == "Failed"
+    assert st["containerStatuses"][0]["state"]["terminated"] == {"exitCode": 3,
+                                                                  "reason": "Error"}
+    done = podstatus.build(pod("OnFailure"), [view(exited(0))], pod_ip="x", host_ip="y",
+                           started_at="t")
+    assert done["phase"] == "Succeeded"
+
+
+def test_same_ignores_transition_times() -> None:
+    a = podstatus.build(pod(), [view(RUNNING, True)], pod_ip="x", host_ip="y", started_at="t")
+    b = {**a, "conditions": [{**c, "lastTransitionTime": "later"} for c in a["conditions"]]}
+    assert podstatus.same(a, b)
+    assert not podstatus.same(a, {**a, "podIP": "z"})
+
+
+CTX = NodeContext(node_name="node-1", node_ip="192.168.56.11", netns_prefix="np-",
+                  dns_ip="10.96.0.10")
+
+
+def test_cluster_first_dns_policy() -> None:
+    server, searches, options = resolv_settings(pod(), CTX)
+    assert server == "10.96.0.10"
+    assert searches == ["ns1.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+    assert options == ["ndots:5"]
+
+
+def test_dns_policy_none_uses_dns_config() -> None:
+    p = pod()
+    p["spec"]["dnsPolicy"] = "None"
+    p["spec"]["dnsConfig"] = {"nameservers": ["10.0.0.53"], "searches": ["example.test"],
+                              "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}
+    assert resolv_settings(p, CTX) == ("10.0.0.53", ["example.test"], ["ndots:2", "edns0"])
+
+
+def test_pod_netns_name_is_short_and_prefixed() -> None:
+    name = CTX.pod_netns("5af637ee-07c5-4b1e-9c2e-123456789abc")
+    assert name == "np-pod-5af637ee07c5"
