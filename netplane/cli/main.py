@@ -101,7 +101,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     """Connection flags, accepted before or after the verb (as kubectl does)."""
-    unset = {} if top else {"default": argparse.SUPPRESS}
+    unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     p.add_argument("--lab", help="lab name (default: $NETPLANE_LAB or 'default')", **unset)
     p.add_argument("--socket", help="API server Unix socket", **unset)
     p.add_argument("--kubeconfig", help="kubeconfig file (https + token)", **unset)

@@ -61,7 +61,7 @@ def main() -> int:
     subprocess.run([netplane, "--lab", lab.name, "get", "pods", "-o", "wide"], check=True)
     for url in ("http://web", "http://web.default.svc.cluster.local"):
         say(f"\n[demo] from pod client on node-2: curl -s {url}  (x{args.times})")
-        answers = Counter()
+        answers: Counter[str] = Counter()
         for i in range(args.times):
             answer = curl(netplane, lab, url)
             answers[answer.split()[0] if answer.startswith("pod=") else "failed"] += 1

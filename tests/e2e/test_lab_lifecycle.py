@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -36,5 +37,5 @@ def test_lab_down_removes_everything() -> None:
     assert not [n for n in _netns() if n.startswith(lab.paths.prefix)]
     assert not lab.paths.state_dir.exists()
     for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or \
-            "zombie" in open(f"/proc/{pid}/status").read().lower()
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text().lower()

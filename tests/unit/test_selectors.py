@@ -115,5 +115,5 @@ def test_bad_field_selectors_are_errors(text: str) -> None:
 
 
 def test_unsupported_field_error_lists_the_supported_ones() -> None:
-    with pytest.raises(selectors.SelectorError, match="spec.nodeName"):
+    with pytest.raises(selectors.SelectorError, match=r"spec\.nodeName"):
         selectors.parse_fields("spec.schedulerName=default")

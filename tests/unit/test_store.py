@@ -241,7 +241,11 @@ async def test_too_old_revision_is_compacted(tmp_path: Path) -> None:
 async def test_close_ends_open_watches(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "store.db")
     events = s.watch(PODS, 0)
-    waiter = asyncio.create_task(anext(events))
+
+    async def first() -> Event:
+        return await anext(events)
+
+    waiter = asyncio.create_task(first())
     await asyncio.sleep(0.01)
     s.close()
     with pytest.raises(StopAsyncIteration):

@@ -63,7 +63,11 @@ class PodCIDRAllocator:
         self._used: set[str] = set()
 
     def allocate_specific(self, cidr: str) -> None:
-        self._used.add(str(ipaddress.ip_network(cidr)))
+        net = str(ipaddress.ip_network(cidr))
+        # Two nodes with one pod range would hand out the same pod IPs.
+        if net in self._used:
+            raise AllocationError(f"the pod CIDR {net} is already allocated to another node")
+        self._used.add(net)
 
     def allocate(self) -> str:
         for subnet in self._subnets[1:]:

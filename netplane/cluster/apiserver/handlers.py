@@ -177,9 +177,17 @@ def _dry_run(request: web.Request) -> bool:
     return request.query.get("dryRun") == "All"
 
 
+def _whole_number(request: web.Request, key: str) -> int:
+    """A numeric query parameter; a 400 (not a broken stream) when it is not one."""
+    value = request.query[key]
+    if not value.isdigit():
+        raise status.bad_request(f"{key} must be a whole number, not {value!r}")
+    return int(value)
+
+
 async def _grace(request: web.Request) -> int | None:
     if "gracePeriodSeconds" in request.query:
-        return int(request.query["gracePeriodSeconds"])
+        return _whole_number(request, "gracePeriodSeconds")
     if request.can_read_body:
         raw = await request.read()
         if raw:
@@ -195,8 +203,10 @@ async def _grace(request: web.Request) -> int | None:
 async def _watch(request: web.Request, registry: Registry,
                  target: paths.Target) -> web.StreamResponse:
     query = _query(request, target)
-    rv = request.query.get("resourceVersion")
-    timeout = float(request.query.get("timeoutSeconds", WATCH_TIMEOUT))
+    rv = str(_whole_number(request, "resourceVersion")) \
+        if request.query.get("resourceVersion") else None
+    timeout = float(_whole_number(request, "timeoutSeconds")) \
+        if "timeoutSeconds" in request.query else WATCH_TIMEOUT
     table = _wants_table(request)
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     resp.enable_chunked_encoding()

@@ -141,6 +141,8 @@ class Registry:
         new = self._merge_update(res, old, patched, subresource)
         wanted = (patch.get("metadata") or {}).get("resourceVersion") \
             if isinstance(patch, dict) else None
+        if wanted is not None and not str(wanted).isdigit():
+            raise status.bad_request(f"metadata.resourceVersion must be a number, not {wanted!r}")
         if dry_run:
             return new
         return self._write(res, old, new, expected=int(wanted) if wanted else None)
