@@ -40,7 +40,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 # `netplane` on root's PATH, unless another one is already there.
 link=/usr/local/bin/netplane
-if [ ! -e "$link" ] || [ -L "$link" ]; then
+if [ ! -e "$link" ]; then
     ln -sfn "$PWD/.venv/bin/netplane" "$link"
 fi
 echo "setup: ready ($(readlink -f "$link" 2>/dev/null || echo .venv/bin/netplane))"
