@@ -12,11 +12,13 @@ from pathlib import Path
 
 
 def _start_time(pid: int) -> str | None:
+    """The start time of a live process; None when gone or a zombie."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text[text.rindex(")") + 2:].split()[19]
+    fields = text[text.rindex(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def alive(pidfile: Path) -> int | None:

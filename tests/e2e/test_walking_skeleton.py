@@ -127,3 +127,21 @@ def test_lab_up_again_changes_nothing(web: Lab) -> None:
     out = web.netplane("lab", "up", "--nodes", "2").stdout
     assert "starting" not in out
     assert sorted(meta.name(p) for p in _pods(web)) == before
+
+
+def test_agent_restart_keeps_pods_and_their_addresses(web: Lab) -> None:
+    before = {meta.name(p): p["status"]["podIP"] for p in _pods(web)
+              if p["spec"].get("nodeName") == "node-1"}
+    assert before
+    pidfile = web.paths.node_dir("node-1") / "agent.pid"
+    pid = int(pidfile.read_text().split()[0])
+    os.kill(pid, 9)
+    wait_for("the agent to die", lambda: not os.path.exists(f"/proc/{pid}/cmdline")
+             or not open(f"/proc/{pid}/cmdline").read())
+    assert "starting the agent on node-1" in web.netplane("lab", "up", "--nodes", "2").stdout
+    after = {meta.name(p): p["status"]["podIP"] for p in _pods(web)
+             if p["spec"].get("nodeName") == "node-1"}
+    assert after == before
+    for _ in range(10):
+        out = web.curl("client", "http://web")
+        assert out.returncode == 0, out.stderr
