@@ -15,6 +15,7 @@ import pytest
 
 from netplane.api import meta, resources
 from netplane.cluster.client import Client
+from netplane.lab import processes
 from tests.e2e.conftest import EXAMPLES, Lab, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -136,8 +137,7 @@ def test_agent_restart_keeps_pods_and_their_addresses(web: Lab) -> None:
     pidfile = web.paths.node_dir("node-1") / "agent.pid"
     pid = int(pidfile.read_text().split()[0])
     os.kill(pid, 9)
-    wait_for("the agent to die", lambda: not os.path.exists(f"/proc/{pid}/cmdline")
-             or not open(f"/proc/{pid}/cmdline").read())
+    wait_for("the agent to die", lambda: processes.alive(pidfile) is None)
     assert "starting the agent on node-1" in web.netplane("lab", "up", "--nodes", "2").stdout
     after = {meta.name(p): p["status"]["podIP"] for p in _pods(web)
              if p["spec"].get("nodeName") == "node-1"}
