@@ -1,9 +1,12 @@
-"""Typed view of Services and Endpoints for the proxy.
+"""Typed view of Services and their endpoints for the proxy.
 
 Pure conversion from API objects (JSON-shaped dicts) into the service ports
-and endpoints that rule renderers consume. Services that the proxy does not
-handle (headless, ExternalName) produce nothing here, so every renderer
-skips them the same way.
+and endpoints that rule renderers consume. Endpoints come from
+``discovery.k8s.io/v1`` EndpointSlices (with ready / serving / terminating
+conditions) or, for a Service that has no slices, from classic v1
+Endpoints. Services that the proxy does not handle (headless, ExternalName)
+produce nothing here, so every renderer skips them the same way; the choice
+of which endpoints carry traffic (:func:`select`) is shared by every mode.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class ServicePortName:
         return f"{self.namespace}/{self.name}{suffix}"
 
 
+DEFAULT_AFFINITY_SECONDS = 10800
+
+
 @dataclass(frozen=True)
 class ServicePortInfo:
     """What the data plane needs to know about one Service port."""
@@ -56,20 +62,39 @@ class ServicePortInfo:
     cluster_ip: str
     port: int
     protocol: Protocol
+    service_type: ServiceType = ServiceType.CLUSTER_IP
+    node_port: int = 0
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    # 0 means no session affinity; else ClientIP affinity for that many seconds.
+    affinity_seconds: int = 0
+    external_policy_local: bool = False
+    internal_policy_local: bool = False
+    health_check_node_port: int = 0
 
     @property
     def key(self) -> ServicePortName:
         return ServicePortName(self.namespace, self.service_name, self.port_name, self.protocol)
 
+    @property
+    def has_external(self) -> bool:
+        """Reachable from outside the cluster (NodePort, LB or external IPs)."""
+        return bool(self.node_port or self.external_ips or self.load_balancer_ips)
+
 
 @dataclass(frozen=True, order=True)
 class EndpointInfo:
-    """One backend address for one Service port."""
+    """One backend address for one Service port, with its EndpointSlice
+    conditions: ``ready`` (take new traffic), ``serving`` (answers, even while
+    terminating), ``terminating``."""
 
     ip: str
     port: int
     ready: bool = True
     node_name: str = ""
+    serving: bool = True
+    terminating: bool = False
 
     @property
     def address(self) -> str:
@@ -92,11 +117,26 @@ def is_proxied(service: Obj) -> bool:
     return cluster_ip not in ("", "None")
 
 
+def _affinity_seconds(spec: Obj) -> int:
+    if spec.get("sessionAffinity") != "ClientIP":
+        return 0
+    cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+    return int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_SECONDS)
+
+
+def _lb_ips(service: Obj) -> tuple[str, ...]:
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return tuple(str(i["ip"]) for i in ingress if i.get("ip"))
+
+
 def service_ports(service: Obj) -> list[ServicePortInfo]:
     """The proxied ports of a Service; empty for headless or ExternalName Services."""
     if not is_proxied(service):
         return []
     spec = service["spec"]
+    stype = ServiceType(spec.get("type") or ServiceType.CLUSTER_IP)
+    external = stype in (ServiceType.NODE_PORT, ServiceType.LOAD_BALANCER)
+    lb = stype == ServiceType.LOAD_BALANCER
     return [
         ServicePortInfo(
             namespace=namespace(service),
@@ -105,6 +145,16 @@ def service_ports(service: Obj) -> list[ServicePortInfo]:
             cluster_ip=str(spec["clusterIP"]),
             port=int(p["port"]),
             protocol=_protocol(p.get("protocol")),
+            service_type=stype,
+            node_port=int(p.get("nodePort") or 0) if external else 0,
+            external_ips=tuple(str(ip) for ip in spec.get("externalIPs") or []),
+            load_balancer_ips=_lb_ips(service) if lb else (),
+            load_balancer_source_ranges=tuple(
+                str(r) for r in spec.get("loadBalancerSourceRanges") or []) if lb else (),
+            affinity_seconds=_affinity_seconds(spec),
+            external_policy_local=spec.get("externalTrafficPolicy") == "Local",
+            internal_policy_local=spec.get("internalTrafficPolicy") == "Local",
+            health_check_node_port=int(spec.get("healthCheckNodePort") or 0) if lb else 0,
         )
         for p in spec.get("ports") or []
     ]
@@ -136,12 +186,82 @@ def endpoints_for(endpoints: Obj | None, port_name: str, protocol: Protocol) -> 
     return sorted(found.values())
 
 
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def slice_endpoints(slices: list[Obj], port_name: str,
+                    protocol: Protocol) -> list[EndpointInfo]:
+    """Endpoints of one Service port from its IPv4 EndpointSlices."""
+    found: dict[tuple[str, int], EndpointInfo] = {}
+    for sl in slices:
+        if sl.get("addressType", "IPv4") != "IPv4":
+            continue
+        ports = [p for p in sl.get("ports") or []
+                 if str(p.get("name") or "") == port_name and _protocol(p.get("protocol"))
+                 == protocol and p.get("port")]
+        for p in ports:
+            for ep in sl.get("endpoints") or []:
+                cond = ep.get("conditions") or {}
+                # Unset conditions mean ready / serving, as the API documents.
+                ready = cond.get("ready") is not False
+                terminating = cond.get("terminating") is True
+                serving = cond.get("serving", ready) is not False
+                for ip in (ep.get("addresses") or [])[:1]:
+                    info = EndpointInfo(ip=str(ip), port=int(p["port"]), ready=ready,
+                                        node_name=str(ep.get("nodeName") or ""),
+                                        serving=serving, terminating=terminating)
+                    prev = found.get((info.ip, info.port))
+                    if prev is None or (info.ready and not prev.ready):
+                        found[(info.ip, info.port)] = info
+    return sorted(found.values())
+
+
 def build(services: list[Obj], endpoints: list[Obj]) -> ServiceMap:
-    """Every proxied Service port with its endpoints (ready and not ready)."""
-    by_key = {(namespace(e), name(e)): e for e in endpoints}
+    """Every proxied Service port with its endpoints (ready and not ready).
+
+    ``endpoints`` holds EndpointSlices and/or v1 Endpoints; a Service with any
+    slice takes its endpoints from its slices only."""
+    slices: dict[tuple[str, str], list[Obj]] = {}
+    classic: dict[tuple[str, str], Obj] = {}
+    for e in endpoints:
+        if e.get("kind") == "EndpointSlice":
+            svc_name = ((e.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
+            if svc_name:
+                slices.setdefault((namespace(e), str(svc_name)), []).append(e)
+        else:
+            classic[(namespace(e), name(e))] = e
     out: ServiceMap = {}
     for svc in services:
-        eps = by_key.get((namespace(svc), name(svc)))
+        key = (namespace(svc), name(svc))
         for info in service_ports(svc):
-            out[info.key] = (info, endpoints_for(eps, info.port_name, info.protocol))
+            if key in slices:
+                eps = slice_endpoints(slices[key], info.port_name, info.protocol)
+            else:
+                eps = endpoints_for(classic.get(key), info.port_name, info.protocol)
+            out[info.key] = (info, eps)
     return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which endpoints carry a service port's traffic on one node.
+
+    ``cluster``: for traffic under the Cluster policy; ``local``: this node's
+    own endpoints, for Local policies. Each holds the ready endpoints, or
+    when there are none, the serving terminating ones (KEP-1669), so that
+    connections drain instead of failing during a rollout."""
+
+    cluster: tuple[EndpointInfo, ...]
+    local: tuple[EndpointInfo, ...]
+
+
+def _usable(eps: list[EndpointInfo]) -> tuple[EndpointInfo, ...]:
+    ready = tuple(e for e in eps if e.ready)
+    if ready:
+        return ready
+    return tuple(e for e in eps if e.serving and e.terminating)
+
+
+def select(eps: list[EndpointInfo], *, node_name: str) -> Selection:
+    return Selection(cluster=_usable(eps),
+                     local=_usable([e for e in eps if e.node_name == node_name]))
