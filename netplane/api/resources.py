@@ -44,8 +44,11 @@ SERVICE = Resource("Service", "services", "service", "", "v1", True, ("svc",))
 ENDPOINTS = Resource("Endpoints", "endpoints", "endpoints", "", "v1", True, ("ep",))
 REPLICASET = Resource("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, ("rs",))
 DEPLOYMENT = Resource("Deployment", "deployments", "deployment", "apps", "v1", True, ("deploy",))
+ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io",
+                         "v1", True)
 
-ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, REPLICASET, DEPLOYMENT)
+ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, REPLICASET, DEPLOYMENT,
+                             ENDPOINTSLICE)
 
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 _BY_SPELLING = {s: r for r in ALL for s in r.spellings()}

@@ -261,6 +261,7 @@ def _service(obj: Obj, errs: Errors) -> None:
     cip = spec.get("clusterIP")
     if cip not in (None, "", "None"):
         ip_address(cip, "spec.clusterIP", errs)
+    _service_policies(spec, stype, errs)
     ports = spec.get("ports") or []
     if not ports and stype != "ExternalName" and cip != "None":
         errs.append(FieldError("spec.ports", "Required value", "FieldValueRequired"))
@@ -287,6 +288,71 @@ def _service(obj: Obj, errs: Errors) -> None:
             names.add(pname)
 
 
+def _one_of(value: Any, allowed: tuple[str, ...], path: str, errs: Errors) -> None:
+    if value is not None and value not in allowed:
+        errs.append(FieldError(path, f'Unsupported value: "{value}": supported values: '
+                    + ", ".join(f'"{a}"' for a in allowed), "FieldValueNotSupported"))
+
+
+def cidr(value: Any, path: str, errs: Errors) -> None:
+    try:
+        ipaddress.ip_network(str(value), strict=False)
+        if not isinstance(value, str) or "/" not in value:
+            raise ValueError(value)
+    except ValueError:
+        errs.append(FieldError(path, f'Invalid value: "{value}": must be a CIDR such as '
+                                     '"10.0.0.0/8"'))
+
+
+def _service_policies(spec: Obj, stype: str, errs: Errors) -> None:
+    _one_of(spec.get("sessionAffinity"), ("None", "ClientIP"), "spec.sessionAffinity", errs)
+    timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get(
+        "timeoutSeconds")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
+                                or not 0 < timeout <= 86400):
+        errs.append(FieldError("spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                               f"Invalid value: {timeout!r}: must be greater than 0 and less "
+                               "than 86400"))
+    _one_of(spec.get("internalTrafficPolicy"), ("Cluster", "Local"),
+            "spec.internalTrafficPolicy", errs)
+    etp = spec.get("externalTrafficPolicy")
+    _one_of(etp, ("Cluster", "Local"), "spec.externalTrafficPolicy", errs)
+    if etp is not None and stype not in ("NodePort", "LoadBalancer"):
+        errs.append(FieldError("spec.externalTrafficPolicy", "Invalid value: may only be set "
+                               "when `type` is 'NodePort' or 'LoadBalancer'"))
+    for i, ip in enumerate(spec.get("externalIPs") or []):
+        ip_address(ip, f"spec.externalIPs[{i}]", errs)
+    for i, r in enumerate(spec.get("loadBalancerSourceRanges") or []):
+        cidr(r, f"spec.loadBalancerSourceRanges[{i}]", errs)
+    if spec.get("loadBalancerIP"):
+        ip_address(spec["loadBalancerIP"], "spec.loadBalancerIP", errs)
+
+
+def _endpoint_slice(obj: Obj, errs: Errors) -> None:
+    _one_of(obj.get("addressType"), ("IPv4", "IPv6", "FQDN"), "addressType", errs)
+    if obj.get("addressType") is None:
+        errs.append(FieldError("addressType", "Required value", "FieldValueRequired"))
+    for i, ep in enumerate(obj.get("endpoints") or []):
+        if not isinstance(ep, dict):
+            errs.append(FieldError(f"endpoints[{i}]", "must be an Endpoint object"))
+            continue
+        addrs = ep.get("addresses")
+        if not isinstance(addrs, list) or not 1 <= len(addrs) <= 100:
+            errs.append(FieldError(f"endpoints[{i}].addresses", "must have 1 to 100 items"))
+            continue
+        if obj.get("addressType") in ("IPv4", "IPv6"):
+            for j, a in enumerate(addrs):
+                ip_address(a, f"endpoints[{i}].addresses[{j}]", errs)
+        if ep.get("hostname"):
+            dns_label(ep["hostname"], f"endpoints[{i}].hostname", errs)
+    for i, p in enumerate(obj.get("ports") or []):
+        if not isinstance(p, dict):
+            errs.append(FieldError(f"ports[{i}]", "must be an EndpointPort object"))
+            continue
+        port_number(p.get("port"), f"ports[{i}].port", errs, required=False)
+        protocol(p.get("protocol"), f"ports[{i}].protocol", errs)
+
+
 def _endpoints(obj: Obj, errs: Errors) -> None:
     for sp, subset in objects(obj.get("subsets"), "subsets", "EndpointSubset", errs):
         for key in ("addresses", "notReadyAddresses"):
@@ -311,6 +377,7 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "ReplicaSet": _workload,
     "Service": _service,
     "Endpoints": _endpoints,
+    "EndpointSlice": _endpoint_slice,
     "Node": _node,
 }
 

@@ -5,7 +5,7 @@ the object goes, and immutable once set."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
@@ -16,17 +16,40 @@ from netplane.cluster.apiserver.allocators import (
     AllocationError,
     ClusterIPAllocator,
     PodCIDRAllocator,
+    PortAllocator,
 )
+
+Undo = Callable[[], None]
 
 
 @dataclass
 class Allocators:
     cluster_ips: ClusterIPAllocator
     pod_cidrs: PodCIDRAllocator
+    node_ports: PortAllocator = field(default_factory=PortAllocator)
 
 
 def _noop() -> None:
     pass
+
+
+def wants_node_ports(spec: Obj) -> bool:
+    return spec.get("type") == "NodePort" or (
+        spec.get("type") == "LoadBalancer"
+        and spec.get("allocateLoadBalancerNodePorts", True) is not False)
+
+
+def wants_health_check(spec: Obj) -> bool:
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
+def service_node_ports(svc: Obj) -> set[int]:
+    spec = svc.get("spec") or {}
+    ports = {int(p["nodePort"]) for p in spec.get("ports") or []
+             if isinstance(p, dict) and p.get("nodePort")}
+    if spec.get("healthCheckNodePort"):
+        ports.add(int(spec["healthCheckNodePort"]))
+    return ports
 
 
 class Admission:
@@ -39,6 +62,11 @@ class Admission:
             ip = svc.get("spec", {}).get("clusterIP")
             if ip and ip != "None" and self.alloc.cluster_ips.contains(ip):
                 self.alloc.cluster_ips.allocate_specific(ip)
+            for port in service_node_ports(svc):
+                try:
+                    self.alloc.node_ports.allocate_specific(port)
+                except AllocationError:
+                    pass  # outside today's range: kept, as Kubernetes does
         for node in nodes:
             cidr = node.get("spec", {}).get("podCIDR")
             if cidr:
@@ -47,7 +75,17 @@ class Admission:
     def on_create(self, res: Resource, obj: Obj) -> Callable[[], None]:
         """Admit ``obj``; returns what undoes it if the store write fails."""
         if res is resources.SERVICE:
-            return self._service_ip(obj)
+            undo_ip = self._service_ip(obj)
+            try:
+                undo_ports, _ = self.node_ports(None, obj)
+            except BaseException:
+                undo_ip()
+                raise
+
+            def undo() -> None:
+                undo_ports()
+                undo_ip()
+            return undo
         if res is resources.NODE:
             return self._node_cidr(obj)
         return _noop
@@ -65,11 +103,76 @@ class Admission:
         elif res is resources.POD:
             self._pod_immutable(old, new)
 
+    def node_ports(self, old: Obj | None, new: Obj) -> tuple[Undo, Undo]:
+        """Gives ``new`` its node ports: kept from ``old`` where the port is the
+        same, requested ones checked, the rest allocated. Returns (undo, commit):
+        undo frees what was taken; commit frees what ``old`` held and ``new``
+        no longer does."""
+        spec = new.setdefault("spec", {})
+        old_spec = (old or {}).get("spec") or {}
+        held = service_node_ports(old) if old else set()
+        taken: list[int] = []
+
+        def undo() -> None:
+            for port in taken:
+                self.alloc.node_ports.release(port)
+
+        try:
+            self._assign_node_ports(spec, old_spec, held, taken, new)
+        except BaseException:
+            undo()
+            raise
+
+        def commit() -> None:
+            for port in held - service_node_ports(new):
+                self.alloc.node_ports.release(port)
+        return undo, commit
+
+    def _assign_node_ports(self, spec: Obj, old_spec: Obj, held: set[int], taken: list[int],
+                           svc: Obj) -> None:
+        def take(port: int | None, path: str) -> int:
+            try:
+                if port is None:
+                    port = self.alloc.node_ports.allocate()
+                elif port in held:
+                    return port
+                else:
+                    self.alloc.node_ports.allocate_specific(port)
+            except AllocationError as e:
+                raise status.invalid("Service", meta.name(svc), [
+                    FieldError(path, f"Invalid value: {port}: {e}")]) from None
+            taken.append(port)
+            return port
+
+        old_by_port = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                       for p in old_spec.get("ports") or [] if isinstance(p, dict)}
+        for i, p in enumerate(spec.get("ports") or []):
+            if not isinstance(p, dict):
+                continue
+            if not wants_node_ports(spec):
+                if p.get("nodePort") and spec.get("type") != "LoadBalancer":
+                    raise status.invalid("Service", meta.name(svc), [FieldError(
+                        f"spec.ports[{i}].nodePort", "Forbidden: may not be used when `type` "
+                        f"is '{spec.get('type', 'ClusterIP')}'", "FieldValueForbidden")])
+                continue
+            wanted = p.get("nodePort") or old_by_port.get((p.get("port"),
+                                                            p.get("protocol", "TCP")))
+            p["nodePort"] = take(int(wanted) if wanted else None,
+                                 f"spec.ports[{i}].nodePort")
+        if wants_health_check(spec):
+            wanted = spec.get("healthCheckNodePort") or old_spec.get("healthCheckNodePort")
+            spec["healthCheckNodePort"] = take(int(wanted) if wanted else None,
+                                               "spec.healthCheckNodePort")
+        else:
+            spec.pop("healthCheckNodePort", None)
+
     def on_delete(self, res: Resource, obj: Obj) -> None:
         if res is resources.SERVICE:
             ip = obj.get("spec", {}).get("clusterIP")
             if ip and ip != "None" and self.alloc.cluster_ips.contains(ip):
                 self.alloc.cluster_ips.release(ip)
+            for port in service_node_ports(obj):
+                self.alloc.node_ports.release(port)
         elif res is resources.NODE and obj.get("spec", {}).get("podCIDR"):
             self.alloc.pod_cidrs.release(obj["spec"]["podCIDR"])
 

@@ -78,3 +78,34 @@ class PodCIDRAllocator:
 
     def release(self, cidr: str) -> None:
         self._used.discard(cidr)
+
+
+class PortAllocator:
+    """NodePorts (and health-check node ports) from one range, no duplicates."""
+
+    def __init__(self, first: int = 30000, last: int = 32767) -> None:
+        self.first, self.last = first, last
+        self._used: set[int] = set()
+
+    def allocate_specific(self, port: int) -> None:
+        if not self.first <= port <= self.last:
+            raise AllocationError(f"provided port is not in the valid range. The range of "
+                                  f"valid ports is {self.first}-{self.last}")
+        if port in self._used:
+            raise AllocationError("provided port is already allocated")
+        self._used.add(port)
+
+    def allocate(self) -> int:
+        size = self.last - self.first + 1
+        if len(self._used) >= size:
+            raise AllocationError(f"no node port left in {self.first}-{self.last}")
+        start = random.randrange(size)
+        for i in range(size):
+            port = self.first + (start + i) % size
+            if port not in self._used:
+                self._used.add(port)
+                return port
+        raise AllocationError(f"no node port left in {self.first}-{self.last}")
+
+    def release(self, port: int) -> None:
+        self._used.discard(port)

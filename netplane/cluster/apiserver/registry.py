@@ -41,6 +41,10 @@ class Query:
         return self.labels.matches(meta.labels(obj)) and self.fields.matches(obj)
 
 
+def _noop() -> None:
+    pass
+
+
 def key_for(res: Resource, namespace: str | None, name: str = "") -> str:
     group = res.group or "core"
     if res.namespaced:
@@ -121,9 +125,8 @@ class Registry:
         old = self.get(res, namespace, name)
         self._check_identity(res, namespace, name, body)
         new = self._merge_update(res, old, body, subresource)
-        if dry_run:
-            return new
-        return self._write(res, old, new, expected=meta.resource_version(body) or None)
+        return self._admit_and_write(res, old, new, dry_run=dry_run,
+                                     expected=meta.resource_version(body) or None)
 
     def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,
               content_type: str, *, subresource: str = "", dry_run: bool = False) -> Obj:
@@ -143,9 +146,26 @@ class Registry:
             if isinstance(patch, dict) else None
         if wanted is not None and not str(wanted).isdigit():
             raise status.bad_request(f"metadata.resourceVersion must be a number, not {wanted!r}")
+        return self._admit_and_write(res, old, new, dry_run=dry_run,
+                                     expected=int(wanted) if wanted else None)
+
+    def _admit_and_write(self, res: Resource, old: Obj, new: Obj, *, dry_run: bool,
+                         expected: int | None) -> Obj:
+        """Allocations an update needs are taken just before the write, and
+        given back if the write fails (or when only trying, with dryRun)."""
+        undo, commit = _noop, _noop
+        if res is resources.SERVICE:
+            undo, commit = self.admission.node_ports(old, new)
         if dry_run:
+            undo()
             return new
-        return self._write(res, old, new, expected=int(wanted) if wanted else None)
+        try:
+            out = self._write(res, old, new, expected=expected)
+        except BaseException:
+            undo()
+            raise
+        commit()
+        return out
 
     def bind(self, namespace: str, name: str, binding: Obj) -> Obj:
         """The pods/binding subresource: the only way to set spec.nodeName."""
