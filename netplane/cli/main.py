@@ -79,7 +79,8 @@ def cmd_server(args: argparse.Namespace) -> int:
                      bind_address=args.bind_address, port=args.port,
                      advertise_address=args.advertise_address,
                      listen_fds=args.listen_fd or [], service_cidr=args.service_cidr,
-                     cluster_cidr=args.cluster_cidr))
+                     cluster_cidr=args.cluster_cidr,
+                     load_balancer_pool=args.load_balancer_pool))
     return 0
 
 
@@ -157,6 +158,9 @@ def parser() -> argparse.ArgumentParser:
                    help="an inherited listening socket to serve too (TLS)")
     p.add_argument("--service-cidr", default="10.96.0.0/12")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    p.add_argument("--load-balancer-pool", default="",
+                   help="addresses for LoadBalancer Services: A-B ranges or CIDRs, comma-"
+                        "separated (default: none)")
     p.set_defaults(fn=cmd_server)
 
     p = sub.add_parser("agent", help="run the node agent")
@@ -194,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (head, less) went away: nothing left to tell.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from netplane.cluster.apiserver.allocators import ClusterIPAllocator, PodCIDRAll
 from netplane.cluster.apiserver.registry import Registry
 from netplane.cluster.client import Client, Connection
 from netplane.cluster.controllers import manager
+from netplane.cluster.controllers.loadbalancer import parse_pool
 from netplane.cluster.scheduler.loop import Scheduler
 from netplane.cluster.store.sqlite import SQLiteStore
 
@@ -39,6 +40,7 @@ class ServerConfig:
     service_cidr: str = "10.96.0.0/12"
     cluster_cidr: str = "10.244.0.0/16"
     controllers: bool = True
+    load_balancer_pool: str = ""
 
 
 def service_ip(cidr: str, offset: int) -> str:
@@ -94,7 +96,8 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
     client = Client(Connection(socket=str(cfg.socket)))
     if cfg.controllers:
         tasks.append(asyncio.create_task(Scheduler(client).run()))
-        tasks.append(asyncio.create_task(manager.run(client)))
+        pool = parse_pool(cfg.load_balancer_pool) if cfg.load_balancer_pool else []
+        tasks.append(asyncio.create_task(manager.run(client, lb_pool=pool)))
     try:
         await stop.wait()
     finally:

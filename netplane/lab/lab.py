@@ -22,6 +22,8 @@ from netplane.lab.paths import CONTROL, LabPaths
 
 Say = Callable[[str], None]
 API_PORT = 6443
+# LoadBalancer addresses: the top of the underlay, announced by the nodes.
+LB_POOL = "192.168.56.200-192.168.56.250"
 
 
 class LabError(Exception):
@@ -68,7 +70,8 @@ def start_server(lab: LabPaths, say: Say) -> None:
                   "--data-dir", str(lab.data_dir), "--socket-path", str(lab.socket),
                   "--bind-address", lab.node_ip(CONTROL),
                   "--advertise-address", lab.node_ip(CONTROL), "--port", str(API_PORT),
-                  "--listen-fd", str(listener.fileno())])
+                  "--listen-fd", str(listener.fileno()),
+                  "--load-balancer-pool", LB_POOL])
     finally:
         listener.close()
 

@@ -96,3 +96,38 @@ def test_replicaset_and_pods_carry_owner_and_hash() -> None:
         "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"web-{h}", "uid": "rs-1",
         "controller": True, "blockOwnerDeletion": True}
     assert DEPLOY["spec"]["template"]["metadata"]["labels"] == {"app": "web"}
+
+
+def test_endpoint_slices_carry_conditions_node_and_ports() -> None:
+    from netplane.cluster.controllers.endpointslice import desired_slices
+
+    pods = [pod("a", "10.244.1.2"), pod("b", "10.244.1.3", ready=False),
+            pod("c", "10.244.1.4", deleting=True), pod("d", "")]
+    slices = desired_slices(SVC, pods)
+    assert len(slices) == 1
+    (name, body), = slices.items()
+    assert name.startswith("web-")
+    assert body["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    conds = {e["addresses"][0]: e["conditions"] for e in body["endpoints"]}
+    assert conds == {
+        "10.244.1.2": {"ready": True, "serving": True, "terminating": False},
+        "10.244.1.3": {"ready": False, "serving": False, "terminating": False},
+        # Still answering while it terminates: usable when nothing else is.
+        "10.244.1.4": {"ready": False, "serving": True, "terminating": True},
+    }
+    assert all(e["nodeName"] == "node-1" for e in body["endpoints"])
+
+
+def test_service_without_pods_gets_an_empty_slice() -> None:
+    from netplane.cluster.controllers.endpointslice import desired_slices
+
+    (body,) = desired_slices(SVC, []).values()
+    assert body["endpoints"] == [] and body["ports"] == []
+
+
+def test_load_balancer_pool_parsing() -> None:
+    from netplane.cluster.controllers.loadbalancer import parse_pool
+
+    assert parse_pool("192.168.56.200-192.168.56.202") == [
+        "192.168.56.200", "192.168.56.201", "192.168.56.202"]
+    assert parse_pool("10.0.0.0/30, 10.1.0.1-10.1.0.1") == ["10.0.0.1", "10.0.0.2", "10.1.0.1"]

@@ -65,6 +65,15 @@ def _ports(svc: Obj) -> str:
     return ",".join(out) or "<none>"
 
 
+def _external_ips(svc: Obj) -> str:
+    spec = svc.get("spec", {})
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ips = [i["ip"] for i in ingress if i.get("ip")] + list(spec.get("externalIPs") or [])
+    if ips:
+        return ",".join(ips)
+    return "<pending>" if spec.get("type") == "LoadBalancer" else "<none>"
+
+
 def _selector(svc: Obj) -> str:
     sel = svc.get("spec", {}).get("selector") or {}
     return ",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>"
@@ -80,6 +89,18 @@ def _endpoints(ep: Obj) -> str:
         return "<none>"
     more = f" + {len(out) - 3} more..." if len(out) > 3 else ""
     return ",".join(out[:3]) + more
+
+
+def _slice_ports(sl: Obj) -> str:
+    return ",".join(str(p.get("port")) for p in sl.get("ports") or []) or "<unset>"
+
+
+def _slice_endpoints(sl: Obj) -> str:
+    addrs = [a for ep in sl.get("endpoints") or [] for a in ep.get("addresses") or []]
+    if not addrs:
+        return "<none>"
+    more = f" + {len(addrs) - 3} more..." if len(addrs) > 3 else ""
+    return ",".join(addrs[:3]) + more
 
 
 def _node_status(node: Obj) -> str:
@@ -126,11 +147,13 @@ COLUMNS: dict[str, list[Column]] = {
             ("Node", "string", _nominal("spec.nodeName"), 1)],
     "Service": [NAME, ("Type", "string", _nominal("spec.type"), 0),
                 ("Cluster-IP", "string", _nominal("spec.clusterIP"), 0),
-                ("External-IP", "string", lambda s: ",".join(
-                    s.get("spec", {}).get("externalIPs") or []) or "<none>", 0),
+                ("External-IP", "string", _external_ips, 0),
                 ("Port(s)", "string", _ports, 0), AGE,
                 ("Selector", "string", _selector, 1)],
     "Endpoints": [NAME, ("Endpoints", "string", _endpoints, 0), AGE],
+    "EndpointSlice": [NAME, ("AddressType", "string", lambda s: s.get("addressType", ""), 0),
+                      ("Ports", "string", _slice_ports, 0),
+                      ("Endpoints", "string", _slice_endpoints, 0), AGE],
     "Node": [NAME, ("Status", "string", _node_status, 0), ("Roles", "string", _roles, 0), AGE,
              ("Version", "string", lambda n: n.get("status", {}).get("nodeInfo", {}).get(
                  "kubeletVersion", ""), 0),

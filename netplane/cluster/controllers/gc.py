@@ -17,9 +17,11 @@ class GarbageCollector:
     def __init__(self, client: Client, informers: Informers) -> None:
         self.client = client
         self.owners: dict[str, Informer] = {"Deployment": informers.deployments,
-                                            "ReplicaSet": informers.replicasets}
+                                            "ReplicaSet": informers.replicasets,
+                                            "Service": informers.services}
         self.dependents = [(resources.REPLICASET, informers.replicasets),
-                           (resources.POD, informers.pods)]
+                           (resources.POD, informers.pods),
+                           (resources.ENDPOINTSLICE, informers.endpointslices)]
         self.wake = asyncio.Event()
         for inf in self.owners.values():
             inf.add_handler(self._on_owner)

@@ -8,7 +8,9 @@ from typing import Protocol
 from netplane.cluster.client import Client
 from netplane.cluster.controllers.deployment import DeploymentController
 from netplane.cluster.controllers.endpoints import EndpointsController
+from netplane.cluster.controllers.endpointslice import EndpointSliceController
 from netplane.cluster.controllers.gc import GarbageCollector
+from netplane.cluster.controllers.loadbalancer import LoadBalancerController
 from netplane.cluster.controllers.replicaset import ReplicaSetController
 from netplane.cluster.controllers.shared import Informers
 
@@ -17,12 +19,14 @@ class Controller(Protocol):
     async def run(self) -> None: ...
 
 
-async def run(client: Client) -> None:
+async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
     informers = Informers.for_client(client)
     controllers: list[Controller] = [DeploymentController(client, informers),
-                   ReplicaSetController(client, informers),
-                   EndpointsController(client, informers),
-                   GarbageCollector(client, informers)]
+                                     ReplicaSetController(client, informers),
+                                     EndpointsController(client, informers),
+                                     EndpointSliceController(client, informers),
+                                     LoadBalancerController(client, informers, lb_pool or []),
+                                     GarbageCollector(client, informers)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))

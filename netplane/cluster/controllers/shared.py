@@ -18,16 +18,17 @@ class Informers:
     replicasets: Informer
     deployments: Informer
     nodes: Informer
+    endpointslices: Informer
 
     @classmethod
     def for_client(cls, client: Client) -> Informers:
         return cls(*(Informer(client, r) for r in (
             resources.POD, resources.SERVICE, resources.ENDPOINTS, resources.REPLICASET,
-            resources.DEPLOYMENT, resources.NODE)))
+            resources.DEPLOYMENT, resources.NODE, resources.ENDPOINTSLICE)))
 
     def all(self) -> list[Informer]:
         return [self.pods, self.services, self.endpoints, self.replicasets, self.deployments,
-                self.nodes]
+                self.nodes, self.endpointslices]
 
 
 def owned_by(obj: Obj, owner: Obj) -> bool:
