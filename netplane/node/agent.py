@@ -22,6 +22,7 @@ from netplane.net.podnet import NodeNetwork
 from netplane.node import registration
 from netplane.node.pods import NodeContext, PodManager
 from netplane.node.runtime.process import ProcessRuntime
+from netplane.node.services import ServiceDuties
 from netplane.proxy.apply import IptablesApplier
 from netplane.proxy.iptables import ProxyConfig
 from netplane.proxy.proxier import Proxier
@@ -106,6 +107,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     services = Informer(client, resources.SERVICE)
     endpoints = Informer(client, resources.ENDPOINTS)
     nodes = Informer(client, resources.NODE)
+    slices = Informer(client, resources.ENDPOINTSLICE)
     services.add_handler(proxier.on_service)
     services.add_handler(lambda prev, cur: apply_service_event(
         index, "DELETED" if cur is None else "MODIFIED", cur or prev or {}))
@@ -118,8 +120,11 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
                       runtime=ProcessRuntime(state_dir=cfg.state_dir / "runtime"),
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
                       ctx=ctx)
+    duties = ServiceDuties(node_name=cfg.node_name, node_ip=cfg.node_ip, services=services,
+                           slices=slices, nodes=nodes)
     tasks = [asyncio.create_task(c) for c in (
-        services.run(), endpoints.run(), nodes.run(), proxier.run(stop), pods.run(),
+        services.run(), endpoints.run(), nodes.run(), slices.run(), proxier.run(stop),
+        pods.run(), duties.run(),
         RouteSyncer(nodes, cfg.node_name).run(),
         registration.heartbeat(client, cfg.node_name, cfg.node_ip))]
     log.info("agent %s running", cfg.node_name)
