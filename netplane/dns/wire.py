@@ -106,6 +106,8 @@ def parse_query(data: bytes) -> Query:
 
     The caller drops messages shorter than a header and responses before this.
     """
+    if type(data) is not bytes:
+        data = bytes(data)  # keys and slices must be hashable bytes
     if int.from_bytes(data[4:6], "big") != 1:
         raise FormatError("a query must carry exactly one question")
     name_end = _name_end(data, HEADER_SIZE, allow_pointer=False)
@@ -265,7 +267,8 @@ def header_reply(data: bytes, rcode: Rcode) -> bytes:
     """A header-only reply (FORMERR, NOTIMP) keeping the query's id and opcode."""
     opcode_bits = data[2] & (_OPCODE_MASK << _OPCODE_SHIFT) if len(data) > 2 else 0
     rd = data[2] & _RD if len(data) > 2 else 0
-    return data[:2].ljust(2, b"\x00") + bytes((_QR | opcode_bits | rd, int(rcode) & 0x0F)) + bytes(8)
+    flags = bytes((_QR | opcode_bits | rd, int(rcode) & 0x0F))
+    return data[:2].ljust(2, b"\x00") + flags + bytes(8)
 
 
 def error_reply(query: Query, rcode: Rcode, *, recursion: bool = False) -> bytes:
@@ -278,7 +281,3 @@ def error_reply(query: Query, rcode: Rcode, *, recursion: bool = False) -> bytes
     return (data[:2] + flags + b"\x00\x01\x00\x00\x00\x00" + arcount
             + data[HEADER_SIZE:query.qend] + tail)
 
-
-def header_flags(*, authoritative: bool, recursion: bool, rcode: int) -> bytes:
-    """Flag bytes of a reply we build (id and RD are patched in per query)."""
-    return bytes((_QR | (_AA if authoritative else 0), (_RA if recursion else 0) | rcode))

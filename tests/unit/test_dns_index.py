@@ -6,8 +6,15 @@ import ipaddress
 
 import pytest
 
+from netplane.api import meta
 from netplane.api.meta import Obj
-from netplane.dns.index import RecordIndex, ServicePort, SourceRef, apply_service_event
+from netplane.dns.index import (
+    RecordIndex,
+    ServicePort,
+    ServiceType,
+    SourceRef,
+    apply_service_event,
+)
 
 
 def service(name: str, namespace: str = "default", *, cluster_ip: str | None = "10.96.0.20",
@@ -52,16 +59,29 @@ def test_dual_stack_cluster_ips_are_split_by_family() -> None:
 
 
 @pytest.mark.parametrize("svc", [
-    service("peers", cluster_ip="None"),
     service("pending", cluster_ip=None),
-    service("ext", cluster_ip=None, type="ExternalName", externalName="example.com"),
     service("bad", cluster_ip="not-an-ip"),
+    service("ext", cluster_ip=None, type="ExternalName"),  # no externalName
 ])
-def test_services_without_a_cluster_ip_get_no_entry(svc: Obj) -> None:
+def test_services_that_get_no_records_get_no_entry(svc: Obj) -> None:
     index = RecordIndex()
     index.set_service(svc)
     assert len(index) == 0
     assert index.version == 0
+
+
+@pytest.mark.parametrize(("svc", "kind"), [
+    (service("peers", cluster_ip="None"), ServiceType.HEADLESS),
+    (service("ext", cluster_ip=None, type="ExternalName", externalName="Example.COM."),
+     ServiceType.EXTERNAL_NAME),
+])
+def test_headless_and_external_name_services_are_indexed(svc: Obj, kind: ServiceType) -> None:
+    index = RecordIndex()
+    index.set_service(svc)
+    entry = index.service("default", meta.name(svc))
+    assert entry is not None and entry.type is kind and entry.cluster_ips == ()
+    if kind is ServiceType.EXTERNAL_NAME:
+        assert entry.external_name == "example.com."
 
 
 def test_version_counts_only_changes_that_alter_answers() -> None:
@@ -79,12 +99,14 @@ def test_version_counts_only_changes_that_alter_answers() -> None:
     assert (index.version, index.updated_at) == (2, 102.0)
 
 
-def test_turning_headless_removes_the_entry() -> None:
+def test_turning_headless_changes_the_entry() -> None:
     index = RecordIndex()
     index.set_service(service("web"))
     index.set_service(service("web", cluster_ip="None"))
-    assert index.service("default", "web") is None
-    assert not index.has_namespace("default")
+    entry = index.service("default", "web")
+    assert entry is not None and entry.type is ServiceType.HEADLESS
+    assert index.version == 2
+    assert index.ptr(ipaddress.ip_address("10.96.0.20")) == ()
 
 
 def test_namespace_exists_while_any_service_lives_in_it() -> None:
@@ -110,3 +132,127 @@ def test_watch_events_feed_the_index() -> None:
     assert index.service("default", "web") is None
     with pytest.raises(ValueError):
         apply_service_event(index, "EXPLODED", service("web"))
+
+
+# Endpoints, EndpointSlices and Pods: (previous, current) pairs from informers.
+
+def headless(name: str, **spec: object) -> Obj:
+    return service(name, cluster_ip="None", **spec)
+
+
+def endpoint_slice(svc: str, name: str, ips: list[str], *, ready: bool = True,
+                   trigger: str | None = None) -> Obj:
+    annotations = {"endpoints.kubernetes.io/last-change-trigger-time": trigger} if trigger else {}
+    return {"kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": name, "namespace": "default", "annotations": annotations,
+                         "labels": {"kubernetes.io/service-name": svc}},
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": ready}} for ip in ips],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
+
+
+def endpoints(name: str, ips: list[str]) -> Obj:
+    return {"kind": "Endpoints", "metadata": {"name": name, "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": ip} for ip in ips]}]}
+
+
+def addresses(index: RecordIndex, name: str) -> list[str]:
+    view = index.view("default", name)
+    assert view is not None
+    return [str(b.address) for b in view.backends if b.in_service]
+
+
+def test_slices_merge_and_follow_updates_and_deletes() -> None:
+    index = RecordIndex()
+    index.on_service(None, headless("peers"))
+    a1 = endpoint_slice("peers", "peers-a", ["10.244.1.5"])
+    index.on_endpointslice(None, a1)
+    index.on_endpointslice(None, endpoint_slice("peers", "peers-b", ["10.244.2.5", "10.244.1.5"]))
+    assert addresses(index, "peers") == ["10.244.1.5", "10.244.2.5"]  # deduplicated, sorted
+    a2 = endpoint_slice("peers", "peers-a", ["10.244.1.6"])
+    index.on_endpointslice(a1, a2)
+    assert addresses(index, "peers") == ["10.244.1.5", "10.244.1.6", "10.244.2.5"]
+    index.on_endpointslice(endpoint_slice("peers", "peers-b", []), None)
+    assert addresses(index, "peers") == ["10.244.1.6"]
+
+
+def test_endpoints_are_the_fallback_while_a_service_has_no_slices() -> None:
+    index = RecordIndex()
+    index.on_service(None, headless("old"))
+    index.on_endpoints(None, endpoints("old", ["10.244.3.3"]))
+    assert addresses(index, "old") == ["10.244.3.3"]
+    slc = endpoint_slice("old", "old-a", ["10.244.3.4"])
+    index.on_endpointslice(None, slc)
+    assert addresses(index, "old") == ["10.244.3.4"]
+    index.on_endpointslice(slc, None)
+    assert addresses(index, "old") == ["10.244.3.3"]
+    index.on_endpoints(endpoints("old", ["10.244.3.3"]), None)
+    assert addresses(index, "old") == []
+
+
+def test_not_ready_endpoints_count_only_when_published() -> None:
+    index = RecordIndex()
+    index.on_service(None, headless("peers"))
+    index.on_endpointslice(None, endpoint_slice("peers", "peers-a", ["10.244.1.5"], ready=False))
+    assert addresses(index, "peers") == []
+    view = index.view("default", "peers")
+    assert view is not None and view.endpoint_count == 1
+    index.on_service(None, headless("peers", publishNotReadyAddresses=True))
+    assert addresses(index, "peers") == ["10.244.1.5"]
+
+
+def pod(name: str, ip: str, *, hostname: str = "h", subdomain: str = "peers",
+        ready: bool = True) -> Obj:
+    return {"kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"hostname": hostname, "subdomain": subdomain},
+            "status": {"phase": "Running", "podIP": ip,
+                       "conditions": [{"type": "Ready", "status": str(ready)}]}}
+
+
+def test_pods_lend_their_hostname_and_get_names_under_their_subdomain() -> None:
+    index = RecordIndex()
+    index.on_service(None, headless("peers"))
+    index.on_endpointslice(None, endpoint_slice("peers", "peers-a", ["10.244.1.5"]))
+    index.on_pod(None, pod("p-0", "10.244.1.5", hostname="zero"))
+    index.on_pod(None, pod("p-9", "10.244.1.9", hostname="nine"))
+    view = index.view("default", "peers")
+    assert view is not None
+    assert [(b.hostname, str(b.address), b.in_service) for b in view.backends] == [
+        ("zero", "10.244.1.5", True), ("nine", "10.244.1.9", False)]
+    [target] = index.ptr(ipaddress.ip_address("10.244.1.9"))
+    assert target.labels == ("nine", "peers", "default", "svc")
+    index.on_pod(pod("p-9", "10.244.1.9", hostname="nine"),
+                 pod("p-9", "10.244.1.9", hostname="nine", subdomain="other"))
+    assert index.ptr(ipaddress.ip_address("10.244.1.9")) == ()
+    index.on_pod(pod("p-0", "10.244.1.5", hostname="zero"), None)
+    assert [b.hostname for b in index.view("default", "peers").backends] == [  # type: ignore[union-attr]
+        "10-244-1-5"]
+
+
+def test_changes_name_what_to_rebuild_and_when_the_api_changed() -> None:
+    clock = FakeClock()
+    index = RecordIndex(clock=clock)
+    index.on_service(None, headless("peers"))
+    index.on_service(None, service("web"))
+    index.take_changes()
+    index.on_endpointslice(None, endpoint_slice("peers", "peers-a", ["10.244.1.5"],
+                                                trigger="2024-05-01T10:00:00.250000Z"))
+    changes = index.take_changes()
+    assert changes.services == {("default", "peers")}
+    assert changes.addresses == set()  # no hostname: no PTR
+    assert changes.triggers == [1714557600.25]
+    index.on_service(service("web"), None)
+    changes = index.take_changes()
+    assert changes.addresses == {ipaddress.ip_address("10.96.0.20")}
+    assert changes.triggers == [100.0]  # no annotation: when the event arrived
+
+
+def test_no_op_updates_neither_count_nor_notify() -> None:
+    index = RecordIndex()
+    calls: list[int] = []
+    index.subscribe(lambda: calls.append(index.version))
+    index.on_service(None, headless("peers"))
+    slc = endpoint_slice("peers", "peers-a", ["10.244.1.5"])
+    index.on_endpointslice(None, slc)
+    index.on_endpointslice(slc, endpoint_slice("peers", "peers-a", ["10.244.1.5"]))
+    index.on_pod(None, pod("x", "10.244.7.7", subdomain="nothing-here", ready=False))
+    assert calls == [1, 2]
