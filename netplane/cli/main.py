@@ -72,6 +72,25 @@ def cmd_exec(args: argparse.Namespace) -> int:
                                  container=args.container, lab=lab_from_env(args.lab))))
 
 
+def cmd_dns(args: argparse.Namespace) -> int:
+    from netplane.cli import dnscmd
+
+    for line in _run(_with_client(args, dnscmd.dns, args.name, args.type,
+                                  namespace=args.namespace or "default",
+                                  from_pod=args.from_pod)):
+        print(line)
+    if args.from_pod:
+        print(f"; asked for real from pod {args.from_pod}:", flush=True)
+        from netplane.cli import podexec
+
+        return int(_run(_with_client(args, podexec.exec_in_pod, args.from_pod,
+                                     ["dig", "+search", "+noall", "+answer", "+comments",
+                                      args.name, args.type],
+                                     namespace=args.namespace or "default", container=None,
+                                     lab=lab_from_env(args.lab))))
+    return 0
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     from netplane.cluster.server import ServerConfig, run
 
@@ -147,6 +166,14 @@ def parser() -> argparse.ArgumentParser:
     _namespaced(p)
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_exec)
+
+    p = sub.add_parser("dns", help="what cluster DNS answers for a name, and why")
+    p.add_argument("name")
+    p.add_argument("type", nargs="?", default="A")
+    p.add_argument("--from", dest="from_pod", metavar="POD",
+                   help="expand with this pod's search path and also ask from inside it")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_dns)
 
     p = sub.add_parser("server", help="run the API server, scheduler and controllers")
     p.add_argument("--data-dir", default="/var/lib/netplane/server")

@@ -14,13 +14,12 @@ from pathlib import Path
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import Client, Connection, Informer
-from netplane.dns.index import RecordIndex, apply_service_event
-from netplane.dns.server import DNSServer
 from netplane.net import netns, routes
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
 from netplane.node import registration
 from netplane.node.pods import NodeContext, PodManager
+from netplane.node.nodedns import NodeDNS, upstream_list
 from netplane.node.runtime.process import ProcessRuntime
 from netplane.node.services import ServiceDuties
 from netplane.proxy.apply import IptablesApplier
@@ -42,6 +41,7 @@ class AgentConfig:
     proxy_mode: str = "iptables"
     upstream: str = "none"
     cluster_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/12"
     dns_ip: str = "10.96.0.10"
     api_ip: str = "10.96.0.1"
     cluster_domain: str = "cluster.local"
@@ -100,18 +100,20 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
                       config=ProxyConfig(cluster_cidr=cfg.cluster_cidr,
                                          notrack_dns_ips=(cfg.dns_ip,)))
     await asyncio.to_thread(proxier.set_up)
-    index = RecordIndex()
-    dns = DNSServer(index, address=cfg.dns_ip, port=53, zone=cfg.cluster_domain)
+    dns = NodeDNS(dns_ip=cfg.dns_ip, node_ip=cfg.node_ip, zone=cfg.cluster_domain,
+                  service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
+                  upstreams=upstream_list(cfg.upstream))
     await dns.start()
+    await NodeDNS.publish_endpoint(client, node, cfg.node_ip)
 
     services = Informer(client, resources.SERVICE)
     endpoints = Informer(client, resources.ENDPOINTS)
     nodes = Informer(client, resources.NODE)
     slices = Informer(client, resources.ENDPOINTSLICE)
+    all_pods = Informer(client, resources.POD)
     services.add_handler(proxier.on_service)
-    services.add_handler(lambda prev, cur: apply_service_event(
-        index, "DELETED" if cur is None else "MODIFIED", cur or prev or {}))
     endpoints.add_handler(proxier.on_endpoints)
+    dns.watch(services=services, slices=slices, endpoints=endpoints, pods=all_pods)
 
     ctx = NodeContext(node_name=cfg.node_name, node_ip=cfg.node_ip,
                       netns_prefix=cfg.netns_prefix, dns_ip=cfg.dns_ip,
@@ -123,7 +125,8 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     duties = ServiceDuties(node_name=cfg.node_name, node_ip=cfg.node_ip, services=services,
                            slices=slices, nodes=nodes)
     tasks = [asyncio.create_task(c) for c in (
-        services.run(), endpoints.run(), nodes.run(), slices.run(), proxier.run(stop),
+        services.run(), endpoints.run(), nodes.run(), slices.run(), all_pods.run(),
+        proxier.run(stop),
         pods.run(), duties.run(),
         RouteSyncer(nodes, cfg.node_name).run(),
         registration.heartbeat(client, cfg.node_name, cfg.node_ip))]

@@ -51,6 +51,8 @@ def ensure(registry: Registry, *, advertise_address: str, port: int, api_ip: str
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kube-dns", "namespace": "kube-system",
                      "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
-        "spec": {"clusterIP": dns_ip, "selector": {"k8s-app": "kube-dns"},
+        # No selector: each node's agent publishes its own DNS server as an
+        # EndpointSlice of this Service.
+        "spec": {"clusterIP": dns_ip,
                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
                            {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}})

@@ -18,7 +18,8 @@ class GarbageCollector:
         self.client = client
         self.owners: dict[str, Informer] = {"Deployment": informers.deployments,
                                             "ReplicaSet": informers.replicasets,
-                                            "Service": informers.services}
+                                            "Service": informers.services,
+                                            "Node": informers.nodes}
         self.dependents = [(resources.REPLICASET, informers.replicasets),
                            (resources.POD, informers.pods),
                            (resources.ENDPOINTSLICE, informers.endpointslices)]
