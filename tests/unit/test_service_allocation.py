@@ -122,3 +122,17 @@ def test_invalid_policies_name_the_field(registry: Registry) -> None:
         with pytest.raises(status.ApiError) as e:
             registry.create(SVC, "default", svc("x", "LoadBalancer", **extra))
         assert e.value.code == 422 and path in e.value.message, (extra, e.value.message)
+
+
+def test_external_name_to_cluster_ip_and_back(registry: Registry) -> None:
+    ext = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "e"},
+           "spec": {"type": "ExternalName", "externalName": "example.org"}}
+    created = registry.create(SVC, "default", ext)
+    assert "clusterIP" not in created["spec"]
+    cip = registry.update(SVC, "default", "e", svc("e", "ClusterIP", ports=[{"port": 80}]))
+    ip = cip["spec"]["clusterIP"]
+    assert ip.startswith("10.") and cip["spec"]["clusterIPs"] == [ip]
+    back = registry.update(SVC, "default", "e", ext)
+    assert "clusterIP" not in back["spec"]
+    again = svc("f", "ClusterIP", clusterIP=ip, ports=[{"port": 80}])
+    assert registry.create(SVC, "default", again)["spec"]["clusterIP"] == ip

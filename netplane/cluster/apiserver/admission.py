@@ -103,6 +103,33 @@ class Admission:
         elif res is resources.POD:
             self._pod_immutable(old, new)
 
+    def service_update(self, old: Obj, new: Obj) -> tuple[Undo, Undo]:
+        """(undo, commit) of an update's allocations: a ClusterIP for a Service
+        that stops being ExternalName, its node ports; commit frees what the
+        old Service held and the new one does not."""
+        old_ip = old.get("spec", {}).get("clusterIP")
+        new_spec = new.setdefault("spec", {})
+        undo_ip: Undo = _noop
+        if not old_ip or old_ip == "None":
+            if new_spec.get("type") != "ExternalName" and new_spec.get("clusterIP") != "None":
+                undo_ip = self._service_ip(new)
+        try:
+            undo_ports, commit_ports = self.node_ports(old, new)
+        except BaseException:
+            undo_ip()
+            raise
+
+        def undo() -> None:
+            undo_ports()
+            undo_ip()
+
+        def commit() -> None:
+            commit_ports()
+            if old_ip and old_ip != "None" and new_spec.get("clusterIP") != old_ip \
+                    and self.alloc.cluster_ips.contains(old_ip):
+                self.alloc.cluster_ips.release(old_ip)
+        return undo, commit
+
     def node_ports(self, old: Obj | None, new: Obj) -> tuple[Undo, Undo]:
         """Gives ``new`` its node ports: kept from ``old`` where the port is the
         same, requested ones checked, the rest allocated. Returns (undo, commit):
@@ -216,6 +243,12 @@ class Admission:
     def _service_immutable(old: Obj, new: Obj) -> None:
         old_ip = old.get("spec", {}).get("clusterIP")
         spec = new.setdefault("spec", {})
+        if spec.get("type") == "ExternalName" or old.get("spec", {}).get("type") == \
+                "ExternalName":
+            if spec.get("type") == "ExternalName":
+                spec.pop("clusterIP", None)  # released when the update is written
+                spec.pop("clusterIPs", None)
+            return  # to or from ExternalName: the address comes or goes
         if old_ip and spec.get("clusterIP") in (None, ""):
             spec["clusterIP"], spec["clusterIPs"] = old_ip, old["spec"].get("clusterIPs")
         elif old_ip and spec.get("clusterIP") != old_ip:

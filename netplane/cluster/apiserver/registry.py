@@ -155,7 +155,7 @@ class Registry:
         given back if the write fails (or when only trying, with dryRun)."""
         undo, commit = _noop, _noop
         if res is resources.SERVICE:
-            undo, commit = self.admission.node_ports(old, new)
+            undo, commit = self.admission.service_update(old, new)
         if dry_run:
             undo()
             return new
