@@ -1,0 +1,129 @@
+"""Cluster DNS seen from a pod, with the tools a user has: dig over UDP and
+TCP, dig +search, getent. Address plan as in test_walking_skeleton."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from netplane.api import meta
+from tests.e2e.conftest import EXAMPLES, Lab, wait_for
+
+pytestmark = pytest.mark.e2e
+MANIFESTS = Path(__file__).parent / "manifests"
+
+
+def dig(lab: Lab, *args: str) -> list[str]:
+    out = lab.netplane("exec", "client", "--", "dig", "+short", "+time=2", "+tries=2", *args)
+    return [line for line in out.stdout.splitlines() if line and not line.startswith(";")]
+
+
+def status(lab: Lab, *args: str) -> str:
+    out = lab.netplane("exec", "client", "--", "dig", "+time=2", "+tries=2", *args).stdout
+    return out.split("status: ", 1)[1].split(",", 1)[0] if "status: " in out else out
+
+
+def _service(lab: Lab, name: str) -> dict:
+    return dict(json.loads(lab.netplane("get", "svc", name, "-o", "json").stdout))
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab) -> Lab:
+    lab.netplane("apply", "-f", str(EXAMPLES / "web.yaml"), "-f", str(EXAMPLES / "client.yaml"),
+                 "-f", str(MANIFESTS / "dns.yaml"))
+
+    def ready() -> bool:
+        pods = json.loads(lab.netplane("get", "pods", "-o", "json").stdout)["items"]
+        return len(pods) == 6 and all(meta.pod_ready(p) for p in pods)
+    wait_for("all pods ready", ready)
+    wait_for("db endpoints", lambda: len(dig(lab, "db.default.svc.cluster.local")) == 2)
+    return lab
+
+
+def test_service_a_record_over_udp_and_tcp(cluster: Lab) -> None:
+    ip = _service(cluster, "web")["spec"]["clusterIP"]
+    assert dig(cluster, "web.default.svc.cluster.local") == [ip]
+    assert dig(cluster, "+tcp", "WEB.Default.svc.cluster.local") == [ip]
+
+
+def test_search_path_short_names(cluster: Lab) -> None:
+    ip = _service(cluster, "web")["spec"]["clusterIP"]
+    for name in ("web", "web.default", "web.default.svc"):
+        assert dig(cluster, "+search", name) == [ip], name
+    getent = cluster.netplane("exec", "client", "--", "getent", "hosts", "web").stdout
+    assert getent.split()[0] == ip
+
+
+def test_nodata_and_nxdomain(cluster: Lab) -> None:
+    assert status(cluster, "web.default.svc.cluster.local", "AAAA") == "NOERROR"
+    assert dig(cluster, "web.default.svc.cluster.local", "AAAA") == []
+    assert status(cluster, "nope.default.svc.cluster.local") == "NXDOMAIN"
+    assert status(cluster, "example.org") == "REFUSED"  # no upstream in the lab
+
+
+def test_srv_for_named_ports(cluster: Lab) -> None:
+    srv = dig(cluster, "_http._tcp.web.default.svc.cluster.local", "SRV")
+    assert srv == ["0 100 80 web.default.svc.cluster.local."]
+
+
+def test_headless_service_and_pod_hostnames(cluster: Lab) -> None:
+    pods = {meta.name(p): p["status"]["podIP"] for p in json.loads(
+        cluster.netplane("get", "pods", "-l", "app=db", "-o", "json").stdout)["items"]}
+    assert sorted(dig(cluster, "db.default.svc.cluster.local")) == sorted(pods.values())
+    assert dig(cluster, "db-0.db.default.svc.cluster.local") == [pods["db-0"]]
+    srv = sorted(dig(cluster, "_pg._tcp.db.default.svc.cluster.local", "SRV"))
+    assert srv == ["0 50 5432 db-0.db.default.svc.cluster.local.",
+                   "0 50 5432 db-1.db.default.svc.cluster.local."]
+    assert dig(cluster, "-x", pods["db-1"]) == ["db-1.db.default.svc.cluster.local."]
+
+
+def test_ptr_for_cluster_ip_and_pod_records(cluster: Lab) -> None:
+    ip = _service(cluster, "web")["spec"]["clusterIP"]
+    assert dig(cluster, "-x", ip) == ["web.default.svc.cluster.local."]
+    pod_ip = json.loads(cluster.netplane("get", "pod", "client", "-o", "json").stdout)[
+        "status"]["podIP"]
+    dashed = pod_ip.replace(".", "-")
+    assert dig(cluster, f"{dashed}.default.pod.cluster.local") == [pod_ip]
+
+
+def test_external_name_then_cluster_ip(cluster: Lab) -> None:
+    web_ip = _service(cluster, "web")["spec"]["clusterIP"]
+    assert dig(cluster, "alias.default.svc.cluster.local") == [
+        "web.default.svc.cluster.local.", web_ip]
+    cluster.netplane("apply", "-f", "-", stdin="""
+apiVersion: v1
+kind: Service
+metadata: {name: alias}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+""")
+    new_ip = _service(cluster, "alias")["spec"]["clusterIP"]
+    wait_for("alias to become a ClusterIP",
+             lambda: dig(cluster, "alias.default.svc.cluster.local") == [new_ip], timeout=10)
+    out = cluster.curl("client", "http://alias")
+    assert out.returncode == 0 and out.stdout.startswith("pod=web-")
+
+
+def test_programming_latency_every_node(cluster: Lab) -> None:
+    """A new Service answers on every node's DNS within a fraction of a second."""
+    samples = []
+    for i in range(5):
+        name = f"lat{i}"
+        start = time.monotonic()
+        cluster.netplane("apply", "-f", "-", stdin=f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
+""")
+        for node in ("node-1", "node-2"):
+            wait_for(f"{name} on {node}", lambda node=node, name=name: cluster.netplane(
+                "lab", "exec", node, "--", "dig", "+short", "@10.96.0.10",
+                f"{name}.default.svc.cluster.local").stdout.strip(), timeout=5)
+        samples.append(time.monotonic() - start)
+    # Includes starting netplane and dig processes: an upper bound, not the metric.
+    assert max(samples) < 5, samples
