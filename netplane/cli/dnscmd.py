@@ -39,7 +39,7 @@ def candidates(name: str, namespace: str) -> list[str]:
         return [name]
     search = [f"{namespace}.svc.{ZONE}", f"svc.{ZONE}", ZONE]
     expanded = [f"{name}.{s}." for s in search]
-    return expanded + [f"{name}."] if name.count(".") < NDOTS else [f"{name}.", *expanded]
+    return [*expanded, f"{name}."] if name.count(".") < NDOTS else [f"{name}.", *expanded]
 
 
 def first_answer(index: RecordIndex, names: list[str], qtype: str) -> list[Explanation]:

@@ -198,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--node-ip", required=True)
     p.add_argument("--state-dir", default="/var/lib/netplane/agent")
     p.add_argument("--netns-prefix", default="np-")
-    p.add_argument("--proxy-mode", default="iptables", choices=["iptables"])
+    p.add_argument("--proxy-mode", default="iptables", choices=["iptables", "nftables", "ipvs"])
     p.add_argument("--upstream", default="none", help="DNS upstream servers, or none")
     p.set_defaults(fn=cmd_agent)
 

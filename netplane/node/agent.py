@@ -18,13 +18,14 @@ from netplane.net import netns, routes
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
 from netplane.node import registration
-from netplane.node.pods import NodeContext, PodManager
 from netplane.node.nodedns import NodeDNS, upstream_list
+from netplane.node.pods import NodeContext, PodManager
 from netplane.node.runtime.process import ProcessRuntime
 from netplane.node.services import ServiceDuties
-from netplane.proxy.apply import IptablesApplier
+from netplane.node.status import StatusServer
+from netplane.proxy import metrics as proxy_metrics
+from netplane.proxy import modes
 from netplane.proxy.iptables import ProxyConfig
-from netplane.proxy.proxier import Proxier
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,9 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     await asyncio.to_thread(network.set_up)
     await asyncio.to_thread(ensure_local_address, cfg.dns_ip)
 
-    proxier = Proxier(node_name=cfg.node_name, applier=IptablesApplier(),
-                      config=ProxyConfig(cluster_cidr=cfg.cluster_cidr,
-                                         notrack_dns_ips=(cfg.dns_ip,)))
+    proxier = modes.make(cfg.proxy_mode, node_name=cfg.node_name, node_ips=(cfg.node_ip,),
+                         config=ProxyConfig(cluster_cidr=cfg.cluster_cidr,
+                                            notrack_dns_ips=(cfg.dns_ip,)))
     await asyncio.to_thread(proxier.set_up)
     dns = NodeDNS(dns_ip=cfg.dns_ip, node_ip=cfg.node_ip, zone=cfg.cluster_domain,
                   service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
@@ -112,7 +113,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     slices = Informer(client, resources.ENDPOINTSLICE)
     all_pods = Informer(client, resources.POD)
     services.add_handler(proxier.on_service)
-    endpoints.add_handler(proxier.on_endpoints)
+    slices.add_handler(proxier.on_endpoints)
     dns.watch(services=services, slices=slices, endpoints=endpoints, pods=all_pods)
 
     ctx = NodeContext(node_name=cfg.node_name, node_ip=cfg.node_ip,
@@ -130,6 +131,11 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         pods.run(), duties.run(),
         RouteSyncer(nodes, cfg.node_name).run(),
         registration.heartbeat(client, cfg.node_name, cfg.node_ip))]
+    status = StatusServer(socket_path=cfg.state_dir / "agent.sock", address=cfg.node_ip)
+    status.add_metrics(lambda: proxy_metrics.render(proxier))
+    status.add_metrics(dns.render_metrics)
+    status.add_view("proxy", lambda: proxier.describe(check_kernel=True))
+    await status.start()
     log.info("agent %s running", cfg.node_name)
     try:
         await stop.wait()
@@ -137,6 +143,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await status.stop()
         await dns.stop()
         await client.close()
 

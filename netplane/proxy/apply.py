@@ -4,7 +4,10 @@ One ``iptables-restore --noflush`` per sync replaces all our chains at once
 and deletes our stale ones; the fixed jumps from built-in chains (the
 ``PLUMBING`` table) are ensured and removed with single ``iptables`` calls.
 Commands run in the current network namespace, or in a named one
-(``ip netns exec``) so that tests never touch the machine's own.
+(``ip netns exec``) so that tests never touch the machine's own. Set-up
+also turns on ``route_localnet`` so that NodePorts answer on 127.0.0.1.
+``intact`` is the cheap drift check: it lists only the built-in chains
+that hold our jumps, never our big chains.
 """
 
 from __future__ import annotations
@@ -15,15 +18,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netplane.proxy.iptables import (
-    CHAIN_PREFIX,
-    FIXED_CHAINS,
-    PLUMBING,
-    Jump,
-    Table,
-    declared_chains,
-    with_stale_chains,
-)
+from netplane.proxy.iptables import declared_chains, with_stale_chains
+from netplane.proxy.iptables_chains import CHAIN_PREFIX, FIXED_CHAINS, PLUMBING, Jump, Table
 
 COMMAND_TIMEOUT = 60.0
 
@@ -66,9 +62,10 @@ class IptablesApplier:
     """Applies rendered documents and the fixed plumbing with one backend."""
 
     def __init__(self, *, netns: str | None = None, backend: Backend | None = None,
-                 runner: Runner = run_command) -> None:
+                 runner: Runner = run_command, route_localnet: bool = True) -> None:
         self._netns = netns
         self._runner = runner
+        self._route_localnet = route_localnet
         self.backend = backend if backend is not None else detect_backend(runner=runner)
 
     def _tool(self, suffix: str) -> str:
@@ -97,7 +94,34 @@ class IptablesApplier:
         self.restore(with_stale_chains(text, stale))
 
     def restore(self, text: str) -> None:
+        """Plays ``text`` onto the current rules (``--noflush``), all or nothing."""
         self._run([self._tool("-restore"), "-w", "--noflush"], text)
+
+    def save(self) -> str:
+        """Every table's rules as ``iptables-save`` prints them."""
+        return self._run([self._tool("-save")]).stdout
+
+    def _present_jumps(self) -> set[Jump] | None:
+        """Which PLUMBING jumps are in place, from small listings of the
+        built-in chains; None when a listing failed (the table is gone)."""
+        present: set[Jump] = set()
+        for table, base in dict.fromkeys((j.table, j.base_chain) for j in PLUMBING):
+            listed = self._iptables(table, "-S", base, check=False)
+            if listed.returncode != 0:
+                return None
+            lines = listed.stdout.splitlines()
+            present.update(j for j in PLUMBING if (j.table, j.base_chain) == (table, base)
+                           and any(line.endswith(f"-j {j.chain}") and j.comment in line
+                                   for line in lines))
+        return present
+
+    def intact(self) -> bool:
+        """Whether every jump into our chains is still in its built-in chain.
+
+        A flush of a table (``iptables -t nat -F``) or of a built-in chain
+        removes them; this notices it without listing our big chains."""
+        present = self._present_jumps()
+        return present is not None and len(present) == len(PLUMBING)
 
     def _iptables(self, table: Table, *args: str, check: bool = True) -> CommandResult:
         return self._run([self._tool(""), "-w", "-t", table, *args], check=check)
@@ -109,14 +133,18 @@ class IptablesApplier:
 
     def ensure_plumbing(self) -> None:
         """Creates our fixed chains and the jumps into them, if missing."""
-        have = self.current_chains()
         for table, chains in FIXED_CHAINS.items():
             for chain in chains:
-                if chain not in have[table]:
-                    self._iptables(table, "-N", chain)
-        for jump in PLUMBING:
-            if not self._has_jump(jump):
+                # Fails harmlessly when the chain exists; cheaper than listing.
+                self._iptables(table, "-N", chain, check=False)
+        present = self._present_jumps() or set()
+        # Inserting at the top in reverse leaves them in PLUMBING's order.
+        for jump in reversed(PLUMBING):
+            if jump not in present:
                 self._iptables(jump.table, "-I", jump.base_chain, "1", *jump.rule_args())
+        if self._route_localnet:
+            # NodePorts on 127.0.0.1: DNAT of loopback traffic to a pod needs it.
+            self._run(["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"])
 
     def clean_up(self) -> None:
         """Removes our jumps, then flushes and deletes every chain of ours."""

@@ -1,234 +1,259 @@
-"""iptables mode: Services rendered as one ``iptables-restore`` document.
+"""iptables mode: Services rendered as ``iptables-restore --noflush`` documents.
 
-Rendering is pure: ``render(services, endpoints, config)`` returns the whole
-text for our chains in the ``nat``, ``filter`` and ``raw`` tables, in
-kube-proxy's shape with the ``NP-`` prefix. The fixed jumps from the
-built-in chains into ours are data (``PLUMBING``), read by both set-up and
-clean-up in ``apply.py``. Applying is someone else's job.
+Rendering is pure. ``render(services, endpoints, config)`` returns the whole
+text for our chains in the ``raw``, ``nat`` and ``filter`` tables.
+``full_document`` assembles it from per-port ``PortRules``
+(``iptables_rules``); ``partial_document`` writes only what changed for some
+ports: their own chains are redeclared (which flushes them) and rewritten,
+their lines in the shared chains are deleted (``-D``) or inserted only when
+they differ, and their chains that are no longer needed are deleted. This
+is kube-proxy's MinimizeIPTablesRestore with one more step: the big shared
+chains are never rewritten in a partial sync, because rewriting a chain of
+10,000 rules costs far more than the one changed line.
 """
 
 from __future__ import annotations
 
-import base64
-import enum
-import hashlib
-import ipaddress
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 
 from netplane.api.meta import Obj
 from netplane.proxy import model
-from netplane.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
-
-CHAIN_PREFIX = "NP-"
-SERVICES_CHAIN = "NP-SERVICES"
-POSTROUTING_CHAIN = "NP-POSTROUTING"
-MARK_MASQ_CHAIN = "NP-MARK-MASQ"
-NOTRACK_CHAIN = "NP-NOTRACK"
-SVC_PREFIX = "NP-SVC-"
-SEP_PREFIX = "NP-SEP-"
-MAX_CHAIN_LEN = 28  # iptables' limit is 28 characters plus the terminator
-
-
-class Table(enum.StrEnum):
-    """The netfilter tables we write to."""
-
-    RAW = "raw"
-    NAT = "nat"
-    FILTER = "filter"
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """Node-wide settings that shape the rules."""
-
-    cluster_cidr: str = "10.244.0.0/16"
-    masquerade_bit: int = 14
-    notrack_dns_ips: tuple[str, ...] = ()
-    # MASQUERADE --random-fully avoids SNAT port races; needs kernel >= 3.13 support.
-    masquerade_random_fully: bool = False
-
-    @property
-    def masquerade_mark(self) -> str:
-        return f"{1 << self.masquerade_bit:#x}"
-
-
-@dataclass(frozen=True)
-class Jump:
-    """One fixed rule in a built-in chain that sends traffic into one of ours."""
-
-    table: Table
-    base_chain: str
-    chain: str
-    comment: str
-    matches: tuple[str, ...] = field(default=())
-
-    def rule_args(self) -> list[str]:
-        """Arguments after ``-A/-C/-I/-D BASE`` for this jump."""
-        return [*self.matches, "-m", "comment", "--comment", self.comment, "-j", self.chain]
-
-
-_NEW = ("-m", "conntrack", "--ctstate", "NEW")
-
-PLUMBING: tuple[Jump, ...] = (
-    Jump(Table.RAW, "PREROUTING", NOTRACK_CHAIN, "netplane node-local DNS notrack"),
-    Jump(Table.RAW, "OUTPUT", NOTRACK_CHAIN, "netplane node-local DNS notrack"),
-    Jump(Table.NAT, "PREROUTING", SERVICES_CHAIN, "netplane service portals"),
-    Jump(Table.NAT, "OUTPUT", SERVICES_CHAIN, "netplane service portals"),
-    Jump(Table.NAT, "POSTROUTING", POSTROUTING_CHAIN, "netplane postrouting rules"),
-    Jump(Table.FILTER, "FORWARD", SERVICES_CHAIN, "netplane service portals", _NEW),
-    Jump(Table.FILTER, "OUTPUT", SERVICES_CHAIN, "netplane service portals", _NEW),
+from netplane.proxy.iptables_chains import (
+    CHAIN_PREFIX,
+    FIXED_CHAINS,
+    FORWARD_CHAIN,
+    INSERT_AT_TOP,
+    LOCALNET_CHAIN,
+    MARK_MASQ_CHAIN,
+    MAX_CHAIN_LEN,
+    NODEPORTS_CHAIN,
+    NOTRACK_CHAIN,
+    PLUMBING,
+    POSTROUTING_CHAIN,
+    SEP_PREFIX,
+    SERVICES_CHAIN,
+    SVC_PREFIX,
+    Jump,
+    ProxyConfig,
+    Table,
+    endpoint_chain,
+    external_chain,
+    firewall_chain,
+    host,
+    is_ipv4,
+    local_chain,
+    probability,
+    rule,
+    service_chain,
 )
+from netplane.proxy.iptables_rules import PortRules, render_port
+from netplane.proxy.model import ServicePortName
 
-# Chains declared in every sync even when they hold no rule, so the jumps
-# in PLUMBING always have a target.
-FIXED_CHAINS: dict[Table, tuple[str, ...]] = {
-    Table.RAW: (NOTRACK_CHAIN,),
-    Table.NAT: (SERVICES_CHAIN, POSTROUTING_CHAIN, MARK_MASQ_CHAIN),
-    Table.FILTER: (SERVICES_CHAIN,),
-}
+__all__ = [
+    "CHAIN_PREFIX",
+    "FIXED_CHAINS",
+    "MARK_MASQ_CHAIN",
+    "MAX_CHAIN_LEN",
+    "NOTRACK_CHAIN",
+    "PLUMBING",
+    "POSTROUTING_CHAIN",
+    "SEP_PREFIX",
+    "SERVICES_CHAIN",
+    "SVC_PREFIX",
+    "Jump",
+    "PortRules",
+    "ProxyConfig",
+    "Table",
+    "declared_chains",
+    "endpoint_chain",
+    "external_chain",
+    "firewall_chain",
+    "fixed_rules",
+    "full_document",
+    "local_chain",
+    "partial_document",
+    "probability",
+    "render",
+    "render_map",
+    "render_ports",
+    "rule_count",
+    "service_chain",
+    "with_stale_chains",
+]
 
-
-def _hash16(text: str) -> str:
-    digest = hashlib.sha256(text.encode()).digest()
-    return base64.b32encode(digest).decode()[:16]
-
-
-def service_chain(spn: ServicePortName) -> str:
-    """``NP-SVC-<hash>`` for one service port (kube-proxy's portProtoHash)."""
-    return SVC_PREFIX + _hash16(str(spn) + spn.protocol.lower())
-
-
-def endpoint_chain(spn: ServicePortName, endpoint: str) -> str:
-    """``NP-SEP-<hash>`` for one endpoint (``ip:port``) of one service port."""
-    return SEP_PREFIX + _hash16(str(spn) + spn.protocol.lower() + endpoint)
-
-
-def probability(n: int) -> str:
-    """Chance to pick the first of ``n`` remaining endpoints, as kube-proxy spells it."""
-    return f"{1.0 / n:.10f}"
-
-
-def _quote(comment: str) -> str:
-    return '"' + comment.replace('"', "'") + '"'
-
-
-def _is_ipv4(ip: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip).version == 4
-    except ValueError:
-        return False
+PortMap = Mapping[ServicePortName, PortRules]
 
 
-def _host(ip: str) -> str:
-    return f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}"
-
-
-@dataclass
-class _Doc:
-    """Chain declarations and rules of one table, in writing order."""
-
-    chains: list[str] = field(default_factory=list)
-    rules: list[str] = field(default_factory=list)
-
-    def chain(self, chain_name: str) -> None:
-        self.chains.append(chain_name)
-
-    def rule(self, chain_name: str, comment: str, *args: str) -> None:
-        self.rules.append(" ".join(["-A", chain_name, "-m", "comment", "--comment",
-                                    _quote(comment), *args]))
-
-    def text(self, table: Table) -> list[str]:
-        return [f"*{table}", *(f":{c} - [0:0]" for c in self.chains), *self.rules, "COMMIT"]
-
-
-def _proto_match(info: ServicePortInfo) -> list[str]:
-    proto = info.protocol.lower()
-    return ["-p", proto, "-m", proto]
-
-
-def _vip_match(info: ServicePortInfo) -> list[str]:
-    return [*_proto_match(info), "-d", _host(info.cluster_ip), "--dport", str(info.port)]
-
-
-def _render_endpoint(nat: _Doc, info: ServicePortInfo, ep: EndpointInfo) -> None:
-    spn = info.key
-    chain = endpoint_chain(spn, ep.address)
-    nat.chain(chain)
-    # Hairpin: a backend reaching its own service must be masqueraded, or
-    # it would see a reply from itself and drop it.
-    nat.rule(chain, str(spn), "-s", _host(ep.ip), "-j", MARK_MASQ_CHAIN)
-    nat.rule(chain, str(spn), *_proto_match(info), "-j", "DNAT",
-             "--to-destination", ep.address)
-
-
-def _render_service_port(nat: _Doc, flt: _Doc, info: ServicePortInfo,
-                         endpoints: list[EndpointInfo], config: ProxyConfig) -> None:
-    spn = info.key
-    ready = [ep for ep in endpoints if ep.ready]
-    if not ready:
-        flt.rule(SERVICES_CHAIN, f"{spn} has no endpoints", *_vip_match(info), "-j", "REJECT")
-        return
-    svc = service_chain(spn)
-    nat.chain(svc)
-    nat.rule(SERVICES_CHAIN, f"{spn} cluster IP", *_vip_match(info), "-j", svc)
-    # Traffic from outside the pod network (nodes, hosts) needs SNAT so that
-    # replies come back through this node's conntrack entry.
-    nat.rule(svc, f"{spn} cluster IP", *_vip_match(info), "!", "-s", config.cluster_cidr,
-             "-j", MARK_MASQ_CHAIN)
-    for i, ep in enumerate(ready):
-        left = len(ready) - i
-        pick = ["-m", "statistic", "--mode", "random", "--probability", probability(left)]
-        nat.rule(svc, f"{spn} -> {ep.address}", *(pick if left > 1 else []),
-                 "-j", endpoint_chain(spn, ep.address))
-    for ep in ready:
-        _render_endpoint(nat, info, ep)
-
-
-def _render_fixed_nat(nat: _Doc, config: ProxyConfig) -> None:
+def _postrouting(config: ProxyConfig) -> list[str]:
     mark = config.masquerade_mark
     comment = "netplane service traffic requiring SNAT"
-    nat.rule(POSTROUTING_CHAIN, comment, "-m", "mark", "!", "--mark", f"{mark}/{mark}",
-             "-j", "RETURN")
-    # Clear the bit so a packet that is re-routed is not masqueraded twice.
-    nat.rule(POSTROUTING_CHAIN, comment, "-j", "MARK", "--xor-mark", mark)
-    fully = ["--random-fully"] if config.masquerade_random_fully else []
-    nat.rule(POSTROUTING_CHAIN, comment, "-j", "MASQUERADE", *fully)
-    nat.rule(MARK_MASQ_CHAIN, "netplane mark for masquerade", "-j", "MARK", "--or-mark", mark)
+    fully = " --random-fully" if config.masquerade_random_fully else ""
+    return [
+        rule(POSTROUTING_CHAIN, comment, f"-m mark ! --mark {mark}/{mark} -j RETURN"),
+        # Clear the bit so a packet that is re-routed is not masqueraded twice.
+        rule(POSTROUTING_CHAIN, comment, f"-j MARK --xor-mark {mark}"),
+        rule(POSTROUTING_CHAIN, comment, f"-j MASQUERADE{fully}"),
+        rule(MARK_MASQ_CHAIN, "netplane mark for masquerade", f"-j MARK --or-mark {mark}"),
+    ]
 
 
-def _render_notrack(raw: _Doc, config: ProxyConfig) -> None:
+def _nodeport_dispatch(config: ProxyConfig) -> list[str]:
+    """The last rules of nat NP-SERVICES: what is left and addressed to the
+    node goes to the NodePorts."""
+    comment = "netplane service nodeports; must stay last in this chain"
+    if not config.node_ips:
+        return [rule(SERVICES_CHAIN, comment, f"-m addrtype --dst-type LOCAL -j {NODEPORTS_CHAIN}")]
+    ips = [host(ip) for ip in config.node_ips if is_ipv4(ip)]
+    if config.localhost_nodeports:
+        ips.append("127.0.0.0/8")
+    return [rule(SERVICES_CHAIN, comment, f"-d {ip} -j {NODEPORTS_CHAIN}") for ip in ips]
+
+
+def _filter_fixed(config: ProxyConfig) -> list[str]:
+    mark = config.masquerade_mark
+    return [
+        rule(FORWARD_CHAIN, "netplane forwarding conntrack rule",
+             "-m conntrack --ctstate INVALID -j DROP"),
+        rule(FORWARD_CHAIN, "netplane forwarding rules", f"-m mark --mark {mark}/{mark} -j ACCEPT"),
+        rule(FORWARD_CHAIN, "netplane forwarding conntrack rule",
+             "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        # route_localnet lets 127.0.0.1 NodePorts work; never let other hosts
+        # reach the node's loopback services through it (CVE-2020-8558).
+        rule(LOCALNET_CHAIN, "netplane block incoming localnet connections",
+             "! -s 127.0.0.0/8 -d 127.0.0.0/8 "
+             "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"),
+    ]
+
+
+def _notrack(config: ProxyConfig) -> list[str]:
+    out: list[str] = []
     for ip in sorted(config.notrack_dns_ips):
         for proto in ("udp", "tcp"):
-            base = ["-p", proto, "-m", proto]
-            raw.rule(NOTRACK_CHAIN, "netplane node-local DNS", *base, "-d", _host(ip),
-                     "--dport", "53", "-j", "NOTRACK")
-            raw.rule(NOTRACK_CHAIN, "netplane node-local DNS", *base, "-s", _host(ip),
-                     "--sport", "53", "-j", "NOTRACK")
+            base = f"-p {proto} -m {proto}"
+            out.append(rule(NOTRACK_CHAIN, "netplane node-local DNS",
+                            f"{base} -d {host(ip)} --dport 53 -j NOTRACK"))
+            out.append(rule(NOTRACK_CHAIN, "netplane node-local DNS",
+                            f"{base} -s {host(ip)} --sport 53 -j NOTRACK"))
+    return out
 
 
-def render(services: list[Obj], endpoints: list[Obj], config: ProxyConfig) -> str:
-    """The complete iptables-restore input (``--noflush``) for our chains."""
-    return render_map(model.build(services, endpoints), config)
+def fixed_rules(config: ProxyConfig) -> dict[Table, list[str]]:
+    """Rules of our fixed chains that do not depend on any Service."""
+    return {Table.RAW: _notrack(config), Table.NAT: _postrouting(config),
+            Table.FILTER: _filter_fixed(config)}
 
 
-def render_map(service_map: model.ServiceMap, config: ProxyConfig) -> str:
-    """Like ``render``, from an already built service map."""
-    docs = {t: _Doc() for t in Table}
-    for table, chains in FIXED_CHAINS.items():
-        for c in chains:
-            docs[table].chain(c)
-    _render_notrack(docs[Table.RAW], config)
-    _render_fixed_nat(docs[Table.NAT], config)
+def _decl(chain: str) -> str:
+    return f":{chain} - [0:0]"
+
+
+def full_document(ports: Iterable[PortRules], config: ProxyConfig, *,
+                  stale: Mapping[Table, set[str]] | None = None) -> str:
+    """Every chain of ours, from scratch; ``stale`` chains (ours only) are deleted."""
+    ports = list(ports)
+    fixed = fixed_rules(config)
+    doomed = {t: sorted(c for c in (stale or {}).get(t, set()) if c.startswith(CHAIN_PREFIX))
+              for t in Table}
+    nat_own = [c for p in ports for c in p.nat_chains]
+    decls = {t: [*FIXED_CHAINS[t], *(nat_own if t == Table.NAT else []), *doomed[t]]
+             for t in Table}
+    body = {
+        Table.RAW: fixed[Table.RAW],
+        Table.NAT: [*fixed[Table.NAT], *(r for p in ports for r in p.nat_shared),
+                    *_nodeport_dispatch(config),
+                    *(r for p in ports for rs in p.nat_chains.values() for r in rs)],
+        Table.FILTER: [*fixed[Table.FILTER], *(r for p in ports for r in p.filter_shared)],
+    }
+    lines: list[str] = []
+    for t in Table:
+        lines.append(f"*{t}")
+        lines.extend(_decl(c) for c in decls[t])
+        lines.extend(body[t])
+        lines.extend(f"-X {c}" for c in doomed[t])
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def _chain_of(line: str) -> str:
+    return line.split(" ", 2)[1]
+
+
+def _added(line: str, table: Table) -> str:
+    chain = _chain_of(line)
+    if (table, chain) in INSERT_AT_TOP:
+        return f"-I {chain} 1 {line.split(' ', 2)[2]}"
+    return line
+
+
+def _shared_diff(old: list[str], new: list[str], table: Table) -> tuple[list[str], list[str]]:
+    """(``-D`` lines for what went, insert lines for what came)."""
+    old_set, new_set = set(old), set(new)
+    gone = ["-D" + line[2:] for line in old if line not in new_set]
+    came = [_added(line, table) for line in new if line not in old_set]
+    return gone, came
+
+
+def partial_document(old: PortMap, new: PortMap, changed: Iterable[ServicePortName]) -> str:
+    """Only the changes of the ``changed`` ports, on top of ``old`` in the kernel.
+
+    Empty when nothing differs."""
+    decls: list[str] = []
+    own: list[str] = []
+    nat_gone: list[str] = []
+    nat_came: list[str] = []
+    flt_gone: list[str] = []
+    flt_came: list[str] = []
+    doomed: list[str] = []
+    empty = PortRules()
+    for spn in sorted(set(changed)):
+        o, n = old.get(spn, empty), new.get(spn, empty)
+        if o == n:
+            continue
+        stale = [c for c in o.nat_chains if c not in n.nat_chains]
+        # Only chains whose rules differ are flushed and rewritten.
+        rewrite = {c: rs for c, rs in n.nat_chains.items() if o.nat_chains.get(c) != rs}
+        decls += [_decl(c) for c in [*rewrite, *stale]]
+        own += [r for rs in rewrite.values() for r in rs]
+        doomed += [f"-X {c}" for c in stale]
+        gone, came = _shared_diff(o.nat_shared, n.nat_shared, Table.NAT)
+        nat_gone += gone
+        nat_came += came
+        gone, came = _shared_diff(o.filter_shared, n.filter_shared, Table.FILTER)
+        flt_gone += gone
+        flt_came += came
+    lines: list[str] = []
+    # Old jumps go before the chains they point at are deleted; new jumps
+    # come after the chains they point at are filled.
+    nat = [*decls, *nat_gone, *own, *nat_came, *doomed]
+    if nat:
+        lines += ["*nat", *nat, "COMMIT"]
+    if flt_gone or flt_came:
+        lines += ["*filter", *flt_gone, *flt_came, "COMMIT"]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def render_ports(service_map: model.ServiceMap, config: ProxyConfig, *,
+                 node_name: str = "") -> dict[ServicePortName, PortRules]:
+    """Each IPv4 service port's rules, in sorted order."""
+    out: dict[ServicePortName, PortRules] = {}
     for spn in sorted(service_map):
         info, eps = service_map[spn]
-        if not _is_ipv4(info.cluster_ip):
-            continue  # iptables is IPv4 only; IPv6 service IPs belong to ip6tables
-        eps = [ep for ep in eps if _is_ipv4(ep.ip)]
-        _render_service_port(docs[Table.NAT], docs[Table.FILTER], info, eps, config)
-    lines: list[str] = []
-    for table in Table:
-        lines.extend(docs[table].text(table))
-    return "\n".join(lines) + "\n"
+        if is_ipv4(info.cluster_ip):  # IPv6 service IPs belong to ip6tables
+            out[spn] = render_port(info, eps, config=config, node_name=node_name)
+    return out
+
+
+def render(services: list[Obj], endpoints: list[Obj], config: ProxyConfig, *,
+           node_name: str = "") -> str:
+    """The complete iptables-restore input (``--noflush``) for our chains."""
+    return render_map(model.build(services, endpoints), config, node_name=node_name)
+
+
+def render_map(service_map: model.ServiceMap, config: ProxyConfig, *,
+               node_name: str = "") -> str:
+    """Like ``render``, from an already built service map."""
+    return full_document(render_ports(service_map, config, node_name=node_name).values(),
+                         config)
 
 
 def _table(name: str) -> Table | None:
@@ -249,7 +274,7 @@ def declared_chains(text: str) -> dict[Table, set[str]]:
     return out
 
 
-def with_stale_chains(text: str, stale: dict[Table, set[str]]) -> str:
+def with_stale_chains(text: str, stale: Mapping[Table, set[str]]) -> str:
     """Adds the deletion of ``stale`` chains (ours only) to a rendered document.
 
     Each stale chain is declared (which flushes it) and then deleted after
@@ -266,10 +291,27 @@ def with_stale_chains(text: str, stale: dict[Table, set[str]]) -> str:
             out.extend(f"-X {c}" for c in doomed)
         out.append(line)
         if line.startswith("*"):
-            out.extend(f":{c} - [0:0]" for c in doomed)
+            out.extend(_decl(c) for c in doomed)
     return "\n".join(out) + "\n"
 
 
 def rule_count(text: str) -> int:
     """Number of rules (``-A`` lines) in a document."""
     return sum(1 for line in text.splitlines() if line.startswith("-A "))
+
+
+def chain_rule_counts(text: str) -> dict[tuple[Table, str], int]:
+    """Rules per chain of ours in an iptables-save document (for drift reports)."""
+    out: dict[tuple[Table, str], int] = {}
+    table: Table | None = None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = _table(line[1:].strip())
+        elif table is None:
+            continue
+        elif line.startswith(":") and line[1:].startswith(CHAIN_PREFIX):
+            out.setdefault((table, line[1:].split(" ", 1)[0]), 0)
+        elif line.startswith("-A ") and _chain_of(line).startswith(CHAIN_PREFIX):
+            key = (table, _chain_of(line))
+            out[key] = out.get(key, 0) + 1
+    return out

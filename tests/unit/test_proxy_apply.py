@@ -7,11 +7,13 @@ about the resulting chains, not about the commands sent.
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from netplane.proxy.apply import ApplyError, Backend, CommandResult, IptablesApplier
 from netplane.proxy.iptables import PLUMBING, ProxyConfig, render
-from netplane.proxy.trace import parse
+from netplane.proxy.trace import ParseError, parse
 
 
 class FakeIptables:
@@ -21,16 +23,20 @@ class FakeIptables:
         self.version = version
         self.tables: dict[str, dict[str, list[str]]] = {
             "nat": {"PREROUTING": [], "OUTPUT": [], "POSTROUTING": [], "KUBE-SVC-X": []},
-            "filter": {"FORWARD": [], "OUTPUT": []},
+            "filter": {"INPUT": [], "FORWARD": [], "OUTPUT": []},
             "raw": {"PREROUTING": [], "OUTPUT": []},
         }
         self.argv: list[list[str]] = []
+        self.sysctls: list[str] = []
 
     def __call__(self, argv: list[str], stdin: str | None) -> CommandResult:
         self.argv.append(argv)
         args = argv[4:] if argv[:3] == ["ip", "netns", "exec"] else argv
         if args[-1] == "--version":
             return CommandResult(0, self.version, "")
+        if args[0] == "sysctl":
+            self.sysctls.append(args[-1])
+            return CommandResult(0, "", "")
         if args[0].endswith("-save"):
             return CommandResult(0, self._save(), "")
         if args[0].endswith("-restore"):
@@ -41,29 +47,28 @@ class FakeIptables:
     def _save(self) -> str:
         out = []
         for t, chains in self.tables.items():
-            out += [f"*{t}", *(f":{c} - [0:0]" for c in chains), "COMMIT"]
+            out += [f"*{t}", *(f":{c} - [0:0]" for c in chains)]
+            out += [rule for c in chains for rule in chains[c]]
+            out.append("COMMIT")
         return "\n".join(out)
 
     def _restore(self, text: str) -> None:
-        parse(text)  # the real tool refuses what the parser refuses
-        table = ""
-        for line in text.splitlines():
-            if line.startswith("*"):
-                table = line[1:]
-            elif line.startswith(":"):
-                self.tables[table][line[1:].split()[0]] = []
-            elif line.startswith("-A "):
-                self.tables[table][line.split()[1]].append(line)
-            elif line.startswith("-X "):
-                del self.tables[table][line.split()[1]]
+        # The real tool refuses what the restore model refuses.
+        rs = parse(self._save()).restore(text)
+        for t, chains in rs.tables.items():
+            self.tables[t] = {c: [r.text for r in rules] for c, rules in chains.items()}
 
-    def _rule_command(self, table_and_op: str, rest: list[str]) -> CommandResult:
-        table, op = table_and_op, rest[0]
+    def _rule_command(self, table: str, rest: list[str]) -> CommandResult:
+        op = rest[0]
         chains = self.tables[table]
         if op == "-N":
+            if rest[1] in chains:
+                return CommandResult(1, "", "iptables: Chain already exists.")
             chains[rest[1]] = []
             return CommandResult(0, "", "")
-        chain, rule = rest[1], " ".join(a for a in rest[2:] if a != "1")
+        if op == "-S":
+            return CommandResult(0, "\n".join(chains.get(rest[1], [])), "")
+        chain, rule = rest[1], f"-A {rest[1]} " + shlex.join(a for a in rest[2:] if a != "1")
         present = rule in chains[chain]
         if op == "-C":
             return CommandResult(0 if present else 1, "", "")
@@ -110,7 +115,11 @@ def test_plumbing_is_idempotent_and_clean_up_removes_only_ours() -> None:
     applier.ensure_plumbing()
     applier.ensure_plumbing()
     assert len(fake.tables["nat"]["PREROUTING"]) == 1
-    assert len(fake.tables["filter"]["FORWARD"]) == 1
+    assert len(fake.tables["filter"]["FORWARD"]) == 4
+    # In PLUMBING's order, whatever the order of insertion.
+    assert [r.rsplit(" ", 1)[1] for r in fake.tables["filter"]["FORWARD"]] == \
+        ["NP-PROXY-FIREWALL", "NP-EXTERNAL-SERVICES", "NP-SERVICES", "NP-FORWARD"]
+    assert fake.sysctls == ["net.ipv4.conf.all.route_localnet=1"] * 2
     applier.apply(render(SERVICES, eps("10.244.1.2"), ProxyConfig()))
     applier.clean_up()
     assert all(not ours(fake, t) for t in fake.tables)
@@ -125,3 +134,23 @@ def test_failed_command_raises_with_its_stderr() -> None:
     applier = IptablesApplier(runner=failing, backend=Backend.LEGACY)
     with pytest.raises(ApplyError, match="line 7 failed"):
         applier.restore("*nat\nCOMMIT\n")
+
+
+def test_drift_check_notices_a_flushed_table() -> None:
+    fake = FakeIptables()
+    applier = IptablesApplier(runner=fake, backend=Backend.NFT)
+    assert not applier.intact()
+    applier.ensure_plumbing()
+    assert applier.intact()
+    fake.tables["nat"]["PREROUTING"].clear()  # iptables -t nat -F
+    assert not applier.intact()
+    applier.ensure_plumbing()
+    assert applier.intact()
+
+
+def test_partial_restore_deleting_a_missing_rule_fails() -> None:
+    fake = FakeIptables()
+    applier = IptablesApplier(runner=fake, backend=Backend.NFT)
+    applier.ensure_plumbing()
+    with pytest.raises(ParseError, match="no such rule"):
+        applier.restore("*nat\n-D NP-SERVICES -j NP-SVC-GONE\nCOMMIT\n")

@@ -165,8 +165,9 @@ def test_no_endpoints_anywhere_renders_only_fixed_chains() -> None:
     text = render([], [], ProxyConfig())
     assert declared_chains(text) == {
         Table.RAW: {"NP-NOTRACK"},
-        Table.NAT: {"NP-SERVICES", "NP-POSTROUTING", "NP-MARK-MASQ"},
-        Table.FILTER: {"NP-SERVICES"},
+        Table.NAT: {"NP-SERVICES", "NP-NODEPORTS", "NP-POSTROUTING", "NP-MARK-MASQ"},
+        Table.FILTER: {"NP-SERVICES", "NP-EXTERNAL-SERVICES", "NP-NODEPORTS",
+                       "NP-PROXY-FIREWALL", "NP-FORWARD", "NP-FIREWALL"},
     }
     parse(text).with_jumps(PLUMBING)  # loads
 
@@ -201,7 +202,7 @@ def test_parser_rejects_rule_in_undeclared_chain_and_unknown_options() -> None:
     with pytest.raises(ParseError, match="undeclared chain"):
         parse("*nat\n-A NP-X -j ACCEPT\nCOMMIT\n")
     with pytest.raises(ParseError, match="not understood"):
-        parse("*nat\n:X - [0:0]\n-A X -m addrtype --dst-type LOCAL -j ACCEPT\nCOMMIT\n")
+        parse("*nat\n:X - [0:0]\n-A X -m owner --uid-owner 0 -j ACCEPT\nCOMMIT\n")
     with pytest.raises(ParseError, match="no COMMIT"):
         parse("*nat\n:X - [0:0]\n")
 

@@ -7,13 +7,15 @@ where a packet would go rather than which calls were made.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import pytest
 
 from netplane.api.meta import Obj
-from netplane.proxy.iptables import PLUMBING
-from netplane.proxy.proxier import Proxier
+from netplane.proxy import metrics
+from netplane.proxy.conntrack import Entry
+from netplane.proxy.iptables import PLUMBING, Table, declared_chains
+from netplane.proxy.proxier import TRIGGER_TIME_ANNOTATION, Proxier
 from netplane.proxy.trace import Packet, Ruleset, parse, trace_packet
 
 WEB: Obj = {"metadata": {"namespace": "default", "name": "web", "resourceVersion": "1"},
@@ -26,30 +28,50 @@ def endpoints(*ips: str, rv: str = "1") -> Obj:
 
 
 class FakeKernel:
-    """Holds what was applied; can be told to fail."""
+    """Holds what was applied, as the restore model plays it; can be told to fail."""
 
     def __init__(self) -> None:
         self.rules = Ruleset()
-        self.applies = 0
+        self.restores: list[str] = []
         self.plumbed = False
         self.fail = False
 
-    def apply(self, text: str) -> None:
+    @property
+    def applies(self) -> int:
+        return len(self.restores)
+
+    def restore(self, text: str) -> None:
         if self.fail:
             raise RuntimeError("iptables-restore: line 3 failed")
-        self.applies += 1
-        self.rules = parse(text)
+        self.rules = self.rules.restore(text)
+        self.restores.append(text)
+
+    def current_chains(self) -> dict[Table, set[str]]:
+        return declared_chains(self.save())
+
+    def save(self) -> str:
+        return self.rules.dump()
 
     def ensure_plumbing(self) -> None:
         self.plumbed = True
+
+    def intact(self) -> bool:
+        return self.plumbed
 
     def clean_up(self) -> None:
         self.rules = Ruleset()
         self.plumbed = False
 
-    def backends(self) -> set[str | None]:
+    def flush(self) -> None:
+        """What ``iptables -t nat -F`` does: every rule gone, the jumps too."""
+        self.rules = Ruleset({t: {c: [] for c in chains} if t == "nat" else chains
+                              for t, chains in self.rules.tables.items()})
+        self.plumbed = False
+
+    def backends(self, dst: str = "10.96.0.50", proto: str = "tcp", port: int = 80) \
+            -> set[str | None]:
         rs = self.rules.with_jumps(PLUMBING) if self.plumbed else self.rules
-        return {f.dnat for f in trace_packet(rs, Packet("10.244.1.4", "tcp", "10.96.0.50", 80))}
+        return {f.dnat for f in trace_packet(rs, Packet("10.244.1.4", proto, dst, port))}
 
 
 @pytest.fixture
@@ -134,7 +156,7 @@ async def test_periodic_sync_repairs_removed_rules(kernel: FakeKernel,
     running.on_service(None, WEB)
     running.on_endpoints(None, endpoints("10.244.1.2"))
     await until(lambda: kernel.backends() == {"10.244.1.2:8080"})
-    kernel.clean_up()  # someone flushed our rules
+    kernel.flush()  # someone flushed the nat table
     assert kernel.backends() == {None}
     await until(lambda: kernel.backends() == {"10.244.1.2:8080"})
 
@@ -157,3 +179,136 @@ async def test_unrenderable_object_fails_the_sync_not_the_proxier(kernel: FakeKe
     assert proxier.failed_syncs == 1
     proxier.on_service(bad, None)
     assert await proxier.sync()
+
+
+def slice_of(service: str, *ips: str, trigger: str | None = None) -> Obj:
+    meta: Obj = {"namespace": "default", "name": f"{service}-x1",
+                 "labels": {"kubernetes.io/service-name": service}}
+    if trigger:
+        meta["annotations"] = {TRIGGER_TIME_ANNOTATION: trigger}
+    return {"kind": "EndpointSlice", "addressType": "IPv4", "metadata": meta,
+            "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}],
+            "endpoints": [{"addresses": [ip], "nodeName": "node-1"} for ip in ips]}
+
+
+DNS: Obj = {"metadata": {"namespace": "default", "name": "dns"},
+            "spec": {"clusterIP": "10.96.0.53",
+                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}
+
+
+class FakeConntrack:
+    def __init__(self) -> None:
+        self.deleted: list[list[str]] = []
+
+    def delete(self, entries: Iterable[Entry]) -> int:
+        self.deleted += [e.argv() for e in entries]
+        return 0
+
+
+async def test_one_change_is_a_partial_sync_of_that_service_only(kernel: FakeKernel) -> None:
+    proxier = Proxier(node_name="node-1", applier=kernel)
+    proxier.on_service(None, WEB)
+    proxier.on_endpoints(None, endpoints("10.244.1.2", "10.244.1.3"))
+    proxier.on_service(None, DNS)
+    proxier.on_endpoints(None, slice_of("dns", "10.244.1.2"))
+    assert await proxier.sync()
+    assert (proxier.full_syncs, proxier.partial_syncs) == (1, 0)
+    proxier.on_endpoints(endpoints("10.244.1.2", "10.244.1.3"),
+                         endpoints("10.244.1.3", rv="2"))
+    assert await proxier.sync()
+    assert (proxier.full_syncs, proxier.partial_syncs) == (1, 1)
+    assert "default/dns" not in kernel.restores[-1] and "NP-SERVICES" not in kernel.restores[-1]
+    assert kernel.backends() == {"10.244.1.3:8080"}
+    assert kernel.backends("10.96.0.53", "udp", 53) == {"10.244.1.2:5353"}
+    # What a partial sync left is what a full render gives.
+    assert kernel.rules.dump() == parse(proxier.render()).dump()
+
+
+async def test_full_sync_deletes_chains_of_deleted_services(kernel: FakeKernel) -> None:
+    proxier = Proxier(node_name="node-1", applier=kernel)
+    proxier.on_service(None, WEB)
+    proxier.on_endpoints(None, endpoints("10.244.1.2"))
+    await proxier.sync()
+    proxier.on_service(WEB, None)
+    await proxier.sync(full=True)
+    assert not any(c.startswith(("NP-SVC-", "NP-SEP-")) for c in kernel.current_chains()[Table.NAT])
+
+
+async def test_drift_check_triggers_a_repair_before_the_period(kernel: FakeKernel) -> None:
+    proxier = Proxier(node_name="node-1", applier=kernel, sync_period=60.0,
+                      check_interval=0.05, min_sync_interval=0.01)
+    proxier.on_service(None, WEB)
+    proxier.on_endpoints(None, endpoints("10.244.1.2"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(proxier.run(stop))
+    try:
+        await until(lambda: kernel.backends() == {"10.244.1.2:8080"})
+        kernel.flush()
+        await until(lambda: kernel.backends() == {"10.244.1.2:8080"}, timeout=1.0)
+        assert proxier.drift_repairs == 1 and proxier.full_syncs == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=2)
+
+
+async def test_udp_endpoint_changes_clean_conntrack(kernel: FakeKernel) -> None:
+    ct = FakeConntrack()
+    proxier = Proxier(node_name="node-1", applier=kernel, conntrack=ct)
+    proxier.on_service(None, DNS)
+    await proxier.sync()
+    assert ct.deleted == []
+    proxier.on_endpoints(None, slice_of("dns", "10.244.1.2", "10.244.1.3"))
+    await proxier.sync()
+    # First endpoints: flows that hit the service while it had none are dropped.
+    assert ct.deleted == [["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53",
+                           "--orig-port-dst", "53"]]
+    ct.deleted.clear()
+    proxier.on_endpoints(slice_of("dns", "10.244.1.2", "10.244.1.3"),
+                         slice_of("dns", "10.244.1.3"))
+    await proxier.sync()
+    assert ct.deleted == [["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53",
+                           "--dst-nat", "10.244.1.2"]]
+
+
+async def test_tcp_changes_leave_conntrack_alone(kernel: FakeKernel) -> None:
+    ct = FakeConntrack()
+    proxier = Proxier(node_name="node-1", applier=kernel, conntrack=ct)
+    proxier.on_service(None, WEB)
+    proxier.on_endpoints(None, endpoints("10.244.1.2"))
+    await proxier.sync()
+    proxier.on_endpoints(endpoints("10.244.1.2"), endpoints("10.244.1.3", rv="2"))
+    await proxier.sync()
+    assert ct.deleted == []
+
+
+async def test_metrics_record_syncs_and_programming_latency(kernel: FakeKernel) -> None:
+    proxier = Proxier(node_name="node-1", applier=kernel, wall_clock=lambda: 1_700_000_002.5)
+    proxier.on_service(None, DNS)
+    proxier.on_endpoints(None, slice_of("dns", "10.244.1.2",
+                                        trigger="2023-11-14T22:13:20.250000Z"))
+    await proxier.sync()
+    # 1_700_000_000.25 is 2023-11-14T22:13:20.25Z: 2.25 s from change to rules.
+    assert proxier.programming_latency.count == 1
+    assert proxier.programming_latency.total == pytest.approx(2.25)
+    text = metrics.render(proxier)
+    assert "netplane_proxy_network_programming_duration_seconds_bucket{le=\"5\"} 1" in text
+    assert 'netplane_proxy_sync_proxy_rules_total{kind="full"} 1' in text
+    assert f"netplane_proxy_iptables_total {proxier.rule_count}" in text
+    assert "netplane_proxy_sync_proxy_rules_duration_seconds_count 1" in text
+
+
+async def test_describe_lists_ports_with_endpoints_and_kernel_state(kernel: FakeKernel) -> None:
+    proxier = Proxier(node_name="node-1", applier=kernel, node_ips=("192.168.56.11",))
+    proxier.set_up()
+    proxier.on_service(None, WEB)
+    proxier.on_endpoints(None, endpoints("10.244.1.2", "10.244.1.3"))
+    await proxier.sync()
+    report = proxier.describe(check_kernel=True)
+    assert report["mode"] == "iptables" and report["kernelMatches"] is True
+    (port,) = report["ports"]
+    assert port["service"] == "default/web" and port["clusterIP"] == "10.96.0.50"
+    assert [(e["address"], e["probability"]) for e in port["endpoints"]] == \
+        [("10.244.1.2:8080", 0.5), ("10.244.1.3:8080", 0.5)]
+    kernel.flush()
+    report = proxier.describe(check_kernel=True)
+    assert report["kernelMatches"] is False and report["mismatches"]

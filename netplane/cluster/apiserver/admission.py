@@ -110,9 +110,9 @@ class Admission:
         old_ip = old.get("spec", {}).get("clusterIP")
         new_spec = new.setdefault("spec", {})
         undo_ip: Undo = _noop
-        if not old_ip or old_ip == "None":
-            if new_spec.get("type") != "ExternalName" and new_spec.get("clusterIP") != "None":
-                undo_ip = self._service_ip(new)
+        if (not old_ip or old_ip == "None") and new_spec.get("type") != "ExternalName" \
+                and new_spec.get("clusterIP") != "None":
+            undo_ip = self._service_ip(new)
         try:
             undo_ports, commit_ports = self.node_ports(old, new)
         except BaseException:

@@ -1,0 +1,41 @@
+"""Choosing a proxy mode: ``iptables`` (default), ``nftables`` or ``ipvs``."""
+
+from __future__ import annotations
+
+import enum
+
+from netplane.proxy import ipvs
+from netplane.proxy.apply import IptablesApplier
+from netplane.proxy.conntrack import Conntrack
+from netplane.proxy.iptables_chains import ProxyConfig
+from netplane.proxy.loop import SyncLoop
+from netplane.proxy.mapproxier import IPVSAdapter, MapProxier, NftablesAdapter
+from netplane.proxy.nftables import NftablesBackend
+from netplane.proxy.proxier import Proxier
+
+
+class Mode(enum.StrEnum):
+    IPTABLES = "iptables"
+    NFTABLES = "nftables"
+    IPVS = "ipvs"
+
+
+class ModeUnavailable(RuntimeError):
+    pass
+
+
+def make(mode: Mode | str, *, node_name: str, node_ips: tuple[str, ...],
+         config: ProxyConfig) -> SyncLoop:
+    """The proxier for ``mode``, programming the current network namespace."""
+    mode = Mode(mode)
+    if mode is Mode.IPTABLES:
+        return Proxier(node_name=node_name, applier=IptablesApplier(), config=config,
+                       node_ips=node_ips, conntrack=Conntrack())
+    if mode is Mode.NFTABLES:
+        return MapProxier(mode=mode.value, backend=NftablesAdapter(NftablesBackend()),
+                          node_name=node_name, config=config, node_ips=node_ips)
+    ok, why = ipvs.available()
+    if not ok:
+        raise ModeUnavailable(f"proxy mode ipvs is not available on this node: {why}")
+    return MapProxier(mode=mode.value, backend=IPVSAdapter(ipvs.IPVSBackend()),
+                      node_name=node_name, config=config, node_ips=node_ips)
