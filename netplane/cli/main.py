@@ -91,6 +91,16 @@ def cmd_dns(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_routes(args: argparse.Namespace) -> int:
+    from netplane.cli import routes
+
+    namespace = args.namespace or ("default" if args.service else None)
+    for line in _run(_with_client(args, routes.routes, args.service, namespace=namespace,
+                                  node=args.node, lab=lab_from_env(args.lab))):
+        print(line)
+    return 0
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     from netplane.cluster.server import ServerConfig, run
 
@@ -174,6 +184,12 @@ def parser() -> argparse.ArgumentParser:
                    help="expand with this pod's search path and also ask from inside it")
     _namespaced(p)
     p.set_defaults(fn=cmd_dns)
+
+    p = sub.add_parser("routes", help="what each node's proxy programmed for Services")
+    p.add_argument("service", nargs="?")
+    p.add_argument("--node", help="only this node")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_routes)
 
     p = sub.add_parser("server", help="run the API server, scheduler and controllers")
     p.add_argument("--data-dir", default="/var/lib/netplane/server")

@@ -113,7 +113,10 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     slices = Informer(client, resources.ENDPOINTSLICE)
     all_pods = Informer(client, resources.POD)
     services.add_handler(proxier.on_service)
+    # Slices win where a Service has any; v1 Endpoints serve selector-less
+    # Services whose endpoints someone wrote by hand (no mirroring here).
     slices.add_handler(proxier.on_endpoints)
+    endpoints.add_handler(proxier.on_endpoints)
     dns.watch(services=services, slices=slices, endpoints=endpoints, pods=all_pods)
 
     ctx = NodeContext(node_name=cfg.node_name, node_ip=cfg.node_ip,
