@@ -101,6 +101,17 @@ def cmd_routes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from netplane.cli import tracecmd
+
+    for line in _run(_with_client(args, tracecmd.trace, args.dest, from_pod=args.from_pod,
+                                  namespace=args.namespace or "default",
+                                  lab=lab_from_env(args.lab),
+                                  protocol="udp" if args.udp else "tcp", port=args.port)):
+        print(line)
+    return 0
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     from netplane.cluster.server import ServerConfig, run
 
@@ -190,6 +201,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--node", help="only this node")
     _namespaced(p)
     p.set_defaults(fn=cmd_routes)
+
+    p = sub.add_parser("trace", help="the path of a connection from a pod, from the kernel")
+    p.add_argument("dest", metavar="DEST[:PORT]", help="a name, a service IP or a pod IP")
+    p.add_argument("--from", dest="from_pod", metavar="POD", required=True)
+    p.add_argument("--udp", action="store_true", help="trace UDP instead of TCP")
+    p.add_argument("--port", type=int, default=80, help="port when DEST has none (80)")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_trace)
 
     p = sub.add_parser("server", help="run the API server, scheduler and controllers")
     p.add_argument("--data-dir", default="/var/lib/netplane/server")

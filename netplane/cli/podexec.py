@@ -9,10 +9,29 @@ from __future__ import annotations
 import os
 
 from netplane.api import meta, resources
+from netplane.api.meta import Obj
 from netplane.cli.objects import CliError
 from netplane.cluster.client import Client, NotFound
 from netplane.lab.paths import LabPaths
 from netplane.node.runtime.process import ContainerStatus, ProcessRuntime
+
+
+def container_pid(pod: Obj, container: str | None, lab: LabPaths) -> int:
+    """The pid of a running container of ``pod``, from its agent's state."""
+    names = [c["name"] for c in pod["spec"].get("containers") or []]
+    name = container or names[0]
+    if name not in names:
+        raise CliError(f"error: container {name} is not valid for pod {meta.name(pod)} "
+                       f"(containers: {', '.join(names)})")
+    node = pod["spec"].get("nodeName")
+    if not node:
+        raise CliError(f"error: pod {meta.name(pod)} is not scheduled to a node yet")
+    runtime = ProcessRuntime(state_dir=lab.node_dir(node) / "runtime")
+    state = runtime.container_state(meta.uid(pod), name)
+    if state.status is not ContainerStatus.RUNNING or state.pid is None:
+        raise CliError(f"error: container {name} of pod {meta.name(pod)} is not running "
+                       f"(state: {state.status.value})")
+    return state.pid
 
 
 async def exec_in_pod(client: Client, pod_name: str, command: list[str], *, namespace: str,
@@ -25,19 +44,7 @@ async def exec_in_pod(client: Client, pod_name: str, command: list[str], *, name
         pod = await client.get(resources.POD, pod_name, namespace)
     except NotFound:
         raise CliError(f'error: pods "{pod_name}" not found in namespace {namespace}') from None
-    node = pod.get("spec", {}).get("nodeName")
-    if not node:
-        raise CliError(f"error: pod {pod_name} is not scheduled to a node yet")
-    names = [c["name"] for c in pod["spec"].get("containers") or []]
-    name = container or names[0]
-    if name not in names:
-        raise CliError(f"error: container {name} is not valid for pod {pod_name} "
-                       f"(containers: {', '.join(names)})")
-    runtime = ProcessRuntime(state_dir=lab.node_dir(node) / "runtime")
-    state = runtime.container_state(meta.uid(pod), name)
-    if state.status is not ContainerStatus.RUNNING or state.pid is None:
-        raise CliError(f"error: container {name} of pod {pod_name} is not running "
-                       f"(state: {state.status.value})")
+    pid = container_pid(pod, container, lab)
     await client.close()
-    os.execvp("nsenter", ["nsenter", "-t", str(state.pid), "--net", "--mount", "--uts",
+    os.execvp("nsenter", ["nsenter", "-t", str(pid), "--net", "--mount", "--uts",
                           "--", *command])

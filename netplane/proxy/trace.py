@@ -72,6 +72,18 @@ class _State:
     notrack: bool = False
     dnat: str | None = None
     end: str | None = None  # the terminal target hit, None when the chain fell through
+    path: tuple[str, ...] = ()  # "table/chain -> TARGET" for each rule that sent it on
+    chance: float = 1.0  # product of the random matches taken or passed
+
+
+@dataclass(frozen=True)
+class Step:
+    """One way a packet can end, with the rules that took it there and the
+    chance, from the random-statistic rules on the way, that it goes so."""
+
+    flow: Flow
+    path: tuple[str, ...]
+    chance: float
 
 
 @dataclass(frozen=True)
@@ -124,15 +136,16 @@ def _cond_holds(c: Condition, ctx: _Ctx, st: _State) -> bool:
     return _checks(c, ctx, st)[c.key]() != c.negated
 
 
-def _matches(rule: Rule, ctx: _Ctx, st: _State) -> tuple[bool, bool]:
-    """(may match, may also not match): random rules can go either way."""
-    random = False
+def _matches(rule: Rule, ctx: _Ctx, st: _State) -> tuple[bool, bool, float]:
+    """(may match, may also not match, chance of matching): random rules can
+    go either way."""
+    chance = 1.0
     for c in rule.conditions:
         if c.key == "probability":
-            random = float(c.value) < 1.0
+            chance = float(c.value)
         elif not _cond_holds(c, ctx, st):
-            return False, True
-    return True, random
+            return False, True, 0.0
+    return True, chance < 1.0, chance
 
 
 def _set_mark(rule: Rule, mark: int) -> int:
@@ -149,9 +162,12 @@ def _set_mark(rule: Rule, mark: int) -> int:
     return ((mark & ~mask) ^ int(v, 0)) if xor else ((mark & ~mask) | int(v, 0))
 
 
-def _target(rs: Ruleset, table: str, rule: Rule, ctx: _Ctx, st: _State) -> list[_State]:
+def _target(rs: Ruleset, table: str, chain: str, rule: Rule, ctx: _Ctx,
+            st: _State) -> list[_State]:
     """States after the rule's target; ``end`` set means the table is done."""
     t = rule.target
+    if t not in ("MARK", "RETURN"):
+        st = replace(st, path=(*st.path, f"{table}/{chain} -> {t}"))
     if t == "MARK":
         return [replace(st, mark=_set_mark(rule, st.mark))]
     if t == "NOTRACK":
@@ -173,11 +189,13 @@ def _walk(rs: Ruleset, table: str, chain: str, ctx: _Ctx, st: _State) -> list[_S
     for rule in rs.chain(table, chain):
         nxt: list[_State] = []
         for s in live:
-            may, may_not = _matches(rule, ctx, s)
+            may, may_not, chance = _matches(rule, ctx, s)
             if may_not:
-                nxt.append(s)
+                nxt.append(replace(s, chance=s.chance * (1 - chance)) if may else s)
             if may:
-                for out in (_target(rs, table, rule, ctx, s) if rule.target else [s]):
+                taken = replace(s, chance=s.chance * chance)
+                for out in (_target(rs, table, chain, rule, ctx, taken)
+                            if rule.target else [taken]):
                     (done if out.end else nxt).append(out)
         live = nxt
     return done + live
@@ -195,17 +213,7 @@ def _redirected(pkt: Packet, dnat: str | None) -> Packet:
     return replace(pkt, dst=ip, dport=int(port))
 
 
-def _filter_verdicts(rs: Ruleset, hooks: Iterable[str], ctx: _Ctx,
-                     st: _State) -> set[Verdict]:
-    """Verdicts of the first filter hook that does not simply accept."""
-    for hook in hooks:
-        got = {_verdict(x.end) for x in _walk(rs, "filter", hook, ctx, st)}
-        if got != {Verdict.ACCEPT}:
-            return got
-    return {Verdict.ACCEPT}
-
-
-def _after_nat(rs: Ruleset, ctx: _Ctx, s: _State, *, local: bool) -> list[Flow]:
+def _after_nat(rs: Ruleset, ctx: _Ctx, s: _State, *, local: bool) -> list[Step]:
     after = replace(ctx, pkt=_redirected(ctx.pkt, s.dnat))
     to_node = after.is_local(after.pkt.dst)
     if local:
@@ -213,12 +221,28 @@ def _after_nat(rs: Ruleset, ctx: _Ctx, s: _State, *, local: bool) -> list[Flow]:
     else:
         hooks = ["INPUT"] if to_node else ["FORWARD"]
     leaves = local or not to_node
-    flows: list[Flow] = []
-    for v in sorted(_filter_verdicts(rs, hooks, after, s)):
+    steps: list[Step] = []
+    for v, filtered in sorted(_filter_states(rs, hooks, after, s).items()):
         post = [] if s.notrack or not leaves else _walk(rs, "nat", "POSTROUTING", after, s)
-        masq = any(p.end == "MASQUERADE" for p in post)
-        flows.append(Flow(v, s.dnat, masq and v == Verdict.ACCEPT, s.notrack, to_node))
-    return flows
+        masq = [p for p in post if p.end == "MASQUERADE"]
+        path = filtered.path + (masq[0].path[len(s.path):] if masq and
+                                v == Verdict.ACCEPT else ())
+        steps.append(Step(Flow(v, s.dnat, bool(masq) and v == Verdict.ACCEPT, s.notrack,
+                               to_node), path, s.chance))
+    return steps
+
+
+def _filter_states(rs: Ruleset, hooks: Iterable[str], ctx: _Ctx,
+                   st: _State) -> dict[Verdict, _State]:
+    """Verdicts of the first filter hook that does not simply accept, each
+    with the state (and so the path) that led to it."""
+    for hook in hooks:
+        got: dict[Verdict, _State] = {}
+        for x in _walk(rs, "filter", hook, ctx, st):
+            got.setdefault(_verdict(x.end), x)
+        if set(got) != {Verdict.ACCEPT}:
+            return got
+    return {Verdict.ACCEPT: st}
 
 
 def trace_packet(rs: Ruleset, pkt: Packet, *, local: bool = False,
@@ -227,12 +251,21 @@ def trace_packet(rs: Ruleset, pkt: Packet, *, local: bool = False,
 
     ``local_ips``: the node's own addresses; ``recent``: names of the
     ``-m recent`` lists that already hold the packet's source."""
+    flows = {step.flow for step in trace_steps(rs, pkt, local=local, local_ips=local_ips,
+                                               recent=recent)}
+    return sorted(flows, key=lambda f: (f.verdict, f.dnat or "", f.masquerade, f.notrack))
+
+
+def trace_steps(rs: Ruleset, pkt: Packet, *, local: bool = False,
+                local_ips: Iterable[str] = (), recent: Iterable[str] = ()) -> list[Step]:
+    """Like ``trace_packet``, but every way with its rule path and chance
+    (``netplane trace`` prints these)."""
     ctx = _Ctx(pkt, frozenset(local_ips), frozenset(recent))
     hook = "OUTPUT" if local else "PREROUTING"
-    flows: set[Flow] = set()
+    steps: list[Step] = []
     for st in _walk(rs, "raw", hook, ctx, _State()):
         st = replace(st, end=None)
         nat = [st] if st.notrack else _walk(rs, "nat", hook, ctx, st)
         for s in nat:
-            flows.update(_after_nat(rs, ctx, replace(s, end=None), local=local))
-    return sorted(flows, key=lambda f: (f.verdict, f.dnat or "", f.masquerade, f.notrack))
+            steps.extend(_after_nat(rs, ctx, replace(s, end=None), local=local))
+    return steps

@@ -31,7 +31,7 @@ def test_any_path_answers_who_served_it(server: int) -> None:
         conn.request("GET", path)
         resp = conn.getresponse()
         assert resp.status == 200
-        assert resp.read() == b"pod=web-0 ip=10.244.1.2 node=node-1\n"
+        assert resp.read() == b"pod=web-0 ip=10.244.1.2 node=node-1 client=127.0.0.1\n"
     conn.close()
 
 
@@ -45,7 +45,8 @@ def test_keep_alive_post_then_head_then_json(server: int) -> None:
     conn.request("GET", "/", headers={"Accept": "application/json"})
     resp = conn.getresponse()
     assert resp.getheader("Content-Type") == "application/json"
-    assert json.loads(resp.read()) == {"pod": "web-0", "ip": "10.244.1.2", "node": "node-1"}
+    assert json.loads(resp.read()) == {"pod": "web-0", "ip": "10.244.1.2", "node": "node-1",
+                                       "client": "127.0.0.1"}
     conn.close()
 
 
@@ -68,3 +69,18 @@ def test_many_concurrent_connections(server: int) -> None:
 ])
 def test_listen_port(env: dict[str, str], port: int) -> None:
     assert listen_port(env) == port
+
+
+def test_udp_datagrams_get_the_same_answer() -> None:
+    import socket
+    import threading
+
+    from netplane.node.runtime.echo import serve_udp
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    threading.Thread(target=serve_udp, args=(server, {"pod": "web-0"}), daemon=True).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(2)
+        client.sendto(b"hi", server.getsockname())
+        assert client.recv(2048) == b"pod=web-0 client=127.0.0.1\n"

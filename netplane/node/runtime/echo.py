@@ -1,7 +1,11 @@
 """The built-in image ``netplane/echo``: an HTTP server that answers every
-request with who served it, ``pod=<POD_NAME> ip=<POD_IP> node=<NODE_NAME>``
-(JSON when the client accepts ``application/json``). It shows which backend
-a service sent a client to. Run as ``python -m netplane.node.runtime.echo``.
+request with who served it and who asked,
+``pod=<POD_NAME> ip=<POD_IP> node=<NODE_NAME> client=<source address>``
+(JSON when the client accepts ``application/json``), and the same text to
+every UDP datagram on the same port. It shows which backend a service sent
+a client to, and whether the client's address survived the trip (it does
+not when the proxy masqueraded it). Run as
+``python -m netplane.node.runtime.echo``.
 
 Port: ``$PORT``, else ``$NETPLANE_CONTAINER_PORT`` (the container's first
 ``containerPort``), else 8080. HTTP/1.1 with keep-alive, a thread per
@@ -14,7 +18,9 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -61,7 +67,8 @@ class EchoHandler(BaseHTTPRequestHandler):
         self._answer(send_body=False)
 
     def _answer(self, *, send_body: bool) -> None:
-        body, ctype = render(self.who, accept=self.headers.get("Accept", ""))
+        who = {**self.who, "client": self.client_address[0]}
+        body, ctype = render(who, accept=self.headers.get("Accept", ""))
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -79,11 +86,22 @@ class EchoServer(ThreadingHTTPServer):
     request_queue_size = 1024
 
 
+def serve_udp(sock: socket.socket, who: Mapping[str, str]) -> None:
+    while True:
+        _, peer = sock.recvfrom(2048)
+        body, _ = render({**who, "client": peer[0]}, accept="")
+        sock.sendto(body, peer)
+
+
 def serve(env: Mapping[str, str]) -> None:
-    handler = type("Handler", (EchoHandler,), {"who": identity(env)})
+    who = identity(env)
+    handler = type("Handler", (EchoHandler,), {"who": who})
     port = listen_port(env)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("0.0.0.0", port))
+    threading.Thread(target=serve_udp, args=(udp, who), daemon=True).start()
     with EchoServer(("0.0.0.0", port), handler) as server:
-        print(f"netplane/echo listening on 0.0.0.0:{port}", flush=True)
+        print(f"netplane/echo listening on 0.0.0.0:{port} (tcp, udp)", flush=True)
         server.serve_forever()
 
 

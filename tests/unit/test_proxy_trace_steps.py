@@ -1,0 +1,45 @@
+"""``trace_steps``: the rule path and the chance of each way a packet goes,
+computed from the random-statistic rules (what ``netplane trace`` shows)."""
+
+from __future__ import annotations
+
+import pytest
+
+from netplane.proxy.iptables import PLUMBING, render
+from netplane.proxy.trace import Packet, Verdict, parse, trace_steps
+from tests.unit.test_proxy_iptables_cases import CONFIG
+
+SVC = {"apiVersion": "v1", "kind": "Service",
+       "metadata": {"name": "web", "namespace": "default"},
+       "spec": {"clusterIP": "10.96.0.50", "ports": [{"name": "http", "port": 80,
+                                                       "protocol": "TCP"}]}}
+
+
+def slice_(*ips: str) -> dict:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-x", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "nodeName": "node-1",
+                           "conditions": {"ready": True}} for ip in ips],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
+
+
+def test_each_endpoint_has_its_chance_and_path() -> None:
+    rules = parse(render([SVC], [slice_("10.244.1.2", "10.244.1.3", "10.244.2.2")], CONFIG,
+                         node_name="node-1")).with_jumps(PLUMBING)
+    steps = trace_steps(rules, Packet("10.244.1.9", "tcp", "10.96.0.50", 80))
+    chances = {s.flow.dnat: s.chance for s in steps}
+    assert set(chances) == {"10.244.1.2:8080", "10.244.1.3:8080", "10.244.2.2:8080"}
+    assert all(c == pytest.approx(1 / 3, abs=1e-6) for c in chances.values())
+    path = next(s.path for s in steps if s.flow.dnat == "10.244.2.2:8080")
+    assert "nat/PREROUTING -> NP-SERVICES" in path
+    assert any(p.startswith("nat/NP-SERVICES -> NP-SVC-") for p in path)
+    assert path[-1].endswith("-> DNAT") and "NP-SEP-" in path[-1]
+
+
+def test_a_rejected_packet_says_where() -> None:
+    rules = parse(render([SVC], [slice_()], CONFIG, node_name="node-1")).with_jumps(PLUMBING)
+    (step,) = trace_steps(rules, Packet("10.244.1.9", "tcp", "10.96.0.50", 80))
+    assert step.flow.verdict is Verdict.REJECT
+    assert step.path[-1].endswith("-> REJECT") and step.path[-1].startswith("filter/")
