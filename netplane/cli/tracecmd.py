@@ -159,9 +159,7 @@ def _ours(saved: str) -> str:
     tracer adds itself: others' rules are outside what the tracer models."""
     keep: list[str] = []
     for line in saved.splitlines():
-        if line.startswith(("*", "COMMIT")):
-            keep.append(line)
-        elif line.startswith(":NP-") or line.startswith("-A NP-"):
+        if line.startswith(("*", "COMMIT")) or line.startswith(":NP-") or line.startswith("-A NP-"):
             keep.append(line)
         elif line.startswith(":"):
             keep.append(line.split()[0] + " ACCEPT [0:0]")
