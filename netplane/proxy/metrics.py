@@ -55,6 +55,7 @@ class MetricsSource(Protocol):
     """What ``render`` reads (the Proxier has these attributes)."""
 
     node_name: str
+    mode: str
     sync_duration: Histogram
     programming_latency: Histogram
     rule_count: int
@@ -98,8 +99,9 @@ def render(src: MetricsSource) -> str:
         *_histogram("netplane_proxy_network_programming_duration_seconds",
                     "Time from an endpoints change in the API to its rules in the kernel.",
                     src.programming_latency),
-        *_single("netplane_proxy_iptables_total", "gauge",
-                 "Rules the proxy last wrote in full.", src.rule_count),
+        *_single("netplane_proxy_rules", "gauge",
+                 "Rules (iptables, nftables) the proxy keeps in the kernel.", src.rule_count,
+                 {"mode": src.mode}),
         "# HELP netplane_proxy_sync_proxy_rules_total Syncs by kind.",
         "# TYPE netplane_proxy_sync_proxy_rules_total counter",
         f'netplane_proxy_sync_proxy_rules_total{{kind="full"}} {src.full_syncs}',

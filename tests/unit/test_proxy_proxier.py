@@ -293,7 +293,7 @@ async def test_metrics_record_syncs_and_programming_latency(kernel: FakeKernel) 
     text = metrics.render(proxier)
     assert "netplane_proxy_network_programming_duration_seconds_bucket{le=\"5\"} 1" in text
     assert 'netplane_proxy_sync_proxy_rules_total{kind="full"} 1' in text
-    assert f"netplane_proxy_iptables_total {proxier.rule_count}" in text
+    assert f'netplane_proxy_rules{{mode="iptables"}} {proxier.rule_count}' in text
     assert "netplane_proxy_sync_proxy_rules_duration_seconds_count 1" in text
 
 
