@@ -25,7 +25,7 @@ def node_object(name: str, ip: str) -> Obj:
     }
 
 
-def node_status(name: str, ip: str) -> Obj:
+def node_status(name: str, ip: str, *, ready: bool = True) -> Obj:
     node: Obj = {"status": {
         "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname",
                                                                 "address": name}],
@@ -35,7 +35,12 @@ def node_status(name: str, ip: str) -> Obj:
                      "operatingSystem": "linux", "architecture": platform.machine()},
         "capacity": {"pods": "110"}, "allocatable": {"pods": "110"},
     }}
-    meta.set_condition(node, "Ready", True, "NodeReady", "netplane agent is posting ready status")
+    if ready:
+        meta.set_condition(node, "Ready", True, "NodeReady",
+                           "netplane agent is posting ready status")
+    else:
+        meta.set_condition(node, "Ready", False, "AgentStarting",
+                           "netplane agent is setting up the node's network and services")
     for c in node["status"]["conditions"]:
         c["lastHeartbeatTime"] = meta.now()
     return node
@@ -49,7 +54,8 @@ async def register(client: Client, name: str, ip: str) -> Obj:
                 node = await client.create(resources.NODE, node_object(name, ip))
             except AlreadyExists:
                 node = await client.get(resources.NODE, name)
-            node = await client.patch(resources.NODE, name, node_status(name, ip),
+            # Not Ready until the pod network, proxy and DNS are in place.
+            node = await client.patch(resources.NODE, name, node_status(name, ip, ready=False),
                                       subresource="status")
             if node.get("spec", {}).get("podCIDR"):
                 return node
@@ -60,10 +66,11 @@ async def register(client: Client, name: str, ip: str) -> Obj:
 
 
 async def heartbeat(client: Client, name: str, ip: str) -> None:
+    """Ready at once (the agent calls this when set up), then every few seconds."""
     while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
         try:
             await client.patch(resources.NODE, name, node_status(name, ip),
                                subresource="status")
         except (ApiError, OSError) as e:
             log.warning("heartbeat failed: %s", e)
+        await asyncio.sleep(HEARTBEAT_SECONDS)
