@@ -12,7 +12,7 @@ demo: setup
 	$(PY) -m netplane.lab.demo
 
 lint: setup
-	$(VENV)/bin/ruff check netplane tests
+	$(VENV)/bin/ruff check netplane tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
