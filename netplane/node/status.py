@@ -5,6 +5,7 @@ socket in its state directory, which ``netplane routes`` reads."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -51,7 +52,9 @@ class StatusServer:
         if view is None:
             raise web.HTTPNotFound(text=f"no view {request.match_info['name']!r}; "
                                         f"views: {', '.join(sorted(self.views))}")
-        return web.Response(text=json.dumps(view(), default=str),
+        # Views may read kernel state back: keep that off the event loop.
+        data = await asyncio.to_thread(view)
+        return web.Response(text=json.dumps(data, default=str),
                             content_type="application/json")
 
     async def start(self) -> None:

@@ -46,6 +46,18 @@ class ApplyError(RuntimeError):
     """An iptables command failed; the message carries its stderr."""
 
 
+def run_in(runner: Runner, netns: str | None, argv: list[str], stdin: str | None = None, *,
+           check: bool = True) -> CommandResult:
+    """Runs ``argv`` (in ``netns`` when given); a failure raises ApplyError
+    with the command's own words when ``check``."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    result = runner([*prefix, *argv], stdin)
+    if check and result.returncode != 0:
+        raise ApplyError(f"{' '.join(argv)} failed ({result.returncode}): "
+                         f"{result.stderr.strip()}")
+    return result
+
+
 def run_command(argv: list[str], stdin: str | None) -> CommandResult:
     proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False,
                           timeout=COMMAND_TIMEOUT)
@@ -75,12 +87,7 @@ class IptablesApplier:
 
     def _run(self, argv: list[str], stdin: str | None = None, *,
              check: bool = True) -> CommandResult:
-        prefix = ["ip", "netns", "exec", self._netns] if self._netns else []
-        result = self._runner([*prefix, *argv], stdin)
-        if check and result.returncode != 0:
-            raise ApplyError(f"{' '.join(argv)} failed ({result.returncode}): "
-                             f"{result.stderr.strip()}")
-        return result
+        return run_in(self._runner, self._netns, argv, stdin, check=check)
 
     def current_chains(self) -> dict[Table, set[str]]:
         """Our chains (``NP-`` prefix) now in the kernel, per table."""

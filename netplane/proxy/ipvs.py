@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netplane.proxy import ipvs_rules
-from netplane.proxy.apply import ApplyError, Backend, CommandResult, Runner, detect_backend
+from netplane.proxy.apply import (
+    Backend,
+    CommandResult,
+    Runner,
+    detect_backend,
+    run_in,
+)
 from netplane.proxy.apply import run_command as default_runner
 from netplane.proxy.iptables import ProxyConfig, Table
 from netplane.proxy.ipvs_diff import Op, OpKind, dest_ops, is_draining, service_ops
@@ -141,12 +147,7 @@ class IPVSBackend:
 
     def _run(self, argv: list[str], stdin: str | None = None, *,
              check: bool = True) -> CommandResult:
-        prefix = ["ip", "netns", "exec", self._netns] if self._netns else []
-        result = self._runner([*prefix, *argv], stdin)
-        if check and result.returncode != 0:
-            raise ApplyError(f"{' '.join(argv)} failed ({result.returncode}): "
-                             f"{result.stderr.strip()}")
-        return result
+        return run_in(self._runner, self._netns, argv, stdin, check=check)
 
     def _tool(self, suffix: str) -> str:
         if self._iptables_backend is None:

@@ -12,6 +12,7 @@ routes`` report.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from collections.abc import Callable
@@ -92,6 +93,22 @@ class SyncLoop:
     def describe(self, *, check_kernel: bool = False) -> Obj:
         """What was programmed, for ``netplane routes``."""
         raise NotImplementedError
+
+    def _describe_sync(self) -> Obj:
+        """The node-level part of ``describe``: mode, last sync, counts."""
+        wall = self.last_sync_wall_time
+        return {
+            "node": self.node_name,
+            "mode": self.mode,
+            "nodeIPs": list(self.node_ips),
+            "lastSyncTime": None if wall is None else datetime.datetime.fromtimestamp(
+                wall, datetime.UTC).isoformat().replace("+00:00", "Z"),
+            "lastSyncDurationSeconds": round(self.last_sync_duration, 6),
+            "lastSyncOk": self.last_sync_ok,
+            "fullSyncs": self.full_syncs,
+            "partialSyncs": self.partial_syncs,
+            "ruleCount": self.rule_count,
+        }
 
     def _intact(self) -> bool:
         """The cheap drift check (blocking; runs in a worker thread)."""

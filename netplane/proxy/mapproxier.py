@@ -6,7 +6,6 @@ figures as iptables mode (``SyncLoop``)."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 from collections.abc import Iterable
 from typing import Protocol
@@ -38,11 +37,18 @@ class MapBackend(Protocol):
     def details(self) -> Obj: ...
 
 
-class NftablesAdapter:
-    """``nftables.NftablesBackend`` behind ``MapBackend``."""
+class _Plumbing(Protocol):
+    def ensure_plumbing(self) -> None: ...
 
-    def __init__(self, backend: NftablesBackend) -> None:
-        self.backend = backend
+    def clean_up(self) -> None: ...
+
+    def kernel_matches(self) -> bool: ...
+
+
+class _Adapter:
+    """What both backends already spell the same way."""
+
+    backend: _Plumbing
 
     def ensure_plumbing(self) -> None:
         self.backend.ensure_plumbing()
@@ -52,6 +58,13 @@ class NftablesAdapter:
 
     def kernel_matches(self) -> bool:
         return self.backend.kernel_matches()
+
+
+class NftablesAdapter(_Adapter):
+    """``nftables.NftablesBackend`` behind ``MapBackend``."""
+
+    def __init__(self, backend: NftablesBackend) -> None:
+        self.backend: NftablesBackend = backend
 
     def sync(self, service_map: ServiceMap, config: ProxyConfig, *, node_name: str,
              node_ips: Iterable[str], full: bool,
@@ -65,20 +78,11 @@ class NftablesAdapter:
         return dict(self.backend.describe())
 
 
-class IPVSAdapter:
+class IPVSAdapter(_Adapter):
     """``ipvs.IPVSBackend`` behind ``MapBackend``."""
 
     def __init__(self, backend: IPVSBackend) -> None:
-        self.backend = backend
-
-    def ensure_plumbing(self) -> None:
-        self.backend.ensure_plumbing()
-
-    def clean_up(self) -> None:
-        self.backend.clean_up()
-
-    def kernel_matches(self) -> bool:
-        return self.backend.kernel_matches()
+        self.backend: IPVSBackend = backend
 
     def sync(self, service_map: ServiceMap, config: ProxyConfig, *, node_name: str,
              node_ips: Iterable[str], full: bool,
@@ -164,18 +168,8 @@ class MapProxier(SyncLoop):
 
     def describe(self, *, check_kernel: bool = False) -> Obj:
         matches = self.backend.kernel_matches() if check_kernel else None
-        wall = self.last_sync_wall_time
         return {
-            "node": self.node_name,
-            "mode": self.mode,
-            "nodeIPs": list(self.node_ips),
-            "lastSyncTime": None if wall is None else datetime.datetime.fromtimestamp(
-                wall, datetime.UTC).isoformat().replace("+00:00", "Z"),
-            "lastSyncDurationSeconds": round(self.last_sync_duration, 6),
-            "lastSyncOk": self.last_sync_ok,
-            "fullSyncs": self.full_syncs,
-            "partialSyncs": self.partial_syncs,
-            "ruleCount": self.rule_count,
+            **self._describe_sync(),
             "kernelMatches": matches,
             "mismatches": [] if matches in (None, True) else ["kernel state differs from "
                                                               "what was last applied"],

@@ -14,7 +14,6 @@ ends. After rules are applied, stale UDP conntrack entries are deleted.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -259,18 +258,8 @@ class Proxier(SyncLoop):
         also reads the kernel back (blocking: call it in a thread)."""
         applied = self._applied
         mismatches = self.kernel_mismatches() if check_kernel else None
-        wall = self.last_sync_wall_time
         return {
-            "node": self.node_name,
-            "mode": self.mode,
-            "nodeIPs": list(self.node_ips),
-            "lastSyncTime": None if wall is None else datetime.datetime.fromtimestamp(
-                wall, datetime.UTC).isoformat().replace("+00:00", "Z"),
-            "lastSyncDurationSeconds": round(self.last_sync_duration, 6),
-            "lastSyncOk": self.last_sync_ok,
-            "fullSyncs": self.full_syncs,
-            "partialSyncs": self.partial_syncs,
-            "ruleCount": self.rule_count,
+            **self._describe_sync(),
             "kernelMatches": None if mismatches is None else not mismatches,
             "mismatches": mismatches or [],
             "ports": [describe_port(*applied[spn]) for spn in sorted(applied)],

@@ -40,6 +40,31 @@ def _address(pod: Obj, svc: Obj) -> Obj:
     return addr
 
 
+def resolved_ports(svc: Obj, pod: Obj) -> tuple[PortKey, ...]:
+    """The Service's ports as this pod serves them, sorted."""
+    ports: list[PortKey] = []
+    for sp in svc["spec"].get("ports") or []:
+        proto = sp.get("protocol", "TCP")
+        port = resolve_port(pod, sp.get("targetPort", sp.get("port")), proto)
+        if port is not None:
+            ports.append((sp.get("name", ""), port, proto))
+    return tuple(sorted(ports))
+
+
+def services_selecting(services: list[Obj], pods: tuple[Obj | None, ...]) -> list[Obj]:
+    """The Services whose selector picks any of ``pods`` (before or after a change)."""
+    out = []
+    for svc in services:
+        sel = svc.get("spec", {}).get("selector")
+        if not sel:
+            continue
+        matcher = selectors.from_map(sel)
+        if any(p and meta.namespace(p) == meta.namespace(svc)
+               and matcher.matches(meta.labels(p)) for p in pods):
+            out.append(svc)
+    return out
+
+
 def build_subsets(svc: Obj, pods: list[Obj]) -> list[Obj]:
     """Pods grouped by the ports they resolve to, sorted for stable output."""
     publish_all = bool(svc.get("spec", {}).get("publishNotReadyAddresses"))
@@ -47,17 +72,11 @@ def build_subsets(svc: Obj, pods: list[Obj]) -> list[Obj]:
     for pod in pods:
         if not pod.get("status", {}).get("podIP"):
             continue
-        ports: list[PortKey] = []
-        for sp in svc["spec"].get("ports") or []:
-            proto = sp.get("protocol", "TCP")
-            port = resolve_port(pod, sp.get("targetPort", sp.get("port")), proto)
-            if port is not None:
-                ports.append((sp.get("name", ""), port, proto))
+        ports = resolved_ports(svc, pod)
         if not ports:
             continue
         ready = (meta.pod_ready(pod) or publish_all) and not meta.is_deleting(pod)
-        bucket = groups.setdefault(tuple(sorted(ports)), {"addresses": [],
-                                                         "notReadyAddresses": []})
+        bucket = groups.setdefault(ports, {"addresses": [], "notReadyAddresses": []})
         bucket["addresses" if ready else "notReadyAddresses"].append(_address(pod, svc))
     subsets = []
     for ports_key, bucket in sorted(groups.items()):
@@ -81,16 +100,8 @@ class EndpointsController:
             self.queue.add(meta.namespaced_name(obj))
 
     def _on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
-        for svc in self.inf.services.items():
-            sel = svc.get("spec", {}).get("selector")
-            if not sel:
-                continue
-            matcher = selectors.from_map(sel)
-            for pod in (prev, cur):
-                if pod and meta.namespace(pod) == meta.namespace(svc) \
-                        and matcher.matches(meta.labels(pod)):
-                    self.queue.add(meta.namespaced_name(svc))
-                    break
+        for svc in services_selecting(self.inf.services.items(), (prev, cur)):
+            self.queue.add(meta.namespaced_name(svc))
 
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)

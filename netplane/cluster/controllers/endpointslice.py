@@ -14,7 +14,7 @@ import time
 from netplane.api import meta, resources, selectors
 from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, Client, NotFound
-from netplane.cluster.controllers.endpoints import PortKey, resolve_port
+from netplane.cluster.controllers.endpoints import PortKey, resolved_ports, services_selecting
 from netplane.cluster.controllers.queue import WorkQueue, drain
 from netplane.cluster.controllers.shared import Informers, split_key
 
@@ -50,13 +50,7 @@ def desired_slices(svc: Obj, pods: list[Obj]) -> dict[str, Obj]:
     for pod in pods:
         if not pod.get("status", {}).get("podIP"):
             continue
-        ports: list[PortKey] = []
-        for sp in svc["spec"].get("ports") or []:
-            proto = sp.get("protocol", "TCP")
-            port = resolve_port(pod, sp.get("targetPort", sp.get("port")), proto)
-            if port is not None:
-                ports.append((sp.get("name", ""), port, proto))
-        groups.setdefault(tuple(sorted(ports)), []).append(_endpoint(pod, svc))
+        groups.setdefault(resolved_ports(svc, pod), []).append(_endpoint(pod, svc))
     if not groups:
         groups[()] = []
     out: dict[str, Obj] = {}
@@ -93,14 +87,8 @@ class EndpointSliceController:
             self._mark(meta.namespaced_name(obj))
 
     def _on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
-        for svc in self.inf.services.items():
-            sel = svc.get("spec", {}).get("selector")
-            if not sel:
-                continue
-            matcher = selectors.from_map(sel)
-            if any(p and meta.namespace(p) == meta.namespace(svc)
-                   and matcher.matches(meta.labels(p)) for p in (prev, cur)):
-                self._mark(meta.namespaced_name(svc))
+        for svc in services_selecting(self.inf.services.items(), (prev, cur)):
+            self._mark(meta.namespaced_name(svc))
 
     def owned(self, ns: str, name: str) -> dict[str, Obj]:
         return {meta.name(s): s for s in self.slices.items()
