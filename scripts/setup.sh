@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-packages=(iproute2 iptables nftables conntrack ipset dnsutils curl iputils-ping dnsperf dnsmasq-base
+packages=(iproute2 iptables nftables conntrack ipset dnsutils curl iputils-ping dnsperf dnsmasq-base wrk
           python3 python3-venv procps psmisc util-linux kmod)
 missing=()
 for p in "${packages[@]}"; do
