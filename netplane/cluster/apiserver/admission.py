@@ -75,16 +75,7 @@ class Admission:
     def on_create(self, res: Resource, obj: Obj) -> Callable[[], None]:
         """Admit ``obj``; returns what undoes it if the store write fails."""
         if res is resources.SERVICE:
-            undo_ip = self._service_ip(obj)
-            try:
-                undo_ports, _ = self.node_ports(None, obj)
-            except BaseException:
-                undo_ip()
-                raise
-
-            def undo() -> None:
-                undo_ports()
-                undo_ip()
+            undo, _ = self.service_update(None, obj)
             return undo
         if res is resources.NODE:
             return self._node_cidr(obj)
@@ -103,15 +94,15 @@ class Admission:
         elif res is resources.POD:
             self._pod_immutable(old, new)
 
-    def service_update(self, old: Obj, new: Obj) -> tuple[Undo, Undo]:
-        """(undo, commit) of an update's allocations: a ClusterIP for a Service
-        that stops being ExternalName, its node ports; commit frees what the
-        old Service held and the new one does not."""
-        old_ip = old.get("spec", {}).get("clusterIP")
+    def service_update(self, old: Obj | None, new: Obj) -> tuple[Undo, Undo]:
+        """(undo, commit) of a Service's allocations, when it is created
+        (``old`` None) or updated: a ClusterIP when it had none (new, or no
+        longer ExternalName), its node ports; commit frees what the old
+        Service held and the new one does not."""
+        old_ip = (old or {}).get("spec", {}).get("clusterIP")
         new_spec = new.setdefault("spec", {})
         undo_ip: Undo = _noop
-        if (not old_ip or old_ip == "None") and new_spec.get("type") != "ExternalName" \
-                and new_spec.get("clusterIP") != "None":
+        if not old_ip or old_ip == "None":
             undo_ip = self._service_ip(new)
         try:
             undo_ports, commit_ports = self.node_ports(old, new)
