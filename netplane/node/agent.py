@@ -83,6 +83,13 @@ class RouteSyncer:
                 last = want
 
 
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def ensure_local_address(ip: str) -> None:
     """The DNS address lives on ``lo``: this kernel has no dummy interface."""
     netns.run(["ip", "addr", "replace", f"{ip}/32", "dev", "lo"])
@@ -121,7 +128,8 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
 
     ctx = NodeContext(node_name=cfg.node_name, node_ip=cfg.node_ip,
                       netns_prefix=cfg.netns_prefix, dns_ip=cfg.dns_ip,
-                      cluster_domain=cfg.cluster_domain, api_ip=cfg.api_ip)
+                      cluster_domain=cfg.cluster_domain, api_ip=cfg.api_ip,
+                      node_resolv_conf=read_text(Path("/etc/resolv.conf")))
     pods = PodManager(client=client,
                       runtime=ProcessRuntime(state_dir=cfg.state_dir / "runtime"),
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),

@@ -35,6 +35,7 @@ class NodeContext:
     dns_ip: str
     cluster_domain: str = "cluster.local"
     api_ip: str = "10.96.0.1"
+    node_resolv_conf: str = ""  # the node's own resolv.conf, for dnsPolicy Default
 
     def pod_netns(self, uid: str) -> str:
         return f"{self.netns_prefix}pod-{uid.replace('-', '')[:12]}"
@@ -53,23 +54,54 @@ class PodRecord:
     reported: Obj = field(default_factory=dict)
 
 
-def resolv_settings(pod: Obj, ctx: NodeContext) -> tuple[str, list[str], list[str]]:
-    """nameserver, searches and options for the pod's dnsPolicy."""
+def node_resolv(text: str) -> tuple[list[str], list[str], list[str]]:
+    """nameservers, searches and options of a resolv.conf."""
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if words[0] == "nameserver" and len(words) > 1:
+            servers.append(words[1])
+        elif words[0] in ("search", "domain"):
+            searches = words[1:]
+        elif words[0] == "options":
+            options += words[1:]
+    return servers, searches, options
+
+
+def _merge_options(base: list[str], extra: list[Obj]) -> list[str]:
+    """dnsConfig options replace same-named ones (ndots:2 over ndots:5)."""
+    named = {o.split(":", 1)[0]: o for o in base}
+    for opt in extra:
+        named[opt["name"]] = f"{opt['name']}:{opt['value']}" if opt.get("value") \
+            else opt["name"]
+    return list(named.values())
+
+
+def resolv_settings(pod: Obj, ctx: NodeContext, *,
+                    node_resolv_conf: str = "") -> tuple[list[str], list[str], list[str]]:
+    """nameservers, searches and options for the pod's ``dnsPolicy`` (and
+    ``dnsConfig``), as the kubelet writes them: ClusterFirst uses cluster DNS
+    and the namespace's search path; Default inherits the node's resolver;
+    None only what dnsConfig says."""
     spec = pod.get("spec", {})
     policy = spec.get("dnsPolicy", "ClusterFirst")
     cfg = spec.get("dnsConfig") or {}
     servers: list[str] = []
     searches: list[str] = []
-    options = []
+    options: list[str] = []
     if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
         servers = [ctx.dns_ip]
         searches = podfiles.cluster_searches(meta.namespace(pod), domain=ctx.cluster_domain)
         options = ["ndots:5"]
-    servers += cfg.get("nameservers") or []
-    searches += cfg.get("searches") or []
-    for opt in cfg.get("options") or []:
-        options.append(f"{opt['name']}:{opt['value']}" if opt.get("value") else opt["name"])
-    return (servers[0] if servers else ctx.dns_ip), searches, options
+    elif policy == "Default":
+        servers, searches, options = node_resolv(node_resolv_conf)
+    servers += [s for s in cfg.get("nameservers") or [] if s not in servers]
+    searches += [s for s in cfg.get("searches") or [] if s not in searches]
+    return servers, searches, _merge_options(options, cfg.get("options") or [])
 
 
 class PodManager:
@@ -140,8 +172,9 @@ class PodManager:
         return str(pod["spec"].get("hostname") or meta.name(pod))
 
     def _pod_files(self, pod: Obj, rec: PodRecord) -> tuple[Path, Path]:
-        server, searches, options = resolv_settings(pod, self.ctx)
-        return self.runtime.write_pod_files(meta.uid(pod), nameserver=server,
+        servers, searches, options = resolv_settings(
+            pod, self.ctx, node_resolv_conf=self.ctx.node_resolv_conf)
+        return self.runtime.write_pod_files(meta.uid(pod), nameservers=servers,
                                             searches=searches, options=options,
                                             hostname=self._hostname(pod), pod_ip=rec.ip)
 

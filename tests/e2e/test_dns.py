@@ -37,7 +37,7 @@ def cluster(lab: Lab) -> Lab:
 
     def ready() -> bool:
         pods = json.loads(lab.netplane("get", "pods", "-o", "json").stdout)["items"]
-        return len(pods) == 6 and all(meta.pod_ready(p) for p in pods)
+        return len(pods) == 7 and all(meta.pod_ready(p) for p in pods)
     wait_for("all pods ready", ready)
     wait_for("db endpoints", lambda: len(dig(lab, "db.default.svc.cluster.local")) == 2)
     return lab
@@ -127,3 +127,11 @@ spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
         samples.append(time.monotonic() - start)
     # Includes starting netplane and dig processes: an upper bound, not the metric.
     assert max(samples) < 5, samples
+
+
+def test_dns_policy_none_takes_the_pods_dns_config(cluster: Lab) -> None:
+    resolv = cluster.netplane("exec", "custom-dns", "--", "cat", "/etc/resolv.conf").stdout
+    assert resolv.splitlines() == ["nameserver 10.96.0.10", "search default.svc.cluster.local",
+                                   "options ndots:2"]
+    out = cluster.netplane("exec", "custom-dns", "--", "getent", "hosts", "web").stdout
+    assert out.split()[0] == _service(cluster, "web")["spec"]["clusterIP"]

@@ -61,7 +61,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         wait_for("pods ready", ready)
         wait_for("LoadBalancer addresses", lambda: all(
             _svc(the_lab, n)["status"].get("loadBalancer", {}).get("ingress")
-            for n in ("web-lb", "web-fenced")))
+            for n in ("web-lb", "web-fenced", "client-lb")))
         time.sleep(1)  # rules for the last objects
         yield the_lab
     finally:
@@ -201,3 +201,13 @@ def test_routes_and_metrics(lab: Lab) -> None:
     assert "netplane_proxy_sync_proxy_rules_duration_seconds_bucket" in body
     assert "netplane_proxy_network_programming_duration_seconds_count" in body
     assert "netplane_dns_" in body
+
+
+def test_health_check_node_port_answers_by_local_endpoints(lab: Lab) -> None:
+    port = _svc(lab, "client-lb")["spec"]["healthCheckNodePort"]
+    codes = {}
+    for node, ip in (("node-1", "192.168.56.11"), ("node-2", "192.168.56.12")):
+        out = lab.netplane("lab", "exec", "control", "--", "curl", "-s", "-o", "/dev/null",
+                           "-w", "%{http_code}", "--max-time", "3", f"http://{ip}:{port}/healthz")
+        codes[node] = out.stdout
+    assert codes == {"node-1": "503", "node-2": "200"}

@@ -84,7 +84,7 @@ def pod(make_netns: Callable[[str], str], tmp_path: Path) -> Iterator[Pod]:
     net.attach_pod(netns=pod_ns, ip=POD_IP, prefixlen=24, gateway=net.gateway)
     rt = ProcessRuntime(state_dir=tmp_path / "state")
     resolv, hosts = rt.write_pod_files(
-        UID, nameserver="10.96.0.10", searches=podfiles.cluster_searches("shop"),
+        UID, nameservers=["10.96.0.10"], searches=podfiles.cluster_searches("shop"),
         options=["ndots:5"], hostname=POD_NAME, pod_ip=POD_IP)
     try:
         yield Pod(node_ns, pod_ns, rt, resolv, hosts)

@@ -63,8 +63,8 @@ CTX = NodeContext(node_name="node-1", node_ip="192.168.56.11", netns_prefix="np-
 
 
 def test_cluster_first_dns_policy() -> None:
-    server, searches, options = resolv_settings(pod(), CTX)
-    assert server == "10.96.0.10"
+    servers, searches, options = resolv_settings(pod(), CTX)
+    assert servers == ["10.96.0.10"]
     assert searches == ["ns1.svc.cluster.local", "svc.cluster.local", "cluster.local"]
     assert options == ["ndots:5"]
 
@@ -74,7 +74,24 @@ def test_dns_policy_none_uses_dns_config() -> None:
     p["spec"]["dnsPolicy"] = "None"
     p["spec"]["dnsConfig"] = {"nameservers": ["10.0.0.53"], "searches": ["example.test"],
                               "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}
-    assert resolv_settings(p, CTX) == ("10.0.0.53", ["example.test"], ["ndots:2", "edns0"])
+    assert resolv_settings(p, CTX) == (["10.0.0.53"], ["example.test"], ["ndots:2", "edns0"])
+
+
+def test_dns_policy_default_inherits_the_node_resolver() -> None:
+    p = pod()
+    p["spec"]["dnsPolicy"] = "Default"
+    node = "# the node's\nnameserver 192.0.2.53\nsearch corp.example\noptions rotate\n"
+    assert resolv_settings(p, CTX, node_resolv_conf=node) == (
+        ["192.0.2.53"], ["corp.example"], ["rotate"])
+
+
+def test_dns_config_adds_to_cluster_first() -> None:
+    p = pod()
+    p["spec"]["dnsConfig"] = {"nameservers": ["10.0.0.53"], "searches": ["extra.test"],
+                              "options": [{"name": "ndots", "value": "2"}]}
+    servers, searches, options = resolv_settings(p, CTX)
+    assert servers == ["10.96.0.10", "10.0.0.53"]
+    assert searches[-1] == "extra.test" and options == ["ndots:2"]
 
 
 def test_pod_netns_name_is_short_and_prefixed() -> None:

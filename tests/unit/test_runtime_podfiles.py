@@ -9,7 +9,7 @@ from netplane.node.runtime.process import ProcessRuntime
 
 
 def test_resolv_conf_of_a_cluster_first_pod() -> None:
-    text = podfiles.resolv_conf(nameserver="10.96.0.10",
+    text = podfiles.resolv_conf(nameservers=["10.96.0.10"],
                                 searches=podfiles.cluster_searches("shop"),
                                 options=["ndots:5"])
     assert text == ("nameserver 10.96.0.10\n"
@@ -18,7 +18,7 @@ def test_resolv_conf_of_a_cluster_first_pod() -> None:
 
 
 def test_resolv_conf_without_search_or_options() -> None:
-    assert podfiles.resolv_conf(nameserver="10.96.0.10", searches=[], options=[]) == (
+    assert podfiles.resolv_conf(nameservers=["10.96.0.10"], searches=[], options=[]) == (
         "nameserver 10.96.0.10\n")
 
 
@@ -31,7 +31,7 @@ def test_hosts_names_localhost_and_the_pod() -> None:
 def test_runtime_writes_both_files_in_the_pod_state_dir(tmp_path: Path) -> None:
     rt = ProcessRuntime(state_dir=tmp_path)
     resolv, hosts = rt.write_pod_files(
-        "uid-1", nameserver="10.96.0.10", searches=podfiles.cluster_searches("default"),
+        "uid-1", nameservers=["10.96.0.10"], searches=podfiles.cluster_searches("default"),
         options=["ndots:5"], hostname="web-0", pod_ip="10.244.1.7")
     assert resolv == tmp_path / "pods" / "uid-1" / "resolv.conf"
     assert hosts.parent == resolv.parent

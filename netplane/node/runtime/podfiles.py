@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+MAX_NAMESERVERS = 3  # what the resolver reads, and what Kubernetes allows
 
-def resolv_conf(*, nameserver: str, searches: Sequence[str], options: Sequence[str]) -> str:
+
+def resolv_conf(*, nameservers: Sequence[str], searches: Sequence[str],
+                options: Sequence[str]) -> str:
     """``nameserver``, ``search`` and ``options`` lines, as a pod's resolver sees them."""
-    lines = [f"nameserver {nameserver}"]
+    lines = [f"nameserver {ns}" for ns in nameservers[:MAX_NAMESERVERS]]
     if searches:
         lines.append("search " + " ".join(searches))
     if options:

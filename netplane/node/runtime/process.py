@@ -113,14 +113,14 @@ class ProcessRuntime:
     def log_path(self, pod_uid: str, container_name: str) -> Path:
         return self.pod_dir(pod_uid) / f"{_check_name('container name', container_name)}.log"
 
-    def write_pod_files(self, pod_uid: str, *, nameserver: str, searches: list[str],
+    def write_pod_files(self, pod_uid: str, *, nameservers: list[str], searches: list[str],
                         options: list[str], hostname: str, pod_ip: str) -> tuple[Path, Path]:
         """Writes the pod's resolv.conf and hosts; returns their paths."""
         pod_dir = self.pod_dir(pod_uid)
         pod_dir.mkdir(parents=True, exist_ok=True)
         resolv_path, hosts_path = pod_dir / "resolv.conf", pod_dir / "hosts"
         _write_atomic(resolv_path, podfiles.resolv_conf(
-            nameserver=nameserver, searches=searches, options=options))
+            nameservers=nameservers, searches=searches, options=options))
         _write_atomic(hosts_path, podfiles.hosts(hostname=hostname, pod_ip=pod_ip))
         return resolv_path, hosts_path
 
