@@ -26,6 +26,7 @@ from netplane.net import netns as nsutil
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork, host_veth_name
 from netplane.net.routes import RTPROT_NETPLANE, owned_routes, sync_routes
+from tests.integration.topology import curl, veth
 
 pytestmark = pytest.mark.root
 
@@ -66,11 +67,6 @@ def ping(netns: str, dst: str) -> bool:
     return proc.returncode == 0
 
 
-def curl(netns: str, url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", netns, "curl", "-sS", "--max-time", "3", url],
-                          capture_output=True, text=True, timeout=10, check=False)
-
-
 @dataclass
 class Node:
     netns: str
@@ -93,19 +89,11 @@ class Lab:
         return alloc.ip
 
 
-def _link_underlay(ns1: str, ns2: str) -> None:
-    # Created inside node-1's netns with the peer placed straight in node-2's.
-    nsutil.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
-                "netns", ns2], netns=ns1)
-    for ns, ip in ((ns1, UNDERLAY[1]), (ns2, UNDERLAY[2])):
-        nsutil.run(["ip", "addr", "add", f"{ip}/24", "dev", "eth0"], netns=ns)
-        nsutil.run(["ip", "link", "set", "eth0", "up"], netns=ns)
-
-
 @pytest.fixture
 def lab(make_netns: Callable[[str], str], tmp_path: Path) -> Lab:
     ns = {i: make_netns(f"node{i}") for i in (1, 2)}
-    _link_underlay(ns[1], ns[2])
+    veth(ns[1], "eth0", ns[2], addresses=[f"{UNDERLAY[1]}/24"],
+         peer_addresses=[f"{UNDERLAY[2]}/24"])
     nodes: dict[int, Node] = {}
     for i in (1, 2):
         net = NodeNetwork(pod_cidr=POD_CIDR[i], netns=ns[i])

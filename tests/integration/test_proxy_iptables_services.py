@@ -17,11 +17,9 @@ Address plan (all inside throwaway namespaces):
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -29,6 +27,16 @@ from netplane.api.meta import Obj
 from netplane.proxy.apply import IptablesApplier
 from netplane.proxy.conntrack import Conntrack
 from netplane.proxy.proxier import Proxier
+from tests.integration.topology import (
+    Reply,
+    ServerStyle,
+    Topology,
+    bridge,
+    plug,
+    pod_bridge,
+    routes_via,
+    sh,
+)
 
 pytestmark = pytest.mark.root
 
@@ -38,127 +46,37 @@ PODS = {"pod-a": "10.244.1.2", "pod-b": "10.244.1.3"}
 NODES = {"pod-a": "node-1", "pod-b": "node-2"}
 CLIENT_IP = "10.244.1.4"
 
-SERVER = r"""
-import socket, sys, threading
-name = sys.argv[1]
-tcp = socket.socket()
-tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-tcp.bind(("0.0.0.0", 8080))
-tcp.listen(64)
-udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-udp.bind(("0.0.0.0", 5353))
-def echo():
-    while True:
-        _, peer = udp.recvfrom(2048)
-        udp.sendto(name.encode(), peer)
-threading.Thread(target=echo, daemon=True).start()
-print("ready", flush=True)
-while True:
-    conn, peer = tcp.accept()
-    with conn:
-        conn.recv(4096)
-        body = f"{name} {peer[0]}".encode()
-        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-"""
-
+# HTTP answers "<pod> <peer>"; UDP answers the bare pod name.
+STYLE = ServerStyle(tcp=Reply.NAME_AND_PEER)
 # A UDP client that always sends from the same source port: the flow a
 # stale conntrack entry keeps pinned to one endpoint.
-UDP_FIXED_PORT = r"""
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 41000))
-s.settimeout(1)
-s.sendto(b"hi", (sys.argv[1], int(sys.argv[2])))
-try:
-    print(s.recv(2048).decode())
-except TimeoutError:
-    print("ERR:TIMEOUT")
-"""
-
-
-def sh(*argv: str, netns: str | None = None, check: bool = True) -> str:
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    return subprocess.run([*prefix, *argv], check=check, capture_output=True,
-                          text=True).stdout
+UDP_FIXED_PORT = 41000
 
 
 @dataclass
-class Lab:
-    lan: str
-    node: str
-    ext: str
-    denied: str
-    client: str = ""
-    pods: dict[str, str] = field(default_factory=dict)
-    servers: list[subprocess.Popen[str]] = field(default_factory=list)
-
-    def curl(self, url: str, *, src: str, timeout: float = 2) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", src, "curl", "-s", "--max-time",
-                               str(timeout), url], capture_output=True, text=True, check=False)
-
-    def answers(self, url: str, n: int, *, src: str) -> list[str]:
-        out = []
-        for _ in range(n):
-            r = self.curl(url, src=src)
-            out.append(r.stdout if r.returncode == 0 else f"ERR:{r.returncode}")
-        return out
-
-    def who(self, url: str, n: int, *, src: str) -> set[str]:
-        return {a.split(" ")[0] for a in self.answers(url, n, src=src)}
+class Lab(Topology):
+    lan: str = ""
+    denied: str = ""
 
 
-def _veth_to_bridge(bridge_ns: str, bridge: str, other: str, name: str, ip: str) -> None:
-    sh("ip", "-n", bridge_ns, "link", "add", name, "type", "veth", "peer", "name", "eth0",
-       "netns", other)
-    sh("ip", "-n", bridge_ns, "link", "set", name, "master", bridge, "up")
-    sh("ip", "-n", other, "addr", "add", ip, "dev", "eth0")
-    sh("ip", "-n", other, "link", "set", "eth0", "up")
-
-
-def _build(lab: Lab, make_netns: Callable[[str], str]) -> None:
-    sh("ip", "-n", lab.lan, "link", "add", "br0", "type", "bridge")
-    sh("ip", "-n", lab.lan, "link", "set", "br0", "up")
+def _underlay(lab: Lab) -> None:
+    bridge(lab.lan, "br0")
     for ns, ip, port in ((lab.node, NODE_IP, "v-node"), (lab.ext, EXT_IP, "v-ext"),
                          (lab.denied, DENIED_IP, "v-denied")):
-        _veth_to_bridge(lab.lan, "br0", ns, port, f"{ip}/24")
+        plug(lab.lan, "br0", ns, port=port, address=f"{ip}/24")
     for ns in (lab.ext, lab.denied):
-        for ip in (LB_IP, EXTERNAL_IP):
-            sh("ip", "-n", ns, "route", "add", f"{ip}/32", "via", NODE_IP)
-    sh("ip", "-n", lab.node, "link", "add", "np0", "address", "02:42:0a:f4:01:01",
-       "type", "bridge")
-    sh("ip", "-n", lab.node, "addr", "add", "10.244.1.1/24", "dev", "np0")
-    sh("ip", "-n", lab.node, "link", "set", "np0", "up")
-    sh("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1",
-       netns=lab.node)
-    lab.client = make_netns("client")
-    members = {"client": (lab.client, CLIENT_IP)}
-    for pod, ip in PODS.items():
-        lab.pods[pod] = make_netns(pod)
-        members[pod] = (lab.pods[pod], ip)
-    for i, (ns, ip) in enumerate(members.values()):
-        _veth_to_bridge(lab.node, "np0", ns, f"veth{i}", f"{ip}/24")
-        sh("ip", "-n", lab.node, "link", "set", f"veth{i}", "type", "bridge_slave",
-           "hairpin", "on")
-        sh("ip", "-n", ns, "route", "add", "default", "via", "10.244.1.1")
+        routes_via(ns, NODE_IP, f"{LB_IP}/32", f"{EXTERNAL_IP}/32")
 
 
 @pytest.fixture
 def lab(make_netns: Callable[[str], str]) -> Iterator[Lab]:
-    t = Lab(lan=make_netns("lan"), node=make_netns("node"), ext=make_netns("ext"),
-            denied=make_netns("denied"))
-    try:
-        _build(t, make_netns)
-        for pod, ns in t.pods.items():
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER,
-                                     pod], stdout=subprocess.PIPE, text=True)
-            t.servers.append(proc)
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    with Lab.started(make_netns, style=STYLE) as t:
+        t.lan, t.ext, t.denied = make_netns("lan"), make_netns("ext"), make_netns("denied")
+        _underlay(t)
+        pod_bridge(t.node, mac="02:42:0a:f4:01:01")
+        t.plug(t.client, CLIENT_IP)
+        t.add_pods(PODS)
         yield t
-    finally:
-        for proc in t.servers:
-            proc.kill()
-            proc.wait()
 
 
 def service(name: str, ip: str, **spec: object) -> Obj:
@@ -277,8 +195,8 @@ async def test_node_port_without_endpoints_is_refused_at_once(lab: Lab) -> None:
 
 
 def udp_fixed(lab: Lab) -> str:
-    return sh(sys.executable, "-c", UDP_FIXED_PORT, "10.96.0.50", "9000",
-              netns=lab.client).strip()
+    [answer] = lab.probe("udp", "10.96.0.50", 9000, sport=UDP_FIXED_PORT, timeout=1)
+    return answer
 
 
 @pytest.mark.parametrize("cleanup", [False, True])

@@ -28,20 +28,14 @@ from netplane.proxy.iptables import ProxyConfig
 from netplane.proxy.ipvs import LO_LABEL, IPVSBackend, available
 from netplane.proxy.ipvs_kernel import MemoryIPVS
 from netplane.proxy.model import EndpointInfo, Protocol, ServicePortInfo
-from tests.integration.test_proxy_iptables import (
-    CLIENT_IP,
-    PODS,
-    Topology,
-    _attach,
-    _node,
-    _serve,
-    sh,
-)
+from tests.integration.topology import Topology, sh, single_node
 
 pytestmark = pytest.mark.root
 
-VIP, EMPTY_VIP, NODE_IP = "10.96.0.50", "10.96.0.51", "192.168.56.11"
-CONFIG = ProxyConfig(notrack_dns_ips=("10.96.0.10",))
+VIP, EMPTY_VIP, NODE_IP, DNS_IP = "10.96.0.50", "10.96.0.51", "192.168.56.11", "10.96.0.10"
+PODS = {"pod-a": "10.244.1.2", "pod-b": "10.244.1.3"}
+CLIENT_IP = "10.244.1.4"
+CONFIG = ProxyConfig(notrack_dns_ips=(DNS_IP,))
 
 
 def _port(name: str, ip: str, port: int, proto: Protocol, **kw: object) -> ServicePortInfo:
@@ -61,20 +55,9 @@ def service_map(*pods: str, affinity: int = 0) -> model.ServiceMap:
 
 @pytest.fixture
 def topo(make_netns: Callable[[str], str]) -> Iterator[Topology]:
-    t = Topology(node=make_netns("node"), client=make_netns("client"))
-    try:
-        _node(t.node)
-        sh("ip", "-n", t.node, "addr", "add", f"{NODE_IP}/24", "dev", "up0")
-        _attach(t.node, t.client, CLIENT_IP, "veth-client")
-        for i, (pod, ip) in enumerate(PODS.items()):
-            t.pods[pod] = make_netns(pod)
-            _attach(t.node, t.pods[pod], ip, f"veth-{i}")
-            t.servers.append(_serve(t.pods[pod], pod))
+    with single_node(make_netns, pods=PODS, client_ip=CLIENT_IP, bridge="br0",
+                     node_local_ip=DNS_IP, uplink_address=f"{NODE_IP}/24") as t:
         yield t
-    finally:
-        for proc in t.servers:
-            proc.kill()
-            proc.wait()
 
 
 def kernel_backend(t: Topology) -> IPVSBackend:
@@ -116,7 +99,7 @@ def test_ipsets_rules_and_addresses_land_in_the_kernel_and_clean_up(topo: Topolo
     assert "NP-" not in sh("iptables-save", netns=topo.node)
     left = sh("ip", "-o", "-4", "addr", "show", "dev", "lo", netns=topo.node)
     assert VIP not in left and LO_LABEL not in left
-    assert "10.96.0.10" in left  # the node-local DNS address is not ours to remove
+    assert DNS_IP in left  # the node-local DNS address is not ours to remove
 
 
 def test_drift_is_noticed_and_a_full_sync_repairs_it(topo: Topology) -> None:
@@ -141,7 +124,7 @@ def test_drift_is_noticed_and_a_full_sync_repairs_it(topo: Topology) -> None:
 def test_service_without_endpoints_refuses_at_once(topo: Topology) -> None:
     # A node process on the same ports proves the refusal is our rule: a VIP
     # bound locally would otherwise reach it.
-    topo.servers.append(_serve(topo.node, "node", udp_port=9000, tcp_port=80))
+    topo.serve(topo.node, "node", udp_port=9000, tcp_port=80)
     b = table_backend(topo)
     sync(b, service_map("pod-a"))
     start = time.monotonic()
@@ -156,7 +139,7 @@ def test_service_without_endpoints_refuses_at_once(topo: Topology) -> None:
 
 def test_other_ports_of_a_service_address_are_refused(topo: Topology) -> None:
     # Something on the node listening on every address must not answer on a VIP.
-    topo.servers.append(_serve(topo.node, "node", udp_port=2053, tcp_port=2222))
+    topo.serve(topo.node, "node", udp_port=2053, tcp_port=2222)
     b = table_backend(topo)
     sync(b, service_map("pod-a"))
     assert topo.probe("tcp", VIP, 2222, 1) == ["ERR:ECONNREFUSED"]

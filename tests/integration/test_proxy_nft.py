@@ -21,10 +21,8 @@ Address plan (all inside throwaway namespaces):
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,12 +32,22 @@ from netplane.proxy import model
 from netplane.proxy.iptables import ProxyConfig
 from netplane.proxy.nft_render import full_text, render
 from netplane.proxy.nftables import NftablesBackend, SyncKind
+from tests.integration.topology import (
+    POD_GATEWAY,
+    Framing,
+    Reply,
+    ServerStyle,
+    Topology,
+    names,
+    routes_via,
+    single_node,
+    veth,
+)
 
 pytestmark = pytest.mark.root
 
 NODE = "node-1"
 NODE_IP = "192.168.56.11"
-GATEWAY = "10.244.1.1"
 VIP = "10.96.0.50"
 LB_IP = "192.168.56.200"
 EXT_IP = "192.168.56.201"
@@ -48,139 +56,26 @@ PODS = {"pod-a": ("10.244.1.2", "node-1"), "pod-b": ("10.244.1.3", "node-2")}
 CLIENT_IP = "10.244.1.4"
 CONFIG = ProxyConfig()
 
-SERVER = r"""
-import socket, sys, threading
-name = sys.argv[1]
-tcp = socket.socket()
-tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-tcp.bind(("0.0.0.0", 8080))
-tcp.listen(64)
-udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-udp.bind(("0.0.0.0", 5353))
-def echo():
-    while True:
-        _, peer = udp.recvfrom(2048)
-        udp.sendto(f"{name} {peer[0]}".encode(), peer)
-threading.Thread(target=echo, daemon=True).start()
-print("ready", flush=True)
-while True:
-    conn, peer = tcp.accept()
-    with conn:
-        conn.sendall(f"{name} {peer[0]}".encode())
-"""
-
-# One line per attempt: "<pod> <peer>" or ERR:<errno name>. A connected UDP
-# socket takes replies only from the address it sent to, so an answer also
-# proves the reply was translated back.
-PROBE = r"""
-import errno, socket, sys
-kind, ip, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-src, sport = sys.argv[5], int(sys.argv[6])
-for _ in range(n):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.settimeout(1.5)
-    try:
-        s.bind((src, sport))
-        s.connect((ip, port))
-        if kind == "udp":
-            s.send(b"hi")
-        print(s.recv(2048).decode())
-    except TimeoutError:
-        print("ERR:TIMEOUT")
-    except OSError as e:
-        print("ERR:" + errno.errorcode.get(e.errno or 0, str(e)))
-    finally:
-        s.close()
-"""
-
-
-def sh(*argv: str, netns: str | None = None) -> str:
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    return subprocess.run([*prefix, *argv], check=True, capture_output=True, text=True).stdout
-
-
-@dataclass
-class Topology:
-    node: str
-    client: str
-    ext: str
-    pods: dict[str, str] = field(default_factory=dict)  # pod name -> netns
-    servers: list[subprocess.Popen[str]] = field(default_factory=list)
-
-    def probe(self, kind: str, ip: str, port: int, n: int = 1, *, src: str | None = None,
-              src_ip: str = "0.0.0.0", sport: int = 0) -> list[str]:
-        out = sh(sys.executable, "-c", PROBE, kind, ip, str(port), str(n), src_ip, str(sport),
-                 netns=src or self.client)
-        return out.splitlines()
-
-    def nft(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", self.node, "nft", *args],
-                              capture_output=True, text=True, check=check)
-
-
-def _attach(node: str, pod_ns: str, ip: str, port_name: str) -> None:
-    sh("ip", "-n", node, "link", "add", port_name, "type", "veth", "peer", "name", "eth0",
-       "netns", pod_ns)
-    sh("ip", "-n", node, "link", "set", port_name, "master", "np0", "up")
-    # Hairpin lets a pod reach itself through its service.
-    sh("ip", "-n", node, "link", "set", port_name, "type", "bridge_slave", "hairpin", "on")
-    sh("ip", "-n", pod_ns, "addr", "add", f"{ip}/24", "dev", "eth0")
-    sh("ip", "-n", pod_ns, "link", "set", "eth0", "up")
-    sh("ip", "-n", pod_ns, "route", "add", "default", "via", GATEWAY)
-
-
-def _node(node: str) -> None:
-    sh("ip", "-n", node, "link", "add", "np0", "address", "02:00:0a:f4:01:01", "type", "bridge")
-    sh("ip", "-n", node, "addr", "add", f"{GATEWAY}/24", "dev", "np0")
-    sh("ip", "-n", node, "link", "set", "np0", "up")
-    sh("ip", "-n", node, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
-    sh("ip", "-n", node, "link", "set", "up0", "up")
-    sh("ip", "-n", node, "link", "set", "up1", "up")
-    sh("ip", "-n", node, "addr", "add", "169.254.0.1/30", "dev", "up0")
-    sh("ip", "-n", node, "neigh", "add", "169.254.0.2", "lladdr", "02:00:00:00:00:02",
-       "dev", "up0", "nud", "permanent")
-    sh("ip", "-n", node, "route", "add", "default", "via", "169.254.0.2")
-    sh("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1",
-       netns=node)
-
-
-def _underlay(node: str, ext: str) -> None:
-    sh("ip", "-n", node, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
-       "netns", ext)
-    sh("ip", "-n", node, "addr", "add", f"{NODE_IP}/24", "dev", "eth0")
-    sh("ip", "-n", node, "link", "set", "eth0", "up")
-    for ip in (EXT_CLIENT, EXT_OTHER):
-        sh("ip", "-n", ext, "addr", "add", f"{ip}/24", "dev", "eth0")
-    sh("ip", "-n", ext, "link", "set", "eth0", "up")
-    # The lab's L2 announcer (MetalLB-style) is out of scope: plain routes.
-    for dst in ("10.96.0.0/12", f"{LB_IP}/32", f"{EXT_IP}/32"):
-        sh("ip", "-n", ext, "route", "add", dst, "via", NODE_IP)
-
-
-def _serve(netns: str, name: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", SERVER, name],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return proc
+# Raw answers "<pod> <peer>" over TCP and UDP; a short probe timeout keeps drops cheap.
+STYLE = ServerStyle(Framing.RAW, tcp=Reply.NAME_AND_PEER, udp=Reply.NAME_AND_PEER)
 
 
 @pytest.fixture
 def topo(make_netns: Callable[[str], str]) -> Iterator[Topology]:
-    t = Topology(node=make_netns("node"), client=make_netns("client"), ext=make_netns("ext"))
-    try:
-        _node(t.node)
-        _underlay(t.node, t.ext)
-        _attach(t.node, t.client, CLIENT_IP, "veth-client")
-        for i, (pod, (ip, _)) in enumerate(PODS.items()):
-            t.pods[pod] = make_netns(pod)
-            _attach(t.node, t.pods[pod], ip, f"veth-{i}")
-            t.servers.append(_serve(t.pods[pod], pod))
+    with single_node(make_netns, pods={p: ip for p, (ip, _) in PODS.items()},
+                     client_ip=CLIENT_IP, mac="02:00:0a:f4:01:01", style=STYLE,
+                     probe_timeout=1.5) as t:
+        t.ext = make_netns("ext")
+        veth(t.node, "eth0", t.ext, addresses=[f"{NODE_IP}/24"],
+             peer_addresses=[f"{EXT_CLIENT}/24", f"{EXT_OTHER}/24"])
+        # The lab's L2 announcer (MetalLB-style) is out of scope: plain routes.
+        routes_via(t.ext, NODE_IP, "10.96.0.0/12", f"{LB_IP}/32", f"{EXT_IP}/32")
         yield t
-    finally:
-        for proc in t.servers:
-            proc.kill()
-            proc.wait()
+
+
+def nft(t: Topology, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", t.node, "nft", *args],
+                          capture_output=True, text=True, check=True)
 
 
 @pytest.fixture
@@ -219,10 +114,6 @@ def sync(b: NftablesBackend, services: list[Obj], eps: list[Obj], *,
                   full=full).kind
 
 
-def names(answers: list[str]) -> set[str]:
-    return {a.split()[0] for a in answers}
-
-
 def test_cluster_ip_balances_tcp_and_udp_keeping_the_pod_source(
         topo: Topology, backend: NftablesBackend) -> None:
     assert sync(backend, [service()], [endpoints("pod-a", "pod-b")]) == SyncKind.FULL
@@ -237,7 +128,7 @@ def test_node_port_from_outside_from_the_node_and_from_loopback(
         topo: Topology, backend: NftablesBackend) -> None:
     sync(backend, [service(type="NodePort")], [endpoints("pod-a", "pod-b")])
     outside = topo.probe("tcp", NODE_IP, 30080, 20, src=topo.ext)
-    assert set(outside) == {f"pod-a {GATEWAY}", f"pod-b {GATEWAY}"}  # masqueraded
+    assert set(outside) == {f"pod-a {POD_GATEWAY}", f"pod-b {POD_GATEWAY}"}  # masqueraded
     assert names(topo.probe("udp", NODE_IP, 30090, 20, src=topo.ext)) == {"pod-a", "pod-b"}
     assert names(topo.probe("tcp", NODE_IP, 30080, 10, src=topo.node)) == {"pod-a", "pod-b"}
     assert names(topo.probe("tcp", "127.0.0.1", 30080, 10, src=topo.node)) == {"pod-a", "pod-b"}
@@ -294,7 +185,7 @@ def test_hairpin_endpoint_reaches_itself_masqueraded(
         topo: Topology, backend: NftablesBackend) -> None:
     sync(backend, [service()], [endpoints("pod-a", "pod-b")])
     answers = set(topo.probe("tcp", VIP, 80, 30, src=topo.pods["pod-a"]))
-    assert answers == {f"pod-a {GATEWAY}", f"pod-b {PODS['pod-a'][0]}"}
+    assert answers == {f"pod-a {POD_GATEWAY}", f"pod-b {PODS['pod-a'][0]}"}
 
 
 def test_service_without_endpoints_refuses_at_once(
@@ -326,7 +217,7 @@ def test_rules_come_back_after_someone_removes_them(
         topo: Topology, backend: NftablesBackend, vandalism: tuple[str, ...]) -> None:
     sync(backend, [service()], [endpoints("pod-a", "pod-b")])
     assert backend.kernel_matches()
-    topo.nft(*vandalism)
+    nft(topo, *vandalism)
     assert not backend.kernel_matches()
     assert sync(backend, [service()], [endpoints("pod-a", "pod-b")], full=True) == SyncKind.FULL
     assert backend.kernel_matches()
@@ -339,7 +230,7 @@ def test_partial_sync_changes_only_the_changed_elements(
     other_eps = [endpoints("pod-a", "pod-b", name=f"other-{i}") for i in range(3)]
     prev = model.build(svcs, [endpoints("pod-a", "pod-b"), *other_eps])
     backend.sync(prev, CONFIG, node_name=NODE, node_ips=(NODE_IP,))
-    handles_before = topo.nft("-a", "list", "chain", "ip", "netplane", "cluster-tcp-2").stdout
+    handles_before = nft(topo, "-a", "list", "chain", "ip", "netplane", "cluster-tcp-2").stdout
     cur = model.build(svcs, [endpoints("pod-b"), *other_eps])
     text = backend.render_partial(prev, cur, CONFIG, node_name=NODE, node_ips=(NODE_IP,))
     assert text and "10.96.1." not in text and "flush map" not in text
@@ -349,7 +240,7 @@ def test_partial_sync_changes_only_the_changed_elements(
     assert names(topo.probe("tcp", VIP, 80, 10)) == {"pod-b"}
     assert names(topo.probe("tcp", "10.96.1.1", 80, 20)) == {"pod-a", "pod-b"}
     # The shared chain was not rewritten: its rule handles are the same.
-    after = topo.nft("-a", "list", "chain", "ip", "netplane", "cluster-tcp-2").stdout
+    after = nft(topo, "-a", "list", "chain", "ip", "netplane", "cluster-tcp-2").stdout
     assert after == handles_before
     assert backend.kernel_matches()
     # The periodic check passes, so the next sync of the same state does nothing.
@@ -358,7 +249,7 @@ def test_partial_sync_changes_only_the_changed_elements(
 
 
 def test_clean_up_removes_our_table_only(topo: Topology) -> None:
-    topo.nft("add", "table", "ip", "someone-else")
+    nft(topo, "add", "table", "ip", "someone-else")
     b = NftablesBackend(netns=topo.node)
     try:
         b.ensure_plumbing()
@@ -366,7 +257,7 @@ def test_clean_up_removes_our_table_only(topo: Topology) -> None:
         b.clean_up()
     finally:
         b.close()
-    tables = topo.nft("list", "tables").stdout
+    tables = nft(topo, "list", "tables").stdout
     assert "netplane" not in tables and "someone-else" in tables
 
 
