@@ -125,7 +125,8 @@ def _filter_fixed(config: ProxyConfig) -> list[str]:
     ]
 
 
-def _notrack(config: ProxyConfig) -> list[str]:
+def notrack_rules(config: ProxyConfig) -> list[str]:
+    """Node-local DNS bypasses conntrack (and so NAT) in both directions."""
     out: list[str] = []
     for ip in sorted(config.notrack_dns_ips):
         for proto in ("udp", "tcp"):
@@ -139,7 +140,7 @@ def _notrack(config: ProxyConfig) -> list[str]:
 
 def fixed_rules(config: ProxyConfig) -> dict[Table, list[str]]:
     """Rules of our fixed chains that do not depend on any Service."""
-    return {Table.RAW: _notrack(config), Table.NAT: _postrouting(config),
+    return {Table.RAW: notrack_rules(config), Table.NAT: _postrouting(config),
             Table.FILTER: _filter_fixed(config)}
 
 

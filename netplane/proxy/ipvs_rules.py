@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from netplane.proxy.iptables import Jump, ProxyConfig, Table
+from netplane.proxy.iptables import NOTRACK_CHAIN, Jump, ProxyConfig, Table, notrack_rules
 from netplane.proxy.ipvs_plan import IPSetName
 
 SERVICES_CHAIN = "NP-SERVICES"
@@ -91,6 +91,8 @@ def render_ipset_destruction(existing: Iterable[str]) -> str:
 _NEW = ("-m", "conntrack", "--ctstate", "NEW")
 
 PLUMBING: tuple[Jump, ...] = (
+    Jump(Table.RAW, "PREROUTING", NOTRACK_CHAIN, "netplane node-local DNS notrack"),
+    Jump(Table.RAW, "OUTPUT", NOTRACK_CHAIN, "netplane node-local DNS notrack"),
     Jump(Table.NAT, "PREROUTING", SERVICES_CHAIN, "netplane service portals"),
     Jump(Table.NAT, "OUTPUT", SERVICES_CHAIN, "netplane service portals"),
     Jump(Table.NAT, "POSTROUTING", POSTROUTING_CHAIN, "netplane postrouting rules"),
@@ -100,6 +102,7 @@ PLUMBING: tuple[Jump, ...] = (
 )
 
 CHAINS: dict[Table, tuple[str, ...]] = {
+    Table.RAW: (NOTRACK_CHAIN,),
     Table.NAT: (SERVICES_CHAIN, POSTROUTING_CHAIN, MARK_MASQ_CHAIN, NODE_PORT_CHAIN,
                 LOAD_BALANCER_CHAIN),
     Table.FILTER: (FILTER_CHAIN,),
@@ -192,7 +195,8 @@ def _filter() -> list[str]:
 
 def render_iptables(config: ProxyConfig) -> str:
     """``iptables-restore --noflush`` input for all our chains; constant size."""
-    body = {Table.NAT: [*_nat_services(config), *_nat_node_ports(), *_nat_fixed(config)],
+    body = {Table.RAW: notrack_rules(config),
+            Table.NAT: [*_nat_services(config), *_nat_node_ports(), *_nat_fixed(config)],
             Table.FILTER: _filter()}
     lines: list[str] = []
     for table, chains in CHAINS.items():

@@ -79,6 +79,9 @@ destroy NP-NODE-PORT-LOCAL-UDP-T
 """
 
 IPTABLES_GOLDEN = """\
+*raw
+:NP-NOTRACK - [0:0]
+COMMIT
 *nat
 :NP-SERVICES - [0:0]
 :NP-POSTROUTING - [0:0]
