@@ -9,6 +9,9 @@ pod, step by step, from what is really in the kernel of the client's node.
    In nftables and IPVS modes the programmed elements are shown instead,
    with the agent's check that the kernel still holds them.
 3. For each destination: the node's route to it and the target pod's veth.
+
+In nftables mode the same walk runs over ``nft -j list table ip netplane``;
+in IPVS mode the programmed virtual servers are shown instead.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from netplane.lab.paths import LabPaths
 from netplane.net.podnet import host_veth_name
 from netplane.node.pods import NodeContext
 from netplane.proxy.iptables import PLUMBING
+from netplane.proxy.nft_trace import NftTraceError, trace_nft
 from netplane.proxy.trace import Packet, Step, Verdict, parse, trace_steps
+
+DNS_IP = "10.96.0.10"  # node-local: traffic to it stays on the node
 
 
 def _in_netns(netns: str, argv: list[str]) -> str:
@@ -120,11 +126,9 @@ async def trace(client: Client, dest: str, *, from_pod: str, namespace: str, lab
     pods = _pods_by_ip((await client.list(resources.POD)).get("items", []))
     netns = lab.node_netns(node)
     out.append(f"2. {node}'s proxy ({state['mode']} mode):")
-    if state["mode"] == "iptables":
-        saved = await asyncio.to_thread(_in_netns, netns, ["iptables-save"])
-        rules = parse(_ours(saved)).with_jumps(PLUMBING)
-        steps = trace_steps(rules, Packet(src, protocol, ip, dport),
-                            local_ips=state.get("nodeIPs") or ())
+    if state["mode"] in ("iptables", "nftables"):
+        steps = await asyncio.to_thread(_kernel_steps, state, netns,
+                                        Packet(src, protocol, ip, dport))
         for step in steps:
             out += _step_lines(step)
         targets = sorted({(s.flow.dnat or f"{ip}:{dport}").rpartition(":")[0]
@@ -144,6 +148,19 @@ async def trace(client: Client, dest: str, *, from_pod: str, namespace: str, lab
     for target in targets:
         out += await asyncio.to_thread(_target_lines, lab, netns, src, target, pods)
     return out
+
+
+def _kernel_steps(state: Obj, netns: str, pkt: Packet) -> list[Step]:
+    """The packet walked through the rules read back from the node's kernel."""
+    local_ips = [*(state.get("nodeIPs") or ()), DNS_IP]
+    if state["mode"] == "iptables":
+        rules = parse(_ours(_in_netns(netns, ["iptables-save"]))).with_jumps(PLUMBING)
+        return trace_steps(rules, pkt, local_ips=local_ips)
+    listing = _in_netns(netns, ["nft", "-j", "list", "table", "ip", "netplane"])
+    try:
+        return trace_nft(listing, pkt, local_ips=local_ips)
+    except NftTraceError as e:
+        raise CliError(f"error: cannot trace the nftables rules of this node: {e}") from None
 
 
 def _serves(port: Obj, ip: str, dport: int, protocol: str) -> bool:

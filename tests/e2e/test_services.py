@@ -211,3 +211,14 @@ def test_health_check_node_port_answers_by_local_endpoints(lab: Lab) -> None:
                            "-w", "%{http_code}", "--max-time", "3", f"http://{ip}:{port}/healthz")
         codes[node] = out.stdout
     assert codes == {"node-1": "503", "node-2": "200"}
+
+
+def test_trace_walks_the_kernel_rules(lab: Lab) -> None:
+    out = lab.netplane("trace", "--from", "client", "web").stdout
+    assert "1. DNS (in the pod, cluster DNS): web -> web.default.svc.cluster.local" in out
+    dnats = [line for line in out.splitlines() if "DNAT to 10.244." in line]
+    assert len(dnats) == 3 and all("p=0.333" in line for line in dnats)
+    assert all("source address kept" in line for line in dnats)
+    assert "behind veth veth" in out
+    refused = lab.netplane("trace", "--from", "client", "nobody").stdout
+    assert "REJECT: the connection fails here" in refused
