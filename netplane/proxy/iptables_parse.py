@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netplane.proxy.iptables_chains import Jump
 
@@ -27,7 +27,9 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
 TERMINAL_TARGETS = {"ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE"}
 NONTERMINAL_TARGETS = {"MARK", "NOTRACK", "RETURN"}
 _IGNORED_WITH_VALUE = {"-m", "--comment", "--mode", "--reject-with", "--seconds"}
-_IGNORED_FLAGS = {"--reap"}
+# iptables-save spells -m recent in full: "--mask 255.255.255.255 --rsource".
+_IGNORED_WITH_VALUE |= {"--mask"}
+_IGNORED_FLAGS = {"--reap", "--rsource", "--rdest"}
 _TARGET_OPTIONS = {"--to-destination", "--or-mark", "--xor-mark", "--set-xmark", "--set-mark",
                    "--and-mark", "--reject-with", "--to-source"}
 _FLAGS = {"--random-fully", "--random"}
@@ -124,6 +126,12 @@ class _Parser:
         self.target = ""
         self.recent_name = ""
 
+    def finish(self) -> None:
+        """Names the ``-m recent`` list in the conditions and options that use it."""
+        self.conds = [replace(c, value=self.recent_name) if c.key == "recent" else c
+                      for c in self.conds]
+        self.opts = [(k, self.recent_name) if k == "--set" else (k, v) for k, v in self.opts]
+
     def token(self, tok: str, it: Iterator[str], negate: bool) -> None:
         nxt = it.__next__
         if tok in ("-j", "-g"):
@@ -133,9 +141,11 @@ class _Parser:
         elif tok == "--name":
             self.recent_name = nxt()
         elif tok == "--rcheck":
-            self.conds.append(Condition("recent", self.recent_name, negate))
+            # The list's --name may come before or after (iptables-save puts
+            # it after): filled in by ``finish``.
+            self.conds.append(Condition("recent", "", negate))
         elif tok == "--set":
-            self.opts.append(("--set", self.recent_name))
+            self.opts.append(("--set", ""))
         elif tok in _TARGET_OPTIONS and self.target:
             self.opts.append((tok, nxt()))
         elif tok in _FLAGS:
@@ -159,6 +169,7 @@ def parse_rule(chain: str, line: str, lineno: int, *, skip: int = 2) -> Rule:
                 continue
             p.token(tok, it, negate)
             negate = False
+        p.finish()
     except (StopIteration, ValueError) as e:
         raise ParseError(f"line {lineno}: cannot parse {line!r}: {e}") from None
     head = line.split(" ", skip)

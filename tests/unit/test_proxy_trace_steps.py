@@ -43,3 +43,18 @@ def test_a_rejected_packet_says_where() -> None:
     (step,) = trace_steps(rules, Packet("10.244.1.9", "tcp", "10.96.0.50", 80))
     assert step.flow.verdict is Verdict.REJECT
     assert step.path[-1].endswith("-> REJECT") and step.path[-1].startswith("filter/")
+
+
+def test_iptables_save_spelling_of_recent_is_understood() -> None:
+    """The kernel prints ``--set``/``--rcheck`` before ``--name``, plus
+    ``--mask`` and ``--rsource``: the same rule as ours, read back."""
+    from netplane.proxy.iptables_parse import parse_rule
+
+    saved = parse_rule("NP-SEP-X", "-A NP-SEP-X -p tcp -m recent --set --name NP-SEP-X "
+                       "--mask 255.255.255.255 --rsource -j DNAT --to-destination 10.0.0.1:80", 1)
+    ours = parse_rule("NP-SEP-X", "-A NP-SEP-X -p tcp -m recent --name NP-SEP-X --set "
+                      "-j DNAT --to-destination 10.0.0.1:80", 1)
+    assert saved.opts == ours.opts and ("--set", "NP-SEP-X") in saved.opts
+    check = parse_rule("NP-SVC-X", "-A NP-SVC-X -m recent --rcheck --seconds 10800 --reap "
+                       "--name NP-SEP-X --mask 255.255.255.255 --rsource -j NP-SEP-X", 1)
+    assert [(c.key, c.value) for c in check.conditions] == [("recent", "NP-SEP-X")]
