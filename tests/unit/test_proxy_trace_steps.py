@@ -54,7 +54,7 @@ def test_iptables_save_spelling_of_recent_is_understood() -> None:
                        "--mask 255.255.255.255 --rsource -j DNAT --to-destination 10.0.0.1:80", 1)
     ours = parse_rule("NP-SEP-X", "-A NP-SEP-X -p tcp -m recent --name NP-SEP-X --set "
                       "-j DNAT --to-destination 10.0.0.1:80", 1)
-    assert saved.opts == ours.opts and ("--set", "NP-SEP-X") in saved.opts
+    assert saved.options == ours.options and ("--set", "NP-SEP-X") in saved.options
     check = parse_rule("NP-SVC-X", "-A NP-SVC-X -m recent --rcheck --seconds 10800 --reap "
                        "--name NP-SEP-X --mask 255.255.255.255 --rsource -j NP-SEP-X", 1)
     assert [(c.key, c.value) for c in check.conditions] == [("recent", "NP-SEP-X")]
