@@ -103,16 +103,22 @@ class DNSServer:
         index.subscribe(self._index_changed)
 
     async def start(self) -> None:
-        """Bind UDP first (so port 0 picks the port), then TCP on the same port."""
-        loop = self._loop = asyncio.get_running_loop()
-        self._udp = _UDPListener(self, loop, self.address, self.port)
-        self.port = self._udp.port
-        try:
-            self._tcp = await asyncio.start_server(self._serve_connection, host=self.address,
-                                                   port=self.port, reuse_address=True)
-        except OSError:
-            await self.stop()
-            raise
+        """Bind UDP first (so port 0 picks the port), then TCP on the same port.
+        With port 0 the TCP twin of the chosen port may be taken: choose again."""
+        wanted = self.port
+        for attempt in range(10 if wanted == 0 else 1):
+            loop = self._loop = asyncio.get_running_loop()
+            self._udp = _UDPListener(self, loop, self.address, wanted)
+            self.port = self._udp.port
+            try:
+                self._tcp = await asyncio.start_server(self._serve_connection,
+                                                       host=self.address, port=self.port,
+                                                       reuse_address=True)
+                break
+            except OSError:
+                await self.stop()
+                if wanted != 0 or attempt == 9:
+                    raise
         log.info("dns: serving %s on %s:%d (udp, tcp), upstreams: %s", self.config.zone,
                  self.address, self.port,
                  ", ".join(map(str, self.forwarder.upstreams)) or "none (refused)")

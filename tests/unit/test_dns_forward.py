@@ -68,13 +68,23 @@ class FakeUpstream(asyncio.DatagramProtocol):
 
 
 async def start_upstream(**options: Any) -> FakeUpstream:
-    upstream = FakeUpstream(**options)
+    """UDP and TCP on one free port; the UDP port's TCP twin may be taken by
+    someone else's connection, so pick again until both are ours."""
     loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(lambda: upstream, local_addr=("127.0.0.1", 0))
-    assert upstream.transport is not None
-    upstream.port = upstream.transport.get_extra_info("sockname")[1]
-    upstream.tcp = await asyncio.start_server(upstream.serve_tcp, "127.0.0.1", upstream.port)
-    return upstream
+    for _ in range(20):
+        upstream = FakeUpstream(**options)
+        await loop.create_datagram_endpoint(lambda u=upstream: u,
+                                            local_addr=("127.0.0.1", 0))
+        assert upstream.transport is not None
+        upstream.port = upstream.transport.get_extra_info("sockname")[1]
+        try:
+            upstream.tcp = await asyncio.start_server(upstream.serve_tcp, "127.0.0.1",
+                                                      upstream.port)
+        except OSError:
+            upstream.transport.close()
+            continue
+        return upstream
+    raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
 
 
 async def stop_upstream(upstream: FakeUpstream) -> None:
