@@ -99,11 +99,7 @@ class SQLiteStore:
     def update(self, key: str, value: dict[str, Any], *,
                expected_revision: int | None) -> KeyValue:
         with self._txn():
-            cur = self.get(key)
-            if cur is None:
-                raise NotFound(key)
-            if expected_revision is not None and expected_revision != cur.mod_revision:
-                raise Conflict(key)
+            cur = self._current(key, expected_revision)
             rev = self._bump()
             self._db.execute("UPDATE kv SET value=?, mod_rev=? WHERE key=?",
                              (json.dumps(value), rev, key))
@@ -114,11 +110,7 @@ class SQLiteStore:
 
     def delete(self, key: str, *, expected_revision: int | None = None) -> KeyValue:
         with self._txn():
-            cur = self.get(key)
-            if cur is None:
-                raise NotFound(key)
-            if expected_revision is not None and expected_revision != cur.mod_revision:
-                raise Conflict(key)
+            cur = self._current(key, expected_revision)
             rev = self._bump()
             self._db.execute("DELETE FROM kv WHERE key=?", (key,))
             kv = KeyValue(key, cur.value, cur.create_revision, rev)
@@ -158,6 +150,15 @@ class SQLiteStore:
         self._pending = None
         row = self._db.execute("SELECT value FROM meta WHERE name='revision'").fetchone()
         self._rev = int(row[0]) if row else 0
+
+    def _current(self, key: str, expected_revision: int | None) -> KeyValue:
+        """The stored value, if it is still the revision the caller read."""
+        cur = self.get(key)
+        if cur is None:
+            raise NotFound(key)
+        if expected_revision is not None and expected_revision != cur.mod_revision:
+            raise Conflict(key)
+        return cur
 
     def _exists(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM kv WHERE key=?", (key,)).fetchone() is not None
