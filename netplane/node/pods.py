@@ -46,6 +46,8 @@ class PodRecord:
     """What the agent knows of a pod it runs, beyond the runtime's state."""
 
     ip: str = ""
+    # The pod's resolv.conf and hosts: written once (the pod spec is immutable).
+    files: tuple[Path, Path] | None = None
     started_at: str = field(default_factory=meta.now)
     probes: dict[str, ProbeState] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
@@ -154,7 +156,9 @@ class PodManager:
         if rec is None:
             rec = PodRecord(ip=await asyncio.to_thread(self._set_up_network, pod))
             self.records[uid] = rec
-        resolv, hosts = self._pod_files(pod, rec)
+        if rec.files is None:
+            rec.files = self._pod_files(pod, rec)
+        resolv, hosts = rec.files
         for c in pod["spec"].get("containers") or []:
             await self._ensure_container(pod, rec, c, resolv, hosts)
 
