@@ -33,43 +33,31 @@ from netplane.proxy.iptables import ProxyConfig
 from netplane.proxy.nft_render import full_text, render
 from netplane.proxy.nftables import NftablesBackend, SyncKind
 from tests.integration.topology import (
+    EXT_CLIENT,
+    EXT_IP,
+    EXT_OTHER,
+    LB_IP,
+    NODE_IP,
     POD_GATEWAY,
-    Framing,
-    Reply,
-    ServerStyle,
+    VIP,
     Topology,
     names,
-    routes_via,
-    single_node,
-    veth,
+    underlay_node,
+    web_endpoints,
 )
+from tests.integration.topology import web_service as service
 
 pytestmark = pytest.mark.root
 
 NODE = "node-1"
-NODE_IP = "192.168.56.11"
-VIP = "10.96.0.50"
-LB_IP = "192.168.56.200"
-EXT_IP = "192.168.56.201"
-EXT_CLIENT, EXT_OTHER = "192.168.56.100", "192.168.56.101"
 PODS = {"pod-a": ("10.244.1.2", "node-1"), "pod-b": ("10.244.1.3", "node-2")}
 CLIENT_IP = "10.244.1.4"
 CONFIG = ProxyConfig()
 
-# Raw answers "<pod> <peer>" over TCP and UDP; a short probe timeout keeps drops cheap.
-STYLE = ServerStyle(Framing.RAW, tcp=Reply.NAME_AND_PEER, udp=Reply.NAME_AND_PEER)
-
 
 @pytest.fixture
 def topo(make_netns: Callable[[str], str]) -> Iterator[Topology]:
-    with single_node(make_netns, pods={p: ip for p, (ip, _) in PODS.items()},
-                     client_ip=CLIENT_IP, mac="02:00:0a:f4:01:01", style=STYLE,
-                     probe_timeout=1.5) as t:
-        t.ext = make_netns("ext")
-        veth(t.node, "eth0", t.ext, addresses=[f"{NODE_IP}/24"],
-             peer_addresses=[f"{EXT_CLIENT}/24", f"{EXT_OTHER}/24"])
-        # The lab's L2 announcer (MetalLB-style) is out of scope: plain routes.
-        routes_via(t.ext, NODE_IP, "10.96.0.0/12", f"{LB_IP}/32", f"{EXT_IP}/32")
+    with underlay_node(make_netns, pods=PODS, client_ip=CLIENT_IP) as t:
         yield t
 
 
@@ -89,23 +77,8 @@ def backend(topo: Topology) -> Iterator[NftablesBackend]:
         b.close()
 
 
-def service(name: str = "web", vip: str = VIP, **spec: object) -> Obj:
-    svc: Obj = {"metadata": {"namespace": "default", "name": name},
-                "spec": {"clusterIP": vip, "ports": [
-                    {"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080},
-                    {"name": "echo", "port": 9000, "protocol": "UDP", "nodePort": 30090}],
-                    **spec}}
-    if spec.get("type") == "LoadBalancer":
-        svc["status"] = {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}
-    return svc
-
-
 def endpoints(*pods: str, name: str = "web") -> Obj:
-    return {"metadata": {"namespace": "default", "name": name},
-            "subsets": [{"addresses": [{"ip": PODS[p][0], "nodeName": PODS[p][1]} for p in pods],
-                         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
-                                   {"name": "echo", "port": 5353, "protocol": "UDP"}]}]
-            if pods else []}
+    return web_endpoints(PODS, *pods, name=name)
 
 
 def sync(b: NftablesBackend, services: list[Obj], eps: list[Obj], *,

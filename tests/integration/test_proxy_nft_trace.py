@@ -37,51 +37,36 @@ from netplane.proxy.nft_trace import trace_nft
 from netplane.proxy.nftables import NftablesBackend
 from netplane.proxy.trace import Packet, Step, Verdict
 from tests.integration.topology import (
-    Framing,
-    Reply,
-    ServerStyle,
+    EXT_CLIENT,
+    EXT_IP,
+    EXT_OTHER,
+    LB_IP,
+    NODE_IP,
+    VIP,
     Topology,
     names,
-    routes_via,
-    single_node,
-    veth,
+    underlay_node,
+    web_endpoints,
 )
+from tests.integration.topology import web_service as service
 
 pytestmark = pytest.mark.root
 
 GOLDEN = Path(__file__).parent.parent / "unit" / "golden"
-NODE, NODE_IP, DNS_IP = "node-1", "192.168.56.11", "10.96.0.10"
-VIP, LB_IP, EXT_IP = "10.96.0.50", "192.168.56.200", "192.168.56.201"
-EXT_CLIENT, EXT_OTHER = "192.168.56.100", "192.168.56.101"
+NODE, DNS_IP = "node-1", "10.96.0.10"
 PODS = {"pod-a": ("10.244.1.2", "node-1"), "pod-b": ("10.244.1.3", "node-2"),
         "pod-c": ("10.244.1.5", "node-2")}
 CLIENT_IP = "10.244.1.4"
 CONFIG = ProxyConfig(notrack_dns_ips=(DNS_IP,))
 LOCAL_IPS = (NODE_IP, DNS_IP)
-STYLE = ServerStyle(Framing.RAW, tcp=Reply.NAME_AND_PEER, udp=Reply.NAME_AND_PEER)
 
 
 def at(pod: str, port: int = 8080) -> str:
     return f"{PODS[pod][0]}:{port}"
 
 
-def service(**spec: object) -> Obj:
-    svc: Obj = {"metadata": {"namespace": "default", "name": "web"},
-                "spec": {"clusterIP": VIP, "ports": [
-                    {"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080},
-                    {"name": "echo", "port": 9000, "protocol": "UDP", "nodePort": 30090}],
-                    **spec}}
-    if spec.get("type") == "LoadBalancer":
-        svc["status"] = {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}
-    return svc
-
-
 def endpoints(*pods: str) -> Obj:
-    return {"metadata": {"namespace": "default", "name": "web"},
-            "subsets": [{"addresses": [{"ip": PODS[p][0], "nodeName": PODS[p][1]} for p in pods],
-                         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
-                                   {"name": "echo", "port": 5353, "protocol": "UDP"}]}]
-            if pods else []}
+    return web_endpoints(PODS, *pods)
 
 
 def nft_json(netns: str) -> Any:
@@ -125,13 +110,7 @@ def bare(make_netns: Callable[[str], str]) -> Iterator[Node]:
 
 @pytest.fixture
 def topo(make_netns: Callable[[str], str]) -> Iterator[Topology]:
-    with single_node(make_netns, pods={p: ip for p, (ip, _) in PODS.items()},
-                     client_ip=CLIENT_IP, mac="02:00:0a:f4:01:01", style=STYLE,
-                     probe_timeout=1.5) as t:
-        t.ext = make_netns("ext")
-        veth(t.node, "eth0", t.ext, addresses=[f"{NODE_IP}/24"],
-             peer_addresses=[f"{EXT_CLIENT}/24", f"{EXT_OTHER}/24"])
-        routes_via(t.ext, NODE_IP, "10.96.0.0/12", f"{LB_IP}/32", f"{EXT_IP}/32")
+    with underlay_node(make_netns, pods=PODS, client_ip=CLIENT_IP) as t:
         yield t
 
 

@@ -8,7 +8,8 @@ with their pod's name, optionally followed by the address they saw the
 client come from, so a test sees both where a packet landed and whether it
 was masqueraded. Every namespace comes from the ``make_netns`` fixture and
 every server is killed by PID when its topology's ``with`` block ends, even
-when the block fails.
+when the block fails. The nftables proxy tests share one plan, a node on an
+underlay with a "web" Service, kept here with the objects they load.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Self
+
+from netplane.api.meta import Obj
 
 POD_GATEWAY = "10.244.1.1"
 POD_PREFIXLEN = 24
@@ -289,3 +292,55 @@ def single_node(make_netns: Callable[[str], str], *, pods: Mapping[str, str],
         topo.plug(topo.client, client_ip)
         topo.add_pods(pods)
         yield topo
+
+
+# -- a node on an underlay, and the Service it serves --------------------------------------
+
+NODE_IP = "192.168.56.11"  # the node's eth0 on the underlay
+EXT_CLIENT, EXT_OTHER = "192.168.56.100", "192.168.56.101"  # hosts outside the cluster
+VIP, LB_IP, EXT_IP = "10.96.0.50", "192.168.56.200", "192.168.56.201"
+PodPlan = Mapping[str, tuple[str, str]]  # pod name -> (IP, name of the node it is said to be on)
+# Raw answers "<pod> <peer>" over TCP and UDP: where a packet landed, and whether masqueraded.
+PEER_STYLE = ServerStyle(Framing.RAW, tcp=Reply.NAME_AND_PEER, udp=Reply.NAME_AND_PEER)
+
+
+@contextmanager
+def underlay_node(make_netns: Callable[[str], str], *, pods: PodPlan,
+                  client_ip: str) -> Iterator[Topology]:
+    """``single_node`` with eth0 holding NODE_IP on an underlay, where ``ext``
+    holds EXT_CLIENT and EXT_OTHER and routes the service CIDR, LB_IP and
+    EXT_IP via the node. Servers answer in PEER_STYLE; a short probe timeout
+    keeps drops cheap."""
+    with single_node(make_netns, pods={p: ip for p, (ip, _) in pods.items()},
+                     client_ip=client_ip, mac="02:00:0a:f4:01:01", style=PEER_STYLE,
+                     probe_timeout=1.5) as t:
+        t.ext = make_netns("ext")
+        veth(t.node, "eth0", t.ext, addresses=[f"{NODE_IP}/24"],
+             peer_addresses=[f"{EXT_CLIENT}/24", f"{EXT_OTHER}/24"])
+        # The lab's L2 announcer (MetalLB-style) is out of scope: plain routes.
+        routes_via(t.ext, NODE_IP, "10.96.0.0/12", f"{LB_IP}/32", f"{EXT_IP}/32")
+        yield t
+
+
+def web_service(name: str = "web", vip: str = VIP, **spec: object) -> Obj:
+    """A Service with http 80/TCP (NodePort 30080) and echo 9000/UDP (NodePort
+    30090); ``spec`` adds fields, and a LoadBalancer gets LB_IP as its ingress."""
+    svc: Obj = {"metadata": {"namespace": "default", "name": name},
+                "spec": {"clusterIP": vip, "ports": [
+                    {"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080},
+                    {"name": "echo", "port": 9000, "protocol": "UDP", "nodePort": 30090}],
+                    **spec}}
+    if spec.get("type") == "LoadBalancer":
+        svc["status"] = {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}
+    return svc
+
+
+def web_endpoints(plan: PodPlan, *pods: str, name: str = "web") -> Obj:
+    """Endpoints of Service ``name``: ``pods`` of ``plan`` serving http on
+    SERVER_TCP_PORT and echo on SERVER_UDP_PORT; no subsets without pods."""
+    return {"metadata": {"namespace": "default", "name": name},
+            "subsets": [{"addresses": [{"ip": plan[p][0], "nodeName": plan[p][1]} for p in pods],
+                         "ports": [{"name": "http", "port": SERVER_TCP_PORT, "protocol": "TCP"},
+                                   {"name": "echo", "port": SERVER_UDP_PORT,
+                                    "protocol": "UDP"}]}]
+            if pods else []}
