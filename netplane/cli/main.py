@@ -215,7 +215,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--socket-path", default="/run/netplane/api.sock")
     p.add_argument("--bind-address", default="0.0.0.0")
     p.add_argument("--advertise-address", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=6443)
+    p.add_argument("--port", type=int, default=6443, help="TLS port; 0: any free port "
+                   "(written to DATA_DIR/apiserver.port)")
     p.add_argument("--listen-fd", type=int, action="append",
                    help="an inherited listening socket to serve too (TLS)")
     p.add_argument("--service-cidr", default="10.96.0.0/12")

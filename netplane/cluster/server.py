@@ -68,7 +68,19 @@ def open_registry(cfg: ServerConfig) -> Registry:
     return registry
 
 
+def _tcp_listener(cfg: ServerConfig) -> socket.socket:
+    """The TLS listener, bound before anything else so that ``port 0`` (any
+    free port) is known when the ``kubernetes`` Endpoints are written."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((cfg.bind_address, cfg.port))
+    sock.listen(128)
+    cfg.port = int(sock.getsockname()[1])
+    return sock
+
+
 async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
+    tcp = _tcp_listener(cfg)
     registry = open_registry(cfg)
     creds = pki.ensure(cfg.data_dir, addresses=[cfg.advertise_address,
                                                 service_ip(cfg.service_cidr, 1)])
@@ -86,11 +98,13 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
     unix.bind(str(cfg.socket))
     os.chmod(cfg.socket, 0o600)
     sites: list[web.BaseSite] = [web.SockSite(runner, unix)]
-    sites.append(web.TCPSite(runner, cfg.bind_address, cfg.port, ssl_context=tls))
+    sites.append(web.SockSite(runner, tcp, ssl_context=tls))
     for fd in cfg.listen_fds:
         sites.append(web.SockSite(runner, socket.socket(fileno=fd), ssl_context=tls))
     for site in sites:
         await site.start()
+    # Written once serving, for whoever started the server with port 0.
+    (cfg.data_dir / "apiserver.port").write_text(f"{cfg.port}\n")
     log.info("API server listening on %s and %s:%d", cfg.socket, cfg.bind_address, cfg.port)
     tasks: list[asyncio.Task[None]] = []
     client = Client(Connection(socket=str(cfg.socket)))

@@ -4,7 +4,6 @@ input gives one clear line and stores nothing."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -25,19 +24,13 @@ spec:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("server")
     sock = tmp / "api.sock"
     proc = subprocess.Popen(
         [NETPLANE, "server", "--data-dir", str(tmp / "data"), "--socket-path", str(sock),
-         "--bind-address", "127.0.0.1", "--port", str(_free_port())],
+         "--bind-address", "127.0.0.1", "--port", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20

@@ -45,13 +45,6 @@ spec:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Cluster:
     home: Path
@@ -68,17 +61,19 @@ class Cluster:
         return out
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+def wait_listening(port_file: Path, proc: subprocess.Popen[bytes], log: Path) -> int:
+    """The port the server chose (it was started with --port 0), once it answers."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"the server exited: {log.read_text()}")
         try:
+            port = int(port_file.read_text())
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
+            return port
+        except (OSError, ValueError):
             time.sleep(0.1)
-    pytest.fail(f"the server did not listen on 127.0.0.1:{port}: {log.read_text()}")
+    pytest.fail(f"the server did not listen on 127.0.0.1: {log.read_text()}")
 
 
 def write_kubeconfig(path: Path, *, port: int, ca: Path, token: str) -> None:
@@ -95,15 +90,15 @@ def write_kubeconfig(path: Path, *, port: int, ca: Path, token: str) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("kubectl")
-    data, port, log = base / "data", free_port(), base / "server.log"
+    data, log = base / "data", base / "server.log"
     cmd = [sys.executable, "-c", "import sys; from netplane.cli.main import main; "
            "sys.exit(main())", "server", "--data-dir", str(data),
            "--socket-path", str(base / "api.sock"), "--bind-address", "127.0.0.1",
-           "--advertise-address", "127.0.0.1", "--port", str(port)]
+           "--advertise-address", "127.0.0.1", "--port", "0"]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_listening(port, proc, log)
+        port = wait_listening(data / "apiserver.port", proc, log)
         home = base / "home"
         home.mkdir()
         kubeconfig = base / "kubeconfig"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -21,13 +20,6 @@ from netplane.cluster.server import ServerConfig, open_registry, serve
 POD = resources.POD
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def pod(name: str, **labels: str) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "default", "labels": labels or {"app": "web"}},
@@ -39,7 +31,7 @@ class Server:
 
     def __init__(self, tmp_path: Path) -> None:
         self.cfg = ServerConfig(data_dir=tmp_path / "data", socket=tmp_path / "api.sock",
-                                bind_address="127.0.0.1", port=free_port(), controllers=False)
+                                bind_address="127.0.0.1", port=0, controllers=False)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
