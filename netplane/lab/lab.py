@@ -16,9 +16,10 @@ from pathlib import Path
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
-from netplane.cluster.client import ApiError, Client, Connection
+from netplane.cluster.client import AlreadyExists, ApiError, Client, Connection
 from netplane.lab import processes, topology
 from netplane.lab.paths import CONTROL, LabPaths
+from netplane.node import registration
 
 Say = Callable[[str], None]
 API_PORT = 6443
@@ -122,6 +123,20 @@ current-context: netplane-{lab.name}
     return lab.kubeconfig
 
 
+async def _declare_nodes(lab: LabPaths, workers: list[str]) -> None:
+    """Node objects made before their agents start, so that node-N gets pod
+    CIDR 10.244.N.0/24 whatever order the agents register in (the lab's
+    address plan stays readable); agents take them over as they register."""
+    async with Client(Connection(socket=str(lab.socket))) as c:
+        for node in workers:
+            body = registration.node_object(node, lab.node_ip(node))
+            body["spec"]["podCIDR"] = f"10.244.{node.rsplit('-', 1)[1]}.0/24"
+            try:
+                await c.create(resources.NODE, body)
+            except AlreadyExists:
+                pass
+
+
 async def _wait_api(lab: LabPaths, deadline: float) -> None:
     while time.monotonic() < deadline:
         if lab.socket.exists() and (lab.data_dir / "pki" / "join.token").exists():
@@ -168,6 +183,7 @@ def up(lab: LabPaths, *, nodes: int, proxy_mode: str, say: Say) -> list[str]:
     start_server(lab, say)
     asyncio.run(_wait_api(lab, time.monotonic() + 30))
     write_kubeconfig(lab)
+    asyncio.run(_declare_nodes(lab, workers))
     for node in workers:
         start_agent(lab, node, proxy_mode=proxy_mode, say=say)
     asyncio.run(wait_nodes_ready(lab, workers, say))
