@@ -110,3 +110,13 @@ def pod_ready(pod: Obj) -> bool:
 
 def node_ready(node: Obj) -> bool:
     return condition_true(node, "Ready")
+
+
+def node_changed(prev: Obj | None, cur: Obj | None) -> bool:
+    """Whether a Node event changes what the data plane uses (existence,
+    readiness, pod CIDR, addresses): not every heartbeat does."""
+    if prev is None or cur is None:
+        return True
+    return (node_ready(prev) != node_ready(cur)
+            or prev.get("spec", {}).get("podCIDR") != cur.get("spec", {}).get("podCIDR")
+            or prev.get("status", {}).get("addresses") != cur.get("status", {}).get("addresses"))

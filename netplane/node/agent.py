@@ -61,7 +61,8 @@ class RouteSyncer:
     def __init__(self, nodes: Informer, own_name: str) -> None:
         self.nodes, self.own = nodes, own_name
         self.wake = asyncio.Event()
-        nodes.add_handler(lambda prev, cur: self.wake.set())
+        nodes.add_handler(lambda prev, cur: self.wake.set() if meta.node_changed(prev, cur)
+                          else None)
 
     def wanted(self) -> dict[str, str]:
         out = {}

@@ -59,10 +59,15 @@ class ServiceDuties:
         self.node, self.node_ip = node_name, node_ip
         self.services, self.slices, self.nodes = services, slices, nodes
         self.wake = asyncio.Event()
-        for inf in (services, slices, nodes):
+        for inf in (services, slices):
             inf.add_handler(lambda prev, cur: self.wake.set())
+        nodes.add_handler(self._on_node)
         self.health_ports: dict[int, tuple[str, str]] = {}
         self.runners: dict[int, web.AppRunner] = {}
+
+    def _on_node(self, prev: Obj | None, cur: Obj | None) -> None:
+        if meta.node_changed(prev, cur):
+            self.wake.set()
 
     # -- LoadBalancer addresses --
 

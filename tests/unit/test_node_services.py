@@ -35,3 +35,18 @@ def test_local_ready_endpoints_counts_only_this_nodes_ready_ones() -> None:
     assert local_ready_endpoints(slices, "default", "web", "node-2") == 1
     assert local_ready_endpoints(slices, "default", "web", "node-3") == 0
     assert local_ready_endpoints(slices, "other-ns", "web", "node-1") == 0
+
+
+def test_a_heartbeat_is_not_a_node_change() -> None:
+    from netplane.api.meta import node_changed
+
+    def node(ready: str, beat: str, cidr: str = "10.244.1.0/24") -> Obj:
+        return {"spec": {"podCIDR": cidr},
+                "status": {"addresses": [{"type": "InternalIP", "address": "192.168.56.11"}],
+                           "conditions": [{"type": "Ready", "status": ready,
+                                           "lastHeartbeatTime": beat}]}}
+
+    assert not node_changed(node("True", "t1"), node("True", "t2"))
+    assert node_changed(node("True", "t1"), node("False", "t2"))
+    assert node_changed(node("True", "t1"), node("True", "t1", "10.244.2.0/24"))
+    assert node_changed(None, node("True", "t1")) and node_changed(node("True", "t1"), None)
