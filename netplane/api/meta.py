@@ -112,6 +112,14 @@ def node_ready(node: Obj) -> bool:
     return condition_true(node, "Ready")
 
 
+def node_address(node: Obj, kind: str = "InternalIP") -> str | None:
+    """The node's address of ``kind`` (InternalIP, ExternalIP, Hostname)."""
+    for a in node.get("status", {}).get("addresses") or []:
+        if a.get("type") == kind:
+            return str(a.get("address"))
+    return None
+
+
 def node_changed(prev: Obj | None, cur: Obj | None) -> bool:
     """Whether a Node event changes what the data plane uses (existence,
     readiness, pod CIDR, addresses): not every heartbeat does."""

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netplane.api import meta, resources
-from netplane.api.meta import Obj
 from netplane.cluster.client import Client, Connection, Informer
 from netplane.net import netns, routes
 from netplane.net.ipam import HostLocalIPAM
@@ -48,13 +47,6 @@ class AgentConfig:
     cluster_domain: str = "cluster.local"
 
 
-def _internal_ip(node: Obj) -> str | None:
-    for a in node.get("status", {}).get("addresses") or []:
-        if a.get("type") == "InternalIP":
-            return str(a["address"])
-    return None
-
-
 class RouteSyncer:
     """host-gw: a route to every other node's pod CIDR via its address."""
 
@@ -67,7 +59,7 @@ class RouteSyncer:
     def wanted(self) -> dict[str, str]:
         out = {}
         for n in self.nodes.items():
-            cidr, ip = n.get("spec", {}).get("podCIDR"), _internal_ip(n)
+            cidr, ip = n.get("spec", {}).get("podCIDR"), meta.node_address(n)
             if meta.name(n) != self.own and cidr and ip:
                 out[cidr] = ip
         return out
@@ -131,7 +123,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
                       netns_prefix=cfg.netns_prefix, dns_ip=cfg.dns_ip,
                       cluster_domain=cfg.cluster_domain, api_ip=cfg.api_ip,
                       node_resolv_conf=read_text(Path("/etc/resolv.conf")))
-    pods = PodManager(client=client,
+    pods = PodManager(client=client, pods=all_pods,
                       runtime=ProcessRuntime(state_dir=cfg.state_dir / "runtime"),
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
                       ctx=ctx)

@@ -107,13 +107,15 @@ def resolv_settings(pod: Obj, ctx: NodeContext, *,
 
 
 class PodManager:
-    def __init__(self, *, client: Client, runtime: ProcessRuntime, network: NodeNetwork,
-                 ipam: HostLocalIPAM, ctx: NodeContext) -> None:
+    """Runs the pods bound to this node. ``pods`` is the agent's informer of
+    all pods (cluster DNS needs them all too); the caller runs it."""
+
+    def __init__(self, *, client: Client, pods: Informer, runtime: ProcessRuntime,
+                 network: NodeNetwork, ipam: HostLocalIPAM, ctx: NodeContext) -> None:
         self.client, self.runtime, self.network, self.ipam = client, runtime, network, ipam
         self.ctx = ctx
-        self.informer = Informer(client, resources.POD,
-                                 field_selector=f"spec.nodeName={ctx.node_name}")
-        self.informer.add_handler(self._on_pod)
+        self.informer = pods
+        pods.add_handler(self._on_pod)
         self.queue = WorkQueue()
         self.records: dict[str, PodRecord] = {}
         self.by_uid: dict[str, Obj] = {}
@@ -122,7 +124,8 @@ class PodManager:
 
     def _on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
         obj = cur or prev
-        if obj is None:
+        # spec.nodeName never changes once set: one look tells whose pod it is.
+        if obj is None or obj.get("spec", {}).get("nodeName") != self.ctx.node_name:
             return
         if cur is None:
             self.by_uid.pop(meta.uid(obj), None)
@@ -271,14 +274,13 @@ class PodManager:
                 self._tear_down(uid, 2.0)
 
     async def run(self) -> None:
-        task = asyncio.create_task(self.informer.run())
+        await self.informer.synced.wait()
+        await asyncio.to_thread(self.clean_orphans)
+        worker = asyncio.create_task(drain("pods", self.queue, self.reconcile))
         try:
-            await self.informer.synced.wait()
-            await asyncio.to_thread(self.clean_orphans)
-            worker = asyncio.create_task(drain("pods", self.queue, self.reconcile))
             while not worker.done():
                 for uid in list(self.by_uid):
                     self.queue.add(uid)
                 await asyncio.sleep(RESYNC_SECONDS)
         finally:
-            task.cancel()
+            worker.cancel()

@@ -111,13 +111,6 @@ def _node_status(node: Obj) -> str:
     return text
 
 
-def _node_ip(node: Obj, kind: str) -> str:
-    for a in node.get("status", {}).get("addresses") or []:
-        if a.get("type") == kind:
-            return str(a.get("address"))
-    return "<none>"
-
-
 def _roles(node: Obj) -> str:
     roles = [k.split("/", 1)[1] for k in meta.labels(node)
              if k.startswith("node-role.kubernetes.io/")]
@@ -157,7 +150,7 @@ COLUMNS: dict[str, list[Column]] = {
     "Node": [NAME, ("Status", "string", _node_status, 0), ("Roles", "string", _roles, 0), AGE,
              ("Version", "string", lambda n: n.get("status", {}).get("nodeInfo", {}).get(
                  "kubeletVersion", ""), 0),
-             ("Internal-IP", "string", lambda n: _node_ip(n, "InternalIP"), 1),
+             ("Internal-IP", "string", lambda n: meta.node_address(n) or "<none>", 1),
              ("Pod-CIDR", "string", _nominal("spec.podCIDR"), 1)],
     "Deployment": [NAME, ("Ready", "string", _workload_ready, 0),
                    ("Up-to-date", "integer",
