@@ -10,15 +10,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from netplane.node.runtime.process import proc_stat
+
 
 def _start_time(pid: int) -> str | None:
     """The start time of a live process; None when gone or a zombie."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
+    stat = proc_stat(pid)
+    return None if stat is None or stat[0] in ("Z", "X") else str(stat[1])
 
 
 def alive(pidfile: Path) -> int | None:
