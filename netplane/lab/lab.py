@@ -19,6 +19,7 @@ from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client, Connection
 from netplane.lab import processes, topology
 from netplane.lab.paths import CONTROL, LabPaths
+from netplane.net import netns
 from netplane.node import registration
 
 Say = Callable[[str], None]
@@ -197,10 +198,8 @@ def down(lab: LabPaths, *, say: Say) -> None:
     processes.stop(lab.state_dir / "server.pid")
     pods = [ns for ns in topology.netns_list() if ns.startswith(lab.pod_netns_prefix)]
     every = [*pods, *(lab.node_netns(n) for n in nodes), lab.underlay_netns]
-    present = set(topology.netns_list())
     for ns in every:
-        if ns in present:
-            processes.kill_netns_processes(ns)
+        processes.kill_netns_processes(ns)
     topology.remove(every)
     if lab.state_dir.exists():
         shutil.rmtree(lab.state_dir)
@@ -213,7 +212,7 @@ def down(lab: LabPaths, *, say: Say) -> None:
 
 
 def node_exec(lab: LabPaths, node: str, command: list[str]) -> None:
-    if node not in topology.netns_list() and lab.node_netns(node) not in topology.netns_list():
+    if not netns.exists(lab.node_netns(node)):
         raise LabError(f"no node {node!r} in lab {lab.name!r}")
     os.execvp("nsenter", ["nsenter", f"--net=/run/netns/{lab.node_netns(node)}", "--",
                           *command])

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from netplane.net import netns as nsutil
 from netplane.node.runtime.process import proc_stat
 
 
@@ -63,9 +64,8 @@ def stop(pidfile: Path, *, timeout: float = 5.0) -> None:
 
 def kill_netns_processes(netns: str) -> None:
     """Everything still running in a namespace the lab made (pods' containers)."""
-    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout
-    for pid in out.split():
-        _signal(int(pid), signal.SIGKILL)
+    for pid in nsutil.pids(netns):
+        _signal(pid, signal.SIGKILL)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 
 from netplane.lab.paths import CONTROL, LabPaths
+from netplane.net import netns
 
 BRIDGE = "np-br0"
 
@@ -20,12 +21,6 @@ def netns_list() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-def _ensure_netns(name: str) -> None:
-    if name not in netns_list():
-        _ip("netns", "add", name)
-    _ip("-n", name, "link", "set", "lo", "up")
-
-
 def _link_exists(netns: str, name: str) -> bool:
     return subprocess.run(["ip", "-n", netns, "link", "show", name],
                           capture_output=True).returncode == 0
@@ -33,7 +28,7 @@ def _link_exists(netns: str, name: str) -> bool:
 
 def underlay(lab: LabPaths) -> None:
     ns = lab.underlay_netns
-    _ensure_netns(ns)
+    netns.add(ns)
     if not _link_exists(ns, BRIDGE):
         _ip("-n", ns, "link", "add", BRIDGE, "type", "bridge")
     _ip("-n", ns, "link", "set", BRIDGE, "up")
@@ -46,7 +41,7 @@ def port_name(node: str) -> str:
 def node(lab: LabPaths, name: str) -> None:
     """A node's namespace with ``eth0`` on the underlay at its lab address."""
     ns, under = lab.node_netns(name), lab.underlay_netns
-    _ensure_netns(ns)
+    netns.add(ns)
     port = port_name(name)
     if not _link_exists(ns, "eth0"):
         if _link_exists(under, port):
@@ -59,7 +54,5 @@ def node(lab: LabPaths, name: str) -> None:
 
 
 def remove(names: list[str]) -> None:
-    present = set(netns_list())
     for name in names:
-        if name in present:
-            _ip("netns", "del", name, check=False)
+        netns.delete(name)
