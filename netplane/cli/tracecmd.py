@@ -26,6 +26,7 @@ from netplane.cli.objects import CliError
 from netplane.cli.routes import format_port, node_state
 from netplane.cluster.client import Client, NotFound
 from netplane.lab.paths import LabPaths
+from netplane.net import netns as nsutil
 from netplane.net.podnet import host_veth_name
 from netplane.node.pods import NodeContext
 from netplane.proxy.iptables import PLUMBING
@@ -36,9 +37,7 @@ DNS_IP = "10.96.0.10"  # node-local: traffic to it stays on the node
 
 
 def _in_netns(netns: str, argv: list[str]) -> str:
-    out = subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "--", *argv],
-                         capture_output=True, text=True, timeout=30)
-    return out.stdout
+    return nsutil.run(argv, netns=netns, check=False)
 
 
 def split_dest(dest: str, default_port: int) -> tuple[str, int]:
