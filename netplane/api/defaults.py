@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from netplane.api.meta import Obj
 
 
@@ -59,7 +61,32 @@ def service(obj: Obj) -> None:
                 p["targetPort"] = p["port"]
 
 
-_BY_KIND = {"Pod": pod, "Deployment": workload, "ReplicaSet": workload, "Service": service}
+def secret(obj: Obj) -> None:
+    """``stringData`` is a write-only convenience: merged into ``data``."""
+    obj.setdefault("type", "Opaque")
+    plain = obj.pop("stringData", None)
+    if isinstance(plain, dict) and plain:
+        data = obj.get("data")
+        if not isinstance(data, dict):
+            data = obj["data"] = {}
+        for k, v in plain.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+
+
+def event(obj: Obj) -> None:
+    obj.setdefault("type", "Normal")
+    obj.setdefault("count", 1)
+
+
+def _rbac_subjects(obj: Obj) -> None:
+    for s in obj.get("subjects") or []:
+        if isinstance(s, dict) and s.get("kind") in ("User", "Group"):
+            s.setdefault("apiGroup", "rbac.authorization.k8s.io")
+
+
+_BY_KIND = {"Secret": secret, "Event": event, "RoleBinding": _rbac_subjects,
+            "ClusterRoleBinding": _rbac_subjects, "Pod": pod, "Deployment": workload,
+            "ReplicaSet": workload, "Service": service}
 
 
 def apply(obj: Obj) -> None:

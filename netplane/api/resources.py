@@ -16,6 +16,17 @@ class Resource:
     version: str
     namespaced: bool
     short_names: tuple[str, ...] = ()
+    # Groupings kubectl expands, like "all" in ``kubectl get all``.
+    categories: tuple[str, ...] = ()
+    # Kinds that are only ever created (reviews): nothing stored, no reads.
+    create_only: bool = False
+
+    @property
+    def verbs(self) -> tuple[str, ...]:
+        if self.create_only:
+            return ("create",)
+        return ("create", "delete", "deletecollection", "get", "list", "patch", "update",
+                "watch")
 
     @property
     def api_version(self) -> str:
@@ -37,21 +48,40 @@ class Resource:
         return {self.kind.lower(), self.plural, self.singular, *self.short_names}
 
 
+ALL_CATEGORY = ("all",)
+RBAC = "rbac.authorization.k8s.io"
+
 NAMESPACE = Resource("Namespace", "namespaces", "namespace", "", "v1", False, ("ns",))
 NODE = Resource("Node", "nodes", "node", "", "v1", False, ("no",))
-POD = Resource("Pod", "pods", "pod", "", "v1", True, ("po",))
-SERVICE = Resource("Service", "services", "service", "", "v1", True, ("svc",))
+POD = Resource("Pod", "pods", "pod", "", "v1", True, ("po",), ALL_CATEGORY)
+SERVICE = Resource("Service", "services", "service", "", "v1", True, ("svc",), ALL_CATEGORY)
 ENDPOINTS = Resource("Endpoints", "endpoints", "endpoints", "", "v1", True, ("ep",))
-REPLICASET = Resource("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, ("rs",))
-DEPLOYMENT = Resource("Deployment", "deployments", "deployment", "apps", "v1", True, ("deploy",))
+CONFIGMAP = Resource("ConfigMap", "configmaps", "configmap", "", "v1", True, ("cm",))
+SECRET = Resource("Secret", "secrets", "secret", "", "v1", True)
+SERVICEACCOUNT = Resource("ServiceAccount", "serviceaccounts", "serviceaccount", "", "v1", True,
+                          ("sa",))
+EVENT = Resource("Event", "events", "event", "", "v1", True, ("ev",))
+REPLICASET = Resource("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, ("rs",),
+                      ALL_CATEGORY)
+DEPLOYMENT = Resource("Deployment", "deployments", "deployment", "apps", "v1", True,
+                      ("deploy",), ALL_CATEGORY)
 ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io",
                          "v1", True)
+ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
+CLUSTERROLE = Resource("ClusterRole", "clusterroles", "clusterrole", RBAC, "v1", False)
+ROLEBINDING = Resource("RoleBinding", "rolebindings", "rolebinding", RBAC, "v1", True)
+CLUSTERROLEBINDING = Resource("ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding",
+                              RBAC, "v1", False)
 
-ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, REPLICASET, DEPLOYMENT,
-                             ENDPOINTSLICE)
+ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP, SECRET,
+                             SERVICEACCOUNT, EVENT, REPLICASET, DEPLOYMENT, ENDPOINTSLICE,
+                             ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING)
 
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
-_BY_SPELLING = {s: r for r in ALL for s in r.spellings()}
+_BY_SPELLING: dict[str, Resource] = {}
+for _r in ALL:
+    for _s in _r.spellings():
+        _BY_SPELLING.setdefault(_s, _r)  # the core group first, as kubectl prefers it
 
 
 class UnknownKind(LookupError):
@@ -69,7 +99,11 @@ def by_kind(api_version: str, kind: str) -> Resource:
 
 def by_name(spelling: str) -> Resource:
     """The resource for a kubectl-style spelling: ``pods``, ``po``, ``svc``..."""
-    name = spelling.lower().split(".", 1)[0]
+    name, _, group = spelling.lower().partition(".")
+    if group:
+        for r in ALL:
+            if name in r.spellings() and (r.group == group or r.group.startswith(group + ".")):
+                return r
     try:
         return _BY_SPELLING[name]
     except KeyError:
@@ -83,3 +117,8 @@ def group_versions() -> dict[str, list[Resource]]:
     for r in ALL:
         out.setdefault(r.api_version, []).append(r)
     return out
+
+
+def in_category(category: str) -> list[Resource]:
+    """The kinds ``kubectl get CATEGORY`` lists, in discovery order."""
+    return [r for r in ALL if category in r.categories]

@@ -149,13 +149,30 @@ def to_string(sel: Selector) -> str:
     return ",".join(out)
 
 
-# Field selectors: the few fields Kubernetes indexes that clients rely on.
-FIELD_PATHS = {
+# Field selectors: the fields Kubernetes indexes that clients rely on
+# (kubectl describe finds an object's events by involvedObject.*).
+FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "metadata.name": ("metadata", "name"),
     "metadata.namespace": ("metadata", "namespace"),
     "spec.nodeName": ("spec", "nodeName"),
+    "spec.serviceAccountName": ("spec", "serviceAccountName"),
     "status.phase": ("status", "phase"),
+    "status.podIP": ("status", "podIP"),
+    "type": ("type",),
+    "reason": ("reason",),
+    "source": ("source", "component"),
+    "reportingComponent": ("reportingComponent",),
+    **{f"involvedObject.{f}": ("involvedObject", f)
+       for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion",
+                 "fieldPath")},
 }
+
+
+def _field_value(obj: Obj, path: tuple[str, ...]) -> str:
+    value: Any = obj
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -164,9 +181,7 @@ class FieldSelector:
 
     def matches(self, obj: Obj) -> bool:
         for field, op, value in self.terms:
-            a, b = FIELD_PATHS[field]
-            actual: Any = (obj.get(a) or {}).get(b) or ""
-            if (actual == value) != (op == "="):
+            if (_field_value(obj, FIELD_PATHS[field]) == value) != (op == "="):
                 return False
         return True
 

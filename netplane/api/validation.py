@@ -3,6 +3,8 @@ ports and IPs, with the field path of every error (Kubernetes' field.Error)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Callable
@@ -371,7 +373,121 @@ def _node(obj: Obj, errs: Errors) -> None:
             ip_address(a.get("address"), f"{ap}.address", errs)
 
 
+CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def _config_keys(value: Any, path: str, errs: Errors, seen: set[str]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        errs.append(FieldError(path, "must be a map of strings"))
+        return
+    for k, v in value.items():
+        kp = f"{path}[{k}]"
+        if not isinstance(k, str) or len(k) > 253 or not CONFIG_KEY.match(k) or k in (".", ".."):
+            errs.append(FieldError(kp, f'Invalid value: "{k}": a valid config key must consist '
+                        "of alphanumeric characters, '-', '_' or '.'"))
+        elif k in seen:
+            errs.append(FieldError(kp, f'Invalid value: "{k}": duplicate of key present in '
+                        "another data map", "FieldValueDuplicate"))
+        seen.add(str(k))
+        if not isinstance(v, str):
+            errs.append(FieldError(kp, "must be a string"))
+
+
+def _configmap(obj: Obj, errs: Errors) -> None:
+    seen: set[str] = set()
+    _config_keys(obj.get("data"), "data", errs, seen)
+    _config_keys(obj.get("binaryData"), "binaryData", errs, seen)
+
+
+def _secret(obj: Obj, errs: Errors) -> None:
+    _config_keys(obj.get("data"), "data", errs, set())
+    for k, v in (obj.get("data") or {}).items() if isinstance(obj.get("data"), dict) else ():
+        if isinstance(v, str) and not _is_base64(v):
+            errs.append(FieldError(f"data[{k}]", "Invalid value: must be base64-encoded bytes"))
+    stype = obj.get("type", "Opaque")
+    if not isinstance(stype, str) or not stype:
+        errs.append(FieldError("type", "Required value", "FieldValueRequired"))
+    data = obj.get("data") or {}
+    if stype == "kubernetes.io/tls":
+        for key in ("tls.crt", "tls.key"):
+            if key not in data:
+                errs.append(FieldError(f"data[{key}]", "Required value", "FieldValueRequired"))
+    if stype == "kubernetes.io/service-account-token":
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        if not annotations.get("kubernetes.io/service-account.name"):
+            errs.append(FieldError(
+                "metadata.annotations[kubernetes.io/service-account.name]", "Required value",
+                "FieldValueRequired"))
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _event(obj: Obj, errs: Errors) -> None:
+    involved = obj.get("involvedObject")
+    if not isinstance(involved, dict):
+        errs.append(FieldError("involvedObject", "Required value", "FieldValueRequired"))
+    _one_of(obj.get("type"), ("Normal", "Warning"), "type", errs)
+    count = obj.get("count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                              or count < 0):
+        errs.append(FieldError("count", f"Invalid value: {count!r}: must be a non-negative "
+                                        "integer"))
+
+
+def _rules(obj: Obj, errs: Errors) -> None:
+    for rp, rule in objects(obj.get("rules"), "rules", "PolicyRule", errs):
+        verbs = rule.get("verbs")
+        if not isinstance(verbs, list) or not verbs:
+            errs.append(FieldError(f"{rp}.verbs", "Required value: verbs must contain at "
+                                   "least one value", "FieldValueRequired"))
+        urls = rule.get("nonResourceURLs")
+        if not urls and not rule.get("resources"):
+            errs.append(FieldError(f"{rp}.resources", "Required value: resource rules must "
+                                   "supply at least one resource", "FieldValueRequired"))
+        if not urls and rule.get("apiGroups") is None:
+            errs.append(FieldError(f"{rp}.apiGroups", "Required value: resource rules must "
+                                   "supply at least one api group", "FieldValueRequired"))
+
+
+def _binding(obj: Obj, errs: Errors) -> None:
+    ref = obj.get("roleRef")
+    if not isinstance(ref, dict):
+        errs.append(FieldError("roleRef", "Required value", "FieldValueRequired"))
+    else:
+        allowed = ("Role", "ClusterRole") if obj.get("kind") == "RoleBinding" else \
+            ("ClusterRole",)
+        _one_of(ref.get("kind"), allowed, "roleRef.kind", errs)
+        if not ref.get("name"):
+            errs.append(FieldError("roleRef.name", "Required value", "FieldValueRequired"))
+        if ref.get("apiGroup") != "rbac.authorization.k8s.io":
+            errs.append(FieldError("roleRef.apiGroup", f'Unsupported value: '
+                        f'"{ref.get("apiGroup", "")}": supported values: '
+                        '"rbac.authorization.k8s.io"', "FieldValueNotSupported"))
+    for sp, subj in objects(obj.get("subjects"), "subjects", "Subject", errs):
+        _one_of(subj.get("kind"), ("User", "Group", "ServiceAccount"), f"{sp}.kind", errs)
+        if not subj.get("name"):
+            errs.append(FieldError(f"{sp}.name", "Required value", "FieldValueRequired"))
+        if subj.get("kind") == "ServiceAccount" and not subj.get("namespace") \
+                and obj.get("kind") == "ClusterRoleBinding":
+            errs.append(FieldError(f"{sp}.namespace", "Required value", "FieldValueRequired"))
+
+
 _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
+    "ConfigMap": _configmap,
+    "Secret": _secret,
+    "Event": _event,
+    "Role": _rules,
+    "ClusterRole": _rules,
+    "RoleBinding": _binding,
+    "ClusterRoleBinding": _binding,
     "Pod": _pod,
     "Deployment": _workload,
     "ReplicaSet": _workload,

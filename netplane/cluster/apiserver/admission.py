@@ -93,6 +93,12 @@ class Admission:
                 spec["podCIDR"], spec["podCIDRs"] = cidr, [cidr]
         elif res is resources.POD:
             self._pod_immutable(old, new)
+        elif res.kind in ("RoleBinding", "ClusterRoleBinding") \
+                and old.get("roleRef") != new.get("roleRef"):
+            raise status.invalid(res.kind, meta.name(new), [FieldError(
+                "roleRef", f"Invalid value: {new.get('roleRef')!r}: cannot change roleRef")])
+        elif res.kind in ("ConfigMap", "Secret"):
+            self._data_immutable(res, old, new)
 
     def service_update(self, old: Obj | None, new: Obj) -> tuple[Undo, Undo]:
         """(undo, commit) of a Service's allocations, when it is created
@@ -244,6 +250,18 @@ class Admission:
             spec["clusterIP"], spec["clusterIPs"] = old_ip, old["spec"].get("clusterIPs")
         elif old_ip and spec.get("clusterIP") != old_ip:
             raise _immutable("Service", new, "spec.clusterIP", spec.get("clusterIP"))
+
+    @staticmethod
+    def _data_immutable(res: Resource, old: Obj, new: Obj) -> None:
+        if res.kind == "Secret" and old.get("type") != new.get("type"):
+            raise _immutable("Secret", new, "type", new.get("type"))
+        if not old.get("immutable"):
+            return
+        errs = [FieldError(k, "Forbidden: field is immutable when `immutable` is set",
+                           "FieldValueForbidden")
+                for k in ("data", "binaryData", "immutable") if old.get(k) != new.get(k)]
+        if errs:
+            raise status.invalid(res.kind, meta.name(new), errs)
 
     @staticmethod
     def _pod_immutable(old: Obj, new: Obj) -> None:

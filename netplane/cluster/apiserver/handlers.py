@@ -11,10 +11,10 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from netplane import __version__
 from netplane.api import resources, selectors
 from netplane.api.meta import Obj
-from netplane.cluster.apiserver import paths, status, tables
+from netplane.cluster.apiserver import paths, scale, status, tables
+from netplane.cluster.apiserver.discovery import api_groups, api_versions, resource_list, version
 from netplane.cluster.apiserver.patch import JSON_PATCH, MERGE, STRATEGIC
 from netplane.cluster.apiserver.registry import Query, Registry
 
@@ -56,52 +56,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 # -- discovery --
 
-async def version(request: web.Request) -> web.Response:
-    return _json({"major": "1", "minor": "32", "gitVersion": f"v1.32.0+netplane-{__version__}",
-                  "platform": "linux/amd64", "goVersion": "", "compiler": "netplane"})
-
-
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
-
-
-async def api_versions(request: web.Request) -> web.Response:
-    return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
-
-
-async def api_groups(request: web.Request) -> web.Response:
-    groups = []
-    for gv in resources.group_versions():
-        if "/" not in gv:
-            continue
-        group, ver = gv.split("/")
-        entry = {"groupVersion": gv, "version": ver}
-        groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
-    return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-
-
-def _verbs(res: resources.Resource) -> list[str]:
-    return ["create", "delete", "get", "list", "patch", "update", "watch"]
-
-
-async def resource_list(request: web.Request) -> web.Response:
-    gv = request.match_info.get("group", "")
-    gv = f"{gv}/{request.match_info['version']}" if gv else request.match_info["version"]
-    found = resources.group_versions().get(gv)
-    if found is None:
-        raise status.not_found("groupversion", gv)
-    out: list[Obj] = []
-    for r in found:
-        out.append({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-                    "kind": r.kind, "verbs": _verbs(r), "shortNames": list(r.short_names)})
-        if r.kind in ("Pod", "Node", "Service", "Deployment", "ReplicaSet"):
-            out.append({"name": f"{r.plural}/status", "singularName": "", "kind": r.kind,
-                        "namespaced": r.namespaced, "verbs": ["get", "patch", "update"]})
-        if r.kind == "Pod":
-            out.append({"name": "pods/binding", "singularName": "", "kind": "Binding",
-                        "namespaced": True, "verbs": ["create"]})
-    return _json({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                  "resources": out})
 
 
 # -- resources --
@@ -124,6 +80,13 @@ def _query(request: web.Request, target: paths.Target) -> Query:
                  fields=selectors.parse_fields(request.query.get("fieldSelector", "")))
 
 
+def _include_object(request: web.Request) -> str:
+    value = request.query.get("includeObject", "Metadata")
+    if value not in ("None", "Metadata", "Object"):
+        raise status.bad_request(f"includeObject must be None, Metadata or Object, not {value!r}")
+    return value
+
+
 def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
@@ -138,13 +101,21 @@ async def resource(request: web.Request) -> web.StreamResponse:
     target = paths.parse(request.path)
     res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
     method = request.method
+    if sub == "scale" and name is not None:
+        return await _scale(request, registry, target)
     if name is None:
+        if method == "DELETE":
+            items = registry.delete_collection(res, _query(request, target),
+                                               grace_period=await _grace(request),
+                                               dry_run=_dry_run(request))
+            return _json(_list_body(res, items, registry.store.revision))
         if method == "GET":
             if request.query.get("watch") in ("1", "true"):
                 return await _watch(request, registry, target)
             items, rev = registry.list(res, _query(request, target))
             if _wants_table(request):
-                return _json(tables.table(res.kind, items, str(rev)))
+                return _json(tables.table(res.kind, items, str(rev),
+                                          include_object=_include_object(request)))
             return _json(_list_body(res, items, rev))
         if method == "POST":
             return _json(registry.create(res, ns, await _body(request),
@@ -153,7 +124,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
     if method == "GET":
         obj = registry.get(res, ns, name)
         if _wants_table(request):
-            return _json(tables.table(res.kind, [obj], obj["metadata"]["resourceVersion"]))
+            return _json(tables.table(res.kind, [obj], obj["metadata"]["resourceVersion"],
+                                      include_object=_include_object(request)))
         return _json(obj)
     if method == "PUT":
         return _json(registry.update(res, ns, name, await _body(request), subresource=sub,
@@ -171,6 +143,24 @@ async def resource(request: web.Request) -> web.StreamResponse:
         return _json(registry.delete(res, ns, name, grace_period=await _grace(request),
                                      dry_run=_dry_run(request)))
     raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")
+
+
+async def _scale(request: web.Request, registry: Registry,
+                 target: paths.Target) -> web.Response:
+    res, ns, name = target.resource, target.namespace, str(target.name)
+    if request.method == "GET":
+        return _json(scale.get(registry, res, ns, name))
+    if request.method == "PUT":
+        return _json(scale.update(registry, res, ns, name, await _body(request),
+                                  dry_run=_dry_run(request)))
+    if request.method == "PATCH":
+        ctype = request.content_type
+        if ctype not in (MERGE, STRATEGIC, JSON_PATCH):
+            raise status.ApiError(415, "UnsupportedMediaType",
+                                  f"the patch content type {ctype!r} is not supported")
+        return _json(scale.patch(registry, res, ns, name, await _body(request), ctype,
+                                 dry_run=_dry_run(request)))
+    raise status.ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on scale")
 
 
 def _dry_run(request: web.Request) -> bool:
@@ -215,7 +205,8 @@ async def _watch(request: web.Request, registry: Registry,
     try:
         async with asyncio.timeout(timeout):
             async for kind, obj in events:
-                out = tables.table(obj["kind"], [obj], obj["metadata"]["resourceVersion"]) \
+                out = tables.table(obj["kind"], [obj], obj["metadata"]["resourceVersion"],
+                                   include_object=_include_object(request)) \
                     if table else obj
                 await resp.write(json.dumps({"type": kind, "object": out}).encode() + b"\n")
     except TimeoutError:

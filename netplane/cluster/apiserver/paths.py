@@ -19,6 +19,21 @@ class Target:
 
 _BY_GV_PLURAL = {(r.api_version, r.plural): r for r in resources.ALL}
 
+# Subresources served, by kind ("*": every kind).
+SUBRESOURCES: dict[str, frozenset[str]] = {
+    "*": frozenset({""}),
+    "Pod": frozenset({"status", "binding", "log", "exec", "attach", "portforward"}),
+    "Node": frozenset({"status"}),
+    "Service": frozenset({"status"}),
+    "Namespace": frozenset({"status"}),
+    "Deployment": frozenset({"status", "scale"}),
+    "ReplicaSet": frozenset({"status", "scale"}),
+}
+
+
+def subresources(kind: str) -> frozenset[str]:
+    return SUBRESOURCES["*"] | SUBRESOURCES.get(kind, frozenset())
+
 
 def parse(path: str) -> Target:
     parts = [p for p in path.split("/") if p]
@@ -41,6 +56,6 @@ def parse(path: str) -> Target:
         raise status.not_found("path", path)
     name = rest[1] if len(rest) > 1 else None
     sub = rest[2] if len(rest) > 2 else ""
-    if len(rest) > 3 or sub not in ("", "status", "binding"):
+    if len(rest) > 3 or sub not in subresources(res.kind):
         raise status.not_found("path", path)
     return Target(res, namespace, name, sub)

@@ -4,6 +4,7 @@ status-subresource and graceful-deletion rules of Kubernetes."""
 
 from __future__ import annotations
 
+import builtins
 import copy
 import secrets
 import string
@@ -191,6 +192,19 @@ class Registry:
         if meta.meta(obj).get("finalizers") or self._graceful(res, obj, grace_period):
             return self._mark_deleting(res, obj, grace_period)
         return self._remove(res, obj)
+
+    def delete_collection(self, res: Resource, query: Query, *, grace_period: int | None = None,
+                          dry_run: bool = False) -> builtins.list[Obj]:
+        """DELETE on a collection: every object the selectors match."""
+        out = []
+        for item in self.list(res, query)[0]:
+            try:
+                out.append(self.delete(res, meta.namespace(item) or None, meta.name(item),
+                                       grace_period=grace_period, dry_run=dry_run))
+            except status.ApiError as e:
+                if e.code != 404:
+                    raise
+        return out
 
     # -- watch --
 

@@ -122,6 +122,47 @@ def _workload_ready(obj: Obj) -> str:
     return f"{st.get('readyReplicas', 0)}/{obj.get('spec', {}).get('replicas', 0)}"
 
 
+def _data_count(obj: Obj) -> int:
+    return len(obj.get("data") or {}) + len(obj.get("binaryData") or {})
+
+
+def _event_object(ev: Obj) -> str:
+    ref = ev.get("involvedObject") or {}
+    return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
+
+
+def event_last_seen(ev: Obj) -> str:
+    ts = ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp")
+    if not ts:
+        return "<unknown>"
+    when = meta.parse_time(str(ts)[:19] + "Z")
+    seconds = int((datetime.datetime.now(datetime.UTC) - when).total_seconds())
+    return human_duration(max(seconds, 0))
+
+
+def _event_source(ev: Obj) -> str:
+    src = ev.get("source") or {}
+    parts = [p for p in (src.get("component"), src.get("host")) if p]
+    return ", ".join(parts) or str(ev.get("reportingComponent") or "")
+
+
+def _subjects(kind: str) -> Callable[[Obj], Any]:
+    def cell(binding: Obj) -> Any:
+        names = []
+        for s in binding.get("subjects") or []:
+            if s.get("kind") == kind:
+                ns = s.get("namespace")
+                names.append(f"{ns}/{s.get('name')}" if kind == "ServiceAccount" and ns
+                             else str(s.get("name")))
+        return ", ".join(names)
+    return cell
+
+
+def _role_ref(binding: Obj) -> str:
+    ref = binding.get("roleRef") or {}
+    return f"{ref.get('kind', '')}/{ref.get('name', '')}"
+
+
 def _nominal(key: str) -> Callable[[Obj], Any]:
     def cell(obj: Obj) -> Any:
         section, field = key.split(".", 1)
@@ -161,6 +202,34 @@ COLUMNS: dict[str, list[Column]] = {
                    ("Current", "integer", lambda r: r.get("status", {}).get("replicas", 0), 0),
                    ("Ready", "integer", lambda r: r.get("status", {}).get("readyReplicas", 0), 0),
                    AGE],
+    "ConfigMap": [NAME, ("Data", "integer", _data_count, 0), AGE],
+    "Secret": [NAME, ("Type", "string", lambda x: x.get("type", "Opaque"), 0),
+               ("Data", "integer", _data_count, 0), AGE],
+    "ServiceAccount": [NAME, ("Secrets", "integer", lambda sa: len(sa.get("secrets") or []), 0),
+                       AGE],
+    "Event": [("Last Seen", "string", event_last_seen, 0),
+              ("Type", "string", lambda e: e.get("type", ""), 0),
+              ("Reason", "string", lambda e: e.get("reason", ""), 0),
+              ("Object", "string", _event_object, 0),
+              ("Subobject", "string", lambda e: (e.get("involvedObject") or {}).get(
+                  "fieldPath", ""), 1),
+              ("Source", "string", _event_source, 1),
+              ("Message", "string", lambda e: e.get("message", ""), 0),
+              ("First Seen", "string", lambda e: age({"metadata": {
+                  "creationTimestamp": e.get("firstTimestamp")}}), 1),
+              ("Count", "string", lambda e: str(e.get("count", 1)), 1),
+              ("Name", "string", meta.name, 1)],
+    "Role": [NAME, ("Created At", "date", lambda r: r["metadata"].get("creationTimestamp"), 0)],
+    "ClusterRole": [NAME, ("Created At", "date",
+                           lambda r: r["metadata"].get("creationTimestamp"), 0)],
+    "RoleBinding": [NAME, ("Role", "string", _role_ref, 0), AGE,
+                    ("Users", "string", _subjects("User"), 1),
+                    ("Groups", "string", _subjects("Group"), 1),
+                    ("ServiceAccounts", "string", _subjects("ServiceAccount"), 1)],
+    "ClusterRoleBinding": [NAME, ("Role", "string", _role_ref, 0), AGE,
+                           ("Users", "string", _subjects("User"), 1),
+                           ("Groups", "string", _subjects("Group"), 1),
+                           ("ServiceAccounts", "string", _subjects("ServiceAccount"), 1)],
     "Namespace": [NAME, ("Status", "string",
                          lambda n: n.get("status", {}).get("phase", "Active"), 0), AGE],
 }
@@ -170,7 +239,18 @@ def columns(kind: str) -> list[Column]:
     return COLUMNS.get(kind, [NAME, AGE])
 
 
-def table(kind: str, items: list[Obj], resource_version: str) -> Obj:
+def _row_object(obj: Obj, include: str) -> Obj | None:
+    """What a row carries (``includeObject``): kubectl sorts and filters on it."""
+    if include == "None":
+        return None
+    if include == "Object":
+        return obj
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get("metadata", {})}
+
+
+def table(kind: str, items: list[Obj], resource_version: str, *,
+          include_object: str = "Metadata") -> Obj:
     cols = columns(kind)
     return {
         "kind": "Table",
@@ -180,7 +260,5 @@ def table(kind: str, items: list[Obj], resource_version: str) -> Obj:
             {"name": n, "type": t, "format": "name" if n == "Name" else "", "description": "",
              "priority": p} for n, t, _, p in cols],
         "rows": [{"cells": [cell(obj) for _, _, cell, _ in cols],
-                  "object": {"kind": "PartialObjectMetadata",
-                             "apiVersion": "meta.k8s.io/v1",
-                             "metadata": obj.get("metadata", {})}} for obj in items],
+                  "object": _row_object(obj, include_object)} for obj in items],
     }

@@ -12,6 +12,7 @@ from netplane.cluster.controllers.endpointslice import EndpointSliceController
 from netplane.cluster.controllers.gc import GarbageCollector
 from netplane.cluster.controllers.loadbalancer import LoadBalancerController
 from netplane.cluster.controllers.replicaset import ReplicaSetController
+from netplane.cluster.controllers.serviceaccount import ServiceAccountController
 from netplane.cluster.controllers.shared import Informers
 
 
@@ -26,7 +27,8 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      EndpointsController(client, informers),
                                      EndpointSliceController(client, informers),
                                      LoadBalancerController(client, informers, lb_pool or []),
-                                     GarbageCollector(client, informers)]
+                                     GarbageCollector(client, informers),
+                                     ServiceAccountController(client, informers)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))

@@ -19,16 +19,19 @@ class Informers:
     deployments: Informer
     nodes: Informer
     endpointslices: Informer
+    namespaces: Informer
+    serviceaccounts: Informer
 
     @classmethod
     def for_client(cls, client: Client) -> Informers:
         return cls(*(Informer(client, r) for r in (
             resources.POD, resources.SERVICE, resources.ENDPOINTS, resources.REPLICASET,
-            resources.DEPLOYMENT, resources.NODE, resources.ENDPOINTSLICE)))
+            resources.DEPLOYMENT, resources.NODE, resources.ENDPOINTSLICE, resources.NAMESPACE,
+            resources.SERVICEACCOUNT)))
 
     def all(self) -> list[Informer]:
         return [self.pods, self.services, self.endpoints, self.replicasets, self.deployments,
-                self.nodes, self.endpointslices]
+                self.nodes, self.endpointslices, self.namespaces, self.serviceaccounts]
 
 
 def owned_by(obj: Obj, owner: Obj) -> bool:
