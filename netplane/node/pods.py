@@ -14,6 +14,7 @@ from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client, Informer, NotFound
 from netplane.cluster.controllers.queue import WorkQueue, drain
+from netplane.cluster.events import Reason, Recorder, Source
 from netplane.net import netns
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
@@ -106,6 +107,14 @@ def resolv_settings(pod: Obj, ctx: NodeContext, *,
     return servers, searches, _merge_options(options, cfg.get("options") or [])
 
 
+def _field(container: str) -> str:
+    return f"spec.containers{{{container}}}"
+
+
+def _pod_ref(pod: Obj) -> str:
+    return f"{meta.name(pod)}_{meta.namespace(pod)}({meta.uid(pod)})"
+
+
 class PodManager:
     """Runs the pods bound to this node. ``pods`` is the agent's informer of
     all pods (cluster DNS needs them all too); the caller runs it."""
@@ -114,6 +123,7 @@ class PodManager:
                  network: NodeNetwork, ipam: HostLocalIPAM, ctx: NodeContext) -> None:
         self.client, self.runtime, self.network, self.ipam = client, runtime, network, ipam
         self.ctx = ctx
+        self.events = Recorder(client, Source("kubelet", host=ctx.node_name))
         self.informer = pods
         pods.add_handler(self._on_pod)
         self.queue = WorkQueue()
@@ -196,6 +206,9 @@ class PodManager:
             if policy == "Never" or (policy == "OnFailure" and state.exit_code == 0):
                 return
             if time.monotonic() < rec.next_start.get(name, 0.0):
+                self.events.warning(pod, Reason.BACK_OFF, f"Back-off restarting failed "
+                                    f"container {name} in pod {_pod_ref(pod)}",
+                                    field_path=_field(name))
                 return
             rec.restarts[name] = rec.restarts.get(name, 0) + 1
             delay = min(BACKOFF_START * 2 ** (rec.restarts[name] - 1), BACKOFF_MAX)
@@ -203,6 +216,7 @@ class PodManager:
         env = {"POD_NAME": meta.name(pod), "POD_NAMESPACE": meta.namespace(pod),
                "POD_IP": rec.ip, "NODE_NAME": self.ctx.node_name,
                "KUBERNETES_SERVICE_HOST": self.ctx.api_ip, "KUBERNETES_SERVICE_PORT": "443"}
+        field = _field(name)
         try:
             await asyncio.to_thread(
                 self.runtime.start_container, pod_uid=uid, pod_name=meta.name(pod),
@@ -211,7 +225,14 @@ class PodManager:
             rec.errors.pop(name, None)
             rec.probes[name] = ProbeState()
         except (ImageNotRunnable, OSError) as e:
+            if rec.errors.get(name) != str(e):
+                self.events.warning(pod, Reason.FAILED, f"Error: {e}", field_path=field)
             rec.errors[name] = str(e)
+            return
+        self.events.normal(pod, Reason.PULLED, f'Container image "{c.get("image", "")}" '
+                           "already present on machine", field_path=field)
+        self.events.normal(pod, Reason.CREATED, f"Created container: {name}", field_path=field)
+        self.events.normal(pod, Reason.STARTED, f"Started container {name}", field_path=field)
 
     # -- report --
 
@@ -222,7 +243,11 @@ class PodManager:
         for c in pod["spec"].get("containers") or []:
             state = self.runtime.container_state(uid, c["name"])
             probe = rec.probes.setdefault(c["name"], ProbeState())
+            was_ready = probe.ready
             ready = state.status is ContainerStatus.RUNNING and await probe.update(c, rec.ip)
+            if was_ready and not ready and state.status is ContainerStatus.RUNNING:
+                self.events.warning(pod, Reason.UNHEALTHY, "Readiness probe failed",
+                                    field_path=_field(c["name"]))
             err = rec.errors.get(c["name"], "")
             views.append(podstatus.ContainerView(
                 c, state, ready, rec.restarts.get(c["name"], 0),
@@ -243,6 +268,12 @@ class PodManager:
 
     async def _terminate(self, uid: str, pod: Obj | None) -> None:
         grace = float(meta.meta(pod).get("deletionGracePeriodSeconds", 30)) if pod else 2.0
+        if pod is not None:
+            for c in pod["spec"].get("containers") or []:
+                if self.runtime.container_state(uid, c["name"]).status is \
+                        ContainerStatus.RUNNING:
+                    self.events.normal(pod, Reason.KILLING, f"Stopping container {c['name']}",
+                                       field_path=_field(c["name"]))
         try:
             await asyncio.to_thread(self._tear_down, uid, grace)
             self.records.pop(uid, None)

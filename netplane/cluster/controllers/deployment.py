@@ -14,6 +14,7 @@ from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client
 from netplane.cluster.controllers.queue import WorkQueue, drain
 from netplane.cluster.controllers.shared import Informers, owned_by, split_key
+from netplane.cluster.events import Reason, Recorder, Source
 
 HASH_LABEL = "pod-template-hash"
 
@@ -40,6 +41,7 @@ def new_replicaset(deploy: Obj, h: str, replicas: int) -> Obj:
 class DeploymentController:
     def __init__(self, client: Client, informers: Informers) -> None:
         self.client, self.inf = client, informers
+        self.events = Recorder(client, Source("deployment-controller"))
         self.queue = WorkQueue()
         informers.deployments.add_handler(self._on_deploy)
         informers.replicasets.add_handler(self._on_rs)
@@ -73,21 +75,30 @@ class DeploymentController:
                                                    new_replicaset(deploy, h, want))
             except AlreadyExists:
                 return  # the cache will show it; the event brings us back
+            if want:
+                self._scaled(deploy, current, 0, want)
         else:
-            await self._scale(current, want)
+            await self._scale(deploy, current, want)
         ready_new = int(current.get("status", {}).get("readyReplicas", 0))
         budget = max(0, want - ready_new)
         for rs in sorted(old, key=lambda r: r["metadata"].get("creationTimestamp", "")):
             keep = min(int(rs["spec"].get("replicas", 0)), budget)
             budget -= keep
-            await self._scale(rs, keep)
+            await self._scale(deploy, rs, keep)
         await self._status(deploy, current, old)
 
-    async def _scale(self, rs: Obj, replicas: int) -> None:
-        if int(rs["spec"].get("replicas", 0)) == replicas:
+    async def _scale(self, deploy: Obj, rs: Obj, replicas: int) -> None:
+        was = int(rs["spec"].get("replicas", 0))
+        if was == replicas:
             return
         await self.client.patch(resources.REPLICASET, meta.name(rs),
                                 {"spec": {"replicas": replicas}}, meta.namespace(rs))
+        self._scaled(deploy, rs, was, replicas)
+
+    def _scaled(self, deploy: Obj, rs: Obj, was: int, now: int) -> None:
+        way = "up" if now > was else "down"
+        self.events.normal(deploy, Reason.SCALING_REPLICA_SET,
+                           f"Scaled {way} replica set {meta.name(rs)} from {was} to {now}")
 
     async def _status(self, deploy: Obj, current: Obj, old: list[Obj]) -> None:
         every = [current, *old]

@@ -11,6 +11,7 @@ from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client, NotFound
 from netplane.cluster.controllers.queue import WorkQueue, drain
 from netplane.cluster.controllers.shared import Informers, owned_by, split_key
+from netplane.cluster.events import Reason, Recorder, Source
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def _delete_order(pod: Obj) -> tuple[int, int, str]:
 class ReplicaSetController:
     def __init__(self, client: Client, informers: Informers) -> None:
         self.client, self.inf = client, informers
+        self.events = Recorder(client, Source("replicaset-controller"))
         self.queue = WorkQueue()
         # Expectations: pods created or deleted whose events the cache has not
         # shown yet, so a reconcile in between does not act twice.
@@ -78,11 +80,14 @@ class ReplicaSetController:
             for _ in range(want - len(pods)):
                 pod = await self.client.create(resources.POD, pod_from_template(rs))
                 self.created[meta.uid(pod)] = pod
+                self.events.normal(rs, Reason.SUCCESSFUL_CREATE, f"Created pod: {meta.name(pod)}")
         elif len(pods) > want:
             for pod in sorted(pods, key=_delete_order)[:len(pods) - want]:
                 self.deleted.add(meta.uid(pod))
                 try:
                     await self.client.delete(resources.POD, meta.name(pod), ns)
+                    self.events.normal(rs, Reason.SUCCESSFUL_DELETE,
+                                       f"Deleted pod: {meta.name(pod)}")
                 except NotFound:
                     pass
         await self._status(rs, [p for p in self.pods_of(rs) if active(p)])

@@ -8,6 +8,7 @@ import logging
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client, Informer
+from netplane.cluster.events import Reason, Recorder, Source
 from netplane.cluster.scheduler import plugins
 from netplane.cluster.scheduler.framework import NodeInfo, schedule
 
@@ -23,6 +24,7 @@ def _pending(pod: Obj) -> bool:
 class Scheduler:
     def __init__(self, client: Client) -> None:
         self.client = client
+        self.events = Recorder(client, Source("default-scheduler"))
         self.pods = Informer(client, resources.POD)
         self.nodes = Informer(client, resources.NODE)
         self.wake = asyncio.Event()
@@ -50,6 +52,8 @@ class Scheduler:
             await self.client.bind(pod, decision.node)
             self.assumed[meta.uid(pod)] = decision.node
             log.info("bound %s to %s", meta.namespaced_name(pod), decision.node)
+            self.events.normal(pod, Reason.SCHEDULED, f"Successfully assigned "
+                               f"{meta.namespaced_name(pod)} to {decision.node}")
         except ApiError as e:
             log.debug("binding %s failed: %s", meta.namespaced_name(pod), e)
 
@@ -58,6 +62,7 @@ class Scheduler:
         if cond and cond.get("message") == message:
             return
         meta.set_condition(pod, "PodScheduled", False, "Unschedulable", message)
+        self.events.warning(pod, Reason.FAILED_SCHEDULING, message)
         try:
             await self.client.update_status(resources.POD, pod)
         except ApiError:

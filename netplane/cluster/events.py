@@ -1,0 +1,148 @@
+"""The event recorder: one way for every component to tell users what it did
+to an object, as ``v1`` Events that ``kubectl describe`` and ``kubectl get
+events`` show. Repeats of the same event (same object, reason, message and
+source) update one Event's ``count`` and ``lastTimestamp`` instead of making
+new ones, as client-go's recorder aggregates them. Recording never blocks or
+fails the caller: events are best effort, as in Kubernetes."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from netplane.api import meta, resources
+from netplane.api.meta import Obj
+from netplane.cluster.client import ApiError, Client, NotFound
+
+log = logging.getLogger(__name__)
+CACHE_SIZE = 4096
+
+
+class EventType(enum.StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Reason(enum.StrEnum):
+    """The fixed vocabulary (the kubelet's and controllers' reasons)."""
+
+    SCHEDULED = "Scheduled"
+    FAILED_SCHEDULING = "FailedScheduling"
+    PULLED = "Pulled"
+    FAILED = "Failed"
+    CREATED = "Created"
+    STARTED = "Started"
+    KILLING = "Killing"
+    UNHEALTHY = "Unhealthy"
+    BACK_OFF = "BackOff"
+    SUCCESSFUL_CREATE = "SuccessfulCreate"
+    FAILED_CREATE = "FailedCreate"
+    SUCCESSFUL_DELETE = "SuccessfulDelete"
+    SCALING_REPLICA_SET = "ScalingReplicaSet"
+
+
+@dataclass(frozen=True)
+class Source:
+    component: str
+    host: str = ""
+
+
+def involved(obj: Obj, field_path: str = "") -> Obj:
+    md = obj.get("metadata", {})
+    ref = {"kind": obj.get("kind", ""), "apiVersion": obj.get("apiVersion", ""),
+           "name": md.get("name", ""), "uid": md.get("uid", ""),
+           "resourceVersion": md.get("resourceVersion", "")}
+    if md.get("namespace"):
+        ref["namespace"] = md["namespace"]
+    if field_path:
+        ref["fieldPath"] = field_path
+    return ref
+
+
+def new_event(obj: Obj, type_: EventType, reason: Reason, message: str, source: Source, *,
+              field_path: str = "") -> Obj:
+    ref = involved(obj, field_path)
+    stamp = meta.now()
+    body: Obj = {
+        "apiVersion": "v1", "kind": "Event",
+        # client-go's name: the object's name and the time in hex nanoseconds.
+        "metadata": {"name": f"{ref['name']}.{time.time_ns():x}",
+                     "namespace": ref.get("namespace") or "default"},
+        "involvedObject": ref, "reason": str(reason), "message": message,
+        "type": str(type_), "count": 1, "firstTimestamp": stamp, "lastTimestamp": stamp,
+        "source": {"component": source.component},
+        "reportingComponent": source.component, "reportingInstance": source.host,
+    }
+    if source.host:
+        body["source"]["host"] = source.host
+    return body
+
+
+def _key(ev: Obj) -> tuple[str, ...]:
+    ref = ev["involvedObject"]
+    return (ev["source"].get("component", ""), ev["source"].get("host", ""),
+            ref.get("kind", ""), ref.get("namespace", ""), ref.get("name", ""),
+            ref.get("uid", ""), ref.get("fieldPath", ""), ev["type"], ev["reason"],
+            ev["message"])
+
+
+class Recorder:
+    def __init__(self, client: Client, source: Source) -> None:
+        self.client, self.source = client, source
+        # Aggregation key -> (namespace, name, count) of the Event written for it.
+        self._seen: OrderedDict[tuple[str, ...], tuple[str, str, int]] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    def normal(self, obj: Obj, reason: Reason, message: str, *, field_path: str = "") -> None:
+        self.record(obj, EventType.NORMAL, reason, message, field_path=field_path)
+
+    def warning(self, obj: Obj, reason: Reason, message: str, *, field_path: str = "") -> None:
+        self.record(obj, EventType.WARNING, reason, message, field_path=field_path)
+
+    def record(self, obj: Obj, type_: EventType, reason: Reason, message: str, *,
+               field_path: str = "") -> None:
+        ev = new_event(obj, type_, reason, message, self.source, field_path=field_path)
+        task = asyncio.get_running_loop().create_task(self._write(ev))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Waits for the events recorded so far to be written (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _write(self, ev: Obj) -> None:
+        key = _key(ev)
+        async with self._lock:  # one writer, so counts never go backwards
+            try:
+                seen = self._seen.get(key)
+                if seen is not None and await self._bump(ev, *seen):
+                    return
+                created = await self.client.create(resources.EVENT, ev)
+                self._remember(key, meta.namespace(created), meta.name(created), 1)
+            except ApiError as e:
+                log.debug("event %s %s not recorded: %s", ev["reason"], ev["message"], e)
+            except OSError as e:
+                log.debug("event not recorded, API unreachable: %s", e)
+
+    async def _bump(self, ev: Obj, namespace: str, name: str, count: int) -> bool:
+        patch = {"count": count + 1, "lastTimestamp": ev["lastTimestamp"],
+                 "involvedObject": {"resourceVersion":
+                                    ev["involvedObject"].get("resourceVersion", "")}}
+        try:
+            await self.client.patch(resources.EVENT, name, patch, namespace)
+        except NotFound:
+            return False  # deleted or expired meanwhile: start a new one
+        self._remember(_key(ev), namespace, name, count + 1)
+        return True
+
+    def _remember(self, key: tuple[str, ...], namespace: str, name: str, count: int) -> None:
+        self._seen[key] = (namespace, name, count)
+        self._seen.move_to_end(key)
+        while len(self._seen) > CACHE_SIZE:
+            self._seen.popitem(last=False)
