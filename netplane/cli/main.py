@@ -64,6 +64,19 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scale(args: argparse.Namespace) -> int:
+    for line in _run(_with_client(args, objects.scale, args.kind, args.names,
+                                  replicas=args.replicas, namespace=args.namespace)):
+        print(line)
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    print("\n\n".join(_run(_with_client(args, objects.describe, args.kind, args.names,
+                                       namespace=args.namespace))))
+    return 0
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     from netplane.cli import podexec
 
@@ -181,12 +194,25 @@ def parser() -> argparse.ArgumentParser:
     _namespaced(p)
     p.set_defaults(fn=cmd_delete)
 
-    p = sub.add_parser("exec", help="run a command in a pod")
+    p = sub.add_parser("exec", help="run a command in a pod: exec POD [-n NS] -- CMD")
     p.add_argument("pod")
     p.add_argument("-c", "--container")
     _namespaced(p)
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs="*", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_exec)
+
+    p = sub.add_parser("scale", help="set the replicas of a Deployment or ReplicaSet")
+    p.add_argument("kind", metavar="KIND/NAME | KIND")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--replicas", type=int, required=True)
+    _namespaced(p)
+    p.set_defaults(fn=cmd_scale)
+
+    p = sub.add_parser("describe", help="an object in readable form, with its events")
+    p.add_argument("kind", metavar="KIND | KIND/NAME")
+    p.add_argument("names", nargs="*")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_describe)
 
     p = sub.add_parser("dns", help="what cluster DNS answers for a name, and why")
     p.add_argument("name")
@@ -247,8 +273,24 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Options and the command after ``--``: flags go anywhere before it, as
+    kubectl takes them (``exec POD -n NS -- CMD``)."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, command = split_command(argv)
+    top = parser()
+    args = top.parse_args(own)
+    if command and not hasattr(args, "command"):
+        top.error(f"{args.verb} takes no command after --")
+    if command:
+        args.command = [*args.command, *command]
     level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -155,6 +155,43 @@ async def delete_files(client: Client, sources: list[str], namespace: str | None
     return out
 
 
+def kind_and_names(kind: str, names: list[str]) -> tuple[str, list[str]]:
+    """``deploy/web`` or ``deploy web``, as kubectl takes both."""
+    if "/" in kind:
+        kind, _, name = kind.partition("/")
+        return kind, [name, *names]
+    return kind, names
+
+
+async def scale(client: Client, kind: str, names: list[str], *, replicas: int,
+                namespace: str | None) -> list[str]:
+    kind, names = kind_and_names(kind, names)
+    res = _resource(kind)
+    if not names:
+        raise CliError(f"error: give a name: netplane scale {kind}/NAME --replicas N")
+    if replicas < 0:
+        raise CliError("error: --replicas must be 0 or more")
+    ns = (namespace or "default") if res.namespaced else None
+    out = []
+    for name in names:
+        await client.patch(res, name, {"spec": {"replicas": replicas}}, ns,
+                           subresource="scale")
+        out.append(f"{_label(res, {'metadata': {'name': name}})} scaled")
+    return out
+
+
+async def describe(client: Client, kind: str, names: list[str], *,
+                   namespace: str | None) -> list[str]:
+    from netplane.cli import describe as printer
+
+    kind, names = kind_and_names(kind, names)
+    res = _resource(kind)
+    ns = (namespace or "default") if res.namespaced else None
+    if not names:
+        names = [meta.name(o) for o in (await client.list(res, ns)).get("items", [])]
+    return [await printer.describe(client, res, name, ns) for name in names]
+
+
 def _resource(kind: str) -> Resource:
     try:
         return resources.by_name(kind)

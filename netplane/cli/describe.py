@@ -1,0 +1,145 @@
+"""``netplane describe KIND NAME``: an object in readable form, as kubectl
+describe prints it, ending with the Events recorded about it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from netplane.api import codec, meta
+from netplane.api.meta import Obj
+from netplane.api.resources import EVENT, Resource
+from netplane.cli.printing import format_table
+from netplane.cluster.apiserver.tables import event_last_seen, pod_status
+from netplane.cluster.client import Client
+
+Lines = list[str]
+WIDTH = 20  # where values start, as kubectl's tab stops put them
+
+
+def _pairs(values: dict[str, str] | None) -> str:
+    return "\n".join(f"{k}={v}" for k, v in sorted((values or {}).items())) or "<none>"
+
+
+def _field(lines: Lines, label: str, value: object, indent: int = 0) -> None:
+    text = str(value) if value not in (None, "") else "<none>"
+    first, *rest = text.splitlines() or [""]
+    pad = " " * indent
+    width = WIDTH - indent
+    lines.append(f"{pad}{label + ':':<{width}}{first}")
+    lines.extend(f"{pad}{'':<{width}}{more}" for more in rest)
+
+
+def _header(obj: Obj) -> Lines:
+    md = obj.get("metadata", {})
+    lines: Lines = []
+    _field(lines, "Name", md.get("name"))
+    if md.get("namespace"):
+        _field(lines, "Namespace", md["namespace"])
+    _field(lines, "Labels", _pairs(md.get("labels")))
+    annotations = {k: v for k, v in (md.get("annotations") or {}).items()
+                   if k != "kubectl.kubernetes.io/last-applied-configuration"}
+    _field(lines, "Annotations", _pairs(annotations))
+    _field(lines, "CreationTimestamp", md.get("creationTimestamp"))
+    return lines
+
+
+def _pod(pod: Obj) -> Lines:
+    spec, st = pod.get("spec", {}), pod.get("status", {})
+    lines: Lines = []
+    _field(lines, "Node", f"{spec.get('nodeName', '<none>')}/{st.get('hostIP', '')}".rstrip("/"))
+    _field(lines, "Status", pod_status(pod))
+    _field(lines, "IP", st.get("podIP"))
+    _field(lines, "Service Account", spec.get("serviceAccountName", "default"))
+    lines.append("Containers:")
+    statuses = {s.get("name"): s for s in st.get("containerStatuses") or []}
+    for c in spec.get("containers") or []:
+        s = statuses.get(c["name"], {})
+        lines.append(f"  {c['name']}:")
+        _field(lines, "Image", c.get("image"), 4)
+        ports = ", ".join(f"{p['containerPort']}/{p.get('protocol', 'TCP')}"
+                          for p in c.get("ports") or [])
+        _field(lines, "Port", ports, 4)
+        _field(lines, "State", next(iter((s.get("state") or {"waiting": {}}).keys())).title(), 4)
+        _field(lines, "Ready", str(bool(s.get("ready"))), 4)
+        _field(lines, "Restart Count", s.get("restartCount", 0), 4)
+    lines.append("Conditions:")
+    lines.append(f"  {'Type':<18}Status")
+    for cond in st.get("conditions") or []:
+        lines.append(f"  {cond.get('type', ''):<18}{cond.get('status', '')}")
+    return lines
+
+
+def _service(svc: Obj) -> Lines:
+    spec = svc.get("spec", {})
+    lines: Lines = []
+    _field(lines, "Selector", _pairs(spec.get("selector")).replace("\n", ","))
+    _field(lines, "Type", spec.get("type", "ClusterIP"))
+    _field(lines, "IP", spec.get("clusterIP"))
+    for p in spec.get("ports") or []:
+        _field(lines, "Port", f"{p.get('name') or '<unset>'}  {p['port']}/{p.get('protocol')}")
+        _field(lines, "TargetPort", f"{p.get('targetPort')}/{p.get('protocol')}")
+        if p.get("nodePort"):
+            _field(lines, "NodePort", f"{p.get('name') or '<unset>'}  {p['nodePort']}/"
+                                      f"{p.get('protocol')}")
+    _field(lines, "Session Affinity", spec.get("sessionAffinity", "None"))
+    return lines
+
+
+def _workload(obj: Obj) -> Lines:
+    spec, st = obj.get("spec", {}), obj.get("status", {})
+    lines: Lines = []
+    sel = (spec.get("selector") or {}).get("matchLabels")
+    _field(lines, "Selector", _pairs(sel).replace("\n", ","))
+    _field(lines, "Replicas", f"{spec.get('replicas', 1)} desired | "
+                              f"{st.get('updatedReplicas', st.get('replicas', 0))} updated | "
+                              f"{st.get('replicas', 0)} total | "
+                              f"{st.get('availableReplicas', 0)} available")
+    if spec.get("strategy"):
+        _field(lines, "StrategyType", spec["strategy"].get("type"))
+    return lines
+
+
+def _generic(obj: Obj) -> Lines:
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    if not body:
+        return []
+    lines: Lines = []
+    for key, value in body.items():
+        lines.append(f"{key[:1].upper()}{key[1:]}:")
+        lines.extend(f"  {line}" for line in codec.to_yaml(value).rstrip().splitlines())
+    return lines
+
+
+_BY_KIND: dict[str, Callable[[Obj], Lines]] = {
+    "Pod": _pod, "Service": _service, "Deployment": _workload, "ReplicaSet": _workload,
+}
+
+
+def event_lines(events: list[Obj]) -> Lines:
+    if not events:
+        return ["Events:          <none>"]
+    events = sorted(events, key=lambda e: str(e.get("lastTimestamp") or ""))
+    table = {"columnDefinitions": [{"name": n} for n in ("Type", "Reason", "Age", "From",
+                                                         "Message")],
+             "rows": [{"cells": [e.get("type", ""), e.get("reason", ""),
+                                 event_last_seen(e) if (e.get("count") or 1) == 1 else
+                                 f"{event_last_seen(e)} (x{e['count']})",
+                                 (e.get("source") or {}).get("component", ""),
+                                 e.get("message", "")]} for e in events]}
+    text = format_table(table)
+    head, *rows = text.splitlines()
+    head = head.title()
+    # A rule under each column name, keeping the header's spacing.
+    rule = "".join("-" if ch != " " else " " for ch in head)
+    return ["Events:", f"  {head}", f"  {rule}", *(f"  {r}" for r in rows)]
+
+
+async def describe(client: Client, res: Resource, name: str, namespace: str | None) -> str:
+    obj = await client.get(res, name, namespace)
+    lines = _header(obj) + _BY_KIND.get(res.kind, _generic)(obj)
+    selector = f"involvedObject.name={name},involvedObject.kind={res.kind}"
+    if meta.uid(obj):
+        selector += f",involvedObject.uid={meta.uid(obj)}"
+    found = await client.list(EVENT, namespace or "default", field_selector=selector)
+    lines += event_lines(found.get("items", []))
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The ``netplane`` command line: kubectl's conventions for flags, and the
+verbs that print objects, against a real in-process server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from netplane.api import resources
+from netplane.cli import main as cli_main
+from netplane.cli import objects
+from netplane.cli.objects import CliError
+from netplane.cluster.client import Client, Connection
+from netplane.cluster.events import Reason, Recorder, Source
+from tests.unit.test_client import Server, pod
+
+
+def test_flags_go_anywhere_before_the_command() -> None:
+    own, command = cli_main.split_command(["exec", "web", "-n", "team", "--", "ls", "-n"])
+    args = cli_main.parser().parse_args(own)
+    assert (args.pod, args.namespace, args.command) == ("web", "team", [])
+    assert command == ["ls", "-n"]
+
+
+def test_a_command_after_dashes_only_where_a_verb_takes_one(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli_main.main(["get", "pods", "--", "ls"])
+    assert "get takes no command after --" in capsys.readouterr().err
+
+
+@pytest.fixture
+async def cli(tmp_path: Path) -> AsyncIterator[Client]:
+    srv = Server(tmp_path)
+    await srv.start()
+    try:
+        async with Client(Connection(socket=str(srv.cfg.socket))) as c:
+            yield c
+    finally:
+        await srv.stop()
+
+
+def deployment(name: str) -> dict[str, object]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+
+
+async def test_scale_takes_kind_slash_name(cli: Client) -> None:
+    await cli.create(resources.DEPLOYMENT, deployment("web"))
+    assert await objects.scale(cli, "deploy/web", [], replicas=3, namespace=None) == [
+        "deployment.apps/web scaled"]
+    assert (await cli.get(resources.DEPLOYMENT, "web", "default"))["spec"]["replicas"] == 3
+    with pytest.raises(CliError, match="give a name"):
+        await objects.scale(cli, "deploy", [], replicas=3, namespace=None)
+
+
+async def test_describe_ends_with_the_objects_events(cli: Client) -> None:
+    web = await cli.create(resources.POD, pod("web"))
+    other = await cli.create(resources.POD, pod("other"))
+    rec = Recorder(cli, Source("default-scheduler"))
+    rec.normal(web, Reason.SCHEDULED, "Successfully assigned default/web to node-1")
+    rec.normal(other, Reason.SCHEDULED, "Successfully assigned default/other to node-2")
+    await rec.flush()
+    [text] = await objects.describe(cli, "pod", ["web"], namespace=None)
+    lines = text.splitlines()
+    assert lines[0].split() == ["Name:", "web"]
+    assert "Labels:             app=web" in lines
+    events = lines[lines.index("Events:") + 1:]
+    assert events[0].split() == ["Type", "Reason", "Age", "From", "Message"]
+    assert events[2].split()[:2] == ["Normal", "Scheduled"]
+    assert events[2].endswith("Successfully assigned default/web to node-1")
+    assert len(events) == 3  # the other pod's event is not shown
