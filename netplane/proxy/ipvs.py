@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,11 +66,17 @@ IPVS_SYSCTLS = ("net.ipv4.vs.conntrack=1", "net.ipv4.vs.expire_nodest_conn=1",
                 "net.ipv4.vs.expire_quiescent_template=1")
 
 
-def available(*, runner: Runner = default_runner, proc: Path = PROC_IPVS) -> tuple[bool, str]:
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def available(*, runner: Runner = default_runner, proc: Path = PROC_IPVS,
+              has_module: Callable[[str], bool] = _has_module,
+              which: Callable[[str], str | None] = shutil.which) -> tuple[bool, str]:
     """Whether this machine can run the IPVS mode, and if not, why."""
-    if importlib.util.find_spec("pyroute2") is None:
+    if not has_module("pyroute2"):
         return False, "pyroute2 is not installed (IPVS is programmed through it)"
-    if shutil.which("ipset") is None:
+    if which("ipset") is None:
         return False, "the ipset command is not installed"
     if not proc.exists():
         loaded = runner(["modprobe", "ip_vs"], None)

@@ -46,6 +46,10 @@ class SyncLoop:
         self._tracker = ChangeTracker()
         self._needs_full = True
         self._wake = asyncio.Event()
+        # True while ``run`` is inside a sync or a check (a worker thread may
+        # be touching the kernel); False between them, when the figures below
+        # and the kernel agree.
+        self.busy = False
         self.last_sync_time: float | None = None  # clock() when the last sync ended
         self.last_full_sync_time: float | None = None
         self.last_check_time: float | None = None
@@ -184,12 +188,20 @@ class SyncLoop:
                     break
                 self._wake.clear()
                 full = self._full_due()
-                if full and not self._needs_full:
-                    await self.check()  # a periodic full sync repairs the jumps too
-                await self.sync(full=full)
+                self.busy = True
+                try:
+                    if full and not self._needs_full:
+                        await self.check()  # a periodic full sync repairs the jumps too
+                    await self.sync(full=full)
+                finally:
+                    self.busy = False
                 continue
             if self._since(self.last_check_time, self.check_interval) == 0:
-                await self.check()
+                self.busy = True
+                try:
+                    await self.check()
+                finally:
+                    self.busy = False
                 continue
             await self._wait_for_work(stop)
             self._wake.clear()

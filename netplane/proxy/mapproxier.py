@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from netplane.api.meta import Obj
@@ -99,10 +100,11 @@ class MapProxier(SyncLoop):
     def __init__(self, *, mode: str, backend: MapBackend, node_name: str,
                  config: ProxyConfig | None = None, node_ips: tuple[str, ...] = (),
                  min_sync_interval: float = 0.1, sync_period: float = 30.0,
-                 check_interval: float = 5.0) -> None:
+                 check_interval: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         super().__init__(node_name=node_name, config=config, node_ips=node_ips,
                          min_sync_interval=min_sync_interval, sync_period=sync_period,
-                         check_interval=check_interval)
+                         check_interval=check_interval, clock=clock, wall_clock=wall_clock)
         self.mode = mode
         self.backend = backend
         self._map: ServiceMap = {}

@@ -15,7 +15,6 @@ Address plan (all inside throwaway namespaces):
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -103,9 +102,10 @@ async def test_service_without_endpoints_refuses_at_once(topo: Topology) -> None
     await proxier.sync()
     proxier.on_endpoints(web_endpoints("pod-a"), web_endpoints())
     assert await proxier.sync()
-    start = time.monotonic()
+    # Refused, not dropped: curl's 7 is "could not connect" (a drop would be
+    # 28, a timeout), the probes' ECONNREFUSED a reject that came back.
     result = topo.curl(f"http://{VIP}/")
-    assert result.returncode == 7 and time.monotonic() - start < 1.5  # 7: could not connect
+    assert result.returncode == 7, (result.returncode, result.stderr)
     assert topo.probe("tcp", VIP, 80, 1) == ["ERR:ECONNREFUSED"]
     assert topo.probe("udp", VIP, 9000, 1) == ["ERR:ECONNREFUSED"]
 

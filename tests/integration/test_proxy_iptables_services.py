@@ -188,10 +188,9 @@ async def test_hairpin_through_a_node_port(lab: Lab) -> None:
 async def test_node_port_without_endpoints_is_refused_at_once(lab: Lab) -> None:
     await proxier_with(lab, service("web", "10.96.0.50", type="NodePort",
                                     node_ports=(30080, 30090)))
-    start = time.monotonic()
+    # curl's 7 is a refused connection; a dropped one would time out (28).
     assert lab.curl(f"http://{NODE_IP}:30080/", src=lab.ext).returncode == 7
     assert lab.curl("http://10.96.0.50/", src=lab.client).returncode == 7
-    assert time.monotonic() - start < 1.5
 
 
 def udp_fixed(lab: Lab) -> str:
@@ -231,7 +230,7 @@ async def test_flushed_nat_table_is_restored_by_the_running_proxy(lab: Lab) -> N
     try:
         sh("iptables", "-w", "-t", "nat", "-F", netns=lab.node)
         assert lab.curl("http://10.96.0.50/", src=lab.client, timeout=0.5).returncode != 0
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # a hang guard, not a speed bound
         while lab.curl("http://10.96.0.50/", src=lab.client, timeout=0.5).returncode != 0:
             assert time.monotonic() < deadline, "rules were not restored"
             await asyncio.sleep(0.1)

@@ -164,12 +164,12 @@ def test_hairpin_endpoint_reaches_itself_masqueraded(
 def test_service_without_endpoints_refuses_at_once(
         topo: Topology, backend: NftablesBackend) -> None:
     sync(backend, [service(type="NodePort")], [endpoints()])
-    start = time.monotonic()
+    # "At once" is the kind of failure, not a time: a rule that dropped the
+    # packets would show as ERR:TIMEOUT; a refusal is a reject coming back.
     assert topo.probe("tcp", VIP, 80) == ["ERR:ECONNREFUSED"]
     assert topo.probe("udp", VIP, 9000) == ["ERR:ECONNREFUSED"]
     assert topo.probe("tcp", NODE_IP, 30080, src=topo.ext) == ["ERR:ECONNREFUSED"]
     assert topo.probe("tcp", VIP, 81) == ["ERR:ECONNREFUSED"]  # not a service port
-    assert time.monotonic() - start < 1.5
 
 
 def test_udp_client_moves_when_its_endpoint_goes(

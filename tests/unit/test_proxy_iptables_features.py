@@ -13,7 +13,7 @@ import pytest
 
 from netplane.proxy.iptables import PLUMBING, endpoint_chain, render
 from netplane.proxy.model import Protocol, ServicePortName
-from netplane.proxy.trace import Flow, Packet, Ruleset, Verdict, parse, trace_packet
+from netplane.proxy.trace import Condition, Flow, Packet, Ruleset, Verdict, parse, trace_packet
 from tests.unit.test_proxy_iptables_cases import (
     ALLOWED,
     CLIENT_POD,
@@ -99,9 +99,15 @@ def test_affinity_sends_a_known_client_back_to_its_endpoint(rules: Ruleset) -> N
     assert landing(trace(rules, CLIENT_POD, "10.96.0.62", 80)) == BOTH
     got = trace(rules, CLIENT_POD, "10.96.0.62", 80, recent=(remote,))
     assert landing(got) == {f"{REMOTE}:8080"} and masqueraded(got) == {False}
-    # Each endpoint records the client in its own list when it is picked.
-    assert f"-m recent --name {remote} --set -j DNAT" in GOLDEN.read_text()
-    assert f"--name {remote} --rcheck --seconds 60 --reap" in GOLDEN.read_text()
+    # Each endpoint records the client in its own list when it is picked...
+    (dnat,) = [r for r in rules.chain("nat", remote) if r.target == "DNAT"]
+    assert dnat.option("--set") == remote
+    # ...and the service chain sends a client found in that list, within the
+    # affinity timeout, straight back to it.
+    sticky = [r for c, chain in rules.tables["nat"].items() if c.startswith("NP-SVC-")
+              for r in chain if Condition("recent", remote) in r.conditions]
+    assert [r.target for r in sticky] == [remote]
+    assert "--rcheck --seconds 60 --reap" in sticky[0].text
 
 
 @pytest.mark.parametrize("dst,dport", [("192.168.56.243", 80), (NODE_IP, 30083)])
@@ -125,9 +131,11 @@ def test_external_policy_local_without_local_endpoints_drops(rules: Ruleset) -> 
     assert landing(trace(rules, CLIENT_POD, "10.96.0.64", 80)) == {f"{REMOTE}:8080"}
 
 
-def test_health_check_node_port_is_let_in() -> None:
-    assert '"default/local:http health check node port" -p tcp -m tcp --dport 32000 ' \
-           "-j ACCEPT" in GOLDEN.read_text()
+def test_health_check_node_port_is_let_in(rules: Ruleset) -> None:
+    # On a node whose INPUT ends in DROP, only our accept lets the probe in.
+    closed = rules.restore("*filter\n-A INPUT -j DROP\nCOMMIT\n")
+    assert trace(closed, ALLOWED, NODE_IP, 32000) == [Flow(Verdict.ACCEPT, to_node=True)]
+    assert trace(closed, ALLOWED, NODE_IP, 32001) == [Flow(Verdict.DROP, to_node=True)]
 
 
 def test_internal_policy_local(rules: Ruleset) -> None:

@@ -14,7 +14,6 @@ Address plan:
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -328,14 +327,28 @@ def test_describe_lists_servers_real_servers_and_weights() -> None:
 
 def test_available_explains_a_kernel_without_ipvs(tmp_path: Path) -> None:
     missing = tmp_path / "ip_vs"
+    tried: list[list[str]] = []
 
     def runner(argv: list[str], stdin: str | None) -> CommandResult:
+        tried.append(argv)
         return CommandResult(1, "", "modprobe: FATAL: Module ip_vs not found\n")
 
-    ok, why = available(runner=runner, proc=missing)
-    assert not ok
-    if "pyroute2" not in why and "ipset" not in why:
-        assert why.startswith("kernel has no IPVS") and "Module ip_vs not found" in why
+    # pyroute2 and ipset present whatever this machine has: the kernel check is reached.
+    ok, why = available(runner=runner, proc=missing, has_module=lambda _: True,
+                        which=lambda cmd: f"/usr/sbin/{cmd}")
+    assert not ok and tried == [["modprobe", "ip_vs"]]
+    assert why.startswith("kernel has no IPVS") and "Module ip_vs not found" in why
+
+
+def test_available_names_each_missing_piece(tmp_path: Path) -> None:
+    present = tmp_path / "ip_vs"
+    present.write_text("")
+    ok, why = available(proc=present, has_module=lambda _: False, which=lambda _: "/x")
+    assert not ok and why.startswith("pyroute2 is not installed")
+    ok, why = available(proc=present, has_module=lambda _: True, which=lambda _: None)
+    assert not ok and why == "the ipset command is not installed"
+    assert available(proc=present, has_module=lambda _: True, which=lambda _: "/x") == (
+        True, "IPVS is available")
 
 
 def test_pyroute2_messages_become_virtual_and_real_servers() -> None:
@@ -364,20 +377,18 @@ def test_pyroute2_messages_become_virtual_and_real_servers() -> None:
         "10.244.1.2", 8080, 1)
 
 
-def test_ten_thousand_services_plan_and_sync_quickly() -> None:
+def test_one_change_among_ten_thousand_services_is_one_operation() -> None:
+    # How long this takes is measured in bench/proxy_ipvs.py, not asserted here.
     m = smap(*((port(f"s{i}", f"10.96.{i // 250}.{i % 250 + 1}", 80),
                 [EndpointInfo(f"10.244.{i // 250}.{i % 250 + 1}", 8080)])
                for i in range(10_000)))
-    start = time.perf_counter()
     desired = plan(m, CONFIG, node_name="node-1", node_ips=NODE_IPS)
-    assert time.perf_counter() - start < 2.0 and len(desired.services) == 10_000
+    assert len(desired.services) == 10_000
     b, ipvs, _ = backend()
     sync(b, m)
     ipvs.requests.clear()
     one = dict(m)
     first = next(iter(one))
     one[first] = (one[first][0], [])
-    start = time.perf_counter()
     sync(b, one)
-    assert time.perf_counter() - start < 3.0
     assert [op.kind for op in ipvs.requests] == [OpKind.DEL_DEST]

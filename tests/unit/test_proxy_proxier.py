@@ -2,12 +2,19 @@
 
 The fake applier keeps the last document it was given, parsed, so tests ask
 where a packet would go rather than which calls were made.
+
+Tests of the running loop wait for conditions, never for time: a sync
+applies in a worker thread and counts itself on the event loop afterwards,
+so a test that sees new rules in the fake kernel waits for ``not
+proxier.busy`` before it reads the loop's figures or changes the kernel.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import pytest
 
@@ -79,22 +86,65 @@ def kernel() -> FakeKernel:
     return FakeKernel()
 
 
-@pytest.fixture
-async def running(kernel: FakeKernel) -> AsyncIterator[Proxier]:
-    proxier = Proxier(node_name="node-1", applier=kernel, min_sync_interval=0.05,
-                      sync_period=0.5)
+class TimedProxier(Proxier):
+    """Remembers when each sync began and when the loop counted it as ended."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.spans: list[tuple[float, float]] = []
+
+    async def sync(self, *, full: bool = False) -> bool:
+        start = self._clock()
+        ok = await super().sync(full=full)
+        assert self.last_sync_time is not None
+        self.spans.append((start, self.last_sync_time))
+        return ok
+
+
+P = TypeVar("P", bound=Proxier)
+
+
+@asynccontextmanager
+async def looping(proxier: P) -> AsyncIterator[P]:
     stop = asyncio.Event()
     task = asyncio.create_task(proxier.run(stop))
-    yield proxier
-    stop.set()
-    await asyncio.wait_for(task, timeout=2)
+    try:
+        yield proxier
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=HANG)
 
 
-async def until(cond: Callable[[], bool], timeout: float = 2.0) -> None:
+@pytest.fixture
+async def running(kernel: FakeKernel) -> AsyncIterator[Proxier]:
+    """A loop that also syncs in full every half second."""
+    async with looping(Proxier(node_name="node-1", applier=kernel, min_sync_interval=0.05,
+                               sync_period=0.5)) as proxier:
+        yield proxier
+
+
+@pytest.fixture
+async def quiet(kernel: FakeKernel) -> AsyncIterator[TimedProxier]:
+    """A loop whose period and drift check never come due: only changes make it sync."""
+    async with looping(TimedProxier(node_name="node-1", applier=kernel, min_sync_interval=0.05,
+                                    sync_period=3600.0, check_interval=3600.0)) as proxier:
+        yield proxier
+
+
+# Only a guard against a hung test, never a measure of speed.
+HANG = 60.0
+
+
+async def until(cond: Callable[[], bool], timeout: float = HANG) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not cond():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def settled(proxier: Proxier, cond: Callable[[], bool] = lambda: True) -> None:
+    """Waits until no sync or check is under way, nothing is pending, and ``cond``."""
+    await until(lambda: not proxier.busy and not proxier.dirty and cond())
 
 
 async def test_sync_puts_service_endpoints_in_the_rules(kernel: FakeKernel) -> None:
@@ -118,36 +168,56 @@ async def test_updates_that_change_nothing_are_dropped(kernel: FakeKernel) -> No
     assert proxier.dirty
 
 
-async def test_loop_syncs_soon_after_a_change(kernel: FakeKernel, running: Proxier) -> None:
-    await until(lambda: kernel.applies == 1)  # the first, full sync
-    running.on_service(None, WEB)
-    running.on_endpoints(None, endpoints("10.244.1.2"))
-    await until(lambda: kernel.backends() == {"10.244.1.2:8080"}, timeout=0.4)
-    running.on_endpoints(endpoints("10.244.1.2"), endpoints("10.244.1.3", rv="2"))
-    await until(lambda: kernel.backends() == {"10.244.1.3:8080"}, timeout=0.4)
+async def test_loop_syncs_after_a_change_without_waiting_for_the_period(
+        kernel: FakeKernel, quiet: TimedProxier) -> None:
+    await settled(quiet, lambda: quiet.full_syncs == 1)  # the first, full sync
+    quiet.on_service(None, WEB)
+    quiet.on_endpoints(None, endpoints("10.244.1.2"))
+    await settled(quiet, lambda: quiet.partial_syncs == 1)
+    assert kernel.backends() == {"10.244.1.2:8080"}
+    quiet.on_endpoints(endpoints("10.244.1.2"), endpoints("10.244.1.3", rv="2"))
+    await settled(quiet, lambda: quiet.partial_syncs == 2)
+    assert kernel.backends() == {"10.244.1.3:8080"}
+    # Neither change waited for a periodic sync: the period is an hour.
+    assert quiet.full_syncs == 1 and kernel.applies == 3
 
 
-async def test_bursts_of_changes_are_batched(kernel: FakeKernel, running: Proxier) -> None:
-    await until(lambda: kernel.applies == 1)
-    running.on_service(None, WEB)
+async def test_changes_made_together_are_one_sync(kernel: FakeKernel,
+                                                  quiet: TimedProxier) -> None:
+    await settled(quiet, lambda: quiet.full_syncs == 1)
+    quiet.on_service(None, WEB)
+    for i in range(20):  # no await in between: the loop cannot run until all are in
+        quiet.on_endpoints(None, endpoints(f"10.244.1.{i + 2}", rv=str(i)))
+    await settled(quiet, lambda: quiet.partial_syncs >= 1)
+    assert kernel.backends() == {"10.244.1.21:8080"}
+    assert (quiet.full_syncs, quiet.partial_syncs, kernel.applies) == (1, 1, 2)
+
+
+async def test_a_stream_of_changes_never_syncs_more_often_than_the_interval(
+        kernel: FakeKernel, quiet: TimedProxier) -> None:
+    await settled(quiet, lambda: quiet.full_syncs == 1)
+    quiet.on_service(None, WEB)
     for i in range(20):
-        running.on_endpoints(None, endpoints(f"10.244.1.{i + 2}", rv=str(i)))
+        quiet.on_endpoints(None, endpoints(f"10.244.1.{i + 2}", rv=str(i)))
         await asyncio.sleep(0.005)
-    await until(lambda: kernel.backends() == {"10.244.1.21:8080"})
-    # 20 changes over ~0.1 s with a 0.05 s minimum interval: a handful of syncs.
-    assert kernel.applies <= 6
+    await settled(quiet, lambda: kernel.backends() == {"10.244.1.21:8080"})
+    # However slow the machine, each sync starts at least min_sync_interval
+    # after the one before it ended (timers may fire a clock tick early).
+    gaps = [nxt[0] - prev[1] for prev, nxt in zip(quiet.spans, quiet.spans[1:], strict=False)]
+    assert gaps and min(gaps) >= quiet.min_sync_interval - 1e-3, gaps
+    assert len(quiet.spans) == kernel.applies
 
 
 async def test_failed_apply_does_not_stop_the_loop(kernel: FakeKernel,
                                                    running: Proxier) -> None:
-    await until(lambda: kernel.applies == 1)
+    await settled(running, lambda: running.full_syncs >= 1)
     kernel.fail = True
     running.on_service(None, WEB)
     running.on_endpoints(None, endpoints("10.244.1.2"))
     await until(lambda: running.failed_syncs >= 1)
     kernel.fail = False
     # The periodic repair retries without any new event.
-    await until(lambda: kernel.backends() == {"10.244.1.2:8080"})
+    await settled(running, lambda: kernel.backends() == {"10.244.1.2:8080"})
     assert running.last_sync_ok
 
 
@@ -155,10 +225,12 @@ async def test_periodic_sync_repairs_removed_rules(kernel: FakeKernel,
                                                    running: Proxier) -> None:
     running.on_service(None, WEB)
     running.on_endpoints(None, endpoints("10.244.1.2"))
-    await until(lambda: kernel.backends() == {"10.244.1.2:8080"})
+    # Between syncs, so that no apply in a worker thread races the flush.
+    await settled(running, lambda: kernel.backends() == {"10.244.1.2:8080"})
     kernel.flush()  # someone flushed the nat table
     assert kernel.backends() == {None}
-    await until(lambda: kernel.backends() == {"10.244.1.2:8080"})
+    await settled(running, lambda: kernel.backends() == {"10.244.1.2:8080"})
+    assert running.drift_repairs >= 1  # the periodic sync checked first and re-plumbed
 
 
 async def test_clean_up_removes_everything(kernel: FakeKernel) -> None:
@@ -235,20 +307,17 @@ async def test_full_sync_deletes_chains_of_deleted_services(kernel: FakeKernel) 
 
 
 async def test_drift_check_triggers_a_repair_before_the_period(kernel: FakeKernel) -> None:
-    proxier = Proxier(node_name="node-1", applier=kernel, sync_period=60.0,
+    proxier = Proxier(node_name="node-1", applier=kernel, sync_period=3600.0,
                       check_interval=0.05, min_sync_interval=0.01)
     proxier.on_service(None, WEB)
     proxier.on_endpoints(None, endpoints("10.244.1.2"))
-    stop = asyncio.Event()
-    task = asyncio.create_task(proxier.run(stop))
-    try:
-        await until(lambda: kernel.backends() == {"10.244.1.2:8080"})
+    async with looping(proxier):
+        await settled(proxier, lambda: kernel.backends() == {"10.244.1.2:8080"})
         kernel.flush()
-        await until(lambda: kernel.backends() == {"10.244.1.2:8080"}, timeout=1.0)
+        # The rules are back once the repair's restore ran in its worker
+        # thread; the loop counts the sync only when the sync returns.
+        await settled(proxier, lambda: kernel.backends() == {"10.244.1.2:8080"})
         assert proxier.drift_repairs == 1 and proxier.full_syncs == 2
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=2)
 
 
 async def test_udp_endpoint_changes_clean_conntrack(kernel: FakeKernel) -> None:

@@ -3,6 +3,10 @@ Kubernetes command/args semantics."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from netplane.node.runtime.command import (
@@ -13,6 +17,7 @@ from netplane.node.runtime.command import (
     expand,
     image_repository,
     is_echo_image,
+    package_root,
 )
 
 PY = "/opt/py/bin/python"
@@ -88,6 +93,16 @@ def test_env_merges_agent_port_and_container_entries_in_order() -> None:
     assert "PYTHONPATH" not in env
 
 
-def test_echo_image_env_can_import_the_package() -> None:
+def test_echo_image_env_can_import_the_package(tmp_path: Path) -> None:
     env = container_env({"name": "c", "image": "netplane/echo"}, base={}, fields={})
-    assert env["PYTHONPATH"]
+    # A child with no site-packages (-S) and an empty working directory finds
+    # the echo module through that environment alone, as a container does.
+    argv = [sys.executable, "-S", "-c", f"import {ECHO_MODULE} as m; print(m.__file__)"]
+    found = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
+                           check=False)
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()).is_relative_to(package_root())
+    # Without it the same child cannot: the variable is what does the work.
+    bare = subprocess.run(argv, env={}, cwd=tmp_path, capture_output=True, text=True,
+                          check=False)
+    assert bare.returncode != 0 and "ModuleNotFoundError" in bare.stderr

@@ -26,9 +26,18 @@ class GarbageCollector:
         self.wake = asyncio.Event()
         for inf in self.owners.values():
             inf.add_handler(self._on_owner)
+        for _, inf in self.dependents:
+            inf.add_handler(self._on_dependent)
 
     def _on_owner(self, prev: Obj | None, cur: Obj | None) -> None:
         if cur is None:
+            self.wake.set()
+
+    def _on_dependent(self, prev: Obj | None, cur: Obj | None) -> None:
+        # One created (or seen) after its owner went, e.g. a pod a ReplicaSet
+        # controller made as the ReplicaSet was deleted: swept now, not at
+        # the next periodic sweep.
+        if cur is not None and self.orphaned(cur):
             self.wake.set()
 
     def orphaned(self, obj: Obj) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 
 from netplane.api import meta, resources
@@ -61,6 +62,9 @@ class Scheduler:
         cond = meta.condition(pod, "PodScheduled")
         if cond and cond.get("message") == message:
             return
+        # A copy: the informer's cached pod must stay what the server said, or
+        # a failed update would look done and never be retried.
+        pod = copy.deepcopy(pod)
         meta.set_condition(pod, "PodScheduled", False, "Unschedulable", message)
         self.events.warning(pod, Reason.FAILED_SCHEDULING, message)
         try:

@@ -1,0 +1,157 @@
+"""The scheduling loop against a real in-process API server (no other
+controllers): it binds pending pods to feasible nodes, spreads them, and
+reports a pod it cannot place as PodScheduled=False, reason Unschedulable,
+until a node that fits appears."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netplane.api import meta, resources
+from netplane.api.meta import Obj
+from netplane.cluster.client import ApiError, Client, Connection
+from netplane.cluster.scheduler.loop import Scheduler
+from tests.unit.test_client import Server
+
+HANG = 60.0  # only a guard against a hung test
+NS = "default"
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Client]:
+    server = Server(tmp_path)
+    await server.start()
+    task: asyncio.Task[None] | None = None
+    try:
+        async with Client(Connection(socket=str(server.cfg.socket))) as c:
+            task = asyncio.create_task(Scheduler(c).run())
+            yield c
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
+
+
+async def eventually(read: Callable[[], Awaitable[Any]], cond: Callable[[Any], bool]) -> Any:
+    """Reads until ``cond`` holds of what was read; returns that."""
+    async with asyncio.timeout(HANG):
+        while True:
+            value = await read()
+            if cond(value):
+                return value
+            await asyncio.sleep(0.02)
+
+
+async def add_node(c: Client, name: str, *, ready: bool = True,
+                   labels: dict[str, str] | None = None) -> None:
+    node = await c.create(resources.NODE, {"apiVersion": "v1", "kind": "Node",
+                                           "metadata": {"name": name, "labels": labels or {}}})
+    meta.set_condition(node, "Ready", ready, "AgentReady" if ready else "AgentNotReady")
+    await c.update_status(resources.NODE, node)
+
+
+async def set_ready(c: Client, name: str) -> None:
+    node = await c.get(resources.NODE, name)
+    meta.set_condition(node, "Ready", True, "AgentReady")
+    await c.update_status(resources.NODE, node)
+
+
+def pod(name: str, **node_selector: str) -> Obj:
+    spec: Obj = {"containers": [{"name": "c", "image": "busybox"}]}
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def get_pod(c: Client, name: str) -> Callable[[], Awaitable[Obj]]:
+    return lambda: c.get(resources.POD, name, NS)
+
+
+def bound(p: Obj) -> bool:
+    return bool(p["spec"].get("nodeName"))
+
+
+def unschedulable(p: Obj) -> bool:
+    cond = meta.condition(p, "PodScheduled")
+    return cond is not None and cond["status"] == "False" and cond["reason"] == "Unschedulable"
+
+
+async def test_a_pending_pod_is_bound_to_the_ready_node(client: Client) -> None:
+    await add_node(client, "node-1")
+    await add_node(client, "node-2", ready=False)
+    await client.create(resources.POD, pod("web"), NS)
+    placed = await eventually(get_pod(client, "web"), bound)
+    assert placed["spec"]["nodeName"] == "node-1"
+
+
+async def test_pods_created_together_are_spread_over_the_nodes(client: Client) -> None:
+    await add_node(client, "node-1")
+    await add_node(client, "node-2")
+    for i in range(4):
+        await client.create(resources.POD, pod(f"web-{i}"), NS)
+    items = await eventually(lambda: client.list(resources.POD, NS),
+                             lambda body: all(bound(p) for p in body["items"]))
+    where = sorted(p["spec"]["nodeName"] for p in items["items"])
+    assert where == ["node-1", "node-1", "node-2", "node-2"]
+
+
+async def test_no_feasible_node_is_reported_then_the_pod_is_bound_when_one_is_ready(
+        client: Client) -> None:
+    await add_node(client, "node-1", ready=False)
+    await client.create(resources.POD, pod("web"), NS)
+    waiting = await eventually(get_pod(client, "web"), unschedulable)
+    cond = meta.condition(waiting, "PodScheduled")
+    assert cond is not None
+    assert cond["message"] == "0/1 nodes are available: 1 node(s) were not ready."
+    assert not bound(waiting) and waiting["status"]["phase"] == "Pending"
+    await set_ready(client, "node-1")
+    placed = await eventually(get_pod(client, "web"), bound)
+    assert placed["spec"]["nodeName"] == "node-1"
+
+
+async def test_node_selector_that_no_node_matches_is_unschedulable(client: Client) -> None:
+    await add_node(client, "node-1", labels={"disk": "hdd"})
+    await add_node(client, "node-2", labels={"disk": "hdd"})
+    await client.create(resources.POD, pod("db", disk="ssd"), NS)
+    waiting = await eventually(get_pod(client, "db"), unschedulable)
+    cond = meta.condition(waiting, "PodScheduled")
+    assert cond is not None and cond["message"] == (
+        "0/2 nodes are available: 2 node(s) didn't match Pod's node selector.")
+    await add_node(client, "node-3", labels={"disk": "ssd"})
+    placed = await eventually(get_pod(client, "db"), bound)
+    assert placed["spec"]["nodeName"] == "node-3"
+
+
+class ConflictingClient:
+    """Answers every status update with 409, as a stale resourceVersion gets."""
+
+    def __init__(self) -> None:
+        self.status_updates = 0
+
+    async def update_status(self, res: object, obj: Obj) -> Obj:
+        self.status_updates += 1
+        raise ApiError(409, "Conflict", "the object has been modified")
+
+    def __getattr__(self, name: str) -> Any:  # anything else (events): accepted, ignored
+        async def ignored(*args: object, **kw: object) -> Obj:
+            return {}
+        return ignored
+
+
+async def test_a_failed_unschedulable_update_is_retried_and_the_cache_left_as_it_was() -> None:
+    fake = ConflictingClient()
+    scheduler = Scheduler(fake)  # type: ignore[arg-type]
+    cached = {**pod("web"), "metadata": {"name": "web", "namespace": NS, "uid": "u1"},
+              "status": {"phase": "Pending"}}
+    before = copy.deepcopy(cached)
+    await scheduler.schedule_one(cached)  # no nodes at all
+    await scheduler.schedule_one(cached)
+    assert fake.status_updates == 2  # the second round tried again
+    assert cached == before  # the informer's copy still says what the server said
