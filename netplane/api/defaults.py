@@ -25,8 +25,13 @@ def pod_spec(spec: Obj) -> None:
 
 
 def pod(obj: Obj) -> None:
-    if isinstance(obj.get("spec"), dict):
-        pod_spec(obj["spec"])
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        pod_spec(spec)
+        # The ServiceAccount admission plugin's default (pods only, not
+        # templates), and its deprecated alias.
+        spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
     obj.setdefault("status", {}).setdefault("phase", "Pending")
 
 

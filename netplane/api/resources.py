@@ -73,9 +73,24 @@ ROLEBINDING = Resource("RoleBinding", "rolebindings", "rolebinding", RBAC, "v1",
 CLUSTERROLEBINDING = Resource("ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding",
                               RBAC, "v1", False)
 
+AUTHZ, AUTHN = "authorization.k8s.io", "authentication.k8s.io"
+SELFSUBJECTACCESSREVIEW = Resource("SelfSubjectAccessReview", "selfsubjectaccessreviews",
+                                   "selfsubjectaccessreview", AUTHZ, "v1", False,
+                                   create_only=True)
+SELFSUBJECTRULESREVIEW = Resource("SelfSubjectRulesReview", "selfsubjectrulesreviews",
+                                  "selfsubjectrulesreview", AUTHZ, "v1", True, create_only=True)
+SUBJECTACCESSREVIEW = Resource("SubjectAccessReview", "subjectaccessreviews",
+                               "subjectaccessreview", AUTHZ, "v1", False, create_only=True)
+SELFSUBJECTREVIEW = Resource("SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
+                             AUTHN, "v1", False, create_only=True)
+TOKENREVIEW = Resource("TokenReview", "tokenreviews", "tokenreview", AUTHN, "v1", False,
+                       create_only=True)
+
 ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP, SECRET,
                              SERVICEACCOUNT, EVENT, REPLICASET, DEPLOYMENT, ENDPOINTSLICE,
-                             ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING)
+                             ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
+                             SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
+                             SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)
 
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 _BY_SPELLING: dict[str, Resource] = {}

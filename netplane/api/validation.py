@@ -63,6 +63,14 @@ def dns_subdomain(value: Any, path: str, errs: Errors) -> None:
                     "start and end with an alphanumeric character"))
 
 
+def path_segment(value: Any, path: str, errs: Errors) -> None:
+    if not isinstance(value, str) or not value:
+        errs.append(FieldError(path, "Required value", "FieldValueRequired"))
+    elif value in (".", "..") or "/" in value or "%" in value:
+        errs.append(FieldError(path, f'Invalid value: "{value}": may not be \'.\' or \'..\' '
+                               "and may not contain '/' or '%'"))
+
+
 def label_key(key: str, path: str, errs: Errors) -> None:
     prefix, _, name = key.rpartition("/")
     if prefix:
@@ -153,6 +161,8 @@ def _metadata(obj: Obj, res: resources.Resource, errs: Errors) -> None:
         return
     if res.kind in ("Namespace", "Service"):
         dns_label(md.get("name"), "metadata.name", errs)
+    elif res.group == "rbac.authorization.k8s.io":
+        path_segment(md.get("name"), "metadata.name", errs)  # "system:node" is a valid name
     else:
         dns_subdomain(md.get("name"), "metadata.name", errs)
     if res.namespaced and md.get("namespace") is not None:

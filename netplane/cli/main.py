@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -82,7 +83,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
     return int(_run(_with_client(args, podexec.exec_in_pod, args.pod, args.command,
                                  namespace=args.namespace or "default",
-                                 container=args.container, lab=lab_from_env(args.lab))))
+                                 container=args.container, stdin=args.stdin, tty=args.tty)))
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from netplane.cli import logs
+
+    _run(_with_client(args, logs.logs, args.pod, namespace=args.namespace or "default",
+                      container=args.container, follow=args.follow, previous=args.previous,
+                      tail=args.tail, since=args.since, timestamps=args.timestamps))
+    return 0
 
 
 def cmd_dns(args: argparse.Namespace) -> int:
@@ -99,8 +109,7 @@ def cmd_dns(args: argparse.Namespace) -> int:
         return int(_run(_with_client(args, podexec.exec_in_pod, args.from_pod,
                                      ["dig", "+search", "+noall", "+answer", "+comments",
                                       args.name, args.type],
-                                     namespace=args.namespace or "default", container=None,
-                                     lab=lab_from_env(args.lab))))
+                                     namespace=args.namespace or "default", container=None)))
     return 0
 
 
@@ -162,6 +171,14 @@ def _common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="tell the story", **unset)
 
 
+def _seconds(text: str) -> int:
+    """A kubectl duration (90s, 5m, 2h, 1h30m) in whole seconds."""
+    parts = re.findall(r"(\d+)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 10s, 5m, 2h)")
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
 def _namespaced(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--namespace", help="namespace (default: default)")
 
@@ -198,8 +215,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("pod")
     p.add_argument("-c", "--container")
     _namespaced(p)
+    p.add_argument("-i", "--stdin", action="store_true", help="pass stdin to the command")
+    p.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
     p.add_argument("command", nargs="*", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_exec)
+
+    p = sub.add_parser("logs", help="a container's output: logs [-f] [-c C] POD")
+    p.add_argument("pod")
+    p.add_argument("-c", "--container")
+    p.add_argument("-f", "--follow", action="store_true", help="go on as lines are written")
+    p.add_argument("-p", "--previous", action="store_true",
+                   help="the previous instance of a restarted container")
+    p.add_argument("--tail", type=int, help="only the last N lines")
+    p.add_argument("--since", type=_seconds, help="only lines newer than 10s, 5m, 2h")
+    p.add_argument("--timestamps", action="store_true")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_logs)
 
     p = sub.add_parser("scale", help="set the replicas of a Deployment or ReplicaSet")
     p.add_argument("kind", metavar="KIND/NAME | KIND")

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from netplane import __version__
 from netplane.api import meta
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
@@ -73,8 +74,10 @@ class Connection:
 
 
 class Client:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, user_agent: str = "netplane") -> None:
         self.conn = conn
+        # The API server names a write's field manager after it, as kube does.
+        self.user_agent = f"{user_agent}/{__version__}"
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:
@@ -91,7 +94,9 @@ class Client:
             else:
                 ctx = ssl.create_default_context(cafile=self.conn.ca_file)
                 connector = aiohttp.TCPConnector(ssl=ctx)
-            headers = {"Authorization": f"Bearer {self.conn.token}"} if self.conn.token else {}
+            headers = {"User-Agent": self.user_agent}
+            if self.conn.token:
+                headers["Authorization"] = f"Bearer {self.conn.token}"
             self._session = aiohttp.ClientSession(
                 connector=connector, headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))

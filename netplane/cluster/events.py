@@ -39,6 +39,7 @@ class Reason(enum.StrEnum):
     KILLING = "Killing"
     UNHEALTHY = "Unhealthy"
     BACK_OFF = "BackOff"
+    FAILED_MOUNT = "FailedMount"
     SUCCESSFUL_CREATE = "SuccessfulCreate"
     FAILED_CREATE = "FailedCreate"
     SUCCESSFUL_DELETE = "SuccessfulDelete"

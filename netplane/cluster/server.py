@@ -15,10 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from netplane.cluster.apiserver import bootstrap, handlers, pki
+from netplane.cluster.apiserver import access, bootstrap, durability, handlers, nodeproxy, pki
 from netplane.cluster.apiserver.admission import Allocators
 from netplane.cluster.apiserver.allocators import ClusterIPAllocator, PodCIDRAllocator
+from netplane.cluster.apiserver.authn import (
+    AUTHENTICATED,
+    MASTERS,
+    NODES,
+    Authenticator,
+    User,
+    load_signing_key,
+)
+from netplane.cluster.apiserver.rbac import RBAC
 from netplane.cluster.apiserver.registry import Registry
 from netplane.cluster.client import Client, Connection
 from netplane.cluster.controllers import manager
@@ -47,11 +57,22 @@ def service_ip(cidr: str, offset: int) -> str:
     return str(ipaddress.ip_network(cidr).network_address + offset)
 
 
-def build_app(registry: Registry, tokens: frozenset[str]) -> web.Application:
-    app = web.Application(middlewares=[handlers.errors, handlers.authenticate],
-                          client_max_size=8 * 1024 * 1024)
+def build_app(registry: Registry, tokens: frozenset[str], *,
+              join_tokens: frozenset[str] = frozenset(),
+              signing_key: ec.EllipticCurvePrivateKey | None = None) -> web.Application:
+    """The API app. ``tokens`` belong to administrators (system:masters),
+    ``join_tokens`` to node agents (system:nodes)."""
+    app = web.Application(middlewares=[durability.acknowledge_when_durable, handlers.errors,
+                                       access.authenticate, access.authorize],
+                          client_max_size=handlers.MAX_BODY)
     app[handlers.REGISTRY] = registry
-    app[handlers.TOKENS] = tokens
+    app[durability.STORE] = registry.store
+    static = {t: User("admin", (MASTERS, AUTHENTICATED)) for t in tokens}
+    static.update({t: User("system:node-agent", (NODES, AUTHENTICATED)) for t in join_tokens})
+    app[access.AUTHENTICATOR] = Authenticator(
+        registry, static=static, signing_key=signing_key or ec.generate_private_key(
+            ec.SECP256R1()))
+    app[access.AUTHORIZER] = RBAC(registry)
     handlers.routes(app)
     return app
 
@@ -88,7 +109,12 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
     tls.load_cert_chain(creds.server_cert, creds.server_key)
     # Handler cancellation ends a watch whose client went away; otherwise it
     # would wait, holding its store watcher, until the next matching event.
-    runner = web.AppRunner(build_app(registry, frozenset({creds.admin_token, creds.join_token})),
+    app = build_app(registry, frozenset({creds.admin_token}),
+                    join_tokens=frozenset({creds.join_token}),
+                    signing_key=load_signing_key(cfg.data_dir / "pki" / "sa.key"))
+    app[nodeproxy.KUBELET_TLS] = nodeproxy.client_tls(creds.kubelet_client_cert,
+                                                      creds.kubelet_client_key)
+    runner = web.AppRunner(app,
                            access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     cfg.socket.parent.mkdir(parents=True, exist_ok=True)
@@ -107,9 +133,10 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
     (cfg.data_dir / "apiserver.port").write_text(f"{cfg.port}\n")
     log.info("API server listening on %s and %s:%d", cfg.socket, cfg.bind_address, cfg.port)
     tasks: list[asyncio.Task[None]] = []
-    client = Client(Connection(socket=str(cfg.socket)))
+    client = Client(Connection(socket=str(cfg.socket)), user_agent="kube-controller-manager")
+    scheduler_client = Client(Connection(socket=str(cfg.socket)), user_agent="kube-scheduler")
     if cfg.controllers:
-        tasks.append(asyncio.create_task(Scheduler(client).run()))
+        tasks.append(asyncio.create_task(Scheduler(scheduler_client).run()))
         pool = parse_pool(cfg.load_balancer_pool) if cfg.load_balancer_pool else []
         tasks.append(asyncio.create_task(manager.run(client, lb_pool=pool)))
     try:
@@ -119,6 +146,7 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.close()
+        await scheduler_client.close()
         await runner.cleanup()
         registry.store.close()
 

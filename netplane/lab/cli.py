@@ -15,14 +15,14 @@ def add_parser(sub: Any) -> None:
     verbs = p.add_subparsers(dest="lab_verb", required=True, metavar="VERB")
     up = verbs.add_parser("up", help="bring up (or repair) a lab")
     up.add_argument("--nodes", type=int, default=2, help="worker nodes (default 2)")
-    up.add_argument("--name", help="lab name, to run labs side by side")
+    up.add_argument("--name", "--lab", dest="name", help="lab name, to run labs side by side")
     up.add_argument("--proxy-mode", default="iptables", choices=["iptables", "nftables", "ipvs"],
                     help="how every node's proxy programs Services (default iptables)")
     down = verbs.add_parser("down", help="remove a lab and everything it made")
-    down.add_argument("--name", help="lab name")
+    down.add_argument("--name", "--lab", dest="name", help="lab name")
     ex = verbs.add_parser("exec", help="run a command on a node")
     ex.add_argument("node")
-    ex.add_argument("--name", help="lab name")
+    ex.add_argument("--name", "--lab", dest="name", help="lab name")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(fn=dispatch)
 

@@ -19,7 +19,7 @@ from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client, Connection
 from netplane.lab import processes, topology
 from netplane.lab.paths import CONTROL, LabPaths
-from netplane.net import netns
+from netplane.net import netns, routes
 from netplane.node import registration
 
 Say = Callable[[str], None]
@@ -124,6 +124,18 @@ current-context: netplane-{lab.name}
     return lab.kubeconfig
 
 
+def pod_cidr(node: str) -> str:
+    return f"10.244.{node.rsplit('-', 1)[1]}.0/24"
+
+
+def route_control_to_pods(lab: LabPaths, workers: list[str]) -> None:
+    """The control node runs no agent, so it gets the host-gw routes here:
+    pods reach the API server through the ``kubernetes`` Service (10.96.0.1),
+    and the replies must find their way back to the pods' addresses."""
+    routes.sync_routes({pod_cidr(n): lab.node_ip(n) for n in workers},
+                       netns=lab.node_netns(CONTROL))
+
+
 async def _declare_nodes(lab: LabPaths, workers: list[str]) -> None:
     """Node objects made before their agents start, so that node-N gets pod
     CIDR 10.244.N.0/24 whatever order the agents register in (the lab's
@@ -131,7 +143,7 @@ async def _declare_nodes(lab: LabPaths, workers: list[str]) -> None:
     async with Client(Connection(socket=str(lab.socket))) as c:
         for node in workers:
             body = registration.node_object(node, lab.node_ip(node))
-            body["spec"]["podCIDR"] = f"10.244.{node.rsplit('-', 1)[1]}.0/24"
+            body["spec"]["podCIDR"] = pod_cidr(node)
             try:
                 await c.create(resources.NODE, body)
             except AlreadyExists:
@@ -185,6 +197,7 @@ def up(lab: LabPaths, *, nodes: int, proxy_mode: str, say: Say) -> list[str]:
     asyncio.run(_wait_api(lab, time.monotonic() + 30))
     write_kubeconfig(lab)
     asyncio.run(_declare_nodes(lab, workers))
+    route_control_to_pods(lab, workers)
     for node in workers:
         start_agent(lab, node, proxy_mode=proxy_mode, say=say)
     asyncio.run(wait_nodes_ready(lab, workers, say))

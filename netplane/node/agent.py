@@ -16,7 +16,7 @@ from netplane.cluster.client import Client, Connection, Informer
 from netplane.net import netns, routes
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
-from netplane.node import registration
+from netplane.node import kubeletapi, registration
 from netplane.node.nodedns import NodeDNS, upstream_list
 from netplane.node.pods import NodeContext, PodManager
 from netplane.node.runtime.process import ProcessRuntime
@@ -89,7 +89,8 @@ def ensure_local_address(ip: str) -> None:
 
 
 async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
-    client = Client(Connection(url=cfg.server, token=cfg.token, ca_file=cfg.ca_file))
+    client = Client(Connection(url=cfg.server, token=cfg.token, ca_file=cfg.ca_file),
+                    user_agent="kubelet")
     node = await registration.register(client, cfg.node_name, cfg.node_ip)
     pod_cidr = node["spec"]["podCIDR"]
     log.info("node %s registered with pod CIDR %s", cfg.node_name, pod_cidr)
@@ -122,9 +123,11 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     ctx = NodeContext(node_name=cfg.node_name, node_ip=cfg.node_ip,
                       netns_prefix=cfg.netns_prefix, dns_ip=cfg.dns_ip,
                       cluster_domain=cfg.cluster_domain, api_ip=cfg.api_ip,
-                      node_resolv_conf=read_text(Path("/etc/resolv.conf")))
+                      node_resolv_conf=read_text(Path("/etc/resolv.conf")),
+                      ca_cert=read_text(Path(cfg.ca_file)))
+    runtime = ProcessRuntime(state_dir=cfg.state_dir / "runtime")
     pods = PodManager(client=client, pods=all_pods,
-                      runtime=ProcessRuntime(state_dir=cfg.state_dir / "runtime"),
+                      runtime=runtime,
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
                       ctx=ctx)
     duties = ServiceDuties(node_name=cfg.node_name, node_ip=cfg.node_ip, services=services,
@@ -140,6 +143,10 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     status.add_metrics(dns.render_metrics)
     status.add_view("proxy", lambda: proxier.describe(check_kernel=True))
     await status.start()
+    agent_api = kubeletapi.KubeletApi(pods=all_pods, runtime=runtime, node_name=cfg.node_name)
+    cert, key = kubeletapi.serving_certificate(cfg.state_dir / "pki", cfg.node_ip)
+    await agent_api.start(address=cfg.node_ip, port=kubeletapi.KUBELET_PORT,
+                          tls=kubeletapi.server_tls(cert=cert, key=key, ca_file=cfg.ca_file))
     log.info("agent %s running", cfg.node_name)
     try:
         await stop.wait()
@@ -147,6 +154,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await agent_api.stop()
         await status.stop()
         await dns.stop()
         await client.close()

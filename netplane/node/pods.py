@@ -37,6 +37,7 @@ class NodeContext:
     cluster_domain: str = "cluster.local"
     api_ip: str = "10.96.0.1"
     node_resolv_conf: str = ""  # the node's own resolv.conf, for dnsPolicy Default
+    ca_cert: str = ""  # the cluster CA, for pods' service account folder
 
     def pod_netns(self, uid: str) -> str:
         return f"{self.netns_prefix}pod-{uid.replace('-', '')[:12]}"
@@ -55,6 +56,9 @@ class PodRecord:
     next_start: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     reported: Obj = field(default_factory=dict)
+    # The service account folder, and when its token is to be refreshed.
+    service_account: Path | None = None
+    token_refresh: float = 0.0
 
 
 def node_resolv(text: str) -> tuple[list[str], list[str], list[str]]:
@@ -105,6 +109,19 @@ def resolv_settings(pod: Obj, ctx: NodeContext, *,
     servers += [s for s in cfg.get("nameservers") or [] if s not in servers]
     searches += [s for s in cfg.get("searches") or [] if s not in searches]
     return servers, searches, _merge_options(options, cfg.get("options") or [])
+
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_SECONDS = 3607  # the kubelet's default for projected service account tokens
+
+
+def service_account_name(pod: Obj) -> str:
+    spec = pod.get("spec", {})
+    return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+
+
+def automounts_token(pod: Obj) -> bool:
+    return pod.get("spec", {}).get("automountServiceAccountToken") is not False
 
 
 def _field(container: str) -> str:
@@ -172,8 +189,35 @@ class PodManager:
         if rec.files is None:
             rec.files = self._pod_files(pod, rec)
         resolv, hosts = rec.files
+        if automounts_token(pod) and time.time() >= rec.token_refresh \
+                and not await self._service_account(pod, rec) and rec.service_account is None:
+            return  # containers start once their token can be mounted
+        mounts = ((rec.service_account, SERVICE_ACCOUNT_DIR),) if rec.service_account else ()
         for c in pod["spec"].get("containers") or []:
-            await self._ensure_container(pod, rec, c, resolv, hosts)
+            await self._ensure_container(pod, rec, c, resolv, hosts, mounts)
+
+    async def _service_account(self, pod: Obj, rec: PodRecord) -> bool:
+        """A token bound to this pod (TokenRequest), written with the CA and
+        namespace where in-cluster clients look for them; refreshed at 80% of
+        its life, as the kubelet does."""
+        name = service_account_name(pod)
+        ns = meta.namespace(pod)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": TOKEN_SECONDS,
+                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                            "name": meta.name(pod), "uid": meta.uid(pod)}}}
+        try:
+            out = await self.client.request(
+                "POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token", body=body)
+        except ApiError as e:
+            self.events.warning(pod, Reason.FAILED_MOUNT, "MountVolume.SetUp failed for "
+                                f"the service account token: {e.message}")
+            return False
+        rec.service_account = await asyncio.to_thread(
+            self.runtime.write_service_account, meta.uid(pod), token=out["status"]["token"],
+            ca_cert=self.ctx.ca_cert, namespace=ns)
+        rec.token_refresh = time.time() + 0.8 * TOKEN_SECONDS
+        return True
 
     def _set_up_network(self, pod: Obj) -> str:
         uid = meta.uid(pod)
@@ -196,7 +240,7 @@ class PodManager:
                                             hostname=self._hostname(pod), pod_ip=rec.ip)
 
     async def _ensure_container(self, pod: Obj, rec: PodRecord, c: Obj, resolv: Path,
-                                hosts: Path) -> None:
+                                hosts: Path, mounts: tuple[tuple[Path, str], ...]) -> None:
         uid, name = meta.uid(pod), c["name"]
         state = self.runtime.container_state(uid, name)
         if state.status is ContainerStatus.RUNNING:
@@ -221,7 +265,8 @@ class PodManager:
             await asyncio.to_thread(
                 self.runtime.start_container, pod_uid=uid, pod_name=meta.name(pod),
                 namespace=meta.namespace(pod), container=c, netns=self.ctx.pod_netns(uid),
-                hostname=self._hostname(pod), resolv_conf=resolv, hosts=hosts, env=env)
+                hostname=self._hostname(pod), resolv_conf=resolv, hosts=hosts, env=env,
+                mounts=mounts)
             rec.errors.pop(name, None)
             rec.probes[name] = ProbeState()
         except (ImageNotRunnable, OSError) as e:

@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+from tests.integration.loopback import KUBECTL, Cluster, api_server
 
 pytestmark = pytest.mark.skipif(not os.access(KUBECTL, os.X_OK),
                                 reason="kubectl is not installed (looked on PATH and in "
@@ -45,73 +39,10 @@ spec:
 """
 
 
-@dataclass
-class Cluster:
-    home: Path
-    kubeconfig: Path
-
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
-               "KUBECONFIG": str(self.kubeconfig)}
-        out = subprocess.run([KUBECTL, "--cache-dir", str(self.home / "cache"),
-                              "--request-timeout=20s", *args],
-                             capture_output=True, text=True, env=env, timeout=60, check=False)
-        if check:
-            assert out.returncode == 0, f"kubectl {' '.join(args)}: {out.stderr}"
-        return out
-
-
-def wait_listening(port_file: Path, proc: subprocess.Popen[bytes], log: Path) -> int:
-    """The port the server chose (it was started with --port 0), once it answers."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited: {log.read_text()}")
-        try:
-            port = int(port_file.read_text())
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return port
-        except (OSError, ValueError):
-            time.sleep(0.1)
-    pytest.fail(f"the server did not listen on 127.0.0.1: {log.read_text()}")
-
-
-def write_kubeconfig(path: Path, *, port: int, ca: Path, token: str) -> None:
-    config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "test", "cluster": {"server": f"https://127.0.0.1:{port}",
-                                                  "certificate-authority": str(ca)}}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
-    }
-    path.write_text(json.dumps(config))
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    base = tmp_path_factory.mktemp("kubectl")
-    data, log = base / "data", base / "server.log"
-    cmd = [sys.executable, "-c", "import sys; from netplane.cli.main import main; "
-           "sys.exit(main())", "server", "--data-dir", str(data),
-           "--socket-path", str(base / "api.sock"), "--bind-address", "127.0.0.1",
-           "--advertise-address", "127.0.0.1", "--port", "0"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        port = wait_listening(data / "apiserver.port", proc, log)
-        home = base / "home"
-        home.mkdir()
-        kubeconfig = base / "kubeconfig"
-        write_kubeconfig(kubeconfig, port=port, ca=data / "pki" / "ca.crt",
-                         token=(data / "pki" / "admin.token").read_text().strip())
-        yield Cluster(home, kubeconfig)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with api_server(tmp_path_factory.mktemp("kubectl")) as running:
+        yield running
 
 
 def rows(output: str) -> list[list[str]]:

@@ -4,6 +4,9 @@ and watches that replay history and then follow live writes with no gap."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -251,3 +254,94 @@ async def test_close_ends_open_watches(tmp_path: Path) -> None:
     with pytest.raises(StopAsyncIteration):
         async with asyncio.timeout(2):
             await waiter
+
+
+# -- group commit --
+
+def counting_fsyncs(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = store._fsync
+
+    def fsync() -> None:
+        calls.append(store.revision)
+        real()
+
+    monkeypatch.setattr(store, "_fsync", fsync)
+    return calls
+
+
+async def test_writes_made_together_share_one_fsync(store: SQLiteStore,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counting_fsyncs(store, monkeypatch)
+    for i in range(20):
+        store.create(pod_key(f"p{i}"), {"i": i})
+    assert calls == []  # committed (readable) at once; on disk soon
+    assert store.get(pod_key("p19")) is not None
+    await asyncio.gather(*(store.durable() for _ in range(5)))
+    assert calls == [20]
+    await store.durable()  # nothing new: no fsync
+    assert calls == [20]
+
+
+async def test_durable_returns_only_after_the_fsync_that_covers_the_write(
+        store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_fsync() -> None:
+        loop.call_soon_threadsafe(started.set)
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(5)
+
+    monkeypatch.setattr(store, "_fsync", slow_fsync)
+    store.create(pod_key("a"), {})
+    acknowledged = asyncio.create_task(store.durable())
+    await asyncio.wait_for(started.wait(), 5)
+    store.create(pod_key("b"), {})  # during the fsync: waits for the next one
+    later = asyncio.create_task(store.durable())
+    await asyncio.sleep(0.05)
+    assert not acknowledged.done() and not later.done()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(acknowledged, later), 5)
+
+
+def test_without_an_event_loop_each_commit_is_fsynced(store: SQLiteStore,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counting_fsyncs(store, monkeypatch)
+    store.create(pod_key("a"), {})
+    store.update(pod_key("a"), {"v": 1}, expected_revision=None)
+    store.delete(pod_key("a"))
+    assert calls == [1, 2, 3]
+
+
+WRITER = """
+import asyncio, sys
+from netplane.cluster.store.sqlite import SQLiteStore
+
+async def main() -> None:
+    store = SQLiteStore(sys.argv[1])
+    for i in range(100000):
+        store.create(f"/registry/core/pods/default/p{i:06}", {"i": i})
+        if i % 3 == 0:
+            continue  # not waited for: written, never acknowledged
+        await store.durable()
+        print(i, flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    child = subprocess.Popen([sys.executable, "-c", WRITER, str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    acknowledged = [int(child.stdout.readline()) for _ in range(200)]
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    again = SQLiteStore(path)
+    try:
+        missing = [i for i in acknowledged if again.get(pod_key(f"p{i:06}")) is None]
+        assert not missing
+        assert again.revision >= acknowledged[-1] + 1
+    finally:
+        again.close()

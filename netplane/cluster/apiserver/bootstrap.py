@@ -31,8 +31,80 @@ def _upsert_endpoints(registry: Registry, obj: Obj) -> None:
         registry.update(resources.ENDPOINTS, "default", "kubernetes", current)
 
 
+RBAC_GROUP = "rbac.authorization.k8s.io"
+READ = ["get", "list", "watch"]
+WRITE = ["create", "update", "patch", "delete"]
+
+# ClusterRoles every cluster has, and who holds them (kube-apiserver's
+# bootstrap policy, trimmed to the kinds netplane serves).
+CLUSTER_ROLES: dict[str, list[Obj]] = {
+    "cluster-admin": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                      {"nonResourceURLs": ["*"], "verbs": ["*"]}],
+    "system:discovery": [{"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*",
+                                              "/openapi", "/openapi/*", "/version",
+                                              "/version/", "/healthz", "/livez", "/readyz"],
+                          "verbs": ["get"]}],
+    "system:public-info-viewer": [{"nonResourceURLs": ["/healthz", "/livez", "/readyz",
+                                                       "/version", "/version/"],
+                                   "verbs": ["get"]}],
+    "system:basic-user": [{"apiGroups": ["authorization.k8s.io"],
+                           "resources": ["selfsubjectaccessreviews",
+                                         "selfsubjectrulesreviews"], "verbs": ["create"]},
+                          {"apiGroups": ["authentication.k8s.io"],
+                           "resources": ["selfsubjectreviews"], "verbs": ["create"]}],
+    # What a node agent reads and writes (kube's system:node role, for the
+    # kinds served here).
+    "system:node": [
+        {"apiGroups": [""], "resources": ["nodes", "nodes/status"], "verbs": [*READ, *WRITE]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": [*READ, "delete"]},
+        {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["update", "patch"]},
+        {"apiGroups": [""], "resources": ["services", "endpoints", "configmaps", "secrets",
+                                          "namespaces"], "verbs": READ},
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "update", "patch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+         "verbs": [*READ, *WRITE]},
+    ],
+    "view": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
+              "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",
+                            "serviceaccounts", "events", "deployments", "deployments/scale",
+                            "replicasets", "replicasets/scale", "endpointslices"],
+              "verbs": READ}],
+    "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
+              "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
+                            "services", "endpoints", "configmaps", "secrets",
+                            "serviceaccounts", "events", "deployments", "deployments/scale",
+                            "replicasets", "replicasets/scale", "endpointslices"],
+              "verbs": [*READ, *WRITE, "deletecollection"]}],
+}
+CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[str]]] = {
+    "cluster-admin": ("cluster-admin", ["system:masters"]),
+    "system:discovery": ("system:discovery", ["system:authenticated"]),
+    "system:public-info-viewer": ("system:public-info-viewer",
+                                  ["system:authenticated", "system:unauthenticated"]),
+    "system:basic-user": ("system:basic-user", ["system:authenticated"]),
+    "system:node": ("system:node", ["system:nodes"]),
+}
+
+
+def ensure_rbac(registry: Registry) -> None:
+    labels = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+    for name, rules in CLUSTER_ROLES.items():
+        _ensure(registry, resources.CLUSTERROLE, {
+            "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": labels}, "rules": rules})
+    for name, (role, groups) in CLUSTER_ROLE_BINDINGS.items():
+        _ensure(registry, resources.CLUSTERROLEBINDING, {
+            "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": labels},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": g}
+                         for g in groups]})
+
+
 def ensure(registry: Registry, *, advertise_address: str, port: int, api_ip: str,
            dns_ip: str) -> None:
+    ensure_rbac(registry)
     for ns in NAMESPACES:
         _ensure(registry, resources.NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
                                                 "metadata": {"name": ns}})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,14 +12,26 @@ from aiohttp import web
 
 from netplane.api import resources, selectors
 from netplane.api.meta import Obj
-from netplane.cluster.apiserver import paths, scale, status, tables
+from netplane.cluster.apiserver import (
+    fieldmanager,
+    fieldvalidation,
+    nodeproxy,
+    openapi,
+    paths,
+    reviews,
+    scale,
+    status,
+    tables,
+)
 from netplane.cluster.apiserver.discovery import api_groups, api_versions, resource_list, version
+from netplane.cluster.apiserver.fieldmanager import APPLY_PATCH
 from netplane.cluster.apiserver.patch import JSON_PATCH, MERGE, STRATEGIC
 from netplane.cluster.apiserver.registry import Query, Registry
 
 REGISTRY = web.AppKey("registry", Registry)
-TOKENS = web.AppKey("tokens", frozenset)
 WATCH_TIMEOUT = 1800.0
+# kube-apiserver's MaxRequestBodyBytes: 3 MiB.
+MAX_BODY = 3 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,21 +48,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _json(e.status(), e.code)
     except selectors.SelectorError as e:
         return _json(status.bad_request(str(e)).status(), 400)
-
-
-@web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The Unix socket is root-only by its mode; TCP needs a bearer token."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is not None and sock.family == socket.AF_UNIX:
-        return await handler(request)
-    if request.path in ("/healthz", "/livez", "/readyz", "/version"):
-        return await handler(request)
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-    if not token or token not in request.app[TOKENS]:
-        return _json(status.unauthorized().status(), 401)
-    return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _json(status.too_large(MAX_BODY).status(), 413)
 
 
 # -- discovery --
@@ -63,9 +61,18 @@ async def healthz(request: web.Request) -> web.Response:
 # -- resources --
 
 async def _body(request: web.Request) -> Any:
+    from netplane.api import protobuf  # the one place bodies are read
+
     raw = await request.read()
     if not raw:
         raise status.bad_request("the request has no body")
+    if request.content_type == protobuf.CONTENT_TYPE:
+        try:
+            return protobuf.decode(raw)
+        except protobuf.UnsupportedField as e:
+            raise status.ApiError(415, "UnsupportedMediaType", str(e)) from None
+        except protobuf.ProtobufError as e:
+            raise status.bad_request(str(e)) from None
     try:
         if "yaml" in request.content_type:
             return yaml.safe_load(raw)
@@ -101,8 +108,20 @@ async def resource(request: web.Request) -> web.StreamResponse:
     target = paths.parse(request.path)
     res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
     method = request.method
+    if not fieldmanager.is_apply(request):  # apply judges its body itself
+        await fieldvalidation.check(request, registry, target)
+    if res.create_only or sub == "token":
+        if method != "POST" or (res.create_only and name is not None):
+            raise status.ApiError(405, "MethodNotAllowed",
+                                  f"only POST is allowed on {res.plural}{'/' + sub if sub else ''}")
+        body = await _body(request)
+        if sub == "token":
+            return reviews.token(request, registry, target, body)
+        return reviews.handle(request, target, body)
     if sub == "scale" and name is not None:
         return await _scale(request, registry, target)
+    if sub in ("log", "exec", "attach", "portforward"):
+        return await nodeproxy.handle(request, registry, target)
     if name is None:
         if method == "DELETE":
             items = registry.delete_collection(res, _query(request, target),
@@ -119,7 +138,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
             return _json(_list_body(res, items, rev))
         if method == "POST":
             return _json(registry.create(res, ns, await _body(request),
-                                         dry_run=_dry_run(request)), 201)
+                                         dry_run=_dry_run(request),
+                                         manager=fieldmanager.manager(request)), 201)
         raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {res.plural}")
     if method == "GET":
         obj = registry.get(res, ns, name)
@@ -129,14 +149,18 @@ async def resource(request: web.Request) -> web.StreamResponse:
         return _json(obj)
     if method == "PUT":
         return _json(registry.update(res, ns, name, await _body(request), subresource=sub,
-                                     dry_run=_dry_run(request)))
+                                     dry_run=_dry_run(request),
+                                     manager=fieldmanager.manager(request)))
     if method == "PATCH":
         ctype = request.content_type
-        if ctype not in (MERGE, STRATEGIC, JSON_PATCH):
+        if ctype not in (MERGE, STRATEGIC, JSON_PATCH, APPLY_PATCH):
             raise status.ApiError(415, "UnsupportedMediaType",
                                   f"the patch content type {ctype!r} is not supported")
+        if ctype == APPLY_PATCH:
+            return await _apply(request, registry, target)
         return _json(registry.patch(res, ns, name, await _body(request), ctype, subresource=sub,
-                                    dry_run=_dry_run(request)))
+                                    dry_run=_dry_run(request),
+                                    manager=fieldmanager.manager(request)))
     if method == "POST" and sub == "binding" and ns:
         return _json(registry.bind(ns, name, await _body(request)), 201)
     if method == "DELETE":
@@ -152,15 +176,33 @@ async def _scale(request: web.Request, registry: Registry,
         return _json(scale.get(registry, res, ns, name))
     if request.method == "PUT":
         return _json(scale.update(registry, res, ns, name, await _body(request),
-                                  dry_run=_dry_run(request)))
+                                  dry_run=_dry_run(request),
+                                  manager=fieldmanager.manager(request)))
     if request.method == "PATCH":
         ctype = request.content_type
-        if ctype not in (MERGE, STRATEGIC, JSON_PATCH):
+        if ctype not in (MERGE, STRATEGIC, JSON_PATCH, APPLY_PATCH):
             raise status.ApiError(415, "UnsupportedMediaType",
                                   f"the patch content type {ctype!r} is not supported")
+        if ctype == APPLY_PATCH:
+            return await _apply(request, registry, target)
         return _json(scale.patch(registry, res, ns, name, await _body(request), ctype,
-                                 dry_run=_dry_run(request)))
+                                 dry_run=_dry_run(request),
+                                 manager=fieldmanager.manager(request)))
     raise status.ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on scale")
+
+
+async def _apply(request: web.Request, registry: Registry,
+                 target: paths.Target) -> web.Response:
+    """Server-side apply (``kubectl apply --server-side``): 201 when it created."""
+    res, ns, name, sub = target.resource, target.namespace, str(target.name), target.subresource
+    body, manager = await _body(request), fieldmanager.manager(request)
+    force, dry_run = fieldmanager.force(request), _dry_run(request)
+    if sub == "scale":
+        return _json(scale.apply(registry, res, ns, name, body, manager=manager, force=force,
+                                 dry_run=dry_run))
+    obj, created = registry.apply(res, ns, name, body, manager=manager, force=force,
+                                  subresource=sub, dry_run=dry_run)
+    return _json(obj, 201 if created else 200)
 
 
 def _dry_run(request: web.Request) -> bool:
@@ -186,7 +228,10 @@ async def _grace(request: web.Request) -> int | None:
             except ValueError:
                 return None
             value = opts.get("gracePeriodSeconds") if isinstance(opts, dict) else None
-            return int(value) if value is not None else None
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise status.bad_request(f"gracePeriodSeconds must be a whole number, not "
+                                         f"{value!r}")
+            return value
     return None
 
 
@@ -228,5 +273,6 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/apis", api_groups)
     app.router.add_get("/api/{version}", resource_list)
     app.router.add_get("/apis/{group}/{version}", resource_list)
+    openapi.routes(app)
     app.router.add_route("*", "/api/{version}/{tail:.+}", resource)
     app.router.add_route("*", "/apis/{group}/{version}/{tail:.+}", resource)

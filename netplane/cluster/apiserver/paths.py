@@ -26,6 +26,7 @@ SUBRESOURCES: dict[str, frozenset[str]] = {
     "Node": frozenset({"status"}),
     "Service": frozenset({"status"}),
     "Namespace": frozenset({"status"}),
+    "ServiceAccount": frozenset({"token"}),
     "Deployment": frozenset({"status", "scale"}),
     "ReplicaSet": frozenset({"status", "scale"}),
 }

@@ -1,6 +1,7 @@
 """First-start credentials: a self-signed CA, the server's certificate signed
-by it, an admin token and a join token for agents. Kept in the data dir with
-mode 0600 and reused on every later start."""
+by it, the client certificate the server presents to agents (as
+kube-apiserver's kubelet client), an admin token and a join token for
+agents. Kept in the data dir with mode 0600 and reused on every later start."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+KUBELET_CLIENT_NAME = "kube-apiserver-kubelet-client"
 SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
                  "kubernetes.default.svc.cluster.local", "localhost")
 
@@ -27,6 +29,8 @@ class Credentials:
     server_key: Path
     admin_token: str
     join_token: str
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -86,8 +90,20 @@ def ensure(data_dir: Path, *, addresses: list[str]) -> Credentials:
         _write(srv_crt, _cert("netplane-apiserver", key, "netplane-ca", ca_private, ca=False,
                               sans=sans).public_bytes(serialization.Encoding.PEM))
         _write(stamp, " ".join(wanted).encode())
+    client_crt, client_key = _kubelet_client(pki, ca_private)
     return Credentials(ca_crt, srv_crt, srv_key, _token(pki / "admin.token"),
-                       _token(pki / "join.token"))
+                       _token(pki / "join.token"), client_crt, client_key)
+
+
+def _kubelet_client(pki: Path, ca_key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
+    """The certificate agents accept: signed by the CA, named for the API server."""
+    crt, key_path = pki / "apiserver-kubelet-client.crt", pki / "apiserver-kubelet-client.key"
+    if not crt.exists() or not key_path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write(key_path, _pem_key(key))
+        _write(crt, _cert(KUBELET_CLIENT_NAME, key, "netplane-ca", ca_key, ca=False, sans=[])
+               .public_bytes(serialization.Encoding.PEM))
+    return crt, key_path
 
 
 def _token(path: Path) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from netplane.api import meta, selectors, validation
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
-from netplane.cluster.apiserver import status
+from netplane.cluster.apiserver import fieldmanager, status
 from netplane.cluster.apiserver.patch import (
     JSON_PATCH,
     STRATEGIC,
@@ -52,7 +52,7 @@ def _replicas(scale: Any, name: str) -> int:
 
 
 def update(registry: Registry, res: Resource, namespace: str | None, name: str, body: Any, *,
-           dry_run: bool = False) -> Obj:
+           dry_run: bool = False, manager: str = "") -> Obj:
     if not isinstance(body, dict):
         raise status.bad_request("the body must be an autoscaling/v1 Scale object")
     if body.get("kind") not in (None, "Scale"):
@@ -67,11 +67,12 @@ def update(registry: Registry, res: Resource, namespace: str | None, name: str, 
         raise status.conflict(f"{res.plural}.{res.group}" if res.group else res.plural, name)
     obj = copy.deepcopy(obj)
     obj.setdefault("spec", {})["replicas"] = replicas
-    return to_scale(registry.update(res, namespace, name, obj, dry_run=dry_run))
+    return to_scale(registry.update(res, namespace, name, obj, dry_run=dry_run,
+                                    subresource="scale", manager=manager))
 
 
 def patch(registry: Registry, res: Resource, namespace: str | None, name: str, body: Any,
-          content_type: str, *, dry_run: bool = False) -> Obj:
+          content_type: str, *, dry_run: bool = False, manager: str = "") -> Obj:
     current = get(registry, res, namespace, name)
     try:
         if content_type == JSON_PATCH:
@@ -80,4 +81,21 @@ def patch(registry: Registry, res: Resource, namespace: str | None, name: str, b
             patched = merge_patch(current, body, strategic=content_type == STRATEGIC)
     except JSONPatchError as e:
         raise status.ApiError(422, "Invalid", str(e)) from None
-    return update(registry, res, namespace, name, patched, dry_run=dry_run)
+    return update(registry, res, namespace, name, patched, dry_run=dry_run, manager=manager)
+
+
+def apply(registry: Registry, res: Resource, namespace: str | None, name: str, body: Any, *,
+          manager: str, force: bool = False, dry_run: bool = False) -> Obj:
+    """Server-side apply of a Scale: an apply of the parent's
+    ``spec.replicas`` through the scale subresource."""
+    if not isinstance(body, dict):
+        raise status.bad_request("error decoding YAML: the body must be a Scale object")
+    version, kind = str(body.get("apiVersion") or ""), str(body.get("kind") or "")
+    if (version, kind) != ("autoscaling/v1", "Scale"):
+        raise status.bad_request(f"invalid object type: {fieldmanager.gvk_string(version, kind)}")
+    config: Obj = {"apiVersion": res.api_version, "kind": res.kind, "metadata": {"name": name}}
+    if "replicas" in (body.get("spec") or {}):
+        config["spec"] = {"replicas": _replicas(body, name)}
+    obj, _ = registry.apply(res, namespace, name, config, manager=manager, force=force,
+                            subresource="scale", dry_run=dry_run)
+    return to_scale(obj)

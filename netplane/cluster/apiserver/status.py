@@ -50,6 +50,10 @@ def invalid(kind: str, name: str, errors: list[FieldError]) -> ApiError:
                     details={"name": name, "kind": kind, "causes": causes})
 
 
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
+
+
 def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
 

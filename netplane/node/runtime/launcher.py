@@ -37,6 +37,8 @@ class ExitCode(enum.IntEnum):
 
 
 class MountFlag(enum.IntFlag):
+    NOSUID = 2
+    NODEV = 4
     BIND = 4096
     REC = 16384
     PRIVATE = 1 << 18
@@ -121,12 +123,50 @@ def exec_env(spec: LaunchSpec) -> dict[str, str]:
     return env
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    enc = [s.encode() if s is not None else None for s in (source, target, fstype)]
-    if libc.mount(enc[0], enc[1], enc[2], flags, None) != 0:
+    enc = [s.encode() if s is not None else None for s in (source, target, fstype, data)]
+    if libc.mount(enc[0], enc[1], enc[2], flags, enc[3]) != 0:
         err = ctypes.get_errno()
         raise LaunchError(f"mount {source or ''} on {target}: {os.strerror(err)}")
+
+
+def under_run(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in ("/run", "/var/run"))
+
+
+def _bind_all(binds: list[Bind]) -> None:
+    """Binds the pod's files and folders over their targets. A target under
+    /run (the service account folder) gets the container a private /run, a
+    tmpfs, so nothing is made on the node's own /run; the sources are opened
+    first because they may live under the /run that the tmpfs hides."""
+    fds: list[int] = []
+    try:
+        for bind in binds:
+            try:
+                fds.append(os.open(bind.source, os.O_PATH))
+            except FileNotFoundError:
+                raise LaunchError(f"bind source {bind.source} does not exist") from None
+        if any(under_run(b.target) for b in binds):
+            _mount("tmpfs", "/run", "tmpfs", MountFlag.NOSUID | MountFlag.NODEV, "mode=755")
+        for bind, fd in zip(binds, fds, strict=True):
+            if under_run(bind.target):
+                _make_target(bind.target, directory=os.path.isdir(f"/proc/self/fd/{fd}"))
+            _mount(f"/proc/self/fd/{fd}", bind.target, None, MountFlag.BIND)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _make_target(path: str, *, directory: bool) -> None:
+    """A mount point inside the container's private /run."""
+    if directory:
+        os.makedirs(path, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a"):
+        pass
 
 
 def enter_namespaces(spec: LaunchSpec) -> None:
@@ -139,10 +179,7 @@ def enter_namespaces(spec: LaunchSpec) -> None:
         raise LaunchError(f"entering namespaces of pod netns {spec.netns!r}: {exc}") from exc
     # Without this our bind mounts would propagate back to the node's mounts.
     _mount(None, "/", None, MountFlag.REC | MountFlag.PRIVATE)
-    for bind in spec.binds:
-        if not os.path.exists(bind.source):
-            raise LaunchError(f"bind source {bind.source} does not exist")
-        _mount(bind.source, bind.target, None, MountFlag.BIND)
+    _bind_all(spec.binds)
     if spec.hostname:
         socket.sethostname(spec.hostname)
     if spec.cwd:

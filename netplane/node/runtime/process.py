@@ -113,6 +113,21 @@ class ProcessRuntime:
     def log_path(self, pod_uid: str, container_name: str) -> Path:
         return self.pod_dir(pod_uid) / f"{_check_name('container name', container_name)}.log"
 
+    def stdin_path(self, pod_uid: str, container_name: str) -> Path:
+        """The FIFO a container with ``stdin: true`` reads (attach writes to it)."""
+        return self.pod_dir(pod_uid) / f"{_check_name('container name', container_name)}.stdin"
+
+    def write_service_account(self, pod_uid: str, *, token: str, ca_cert: str,
+                              namespace: str) -> Path:
+        """The folder mounted at /var/run/secrets/kubernetes.io/serviceaccount.
+        Each file is replaced by a rename, so a refreshed token shows up in
+        running containers (the folder, not the files, is bind-mounted)."""
+        folder = self.pod_dir(pod_uid) / "serviceaccount"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o755)
+        for name, text in (("token", token), ("ca.crt", ca_cert), ("namespace", namespace)):
+            _write_atomic(folder / name, text)
+        return folder
+
     def write_pod_files(self, pod_uid: str, *, nameservers: list[str], searches: list[str],
                         options: list[str], hostname: str, pod_ip: str) -> tuple[Path, Path]:
         """Writes the pod's resolv.conf and hosts; returns their paths."""
@@ -126,7 +141,7 @@ class ProcessRuntime:
 
     def start_container(self, *, pod_uid: str, pod_name: str, namespace: str, container: Obj,
                         netns: str, hostname: str, resolv_conf: Path, hosts: Path,
-                        env: dict[str, str]) -> int:
+                        env: dict[str, str], mounts: tuple[tuple[Path, str], ...] = ()) -> int:
         """Starts a container (or returns the pid of its running process)."""
         name = _check_name("container name", str(container.get("name", "")))
         current = self.container_state(pod_uid, name)
@@ -139,9 +154,9 @@ class ProcessRuntime:
         argv = cmd.container_argv(container, python=self._python, env=full_env)
         launcher = self._launcher_argv(
             netns=netns, hostname=hostname, binds=[(resolv_conf, "/etc/resolv.conf"),
-                                                   (hosts, "/etc/hosts")],
+                                                   (hosts, "/etc/hosts"), *mounts],
             env=full_env, cwd=container.get("workingDir"), argv=argv)
-        return self._spawn(pod_uid, name, launcher)
+        return self._spawn(pod_uid, name, launcher, stdin=bool(container.get("stdin")))
 
     def container_state(self, pod_uid: str, container_name: str) -> ContainerState:
         proc = self._children.get((pod_uid, container_name))
@@ -195,15 +210,29 @@ class ProcessRuntime:
             out += ["--cwd", str(cwd)]
         return [*out, "--", *argv]
 
-    def _spawn(self, pod_uid: str, name: str, launcher: list[str]) -> int:
+    def _stdin(self, pod_uid: str, name: str) -> int:
+        """The container's stdin FIFO, opened read-write: the container never
+        sees end-of-file while no one is attached."""
+        fifo = self.stdin_path(pod_uid, name)
+        if not fifo.exists():
+            os.mkfifo(fifo, 0o600)
+        return os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+
+    def _spawn(self, pod_uid: str, name: str, launcher: list[str], *,
+               stdin: bool = False) -> int:
         pod_dir = self.pod_dir(pod_uid)
         pod_dir.mkdir(parents=True, exist_ok=True)
         (pod_dir / f"{name}.exit").unlink(missing_ok=True)
-        with open(pod_dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(
-                launcher, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd="/", start_new_session=True,
-                env={"PATH": DEFAULT_PATH, "PYTHONPATH": cmd.package_root()})
+        stdin_fd = self._stdin(pod_uid, name) if stdin else subprocess.DEVNULL
+        try:
+            with open(pod_dir / f"{name}.log", "ab") as log:
+                proc = subprocess.Popen(
+                    launcher, stdin=stdin_fd, stdout=log, stderr=subprocess.STDOUT,
+                    cwd="/", start_new_session=True,
+                    env={"PATH": DEFAULT_PATH, "PYTHONPATH": cmd.package_root()})
+        finally:
+            if stdin_fd != subprocess.DEVNULL:
+                os.close(stdin_fd)
         self._children[(pod_uid, name)] = proc
         stat = proc_stat(proc.pid)
         record = PidRecord(proc.pid, stat[1] if stat else 0)

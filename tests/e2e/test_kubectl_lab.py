@@ -1,0 +1,197 @@
+"""The real kubectl and the Python ``kubernetes`` client against a real lab,
+from the user's shell through the lab's kubeconfig, and from inside a pod
+through ``load_incluster_config()`` with and without an RBAC binding.
+
+Address plan: the lab's defaults (underlay 192.168.56.0/24, pods
+10.244.N.0/24, Services 10.96.0.0/12 with the API at 10.96.0.1:443)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Lab, wait_for
+
+pytestmark = pytest.mark.e2e
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+if not os.access(KUBECTL, os.X_OK):
+    pytestmark = [pytest.mark.e2e, pytest.mark.skip(reason="kubectl is not installed")]
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hello
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: hello}}
+  template:
+    metadata:
+      labels: {{app: hello}}
+    spec:
+      containers:
+      - name: echo
+        image: netplane/echo
+        ports: [{{containerPort: 8080}}]
+"""
+
+# What the pod runs: the Python client with in-cluster configuration.
+IN_CLUSTER = textwrap.dedent("""\
+    from kubernetes import client, config
+    config.load_incluster_config()
+    try:
+        pods = client.CoreV1Api().list_namespaced_pod("robots")
+        print("LISTED", sorted(p.metadata.name for p in pods.items))
+    except client.ApiException as e:
+        print("STATUS", e.status, e.body)
+    """)
+
+
+class Kubectl:
+    def __init__(self, lab: Lab, home: Path) -> None:
+        self.lab, self.home = lab, home
+
+    def __call__(self, *args: str, check: bool = True, stdin: str | None = None,
+                 ) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
+               "KUBECONFIG": str(self.lab.paths.kubeconfig)}
+        out = subprocess.run([KUBECTL, "--request-timeout=30s", *args], capture_output=True,
+                             text=True, env=env, timeout=90, input=stdin, check=False)
+        if check:
+            assert out.returncode == 0, f"kubectl {' '.join(args)}: {out.stderr}"
+        return out
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json").stdout)
+
+
+@pytest.fixture(scope="module")
+def kubectl(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
+    yield Kubectl(lab, tmp_path_factory.mktemp("kubectl-home"))
+
+
+def test_apply_with_default_validation_then_reapply(kubectl: Kubectl) -> None:
+    manifest = kubectl.home / "hello.yaml"
+    manifest.write_text(DEPLOYMENT.format(replicas=1))
+    assert kubectl("apply", "-f", str(manifest)).stdout.strip() == \
+        "deployment.apps/hello created"
+    manifest.write_text(DEPLOYMENT.format(replicas=2))
+    assert kubectl("apply", "-f", str(manifest)).stdout.strip() == \
+        "deployment.apps/hello configured"
+    assert kubectl.json("get", "deploy", "hello")["spec"]["replicas"] == 2
+    wait_for("2 ready replicas", lambda: kubectl.json("get", "deploy", "hello").get(
+        "status", {}).get("readyReplicas") == 2, timeout=90)
+    bad = kubectl.home / "bad.yaml"
+    bad.write_text(DEPLOYMENT.format(replicas=1).replace("replicas:", "replica:"))
+    out = kubectl("apply", "-f", str(bad), check=False)
+    assert out.returncode != 0
+    assert 'strict decoding error: unknown field "spec.replica"' in out.stderr
+
+
+def test_create_scale_and_get(kubectl: Kubectl) -> None:
+    kubectl("create", "deployment", "web", "--image=netplane/echo", "--replicas=1")
+    kubectl("create", "configmap", "settings", "--from-literal=mode=fast",
+            "--from-literal=size=3")
+    kubectl("create", "secret", "generic", "creds", "--from-literal=password=hunter2")
+    assert kubectl.json("get", "cm", "settings")["data"] == {"mode": "fast", "size": "3"}
+    secret = kubectl.json("get", "secret", "creds")
+    assert secret["type"] == "Opaque"
+    assert kubectl("get", "secret", "creds", "-o", "jsonpath={.data.password}").stdout == \
+        "aHVudGVyMg=="
+    assert kubectl("scale", "deployment/web", "--replicas=2").stdout.strip() == \
+        "deployment.apps/web scaled"
+    wait_for("2 pods of web", lambda: len(kubectl.json("get", "pods", "-l", "app=web")[
+        "items"]) == 2, timeout=60)
+    everything = kubectl("get", "all").stdout
+    for name in ("deployment.apps/web", "service/kubernetes", "replicaset.apps/web-"):
+        assert name in everything
+    assert "pod/web-" in everything
+
+
+def test_events_and_describe(kubectl: Kubectl) -> None:
+    wait_for("a started hello pod", lambda: any(
+        e["reason"] == "Started" and e["involvedObject"]["name"].startswith("hello-")
+        for e in kubectl.json("get", "events")["items"]), timeout=60)
+    listing = kubectl("get", "events", "--sort-by=.lastTimestamp").stdout.splitlines()
+    assert listing[0].split()[:4] == ["LAST", "SEEN", "TYPE", "REASON"]
+    reasons = {line.split()[2] for line in listing[1:]}
+    assert {"Scheduled", "Started", "SuccessfulCreate", "ScalingReplicaSet"} <= reasons
+    pod = kubectl.json("get", "pods", "-l", "app=hello")["items"][0]["metadata"]["name"]
+    described = kubectl("describe", "pod", pod).stdout
+    events = described[described.index("Events:"):]
+    assert "Scheduled" in events and f"Successfully assigned default/{pod} to node-" in events
+    assert "Started container echo" in events
+
+
+def test_discovery_explain_and_can_i(kubectl: Kubectl) -> None:
+    resources = kubectl("api-resources").stdout
+    for line in ("configmaps", "secrets", "serviceaccounts", "events", "deployments",
+                 "rolebindings"):
+        assert f"\n{line} " in resources
+    explained = kubectl("explain", "deployment.spec.strategy").stdout
+    assert "rollingUpdate" in explained and "type" in explained
+    assert kubectl("auth", "can-i", "create", "deployments").stdout.strip() == "yes"
+    sa = "--as=system:serviceaccount:default:default"
+    assert kubectl("auth", "can-i", "list", "secrets", sa, check=False).stdout.strip() == "no"
+    assert kubectl.json("get", "sa", "default")["metadata"]["name"] == "default"
+
+
+def test_python_client_from_the_users_shell(lab: Lab) -> None:
+    from kubernetes import client, config, watch
+
+    api = config.new_client_from_config(str(lab.paths.kubeconfig))
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py-cm", labels={"by": "py"}),
+                              data={"a": "1"})
+    created = core.create_namespaced_config_map("default", body)
+    stream = watch.Watch().stream(core.list_namespaced_config_map, "default",
+                                  label_selector="by=py",
+                                  resource_version=created.metadata.resource_version,
+                                  timeout_seconds=30)
+    core.patch_namespaced_config_map("py-cm", "default", {"data": {"a": "2"}})
+    event = next(stream)
+    assert event["type"] == "MODIFIED" and event["object"].data == {"a": "2"}
+    assert [c.metadata.name for c in core.list_namespaced_config_map(
+        "default", label_selector="by=py").items] == ["py-cm"]
+    scaled = apps.patch_namespaced_deployment_scale("web", "default",
+                                                    {"spec": {"replicas": 1}})
+    assert scaled.spec.replicas == 1
+    assert apps.read_namespaced_deployment("web", "default").spec.replicas == 1
+    core.delete_namespaced_config_map("py-cm", "default")
+    assert not core.list_namespaced_config_map("default", label_selector="by=py").items
+
+
+def _in_cluster_pod(kubectl: Kubectl, name: str) -> str:
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "robots"},
+           "spec": {"restartPolicy": "Never", "serviceAccountName": "lister",
+                    "containers": [{"name": "py", "image": "python",
+                                    "command": [sys.executable, "-c", IN_CLUSTER]}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    wait_for(f"{name} to finish", lambda: kubectl.json("get", "pod", name, "-n", "robots")[
+        "status"].get("phase") in ("Succeeded", "Failed"), timeout=90)
+    return str(kubectl("logs", name, "-n", "robots").stdout)
+
+
+def test_python_client_in_cluster_with_and_without_rbac(kubectl: Kubectl) -> None:
+    kubectl("create", "namespace", "robots")
+    kubectl("create", "serviceaccount", "lister", "-n", "robots")
+    denied = _in_cluster_pod(kubectl, "no-binding")
+    assert "STATUS 403" in denied
+    assert ('pods is forbidden: User \\"system:serviceaccount:robots:lister\\" cannot list '
+            'resource \\"pods\\" in API group \\"\\" in the namespace \\"robots\\"') in denied
+    kubectl("create", "role", "pod-reader", "--verb=list", "--resource=pods", "-n", "robots")
+    kubectl("create", "rolebinding", "lister-reads", "--role=pod-reader",
+            "--serviceaccount=robots:lister", "-n", "robots")
+    allowed = _in_cluster_pod(kubectl, "with-binding")
+    assert "LISTED ['no-binding', 'with-binding']" in allowed
