@@ -193,9 +193,12 @@ class KubeletApi:
         except podlogs.BadLogOptions as e:
             raise Refused(400, str(e)) from None
         if opts.previous:
-            raise Refused(400, f'previous terminated container "{name}" in pod '
-                               f'"{meta.name(pod)}" not found')
-        path = self.runtime.log_path(uid, name)
+            path = self.runtime.previous_log_path(uid, name)
+            if not path.exists():
+                raise Refused(400, f'previous terminated container "{name}" in pod '
+                                   f'"{meta.name(pod)}" not found')
+        else:
+            path = self.runtime.log_path(uid, name)
         if state.status is ContainerStatus.UNKNOWN or not path.exists():
             raise Refused(400, f'container "{name}" in pod "{meta.name(pod)}" is waiting to '
                                f"start: ContainerCreating")
@@ -204,6 +207,8 @@ class KubeletApi:
         await resp.prepare(request)
 
         def running() -> bool:
+            if opts.previous:
+                return False  # that instance is over: nothing more will be written
             return self.runtime.container_state(uid, name).status is ContainerStatus.RUNNING
 
         try:
@@ -263,6 +268,8 @@ class KubeletApi:
         ws = await self._websocket(request, streams.EXEC_PROTOCOLS)
 
         def running() -> bool:
+            if opts.previous:
+                return False  # that instance is over: nothing more will be written
             return self.runtime.container_state(uid, name).status is ContainerStatus.RUNNING
 
         def exit_code() -> int:

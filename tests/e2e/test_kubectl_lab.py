@@ -195,3 +195,34 @@ def test_python_client_in_cluster_with_and_without_rbac(kubectl: Kubectl) -> Non
             "--serviceaccount=robots:lister", "-n", "robots")
     allowed = _in_cluster_pod(kubectl, "with-binding")
     assert "LISTED ['no-binding', 'with-binding']" in allowed
+
+
+def test_logs_of_the_previous_instance(kubectl: Kubectl) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
+           "spec": {"containers": [{"name": "c", "image": "busybox", "command": [
+               "sh", "-c", "echo instance $(cat /proc/sys/kernel/random/uuid); exit 1"]}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+
+    def restarted() -> bool:
+        statuses = kubectl.json("get", "pod", "crasher")["status"].get("containerStatuses")
+        return bool(statuses) and statuses[0].get("restartCount", 0) >= 1
+    wait_for("crasher to restart", restarted, timeout=90)
+    before = kubectl("logs", "crasher", "--previous").stdout.split()
+    assert before[0] == "instance" and len(before) == 2
+    now = wait_for("the new instance's output", lambda: kubectl(
+        "logs", "crasher", check=False).stdout.split(), timeout=60)
+    assert now[0] == "instance" and now[1] != before[1]
+
+
+def test_server_side_apply_conflict_and_force(kubectl: Kubectl) -> None:
+    manifest = kubectl.home / "ssa.yaml"
+    manifest.write_text(DEPLOYMENT.format(replicas=1).replace("hello", "ssa"))
+    out = kubectl("apply", "--server-side", "-f", str(manifest))
+    assert out.stdout.strip() == "deployment.apps/ssa serverside-applied"
+    kubectl("scale", "deployment/ssa", "--replicas=2")
+    failed = kubectl("apply", "--server-side", "-f", str(manifest), check=False)
+    assert failed.returncode != 0
+    assert 'conflict with "kubectl" with subresource "scale"' in failed.stderr
+    assert ".spec.replicas" in failed.stderr
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifest))
+    assert kubectl.json("get", "deploy", "ssa")["spec"]["replicas"] == 1

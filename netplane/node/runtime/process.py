@@ -113,6 +113,11 @@ class ProcessRuntime:
     def log_path(self, pod_uid: str, container_name: str) -> Path:
         return self.pod_dir(pod_uid) / f"{_check_name('container name', container_name)}.log"
 
+    def previous_log_path(self, pod_uid: str, container_name: str) -> Path:
+        """The output of the container's previous instance (``logs --previous``)."""
+        return self.pod_dir(pod_uid) / f"{_check_name('container name', container_name)}" \
+            ".previous.log"
+
     def stdin_path(self, pod_uid: str, container_name: str) -> Path:
         """The FIFO a container with ``stdin: true`` reads (attach writes to it)."""
         return self.pod_dir(pod_uid) / f"{_check_name('container name', container_name)}.stdin"
@@ -223,6 +228,10 @@ class ProcessRuntime:
         pod_dir = self.pod_dir(pod_uid)
         pod_dir.mkdir(parents=True, exist_ok=True)
         (pod_dir / f"{name}.exit").unlink(missing_ok=True)
+        log_path = pod_dir / f"{name}.log"
+        if log_path.exists():
+            # A restart: the last instance's output is kept for --previous.
+            os.replace(log_path, self.previous_log_path(pod_uid, name))
         stdin_fd = self._stdin(pod_uid, name) if stdin else subprocess.DEVNULL
         try:
             with open(pod_dir / f"{name}.log", "ab") as log:
