@@ -268,8 +268,6 @@ class KubeletApi:
         ws = await self._websocket(request, streams.EXEC_PROTOCOLS)
 
         def running() -> bool:
-            if opts.previous:
-                return False  # that instance is over: nothing more will be written
             return self.runtime.container_state(uid, name).status is ContainerStatus.RUNNING
 
         def exit_code() -> int:
