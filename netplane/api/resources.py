@@ -61,6 +61,8 @@ SECRET = Resource("Secret", "secrets", "secret", "", "v1", True)
 SERVICEACCOUNT = Resource("ServiceAccount", "serviceaccounts", "serviceaccount", "", "v1", True,
                           ("sa",))
 EVENT = Resource("Event", "events", "event", "", "v1", True, ("ev",))
+# The same objects as v1 Events, with the newer field names.
+EVENT_V1 = Resource("Event", "events", "event", "events.k8s.io", "v1", True, ("ev",))
 REPLICASET = Resource("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, ("rs",),
                       ALL_CATEGORY)
 DEPLOYMENT = Resource("Deployment", "deployments", "deployment", "apps", "v1", True,
@@ -88,6 +90,7 @@ TOKENREVIEW = Resource("TokenReview", "tokenreviews", "tokenreview", AUTHN, "v1"
 
 ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP, SECRET,
                              SERVICEACCOUNT, EVENT, REPLICASET, DEPLOYMENT, ENDPOINTSLICE,
+                             EVENT_V1,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)

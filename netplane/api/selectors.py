@@ -162,9 +162,11 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "reason": ("reason",),
     "source": ("source", "component"),
     "reportingComponent": ("reportingComponent",),
-    **{f"involvedObject.{f}": ("involvedObject", f)
+    **{f"{prefix}.{f}": ("involvedObject", f)
+       for prefix in ("involvedObject", "regarding")  # events.k8s.io/v1's name for it
        for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion",
                  "fieldPath")},
+    "reportingController": ("reportingComponent",),
 }
 
 

@@ -158,3 +158,29 @@ async def test_discovery_lists_kinds_with_verbs_categories_and_subresources(api:
     assert apps["deployments/scale"]["group"] == "autoscaling"
     groups = {g["name"] for g in (await ok(api, "GET", "/apis"))["groups"]}
     assert "rbac.authorization.k8s.io" in groups
+
+
+async def test_events_k8s_io_is_the_same_event_under_other_names(api: Api) -> None:
+    v1 = "/apis/events.k8s.io/v1/namespaces/default/events"
+    created = await ok(api, "POST", v1, {
+        "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "n1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Started",
+        "regarding": {"kind": "Pod", "name": "web-1", "namespace": "default"},
+        "note": "Started container c", "type": "Normal", "action": "Start",
+        "reportingController": "kubelet", "reportingInstance": "node-1"})
+    assert created["apiVersion"] == "events.k8s.io/v1" and created["note"] == \
+        "Started container c"
+    core = await ok(api, "GET", f"{EVENTS}/n1")
+    assert core["involvedObject"]["name"] == "web-1"
+    assert core["message"] == "Started container c"
+    assert core["reportingComponent"] == "kubelet"
+    patched = await ok(api, "PATCH", f"{v1}/n1", {"note": "changed"}, ctype=MERGE)
+    assert patched["note"] == "changed"
+    assert (await ok(api, "GET", f"{EVENTS}/n1"))["message"] == "changed"
+    found = await ok(api, "GET", v1, params={"fieldSelector": "regarding.name=web-1"})
+    assert [i["metadata"]["name"] for i in found["items"]] == ["n1"]
+    table = await ok(api, "GET", v1, accept=TABLE)
+    assert table["rows"][0]["cells"][2:4] == ["Started", "pod/web-1"]
+    await ok(api, "DELETE", f"{v1}/n1")
+    code, _ = await call(api, "GET", f"{EVENTS}/n1")
+    assert code == 404

@@ -22,6 +22,7 @@ from netplane.cluster.apiserver import (
     scale,
     status,
     tables,
+    views,
 )
 from netplane.cluster.apiserver.discovery import api_groups, api_versions, resource_list, version
 from netplane.cluster.apiserver.fieldmanager import APPLY_PATCH
@@ -107,6 +108,7 @@ async def resource(request: web.Request) -> web.StreamResponse:
     registry = request.app[REGISTRY]
     target = paths.parse(request.path)
     res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
+    registry = views.for_resource(registry, res)
     method = request.method
     if not fieldmanager.is_apply(request):  # apply judges its body itself
         await fieldvalidation.check(request, registry, target)

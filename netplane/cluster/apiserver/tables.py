@@ -7,7 +7,7 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from netplane.api import meta
+from netplane.api import eventsv1, meta
 from netplane.api.meta import Obj
 
 Column = tuple[str, str, Callable[[Obj], Any], int]  # name, type, cell, priority
@@ -239,6 +239,11 @@ def columns(kind: str) -> list[Column]:
     return COLUMNS.get(kind, [NAME, AGE])
 
 
+def _printable(obj: Obj) -> Obj:
+    """The v1 spelling of what the columns read (events.k8s.io Events)."""
+    return eventsv1.to_core(obj) if obj.get("apiVersion") == eventsv1.API_VERSION else obj
+
+
 def _row_object(obj: Obj, include: str) -> Obj | None:
     """What a row carries (``includeObject``): kubectl sorts and filters on it."""
     if include == "None":
@@ -259,6 +264,6 @@ def table(kind: str, items: list[Obj], resource_version: str, *,
         "columnDefinitions": [
             {"name": n, "type": t, "format": "name" if n == "Name" else "", "description": "",
              "priority": p} for n, t, _, p in cols],
-        "rows": [{"cells": [cell(obj) for _, _, cell, _ in cols],
+        "rows": [{"cells": [cell(_printable(obj)) for _, _, cell, _ in cols],
                   "object": _row_object(obj, include_object)} for obj in items],
     }

@@ -1,0 +1,99 @@
+"""Kinds served under two group-versions but stored once: events.k8s.io/v1
+Events are v1 Events with other field names. The view converts on the way
+in and out, so both spellings see, write and watch the same objects."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from netplane.api import eventsv1, resources
+from netplane.api.meta import Obj
+from netplane.api.resources import Resource
+from netplane.cluster.apiserver import status
+from netplane.cluster.apiserver.patch import (
+    JSON_PATCH,
+    STRATEGIC,
+    JSONPatchError,
+    json_patch,
+    merge_patch,
+)
+from netplane.cluster.apiserver.registry import Query, Registry
+
+CORE = resources.EVENT
+
+
+class EventsV1(Registry):
+    """The Registry's verbs for ``events.k8s.io/v1`` Events."""
+
+    def __init__(self, inner: Registry) -> None:  # a view: no store of its own
+        self.inner = inner
+        self.store = inner.store
+        self.admission = inner.admission
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
+        return eventsv1.from_core(self.inner.get(CORE, namespace, name))
+
+    def list(self, res: Resource, query: Query) -> tuple[list[Obj], int]:
+        items, rev = self.inner.list(CORE, query)
+        return [eventsv1.from_core(i) for i in items], rev
+
+    def create(self, res: Resource, namespace: str | None, body: Obj, *,
+               dry_run: bool = False, manager: str = "") -> Obj:
+        return eventsv1.from_core(self.inner.create(CORE, namespace, _to_core(body),
+                                                    dry_run=dry_run, manager=manager))
+
+    def update(self, res: Resource, namespace: str | None, name: str, body: Obj, *,
+               subresource: str = "", dry_run: bool = False, manager: str = "") -> Obj:
+        return eventsv1.from_core(self.inner.update(CORE, namespace, name, _to_core(body),
+                                                    dry_run=dry_run, manager=manager))
+
+    def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,
+              content_type: str, *, subresource: str = "", dry_run: bool = False,
+              manager: str = "") -> Obj:
+        """The patch applies to the events.k8s.io form, then is written as v1."""
+        current = self.get(res, namespace, name)
+        try:
+            patched = json_patch(current, patch) if content_type == JSON_PATCH else \
+                merge_patch(current, patch, strategic=content_type == STRATEGIC)
+        except JSONPatchError as e:
+            raise status.ApiError(422, "Invalid", str(e)) from None
+        if not isinstance(patched, dict):
+            raise status.bad_request("the patch must produce an object")
+        return self.update(res, namespace, name, patched, dry_run=dry_run, manager=manager)
+
+    def apply(self, res: Resource, namespace: str | None, name: str, body: Any, *,
+              manager: str, force: bool = False, subresource: str = "",
+              dry_run: bool = False) -> tuple[Obj, bool]:
+        raise status.ApiError(415, "UnsupportedMediaType", "server-side apply of "
+                              "events.k8s.io/v1 Events is not supported; apply v1 Events")
+
+    def delete(self, res: Resource, namespace: str | None, name: str, *,
+               grace_period: int | None = None, dry_run: bool = False) -> Obj:
+        return eventsv1.from_core(self.inner.delete(CORE, namespace, name, dry_run=dry_run))
+
+    def delete_collection(self, res: Resource, query: Query, *, grace_period: int | None = None,
+                          dry_run: bool = False) -> builtins.list[Obj]:
+        return [eventsv1.from_core(o)
+                for o in self.inner.delete_collection(CORE, query, dry_run=dry_run)]
+
+    async def watch(self, res: Resource, query: Query,
+                    resource_version: str | None) -> AsyncGenerator[tuple[str, Obj], None]:
+        events = self.inner.watch(CORE, query, resource_version)
+        try:
+            async for kind, obj in events:
+                yield kind, eventsv1.from_core(obj)
+        finally:
+            await events.aclose()
+
+
+def _to_core(body: Any) -> Obj:
+    if not isinstance(body, dict):
+        raise status.bad_request("the body must be an events.k8s.io/v1 Event")
+    return eventsv1.to_core(body)
+
+
+def for_resource(registry: Registry, res: Resource) -> Registry:
+    """The registry that serves ``res``: a view where the kind is stored as another."""
+    return EventsV1(registry) if res is resources.EVENT_V1 else registry
