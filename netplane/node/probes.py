@@ -67,6 +67,7 @@ class ProbeState:
     ready: bool = False
     last: float = 0.0
     successes: int = 0
+    failures: int = 0
 
     async def update(self, container: Obj, ip: str) -> bool:
         spec = container.get("readinessProbe")
@@ -80,6 +81,12 @@ class ProbeState:
             return self.ready
         self.last = now
         ok = await probe(container, ip)
-        self.successes = self.successes + 1 if ok else 0
-        self.ready = ok and self.successes >= int(spec.get("successThreshold", 1))
+        self.successes, self.failures = (self.successes + 1, 0) if ok else \
+            (0, self.failures + 1)
+        # The kubelet's thresholds: ready after successThreshold successes in a
+        # row, not ready after failureThreshold failures in a row (default 3).
+        if ok and self.successes >= int(spec.get("successThreshold", 1)):
+            self.ready = True
+        elif not ok and self.failures >= int(spec.get("failureThreshold", 3)):
+            self.ready = False
         return self.ready

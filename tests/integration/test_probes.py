@@ -96,7 +96,7 @@ def container(probe_spec: Obj, *, port: int = 8080) -> Obj:
     return {"name": "web", "image": "netplane/echo",
             "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
             "readinessProbe": {"periodSeconds": 0, "timeoutSeconds": SLOW_MACHINE,
-                               **probe_spec}}
+                               "failureThreshold": 1, **probe_spec}}
 
 
 async def test_http_probe_follows_the_status_code(health: Health) -> None:
@@ -144,6 +144,19 @@ async def test_success_threshold_and_initial_delay(health: Health) -> None:
                        "initialDelaySeconds": 3600})
     assert not await delayed.update(later, LOOPBACK)
     assert len(health.paths) == 4  # the delayed container was not probed at all
+
+
+async def test_failure_threshold(health: Health) -> None:
+    c = container({"httpGet": {"path": "/healthz", "port": health.port}})
+    del c["readinessProbe"]["failureThreshold"]  # the kubelet's default: 3 in a row
+    state = ProbeState()
+    assert await state.update(c, LOOPBACK)
+    health.status = 500
+    assert await state.update(c, LOOPBACK)
+    assert await state.update(c, LOOPBACK)  # two failures: still ready
+    assert not await state.update(c, LOOPBACK)
+    health.status = 200
+    assert await state.update(c, LOOPBACK)  # one success is enough to come back
 
 
 async def test_container_without_a_probe_is_ready_once_running() -> None:
