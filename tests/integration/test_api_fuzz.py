@@ -17,6 +17,7 @@ request/response and are left out. Everything stays on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -39,8 +40,9 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 
 from netplane.api import resources, schema, validation  # noqa: E402
 
-# Cases per operation: about 150 operations, so a few thousand in all.
-CASES = 16
+# Cases per operation: about 150 operations, so a few thousand in all (more
+# for a longer hunt, with NETPLANE_FUZZ_CASES).
+CASES = int(os.environ.get("NETPLANE_FUZZ_CASES", "16"))
 STREAMS = ("/log", "/exec", "/attach", "/portforward")
 # Writes first so that reads and deletes meet objects; deletes last.
 ORDER = {"post": 0, "get": 1, "put": 2, "patch": 3, "delete": 4}

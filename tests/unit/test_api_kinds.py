@@ -5,25 +5,17 @@ API server."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
-from netplane.cluster.apiserver.registry import Registry
-from netplane.cluster.server import build_app
 from tests.unit.test_apiserver import (
     DEPLOYMENTS,
     JSON_PATCH,
     MERGE,
     TABLE,
-    TOKEN,
-    AiohttpClient,
     call,
     deployment,
-    make_registry,
     ok,
 )
 
@@ -32,19 +24,6 @@ SECRETS = "/api/v1/namespaces/default/secrets"
 EVENTS = "/api/v1/namespaces/default/events"
 ROLEBINDINGS = "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings"
 Api = TestClient[Any, Any]
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = make_registry(tmp_path)
-    yield reg
-    reg.store.close()
-
-
-@pytest.fixture
-async def api(aiohttp_client: AiohttpClient, registry: Registry) -> Api:
-    return await aiohttp_client(build_app(registry, frozenset({TOKEN})),
-                                headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 def configmap(name: str, **data: str) -> dict[str, Any]:

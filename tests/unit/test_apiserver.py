@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,19 +80,6 @@ def make_registry(data_dir: Path, *, history: int | None = None) -> Registry:
     bootstrap.ensure(registry, advertise_address="127.0.0.1", port=6443, api_ip=API_IP,
                      dns_ip=DNS_IP)
     return registry
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = make_registry(tmp_path)
-    yield reg
-    reg.store.close()
-
-
-@pytest.fixture
-async def api(aiohttp_client: AiohttpClient, registry: Registry) -> TestClient[Any, Any]:
-    return await aiohttp_client(build_app(registry, frozenset({TOKEN})),
-                                headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 async def call(api: TestClient[Any, Any], method: str, path: str, body: Any = None, *,

@@ -5,8 +5,6 @@ review kinds behind ``kubectl auth can-i`` and ``kubectl auth whoami``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,18 +15,11 @@ from netplane.cluster.apiserver import rbac
 from netplane.cluster.apiserver.authn import User
 from netplane.cluster.apiserver.registry import Registry
 from netplane.cluster.server import build_app
-from tests.unit.test_apiserver import TOKEN, AiohttpClient, make_registry
+from tests.unit.test_apiserver import TOKEN, AiohttpClient
 
 RBAC_V1 = "/apis/rbac.authorization.k8s.io/v1"
 SA = "/api/v1/namespaces/default/serviceaccounts"
 Api = TestClient[Any, Any]
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = make_registry(tmp_path)
-    yield reg
-    reg.store.close()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ as kube-apiserver answers them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,36 +12,18 @@ from aiohttp.test_utils import TestClient
 
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import fieldmanager
-from netplane.cluster.apiserver.registry import Registry
-from netplane.cluster.server import build_app
 from tests.unit.test_apiserver import (
     DEPLOYMENTS,
     MERGE,
     STRATEGIC,
-    TOKEN,
-    AiohttpClient,
     call,
     deployment,
-    make_registry,
     ok,
 )
 
 Api = TestClient[Any, Any]
 APPLY = "application/apply-patch+yaml"
 WEB = f"{DEPLOYMENTS}/web"
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = make_registry(tmp_path)
-    yield reg
-    reg.store.close()
-
-
-@pytest.fixture
-async def api(aiohttp_client: AiohttpClient, registry: Registry) -> Api:
-    return await aiohttp_client(build_app(registry, frozenset({TOKEN})),
-                                headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 async def apply(api: Api, body: Obj, manager: str = "ci", path: str = WEB,
