@@ -110,6 +110,43 @@ def _generic(obj: Obj) -> Lines:
     return lines
 
 
+# What netplane acts on; a field set outside these is kept but does nothing
+# here, and describe says so (filled in as the features come).
+POD_SPEC_FIELDS = frozenset({
+    "containers", "restartPolicy", "dnsPolicy", "dnsConfig", "hostname", "subdomain",
+    "nodeName", "nodeSelector", "terminationGracePeriodSeconds", "serviceAccountName",
+    "serviceAccount", "automountServiceAccountToken",
+    # defaulted by the API server, no behaviour of their own to miss
+    "schedulerName", "securityContext", "enableServiceLinks", "preemptionPolicy",
+    "priority"})
+CONTAINER_FIELDS = frozenset({
+    "name", "image", "command", "args", "env", "ports", "readinessProbe", "workingDir",
+    "stdin", "imagePullPolicy", "terminationMessagePath", "terminationMessagePolicy"})
+DEPLOYMENT_SPEC_FIELDS = frozenset({"replicas", "selector", "template", "strategy",
+                                    "revisionHistoryLimit"})
+
+
+def ignored_fields(obj: Obj) -> list[str]:
+    """Paths of fields the object sets that netplane keeps but does not act on."""
+    kind, spec = obj.get("kind"), obj.get("spec") or {}
+    out: list[str] = []
+    if kind in ("Deployment", "ReplicaSet"):
+        known = DEPLOYMENT_SPEC_FIELDS if kind == "Deployment" else \
+            DEPLOYMENT_SPEC_FIELDS - {"strategy", "revisionHistoryLimit"}
+        out += [f"spec.{k}" for k, v in spec.items() if k not in known and v not in ({}, [])]
+        spec, prefix = (spec.get("template") or {}).get("spec") or {}, "spec.template.spec"
+    elif kind == "Pod":
+        prefix = "spec"
+    else:
+        return out
+    out += [f"{prefix}.{k}" for k, v in spec.items()
+            if k not in POD_SPEC_FIELDS and v not in ({}, [], None)]
+    for i, c in enumerate(spec.get("containers") or []):
+        out += [f"{prefix}.containers[{i}].{k}" for k, v in c.items()
+                if k not in CONTAINER_FIELDS and v not in ({}, [], None)]
+    return out
+
+
 _BY_KIND: dict[str, Callable[[Obj], Lines]] = {
     "Pod": _pod, "Service": _service, "Deployment": _workload, "ReplicaSet": _workload,
 }
@@ -137,6 +174,10 @@ def event_lines(events: list[Obj]) -> Lines:
 async def describe(client: Client, res: Resource, name: str, namespace: str | None) -> str:
     obj = await client.get(res, name, namespace)
     lines = _header(obj) + _BY_KIND.get(res.kind, _generic)(obj)
+    ignored = ignored_fields(obj)
+    if ignored:
+        _field(lines, "Ignored fields", "\n".join(ignored) + "\n(kept as written; netplane "
+               "does not act on them yet)")
     selector = f"involvedObject.name={name},involvedObject.kind={res.kind}"
     if meta.uid(obj):
         selector += f",involvedObject.uid={meta.uid(obj)}"

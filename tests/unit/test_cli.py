@@ -74,3 +74,18 @@ async def test_describe_ends_with_the_objects_events(cli: Client) -> None:
     assert events[2].split()[:2] == ["Normal", "Scheduled"]
     assert events[2].endswith("Successfully assigned default/web to node-1")
     assert len(events) == 3  # the other pod's event is not shown
+
+
+def test_describe_names_the_fields_netplane_does_not_act_on() -> None:
+    from netplane.cli.describe import ignored_fields
+
+    pod = {"kind": "Pod", "spec": {
+        "containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1"}},
+                        "securityContext": {}}],
+        "restartPolicy": "Always", "volumes": [{"name": "v", "emptyDir": {}}],
+        "tolerations": []}}
+    assert ignored_fields(pod) == ["spec.volumes", "spec.containers[0].resources"]
+    deploy = {"kind": "Deployment", "spec": {"replicas": 1, "paused": True,
+                                             "template": {"spec": pod["spec"]}}}
+    assert ignored_fields(deploy) == ["spec.paused", "spec.template.spec.volumes",
+                                      "spec.template.spec.containers[0].resources"]
