@@ -8,10 +8,13 @@ between a list and the watch started from its revision.
 
 Durability is a group commit: a COMMIT writes the WAL (``synchronous=NORMAL``:
 no fsync, a kill -9 loses nothing written), and one fsync of the WAL, in a
-worker thread, covers every commit made while the previous one ran. A writer
+worker thread, covers every commit made while the previous one ran (when
+fsyncs are quick, under a millisecond, each commit is fsynced at once). A writer
 is acknowledged only after :meth:`SQLiteStore.durable` returns, so nothing
-acknowledged is lost to a power cut either. Without a running event loop
-(tools, start-up) each commit is fsynced at once, as ``synchronous=FULL``.
+acknowledged is lost to a power cut either, and watches get an event only
+once it is on disk, just after its writer's acknowledgement. Without a
+running event loop (tools, start-up) each commit is fsynced at once, as
+``synchronous=FULL``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -56,12 +60,16 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 # How many past events a watch can start from; older starts get Compacted.
 HISTORY = 20000
+# An fsync that took less than this (seconds) last time is done at once, on
+# the loop: cheaper than a hop to a worker thread; slower disks get the group commit.
+INLINE_FSYNC = 0.001
 
 
 class _Watcher:
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, seen: int) -> None:
         self.prefix = prefix
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.seen = seen  # the last revision it was given (replay included)
 
 
 class SQLiteStore:
@@ -74,11 +82,14 @@ class SQLiteStore:
         self._history = history
         self._watchers: set[_Watcher] = set()
         self._pending: Event | None = None
+        self._outbox: builtins.list[Event] = []  # committed, handed out once on disk
         row = self._db.execute("SELECT value FROM meta WHERE name='revision'").fetchone()
         self._rev = int(row[0]) if row else 0
         self._fsync()  # what a killed process left in the WAL
         self._synced = self._rev  # every revision up to this one is on disk
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushing = False  # an fsync is running in a worker thread
+        self._fsync_seconds = 0.0  # how long the last one took
+        self._closed = False
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         row = self._db.execute("SELECT value FROM meta WHERE name='compacted'").fetchone()
         self._compacted = int(row[0]) if row else 0
@@ -147,7 +158,8 @@ class SQLiteStore:
         if from_revision < self._compacted:
             raise Compacted(f"revision {from_revision} is older than the oldest kept "
                             f"({self._compacted})")
-        watcher = _Watcher(prefix)
+        # The replay reads every committed event, those still in the outbox too.
+        watcher = _Watcher(prefix, max(from_revision, self._rev))
         for past in self._history_since(prefix, from_revision):
             watcher.queue.put_nowait(past)
         self._watchers.add(watcher)
@@ -161,12 +173,11 @@ class SQLiteStore:
             self._watchers.discard(watcher)
 
     def close(self) -> None:
-        for w in self._watchers:
-            w.queue.put_nowait(None)
-        if self._flusher is not None:
-            self._flusher.cancel()
+        self._closed = True
         self._fsync()
         self._synced_up_to(self._rev)
+        for w in self._watchers:
+            w.queue.put_nowait(None)
         self._db.close()
 
     # -- internals --
@@ -208,45 +219,65 @@ class SQLiteStore:
         self._pending = ev
 
     def _committed(self) -> None:
-        """After each COMMIT: fsync now without an event loop, else soon."""
+        """After each COMMIT: fsync now without an event loop or when fsyncs
+        are quick; else soon, in the worker thread, with the commits to come."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             self._fsync()
             self._synced_up_to(self._rev)
             return
+        if not self._flushing and self._fsync_seconds < INLINE_FSYNC:
+            self._fsync()
+            self._synced_up_to(self._rev)
+            return
         self._flush_soon()
 
     def _flush_soon(self) -> None:
-        if self._flusher is None and self._synced < self._rev:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        """One fsync at a time, in a worker thread, each for every commit made
+        before it started; its end is handed straight to the loop."""
+        if self._flushing or self._closed or self._synced >= self._rev:
+            return
+        self._flushing = True
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, self._flush, loop, self._rev)
 
-    async def _flush(self) -> None:
-        """One fsync at a time, each for every commit made before it started."""
+    def _flush(self, loop: asyncio.AbstractEventLoop, target: int) -> None:
+        """In the worker thread."""
         try:
-            while self._synced < self._rev:
-                target = self._rev
-                await asyncio.to_thread(self._fsync)
-                self._synced_up_to(target)
-        except BaseException as e:
+            self._fsync()
+            outcome: OSError | None = None
+        except OSError as e:
+            outcome = e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(self._flushed, target, outcome)
+
+    def _flushed(self, target: int, error: OSError | None) -> None:
+        self._flushing = False
+        if error is not None:
             for _, waiter in self._waiters:
                 if not waiter.done():
-                    waiter.set_exception(e if isinstance(e, Exception) else
-                                         OSError("the store was closed"))
+                    waiter.set_exception(error)
             self._waiters = []
-            raise
-        finally:
-            self._flusher = None
+            return
+        self._synced_up_to(target)
+        self._flush_soon()  # the commits made meanwhile
 
     def _fsync(self) -> None:
+        started = time.perf_counter()
+        self._fsync_wal()
+        self._fsync_seconds = time.perf_counter() - started
+
+    def _fsync_wal(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             fd = os.open(self._wal, os.O_RDONLY)
             try:
-                os.fsync(fd)
+                os.fdatasync(fd)  # the WAL's data, as SQLite's own sync does
             finally:
                 os.close(fd)
 
     def _synced_up_to(self, revision: int) -> None:
+        """Writers first (their acknowledgements go out first), then watches."""
         self._synced = max(self._synced, revision)
         waiting = []
         for target, waiter in self._waiters:
@@ -256,15 +287,27 @@ class SQLiteStore:
             else:
                 waiting.append((target, waiter))
         self._waiters = waiting
+        self._deliver()
 
     def _notify(self) -> None:
-        """Hands the committed event to live watches (only after COMMIT)."""
+        """Queues the committed event for live watches (only after COMMIT); they
+        get it once it is on disk, after the writers waiting for that fsync."""
         ev, self._pending = self._pending, None
-        if ev is None:
+        if ev is not None:
+            self._outbox.append(ev)
+            self._deliver()
+
+    def _deliver(self) -> None:
+        """Events on disk go to live watches, each once, in revision order."""
+        if not self._outbox or self._outbox[0].kv.mod_revision > self._synced:
             return
-        for w in self._watchers:
-            if ev.kv.key.startswith(w.prefix):
-                w.queue.put_nowait(ev)
+        ready = [ev for ev in self._outbox if ev.kv.mod_revision <= self._synced]
+        self._outbox = self._outbox[len(ready):]
+        for ev in ready:
+            for w in self._watchers:
+                if ev.kv.mod_revision > w.seen and ev.kv.key.startswith(w.prefix):
+                    w.queue.put_nowait(ev)
+                    w.seen = ev.kv.mod_revision
 
     def _compact(self) -> None:
         floor = self._rev - self._history
