@@ -29,6 +29,8 @@ class Cluster:
     kubeconfig: Path
     data: Path | None = None
     port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
 
     def kubectl(self, *args: str, check: bool = True,
                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -91,7 +93,7 @@ def api_server(base: Path) -> Iterator[Cluster]:
         kubeconfig = base / "kubeconfig"
         write_kubeconfig(kubeconfig, port=port, ca=data / "pki" / "ca.crt",
                          token=(data / "pki" / "admin.token").read_text().strip())
-        yield Cluster(home, kubeconfig, data, port)
+        yield Cluster(home, kubeconfig, data, port, proc, log)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

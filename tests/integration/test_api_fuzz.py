@@ -18,10 +18,7 @@ request/response and are left out. Everything stays on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +36,7 @@ from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
 from netplane.api import resources, schema, validation  # noqa: E402
+from tests.integration.loopback import api_server  # noqa: E402
 
 # Cases per operation: about 150 operations, so a few thousand in all (more
 # for a longer hunt, with NETPLANE_FUZZ_CASES).
@@ -63,42 +61,13 @@ class Server:
         return requests.get(self.base + path, headers=self.headers, verify=self.ca, timeout=10)
 
 
-def _wait_port(port_file: Path, proc: subprocess.Popen[bytes], log: Path) -> int:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited: {log.read_text()}")
-        try:
-            port = int(port_file.read_text())
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return port
-        except (OSError, ValueError):
-            time.sleep(0.1)
-    pytest.fail(f"the server did not listen on 127.0.0.1: {log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("fuzz")
-    data, log = base / "data", base / "server.log"
-    cmd = [sys.executable, "-c", "import sys; from netplane.cli.main import main; "
-           "sys.exit(main())", "server", "--data-dir", str(data),
-           "--socket-path", str(base / "api.sock"), "--bind-address", "127.0.0.1",
-           "--advertise-address", "127.0.0.1", "--port", "0"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        port = _wait_port(data / "apiserver.port", proc, log)
-        token = (data / "pki" / "admin.token").read_text().strip()
-        yield Server(f"https://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"},
-                     str(data / "pki" / "ca.crt"), proc, log)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with api_server(tmp_path_factory.mktemp("fuzz")) as running:
+        assert running.data and running.proc is not None and running.log is not None
+        yield Server(f"https://127.0.0.1:{running.port}",
+                     {"Authorization": f"Bearer {running.token}"},
+                     str(running.data / "pki" / "ca.crt"), running.proc, running.log)
 
 
 def _operations(server: Server) -> list[Any]:
