@@ -119,13 +119,17 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
     return fp
 
 
-@functools.cache
-def _classes() -> dict[str, type[Message]]:
-    fp = _file()
+def message_classes(fp: descriptor_pb2.FileDescriptorProto) -> dict[str, type[Message]]:
+    """The message classes of a file built from a table, by message name."""
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fp)
     return {m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(
-        f"{_PACKAGE}.{m.name}")) for m in fp.message_type}
+        f"{fp.package}.{m.name}")) for m in fp.message_type}
+
+
+@functools.cache
+def _classes() -> dict[str, type[Message]]:
+    return message_classes(_file())
 
 
 def _parse(message: str, data: bytes) -> Message:

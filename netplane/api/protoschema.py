@@ -559,8 +559,8 @@ def _field(text: str, where: str) -> Field:
                  keep_zero=bool(bang))
 
 
-def _entries(text: str) -> list[str]:
-    """Entries with their continuation lines joined."""
+def entries(text: str) -> list[str]:
+    """Entries of a table in this form, with their continuation lines joined."""
     out: list[str] = []
     for line in text.splitlines():
         if line.startswith(" ") and out:
@@ -574,7 +574,7 @@ def _entries(text: str) -> list[str]:
 def messages() -> dict[str, Message]:
     """Every message of the table, checked: each field type it names exists."""
     out: dict[str, Message] = {}
-    for entry in _entries(SCHEMA):
+    for entry in entries(SCHEMA):
         name, _, body = entry.partition(":")
         parsed = [_field(f, name) for f in body.split(";") if f.strip()]
         out[name] = {f.number: f for f in parsed}

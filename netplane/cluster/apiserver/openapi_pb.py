@@ -27,13 +27,15 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError, Message
+
+from netplane.api import protobuf, protoschema
 
 # What kube-apiserver answers (kubectl asks with an ``@`` before ``v1.0``).
 CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
@@ -211,21 +213,11 @@ def _expand(text: str, where: str) -> list[str]:
     return [f"{first + i} {f.strip()}" for i, f in enumerate(run)]
 
 
-def _entries(text: str) -> Iterable[str]:
-    out: list[str] = []
-    for line in text.splitlines():
-        if line.startswith(" ") and out:
-            out[-1] += line
-        elif line.strip():
-            out.append(line)
-    return out
-
-
 @functools.cache
 def messages() -> dict[str, MessageType]:
     """Every message of the table, checked: each type it names exists."""
     out: dict[str, MessageType] = {}
-    for entry in _entries(SCHEMA):
+    for entry in protoschema.entries(SCHEMA):
         head, _, body = entry.partition(":")
         oneof, name = head.startswith("oneof "), head.removeprefix("oneof ")
         texts = [t for part in body.split(";") if part.strip() for t in _expand(part, name)]
@@ -289,11 +281,7 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
 @functools.cache
 def classes() -> dict[str, type[Message]]:
     """The message classes by gnostic's message names."""
-    fp = _file()
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fp)
-    return {m.name: message_factory.GetMessageClass(
-        pool.FindMessageTypeByName(f"{_PACKAGE}.{m.name}")) for m in fp.message_type}
+    return protobuf.message_classes(_file())
 
 
 # -- JSON into messages --
