@@ -7,6 +7,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -324,11 +325,20 @@ async def test_watches_get_an_event_once_it_is_on_disk_and_once_only(
     await events.aclose()  # type: ignore[attr-defined]
 
 
-async def test_quick_fsyncs_are_done_at_each_commit(store: SQLiteStore) -> None:
-    store._fsync_seconds = 0.0  # as measured on a quick disk
-    store.create(pod_key("a"), {})
-    assert store._synced == store.revision  # on disk before create returned
+async def test_quick_fsyncs_cover_every_commit_of_one_turn_of_the_loop(
+        store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counting_fsyncs(store, monkeypatch)
+    monkeypatch.setattr(sqlite, "INLINE_FSYNC", 1.0)  # a quick disk
+    loop = threading.get_ident()
+    monkeypatch.setattr(store, "_fsync_wal", lambda: calls.append(threading.get_ident() - loop))
+    for name in ("a", "b", "c"):  # as the requests handled in one turn do
+        store.create(pod_key(name), {})
+    assert calls == []
+    await asyncio.gather(*(store.durable() for _ in range(3)))
+    assert calls == [3, 0]  # one fsync, in the loop's thread
+    store.create(pod_key("d"), {})
     await store.durable()
+    assert calls == [3, 0, 4, 0]
 
 
 def test_without_an_event_loop_each_commit_is_fsynced(store: SQLiteStore,

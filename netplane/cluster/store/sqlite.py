@@ -60,8 +60,9 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 # How many past events a watch can start from; older starts get Compacted.
 HISTORY = 20000
-# An fsync that took less than this (seconds) last time is done at once, on
-# the loop: cheaper than a hop to a worker thread; slower disks get the group commit.
+# An fsync that took less than this (seconds) last time is done on the loop,
+# once at the end of the loop's turn for every commit made in it: cheaper
+# than a hop to a worker thread; slower disks get the worker's group commit.
 INLINE_FSYNC = 0.001
 
 
@@ -89,6 +90,7 @@ class SQLiteStore:
         self._synced = self._rev  # every revision up to this one is on disk
         self._flushing = False  # an fsync is running in a worker thread
         self._fsync_seconds = 0.0  # how long the last one took
+        self._inline = False  # an fsync in the loop is due at the end of this turn
         self._closed = False
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         row = self._db.execute("SELECT value FROM meta WHERE name='compacted'").fetchone()
@@ -228,15 +230,29 @@ class SQLiteStore:
             self._synced_up_to(self._rev)
             return
         if not self._flushing and self._fsync_seconds < INLINE_FSYNC:
-            self._fsync()
-            self._synced_up_to(self._rev)
+            # At the end of this turn of the loop, so that the commits of
+            # every request handled in it share the fsync.
+            if not self._inline:
+                self._inline = True
+                asyncio.get_running_loop().call_soon(self._flush_inline)
             return
         self._flush_soon()
+
+    def _flush_inline(self) -> None:
+        self._inline = False
+        if self._closed or self._synced >= self._rev:
+            return
+        try:
+            self._fsync()
+        except OSError as e:
+            self._flushed(self._rev, e)
+            return
+        self._synced_up_to(self._rev)
 
     def _flush_soon(self) -> None:
         """One fsync at a time, in a worker thread, each for every commit made
         before it started; its end is handed straight to the loop."""
-        if self._flushing or self._closed or self._synced >= self._rev:
+        if self._flushing or self._inline or self._closed or self._synced >= self._rev:
             return
         self._flushing = True
         loop = asyncio.get_running_loop()
