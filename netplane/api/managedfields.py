@@ -149,15 +149,19 @@ class Scope:
 
 def _clean(obj: Obj | None) -> Obj:
     """An object as field management compares it: without its managedFields."""
-    out = copy.deepcopy(obj) if obj is not None else {}
-    (out.get("metadata") or {}).pop("managedFields", None)
-    return out
+    if not obj:
+        return {}
+    md = obj.get("metadata")
+    if not isinstance(md, dict) or "managedFields" not in md:
+        return obj
+    # merge() copies what it keeps, so a shallow copy is enough here.
+    return {**obj, "metadata": {k: v for k, v in md.items() if k != "managedFields"}}
 
 
 def _as_go(obj: Obj | None, scope: Scope) -> Obj:
     """An object as Go holds it, for comparing: what Go always writes
     (``status: {}``...) is there even when the stored JSON lacks it."""
-    merged: Obj = typed.merge(zero(scope.node), _clean(obj), scope.node)
+    merged: Obj = typed.merge(_zero(scope.node), _clean(obj), scope.node, share=True)
     return merged
 
 
@@ -259,6 +263,16 @@ _ALWAYS_NULL: dict[str, tuple[str, ...]] = {
 }
 # Every kind holds its metadata, spec and status by value.
 _KIND_PARTS = ("metadata", "spec", "status")
+
+
+_ZEROS: dict[str, Obj] = {}
+
+
+def _zero(n: Node) -> Obj:
+    """``zero`` of a kind, made once: for reading only."""
+    if n.name not in _ZEROS:
+        _ZEROS[n.name] = zero(n)
+    return _ZEROS[n.name]
 
 
 def zero(n: Node) -> Obj:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,12 +68,20 @@ class Node:
     schema: Mapping[str, Any] = field(default_factory=dict)
     keys: tuple[str, ...] = ()
     name: str = ""  # the definition this node is, when it is one
+    # A struct's fields' nodes, found once (bounded by its properties).
+    fields: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
 
     def child(self, key: str) -> Node:
         """The node of a struct field or map value (untyped when unknown)."""
         if self.shape is Shape.STRUCT:
+            known = self.fields.get(key)
+            if known is not None:
+                return known
             sub = (self.schema.get("properties") or {}).get(key)
-            return node(sub) if sub is not None else UNTYPED
+            if sub is None:
+                return UNTYPED
+            known = self.fields[key] = node(sub)
+            return known
         if self.shape is Shape.MAP:
             return node(self.schema["additionalProperties"])
         return UNTYPED
@@ -113,10 +122,25 @@ def _list_shape(sch: Mapping[str, Any]) -> tuple[Shape, tuple[str, ...]]:
     return Shape.ATOMIC, ()
 
 
+# Nodes by the identity of their schema; each entry holds its schema, so
+# that an id is never reused while it is cached. Schemas come from the
+# definitions, read once per process, so the cache stays as big as they are.
+_NODES: dict[int, tuple[Mapping[str, Any], Node]] = {}
+
+
 def node(sch: Mapping[str, Any] | None) -> Node:
     """The node a (possibly referencing) schema stands for."""
     if sch is None:
         return UNTYPED
+    hit = _NODES.get(id(sch))
+    if hit is not None and hit[0] is sch:
+        return hit[1]
+    made = _node(sch)
+    _NODES[id(sch)] = (sch, made)
+    return made
+
+
+def _node(sch: Mapping[str, Any]) -> Node:
     list_meta = sch if "items" in sch else None
     sch, name = _resolve(sch)
     list_meta = list_meta or (sch if "items" in sch else None)
@@ -136,6 +160,7 @@ def node(sch: Mapping[str, Any] | None) -> Node:
     return Node(Shape.SCALAR, sch, (), name)
 
 
+@functools.cache
 def kind_node(group: str, version: str, kind: str) -> Node:
     """The node of a whole object of a kind (untyped if 1.32 has no schema)."""
     name = schema.definition_name(group, version, kind)
@@ -221,7 +246,7 @@ class Comparison:
 
 
 def _empty(value: Any) -> bool:
-    return value is ABSENT or value is None or value == {} or value == []
+    return value is ABSENT or value is None or (type(value) in (dict, list) and not value)
 
 
 def compare(lhs: Any, rhs: Any, n: Node) -> Comparison:
@@ -260,7 +285,8 @@ def _compare(lhs: Any, rhs: Any, n: Node, path: Path, out: Comparison) -> None:
 def _same_kind(lhs: Any, rhs: Any, shape: Shape) -> bool:
     """Both sides are of the container kind the shape wants (or missing)."""
     want = list if shape in (Shape.LIST_MAP, Shape.SET) else dict
-    return all(v is ABSENT or v is None or isinstance(v, want) for v in (lhs, rhs))
+    return (lhs is ABSENT or lhs is None or isinstance(lhs, want)) \
+        and (rhs is ABSENT or rhs is None or isinstance(rhs, want))
 
 
 def _as_map(value: Any) -> dict[str, Any]:
@@ -278,6 +304,8 @@ def _compare_leaf(lhs: Any, rhs: Any, path: Path, out: Comparison) -> None:
 
 def equal(lhs: Any, rhs: Any) -> bool:
     """JSON equality, where ``true`` is not ``1`` (Python would say it is)."""
+    if type(lhs) is type(rhs) and type(lhs) in (str, int, bool):
+        return bool(lhs == rhs)
     return _canonical(lhs) == _canonical(rhs)
 
 
@@ -285,28 +313,38 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def merge(live: Any, config: Any, n: Node) -> Any:
+def merge(live: Any, config: Any, n: Node, *, share: bool = False) -> Any:
     """The applied configuration merged into the live value: leaves and
     atomic values of the configuration win, maps merge key by key, list-maps
     and sets item by item (keeping the configuration's order, live-only
-    items staying next to the item they followed)."""
+    items staying next to the item they followed). The result is a copy
+    unless ``share``: then it may hold parts of both, for reading only."""
+    dup = _same if share else copy.deepcopy
+    return _merge(live, config, n, dup)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _merge(live: Any, config: Any, n: Node, dup: Any) -> Any:
     if config is ABSENT:
-        return copy.deepcopy(live)
+        return dup(live)
     if live is ABSENT:
-        return copy.deepcopy(config)
+        return dup(config)
     shape = _shape_of(n, config)
     if shape in (Shape.SCALAR, Shape.ATOMIC) or not _same_kind(live, config, shape) \
             or live is None or config is None:
-        return copy.deepcopy(config)
+        return dup(config)
     if shape in (Shape.LIST_MAP, Shape.SET):
-        return _merge_list(live, config, n)
+        return _merge_list(live, config, n, dup)
     out: dict[str, Any] = {}
     for key in {**live, **config}:
-        out[key] = merge(live.get(key, ABSENT), config.get(key, ABSENT), n.child(key))
+        out[key] = _merge(live.get(key, ABSENT), config.get(key, ABSENT), n.child(key), dup)
     return out
 
 
-def _merge_list(live: list[Any], config: list[Any], n: Node) -> list[Any]:
+def _merge_list(live: list[Any], config: list[Any], n: Node, dup: Any) -> list[Any]:
     left, right = _items(n, live), _items(n, config)
     # Live-only items travel with the shared item they followed in the live list.
     after: dict[str | None, list[Any]] = {}
@@ -316,10 +354,10 @@ def _merge_list(live: list[Any], config: list[Any], n: Node) -> list[Any]:
         if element is not None and element in right:
             anchor = element
         else:
-            after.setdefault(anchor, []).append(copy.deepcopy(item))
+            after.setdefault(anchor, []).append(dup(item))
     out = list(after.get(None, []))
     for element, item in right.items():
-        out.append(merge(left.get(element, ABSENT), item, n.item()))
+        out.append(_merge(left.get(element, ABSENT), item, n.item(), dup))
         if element in left:
             out.extend(after.get(element, []))
     return out

@@ -99,6 +99,13 @@ def _read(kv: KeyValue) -> Obj:
     return kv.value
 
 
+def _written(obj: Obj, kv: KeyValue) -> Obj:
+    """The object just written, as the response carries it: the store holds
+    its own copy (``_stored``), so ``obj`` needs none."""
+    meta.meta(obj)["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
 def _stored(obj: Obj) -> Obj:
     obj = _json_copy(obj)
     meta.meta(obj).pop("resourceVersion", None)
@@ -154,7 +161,7 @@ class Registry:
         except BaseException:
             undo()
             raise
-        return _out(kv)
+        return _written(obj, kv)
 
     def update(self, res: Resource, namespace: str | None, name: str, body: Obj, *,
                subresource: str = "", dry_run: bool = False, manager: str = "") -> Obj:
@@ -394,7 +401,7 @@ class Registry:
             raise status.conflict(res.plural, meta.name(new)) from None
         except store_base.NotFound:
             raise status.not_found(res.plural, meta.name(new)) from None
-        return _out(kv)
+        return _written(new, kv)
 
     @staticmethod
     def _graceful(res: Resource, obj: Obj, grace_period: int | None) -> bool:
@@ -415,7 +422,7 @@ class Registry:
             md["deletionGracePeriodSeconds"] = grace if grace_period is None else grace_period
         kv = self.store.update(key_for(res, meta.namespace(obj), meta.name(obj)), _stored(obj),
                                expected_revision=None)
-        return _out(kv)
+        return _written(obj, kv)
 
     def _remove(self, res: Resource, obj: Obj) -> Obj:
         try:
