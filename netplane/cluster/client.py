@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,11 +209,16 @@ class Client:
 Handler = Callable[[Obj | None, Obj | None], Awaitable[None] | None]
 
 
+IndexFunc = Callable[[Obj], Iterable[str]]
+NAMESPACE_INDEX = "namespace"
+
+
 class Informer:
     """Keeps a cache of one resource in sync by list + watch and calls every
     handler with (previous, current): (None, obj) for an add, (obj, None) for
     a delete. After a broken watch or an expired revision it lists again and
-    reports only what differs from the cache."""
+    reports only what differs from the cache. Indexes (client-go's
+    Indexers; by namespace always) find objects without a scan."""
 
     def __init__(self, client: Client, res: Resource, *, namespace: str | None = None,
                  label_selector: str = "", field_selector: str = "") -> None:
@@ -224,15 +229,58 @@ class Informer:
         self.handlers: list[Handler] = []
         self.synced = asyncio.Event()
         self.resource_version = ""
+        self._index_funcs: dict[str, IndexFunc] = {
+            NAMESPACE_INDEX: lambda o: (meta.namespace(o),)}
+        self._indexes: dict[str, dict[str, dict[str, Obj]]] = {NAMESPACE_INDEX: {}}
 
     def add_handler(self, handler: Handler) -> None:
         self.handlers.append(handler)
+
+    def add_index(self, name: str, func: IndexFunc) -> None:
+        """Objects by the values ``func`` gives for them (several or none)."""
+        self._index_funcs[name] = func
+        self._indexes[name] = {}
+        for key, obj in self.cache.items():
+            self._index(name, key, obj)
 
     def get(self, name: str, namespace: str | None = None) -> Obj | None:
         return self.cache.get(f"{namespace}/{name}" if namespace else name)
 
     def items(self) -> list[Obj]:
         return list(self.cache.values())
+
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        return list(self._indexes[name].get(value, {}).values())
+
+    def in_namespace(self, namespace: str) -> list[Obj]:
+        return self.by_index(NAMESPACE_INDEX, namespace)
+
+    def _index(self, name: str, key: str, obj: Obj) -> None:
+        for value in self._index_funcs[name](obj):
+            self._indexes[name].setdefault(value, {})[key] = obj
+
+    def _unindex(self, key: str, obj: Obj) -> None:
+        for name, func in self._index_funcs.items():
+            index = self._indexes[name]
+            for value in func(obj):
+                bucket = index.get(value)
+                if bucket is not None:
+                    bucket.pop(key, None)
+                    if not bucket:
+                        del index[value]
+
+    def _put(self, key: str, obj: Obj) -> None:
+        prev = self.cache.get(key)
+        if prev is not None:
+            self._unindex(key, prev)
+        self.cache[key] = obj
+        for name in self._index_funcs:
+            self._index(name, key, obj)
+
+    def _drop(self, key: str) -> None:
+        prev = self.cache.pop(key, None)
+        if prev is not None:
+            self._unindex(key, prev)
 
     async def _emit(self, prev: Obj | None, cur: Obj | None) -> None:
         for h in self.handlers:
@@ -249,7 +297,11 @@ class Informer:
                                       field_selector=self.field_selector)
         fresh = {meta.namespaced_name(o): o for o in body.get("items", [])}
         old = self.cache
-        self.cache = dict(fresh)
+        self.cache = {}
+        for index in self._indexes.values():
+            index.clear()
+        for key, obj in fresh.items():
+            self._put(key, obj)
         self.resource_version = body.get("metadata", {}).get("resourceVersion", "")
         for key, obj in fresh.items():
             prev = old.get(key)
@@ -268,10 +320,10 @@ class Informer:
             self.resource_version = obj.get("metadata", {}).get("resourceVersion", "")
             prev = self.cache.get(key)
             if kind == "DELETED":
-                self.cache.pop(key, None)
+                self._drop(key)
                 await self._emit(prev, None)
             else:
-                self.cache[key] = obj
+                self._put(key, obj)
                 await self._emit(prev, obj)
 
     async def run(self) -> None:

@@ -286,6 +286,36 @@ async def test_informer_recovers_after_server_restart(
     assert rec.empty()
 
 
+async def test_indexes_follow_adds_changes_deletes_and_relists(
+        server: Server, cli: Client,
+        informer: Callable[..., Awaitable[tuple[Informer, Recorder]]]) -> None:
+    await cli.create(POD, pod("a", app="web"))
+    inf, rec = await informer()
+    inf.add_index("app", lambda o: [o["metadata"].get("labels", {}).get("app", "")])
+    await cli.create(POD, pod("b", app="db"))
+    await cli.patch(POD, "a", {"metadata": {"labels": {"app": "db"}}}, "default")
+    await rec.take(3)  # the listed a, the added b, the changed a
+
+    def names(objs: list[Obj]) -> list[str]:
+        return sorted(o["metadata"]["name"] for o in objs)
+
+    assert names(inf.by_index("app", "db")) == ["a", "b"] and inf.by_index("app", "web") == []
+    assert names(inf.in_namespace("default")) == ["a", "b"] and inf.in_namespace("other") == []
+    await cli.delete(POD, "b", "default")
+    await rec.take(1)
+    assert names(inf.by_index("app", "db")) == ["a"]
+    await server.stop()
+    registry = open_registry(server.cfg)
+    try:
+        registry.create(POD, "default", pod("c", app="web"))
+    finally:
+        registry.store.close()
+    await server.start()
+    await rec.take(1)  # the relist after the restart
+    assert names(inf.by_index("app", "web")) == ["c"]
+    assert names(inf.in_namespace("default")) == ["a", "c"]
+
+
 async def test_abandoned_watch_does_not_hold_the_server(
         server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """A watch whose client went away lets go of its store watcher at once,

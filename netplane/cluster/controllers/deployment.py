@@ -62,8 +62,7 @@ class DeploymentController:
         deploy = self.inf.deployments.get(name, ns)
         if deploy is None or meta.is_deleting(deploy):
             return
-        owned = [rs for rs in self.inf.replicasets.items()
-                 if meta.namespace(rs) == ns and owned_by(rs, deploy)]
+        owned = [rs for rs in self.inf.replicasets.in_namespace(ns) if owned_by(rs, deploy)]
         h = template_hash(deploy["spec"]["template"])
         want = int(deploy["spec"].get("replicas", 1))
         current = next((rs for rs in owned if rs["metadata"].get("labels", {}).get(HASH_LABEL)

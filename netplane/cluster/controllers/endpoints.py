@@ -100,7 +100,11 @@ class EndpointsController:
             self.queue.add(meta.namespaced_name(obj))
 
     def _on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
-        for svc in services_selecting(self.inf.services.items(), (prev, cur)):
+        pod = cur or prev
+        if pod is None:
+            return
+        for svc in services_selecting(self.inf.services.in_namespace(meta.namespace(pod)),
+                                      (prev, cur)):
             self.queue.add(meta.namespaced_name(svc))
 
     async def reconcile(self, key: str) -> None:
@@ -118,8 +122,7 @@ class EndpointsController:
         if not sel or svc["spec"].get("type") == "ExternalName":
             return  # endpoints of selector-less services belong to their owner
         matcher = selectors.from_map(sel)
-        pods = [p for p in self.inf.pods.items()
-                if meta.namespace(p) == ns and matcher.matches(meta.labels(p))]
+        pods = [p for p in self.inf.pods.in_namespace(ns) if matcher.matches(meta.labels(p))]
         subsets = build_subsets(svc, pods)
         body: Obj = {"apiVersion": "v1", "kind": "Endpoints",
                      "metadata": {"name": name, "namespace": ns,

@@ -24,6 +24,17 @@ CONTROLLER = "endpointslice-controller.netplane.io"
 TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
+SERVICE_INDEX = "service"
+
+
+def _owning_service(obj: Obj) -> tuple[str, ...]:
+    """``namespace/service`` of a slice this controller manages."""
+    labels = meta.labels(obj)
+    if labels.get(MANAGED_BY) != CONTROLLER or SERVICE_LABEL not in labels:
+        return ()
+    return (f"{meta.namespace(obj)}/{labels[SERVICE_LABEL]}",)
+
+
 def rfc3339_nano(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -74,6 +85,7 @@ class EndpointSliceController:
         self.client, self.inf, self.slices = client, informers, informers.endpointslices
         self.queue = WorkQueue()
         self.triggered: dict[str, float] = {}
+        self.slices.add_index(SERVICE_INDEX, _owning_service)
         informers.services.add_handler(self._on_service)
         informers.pods.add_handler(self._on_pod)
 
@@ -87,13 +99,15 @@ class EndpointSliceController:
             self._mark(meta.namespaced_name(obj))
 
     def _on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
-        for svc in services_selecting(self.inf.services.items(), (prev, cur)):
+        pod = cur or prev
+        if pod is None:
+            return
+        for svc in services_selecting(self.inf.services.in_namespace(meta.namespace(pod)),
+                                      (prev, cur)):
             self._mark(meta.namespaced_name(svc))
 
     def owned(self, ns: str, name: str) -> dict[str, Obj]:
-        return {meta.name(s): s for s in self.slices.items()
-                if meta.namespace(s) == ns and meta.labels(s).get(SERVICE_LABEL) == name
-                and meta.labels(s).get(MANAGED_BY) == CONTROLLER}
+        return {meta.name(s): s for s in self.slices.by_index(SERVICE_INDEX, f"{ns}/{name}")}
 
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)
@@ -106,8 +120,7 @@ class EndpointSliceController:
             self.triggered.pop(key, None)
             return
         matcher = selectors.from_map(svc["spec"]["selector"])
-        pods = [p for p in self.inf.pods.items()
-                if meta.namespace(p) == ns and matcher.matches(meta.labels(p))]
+        pods = [p for p in self.inf.pods.in_namespace(ns) if matcher.matches(meta.labels(p))]
         trigger = rfc3339_nano(self.triggered.pop(key, time.time()))
         for slice_name, body in desired_slices(svc, pods).items():
             await self._write(svc, slice_name, body, current.pop(slice_name, None), trigger)

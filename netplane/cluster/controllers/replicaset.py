@@ -66,8 +66,7 @@ class ReplicaSetController:
                 self.queue.add(f"{meta.namespace(obj)}/{ref['name']}")
 
     def pods_of(self, rs: Obj) -> list[Obj]:
-        return [p for p in self.inf.pods.items()
-                if meta.namespace(p) == meta.namespace(rs) and owned_by(p, rs)]
+        return [p for p in self.inf.pods.in_namespace(meta.namespace(rs)) if owned_by(p, rs)]
 
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)
