@@ -63,6 +63,8 @@ class ServiceDuties:
             inf.add_handler(lambda prev, cur: self.wake.set())
         nodes.add_handler(self._on_node)
         self.health_ports: dict[int, tuple[str, str]] = {}
+        # What the last sync left on lo; None until the first one has looked.
+        self.announced: dict[str, str] | None = None
         self.runners: dict[int, web.AppRunner] = {}
 
     def _on_node(self, prev: Obj | None, cur: Obj | None) -> None:
@@ -94,13 +96,17 @@ class ServiceDuties:
         return {line.split()[3].split("/")[0] for line in out.splitlines() if line.strip()}
 
     def sync_addresses(self) -> None:
-        want, held = self.wanted_addresses(), self.held_addresses()
+        want = self.wanted_addresses()
+        if want == self.announced:
+            return  # most changes (any Service, any slice) leave the addresses as they are
+        held = self.held_addresses()
         for ip in sorted(set(want) - held):
             netns.run(["ip", "addr", "add", f"{ip}/32", "dev", "lo", "label", LB_LABEL])
             log.info("announcing %s for %s", ip, want[ip])
         for ip in sorted(held - set(want)):
             netns.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], check=False)
             log.info("no longer announcing %s", ip)
+        self.announced = want
 
     # -- health-check node ports --
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -237,6 +238,24 @@ async def _grace(request: web.Request) -> int | None:
     return None
 
 
+# Objects' JSON by identity, each entry holding its object (so an id is not
+# reused while cached): the watches that get one event share one object, and
+# the first of them encodes it for all.
+_ENCODED: collections.OrderedDict[int, tuple[Obj, bytes]] = collections.OrderedDict()
+_ENCODED_MAX = 512
+
+
+def _encoded(obj: Obj) -> bytes:
+    hit = _ENCODED.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    _ENCODED[id(obj)] = (obj, data)
+    if len(_ENCODED) > _ENCODED_MAX:
+        _ENCODED.popitem(last=False)
+    return data
+
+
 async def _watch(request: web.Request, registry: Registry,
                  target: paths.Target) -> web.StreamResponse:
     query = _query(request, target)
@@ -252,10 +271,13 @@ async def _watch(request: web.Request, registry: Registry,
     try:
         async with asyncio.timeout(timeout):
             async for kind, obj in events:
-                out = tables.table(obj["kind"], [obj], obj["metadata"]["resourceVersion"],
-                                   include_object=_include_object(request)) \
-                    if table else obj
-                await resp.write(json.dumps({"type": kind, "object": out}).encode() + b"\n")
+                if table:
+                    out = tables.table(obj["kind"], [obj], obj["metadata"]["resourceVersion"],
+                                       include_object=_include_object(request))
+                    await resp.write(json.dumps({"type": kind, "object": out}).encode() + b"\n")
+                else:
+                    await resp.write(b'{"type":"' + kind.encode() + b'","object":'
+                                     + _encoded(obj) + b"}\n")
     except TimeoutError:
         pass
     except status.ApiError as e:

@@ -296,7 +296,8 @@ class Registry:
 
     @staticmethod
     def _filter(ev: store_base.Event, query: Query) -> tuple[str, Obj] | None:
-        obj = _out(ev.kv)
+        # One copy for all the watches that get this event: they only read it.
+        obj: Obj = ev.shared.get("object") or ev.shared.setdefault("object", _out(ev.kv))
         was = ev.prev is not None and query.matches(ev.prev)
         now = ev.type != EventType.DELETED and query.matches(obj)
         if ev.type == EventType.DELETED:

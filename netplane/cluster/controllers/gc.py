@@ -11,6 +11,7 @@ from netplane.cluster.client import Client, Informer, NotFound
 from netplane.cluster.controllers.shared import Informers
 
 SWEEP_SECONDS = 1.0
+UID_INDEX = "uid"
 
 
 class GarbageCollector:
@@ -25,6 +26,7 @@ class GarbageCollector:
                            (resources.ENDPOINTSLICE, informers.endpointslices)]
         self.wake = asyncio.Event()
         for inf in self.owners.values():
+            inf.add_index(UID_INDEX, lambda o: (meta.uid(o),))
             inf.add_handler(self._on_owner)
         for _, inf in self.dependents:
             inf.add_handler(self._on_dependent)
@@ -49,7 +51,7 @@ class GarbageCollector:
             inf = self.owners[ref["kind"]]
             if not inf.synced.is_set():
                 return False
-            if any(meta.uid(o) == ref.get("uid") for o in inf.items()):
+            if inf.by_index(UID_INDEX, str(ref.get("uid"))):
                 return False
         return True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -28,6 +28,9 @@ class Event:
     type: EventType
     kv: KeyValue
     prev: dict[str, Any] | None  # the value before a MODIFIED or DELETED
+    # What every watch of this event can share (the object as served, its
+    # JSON), made by the first that needs it.
+    shared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class StoreError(Exception):
