@@ -226,3 +226,58 @@ def test_server_side_apply_conflict_and_force(kubectl: Kubectl) -> None:
     assert ".spec.replicas" in failed.stderr
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifest))
     assert kubectl.json("get", "deploy", "ssa")["spec"]["replicas"] == 1
+
+
+def test_rollout_status_history_undo_pause_resume_and_restart(kubectl: Kubectl) -> None:
+    """kubectl's rollout commands read and write what the Deployment
+    controller keeps: revisions on ReplicaSets, change-cause, conditions."""
+    manifest = kubectl.home / "roll.yaml"
+    manifest.write_text(DEPLOYMENT.replace("name: hello", "name: roll").replace(
+        "app: hello", "app: roll").format(replicas=2).replace(
+        "spec:\n  replicas", "spec:\n  strategy:\n    rollingUpdate: {maxSurge: 1, "
+        "maxUnavailable: 0}\n  replicas"))
+    kubectl("apply", "-f", str(manifest))
+    status = kubectl("rollout", "status", "deployment/roll", "--timeout=90s")
+    assert 'deployment "roll" successfully rolled out' in status.stdout
+
+    kubectl("set", "env", "deployment/roll", "COLOUR=blue")
+    kubectl("annotate", "deployment/roll", "kubernetes.io/change-cause=blue")
+    status = kubectl("rollout", "status", "deployment/roll", "--timeout=90s")
+    assert 'deployment "roll" successfully rolled out' in status.stdout
+    history = kubectl("rollout", "history", "deployment/roll").stdout.splitlines()
+    assert history[0] == "deployment.apps/roll "
+    rows = [line.split(None, 1) for line in history[2:] if line.strip()]
+    assert rows == [["1", "<none>"], ["2", "blue"]]
+    revision_2 = kubectl("rollout", "history", "deployment/roll", "--revision=2").stdout
+    assert "COLOUR:\tblue" in revision_2 or "COLOUR: blue" in revision_2.replace("\t", " ")
+
+    undo = kubectl("rollout", "undo", "deployment/roll").stdout
+    assert undo.strip() == "deployment.apps/roll rolled back"
+    kubectl("rollout", "status", "deployment/roll", "--timeout=90s")
+    env = kubectl.json("get", "deploy", "roll")["spec"]["template"]["spec"]["containers"][0]
+    assert "env" not in env
+    rows = [line.split(None, 1)[0] for line in
+            kubectl("rollout", "history", "deployment/roll").stdout.splitlines()[2:]
+            if line.strip()]
+    assert rows == ["2", "3"]  # revision 1 came back as 3
+    again = kubectl("rollout", "undo", "deployment/roll", "--to-revision=3", check=False)
+    assert "skipped rollback (current template already matches revision 3)" in again.stdout
+
+    kubectl("rollout", "pause", "deployment/roll")
+    kubectl("set", "image", "deployment/roll", "echo=netplane/echo:paused")
+    paused = kubectl.json("get", "deploy", "roll")
+    wait_for("the pause observed", lambda: any(
+        c["reason"] == "DeploymentPaused" for c in kubectl.json("get", "deploy", "roll")[
+            "status"].get("conditions", [])), timeout=30)
+    replica_sets = kubectl.json("get", "rs", "-l", "app=roll")["items"]
+    assert len(replica_sets) == 2 and paused["metadata"]["annotations"][
+        "deployment.kubernetes.io/revision"] == "3"
+    kubectl("set", "image", "deployment/roll", "echo=netplane/echo")  # back: nothing to roll
+    kubectl("rollout", "resume", "deployment/roll")
+    kubectl("rollout", "restart", "deployment/roll")
+    status = kubectl("rollout", "status", "deployment/roll", "--timeout=90s")
+    assert 'deployment "roll" successfully rolled out' in status.stdout
+    template = kubectl.json("get", "deploy", "roll")["spec"]["template"]
+    assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
+    assert kubectl.json("get", "deploy", "roll")["metadata"]["annotations"][
+        "deployment.kubernetes.io/revision"] == "4"

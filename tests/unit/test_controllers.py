@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netplane.api.meta import Obj
-from netplane.cluster.controllers.deployment import HASH_LABEL, new_replicaset, template_hash
+from netplane.cluster.controllers.deployment import HASH_LABEL, template_hash
 from netplane.cluster.controllers.endpoints import build_subsets, resolve_port
 from netplane.cluster.controllers.replicaset import pod_from_template
 
@@ -80,22 +80,22 @@ def test_template_hash_is_stable_and_changes_with_the_template() -> None:
     other = {**DEPLOY["spec"]["template"], "spec": {"containers": [{"name": "c",
                                                                     "image": "other"}]}}
     assert template_hash(other) != h
+    assert template_hash(DEPLOY["spec"]["template"], 1) != h  # after a collision
 
 
-def test_replicaset_and_pods_carry_owner_and_hash() -> None:
+def test_pods_carry_owner_and_hash() -> None:
     h = template_hash(DEPLOY["spec"]["template"])
-    rs = new_replicaset(DEPLOY, h, 3)
-    assert rs["metadata"]["name"] == f"web-{h}"
-    assert rs["spec"]["selector"]["matchLabels"] == {"app": "web", HASH_LABEL: h}
-    assert rs["metadata"]["ownerReferences"][0]["uid"] == "d-1"
-    rs["metadata"]["uid"] = "rs-1"
+    template = {"metadata": {"labels": {"app": "web", HASH_LABEL: h}},
+                "spec": DEPLOY["spec"]["template"]["spec"]}
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": f"web-{h}", "namespace": "default", "uid": "rs-1"},
+          "spec": {"replicas": 3, "template": template}}
     p = pod_from_template(rs)
     assert p["metadata"]["generateName"] == f"web-{h}-"
     assert p["metadata"]["labels"] == {"app": "web", HASH_LABEL: h}
     assert p["metadata"]["ownerReferences"][0] == {
         "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"web-{h}", "uid": "rs-1",
         "controller": True, "blockOwnerDeletion": True}
-    assert DEPLOY["spec"]["template"]["metadata"]["labels"] == {"app": "web"}
 
 
 def test_endpoint_slices_carry_conditions_node_and_ports() -> None:

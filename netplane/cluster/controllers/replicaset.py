@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 
 from netplane.api import meta, resources, selectors
 from netplane.api.meta import Obj
@@ -19,6 +20,17 @@ log = logging.getLogger(__name__)
 def active(pod: Obj) -> bool:
     return not meta.is_deleting(pod) and \
         pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def available(pod: Obj, min_ready_seconds: int, now: float) -> bool:
+    """Ready for at least ``min_ready_seconds`` (kube's IsPodAvailable)."""
+    if not meta.pod_ready(pod):
+        return False
+    if not min_ready_seconds:
+        return True
+    since = (meta.condition(pod, "Ready") or {}).get("lastTransitionTime")
+    return since is not None and \
+        meta.parse_time(str(since)).timestamp() + min_ready_seconds <= now
 
 
 def pod_from_template(rs: Obj) -> Obj:
@@ -106,9 +118,15 @@ class ReplicaSetController:
         sel = selectors.from_label_selector(rs["spec"].get("selector"))
         matching = [p for p in pods if sel.matches(meta.labels(p))]
         ready = sum(1 for p in matching if meta.pod_ready(p))
-        st = {"replicas": len(matching), "readyReplicas": ready, "availableReplicas": ready,
+        min_ready = int(rs["spec"].get("minReadySeconds") or 0)
+        now = time.time()
+        avail = sum(1 for p in matching if available(p, min_ready, now))
+        st = {"replicas": len(matching), "readyReplicas": ready, "availableReplicas": avail,
               "fullyLabeledReplicas": len(matching),
               "observedGeneration": rs["metadata"].get("generation", 1)}
+        if min_ready and ready == int(rs["spec"].get("replicas", 1)) and avail != ready:
+            # Available once ready for minReadySeconds: look again then.
+            self.queue.add_after(meta.namespaced_name(rs), min_ready)
         if all(rs.get("status", {}).get(k) == v for k, v in st.items()):
             return
         rs = copy.deepcopy(rs)
