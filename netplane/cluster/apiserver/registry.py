@@ -17,13 +17,7 @@ from netplane.api.meta import Obj
 from netplane.api.resources import Resource
 from netplane.api.selectors import EVERYTHING, NO_FIELDS, FieldSelector, Selector
 from netplane.cluster.apiserver import admission, fieldmanager, status
-from netplane.cluster.apiserver.patch import (
-    JSON_PATCH,
-    STRATEGIC,
-    JSONPatchError,
-    json_patch,
-    merge_patch,
-)
+from netplane.cluster.apiserver.patch import JSONPatchError, apply_patch
 from netplane.cluster.store import base as store_base
 from netplane.cluster.store.base import EventType, KeyValue, Store
 
@@ -177,10 +171,7 @@ class Registry:
               manager: str = "") -> Obj:
         old = self.get(res, namespace, name)
         try:
-            if content_type == JSON_PATCH:
-                patched = json_patch(old, patch)
-            else:
-                patched = merge_patch(old, patch, strategic=content_type == STRATEGIC)
+            patched = apply_patch(old, patch, content_type)
         except JSONPatchError as e:
             raise status.ApiError(422, "Invalid", str(e)) from None
         if not isinstance(patched, dict):
@@ -296,8 +287,11 @@ class Registry:
 
     @staticmethod
     def _filter(ev: store_base.Event, query: Query) -> tuple[str, Obj] | None:
-        # One copy for all the watches that get this event: they only read it.
-        obj: Obj = ev.shared.get("object") or ev.shared.setdefault("object", _out(ev.kv))
+        # One copy for all the watches that get this event: they only read it
+        # (and the handler encodes it once for all of them, by identity).
+        obj: Obj | None = ev.shared.get("object")
+        if obj is None:
+            obj = ev.shared["object"] = _out(ev.kv)
         was = ev.prev is not None and query.matches(ev.prev)
         now = ev.type != EventType.DELETED and query.matches(obj)
         if ev.type == EventType.DELETED:

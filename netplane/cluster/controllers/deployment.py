@@ -238,8 +238,8 @@ class Sync:
     async def run(self) -> None:
         d = self.d
         if meta.is_deleting(d):
-            new, olds = await self._replica_sets(create=False)
-            await self._sync_status([*olds, *([new] if new else [])], new)
+            await self._replica_sets(create=False)
+            await self._sync_status()
             return
         await self._paused_conditions()
         if d["spec"].get("paused") or await self._scaling_event():
@@ -283,7 +283,7 @@ class Sync:
         new = await self._create(olds, next_revision)
         return new, olds
 
-    async def _create(self, olds: list[Obj], next_revision: int) -> Obj | None:
+    async def _create(self, olds: list[Obj], next_revision: int) -> Obj:
         d = self.d
         collisions = int(d["status"].get("collisionCount", 0))
         h = template_hash(d["spec"]["template"], collisions)
@@ -379,21 +379,16 @@ class Sync:
     async def _scale(self, rs: Obj, to: int, way: str = "") -> tuple[bool, Obj]:
         """kube's scaleReplicaSet: size and replica annotations; an event
         when the size changed."""
-        d = self.d
-        resize = replicas(rs) != to
-        notes = meta.meta(rs).get("annotations") or {}
-        notes_stale = notes.get(DESIRED) != str(replicas(d)) or \
-            notes.get(MAX_REPLICAS) != str(replicas(d) + max_surge(d))
-        if not resize and not notes_stale:
-            return False, rs
         was = replicas(rs)
-        rs = copy.deepcopy(rs)
-        rs["spec"]["replicas"] = to
-        self._set_replica_notes(rs)
-        rs = self._replace(await self.c.update_rs(rs))
+        resize = was != to
+        updated = copy.deepcopy(rs)
+        updated["spec"]["replicas"] = to
+        if not self._set_replica_notes(updated) and not resize:
+            return False, rs
+        rs = self._replace(await self.c.update_rs(updated))
         if resize:
             way = way or ("up" if to > was else "down")
-            self.c.event(d, Reason.SCALING_REPLICA_SET,
+            self.c.event(self.d, Reason.SCALING_REPLICA_SET,
                          f"Scaled {way} replica set {meta.name(rs)} from {was} to {to}")
         return resize, rs
 
@@ -414,10 +409,9 @@ class Sync:
         """Scale (proportionally) without rolling: paused or resized."""
         new, olds = await self._replica_sets(create=False)
         await self._proportional(new, olds)
-        new, olds = self._split()
         if self.d["spec"].get("paused"):
-            await self._cleanup(olds)
-        await self._sync_status([*olds, *([new] if new else [])], new)
+            await self._cleanup(self._split()[1])
+        await self._sync_status()
 
     async def _proportional(self, new: Obj | None, olds: list[Obj]) -> None:
         d = self.d
@@ -486,23 +480,12 @@ class Sync:
         new, olds = await self._replica_sets(create=True)
         if new is None:
             return
-        every = [*olds, new]
-        if await self._reconcile_new(every, new):
-            await self._sync_rollout([*olds, self._current(new)], self._current(new))
-            return
-        new = self._current(new)
-        olds = [self._current(rs) for rs in olds]
-        if await self._reconcile_olds([*olds, new], active(olds), new):
-            new, olds = self._split()
-            await self._sync_rollout([*olds, *([new] if new else [])], new)
-            return
-        if complete(self.d, self.d["status"]):
+        # Scale up if it can; else down if it can; else, when done, clean up.
+        if not await self._reconcile_new([*olds, new], new) and \
+                not await self._reconcile_olds([*olds, new], active(olds), new) and \
+                complete(self.d, self.d["status"]):
             await self._cleanup(olds)
-        new, olds = self._split()
-        await self._sync_rollout([*olds, *([new] if new else [])], new)
-
-    def _current(self, rs: Obj) -> Obj:
-        return next((x for x in self.rss if meta.name(x) == meta.name(rs)), rs)
+        await self._sync_rollout()
 
     async def _reconcile_new(self, every: list[Obj], new: Obj) -> bool:
         want = replicas(self.d)
@@ -562,21 +545,15 @@ class Sync:
         scaled = False
         for rs in active(olds):
             scaled = (await self._scale_to(rs, 0))[0] or scaled
-        if scaled:
-            new, olds = self._split()
-            await self._sync_rollout([*olds, *([new] if new else [])], new)
-            return
-        if self._old_pods_running(new, olds):
-            await self._sync_rollout([*olds, *([new] if new else [])], new)
-            return
-        if new is None:
-            new, olds = await self._replica_sets(create=True)
-        if new is not None:
-            await self._scale_to(new, replicas(self.d))
-        if complete(self.d, self.d["status"]):
-            await self._cleanup(olds)
-        new, olds = self._split()
-        await self._sync_rollout([*olds, *([new] if new else [])], new)
+        # New pods only once the old ones are gone.
+        if not scaled and not self._old_pods_running(new, olds):
+            if new is None:
+                new, olds = await self._replica_sets(create=True)
+            if new is not None:
+                await self._scale_to(new, replicas(self.d))
+            if complete(self.d, self.d["status"]):
+                await self._cleanup(olds)
+        await self._sync_rollout()
 
     def _old_pods_running(self, new: Obj | None, olds: list[Obj]) -> bool:
         if sum(_status(rs, "replicas") for rs in olds) > 0:
@@ -608,8 +585,11 @@ class Sync:
 
     # -- status --
 
-    def _calculate(self, every: list[Obj], new: Obj | None) -> Obj:
+    def _calculate(self) -> Obj:
+        """kube's calculateStatus, over the ReplicaSets as they are now."""
         d = self.d
+        new, olds = self._split()
+        every = [*olds, *([new] if new else [])]
         avail = available(every)
         status: Obj = {
             "observedGeneration": d["metadata"].get("generation", 1),
@@ -631,17 +611,18 @@ class Sync:
         return {k: v for k, v in status.items() if v or k in ("observedGeneration",
                                                                "conditions")}
 
-    async def _sync_status(self, every: list[Obj], new: Obj | None) -> None:
-        status = self._calculate(every, new)
+    async def _sync_status(self) -> None:
+        status = self._calculate()
         if status != self.d["status"]:
             self.d["status"] = status
             await self._write()
 
-    async def _sync_rollout(self, every: list[Obj], new: Obj | None) -> None:
+    async def _sync_rollout(self) -> None:
         """kube's syncRolloutStatus: the Progressing condition against the
         deadline, and a requeue for when it would pass."""
         d, now = self.d, self.c.now()
-        status = self._calculate(every, new)
+        new = self._split()[0]
+        status = self._calculate()
         if not has_deadline(d):
             remove_condition(status, "Progressing")
             status.setdefault("conditions", [])
@@ -749,8 +730,7 @@ class _ApiCluster:
             patched = await client.patch(resources.DEPLOYMENT, meta.name(d),
                                          {"metadata": {"annotations": notes}}, ns)
             d = {**d, "metadata": patched["metadata"]}
-        out = await client.update_status(resources.DEPLOYMENT, d)
-        return out
+        return await client.update_status(resources.DEPLOYMENT, d)
 
     def event(self, d: Obj, reason: Reason, message: str, *, warning: bool = False) -> None:
         (self.ctl.events.warning if warning else self.ctl.events.normal)(d, reason, message)

@@ -28,8 +28,8 @@ class Event:
     type: EventType
     kv: KeyValue
     prev: dict[str, Any] | None  # the value before a MODIFIED or DELETED
-    # What every watch of this event can share (the object as served, its
-    # JSON), made by the first that needs it.
+    # What every watch of this event can share (the object as served), made
+    # by the first that needs it.
     shared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
