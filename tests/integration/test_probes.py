@@ -12,7 +12,6 @@ for its container; nothing leaves loopback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +21,13 @@ from aiohttp import web
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
-from netplane.cluster.client import Client, Connection
+from netplane.cluster.client import Client
 from netplane.cluster.controllers.endpoints import EndpointsController
 from netplane.cluster.controllers.shared import Informers
 from netplane.node import podstatus
 from netplane.node.probes import ProbeState, probe
 from netplane.node.runtime.process import ContainerState, ContainerStatus
-from tests.unit.test_client import Server
+from tests.unit.test_client import one_controller
 
 HANG = 60.0  # only a guard against a hung test
 LOOPBACK = "127.0.0.1"
@@ -182,25 +181,8 @@ class ControlPlane:
 
 @pytest.fixture
 async def control_plane(tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    server = Server(tmp_path)
-    await server.start()
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        async with Client(Connection(socket=str(server.cfg.socket))) as client:
-            informers = Informers.for_client(client)
-            controller = EndpointsController(client, informers)
-            tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
-            async with asyncio.timeout(HANG):
-                for inf in informers.all():
-                    await inf.synced.wait()
-            tasks.append(asyncio.create_task(controller.run()))
-            yield ControlPlane(client, informers)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await server.stop()
+    async with one_controller(tmp_path, EndpointsController) as (client, informers):
+        yield ControlPlane(client, informers)
 
 
 def addresses(ep: Obj, kind: str) -> list[str]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,31 +16,13 @@ from aiohttp.test_utils import TestClient
 from netplane.api import decoding, protobuf
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import fieldvalidation
-from netplane.cluster.apiserver.registry import Registry
-from netplane.cluster.server import ServerConfig, build_app, open_registry
 from tests.unit.test_protobuf import CAPTURED, _mutations, envelope, ld, meta, msg
 
-TOKEN = "test-token-0123456789"
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 SERVICES = "/api/v1/namespaces/default/services"
 DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
 MERGE = "application/merge-patch+json"
 LIMIT = 3 * 1024 * 1024
-
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = open_registry(ServerConfig(data_dir=tmp_path, socket=tmp_path / "api.sock"))
-    yield reg
-    reg.store.close()
-
-
-@pytest.fixture
-async def api(aiohttp_client: AiohttpClient, registry: Registry) -> TestClient[Any, Any]:
-    return await aiohttp_client(build_app(registry, frozenset({TOKEN})),
-                                headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 async def send(api: TestClient[Any, Any], method: str, path: str, data: bytes | str, *,

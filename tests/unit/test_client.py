@@ -15,6 +15,8 @@ from netplane.api.meta import Obj
 from netplane.cluster import client as api_client
 from netplane.cluster.apiserver import pki
 from netplane.cluster.client import Client, Connection, Informer
+from netplane.cluster.controllers.manager import Controller
+from netplane.cluster.controllers.shared import Informers
 from netplane.cluster.server import ServerConfig, open_registry, serve
 from netplane.cluster.store.base import Event
 from netplane.cluster.store.sqlite import SQLiteStore
@@ -57,6 +59,31 @@ class Server:
             async with asyncio.timeout(10):
                 await self._task
             self._task = None
+
+
+@contextlib.asynccontextmanager
+async def one_controller(tmp_path: Path, make: Callable[[Client, Informers], Controller],
+                         ) -> AsyncIterator[tuple[Client, Informers]]:
+    """A server without its own controllers, every shared informer synced,
+    and the one controller ``make`` builds running over them."""
+    server = Server(tmp_path)
+    await server.start()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with Client(Connection(socket=str(server.cfg.socket))) as client:
+            informers = Informers.for_client(client)
+            controller = make(client, informers)
+            tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
+            async with asyncio.timeout(60):  # only a guard against a hung test
+                for inf in informers.all():
+                    await inf.synced.wait()
+            tasks.append(asyncio.create_task(controller.run()))
+            yield client, informers
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.stop()
 
 
 @pytest.fixture

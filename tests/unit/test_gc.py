@@ -19,10 +19,10 @@ import pytest
 from netplane.api import resources
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
-from netplane.cluster.client import Client, Connection, NotFound
+from netplane.cluster.client import Client, NotFound
 from netplane.cluster.controllers.gc import GarbageCollector
 from netplane.cluster.controllers.shared import Informers
-from tests.unit.test_client import Server
+from tests.unit.test_client import one_controller
 
 HANG = 60.0  # only a guard against a hung test
 NS = "default"
@@ -58,24 +58,8 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    server = Server(tmp_path)
-    await server.start()
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        async with Client(Connection(socket=str(server.cfg.socket))) as client:
-            informers = Informers.for_client(client)
-            gc = GarbageCollector(client, informers)
-            tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
-            async with asyncio.timeout(HANG):
-                for inf in informers.all():
-                    await inf.synced.wait()
-            tasks.append(asyncio.create_task(gc.run()))
-            yield Cluster(client, informers)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.stop()
+    async with one_controller(tmp_path, GarbageCollector) as (client, informers):
+        yield Cluster(client, informers)
 
 
 def owner_ref(owner: Obj, *, controller: bool = True) -> Obj:

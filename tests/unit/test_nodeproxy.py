@@ -4,7 +4,6 @@ agent is called (through a real in-process server)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from netplane.api import resources
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import nodeproxy, pki
 from netplane.cluster.apiserver.registry import Registry
-from netplane.cluster.server import ServerConfig, build_app, open_registry
+from netplane.cluster.server import build_app
 from tests.unit.test_apiserver import AiohttpClient
 
 TOKEN = "test-token-nodeproxy"
@@ -53,13 +52,6 @@ def test_agent_urls_carry_the_query_but_not_the_container() -> None:
         "https://10.0.0.1:10250/exec/default/web-1/web?command=sh&command=-c&command=exit+3"
     assert nodeproxy.agent_url("10.0.0.1", "portforward", pod, None, [("ports", "80")]) == \
         "https://10.0.0.1:10250/portForward/default/web-1?ports=80"
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = open_registry(ServerConfig(data_dir=tmp_path, socket=tmp_path / "api.sock"))
-    yield reg
-    reg.store.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from netplane.api import resources
 from netplane.cluster.apiserver import openapi, paths
-from netplane.cluster.apiserver.admission import Allocators
-from netplane.cluster.apiserver.allocators import ClusterIPAllocator, PodCIDRAllocator
 from netplane.cluster.apiserver.registry import Registry
 from netplane.cluster.server import build_app
-from netplane.cluster.store.sqlite import SQLiteStore
 
 TOKEN = "test-token-openapi"
 DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
@@ -167,24 +163,6 @@ def test_build_is_quick_enough() -> None:
 
 
 # -- over HTTP --
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    """A registry with only the default namespace: field validation needs no more."""
-    reg = Registry(SQLiteStore(tmp_path / "store.db"), Allocators(
-        ClusterIPAllocator("10.96.0.0/12", reserved=("10.96.0.1",)),
-        PodCIDRAllocator("10.244.0.0/16")))
-    reg.create(resources.NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace",
-                                           "metadata": {"name": "default"}})
-    yield reg
-    reg.store.close()
-
-
-@pytest.fixture
-async def api(aiohttp_client: AiohttpClient, registry: Registry) -> TestClient[Any, Any]:
-    return await aiohttp_client(build_app(registry, frozenset({TOKEN})),
-                                headers={"Authorization": f"Bearer {TOKEN}"})
-
 
 async def test_hashed_documents_are_immutable(api: TestClient[Any, Any]) -> None:
     resp = await api.get("/openapi/v3")

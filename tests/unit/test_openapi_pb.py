@@ -7,30 +7,20 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from netplane.api import resources
 from netplane.cluster.apiserver import openapi, openapi_pb
-from netplane.cluster.apiserver.admission import Allocators
-from netplane.cluster.apiserver.allocators import ClusterIPAllocator, PodCIDRAllocator
 from netplane.cluster.apiserver.openapi_pb import Unencodable, decode, encode
-from netplane.cluster.apiserver.registry import Registry
-from netplane.cluster.server import build_app
-from netplane.cluster.store.sqlite import SQLiteStore
 
-TOKEN = "test-token-openapi-pb"
 KUBECTL_ACCEPT = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 KUBE_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 CORE = "io.k8s.api.core.v1."
 GVK = "x-kubernetes-group-version-kind"
 
-AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 Doc = dict[str, Any]
 
 
@@ -194,23 +184,6 @@ def test_decode_refuses_garbage() -> None:
 
 
 # -- over HTTP --
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(SQLiteStore(tmp_path / "store.db"), Allocators(
-        ClusterIPAllocator("10.96.0.0/12", reserved=("10.96.0.1",)),
-        PodCIDRAllocator("10.244.0.0/16")))
-    reg.create(resources.NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace",
-                                           "metadata": {"name": "default"}})
-    yield reg
-    reg.store.close()
-
-
-@pytest.fixture
-async def api(aiohttp_client: AiohttpClient, registry: Registry) -> TestClient[Any, Any]:
-    return await aiohttp_client(build_app(registry, frozenset({TOKEN})),
-                                headers={"Authorization": f"Bearer {TOKEN}"})
-
 
 async def test_kubectl_gets_protobuf(api: TestClient[Any, Any], served: Doc) -> None:
     resp = await api.get("/openapi/v2", headers={"Accept": KUBECTL_ACCEPT})
