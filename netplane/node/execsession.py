@@ -73,7 +73,22 @@ def _signal_group(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-class PipeExec:
+class _Command:
+    """What both kinds of session do with their process."""
+
+    proc: asyncio.subprocess.Process | None
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        code = await self.proc.wait()
+        return 128 - code if code < 0 else code
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            _signal_group(self.proc.pid)
+
+
+class PipeExec(_Command):
     """A command with its stdin, stdout and stderr on pipes."""
 
     def __init__(self, opts: ExecOptions) -> None:
@@ -114,17 +129,8 @@ class PipeExec:
     def resize(self, size: TerminalSize) -> None:
         pass
 
-    async def wait(self) -> int:
-        assert self.proc is not None
-        code = await self.proc.wait()
-        return 128 - code if code < 0 else code
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            _signal_group(self.proc.pid)
-
-
-class PtyExec:
+class PtyExec(_Command):
     """A command on a pseudo-terminal: one output, the terminal's."""
 
     def __init__(self, opts: ExecOptions) -> None:
@@ -173,15 +179,6 @@ class PtyExec:
         winsize = struct.pack("HHHH", size.height, size.width, 0, 0)
         with contextlib.suppress(OSError):
             fcntl.ioctl(self.master, termios.TIOCSWINSZ, winsize)
-
-    async def wait(self) -> int:
-        assert self.proc is not None
-        code = await self.proc.wait()
-        return 128 - code if code < 0 else code
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            _signal_group(self.proc.pid)
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):

@@ -155,10 +155,7 @@ async def resource(request: web.Request) -> web.StreamResponse:
                                      dry_run=_dry_run(request),
                                      manager=fieldmanager.manager(request)))
     if method == "PATCH":
-        ctype = request.content_type
-        if ctype not in (MERGE, STRATEGIC, JSON_PATCH, APPLY_PATCH):
-            raise status.ApiError(415, "UnsupportedMediaType",
-                                  f"the patch content type {ctype!r} is not supported")
+        ctype = _patch_type(request)
         if ctype == APPLY_PATCH:
             return await _apply(request, registry, target)
         return _json(registry.patch(res, ns, name, await _body(request), ctype, subresource=sub,
@@ -172,6 +169,14 @@ async def resource(request: web.Request) -> web.StreamResponse:
     raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")
 
 
+def _patch_type(request: web.Request) -> str:
+    ctype = request.content_type
+    if ctype not in (MERGE, STRATEGIC, JSON_PATCH, APPLY_PATCH):
+        raise status.ApiError(415, "UnsupportedMediaType",
+                              f"the patch content type {ctype!r} is not supported")
+    return ctype
+
+
 async def _scale(request: web.Request, registry: Registry,
                  target: paths.Target) -> web.Response:
     res, ns, name = target.resource, target.namespace, str(target.name)
@@ -182,10 +187,7 @@ async def _scale(request: web.Request, registry: Registry,
                                   dry_run=_dry_run(request),
                                   manager=fieldmanager.manager(request)))
     if request.method == "PATCH":
-        ctype = request.content_type
-        if ctype not in (MERGE, STRATEGIC, JSON_PATCH, APPLY_PATCH):
-            raise status.ApiError(415, "UnsupportedMediaType",
-                                  f"the patch content type {ctype!r} is not supported")
+        ctype = _patch_type(request)
         if ctype == APPLY_PATCH:
             return await _apply(request, registry, target)
         return _json(scale.patch(registry, res, ns, name, await _body(request), ctype,

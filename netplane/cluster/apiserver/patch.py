@@ -44,6 +44,14 @@ class _Deleted:
 _DELETED = _Deleted()
 
 
+def apply_patch(target: Any, patch: Any, content_type: str) -> Any:
+    """``target`` with a patch of any of the three formats (by content type);
+    a JSON patch that cannot apply raises JSONPatchError."""
+    if content_type == JSON_PATCH:
+        return json_patch(target, patch)
+    return merge_patch(target, patch, strategic=content_type == STRATEGIC)
+
+
 def merge_patch(target: Any, patch: Any, *, strategic: bool = False) -> Any:
     if strategic:
         out = _strategic(target, patch)

@@ -11,13 +11,7 @@ from netplane.api import meta, selectors, validation
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
 from netplane.cluster.apiserver import fieldmanager, status
-from netplane.cluster.apiserver.patch import (
-    JSON_PATCH,
-    STRATEGIC,
-    JSONPatchError,
-    json_patch,
-    merge_patch,
-)
+from netplane.cluster.apiserver.patch import JSONPatchError, apply_patch
 from netplane.cluster.apiserver.registry import Registry
 
 
@@ -75,10 +69,7 @@ def patch(registry: Registry, res: Resource, namespace: str | None, name: str, b
           content_type: str, *, dry_run: bool = False, manager: str = "") -> Obj:
     current = get(registry, res, namespace, name)
     try:
-        if content_type == JSON_PATCH:
-            patched = json_patch(current, body)
-        else:
-            patched = merge_patch(current, body, strategic=content_type == STRATEGIC)
+        patched = apply_patch(current, body, content_type)
     except JSONPatchError as e:
         raise status.ApiError(422, "Invalid", str(e)) from None
     return update(registry, res, namespace, name, patched, dry_run=dry_run, manager=manager)
