@@ -40,6 +40,8 @@ class Reason(enum.StrEnum):
     UNHEALTHY = "Unhealthy"
     BACK_OFF = "BackOff"
     FAILED_MOUNT = "FailedMount"
+    FAILED_PRE_STOP_HOOK = "FailedPreStopHook"
+    FAILED_POST_START_HOOK = "FailedPostStartHook"
     SUCCESSFUL_CREATE = "SuccessfulCreate"
     FAILED_CREATE = "FailedCreate"
     SUCCESSFUL_DELETE = "SuccessfulDelete"

@@ -129,7 +129,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     pods = PodManager(client=client, pods=all_pods,
                       runtime=runtime,
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
-                      ctx=ctx)
+                      ctx=ctx, slices=slices)
     duties = ServiceDuties(node_name=cfg.node_name, node_ip=cfg.node_ip, services=services,
                            slices=slices, nodes=nodes)
     tasks = [asyncio.create_task(c) for c in (

@@ -5,20 +5,21 @@ written back; on deletion, the same in reverse."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client, Informer, NotFound
-from netplane.cluster.controllers.queue import WorkQueue, drain
 from netplane.cluster.events import Reason, Recorder, Source
 from netplane.net import netns
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
-from netplane.node import podstatus
+from netplane.node import actions, podstatus
 from netplane.node.probes import ProbeState
 from netplane.node.runtime import podfiles
 from netplane.node.runtime.process import ContainerStatus, ImageNotRunnable, ProcessRuntime
@@ -26,6 +27,23 @@ from netplane.node.runtime.process import ContainerStatus, ImageNotRunnable, Pro
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 1.0
 BACKOFF_START, BACKOFF_MAX = 2.0, 60.0
+# What the kubelet grants a container after its preStop hook used up the
+# grace period, and the grace of a pod whose object is already gone.
+MINIMUM_GRACE = 2.0
+TARGET_UID_INDEX = "target-uid"
+
+
+def endpoint_pods(slice_: Obj) -> Iterable[str]:
+    """Uids of the pods an EndpointSlice lists (its index function)."""
+    return [ref["uid"] for ep in slice_.get("endpoints") or []
+            if (ref := ep.get("targetRef") or {}).get("kind") == "Pod" and ref.get("uid")]
+
+
+def still_ready_in(slices: Iterable[Obj], uid: str) -> list[str]:
+    """Names of the slices that still send new connections to the pod."""
+    return [meta.name(s) for s in slices for ep in s.get("endpoints") or []
+            if (ep.get("targetRef") or {}).get("uid") == uid
+            and (ep.get("conditions") or {}).get("ready") is not False]
 
 
 @dataclass(frozen=True)
@@ -133,21 +151,30 @@ def _pod_ref(pod: Obj) -> str:
 
 
 class PodManager:
-    """Runs the pods bound to this node. ``pods`` is the agent's informer of
-    all pods (cluster DNS needs them all too); the caller runs it."""
+    """Runs the pods bound to this node, each in a worker of its own (as the
+    kubelet's pod workers), so that one pod's slow probe, hook or grace
+    period holds up no other. ``pods`` is the agent's informer of all pods
+    (cluster DNS needs them all too); ``slices`` its EndpointSlice informer,
+    through which a terminating pod waits to leave its Services before its
+    containers are signalled. The caller runs both."""
 
     def __init__(self, *, client: Client, pods: Informer, runtime: ProcessRuntime,
-                 network: NodeNetwork, ipam: HostLocalIPAM, ctx: NodeContext) -> None:
+                 network: NodeNetwork, ipam: HostLocalIPAM, ctx: NodeContext,
+                 slices: Informer | None = None) -> None:
         self.client, self.runtime, self.network, self.ipam = client, runtime, network, ipam
         self.ctx = ctx
         self.events = Recorder(client, Source("kubelet", host=ctx.node_name))
         self.informer = pods
         pods.add_handler(self._on_pod)
-        self.queue = WorkQueue()
+        self.slices = slices
+        if slices is not None:
+            slices.add_index(TARGET_UID_INDEX, endpoint_pods)
+            slices.add_handler(self._on_slice)
         self.records: dict[str, PodRecord] = {}
         self.by_uid: dict[str, Obj] = {}
-        self.stopping: set[str] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.workers: dict[str, asyncio.Task[None]] = {}
+        self.wakes: dict[str, asyncio.Event] = {}
+        self.running = False
 
     def _on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
         obj = cur or prev
@@ -158,25 +185,60 @@ class PodManager:
             self.by_uid.pop(meta.uid(obj), None)
         else:
             self.by_uid[meta.uid(cur)] = cur
-        self.queue.add(meta.uid(obj))
+        self.wake(meta.uid(obj))
 
-    async def reconcile(self, uid: str) -> None:
+    def _on_slice(self, prev: Obj | None, cur: Obj | None) -> None:
+        # Only terminating pods wait on slices.
+        for uid in {*endpoint_pods(prev or {}), *endpoint_pods(cur or {})}:
+            pod = self.by_uid.get(uid)
+            if pod is not None and meta.is_deleting(pod):
+                self.wake(uid)
+
+    def wake(self, uid: str) -> None:
+        """Has the pod's worker look at it now, starting one if it has none."""
+        if not self.running:
+            return
+        event = self.wakes.get(uid)
+        if event is None:
+            event = self.wakes[uid] = asyncio.Event()
+            self.workers[uid] = asyncio.create_task(self._work(uid, event))
+        event.set()
+
+    async def _work(self, uid: str, wake: asyncio.Event) -> None:
+        failures = 0
+        try:
+            while True:
+                wake.clear()
+                try:
+                    if await self.sync(uid):
+                        return
+                    failures = 0
+                    pause = RESYNC_SECONDS
+                except Exception as e:
+                    failures += 1
+                    pause = min(0.05 * 2 ** failures, 10.0)
+                    log.debug("pod %s: sync failed (%s); retry %d", uid, e, failures)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await wake.wait()
+        finally:
+            self.workers.pop(uid, None)
+            self.wakes.pop(uid, None)
+
+    async def sync(self, uid: str) -> bool:
+        """One look at the pod; True when it needs its worker no more."""
         pod = self.by_uid.get(uid)
         if pod is None and uid not in self.records and uid not in self.runtime.known_pods():
-            return  # already torn down
+            return True  # already torn down
         if pod is None or meta.is_deleting(pod):
-            if uid not in self.stopping:
-                # Stopping waits out the grace period: other pods go on meanwhile.
-                self.stopping.add(uid)
-                task = asyncio.create_task(self._terminate(uid, pod))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-            return
+            await self._terminate(uid, pod)
+            return True
         if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") \
                 and uid not in self.records:
-            return  # finished before this agent started: nothing to run
+            return True  # finished before this agent started: nothing to run
         await self._ensure(pod)
         await self._report(pod)
+        return False
 
     # -- start --
 
@@ -312,26 +374,67 @@ class PodManager:
     # -- stop --
 
     async def _terminate(self, uid: str, pod: Obj | None) -> None:
-        grace = float(meta.meta(pod).get("deletionGracePeriodSeconds", 30)) if pod else 2.0
-        if pod is not None:
-            for c in pod["spec"].get("containers") or []:
-                if self.runtime.container_state(uid, c["name"]).status is \
-                        ContainerStatus.RUNNING:
-                    self.events.normal(pod, Reason.KILLING, f"Stopping container {c['name']}",
-                                       field_path=_field(c["name"]))
-        try:
-            await asyncio.to_thread(self._tear_down, uid, grace)
+        """The kubelet's order, with one step before it: wait (within the grace
+        period) until no EndpointSlice sends the pod new connections; run the
+        preStop hooks; SIGTERM; SIGKILL what is left when the grace is up;
+        then take down the network and remove the pod object."""
+        if pod is None:
+            await asyncio.to_thread(self._tear_down, uid, MINIMUM_GRACE)
             self.records.pop(uid, None)
-            if pod is not None:
-                try:
-                    await self.client.delete(resources.POD, meta.name(pod), meta.namespace(pod),
-                                             grace_period=0)
-                except NotFound:
-                    pass
+            return
+        md = meta.meta(pod)
+        grace = float(md.get("deletionGracePeriodSeconds",
+                             pod["spec"].get("terminationGracePeriodSeconds", 30)))
+        deadline = time.monotonic() + grace
+        running = [c for c in pod["spec"].get("containers") or []
+                   if self.runtime.container_state(uid, c["name"]).status is
+                   ContainerStatus.RUNNING]
+        if running:
+            await self._leave_endpoints(uid, deadline)
+            await asyncio.gather(*(self._pre_stop(pod, c, deadline) for c in running))
+        for c in running:
+            self.events.normal(pod, Reason.KILLING, f"Stopping container {c['name']}",
+                               field_path=_field(c["name"]))
+        left = max(deadline - time.monotonic(), MINIMUM_GRACE)
+        try:
+            await asyncio.to_thread(self._tear_down, uid, left)
+            self.records.pop(uid, None)
+            await self.client.delete(resources.POD, meta.name(pod), meta.namespace(pod),
+                                     grace_period=0)
+        except NotFound:
+            pass
         except (ApiError, OSError) as e:
             log.warning("stopping pod %s failed: %s", uid, e)
-        finally:
-            self.stopping.discard(uid)
+
+    async def _leave_endpoints(self, uid: str, deadline: float) -> None:
+        """Waits until every slice listing the pod has it not ready (the
+        endpoint controllers saw the deletion, and proxies stop choosing it),
+        so that the containers get SIGTERM only once new connections go
+        elsewhere. Gives up at the deadline, or when the pod object is gone."""
+        if self.slices is None:
+            return
+        wake = self.wakes.get(uid) or asyncio.Event()
+        while time.monotonic() < deadline and uid in self.by_uid:
+            if not still_ready_in(self.slices.by_index(TARGET_UID_INDEX, uid), uid):
+                return
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await wake.wait()
+
+    async def _pre_stop(self, pod: Obj, c: Obj, deadline: float) -> None:
+        hook = (c.get("lifecycle") or {}).get("preStop")
+        if not hook:
+            return
+        uid, name = meta.uid(pod), c["name"]
+        state = self.runtime.container_state(uid, name)
+        ip = self.records[uid].ip if uid in self.records else ""
+        result = await actions.run_hook(hook, c, pod_ip=ip, pid=state.pid,
+                                        timeout=max(deadline - time.monotonic(), 0.0))
+        if not result.ok:
+            self.events.warning(pod, Reason.FAILED_PRE_STOP_HOOK,
+                                f"PreStopHook failed: {result.message}",
+                                field_path=_field(name))
 
     def _tear_down(self, uid: str, grace: float) -> None:
         ns = self.ctx.pod_netns(uid)
@@ -347,16 +450,19 @@ class PodManager:
         live = set(self.by_uid)
         for uid in self.runtime.known_pods() | set(self.ipam.allocations()):
             if uid not in live:
-                self._tear_down(uid, 2.0)
+                self._tear_down(uid, MINIMUM_GRACE)
 
     async def run(self) -> None:
         await self.informer.synced.wait()
         await asyncio.to_thread(self.clean_orphans)
-        worker = asyncio.create_task(drain("pods", self.queue, self.reconcile))
+        self.running = True
+        for uid in list(self.by_uid):
+            self.wake(uid)
         try:
-            while not worker.done():
-                for uid in list(self.by_uid):
-                    self.queue.add(uid)
-                await asyncio.sleep(RESYNC_SECONDS)
+            await asyncio.Event().wait()
         finally:
-            worker.cancel()
+            self.running = False
+            workers = list(self.workers.values())
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)

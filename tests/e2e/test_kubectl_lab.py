@@ -281,3 +281,144 @@ def test_rollout_status_history_undo_pause_resume_and_restart(kubectl: Kubectl) 
     assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
     assert kubectl.json("get", "deploy", "roll")["metadata"]["annotations"][
         "deployment.kubernetes.io/revision"] == "4"
+
+
+ZERO_DOWNTIME = """\
+apiVersion: v1
+kind: Service
+metadata: {name: steady}
+spec:
+  selector: {app: steady}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: steady}
+spec:
+  replicas: 3
+  strategy:
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+  selector:
+    matchLabels: {app: steady}
+  template:
+    metadata:
+      labels: {app: steady}
+    spec:
+      terminationGracePeriodSeconds: 20
+      containers:
+      - name: echo
+        image: netplane/echo
+        ports: [{containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /, port: 8080}
+          periodSeconds: 1
+        lifecycle:
+          # Time for every node's proxy to drop the endpoint, as users give it.
+          preStop:
+            sleep: {seconds: 2}
+"""
+
+# What the client pod runs: a new connection per request, by name, as a curl
+# loop does; a progress line per 100 requests; stops when told on stdin once
+# it has made at least MIN requests.
+CURL_LOOP = textwrap.dedent("""\
+    import http.client, sys, threading
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    ok = failed = 0
+    while not (stop.is_set() and ok + failed >= int(sys.argv[1])):
+        conn = http.client.HTTPConnection("steady.default.svc.cluster.local", 80, timeout=5)
+        try:
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status == 200 and body.startswith(b"pod=steady-"):
+                ok += 1
+            else:
+                failed += 1
+                print("BAD", resp.status, body[:80], flush=True)
+        except Exception as e:
+            failed += 1
+            print("FAILED", repr(e), flush=True)
+        finally:
+            conn.close()
+        if (ok + failed) % 100 == 0:
+            print("PROGRESS", ok, failed, flush=True)
+    print("DONE", ok, failed, flush=True)
+    """)
+
+
+def test_rolling_update_under_a_curl_loop_loses_no_request(kubectl: Kubectl) -> None:
+    """Readiness gates each step; a pod being replaced leaves the Service's
+    endpoints, runs its preStop hook, then finishes what it was answering."""
+    manifest = kubectl.home / "steady.yaml"
+    manifest.write_text(ZERO_DOWNTIME)
+    kubectl("apply", "-f", str(manifest))
+    kubectl("run", "curler", "--image=busybox", "--restart=Never", "--command", "--",
+            "sleep", "3600")
+    kubectl("rollout", "status", "deployment/steady", "--timeout=90s")
+    kubectl("wait", "--for=condition=Ready", "pod/curler", "--timeout=60s")
+    before = {p["metadata"]["name"] for p in kubectl.json("get", "pods", "-l", "app=steady")[
+        "items"]}
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(kubectl.home),
+           "KUBECONFIG": str(kubectl.lab.paths.kubeconfig)}
+    loop = subprocess.Popen([KUBECTL, "exec", "-i", "curler", "--", "python3", "-c", CURL_LOOP,
+                             "2000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    assert loop.stdin is not None and loop.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in loop.stdout:  # traffic flows before the rollout starts
+            lines.append(line)
+            if line.startswith(("PROGRESS", "DONE")):
+                break
+        kubectl("set", "env", "deployment/steady", "VERSION=2")
+        kubectl("rollout", "status", "deployment/steady", "--timeout=120s")
+        wait_for("the old pods gone", lambda: not before & {
+            p["metadata"]["name"] for p in kubectl.json("get", "pods", "-l", "app=steady")[
+                "items"]}, timeout=90)
+        loop.stdin.write("stop\n")
+        loop.stdin.close()
+        lines += loop.stdout.readlines()
+        assert loop.wait(timeout=120) == 0, "".join(lines)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+            loop.wait()
+    done = [line.split() for line in lines if line.startswith("DONE")]
+    assert done, "".join(lines)
+    ok, failed = int(done[0][1]), int(done[0][2])
+    assert failed == 0, "".join(lines[-40:])
+    assert ok >= 2000
+    after = kubectl.json("get", "pods", "-l", "app=steady")["items"]
+    assert len(after) == 3 and all(c["name"] == "VERSION" for p in after
+                                   for c in p["spec"]["containers"][0]["env"])
+
+
+def test_pre_stop_hook_runs_before_sigterm_and_grace_ends_in_sigkill(
+        kubectl: Kubectl, tmp_path: Path) -> None:
+    """The process runtime shares the node's file system, so the hook and the
+    container's SIGTERM trap can both leave a line in one file of the test's."""
+    trail = tmp_path / "trail"
+    trail.touch()
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "polite"},
+           "spec": {"terminationGracePeriodSeconds": 30, "containers": [{
+               "name": "main", "image": "busybox", "command": ["sh", "-c",
+                   f"trap 'echo term >> {trail}; exit 0' TERM; echo up >> {trail}; "
+                   "while :; do sleep 0.1; done"],
+               "lifecycle": {"preStop": {"exec": {"command": [
+                   "sh", "-c", f'echo "prestop $HOSTNAME" >> {trail}']}}}}]}}
+    stubborn = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stubborn"},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                    "name": "main", "image": "busybox", "command": [
+                        "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                  "items": [pod, stubborn]}))
+    kubectl("wait", "--for=condition=Ready", "pod/polite", "pod/stubborn", "--timeout=60s")
+    wait_for("the container up", lambda: trail.read_text() == "up\n", timeout=30)
+    kubectl("delete", "pod", "polite", "stubborn", "--timeout=60s")
+    assert trail.read_text() == "up\nprestop polite\nterm\n"
+    events = kubectl("get", "events", "--field-selector", "involvedObject.name=stubborn",
+                     "-o", "jsonpath={.items[*].reason}").stdout.split()
+    assert "Killing" in events

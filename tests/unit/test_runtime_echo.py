@@ -84,3 +84,56 @@ def test_udp_datagrams_get_the_same_answer() -> None:
         client.settimeout(2)
         client.sendto(b"hi", server.getsockname())
         assert client.recv(2048) == b"pod=web-0 client=127.0.0.1\n"
+
+
+@pytest.mark.parametrize(("path", "seconds"), [
+    ("/?delay=0.25", 0.25), ("/x?a=1&delay=2", 2.0), ("/?delay=999", 30.0),
+    ("/?delay=-1", 0.0), ("/?delay=soon", 0.0), ("/", 0.0),
+])
+def test_delay_parameter(path: str, seconds: float) -> None:
+    from netplane.node.runtime.echo import delay
+
+    assert delay(path) == seconds
+
+
+def test_drain_answers_requests_in_flight_closes_idle_ones_and_refuses_new() -> None:
+    import socket
+
+    release = threading.Event()
+
+    class Holding(EchoHandler):
+        who = identity(WHO)
+
+        def _answer(self, *, send_body: bool) -> None:
+            if self.path == "/hold":
+                release.wait(5)
+            super()._answer(send_body=send_body)
+
+    srv = EchoServer(("127.0.0.1", 0), Holding)
+    port = srv.server_address[1]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    idle.request("GET", "/")
+    assert idle.getresponse().read().startswith(b"pod=web-0")
+    held = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    held.request("GET", "/hold")
+    srv.shutdown()
+    # Connected after the server stopped accepting: it waits in the queue.
+    queued = socket.create_connection(("127.0.0.1", port), timeout=5)
+    queued.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    done = threading.Thread(target=srv.drain, daemon=True)
+    done.start()
+    assert queued.recv(4096).startswith(b"HTTP/1.1 200 OK")
+    # The idle kept-alive connection is closed rather than left hanging.
+    assert idle.sock is not None and idle.sock.recv(1) == b""
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert done.is_alive()  # still waiting for the request in flight
+    release.set()
+    resp = held.getresponse()
+    assert resp.status == 200 and resp.getheader("Connection") == "close"
+    assert resp.read().startswith(b"pod=web-0")
+    done.join(5)
+    assert not done.is_alive()
+    for c in (idle, held, queued):
+        c.close()

@@ -9,7 +9,13 @@ not when the proxy masqueraded it). Run as
 
 Port: ``$PORT``, else ``$NETPLANE_CONTAINER_PORT`` (the container's first
 ``containerPort``), else 8080. HTTP/1.1 with keep-alive, a thread per
-connection.
+connection. ``?delay=SECONDS`` (up to 30) holds the answer back: a request
+in flight to watch a rollout or a drain with.
+
+On SIGTERM it shuts down as a well-behaved server does (Go's
+``http.Server.Shutdown``): it serves what is already queued on the listening
+socket, closes the listener, closes idle kept-alive connections, answers the
+requests in flight with ``Connection: close`` and exits once they are done.
 """
 
 from __future__ import annotations
@@ -19,13 +25,16 @@ import json
 import os
 import signal
 import socket
-import sys
 import threading
+import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_PORT = 8080
+MAX_DELAY = 30.0
 
 
 def listen_port(env: Mapping[str, str]) -> int:
@@ -48,10 +57,42 @@ def render(who: Mapping[str, str], *, accept: str) -> tuple[bytes, str]:
     return text.encode() + b"\n", "text/plain; charset=utf-8"
 
 
+def delay(path: str) -> float:
+    """Seconds asked for with ``?delay=``, capped; 0 when absent or bad."""
+    values = parse_qs(urlsplit(path).query).get("delay") or ["0"]
+    try:
+        return min(max(float(values[0]), 0.0), MAX_DELAY)
+    except ValueError:
+        return 0.0
+
+
 class EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "netplane-echo/1"
     who: Mapping[str, str] = {}
+    server: EchoServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.requests = 0
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        self.server.forget(self.connection)
+        super().finish()
+
+    def handle_one_request(self) -> None:
+        # A connection waiting for its next request is idle: a drain may close
+        # it. One that has not sent its first yet counts as carrying a request.
+        if self.requests and not self.server.idle(self.connection):
+            self.close_connection = True
+            return
+        self.requests += 1
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        self.server.busy(self.connection)
+        return super().parse_request()
 
     def do_GET(self) -> None:
         self._answer(send_body=True)
@@ -69,9 +110,14 @@ class EchoHandler(BaseHTTPRequestHandler):
     def _answer(self, *, send_body: bool) -> None:
         who = {**self.who, "client": self.client_address[0]}
         body, ctype = render(who, accept=self.headers.get("Accept", ""))
+        if wait := delay(self.path):
+            time.sleep(wait)
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if self.server.draining:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         if send_body:
             self.wfile.write(body)
@@ -85,6 +131,54 @@ class EchoServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.draining = False
+        self._changed = threading.Condition()
+        self._busy: dict[socket.socket, bool] = {}  # open connections: in a request?
+
+    def track(self, conn: socket.socket) -> None:
+        with self._changed:
+            self._busy[conn] = True
+
+    def forget(self, conn: socket.socket) -> None:
+        with self._changed:
+            self._busy.pop(conn, None)
+            self._changed.notify_all()
+
+    def idle(self, conn: socket.socket) -> bool:
+        """Marks the connection idle; False when draining (close it instead)."""
+        with self._changed:
+            self._busy[conn] = False
+            return not self.draining
+
+    def busy(self, conn: socket.socket) -> None:
+        with self._changed:
+            self._busy[conn] = True
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Stops serving: call after ``shutdown()``. Serves the connections
+        already queued on the listener, closes it, shuts the reading side of
+        idle connections (their handler sees end of file and closes) and
+        waits until the requests in flight are answered. True when all are."""
+        with self._changed:
+            self.draining = True
+        self.socket.setblocking(False)
+        while True:
+            try:
+                conn, peer = self.socket.accept()
+            except OSError:  # BlockingIOError: nothing left in the queue
+                break
+            conn.setblocking(True)
+            self.process_request(conn, peer)
+        self.server_close()
+        with self._changed:
+            for conn, in_request in self._busy.items():
+                if not in_request:
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RD)
+            return self._changed.wait_for(lambda: not self._busy, timeout)
+
 
 def serve_udp(sock: socket.socket, who: Mapping[str, str]) -> None:
     while True:
@@ -93,26 +187,31 @@ def serve_udp(sock: socket.socket, who: Mapping[str, str]) -> None:
         sock.sendto(body, peer)
 
 
-def serve(env: Mapping[str, str]) -> None:
+def serve(env: Mapping[str, str], stop: threading.Event) -> None:
     who = identity(env)
     handler = type("Handler", (EchoHandler,), {"who": who})
     port = listen_port(env)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("0.0.0.0", port))
     threading.Thread(target=serve_udp, args=(udp, who), daemon=True).start()
-    with EchoServer(("0.0.0.0", port), handler) as server:
-        print(f"netplane/echo listening on 0.0.0.0:{port} (tcp, udp)", flush=True)
-        server.serve_forever()
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    sys.exit(0)
+    server = EchoServer(("0.0.0.0", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"netplane/echo listening on 0.0.0.0:{port} (tcp, udp)", flush=True)
+    stop.wait()
+    server.shutdown()
+    server.drain()
+    print("netplane/echo: stopped after finishing the requests in flight", flush=True)
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _stop)
-    with contextlib.suppress(KeyboardInterrupt):
-        serve(os.environ)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    serve(os.environ, stop)
 
 
 if __name__ == "__main__":
