@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,11 @@ def port_number(container: Obj, value: Any) -> int | None:
     return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
+def _reason(e: OSError) -> str:
+    """As Go words a failed dial: ``connection refused``."""
+    return os.strerror(e.errno).lower() if e.errno else str(e)
+
+
 def _insecure() -> ssl.SSLContext:
     # The kubelet does not verify a probe target's certificate.
     ctx = ssl.create_default_context()
@@ -52,6 +58,7 @@ async def http_get(spec: Obj, container: Obj, pod_ip: str, timeout: float) -> Re
     for h in spec.get("httpHeaders") or []:
         headers[str(h.get("name"))] = str(h.get("value", ""))
     tls = _insecure() if str(spec.get("scheme", "HTTP")).upper() == "HTTPS" else None
+    url = f"{'https' if tls else 'http'}://{host}:{port}{path}"
     request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) \
         + "Connection: close\r\n\r\n"
     try:
@@ -64,9 +71,9 @@ async def http_get(spec: Obj, container: Obj, pod_ip: str, timeout: float) -> Re
             finally:
                 writer.close()
     except TimeoutError:
-        return Result(False, f'Get "http://{host}:{port}{path}": context deadline exceeded')
+        return Result(False, f'Get "{url}": context deadline exceeded')
     except OSError as e:
-        return Result(False, f'Get "http://{host}:{port}{path}": {e.strerror or e}')
+        return Result(False, f'Get "{url}": dial tcp {host}:{port}: connect: {_reason(e)}')
     parts = line.split()
     code = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
     if 200 <= code < 400:
@@ -87,7 +94,7 @@ async def tcp_socket(spec: Obj, container: Obj, pod_ip: str, timeout: float) -> 
     except TimeoutError:
         return Result(False, f"dial tcp {host}:{port}: i/o timeout")
     except OSError as e:
-        return Result(False, f"dial tcp {host}:{port}: connect: {e.strerror or e}")
+        return Result(False, f"dial tcp {host}:{port}: connect: {_reason(e)}")
 
 
 async def run_in(pid: int, command: list[str], timeout: float) -> tuple[int | None, str]:

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +20,18 @@ from netplane.net import netns
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
 from netplane.node import actions, podstatus
-from netplane.node.probes import ProbeState
+from netplane.node.containers import ContainerRecord, should_restart
+from netplane.node.podstatus import is_sidecar
 from netplane.node.runtime import podfiles
 from netplane.node.runtime.process import ContainerStatus, ImageNotRunnable, ProcessRuntime
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 1.0
-BACKOFF_START, BACKOFF_MAX = 2.0, 60.0
+# How often a pod waiting for an init container to finish looks again.
+INIT_POLL = 0.1
+# postStart has no timeout in the kubelet; a bound here keeps a hung hook
+# from holding the pod's worker for ever.
+POST_START_TIMEOUT = 120.0
 # What the kubelet grants a container after its preStop hook used up the
 # grace period, and the grace of a pod whose object is already gone.
 MINIMUM_GRACE = 2.0
@@ -69,10 +74,12 @@ class PodRecord:
     # The pod's resolv.conf and hosts: written once (the pod spec is immutable).
     files: tuple[Path, Path] | None = None
     started_at: str = field(default_factory=meta.now)
-    probes: dict[str, ProbeState] = field(default_factory=dict)
-    restarts: dict[str, int] = field(default_factory=dict)
-    next_start: dict[str, float] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    containers: dict[str, ContainerRecord] = field(default_factory=dict)
+    # All init containers completed (sidecars: started); or one failed for good.
+    initialized: bool = False
+    init_failed: bool = False
+    # The soonest monotonic time a probe or a restart is due.
+    next_due: float = 0.0
     reported: Obj = field(default_factory=dict)
     # The service account folder, and when its token is to be refreshed.
     service_account: Path | None = None
@@ -140,6 +147,10 @@ def service_account_name(pod: Obj) -> str:
 
 def automounts_token(pod: Obj) -> bool:
     return pod.get("spec", {}).get("automountServiceAccountToken") is not False
+
+
+def _grace(pod: Obj) -> float:
+    return float(pod["spec"].get("terminationGracePeriodSeconds", 30))
 
 
 def _field(container: str) -> str:
@@ -255,8 +266,64 @@ class PodManager:
                 and not await self._service_account(pod, rec) and rec.service_account is None:
             return  # containers start once their token can be mounted
         mounts = ((rec.service_account, SERVICE_ACCOUNT_DIR),) if rec.service_account else ()
-        for c in pod["spec"].get("containers") or []:
-            await self._ensure_container(pod, rec, c, resolv, hosts, mounts)
+        policy = pod["spec"].get("restartPolicy", "Always")
+
+        async def launch(c: Obj, policy: str) -> None:
+            await self._ensure_container(pod, rec, c, policy, resolv, hosts, mounts)
+
+        if not rec.initialized and not await self._initialize(pod, rec, launch):
+            return
+        sidecars = [c for c in pod["spec"].get("initContainers") or [] if is_sidecar(c)]
+        apps = pod["spec"].get("containers") or []
+        if policy != "Always" and self._all_done(pod, rec, apps, policy):
+            # The app containers finished for good: sidecars stop, last first.
+            for c in reversed(sidecars):
+                await self._stop_container(pod, c, _grace(pod))
+            return
+        for c in sidecars:
+            await launch(c, "Always")
+        for c in apps:
+            await launch(c, policy)
+
+    async def _initialize(self, pod: Obj, rec: PodRecord,
+                          launch: Callable[[Obj, str], Awaitable[None]]) -> bool:
+        """Init containers in order, each to completion (a sidecar: until it
+        started) before the next; True once all are through."""
+        uid = meta.uid(pod)
+        # Init containers are retried on failure unless the pod never restarts.
+        policy = "Never" if pod["spec"].get("restartPolicy") == "Never" else "OnFailure"
+        for c in pod["spec"].get("initContainers") or []:
+            crec = rec.containers.setdefault(c["name"], ContainerRecord())
+            state = self.runtime.container_state(uid, c["name"])
+            if is_sidecar(c):
+                await launch(c, "Always")
+                state = self.runtime.container_state(uid, c["name"])
+                if state.status is ContainerStatus.RUNNING and not crec.probes.started:
+                    await crec.probes.update(c, rec.ip, state.pid)
+                if state.status is ContainerStatus.RUNNING and crec.probes.started:
+                    continue
+                rec.next_due = min(rec.next_due, time.monotonic() + INIT_POLL)
+                return False
+            if state.status is ContainerStatus.EXITED and state.exit_code == 0:
+                continue
+            if state.status is ContainerStatus.EXITED and policy == "Never":
+                rec.init_failed = True
+                return False
+            await launch(c, policy)
+            rec.next_due = min(rec.next_due, time.monotonic() + INIT_POLL)
+            return False
+        rec.initialized = True
+        return True
+
+    def _all_done(self, pod: Obj, rec: PodRecord, apps: list[Obj], policy: str) -> bool:
+        """Every app container exited and none is to run again."""
+        uid = meta.uid(pod)
+        for c in apps:
+            state = self.runtime.container_state(uid, c["name"])
+            if state.status is not ContainerStatus.EXITED or \
+                    should_restart(policy, state.exit_code):
+                return False
+        return bool(apps)
 
     async def _service_account(self, pod: Obj, rec: PodRecord) -> bool:
         """A token bound to this pod (TokenRequest), written with the CA and
@@ -301,66 +368,76 @@ class PodManager:
                                             searches=searches, options=options,
                                             hostname=self._hostname(pod), pod_ip=rec.ip)
 
-    async def _ensure_container(self, pod: Obj, rec: PodRecord, c: Obj, resolv: Path,
-                                hosts: Path, mounts: tuple[tuple[Path, str], ...]) -> None:
+    async def _ensure_container(self, pod: Obj, rec: PodRecord, c: Obj, policy: str,
+                                resolv: Path, hosts: Path,
+                                mounts: tuple[tuple[Path, str], ...]) -> None:
+        """Starts the container, or starts it again after an exit as
+        ``policy`` says, once its crash-loop back-off allows."""
         uid, name = meta.uid(pod), c["name"]
+        crec = rec.containers.setdefault(name, ContainerRecord())
         state = self.runtime.container_state(uid, name)
         if state.status is ContainerStatus.RUNNING:
             return
-        policy = pod["spec"].get("restartPolicy", "Always")
         if state.status is ContainerStatus.EXITED:
-            if policy == "Never" or (policy == "OnFailure" and state.exit_code == 0):
+            again = should_restart(policy, state.exit_code) or \
+                bool(crec.kill_reason and policy != "Never")
+            if crec.exited(state) and again:
+                crec.last_state = {"terminated": podstatus.terminated(state)}
+            if not again:
                 return
-            if time.monotonic() < rec.next_start.get(name, 0.0):
-                self.events.warning(pod, Reason.BACK_OFF, f"Back-off restarting failed "
-                                    f"container {name} in pod {_pod_ref(pod)}",
-                                    field_path=_field(name))
+            now = time.monotonic()
+            if not crec.backoff.ready(now):
+                rec.next_due = min(rec.next_due, crec.backoff.not_before)
+                if crec.waiting[0] != "CrashLoopBackOff":
+                    self.events.warning(pod, Reason.BACK_OFF, f"Back-off restarting failed "
+                                        f"container {name} in pod {_pod_ref(pod)}",
+                                        field_path=_field(name))
+                crec.waiting = ("CrashLoopBackOff",
+                                f"back-off {crec.backoff.current:g}s restarting failed "
+                                f"container={name} pod={_pod_ref(pod)}")
                 return
-            rec.restarts[name] = rec.restarts.get(name, 0) + 1
-            delay = min(BACKOFF_START * 2 ** (rec.restarts[name] - 1), BACKOFF_MAX)
-            rec.next_start[name] = time.monotonic() + delay
+            crec.restarts += 1
         env = {"POD_NAME": meta.name(pod), "POD_NAMESPACE": meta.namespace(pod),
                "POD_IP": rec.ip, "NODE_NAME": self.ctx.node_name,
                "KUBERNETES_SERVICE_HOST": self.ctx.api_ip, "KUBERNETES_SERVICE_PORT": "443"}
         field = _field(name)
         try:
-            await asyncio.to_thread(
+            pid = await asyncio.to_thread(
                 self.runtime.start_container, pod_uid=uid, pod_name=meta.name(pod),
                 namespace=meta.namespace(pod), container=c, netns=self.ctx.pod_netns(uid),
                 hostname=self._hostname(pod), resolv_conf=resolv, hosts=hosts, env=env,
                 mounts=mounts)
-            rec.errors.pop(name, None)
-            rec.probes[name] = ProbeState()
         except (ImageNotRunnable, OSError) as e:
-            if rec.errors.get(name) != str(e):
+            if crec.waiting != ("ErrImagePull", str(e)):
                 self.events.warning(pod, Reason.FAILED, f"Error: {e}", field_path=field)
-            rec.errors[name] = str(e)
+            crec.waiting = ("ErrImagePull", str(e))
             return
+        crec.started()
         self.events.normal(pod, Reason.PULLED, f'Container image "{c.get("image", "")}" '
                            "already present on machine", field_path=field)
         self.events.normal(pod, Reason.CREATED, f"Created container: {name}", field_path=field)
         self.events.normal(pod, Reason.STARTED, f"Started container {name}", field_path=field)
+        hook = (c.get("lifecycle") or {}).get("postStart")
+        if hook:
+            result = await actions.run_hook(hook, c, pod_ip=rec.ip, pid=pid,
+                                            timeout=POST_START_TIMEOUT)
+            if not result.ok:
+                self.events.warning(pod, Reason.FAILED_POST_START_HOOK,
+                                    f"PostStartHook failed: {result.message}", field_path=field)
+                crec.kill_reason = "FailedPostStartHook"
+                await self._stop_container(pod, c, _grace(pod))
 
     # -- report --
 
     async def _report(self, pod: Obj) -> None:
         uid = meta.uid(pod)
         rec = self.records[uid]
-        views = []
-        for c in pod["spec"].get("containers") or []:
-            state = self.runtime.container_state(uid, c["name"])
-            probe = rec.probes.setdefault(c["name"], ProbeState())
-            was_ready = probe.ready
-            ready = state.status is ContainerStatus.RUNNING and await probe.update(c, rec.ip)
-            if was_ready and not ready and state.status is ContainerStatus.RUNNING:
-                self.events.warning(pod, Reason.UNHEALTHY, "Readiness probe failed",
-                                    field_path=_field(c["name"]))
-            err = rec.errors.get(c["name"], "")
-            views.append(podstatus.ContainerView(
-                c, state, ready, rec.restarts.get(c["name"], 0),
-                "ErrImagePull" if err else "", err))
+        init_views = [await self._view(pod, rec, c)
+                      for c in pod["spec"].get("initContainers") or []]
+        views = [await self._view(pod, rec, c) for c in pod["spec"].get("containers") or []]
         status = podstatus.build(pod, views, pod_ip=rec.ip, host_ip=self.ctx.node_ip,
-                                 started_at=rec.started_at)
+                                 started_at=rec.started_at, init_views=init_views,
+                                 initialized=rec.initialized, init_failed=rec.init_failed)
         if podstatus.same(status, rec.reported) or podstatus.same(status, pod.get("status", {})):
             rec.reported = status
             return
@@ -371,33 +448,63 @@ class PodManager:
         except NotFound:
             pass
 
+    async def _view(self, pod: Obj, rec: PodRecord, c: Obj) -> podstatus.ContainerView:
+        """Probes the container if a probe is due (restarting it when its
+        liveness or startup probe failed) and says how it is."""
+        uid, name = meta.uid(pod), c["name"]
+        crec = rec.containers.setdefault(name, ContainerRecord())
+        state = self.runtime.container_state(uid, name)
+        if state.status is ContainerStatus.RUNNING:
+            fatal = await crec.probes.update(c, rec.ip, state.pid)
+            for probe in crec.probes.failed_now():
+                self.events.warning(pod, Reason.UNHEALTHY,
+                                    f"{probe.kind.label} probe failed: {probe.message}",
+                                    field_path=_field(name))
+            if fatal is not None:
+                self.events.normal(pod, Reason.KILLING, f"Container {name} failed "
+                                   f"{fatal.kind.label.lower()} probe, will be restarted",
+                                   field_path=_field(name))
+                crec.kill_reason = fatal.kind.label
+                grace = (c.get(fatal.kind) or {}).get("terminationGracePeriodSeconds")
+                await self._stop_container(pod, c, float(grace) if grace is not None
+                                           else _grace(pod), announce=False)
+                state = self.runtime.container_state(uid, name)
+                rec.next_due = time.monotonic()
+            else:
+                rec.next_due = min(rec.next_due, crec.probes.due(c, time.monotonic()))
+        running = state.status is ContainerStatus.RUNNING
+        waiting = ("", "") if running else crec.waiting
+        if state.status is ContainerStatus.EXITED and waiting[0] == "ErrImagePull":
+            waiting = ("", "")
+        return podstatus.ContainerView(
+            c, state, running and crec.probes.ready, crec.restarts, waiting[0], waiting[1],
+            crec.last_state, crec.probes.started)
+
     # -- stop --
 
     async def _terminate(self, uid: str, pod: Obj | None) -> None:
         """The kubelet's order, with one step before it: wait (within the grace
-        period) until no EndpointSlice sends the pod new connections; run the
-        preStop hooks; SIGTERM; SIGKILL what is left when the grace is up;
-        then take down the network and remove the pod object."""
+        period) until no EndpointSlice sends the pod new connections; stop the
+        app containers (preStop hook, SIGTERM, SIGKILL when the grace is up),
+        then the sidecars, last first; then take down the network and remove
+        the pod object."""
         if pod is None:
             await asyncio.to_thread(self._tear_down, uid, MINIMUM_GRACE)
             self.records.pop(uid, None)
             return
-        md = meta.meta(pod)
-        grace = float(md.get("deletionGracePeriodSeconds",
-                             pod["spec"].get("terminationGracePeriodSeconds", 30)))
-        deadline = time.monotonic() + grace
-        running = [c for c in pod["spec"].get("containers") or []
-                   if self.runtime.container_state(uid, c["name"]).status is
-                   ContainerStatus.RUNNING]
-        if running:
+        deadline = time.monotonic() + float(meta.meta(pod).get("deletionGracePeriodSeconds",
+                                                             _grace(pod)))
+        apps = [c for c in pod["spec"].get("containers") or [] if self._running(uid, c)]
+        sidecars = [c for c in pod["spec"].get("initContainers") or []
+                    if is_sidecar(c) and self._running(uid, c)]
+        if apps or sidecars:
             await self._leave_endpoints(uid, deadline)
-            await asyncio.gather(*(self._pre_stop(pod, c, deadline) for c in running))
-        for c in running:
-            self.events.normal(pod, Reason.KILLING, f"Stopping container {c['name']}",
-                               field_path=_field(c["name"]))
-        left = max(deadline - time.monotonic(), MINIMUM_GRACE)
+        await asyncio.gather(*(self._stop_container(pod, c, deadline - time.monotonic())
+                               for c in apps))
+        for c in reversed(sidecars):
+            await self._stop_container(pod, c, deadline - time.monotonic())
         try:
-            await asyncio.to_thread(self._tear_down, uid, left)
+            await asyncio.to_thread(self._tear_down, uid, MINIMUM_GRACE)
             self.records.pop(uid, None)
             await self.client.delete(resources.POD, meta.name(pod), meta.namespace(pod),
                                      grace_period=0)
@@ -405,6 +512,25 @@ class PodManager:
             pass
         except (ApiError, OSError) as e:
             log.warning("stopping pod %s failed: %s", uid, e)
+
+    def _running(self, uid: str, c: Obj) -> bool:
+        return self.runtime.container_state(uid, c["name"]).status is ContainerStatus.RUNNING
+
+    async def _stop_container(self, pod: Obj, c: Obj, grace: float, *,
+                              announce: bool = True) -> None:
+        """The container's preStop hook, then SIGTERM, then SIGKILL once
+        ``grace`` seconds (hook included, at least MINIMUM_GRACE after it)
+        are up."""
+        uid, name = meta.uid(pod), c["name"]
+        if not self._running(uid, c):
+            return
+        deadline = time.monotonic() + max(grace, 0.0)
+        await self._pre_stop(pod, c, deadline)
+        if announce:
+            self.events.normal(pod, Reason.KILLING, f"Stopping container {name}",
+                               field_path=_field(name))
+        await asyncio.to_thread(self.runtime.stop_container, uid, name,
+                                max(deadline - time.monotonic(), MINIMUM_GRACE))
 
     async def _leave_endpoints(self, uid: str, deadline: float) -> None:
         """Waits until every slice listing the pod has it not ready (the

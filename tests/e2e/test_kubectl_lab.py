@@ -422,3 +422,58 @@ def test_pre_stop_hook_runs_before_sigterm_and_grace_ends_in_sigkill(
     events = kubectl("get", "events", "--field-selector", "involvedObject.name=stubborn",
                      "-o", "jsonpath={.items[*].reason}").stdout.split()
     assert "Killing" in events
+
+
+def test_liveness_failure_restarts_the_container_then_backs_off(kubectl: Kubectl) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unwell"},
+           "spec": {"containers": [{
+               "name": "echo", "image": "netplane/echo", "ports": [{"containerPort": 8080}],
+               "livenessProbe": {"httpGet": {"path": "/", "port": 9999}, "periodSeconds": 1,
+                                 "failureThreshold": 1}}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    wait_for("the crash loop", lambda: "CrashLoopBackOff" in kubectl(
+        "get", "pod", "unwell", "--no-headers").stdout, timeout=90)
+    status = kubectl.json("get", "pod", "unwell")["status"]["containerStatuses"][0]
+    assert status["restartCount"] >= 1
+    assert status["lastState"]["terminated"]["finishedAt"]
+    events = kubectl("get", "events", "--field-selector", "involvedObject.name=unwell",
+                     "-o", "jsonpath={range .items[*]}{.reason}: {.message}{'\\n'}{end}").stdout
+    assert "Unhealthy: Liveness probe failed: Get \"http://" in events
+    assert ":9999/\": dial tcp " in events and "connect: connection refused" in events
+    assert "Killing: Container echo failed liveness probe, will be restarted" in events
+    assert "BackOff: Back-off restarting failed container echo in pod unwell_default(" in events
+    kubectl("delete", "pod", "unwell", "--wait=false")
+
+
+def test_init_containers_then_sidecar_and_app_in_kubernetes_order(
+        kubectl: Kubectl, tmp_path: Path) -> None:
+    """An init container runs to completion first; the sidecar starts (its
+    startup probe passes) before the app and, once the app is done, stops
+    after it."""
+    trail = tmp_path / "trail"
+    trail.touch()
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ordered"},
+           "spec": {"restartPolicy": "Never",
+                    "initContainers": [
+                        {"name": "setup", "image": "busybox",
+                         "command": ["sh", "-c", f"echo setup >> {trail}"]},
+                        {"name": "side", "image": "busybox", "restartPolicy": "Always",
+                         "command": ["sh", "-c", f"trap 'echo side-stop >> {trail}; exit 0' "
+                                     f"TERM; echo side-up >> {trail}; "
+                                     "while :; do sleep 0.1; done"],
+                         # What holds the app back: the sidecar said it is up.
+                         "startupProbe": {"exec": {"command": ["grep", "-q", "side-up",
+                                                               str(trail)]},
+                                          "periodSeconds": 1, "failureThreshold": 30}}],
+                    "containers": [{"name": "app", "image": "busybox",
+                                    "command": ["sh", "-c", f"echo app >> {trail}"]}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    wait_for("the pod to succeed", lambda: kubectl.json("get", "pod", "ordered")["status"].get(
+        "phase") == "Succeeded", timeout=90)
+    wait_for("the sidecar to stop", lambda: trail.read_text().endswith("side-stop\n"),
+             timeout=60)
+    assert trail.read_text() == "setup\nside-up\napp\nside-stop\n"
+    status = kubectl.json("get", "pod", "ordered")["status"]
+    assert [s["name"] for s in status["initContainerStatuses"]] == ["setup", "side"]
+    assert status["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    kubectl("delete", "pod", "ordered")

@@ -25,7 +25,7 @@ from netplane.cluster.client import Client
 from netplane.cluster.controllers.endpoints import EndpointsController
 from netplane.cluster.controllers.shared import Informers
 from netplane.node import podstatus
-from netplane.node.probes import ProbeState, probe
+from netplane.node.probes import ContainerProbes, ProbeKind, ProbeState, check, probe
 from netplane.node.runtime.process import ContainerState, ContainerStatus
 from tests.unit.test_client import one_controller
 
@@ -103,7 +103,7 @@ async def test_http_probe_follows_the_status_code(health: Health) -> None:
     state = ProbeState()
     assert await state.update(c, LOOPBACK)
     health.status = 503
-    assert not await state.update(c, LOOPBACK) and not state.ready
+    assert not await state.update(c, LOOPBACK) and not state.result
     health.status = 302  # redirects count as success, as the kubelet counts them
     assert await state.update(c, LOOPBACK)
     assert health.paths == ["/healthz"] * 3
@@ -160,6 +160,88 @@ async def test_failure_threshold(health: Health) -> None:
 
 async def test_container_without_a_probe_is_ready_once_running() -> None:
     assert await ProbeState().update({"name": "c", "image": "busybox"}, LOOPBACK)
+
+
+async def test_liveness_failure_asks_for_a_restart_after_the_threshold(health: Health) -> None:
+    c = {"name": "web", "livenessProbe": {"httpGet": {"path": "/healthz", "port": health.port},
+                                          "periodSeconds": 0, "failureThreshold": 2,
+                                          "timeoutSeconds": SLOW_MACHINE}}
+    probes = ContainerProbes()
+    assert await probes.update(c, LOOPBACK, None) is None and probes.ready
+    health.status = 500
+    assert await probes.update(c, LOOPBACK, None) is None  # one failure is not enough
+    assert [p.kind for p in probes.failed_now()] == [ProbeKind.LIVENESS]
+    fatal = await probes.update(c, LOOPBACK, None)
+    assert fatal is not None and fatal.kind is ProbeKind.LIVENESS
+    assert fatal.message == "HTTP probe failed with statuscode: 500"
+
+
+async def test_startup_probe_holds_back_liveness_and_readiness(health: Health) -> None:
+    c = {"name": "web",
+         "startupProbe": {"httpGet": {"path": "/healthz", "port": health.port},
+                          "periodSeconds": 0, "failureThreshold": 2,
+                          "timeoutSeconds": SLOW_MACHINE},
+         "livenessProbe": {"httpGet": {"path": "/live", "port": health.port},
+                           "periodSeconds": 0, "timeoutSeconds": SLOW_MACHINE},
+         "readinessProbe": {"httpGet": {"path": "/ready", "port": health.port},
+                            "periodSeconds": 0, "timeoutSeconds": SLOW_MACHINE}}
+    health.status = 503
+    probes = ContainerProbes()
+    assert await probes.update(c, LOOPBACK, None) is None
+    assert not probes.started and not probes.ready
+    assert health.paths == ["/healthz"]  # neither liveness nor readiness ran
+    fatal = await probes.update(c, LOOPBACK, None)
+    assert fatal is not None and fatal.kind is ProbeKind.STARTUP
+    # A new instance whose startup succeeds: the other two run from then on.
+    health.status, health.paths[:] = 200, []
+    probes = ContainerProbes()
+    await probes.update(c, LOOPBACK, None)
+    assert probes.started and health.paths == ["/healthz", "/live", "/ready"]
+
+
+async def test_exec_probe_runs_in_the_container(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("nsenter needs root")
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        flag = tmp_path / "healthy"
+        spec = {"exec": {"command": ["test", "-e", str(flag)]}, "timeoutSeconds": SLOW_MACHINE}
+        c = {"name": "web", "readinessProbe": spec}
+        assert not await probe(c, LOOPBACK, pid=proc.pid)
+        flag.touch()
+        assert await probe(c, LOOPBACK, pid=proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_grpc_probe_asks_the_standard_health_service() -> None:
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    server = grpc.aio.server()
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"{LOOPBACK}:0")
+    await server.start()
+    try:
+        spec = {"grpc": {"port": port}, "timeoutSeconds": SLOW_MACHINE}
+        await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert (await check(spec, {}, LOOPBACK)).ok
+        await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        result = await check(spec, {}, LOOPBACK)
+        assert not result.ok and result.message == \
+            'service unhealthy (responded with "NOT_SERVING")'
+        unknown = await check({"grpc": {"port": port, "service": "cart"},
+                               "timeoutSeconds": SLOW_MACHINE}, {}, LOOPBACK)
+        assert not unknown.ok and "NotFound" in unknown.message
+    finally:
+        await server.stop(None)
+    refused = await check({"grpc": {"port": closed_port()}, "timeoutSeconds": SLOW_MACHINE},
+                          {}, LOOPBACK)
+    assert not refused.ok
 
 
 # -- a failing probe takes the pod out of its Service ------------------------------------

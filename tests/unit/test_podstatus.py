@@ -97,3 +97,56 @@ def test_dns_config_adds_to_cluster_first() -> None:
 def test_pod_netns_name_is_short_and_prefixed() -> None:
     name = CTX.pod_netns("5af637ee-07c5-4b1e-9c2e-123456789abc")
     assert name == "np-pod-5af637ee07c5"
+
+
+def _init_pod(*init: Obj) -> Obj:
+    p = pod()
+    p["spec"]["initContainers"] = list(init)
+    return p
+
+
+def test_init_containers_hold_the_pod_pending_then_initialized() -> None:
+    first = {"name": "first", "image": "i"}
+    p = _init_pod(first)
+    waiting = podstatus.build(
+        p, [podstatus.ContainerView({"name": "c", "image": "i"},
+                                    ContainerState(ContainerStatus.UNKNOWN), False, 0)],
+        pod_ip="x", host_ip="y", started_at="t", initialized=False,
+        init_views=[podstatus.ContainerView(first, RUNNING, False, 0)])
+    assert waiting["phase"] == "Pending"
+    init = meta.condition({"status": waiting}, "Initialized")
+    assert init is not None and (init["status"], init["reason"]) == (
+        "False", "ContainersNotInitialized")
+    assert [s["name"] for s in waiting["initContainerStatuses"]] == ["first"]
+    done = podstatus.build(p, [view(RUNNING, True)], pod_ip="x", host_ip="y", started_at="t",
+                           init_views=[podstatus.ContainerView(first, exited(0), False, 0)])
+    assert done["phase"] == "Running" and meta.condition_true({"status": done}, "Ready")
+    assert done["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+
+
+def test_a_failed_init_container_fails_a_pod_that_never_restarts() -> None:
+    st = podstatus.build(_init_pod({"name": "first", "image": "i"}), [], pod_ip="x",
+                         host_ip="y", started_at="t", initialized=False, init_failed=True)
+    assert st["phase"] == "Failed"
+
+
+def test_a_sidecar_must_be_ready_for_the_pod_to_be() -> None:
+    side = {"name": "side", "image": "i", "restartPolicy": "Always"}
+    p = _init_pod(side)
+    st = podstatus.build(p, [view(RUNNING, True)], pod_ip="x", host_ip="y", started_at="t",
+                         init_views=[podstatus.ContainerView(side, RUNNING, False, 0)])
+    assert not meta.condition_true({"status": st}, "Ready")
+    st = podstatus.build(p, [view(RUNNING, True)], pod_ip="x", host_ip="y", started_at="t",
+                         init_views=[podstatus.ContainerView(side, RUNNING, True, 0)])
+    assert meta.condition_true({"status": st}, "Ready")
+
+
+def test_crash_loop_shows_waiting_with_the_last_exit() -> None:
+    last = {"terminated": {"exitCode": 2, "reason": "Error"}}
+    v = podstatus.ContainerView({"name": "c", "image": "i"}, exited(2), False, 3,
+                                "CrashLoopBackOff", "back-off 20s restarting failed", last)
+    st = podstatus.build(pod(), [v], pod_ip="x", host_ip="y", started_at="t")
+    cs = st["containerStatuses"][0]
+    assert cs["state"] == {"waiting": {"reason": "CrashLoopBackOff",
+                                       "message": "back-off 20s restarting failed"}}
+    assert cs["lastState"] == last and cs["restartCount"] == 3 and cs["started"] is False

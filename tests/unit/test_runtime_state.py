@@ -51,7 +51,9 @@ def test_recorded_exit_code_is_reported(tmp_path: Path) -> None:
     (d / "job.pid").write_text("999999999 1\n")
     (d / "job.exit").write_text("3\n")
     rt = ProcessRuntime(state_dir=tmp_path)
-    assert rt.container_state("u1", "job") == ContainerState(ContainerStatus.EXITED, exit_code=3)
+    # The pid stays in the state: it tells one instance's exit from the next.
+    assert rt.container_state("u1", "job") == ContainerState(ContainerStatus.EXITED,
+                                                             pid=999999999, exit_code=3)
 
 
 def test_unknown_container(tmp_path: Path) -> None:

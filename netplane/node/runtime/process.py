@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from netplane.api.meta import Obj
@@ -47,6 +47,9 @@ class ContainerState:
     status: ContainerStatus
     pid: int | None = None
     exit_code: int | None = None
+    # Seconds since the epoch, when known: from the state files' times.
+    started_at: float | None = field(default=None, compare=False)
+    finished_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -168,9 +171,28 @@ class ProcessRuntime:
         if proc is not None:
             code = proc.poll()
             if code is None:
-                return ContainerState(ContainerStatus.RUNNING, pid=proc.pid)
+                return ContainerState(ContainerStatus.RUNNING, pid=proc.pid,
+                                      started_at=self._mtime(pod_uid, container_name, "pid"))
             self._record_exit(pod_uid, container_name, exit_code(code))
         return self._state_from_disk(pod_uid, container_name)
+
+    def _mtime(self, pod_uid: str, name: str, suffix: str) -> float | None:
+        try:
+            return (self.pod_dir(pod_uid) / f"{name}.{suffix}").stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def stop_container(self, pod_uid: str, container_name: str, grace: float) -> None:
+        """SIGTERM the container's process group, SIGKILL it after ``grace``
+        seconds; its exit is recorded as any other. Blocks up to ``grace``."""
+        pid = self._live_pid(pod_uid, container_name)
+        if pid is None:
+            return
+        _signal_group(pid, signal.SIGTERM)
+        if self._wait_gone(pod_uid, {container_name: pid}, grace):
+            _signal_group(pid, signal.SIGKILL)
+            self._wait_gone(pod_uid, {container_name: pid}, 5.0)
+        self.container_state(pod_uid, container_name)  # records the exit code
 
     def containers(self, pod_uid: str) -> list[str]:
         """Names of the containers started in the pod (from state)."""
@@ -256,18 +278,21 @@ class ProcessRuntime:
 
     def _state_from_disk(self, pod_uid: str, name: str) -> ContainerState:
         pod_dir = self.pod_dir(pod_uid)
+        started = self._mtime(pod_uid, name, "pid")
+        record = self._pid_record(pod_uid, name)
         try:
             code = int((pod_dir / f"{name}.exit").read_text())
-            return ContainerState(ContainerStatus.EXITED, exit_code=code)
+            return ContainerState(ContainerStatus.EXITED, pid=record.pid if record else None,
+                                  exit_code=code, started_at=started,
+                                  finished_at=self._mtime(pod_uid, name, "exit"))
         except (FileNotFoundError, ValueError):
             pass
-        record = self._pid_record(pod_uid, name)
         if record is None:
             return ContainerState(ContainerStatus.UNKNOWN)
         if is_alive(record):
-            return ContainerState(ContainerStatus.RUNNING, pid=record.pid)
+            return ContainerState(ContainerStatus.RUNNING, pid=record.pid, started_at=started)
         # Died while not our child (e.g. across an agent restart): code unknown.
-        return ContainerState(ContainerStatus.EXITED, pid=record.pid)
+        return ContainerState(ContainerStatus.EXITED, pid=record.pid, started_at=started)
 
     def _pid_record(self, pod_uid: str, name: str) -> PidRecord | None:
         try:
