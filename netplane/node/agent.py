@@ -113,6 +113,9 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     nodes = Informer(client, resources.NODE)
     slices = Informer(client, resources.ENDPOINTSLICE)
     all_pods = Informer(client, resources.POD)
+    # What pods' volumes and env read (the kubelet watches the ones in use).
+    configmaps = Informer(client, resources.CONFIGMAP)
+    secrets = Informer(client, resources.SECRET)
     services.add_handler(proxier.on_service)
     # Slices win where a Service has any; v1 Endpoints serve selector-less
     # Services whose endpoints someone wrote by hand (no mirroring here).
@@ -129,11 +132,12 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     pods = PodManager(client=client, pods=all_pods,
                       runtime=runtime,
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
-                      ctx=ctx, slices=slices)
+                      ctx=ctx, slices=slices, configmaps=configmaps, secrets=secrets)
     duties = ServiceDuties(node_name=cfg.node_name, node_ip=cfg.node_ip, services=services,
                            slices=slices, nodes=nodes)
     tasks = [asyncio.create_task(c) for c in (
         services.run(), endpoints.run(), nodes.run(), slices.run(), all_pods.run(),
+        configmaps.run(), secrets.run(),
         proxier.run(stop),
         pods.run(), duties.run(),
         RouteSyncer(nodes, cfg.node_name).run(),

@@ -43,7 +43,7 @@ class ExecOptions:
 
 
 def exec_argv(pid: int, command: list[str]) -> list[str]:
-    return ["nsenter", "-t", str(pid), "--net", "--mount", "--uts", "--", *command]
+    return ["nsenter", "-t", str(pid), "--net", "--mount", "--uts", "--ipc", "--", *command]
 
 
 def process_env(pid: int) -> dict[str, str]:

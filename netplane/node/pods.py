@@ -19,11 +19,12 @@ from netplane.cluster.events import Reason, Recorder, Source
 from netplane.net import netns
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
-from netplane.node import actions, podstatus
+from netplane.node import actions, envvars, podstatus
 from netplane.node.containers import ContainerRecord, should_restart
 from netplane.node.podstatus import is_sidecar
 from netplane.node.runtime import podfiles
-from netplane.node.runtime.process import ContainerStatus, ImageNotRunnable, ProcessRuntime
+from netplane.node.runtime.process import ContainerStatus, ImageNotRunnable, Mount, ProcessRuntime
+from netplane.node.volumes import NodeFacts, PodVolumes, Sources, VolumeError
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 1.0
@@ -80,6 +81,10 @@ class PodRecord:
     init_failed: bool = False
     # The soonest monotonic time a probe or a restart is due.
     next_due: float = 0.0
+    volumes: PodVolumes | None = None
+    # A source of a projection (or the pod's labels) may have changed.
+    stale_volumes: bool = False
+    ipc: Path | None = None
     reported: Obj = field(default_factory=dict)
     # The service account folder, and when its token is to be refreshed.
     service_account: Path | None = None
@@ -171,7 +176,8 @@ class PodManager:
 
     def __init__(self, *, client: Client, pods: Informer, runtime: ProcessRuntime,
                  network: NodeNetwork, ipam: HostLocalIPAM, ctx: NodeContext,
-                 slices: Informer | None = None) -> None:
+                 slices: Informer | None = None, configmaps: Informer | None = None,
+                 secrets: Informer | None = None) -> None:
         self.client, self.runtime, self.network, self.ipam = client, runtime, network, ipam
         self.ctx = ctx
         self.events = Recorder(client, Source("kubelet", host=ctx.node_name))
@@ -181,6 +187,10 @@ class PodManager:
         if slices is not None:
             slices.add_index(TARGET_UID_INDEX, endpoint_pods)
             slices.add_handler(self._on_slice)
+        self.configmaps, self.secrets = configmaps, secrets
+        for inf in (configmaps, secrets):
+            if inf is not None:
+                inf.add_handler(self._on_source)
         self.records: dict[str, PodRecord] = {}
         self.by_uid: dict[str, Obj] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
@@ -196,6 +206,10 @@ class PodManager:
             self.by_uid.pop(meta.uid(obj), None)
         else:
             self.by_uid[meta.uid(cur)] = cur
+        if prev is not None and cur is not None and cur["spec"].get("volumes") and (
+                meta.labels(prev) != meta.labels(cur)
+                or meta.meta(prev).get("annotations") != meta.meta(cur).get("annotations")):
+            self._stale(meta.uid(cur))  # what a downwardAPI volume shows
         self.wake(meta.uid(obj))
 
     def _on_slice(self, prev: Obj | None, cur: Obj | None) -> None:
@@ -204,6 +218,22 @@ class PodManager:
             pod = self.by_uid.get(uid)
             if pod is not None and meta.is_deleting(pod):
                 self.wake(uid)
+
+    def _on_source(self, prev: Obj | None, cur: Obj | None) -> None:
+        """A ConfigMap or Secret changed: the pods of its namespace that use
+        one look again (their projections and, on restart, env)."""
+        obj = cur or prev
+        if obj is None:
+            return
+        ns = meta.namespace(obj)
+        for uid, pod in list(self.by_uid.items()):
+            if meta.namespace(pod) == ns and pod["spec"].get("volumes"):
+                self._stale(uid)
+
+    def _stale(self, uid: str) -> None:
+        if (rec := self.records.get(uid)) is not None:
+            rec.stale_volumes = True
+        self.wake(uid)
 
     def wake(self, uid: str) -> None:
         """Has the pod's worker look at it now, starting one if it has none."""
@@ -265,7 +295,12 @@ class PodManager:
         if automounts_token(pod) and time.time() >= rec.token_refresh \
                 and not await self._service_account(pod, rec) and rec.service_account is None:
             return  # containers start once their token can be mounted
-        mounts = ((rec.service_account, SERVICE_ACCOUNT_DIR),) if rec.service_account else ()
+        if rec.ipc is None:
+            rec.ipc = await asyncio.to_thread(self.runtime.ipc_namespace, meta.uid(pod))
+        if not await self._volumes(pod, rec):
+            return  # containers start once their volumes are there
+        mounts: tuple[Mount, ...] = (
+            ((rec.service_account, SERVICE_ACCOUNT_DIR, True),) if rec.service_account else ())
         policy = pod["spec"].get("restartPolicy", "Always")
 
         async def launch(c: Obj, policy: str) -> None:
@@ -284,6 +319,38 @@ class PodManager:
             await launch(c, "Always")
         for c in apps:
             await launch(c, policy)
+
+    def _sources(self, pod: Obj) -> Sources:
+        async def token(src: Obj) -> str:
+            return await self._token(pod, expiration=int(src.get("expirationSeconds", 3607)),
+                                     audience=src.get("audience"))
+        return Sources(configmaps=self._lookup(self.configmaps),
+                       secrets=self._lookup(self.secrets), token=token)
+
+    @staticmethod
+    def _lookup(informer: Informer | None) -> Callable[[str, str], Obj | None]:
+        def get(namespace: str, name: str) -> Obj | None:
+            return informer.get(name, namespace) if informer is not None else None
+        return get
+
+    async def _volumes(self, pod: Obj, rec: PodRecord) -> bool:
+        """Sets the pod's volumes up, and rewrites projections whose sources
+        changed; False (with a FailedMount event) while one cannot be."""
+        if rec.volumes is None:
+            rec.volumes = PodVolumes(pod, self.runtime.volumes_dir(meta.uid(pod)),
+                                     self._sources(pod),
+                                     NodeFacts(pod_ip=rec.ip, host_ip=self.ctx.node_ip))
+        rec.volumes.pod = pod  # labels and annotations change (downward API)
+        try:
+            if len(rec.volumes.paths) < len(pod["spec"].get("volumes") or []):
+                await rec.volumes.set_up()
+            elif rec.stale_volumes:
+                rec.stale_volumes = False
+                await rec.volumes.refresh()
+        except VolumeError as e:
+            self.events.warning(pod, Reason.FAILED_MOUNT, f"MountVolume.SetUp failed: {e}")
+            return False
+        return True
 
     async def _initialize(self, pod: Obj, rec: PodRecord,
                           launch: Callable[[Obj, str], Awaitable[None]]) -> bool:
@@ -325,26 +392,36 @@ class PodManager:
                 return False
         return bool(apps)
 
-    async def _service_account(self, pod: Obj, rec: PodRecord) -> bool:
-        """A token bound to this pod (TokenRequest), written with the CA and
-        namespace where in-cluster clients look for them; refreshed at 80% of
-        its life, as the kubelet does."""
-        name = service_account_name(pod)
-        ns = meta.namespace(pod)
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"expirationSeconds": TOKEN_SECONDS,
-                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
-                                            "name": meta.name(pod), "uid": meta.uid(pod)}}}
+    async def _token(self, pod: Obj, *, expiration: int = TOKEN_SECONDS,
+                     audience: str | None = None) -> str:
+        """A service account token bound to this pod (TokenRequest)."""
+        spec: Obj = {"expirationSeconds": expiration,
+                     "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                        "name": meta.name(pod), "uid": meta.uid(pod)}}
+        if audience:
+            spec["audiences"] = [audience]
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
         try:
             out = await self.client.request(
-                "POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token", body=body)
+                "POST", f"/api/v1/namespaces/{meta.namespace(pod)}/serviceaccounts/"
+                f"{service_account_name(pod)}/token", body=body)
         except ApiError as e:
+            raise VolumeError(f"requesting a service account token: {e.message}") from None
+        return str(out["status"]["token"])
+
+    async def _service_account(self, pod: Obj, rec: PodRecord) -> bool:
+        """The token, written with the CA and namespace where in-cluster
+        clients look for them; refreshed at 80% of its life, as the kubelet
+        does."""
+        try:
+            token = await self._token(pod)
+        except VolumeError as e:
             self.events.warning(pod, Reason.FAILED_MOUNT, "MountVolume.SetUp failed for "
-                                f"the service account token: {e.message}")
+                                f"the service account token: {e}")
             return False
         rec.service_account = await asyncio.to_thread(
-            self.runtime.write_service_account, meta.uid(pod), token=out["status"]["token"],
-            ca_cert=self.ctx.ca_cert, namespace=ns)
+            self.runtime.write_service_account, meta.uid(pod), token=token,
+            ca_cert=self.ctx.ca_cert, namespace=meta.namespace(pod))
         rec.token_refresh = time.time() + 0.8 * TOKEN_SECONDS
         return True
 
@@ -369,8 +446,7 @@ class PodManager:
                                             hostname=self._hostname(pod), pod_ip=rec.ip)
 
     async def _ensure_container(self, pod: Obj, rec: PodRecord, c: Obj, policy: str,
-                                resolv: Path, hosts: Path,
-                                mounts: tuple[tuple[Path, str], ...]) -> None:
+                                resolv: Path, hosts: Path, mounts: tuple[Mount, ...]) -> None:
         """Starts the container, or starts it again after an exit as
         ``policy`` says, once its crash-loop back-off allows."""
         uid, name = meta.uid(pod), c["name"]
@@ -402,11 +478,20 @@ class PodManager:
                "KUBERNETES_SERVICE_HOST": self.ctx.api_ip, "KUBERNETES_SERVICE_PORT": "443"}
         field = _field(name)
         try:
+            assert rec.volumes is not None
+            spec = envvars.resolve(pod, c, self._sources(pod), rec.volumes.facts)
+            all_mounts = (*mounts, *rec.volumes.mounts(c))
+        except (envvars.EnvError, VolumeError) as e:
+            if crec.waiting != ("CreateContainerConfigError", str(e)):
+                self.events.warning(pod, Reason.FAILED, f"Error: {e}", field_path=field)
+            crec.waiting = ("CreateContainerConfigError", str(e))
+            return
+        try:
             pid = await asyncio.to_thread(
                 self.runtime.start_container, pod_uid=uid, pod_name=meta.name(pod),
-                namespace=meta.namespace(pod), container=c, netns=self.ctx.pod_netns(uid),
+                namespace=meta.namespace(pod), container=spec, netns=self.ctx.pod_netns(uid),
                 hostname=self._hostname(pod), resolv_conf=resolv, hosts=hosts, env=env,
-                mounts=mounts)
+                mounts=all_mounts, ipc=rec.ipc)
         except (ImageNotRunnable, OSError) as e:
             if crec.waiting != ("ErrImagePull", str(e)):
                 self.events.warning(pod, Reason.FAILED, f"Error: {e}", field_path=field)

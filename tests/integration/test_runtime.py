@@ -24,7 +24,12 @@ from netplane.api.meta import Obj
 from netplane.net import netns as nsutil
 from netplane.net.podnet import NodeNetwork
 from netplane.node.runtime import podfiles
-from netplane.node.runtime.process import ContainerState, ContainerStatus, ProcessRuntime
+from netplane.node.runtime.process import (
+    ContainerState,
+    ContainerStatus,
+    Mount,
+    ProcessRuntime,
+)
 
 pytestmark = pytest.mark.root
 
@@ -43,11 +48,13 @@ class Pod:
     resolv: Path
     hosts: Path
 
-    def start(self, container: Obj, *, runtime: ProcessRuntime | None = None) -> int:
+    def start(self, container: Obj, *, runtime: ProcessRuntime | None = None,
+              mounts: tuple[Mount, ...] = (), ipc: Path | None = None) -> int:
         return (runtime or self.runtime).start_container(
             pod_uid=UID, pod_name=POD_NAME, namespace="shop", container=container,
             netns=self.netns, hostname=POD_NAME, resolv_conf=self.resolv, hosts=self.hosts,
-            env={"POD_NAME": POD_NAME, "POD_IP": POD_IP, "NODE_NAME": "node-1"})
+            env={"POD_NAME": POD_NAME, "POD_IP": POD_IP, "NODE_NAME": "node-1"},
+            mounts=mounts, ipc=ipc)
 
     def wait_exit(self, name: str, timeout: float = 10) -> ContainerState:
         return wait_for(lambda: _exited(self.runtime.container_state(UID, name)), timeout)
@@ -168,3 +175,49 @@ def test_a_new_runtime_instance_adopts_running_containers(pod: Pod) -> None:
     # The first instance is still the parent and reaps the process.
     pod.runtime.container_state(UID, "web")
     assert not Path(f"/proc/{pid}").exists()
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if line.split()[4].startswith(str(folder))]
+
+
+def test_volumes_mount_where_the_node_has_no_such_folder(pod: Pod, tmp_path: Path) -> None:
+    """/data and /etc/podinfo exist nowhere on the node: the container gets a
+    root of its own (and an overlay over /etc) instead of folders made on
+    the node."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    info = tmp_path / "info"
+    info.mkdir()
+    (info / "name").write_text(f"{POD_NAME}\n")
+    mounts = ((shared, "/data", False), (info, "/etc/podinfo", True))
+    pod.start({"name": "writer", "image": "busybox", "command": [
+        "sh", "-c", "echo hello > /data/greeting && cat /etc/podinfo/name && "
+        "(touch /etc/podinfo/x 2>/dev/null && echo writable || echo read-only) && "
+        "head -1 /etc/passwd && cat /etc/resolv.conf | head -1"]}, mounts=mounts)
+    assert pod.wait_exit("writer").exit_code == 0, pod.log("writer")
+    assert pod.log("writer").splitlines()[:3] == [POD_NAME, "read-only",
+                                                  "root:x:0:0:root:/root:/bin/bash"]
+    assert "nameserver 10.96.0.10" in pod.log("writer")  # the pod's files still bound
+    assert (shared / "greeting").read_text() == "hello\n"
+    assert not Path("/data").exists() or (shared / "greeting").exists()
+    assert not Path("/etc/podinfo").exists()
+    assert not _mounts_under(tmp_path)  # nothing of the container's leaked to the node
+
+
+def test_containers_of_a_pod_share_its_ipc_namespace(pod: Pod) -> None:
+    ipc = pod.runtime.ipc_namespace(UID)
+    assert ipc == pod.runtime.ipc_namespace(UID)  # made once
+    keys = "ipcs -m | awk '$1 ~ /^0x/ {print $1}'"
+    pod.start({"name": "maker", "image": "busybox", "command": [
+        "sh", "-c", f"ipcmk -M 4096 >/dev/null && {keys} && sleep 600"]}, ipc=ipc)
+    key = wait_for(lambda: pod.log("maker").strip() or None, 10)
+    pod.start({"name": "reader", "image": "busybox", "command": ["sh", "-c", keys]}, ipc=ipc)
+    assert pod.wait_exit("reader").exit_code == 0, pod.log("reader")
+    assert pod.log("reader").split() == [key]
+    # The node's own IPC namespace does not have the segment.
+    host = subprocess.run(["sh", "-c", keys], capture_output=True, text=True, check=True)
+    assert key not in host.stdout.split()
+    pod.runtime.stop_pod(UID, grace=0)
+    assert not _mounts_under(pod.runtime.pod_dir(UID))

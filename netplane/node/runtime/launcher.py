@@ -2,11 +2,16 @@
 runtime, then becomes the container's command::
 
     python -m netplane.node.runtime.launcher --netns NAME --hostname H \\
-        --bind SRC:DST [--bind ...] [--env K=V ...] [--cwd DIR] -- CMD ARGS...
+        [--ipc FILE] [--root DIR] --bind SRC:DST[:ro] [--bind ...] [--env K=V ...] \\
+        [--cwd DIR] -- CMD ARGS...
 
-Steps: join the pod's network namespace; take private mount and UTS
-namespaces; bind the pod's files (resolv.conf, hosts) over the host paths;
-set the hostname; exec the command with exactly the given environment.
+Steps: join the pod's network (and IPC) namespace; take private mount and
+UTS namespaces; bind the pod's files (resolv.conf, hosts) and volumes over
+the host paths; set the hostname; exec the command with exactly the given
+environment. When a mount target does not exist on the node, the container
+gets a root of its own instead (a tmpfs at ``--root`` holding the node's
+top-level folders, bound), so that mount points are made there and never on
+the node; a missing folder inside a node folder gets an overlay over it.
 Exit codes follow container conventions: 125 set-up failed, 126 command not
 executable, 127 command not found.
 """
@@ -37,11 +42,18 @@ class ExitCode(enum.IntEnum):
 
 
 class MountFlag(enum.IntFlag):
+    RDONLY = 1
     NOSUID = 2
     NODEV = 4
+    REMOUNT = 32
     BIND = 4096
     REC = 16384
     PRIVATE = 1 << 18
+
+
+MNT_DETACH = 2
+# pivot_root has no libc wrapper: its system call number per machine.
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}
 
 
 class LaunchError(Exception):
@@ -52,6 +64,7 @@ class LaunchError(Exception):
 class Bind:
     source: str
     target: str
+    readonly: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class LaunchSpec:
     command: list[str]
     netns: str | None = None
     hostname: str | None = None
+    ipc: str | None = None
+    root: str | None = None
     binds: list[Bind] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
@@ -66,9 +81,11 @@ class LaunchSpec:
 
 def _bind(text: str) -> Bind:
     source, sep, target = text.partition(":")
+    readonly = target.endswith(":ro")
+    target = target.removesuffix(":ro")
     if not sep or not source or not target:
-        raise argparse.ArgumentTypeError(f"--bind wants SRC:DST, got {text!r}")
-    return Bind(source, target)
+        raise argparse.ArgumentTypeError(f"--bind wants SRC:DST[:ro], got {text!r}")
+    return Bind(source, target, readonly)
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -83,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
                                 usage="%(prog)s [options] -- CMD [ARGS...]")
     p.add_argument("--netns", help="name of the pod's network namespace (/run/netns/NAME)")
     p.add_argument("--hostname", help="hostname inside the container")
-    p.add_argument("--bind", type=_bind, action="append", default=[], metavar="SRC:DST")
+    p.add_argument("--ipc", help="the pod's IPC namespace (a file bound to it)")
+    p.add_argument("--root", help="an empty folder to build the container's root in")
+    p.add_argument("--bind", type=_bind, action="append", default=[], metavar="SRC:DST[:ro]")
     p.add_argument("--env", type=_env_pair, action="append", default=[], metavar="K=V")
     p.add_argument("--cwd", help="working directory of the command")
     return p
@@ -105,7 +124,8 @@ def parse_args(argv: Sequence[str]) -> LaunchSpec:
         # argparse exits 2; a runtime's own failure is 125 by convention.
         raise SystemExit(ExitCode.SETUP_FAILED) from exc
     return LaunchSpec(command=command, netns=opts.netns, hostname=opts.hostname,
-                      binds=list(opts.bind), env=dict(opts.env), cwd=opts.cwd)
+                      ipc=opts.ipc, root=opts.root, binds=list(opts.bind), env=dict(opts.env),
+                      cwd=opts.cwd)
 
 
 def _usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
@@ -136,27 +156,154 @@ def under_run(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in ("/run", "/var/run"))
 
 
+def _open_sources(binds: list[Bind]) -> list[int]:
+    fds: list[int] = []
+    for bind in binds:
+        try:
+            fds.append(os.open(bind.source, os.O_PATH))
+        except FileNotFoundError:
+            for fd in fds:
+                os.close(fd)
+            raise LaunchError(f"bind source {bind.source} does not exist") from None
+    return fds
+
+
+def _bind_one(fd: int, target: str, readonly: bool) -> None:
+    _mount(f"/proc/self/fd/{fd}", target, None, MountFlag.BIND)
+    if readonly:
+        _mount(None, target, None, MountFlag.REMOUNT | MountFlag.BIND | MountFlag.RDONLY)
+
+
 def _bind_all(binds: list[Bind]) -> None:
     """Binds the pod's files and folders over their targets. A target under
     /run (the service account folder) gets the container a private /run, a
     tmpfs, so nothing is made on the node's own /run; the sources are opened
     first because they may live under the /run that the tmpfs hides."""
-    fds: list[int] = []
+    fds = _open_sources(binds)
     try:
-        for bind in binds:
-            try:
-                fds.append(os.open(bind.source, os.O_PATH))
-            except FileNotFoundError:
-                raise LaunchError(f"bind source {bind.source} does not exist") from None
         if any(under_run(b.target) for b in binds):
             _mount("tmpfs", "/run", "tmpfs", MountFlag.NOSUID | MountFlag.NODEV, "mode=755")
         for bind, fd in zip(binds, fds, strict=True):
             if under_run(bind.target):
                 _make_target(bind.target, directory=os.path.isdir(f"/proc/self/fd/{fd}"))
-            _mount(f"/proc/self/fd/{fd}", bind.target, None, MountFlag.BIND)
+            _bind_one(fd, bind.target, bind.readonly)
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def needs_root(binds: list[Bind]) -> bool:
+    """A target that does not exist on the node (outside /run, which is the
+    container's own already) calls for a root of the container's own."""
+    return any(not os.path.lexists(b.target) and not under_run(b.target) for b in binds)
+
+
+def _build_root(root: str, binds: list[Bind]) -> None:
+    """A tmpfs root at ``root`` with the node's top-level entries bound in
+    (symlinks copied), a private /run when something is mounted under it,
+    mount points made inside (an overlay over a node folder that lacks
+    one), then the binds; finally the container pivots into it."""
+    fds = _open_sources(binds)
+    try:
+        _mount("tmpfs", root, "tmpfs", MountFlag.NOSUID | MountFlag.NODEV, "mode=755")
+        private_run = any(under_run(b.target) for b in binds)
+        for entry in sorted(os.listdir("/")):
+            src, dst = f"/{entry}", f"{root}/{entry}"
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+            elif os.path.isdir(src):
+                os.mkdir(dst)
+                if entry == "run" and private_run:
+                    _mount("tmpfs", dst, "tmpfs", MountFlag.NOSUID | MountFlag.NODEV,
+                           "mode=755")
+                else:
+                    _mount(src, dst, None, MountFlag.BIND | MountFlag.REC)
+            else:
+                open(dst, "a").close()
+                _mount(src, dst, None, MountFlag.BIND)
+        # Every mount point (and overlay) first, then the binds, parents before
+        # children: an overlay never hides a bind, nor a bind another.
+        order = sorted(range(len(binds)), key=lambda i: binds[i].target.count("/"))
+        targets = {i: in_root(root, binds[i].target) for i in order}
+        overlaid: list[str] = []
+        own = {os.stat(root).st_dev, os.stat(f"{root}/run").st_dev if private_run else -1}
+        for i in order:
+            if not os.path.lexists(targets[i]):
+                _make_mount_point(root, targets[i], overlaid, own,
+                                  directory=os.path.isdir(f"/proc/self/fd/{fds[i]}"))
+        for i in order:
+            _bind_one(fds[i], targets[i], binds[i].readonly)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    _pivot(root)
+
+
+def in_root(root: str, path: str) -> str:
+    """``path`` as seen from inside ``root``: symlinks on the way (such as
+    /var/run -> /run) are followed within the root, never out of it."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    current = root
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            current = os.path.dirname(current) if current != root else root
+            continue
+        candidate = f"{current}/{part}"
+        if os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise LaunchError(f"too many symlinks resolving {path}")
+            link = os.readlink(candidate)
+            parts = [p for p in link.split("/") if p and p != "."] + parts
+            if link.startswith("/"):
+                current = root
+            continue
+        current = candidate
+    return current
+
+
+def _make_mount_point(root: str, target: str, overlaid: list[str], own: set[int], *,
+                      directory: bool) -> None:
+    """Makes ``target`` inside the container's root. Under a node folder it
+    takes an overlay over that folder (recorded in ``overlaid``), so the
+    node's own stays untouched; ``own`` are the devices of the container's
+    own tmpfs (its root and /run), where folders are simply made."""
+    parent = os.path.dirname(target)
+    existing = parent
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    on_node = os.stat(existing).st_dev not in own  # not one of the container's tmpfs
+    if on_node and not any(existing == o or existing.startswith(o + "/") for o in overlaid):
+        # Writes go to an upper layer on the container's tmpfs.
+        n = len(overlaid)
+        upper, work = f"{root}/.overlay/{n}/upper", f"{root}/.overlay/{n}/work"
+        os.makedirs(upper)
+        os.makedirs(work)
+        _mount("overlay", existing, "overlay", 0,
+               f"lowerdir={existing},upperdir={upper},workdir={work}")
+        overlaid.append(existing)
+    os.makedirs(parent, exist_ok=True)
+    if directory:
+        os.makedirs(target, exist_ok=True)
+    else:
+        open(target, "a").close()
+
+
+def _pivot(root: str) -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise LaunchError(f"pivot_root: unknown system call number on {os.uname().machine}")
+    os.chdir(root)
+    # pivot_root(".", "."): the old root ends up stacked under the new one;
+    # detaching "." then drops it.
+    if libc.syscall(number, b".", b".") != 0:
+        raise LaunchError(f"pivot_root: {os.strerror(ctypes.get_errno())}")
+    if libc.umount2(b".", MNT_DETACH) != 0:
+        raise LaunchError(f"detaching the old root: {os.strerror(ctypes.get_errno())}")
+    os.chdir("/")
 
 
 def _make_target(path: str, *, directory: bool) -> None:
@@ -174,12 +321,17 @@ def enter_namespaces(spec: LaunchSpec) -> None:
     try:
         if spec.netns:
             nsutil.setns(nsutil.netns_path(spec.netns), NsType.NET)
+        if spec.ipc:
+            nsutil.setns(spec.ipc, NsType.IPC)
         nsutil.unshare(NsType.MOUNT | NsType.UTS)
     except OSError as exc:
         raise LaunchError(f"entering namespaces of pod netns {spec.netns!r}: {exc}") from exc
     # Without this our bind mounts would propagate back to the node's mounts.
     _mount(None, "/", None, MountFlag.REC | MountFlag.PRIVATE)
-    _bind_all(spec.binds)
+    if spec.root and needs_root(spec.binds):
+        _build_root(spec.root, spec.binds)
+    else:
+        _bind_all(spec.binds)
     if spec.hostname:
         socket.sethostname(spec.hostname)
     if spec.cwd:

@@ -32,6 +32,7 @@ from netplane.node.runtime.launcher import DEFAULT_PATH
 ImageNotRunnable = cmd.ImageNotRunnable
 
 LAUNCHER_MODULE = "netplane.node.runtime.launcher"
+Mount = tuple[Path, str, bool]  # node path, container path, read-only
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _POLL = 0.05
 
@@ -147,10 +148,26 @@ class ProcessRuntime:
         _write_atomic(hosts_path, podfiles.hosts(hostname=hostname, pod_ip=pod_ip))
         return resolv_path, hosts_path
 
+    def ipc_namespace(self, pod_uid: str) -> Path:
+        """The pod's IPC namespace, made on first use and kept by a bind of
+        its namespace file (as the pause container keeps it in Kubernetes)."""
+        path = self.pod_dir(pod_uid) / "ipc"
+        if path.exists() and _is_mount_point(path):
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        subprocess.run(["unshare", f"--ipc={path}", "true"], check=True, capture_output=True)
+        return path
+
+    def volumes_dir(self, pod_uid: str) -> Path:
+        return self.pod_dir(pod_uid) / "volumes"
+
     def start_container(self, *, pod_uid: str, pod_name: str, namespace: str, container: Obj,
                         netns: str, hostname: str, resolv_conf: Path, hosts: Path,
-                        env: dict[str, str], mounts: tuple[tuple[Path, str], ...] = ()) -> int:
-        """Starts a container (or returns the pid of its running process)."""
+                        env: dict[str, str], mounts: tuple[Mount, ...] = (),
+                        ipc: Path | None = None) -> int:
+        """Starts a container (or returns the pid of its running process).
+        ``mounts`` are (node path, container path, read-only)."""
         name = _check_name("container name", str(container.get("name", "")))
         current = self.container_state(pod_uid, name)
         if current.status is ContainerStatus.RUNNING and current.pid is not None:
@@ -160,9 +177,12 @@ class ProcessRuntime:
         full_env = cmd.container_env(container, base={"HOSTNAME": hostname, **env},
                                      fields=fields)
         argv = cmd.container_argv(container, python=self._python, env=full_env)
+        root = self.pod_dir(pod_uid) / f"{name}.root"
+        root.mkdir(parents=True, exist_ok=True)
         launcher = self._launcher_argv(
-            netns=netns, hostname=hostname, binds=[(resolv_conf, "/etc/resolv.conf"),
-                                                   (hosts, "/etc/hosts"), *mounts],
+            netns=netns, hostname=hostname, ipc=ipc, root=root,
+            binds=[(resolv_conf, "/etc/resolv.conf", False), (hosts, "/etc/hosts", False),
+                   *mounts],
             env=full_env, cwd=container.get("workingDir"), argv=argv)
         return self._spawn(pod_uid, name, launcher, stdin=bool(container.get("stdin")))
 
@@ -224,13 +244,20 @@ class ProcessRuntime:
         for c in list(self._children):
             if c[0] == pod_uid:
                 del self._children[c]
+        # Memory-backed volumes and the IPC namespace's bind go first.
+        _unmount_under(self.pod_dir(pod_uid))
         shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
 
-    def _launcher_argv(self, *, netns: str, hostname: str, binds: list[tuple[Path, str]],
-                       env: dict[str, str], cwd: str | None, argv: list[str]) -> list[str]:
+    def _launcher_argv(self, *, netns: str, hostname: str, binds: list[Mount],
+                       env: dict[str, str], cwd: str | None, argv: list[str],
+                       ipc: Path | None = None, root: Path | None = None) -> list[str]:
         out = [self._python, "-m", LAUNCHER_MODULE, "--netns", netns, "--hostname", hostname]
-        for src, dst in binds:
-            out += ["--bind", f"{src}:{dst}"]
+        if ipc is not None:
+            out += ["--ipc", str(ipc)]
+        if root is not None:
+            out += ["--root", str(root)]
+        for src, dst, readonly in binds:
+            out += ["--bind", f"{src}:{dst}{':ro' if readonly else ''}"]
         for key, value in env.items():
             out += ["--env", f"{key}={value}"]
         if cwd:
@@ -314,6 +341,26 @@ class ProcessRuntime:
                 break
             time.sleep(_POLL)
         return left
+
+
+def _mount_points() -> list[str]:
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        # Field 5 is the mount point, with spaces and the like as octal escapes.
+        points.append(line.split()[4].encode().decode("unicode_escape"))
+    return points
+
+
+def _is_mount_point(path: Path) -> bool:
+    return str(path) in _mount_points()
+
+
+def _unmount_under(folder: Path) -> None:
+    """Detaches every mount at or under ``folder``, the deepest first."""
+    prefix = str(folder)
+    inside = [p for p in _mount_points() if p == prefix or p.startswith(prefix + "/")]
+    for point in sorted(set(inside), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

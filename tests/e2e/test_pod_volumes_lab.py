@@ -1,0 +1,94 @@
+"""What the containers of one pod share and see, in a real lab with the real
+kubectl: an emptyDir (and a memory-backed one), the IPC namespace, a
+ConfigMap mounted as files that follow the object, the downward API, and an
+environment made from ConfigMaps, Secrets and the pod's own fields.
+
+Address plan: the lab's defaults (underlay 192.168.56.0/24, pods
+10.244.N.0/24)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import Lab, wait_for
+from tests.e2e.test_kubectl_lab import Kubectl
+from tests.e2e.test_kubectl_lab import pytestmark as kubectl_marks
+
+pytestmark = kubectl_marks
+
+POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sharing", "labels": {"app": "vols"}},
+    "spec": {
+        "volumes": [
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "fast", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}},
+            {"name": "cfg", "configMap": {"name": "game"}},
+            {"name": "info", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}],
+        "containers": [
+            {"name": "writer", "image": "busybox",
+             "command": ["sh", "-c", "ipcmk -M 4096 && echo hi > /data/greeting && "
+                         "while :; do sleep 1; done"],
+             "volumeMounts": [{"name": "scratch", "mountPath": "/data"},
+                              {"name": "fast", "mountPath": "/fast"}]},
+            {"name": "reader", "image": "busybox",
+             "command": ["sh", "-c", "while :; do sleep 1; done"],
+             "env": [{"name": "LEVEL", "valueFrom": {"configMapKeyRef": {
+                         "name": "game", "key": "level"}}},
+                     {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {
+                         "name": "db", "key": "password"}}},
+                     {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                     {"name": "GREETING", "value": "level $(LEVEL)"}],
+             "envFrom": [{"configMapRef": {"name": "game"}, "prefix": "GAME_"}],
+             "volumeMounts": [{"name": "scratch", "mountPath": "/shared"},
+                              {"name": "cfg", "mountPath": "/etc/game"},
+                              {"name": "info", "mountPath": "/etc/podinfo"}]}]}}
+
+
+@pytest.fixture(scope="module")
+def kubectl(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
+    k = Kubectl(lab, tmp_path_factory.mktemp("kubectl-home"))
+    k("create", "configmap", "game", "--from-literal=level=1", "--from-literal=mode=easy")
+    k("create", "secret", "generic", "db", "--from-literal=password=s3cret")
+    k("apply", "-f", "-", stdin=json.dumps(POD))
+    k("wait", "--for=condition=Ready", "pod/sharing", "--timeout=90s")
+    yield k
+
+
+def sh(kubectl: Kubectl, container: str, script: str) -> str:
+    return str(kubectl("exec", "sharing", "-c", container, "--", "sh", "-c", script).stdout)
+
+
+def test_containers_share_an_empty_dir_and_the_ipc_namespace(kubectl: Kubectl) -> None:
+    assert wait_for("the greeting", lambda: sh(kubectl, "reader", "cat /shared/greeting "
+                                               "2>/dev/null || true") == "hi\n", timeout=30)
+    keys = "ipcs -m | awk '$1 ~ /^0x/ {print $1}'"
+    made = sh(kubectl, "writer", keys).split()
+    assert len(made) == 1 and sh(kubectl, "reader", keys).split() == made
+    assert sh(kubectl, "writer", "df -k /fast | tail -1").split()[:2] == ["tmpfs", "8192"]
+
+
+def test_environment_from_configmap_secret_and_fields(kubectl: Kubectl) -> None:
+    pod_ip = kubectl.json("get", "pod", "sharing")["status"]["podIP"]
+    env = dict(line.split("=", 1) for line in sh(kubectl, "reader", "env").splitlines()
+               if "=" in line)
+    assert (env["LEVEL"], env["PASSWORD"], env["MY_IP"]) == ("1", "s3cret", pod_ip)
+    assert (env["GAME_level"], env["GAME_mode"], env["GREETING"]) == ("1", "easy", "level 1")
+
+
+def test_a_configmap_change_and_a_new_label_show_in_the_mounted_files(kubectl: Kubectl) -> None:
+    assert sh(kubectl, "reader", "cat /etc/game/level") == "1"
+    assert sh(kubectl, "reader", "readlink /etc/game/level") == "..data/level\n"
+    kubectl("patch", "configmap", "game", "-p", '{"data": {"level": "2"}}')
+    kubectl("label", "pod", "sharing", "tier=front")
+    wait_for("the new level", lambda: sh(kubectl, "reader", "cat /etc/game/level") == "2",
+             timeout=60)
+    wait_for("the new label", lambda: sh(kubectl, "reader", "cat /etc/podinfo/labels") ==
+             'app="vols"\ntier="front"', timeout=60)
+    # The mount is read-only, as the kubelet mounts projections.
+    denied = kubectl("exec", "sharing", "-c", "reader", "--", "touch", "/etc/game/x",
+                     check=False)
+    assert denied.returncode != 0 and "Read-only file system" in denied.stderr
