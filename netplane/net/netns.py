@@ -26,6 +26,7 @@ class NsType(enum.IntFlag):
     MOUNT = 0x00020000
     UTS = 0x04000000
     IPC = 0x08000000
+    PID = 0x20000000
     NET = 0x40000000
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -108,8 +109,9 @@ async def run_in(pid: int, command: list[str], timeout: float) -> tuple[int | No
         async with asyncio.timeout(timeout):
             out, _ = await proc.communicate()
     except TimeoutError:
+        # The group: nsenter's child in the container holds the pipes too.
         with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
         return None, ""
     return proc.returncode, out[:MAX_OUTPUT].decode(errors="replace")

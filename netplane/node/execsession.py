@@ -28,6 +28,7 @@ from aiohttp import WSMsgType, web
 from netplane.api import streams
 from netplane.api.streams import Channel, TerminalSize
 from netplane.node import podlogs
+from netplane.node.runtime.process import init_pid
 
 READ_SIZE = 64 * 1024
 Output = tuple[int, bytes] | None
@@ -43,7 +44,10 @@ class ExecOptions:
 
 
 def exec_argv(pid: int, command: list[str]) -> list[str]:
-    return ["nsenter", "-t", str(pid), "--net", "--mount", "--uts", "--ipc", "--", *command]
+    """Runs ``command`` in every namespace of the container whose process is
+    ``pid`` (its PID namespace too: nsenter forks into it)."""
+    return ["nsenter", "-t", str(init_pid(pid)), "--net", "--mount", "--uts", "--ipc", "--pid",
+            "--", *command]
 
 
 def process_env(pid: int) -> dict[str, str]:

@@ -85,6 +85,8 @@ class PodRecord:
     # A source of a projection (or the pod's labels) may have changed.
     stale_volumes: bool = False
     ipc: Path | None = None
+    # "own" (a PID namespace per container) or the pod's shared one.
+    pid_ns: str = ""
     reported: Obj = field(default_factory=dict)
     # The service account folder, and when its token is to be refreshed.
     service_account: Path | None = None
@@ -297,6 +299,9 @@ class PodManager:
             return  # containers start once their token can be mounted
         if rec.ipc is None:
             rec.ipc = await asyncio.to_thread(self.runtime.ipc_namespace, meta.uid(pod))
+        if not rec.pid_ns:
+            rec.pid_ns = await asyncio.to_thread(self.runtime.pid_namespace, meta.uid(pod)) \
+                if pod["spec"].get("shareProcessNamespace") else "own"
         if not await self._volumes(pod, rec):
             return  # containers start once their volumes are there
         mounts: tuple[Mount, ...] = (
@@ -491,7 +496,7 @@ class PodManager:
                 self.runtime.start_container, pod_uid=uid, pod_name=meta.name(pod),
                 namespace=meta.namespace(pod), container=spec, netns=self.ctx.pod_netns(uid),
                 hostname=self._hostname(pod), resolv_conf=resolv, hosts=hosts, env=env,
-                mounts=all_mounts, ipc=rec.ipc)
+                mounts=all_mounts, ipc=rec.ipc, pid_ns=rec.pid_ns)
         except (ImageNotRunnable, OSError) as e:
             if crec.waiting != ("ErrImagePull", str(e)):
                 self.events.warning(pod, Reason.FAILED, f"Error: {e}", field_path=field)

@@ -92,3 +92,22 @@ def test_a_configmap_change_and_a_new_label_show_in_the_mounted_files(kubectl: K
     denied = kubectl("exec", "sharing", "-c", "reader", "--", "touch", "/etc/game/x",
                      check=False)
     assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+
+
+def test_share_process_namespace_or_a_pid_namespace_per_container(kubectl: Kubectl) -> None:
+    loop = "trap 'exit 0' TERM; while :; do sleep 1; done"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "one-pid-space"},
+           "spec": {"shareProcessNamespace": True, "containers": [
+               {"name": "app", "image": "netplane/echo"},
+               {"name": "debug", "image": "busybox", "command": ["sh", "-c", loop]}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    kubectl("wait", "--for=condition=Ready", "pod/one-pid-space", "--timeout=60s")
+    seen = kubectl("exec", "one-pid-space", "-c", "debug", "--", "ps", "-o", "args").stdout
+    assert "netplane.node.runtime.echo" in seen  # the app container's process
+    # Without it each container is PID 1 of its own: the other is not there.
+    apart = sh(kubectl, "writer", "ps -o pid=,args=").splitlines()
+    assert apart[0].split(None, 1) == ["1", "sh -c ipcmk -M 4096 && echo hi > /data/greeting "
+                                       "&& while :; do sleep 1; done"]
+    assert not any("while :; do sleep 1; done" in line and "ipcmk" not in line
+                   for line in apart)
+    kubectl("delete", "pod", "one-pid-space")

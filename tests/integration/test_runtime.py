@@ -49,12 +49,13 @@ class Pod:
     hosts: Path
 
     def start(self, container: Obj, *, runtime: ProcessRuntime | None = None,
-              mounts: tuple[Mount, ...] = (), ipc: Path | None = None) -> int:
+              mounts: tuple[Mount, ...] = (), ipc: Path | None = None,
+              pid_ns: str | None = None) -> int:
         return (runtime or self.runtime).start_container(
             pod_uid=UID, pod_name=POD_NAME, namespace="shop", container=container,
             netns=self.netns, hostname=POD_NAME, resolv_conf=self.resolv, hosts=self.hosts,
             env={"POD_NAME": POD_NAME, "POD_IP": POD_IP, "NODE_NAME": "node-1"},
-            mounts=mounts, ipc=ipc)
+            mounts=mounts, ipc=ipc, pid_ns=pid_ns)
 
     def wait_exit(self, name: str, timeout: float = 10) -> ContainerState:
         return wait_for(lambda: _exited(self.runtime.container_state(UID, name)), timeout)
@@ -221,3 +222,36 @@ def test_containers_of_a_pod_share_its_ipc_namespace(pod: Pod) -> None:
     assert key not in host.stdout.split()
     pod.runtime.stop_pod(UID, grace=0)
     assert not _mounts_under(pod.runtime.pod_dir(UID))
+
+
+def test_each_container_is_pid_1_of_its_own_pid_namespace(pod: Pod) -> None:
+    pod.start({"name": "alone", "image": "busybox",
+               "command": ["sh", "-c", "echo $$$$; ps -o pid= | wc -l"]}, pid_ns="own")
+    assert pod.wait_exit("alone").exit_code == 0, pod.log("alone")
+    me, count = pod.log("alone").split()
+    assert me == "1" and int(count) <= 3  # sh, ps and wc: nothing of the node's
+
+
+def test_share_process_namespace_puts_the_containers_in_one(pod: Pod) -> None:
+    shared = pod.runtime.pid_namespace(UID)
+    assert shared == pod.runtime.pid_namespace(UID)  # one holder per pod
+    pod.start({"name": "server", "image": "busybox",
+               "command": ["sh", "-c", "exec sleep 600"]}, pid_ns=shared)
+    pod.start({"name": "peek", "image": "busybox", "command": [
+        "sh", "-c", "until ps -o args= | grep -q '^sleep 600'; do sleep 0.05; done; "
+        "ps -o args= | grep -c '^sleep 600'"]}, pid_ns=shared)
+    assert pod.wait_exit("peek", timeout=30).exit_code == 0, pod.log("peek")
+    assert pod.log("peek") == "1\n"
+    holder = Path(shared).parent.parent.name
+    pod.runtime.stop_pod(UID, grace=0)
+    assert not Path(f"/proc/{holder}").exists() or \
+        "sleep" not in Path(f"/proc/{holder}/cmdline").read_text(errors="replace")
+
+
+def test_sigterm_reaches_pid_1_and_its_exit_code_is_kept(pod: Pod) -> None:
+    pod.start({"name": "polite", "image": "busybox", "command": [
+        "sh", "-c", "trap 'exit 7' TERM; echo trapped; while :; do sleep 0.1; done"]},
+        pid_ns="own")
+    wait_for(lambda: pod.log("polite") == "trapped\n" or None, 10)
+    pod.runtime.stop_container(UID, "polite", grace=30)
+    assert pod.runtime.container_state(UID, "polite").exit_code == 7

@@ -2,13 +2,16 @@
 runtime, then becomes the container's command::
 
     python -m netplane.node.runtime.launcher --netns NAME --hostname H \\
-        [--ipc FILE] [--root DIR] --bind SRC:DST[:ro] [--bind ...] [--env K=V ...] \\
-        [--cwd DIR] -- CMD ARGS...
+        [--ipc FILE] [--pid own|FILE] [--root DIR] --bind SRC:DST[:ro] [--bind ...] \\
+        [--env K=V ...] [--cwd DIR] -- CMD ARGS...
 
 Steps: join the pod's network (and IPC) namespace; take private mount and
 UTS namespaces; bind the pod's files (resolv.conf, hosts) and volumes over
 the host paths; set the hostname; exec the command with exactly the given
-environment. When a mount target does not exist on the node, the container
+environment. With ``--pid own`` the command runs as PID 1 of a PID namespace
+of its own, with ``--pid FILE`` in the pod's (shareProcessNamespace), with
+its own /proc either way: util-linux's ``unshare --fork`` stays as its
+parent and exits with its status. When a mount target does not exist on the node, the container
 gets a root of its own instead (a tmpfs at ``--root`` holding the node's
 top-level folders, bound), so that mount points are made there and never on
 the node; a missing folder inside a node folder gets an overlay over it.
@@ -23,6 +26,7 @@ import ctypes
 import ctypes.util
 import enum
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Sequence
@@ -73,6 +77,7 @@ class LaunchSpec:
     netns: str | None = None
     hostname: str | None = None
     ipc: str | None = None
+    pid: str | None = None  # "own", or the pod's PID namespace file
     root: str | None = None
     binds: list[Bind] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -101,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--netns", help="name of the pod's network namespace (/run/netns/NAME)")
     p.add_argument("--hostname", help="hostname inside the container")
     p.add_argument("--ipc", help="the pod's IPC namespace (a file bound to it)")
+    p.add_argument("--pid", help="'own' for a PID namespace of its own, or the pod's (a file)")
     p.add_argument("--root", help="an empty folder to build the container's root in")
     p.add_argument("--bind", type=_bind, action="append", default=[], metavar="SRC:DST[:ro]")
     p.add_argument("--env", type=_env_pair, action="append", default=[], metavar="K=V")
@@ -124,8 +130,8 @@ def parse_args(argv: Sequence[str]) -> LaunchSpec:
         # argparse exits 2; a runtime's own failure is 125 by convention.
         raise SystemExit(ExitCode.SETUP_FAILED) from exc
     return LaunchSpec(command=command, netns=opts.netns, hostname=opts.hostname,
-                      ipc=opts.ipc, root=opts.root, binds=list(opts.bind), env=dict(opts.env),
-                      cwd=opts.cwd)
+                      ipc=opts.ipc, pid=opts.pid, root=opts.root, binds=list(opts.bind),
+                      env=dict(opts.env), cwd=opts.cwd)
 
 
 def _usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
@@ -338,14 +344,30 @@ def enter_namespaces(spec: LaunchSpec) -> None:
         os.chdir(spec.cwd)
 
 
+def pid_wrapper(spec: LaunchSpec) -> list[str]:
+    """What runs the command in its PID namespace: ``unshare --fork``, which
+    forks it into the new (or the joined) namespace, mounts it a /proc of
+    that namespace and waits for it."""
+    if not spec.pid:
+        return []
+    if spec.pid == "own":
+        return ["unshare", "--pid", "--fork", "--mount-proc", "--"]
+    nsutil.setns(spec.pid, NsType.PID)  # takes effect for the children
+    return ["unshare", "--fork", "--mount-proc", "--"]
+
+
 def launch(spec: LaunchSpec) -> NoReturn:
     """Sets up the container and execs its command; never returns."""
     try:
         enter_namespaces(spec)
+        command = pid_wrapper(spec) + spec.command
     except (LaunchError, OSError) as exc:
         _fail(ExitCode.SETUP_FAILED, f"container set-up failed: {exc}")
+    if command[0] != spec.command[0] and not shutil.which(spec.command[0],
+                                                         path=exec_env(spec)["PATH"]):
+        _fail(ExitCode.NOT_FOUND, f"{spec.command[0]}: command not found")
     try:
-        os.execvpe(spec.command[0], spec.command, exec_env(spec))
+        os.execvpe(command[0], command, exec_env(spec))
     except FileNotFoundError:
         _fail(ExitCode.NOT_FOUND, f"{spec.command[0]}: command not found")
     except PermissionError:

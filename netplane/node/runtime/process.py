@@ -11,6 +11,7 @@ time recorded in the pid file guarding against PID reuse.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
@@ -33,6 +34,7 @@ ImageNotRunnable = cmd.ImageNotRunnable
 
 LAUNCHER_MODULE = "netplane.node.runtime.launcher"
 Mount = tuple[Path, str, bool]  # node path, container path, read-only
+PID_HOLDER = "pidns.holder"  # the shared PID namespace's holder (not *.pid)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _POLL = 0.05
 
@@ -159,13 +161,41 @@ class ProcessRuntime:
         subprocess.run(["unshare", f"--ipc={path}", "true"], check=True, capture_output=True)
         return path
 
+    def pid_namespace(self, pod_uid: str) -> str:
+        """The pod's shared PID namespace (shareProcessNamespace): a holder
+        process is its PID 1, as the pause container is in Kubernetes; the
+        path of its namespace file is what containers join."""
+        holder = self.pod_dir(pod_uid) / PID_HOLDER
+        record = None
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            record = PidRecord.load(holder.read_text())
+        if record is None or not is_alive(record):
+            holder.parent.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc",
+                                     "sleep", "infinity"], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            stat = proc_stat(proc.pid)
+            record = PidRecord(proc.pid, stat[1] if stat else 0)
+            _write_atomic(holder, record.dump())
+        deadline = time.monotonic() + 5.0
+        while (init := init_pid(record.pid)) == record.pid and time.monotonic() < deadline:
+            time.sleep(_POLL)  # the forked PID 1 is not there yet
+        return f"/proc/{init}/ns/pid"
+
+    def _stop_pid_holder(self, pod_uid: str) -> None:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            record = PidRecord.load((self.pod_dir(pod_uid) / PID_HOLDER).read_text())
+            if is_alive(record):
+                _signal_group(record.pid, signal.SIGKILL)
+
     def volumes_dir(self, pod_uid: str) -> Path:
         return self.pod_dir(pod_uid) / "volumes"
 
     def start_container(self, *, pod_uid: str, pod_name: str, namespace: str, container: Obj,
                         netns: str, hostname: str, resolv_conf: Path, hosts: Path,
                         env: dict[str, str], mounts: tuple[Mount, ...] = (),
-                        ipc: Path | None = None) -> int:
+                        ipc: Path | None = None, pid_ns: str | None = None) -> int:
         """Starts a container (or returns the pid of its running process).
         ``mounts`` are (node path, container path, read-only)."""
         name = _check_name("container name", str(container.get("name", "")))
@@ -180,7 +210,7 @@ class ProcessRuntime:
         root = self.pod_dir(pod_uid) / f"{name}.root"
         root.mkdir(parents=True, exist_ok=True)
         launcher = self._launcher_argv(
-            netns=netns, hostname=hostname, ipc=ipc, root=root,
+            netns=netns, hostname=hostname, ipc=ipc, pid_ns=pid_ns, root=root,
             binds=[(resolv_conf, "/etc/resolv.conf", False), (hosts, "/etc/hosts", False),
                    *mounts],
             env=full_env, cwd=container.get("workingDir"), argv=argv)
@@ -203,12 +233,14 @@ class ProcessRuntime:
             return None
 
     def stop_container(self, pod_uid: str, container_name: str, grace: float) -> None:
-        """SIGTERM the container's process group, SIGKILL it after ``grace``
-        seconds; its exit is recorded as any other. Blocks up to ``grace``."""
+        """SIGTERM the container's main process (PID 1 of its namespace, as a
+        container runtime signals it), SIGKILL its whole process group after
+        ``grace`` seconds; its exit is recorded as any other. Blocks up to
+        ``grace``."""
         pid = self._live_pid(pod_uid, container_name)
         if pid is None:
             return
-        _signal_group(pid, signal.SIGTERM)
+        _terminate(pid)
         if self._wait_gone(pod_uid, {container_name: pid}, grace):
             _signal_group(pid, signal.SIGKILL)
             self._wait_gone(pod_uid, {container_name: pid}, 5.0)
@@ -236,11 +268,12 @@ class ProcessRuntime:
         live = {c: pid for c in self.containers(pod_uid)
                 if (pid := self._live_pid(pod_uid, c)) is not None}
         for pid in live.values():
-            _signal_group(pid, signal.SIGTERM)
+            _terminate(pid)
         left = self._wait_gone(pod_uid, live, grace)
         for pid in left.values():
             _signal_group(pid, signal.SIGKILL)
         self._wait_gone(pod_uid, left, 5.0)
+        self._stop_pid_holder(pod_uid)
         for c in list(self._children):
             if c[0] == pod_uid:
                 del self._children[c]
@@ -250,10 +283,13 @@ class ProcessRuntime:
 
     def _launcher_argv(self, *, netns: str, hostname: str, binds: list[Mount],
                        env: dict[str, str], cwd: str | None, argv: list[str],
-                       ipc: Path | None = None, root: Path | None = None) -> list[str]:
+                       ipc: Path | None = None, pid_ns: str | None = None,
+                       root: Path | None = None) -> list[str]:
         out = [self._python, "-m", LAUNCHER_MODULE, "--netns", netns, "--hostname", hostname]
         if ipc is not None:
             out += ["--ipc", str(ipc)]
+        if pid_ns is not None:
+            out += ["--pid", pid_ns]
         if root is not None:
             out += ["--root", str(root)]
         for src, dst, readonly in binds:
@@ -361,6 +397,33 @@ def _unmount_under(folder: Path) -> None:
     inside = [p for p in _mount_points() if p == prefix or p.startswith(prefix + "/")]
     for point in sorted(set(inside), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def init_pid(pid: int, wait: float = 1.0) -> int:
+    """The container's main process: the child that ``unshare --fork`` made
+    PID 1 of the container's namespace (waited for up to ``wait`` seconds
+    right after a start), or ``pid`` itself."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (FileNotFoundError, ProcessLookupError):
+            return pid
+        if comm != "unshare":
+            return pid
+        if children:
+            return int(children[0])
+        if time.monotonic() >= deadline:
+            return pid
+        time.sleep(0.01)
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM to the main process only: in its own PID namespace it is PID 1,
+    which takes only the signals it has a handler for (SIGKILL comes later)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(init_pid(pid), signal.SIGTERM)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
