@@ -20,7 +20,7 @@ from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
 from netplane.node import podstatus
 from netplane.node.probes import ProbeState
-from netplane.node.runtime import podfiles
+from netplane.node.runtime import command, podfiles
 from netplane.node.runtime.process import ContainerStatus, ImageNotRunnable, ProcessRuntime
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ class PodManager:
                 self.runtime.start_container, pod_uid=uid, pod_name=meta.name(pod),
                 namespace=meta.namespace(pod), container=c, netns=self.ctx.pod_netns(uid),
                 hostname=self._hostname(pod), resolv_conf=resolv, hosts=hosts, env=env,
-                mounts=mounts)
+                mounts=mounts, fields=command.pod_fields(pod))
             rec.errors.pop(name, None)
             rec.probes[name] = ProbeState()
         except (ImageNotRunnable, OSError) as e:

@@ -18,6 +18,7 @@ from netplane.node.runtime.command import (
     image_repository,
     is_echo_image,
     package_root,
+    pod_fields,
 )
 
 PY = "/opt/py/bin/python"
@@ -106,3 +107,17 @@ def test_echo_image_env_can_import_the_package(tmp_path: Path) -> None:
     bare = subprocess.run(argv, env={}, cwd=tmp_path, capture_output=True, text=True,
                           check=False)
     assert bare.returncode != 0 and "ModuleNotFoundError" in bare.stderr
+
+
+def test_env_reads_the_pods_labels_and_annotations_by_field_path() -> None:
+    pod = {"metadata": {"name": "pi-0-abcde", "namespace": "default", "uid": "u1",
+                        "labels": {"batch.kubernetes.io/job-completion-index": "3"},
+                        "annotations": {"note": "x"}},
+           "spec": {"nodeName": "node-1"}}
+    ref = "metadata.labels['batch.kubernetes.io/job-completion-index']"
+    container = {"name": "c", "image": "busybox", "env": [
+        {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": ref}}},
+        {"name": "NOTE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['note']"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}
+    env = container_env(container, base={}, fields=pod_fields(pod))
+    assert (env["JOB_COMPLETION_INDEX"], env["NOTE"], env["NODE"]) == ("3", "x", "node-1")

@@ -72,6 +72,21 @@ def container_argv(container: Obj, *, python: str, env: Mapping[str, str]) -> li
     return [expand(word, env) for word in [*command, *args]]
 
 
+def pod_fields(pod: Obj) -> dict[str, str]:
+    """The pod's fields a container's ``env`` may read with
+    ``valueFrom.fieldRef`` (the downward API), by field path:
+    ``metadata.labels['batch.kubernetes.io/job-completion-index']``..."""
+    md, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    out = {f"metadata.{k}": str(md[k]) for k in ("name", "namespace", "uid") if md.get(k)}
+    for key in ("labels", "annotations"):
+        for k, v in (md.get(key) or {}).items():
+            out[f"metadata.{key}['{k}']"] = str(v)
+    for k in ("nodeName", "serviceAccountName"):
+        if spec.get(k):
+            out[f"spec.{k}"] = str(spec[k])
+    return out
+
+
 def container_env(container: Obj, *, base: Mapping[str, str],
                   fields: Mapping[str, str]) -> dict[str, str]:
     """``base`` (from the agent), then the first containerPort, then the

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,16 +147,19 @@ class ProcessRuntime:
 
     def start_container(self, *, pod_uid: str, pod_name: str, namespace: str, container: Obj,
                         netns: str, hostname: str, resolv_conf: Path, hosts: Path,
-                        env: dict[str, str], mounts: tuple[tuple[Path, str], ...] = ()) -> int:
-        """Starts a container (or returns the pid of its running process)."""
+                        env: dict[str, str], mounts: tuple[tuple[Path, str], ...] = (),
+                        fields: Mapping[str, str] | None = None) -> int:
+        """Starts a container (or returns the pid of its running process).
+        ``fields``: more of the pod's fields for ``valueFrom.fieldRef``
+        (:func:`command.pod_fields`)."""
         name = _check_name("container name", str(container.get("name", "")))
         current = self.container_state(pod_uid, name)
         if current.status is ContainerStatus.RUNNING and current.pid is not None:
             return current.pid
-        fields = {"metadata.name": pod_name, "metadata.namespace": namespace,
-                  "metadata.uid": pod_uid}
+        known = {**(fields or {}), "metadata.name": pod_name, "metadata.namespace": namespace,
+                 "metadata.uid": pod_uid}
         full_env = cmd.container_env(container, base={"HOSTNAME": hostname, **env},
-                                     fields=fields)
+                                     fields=known)
         argv = cmd.container_argv(container, python=self._python, env=full_env)
         launcher = self._launcher_argv(
             netns=netns, hostname=hostname, binds=[(resolv_conf, "/etc/resolv.conf"),
