@@ -125,7 +125,8 @@ class Schedule:
         # run at the end of the gap; a time that comes twice (fall back)
         # happens twice. The walk starts early enough to see both.
         wall = datetime.datetime.fromtimestamp(after, self.zone).replace(tzinfo=None)
-        it = croniter(self.expr, wall - DST_MARGIN)
+        margin = DST_MARGIN if self._shifts_near(after) else datetime.timedelta(minutes=1)
+        it = croniter(self.expr, wall - margin)
         found: list[float] = []
         for _ in range(MAX_TRIES):
             try:
@@ -133,9 +134,15 @@ class Schedule:
             except (ValueError, KeyError, OverflowError):  # croniter's "no such date"
                 break
             found += [x for x in self._instants(t) if x > after]
-            if found and t - wall > DST_MARGIN:
+            if found and t - wall > margin:
                 break
         return min(found) if found else None
+
+    def _shifts_near(self, at: float) -> bool:
+        """Whether the zone's offset changes within DST_MARGIN of ``at``."""
+        span = DST_MARGIN.total_seconds()
+        before = datetime.datetime.fromtimestamp(at - span, self.zone).utcoffset()
+        return before != datetime.datetime.fromtimestamp(at + span, self.zone).utcoffset()
 
     def _instants(self, wall: datetime.datetime) -> list[float]:
         """The moments a wall-clock time names in the zone: none, one or two."""

@@ -6,6 +6,7 @@ import asyncio
 from typing import Protocol
 
 from netplane.cluster.client import Client
+from netplane.cluster.controllers.cronjob import CronJobController
 from netplane.cluster.controllers.deployment import DeploymentController
 from netplane.cluster.controllers.endpoints import EndpointsController
 from netplane.cluster.controllers.endpointslice import EndpointSliceController
@@ -32,7 +33,8 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      GarbageCollector(client, informers),
                                      ServiceAccountController(client, informers),
                                      JobController(client, informers),
-                                     TTLAfterFinishedController(client, informers)]
+                                     TTLAfterFinishedController(client, informers),
+                                     CronJobController(client, informers)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))
