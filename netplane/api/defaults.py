@@ -96,9 +96,16 @@ def _rbac_subjects(obj: Obj) -> None:
             s.setdefault("apiGroup", "rbac.authorization.k8s.io")
 
 
+def _batch(obj: Obj) -> None:
+    from netplane.api import batch  # batch builds on pod_spec above: imported late
+
+    (batch.job_defaults if obj.get("kind") == "Job" else batch.cronjob_defaults)(obj)
+
+
 _BY_KIND = {"Secret": secret, "Event": event, "RoleBinding": _rbac_subjects,
             "ClusterRoleBinding": _rbac_subjects, "Pod": pod, "Deployment": workload,
-            "ReplicaSet": workload, "Service": service}
+            "ReplicaSet": workload, "Service": service,
+            "Job": _batch, "CronJob": _batch}
 
 
 def apply(obj: Obj) -> None:

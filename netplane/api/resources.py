@@ -67,6 +67,8 @@ REPLICASET = Resource("ReplicaSet", "replicasets", "replicaset", "apps", "v1", T
                       ALL_CATEGORY)
 DEPLOYMENT = Resource("Deployment", "deployments", "deployment", "apps", "v1", True,
                       ("deploy",), ALL_CATEGORY)
+JOB = Resource("Job", "jobs", "job", "batch", "v1", True, (), ALL_CATEGORY)
+CRONJOB = Resource("CronJob", "cronjobs", "cronjob", "batch", "v1", True, ("cj",), ALL_CATEGORY)
 ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io",
                          "v1", True)
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
@@ -90,7 +92,7 @@ TOKENREVIEW = Resource("TokenReview", "tokenreviews", "tokenreview", AUTHN, "v1"
 
 ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP, SECRET,
                              SERVICEACCOUNT, EVENT, REPLICASET, DEPLOYMENT, ENDPOINTSLICE,
-                             EVENT_V1,
+                             EVENT_V1, JOB, CRONJOB,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)

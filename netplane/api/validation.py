@@ -490,6 +490,12 @@ def _binding(obj: Obj, errs: Errors) -> None:
             errs.append(FieldError(f"{sp}.namespace", "Required value", "FieldValueRequired"))
 
 
+def _batch(obj: Obj, errs: Errors) -> None:
+    from netplane.api import batch  # batch builds on the checks above: imported late
+
+    (batch.validate_job if obj.get("kind") == "Job" else batch.validate_cronjob)(obj, errs)
+
+
 _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "ConfigMap": _configmap,
     "Secret": _secret,
@@ -505,6 +511,8 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "Endpoints": _endpoints,
     "EndpointSlice": _endpoint_slice,
     "Node": _node,
+    "Job": _batch,
+    "CronJob": _batch,
 }
 
 

@@ -46,6 +46,24 @@ class Reason(enum.StrEnum):
     FAILED_CREATE = "FailedCreate"
     SUCCESSFUL_DELETE = "SuccessfulDelete"
     SCALING_REPLICA_SET = "ScalingReplicaSet"
+    # The Job controller's.
+    COMPLETED = "Completed"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    POD_FAILURE_POLICY = "PodFailurePolicy"
+    TOO_MANY_SUCCEEDED_PODS = "TooManySucceededPods"
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+    # The CronJob controller's.
+    SAW_COMPLETED_JOB = "SawCompletedJob"
+    UNEXPECTED_JOB = "UnexpectedJob"
+    MISSING_JOB = "MissingJob"
+    MISS_SCHEDULE = "MissSchedule"
+    TOO_MANY_MISSED_TIMES = "TooManyMissedTimes"
+    JOB_ALREADY_ACTIVE = "JobAlreadyActive"
+    UNKNOWN_TIME_ZONE = "UnknownTimeZone"
+    INVALID_SCHEDULE = "InvalidSchedule"
+    FAILED_DELETE = "FailedDelete"
 
 
 @dataclass(frozen=True)

@@ -134,8 +134,8 @@ async def test_a_dependent_with_a_live_or_unknown_owner_is_left_alone(
     c = cluster.client
     gone = await c.create(resources.REPLICASET, replicaset("gone"), NS)
     stays = await c.create(resources.REPLICASET, replicaset("stays"), NS)
-    job_ref = {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "uid-of-a-job",
-               "controller": True}
+    job_ref = {"apiVersion": "example.com/v1", "kind": "Widget", "name": "j",
+               "uid": "uid-of-a-widget", "controller": True}
     await c.create(resources.POD, pod("two-owners", owner_ref(gone, controller=False),
                                       owner_ref(stays)), NS)
     await c.create(resources.POD, pod("job-pod", job_ref), NS)

@@ -213,3 +213,19 @@ def test_env_from_value_from_and_literal_dollars() -> None:
     with pytest.raises(envvars.EnvError, match="couldn't find key nope in Secret shop/db"):
         envvars.resolve(POD, {"name": "app", "env": [{"name": "X", "valueFrom": {
             "secretKeyRef": {"name": "db", "key": "nope"}}}]}, sources, FACTS)
+
+
+def test_env_reads_the_pods_labels_and_annotations_by_field_path() -> None:
+    """How an Indexed Job's pod learns its index."""
+    pod = {"metadata": {"name": "pi-0-abcde", "namespace": "default", "uid": "u1",
+                        "labels": {"batch.kubernetes.io/job-completion-index": "3"},
+                        "annotations": {"note": "x"}},
+           "spec": {"nodeName": "node-1", "containers": []}}
+    ref = "metadata.labels['batch.kubernetes.io/job-completion-index']"
+    container = {"name": "c", "image": "busybox", "env": [
+        {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": ref}}},
+        {"name": "NOTE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['note']"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}
+    env = {e["name"]: e["value"] for e in envvars.resolve(pod, container, _sources(),
+                                                           FACTS)["env"]}
+    assert (env["JOB_COMPLETION_INDEX"], env["NOTE"], env["NODE"]) == ("3", "x", "node-1")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netplane.api import meta, resources
+from netplane.api import batch, meta, resources
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
 from netplane.api.validation import FieldError
@@ -99,6 +99,8 @@ class Admission:
                 "roleRef", f"Invalid value: {new.get('roleRef')!r}: cannot change roleRef")])
         elif res.kind in ("ConfigMap", "Secret"):
             self._data_immutable(res, old, new)
+        elif res.kind == "Job" and (errs := batch.job_update_errors(old, new)):
+            raise status.invalid("Job", meta.name(new), errs)
 
     def service_update(self, old: Obj | None, new: Obj) -> tuple[Undo, Undo]:
         """(undo, commit) of a Service's allocations, when it is created

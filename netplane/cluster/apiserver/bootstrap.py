@@ -35,6 +35,11 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 READ = ["get", "list", "watch"]
 WRITE = ["create", "update", "patch", "delete"]
 
+BATCH_READ = {"apiGroups": ["batch"], "resources": ["jobs", "jobs/status", "cronjobs",
+                                                  "cronjobs/status"], "verbs": READ}
+BATCH_WRITE = {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"],
+               "verbs": [*READ, *WRITE, "deletecollection"]}
+
 # ClusterRoles every cluster has, and who holds them (kube-apiserver's
 # bootstrap policy, trimmed to the kinds netplane serves).
 CLUSTER_ROLES: dict[str, list[Obj]] = {
@@ -69,14 +74,18 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
               "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",
                             "serviceaccounts", "events", "deployments", "deployments/scale",
                             "replicasets", "replicasets/scale", "endpointslices"],
-              "verbs": READ}],
+              "verbs": READ}, BATCH_READ],
     "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
                             "services", "endpoints", "configmaps", "secrets",
                             "serviceaccounts", "events", "deployments", "deployments/scale",
                             "replicasets", "replicasets/scale", "endpointslices"],
-              "verbs": [*READ, *WRITE, "deletecollection"]}],
+              "verbs": [*READ, *WRITE, "deletecollection"]}, BATCH_WRITE],
 }
+# admin: edit, and the namespace's roles and bindings (kube's admin role).
+CLUSTER_ROLES["admin"] = [*CLUSTER_ROLES["edit"], {
+    "apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings"],
+    "verbs": [*READ, *WRITE, "deletecollection"]}]
 CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[str]]] = {
     "cluster-admin": ("cluster-admin", ["system:masters"]),
     "system:discovery": ("system:discovery", ["system:authenticated"]),

@@ -22,7 +22,10 @@ from netplane.cluster.store import base as store_base
 from netplane.cluster.store.base import EventType, KeyValue, Store
 
 # Kinds whose status is written through the /status subresource only.
-STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace"}
+STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace", "Job",
+                "CronJob"}
+# Kinds whose metadata.generation counts the changes of their spec.
+GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob"}
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public"}
 
 
@@ -329,7 +332,7 @@ class Registry:
             md.pop(k, None)
         md["uid"] = meta.new_uid()
         md["creationTimestamp"] = meta.now()
-        if "spec" in obj and res.kind in ("Deployment", "ReplicaSet"):
+        if "spec" in obj and res.kind in GENERATION_KINDS:
             md["generation"] = 1
         return obj
 
@@ -388,7 +391,7 @@ class Registry:
     def _write(self, res: Resource, old: Obj | None, new: Obj, *, expected: int | None) -> Obj:
         key = key_for(res, meta.namespace(new), meta.name(new))
         if meta.is_deleting(new) and not meta.meta(new).get("finalizers") \
-                and res.kind != "Pod":
+                and (res.kind != "Pod" or not meta.meta(new).get("deletionGracePeriodSeconds")):
             return self._remove(res, new)
         try:
             kv = self.store.update(key, _stored(new), expected_revision=expected)
@@ -408,13 +411,24 @@ class Registry:
         return obj.get("status", {}).get("phase") not in ("Succeeded", "Failed")
 
     def _mark_deleting(self, res: Resource, obj: Obj, grace_period: int | None) -> Obj:
+        """Sets deletionTimestamp; a pod's deletionGracePeriodSeconds may
+        only shorten after that, as kube's BeforeDelete allows: 0 once its
+        node agent has stopped it (or it never ran), so that an object held
+        by finalizers goes when they are removed."""
         md = meta.meta(obj)
-        if md.get("deletionTimestamp"):
-            return obj
-        md["deletionTimestamp"] = meta.now()
-        if res.kind == "Pod":
-            grace = obj["spec"].get("terminationGracePeriodSeconds", 30)
-            md["deletionGracePeriodSeconds"] = grace if grace_period is None else grace_period
+        if res.kind != "Pod":
+            if md.get("deletionTimestamp"):
+                return obj
+        else:
+            grace = 0
+            if self._graceful(res, obj, grace_period):
+                grace = obj["spec"].get("terminationGracePeriodSeconds", 30) \
+                    if grace_period is None else grace_period
+            if md.get("deletionTimestamp") and \
+                    grace >= int(md.get("deletionGracePeriodSeconds") or 0):
+                return obj
+            md["deletionGracePeriodSeconds"] = grace
+        md.setdefault("deletionTimestamp", meta.now())
         kv = self.store.update(key_for(res, meta.namespace(obj), meta.name(obj)), _stored(obj),
                                expected_revision=None)
         return _written(obj, kv)

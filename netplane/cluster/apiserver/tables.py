@@ -171,6 +171,76 @@ def _nominal(key: str) -> Callable[[Obj], Any]:
     return cell
 
 
+def format_selector(sel: Obj | None) -> str:
+    """metav1.FormatLabelSelector: ``k=v`` pairs, then the expressions."""
+    if not sel:
+        return "<none>"
+    parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]
+    for e in sel.get("matchExpressions") or []:
+        key, op, values = e.get("key", ""), e.get("operator", ""), e.get("values") or []
+        if op in ("In", "NotIn"):
+            parts.append(f"{key} {op.lower()} ({','.join(values)})")
+        else:
+            parts.append(key if op == "Exists" else f"!{key}")
+    return ",".join(parts) or "<none>"
+
+
+def _containers(template: Obj, key: str) -> str:
+    cs = ((template.get("spec") or {}).get("containers")) or []
+    return ",".join(str(c.get(key, "")) for c in cs)
+
+
+def _job_template(job: Obj) -> Obj:
+    return dict((job.get("spec") or {}).get("template") or {})
+
+
+def _cronjob_template(cj: Obj) -> Obj:
+    return dict(((cj.get("spec") or {}).get("jobTemplate") or {}).get("spec", {}).get(
+        "template") or {})
+
+
+def _job_status(job: Obj) -> str:
+    """printJob's STATUS: a finished condition, else what the Job is doing."""
+    if meta.condition_true(job, "Complete"):
+        return "Complete"
+    if meta.condition_true(job, "Failed"):
+        return "Failed"
+    if meta.is_deleting(job):
+        return "Terminating"
+    for cond, text in (("Suspended", "Suspended"), ("FailureTarget", "FailureTarget"),
+                       ("SuccessCriteriaMet", "SuccessCriteriaMet")):
+        if meta.condition_true(job, cond):
+            return text
+    return "Running"
+
+
+def _job_completions(job: Obj) -> str:
+    spec, succeeded = job.get("spec") or {}, (job.get("status") or {}).get("succeeded", 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def _job_duration(job: Obj) -> str:
+    st = job.get("status") or {}
+    if not st.get("startTime"):
+        return ""
+    start = meta.parse_time(st["startTime"])
+    end = meta.parse_time(st["completionTime"]) if st.get("completionTime") else \
+        datetime.datetime.now(datetime.UTC)
+    return human_duration(max(int((end - start).total_seconds()), 0))
+
+
+def _last_schedule(cj: Obj) -> str:
+    when = (cj.get("status") or {}).get("lastScheduleTime")
+    return age({"metadata": {"creationTimestamp": when}}) if when else "<none>"
+
+
+def _bool(value: Any) -> str:
+    return "<unset>" if value is None else str(bool(value))
+
+
 NAME: Column = ("Name", "string", meta.name, 0)
 AGE: Column = ("Age", "string", age, 0)
 
@@ -202,6 +272,24 @@ COLUMNS: dict[str, list[Column]] = {
                    ("Current", "integer", lambda r: r.get("status", {}).get("replicas", 0), 0),
                    ("Ready", "integer", lambda r: r.get("status", {}).get("readyReplicas", 0), 0),
                    AGE],
+    "Job": [NAME, ("Status", "string", _job_status, 0),
+            ("Completions", "string", _job_completions, 0),
+            ("Duration", "string", _job_duration, 0), AGE,
+            ("Containers", "string", lambda j: _containers(_job_template(j), "name"), 1),
+            ("Images", "string", lambda j: _containers(_job_template(j), "image"), 1),
+            ("Selector", "string", lambda j: format_selector(j.get("spec", {}).get("selector")),
+             1)],
+    "CronJob": [NAME, ("Schedule", "string", lambda c: c.get("spec", {}).get("schedule", ""), 0),
+                ("Timezone", "string", lambda c: c.get("spec", {}).get("timeZone") or "<none>",
+                 0),
+                ("Suspend", "boolean", lambda c: _bool(c.get("spec", {}).get("suspend")), 0),
+                ("Active", "integer", lambda c: len(c.get("status", {}).get("active") or []), 0),
+                ("Last Schedule", "string", _last_schedule, 0), AGE,
+                ("Containers", "string", lambda c: _containers(_cronjob_template(c), "name"), 1),
+                ("Images", "string", lambda c: _containers(_cronjob_template(c), "image"), 1),
+                ("Selector", "string", lambda c: format_selector(
+                    c.get("spec", {}).get("jobTemplate", {}).get("spec", {}).get("selector")),
+                 1)],
     "ConfigMap": [NAME, ("Data", "integer", _data_count, 0), AGE],
     "Secret": [NAME, ("Type", "string", lambda x: x.get("type", "Opaque"), 0),
                ("Data", "integer", _data_count, 0), AGE],

@@ -20,10 +20,13 @@ class GarbageCollector:
         self.owners: dict[str, Informer] = {"Deployment": informers.deployments,
                                             "ReplicaSet": informers.replicasets,
                                             "Service": informers.services,
-                                            "Node": informers.nodes}
+                                            "Node": informers.nodes,
+                                            "Job": informers.jobs,
+                                            "CronJob": informers.cronjobs}
         self.dependents = [(resources.REPLICASET, informers.replicasets),
                            (resources.POD, informers.pods),
-                           (resources.ENDPOINTSLICE, informers.endpointslices)]
+                           (resources.ENDPOINTSLICE, informers.endpointslices),
+                           (resources.JOB, informers.jobs)]
         self.wake = asyncio.Event()
         for inf in self.owners.values():
             inf.add_index(UID_INDEX, lambda o: (meta.uid(o),))

@@ -6,14 +6,17 @@ import asyncio
 from typing import Protocol
 
 from netplane.cluster.client import Client
+from netplane.cluster.controllers.cronjob import CronJobController
 from netplane.cluster.controllers.deployment import DeploymentController
 from netplane.cluster.controllers.endpoints import EndpointsController
 from netplane.cluster.controllers.endpointslice import EndpointSliceController
 from netplane.cluster.controllers.gc import GarbageCollector
+from netplane.cluster.controllers.job import JobController
 from netplane.cluster.controllers.loadbalancer import LoadBalancerController
 from netplane.cluster.controllers.replicaset import ReplicaSetController
 from netplane.cluster.controllers.serviceaccount import ServiceAccountController
 from netplane.cluster.controllers.shared import Informers
+from netplane.cluster.controllers.ttl import TTLAfterFinishedController
 
 
 class Controller(Protocol):
@@ -28,7 +31,10 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      EndpointSliceController(client, informers),
                                      LoadBalancerController(client, informers, lb_pool or []),
                                      GarbageCollector(client, informers),
-                                     ServiceAccountController(client, informers)]
+                                     ServiceAccountController(client, informers),
+                                     JobController(client, informers),
+                                     TTLAfterFinishedController(client, informers),
+                                     CronJobController(client, informers)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))

@@ -21,17 +21,20 @@ class Informers:
     endpointslices: Informer
     namespaces: Informer
     serviceaccounts: Informer
+    jobs: Informer
+    cronjobs: Informer
 
     @classmethod
     def for_client(cls, client: Client) -> Informers:
         return cls(*(Informer(client, r) for r in (
             resources.POD, resources.SERVICE, resources.ENDPOINTS, resources.REPLICASET,
             resources.DEPLOYMENT, resources.NODE, resources.ENDPOINTSLICE, resources.NAMESPACE,
-            resources.SERVICEACCOUNT)))
+            resources.SERVICEACCOUNT, resources.JOB, resources.CRONJOB)))
 
     def all(self) -> list[Informer]:
         return [self.pods, self.services, self.endpoints, self.replicasets, self.deployments,
-                self.nodes, self.endpointslices, self.namespaces, self.serviceaccounts]
+                self.nodes, self.endpointslices, self.namespaces, self.serviceaccounts,
+                self.jobs, self.cronjobs]
 
 
 def owned_by(obj: Obj, owner: Obj) -> bool:
