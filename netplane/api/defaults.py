@@ -102,10 +102,18 @@ def _batch(obj: Obj) -> None:
     (batch.job_defaults if obj.get("kind") == "Job" else batch.cronjob_defaults)(obj)
 
 
+def _storage(obj: Obj) -> None:
+    from netplane.api import storage  # storage builds on validation: imported late
+
+    {"PersistentVolume": storage.pv_defaults, "PersistentVolumeClaim": storage.pvc_defaults,
+     "StorageClass": storage.class_defaults}[str(obj.get("kind"))](obj)
+
+
 _BY_KIND = {"Secret": secret, "Event": event, "RoleBinding": _rbac_subjects,
             "ClusterRoleBinding": _rbac_subjects, "Pod": pod, "Deployment": workload,
             "ReplicaSet": workload, "Service": service,
-            "Job": _batch, "CronJob": _batch}
+            "Job": _batch, "CronJob": _batch, "PersistentVolume": _storage,
+            "PersistentVolumeClaim": _storage, "StorageClass": _storage}
 
 
 def apply(obj: Obj) -> None:

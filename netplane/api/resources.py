@@ -69,6 +69,12 @@ DEPLOYMENT = Resource("Deployment", "deployments", "deployment", "apps", "v1", T
                       ("deploy",), ALL_CATEGORY)
 JOB = Resource("Job", "jobs", "job", "batch", "v1", True, (), ALL_CATEGORY)
 CRONJOB = Resource("CronJob", "cronjobs", "cronjob", "batch", "v1", True, ("cj",), ALL_CATEGORY)
+PERSISTENTVOLUME = Resource("PersistentVolume", "persistentvolumes", "persistentvolume", "",
+                            "v1", False, ("pv",))
+PERSISTENTVOLUMECLAIM = Resource("PersistentVolumeClaim", "persistentvolumeclaims",
+                                 "persistentvolumeclaim", "", "v1", True, ("pvc",))
+STORAGECLASS = Resource("StorageClass", "storageclasses", "storageclass", "storage.k8s.io", "v1",
+                        False, ("sc",))
 ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io",
                          "v1", True)
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
@@ -93,6 +99,7 @@ TOKENREVIEW = Resource("TokenReview", "tokenreviews", "tokenreview", AUTHN, "v1"
 ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP, SECRET,
                              SERVICEACCOUNT, EVENT, REPLICASET, DEPLOYMENT, ENDPOINTSLICE,
                              EVENT_V1, JOB, CRONJOB,
+                             PERSISTENTVOLUME, PERSISTENTVOLUMECLAIM, STORAGECLASS,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)

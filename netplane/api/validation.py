@@ -496,6 +496,13 @@ def _batch(obj: Obj, errs: Errors) -> None:
     (batch.validate_job if obj.get("kind") == "Job" else batch.validate_cronjob)(obj, errs)
 
 
+def _storage(obj: Obj, errs: Errors) -> None:
+    from netplane.api import storage  # storage builds on the checks above: imported late
+
+    {"PersistentVolume": storage.validate_pv, "PersistentVolumeClaim": storage.validate_pvc,
+     "StorageClass": storage.validate_class}[str(obj.get("kind"))](obj, errs)
+
+
 _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "ConfigMap": _configmap,
     "Secret": _secret,
@@ -512,6 +519,9 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "EndpointSlice": _endpoint_slice,
     "Node": _node,
     "Job": _batch,
+    "PersistentVolume": _storage,
+    "PersistentVolumeClaim": _storage,
+    "StorageClass": _storage,
     "CronJob": _batch,
 }
 

@@ -46,6 +46,10 @@ class Reason(enum.StrEnum):
     FAILED_CREATE = "FailedCreate"
     SUCCESSFUL_DELETE = "SuccessfulDelete"
     SCALING_REPLICA_SET = "ScalingReplicaSet"
+    WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
+    EXTERNAL_PROVISIONING = "ExternalProvisioning"
+    FAILED_BINDING = "FailedBinding"
+    PROVISIONING_SUCCEEDED = "ProvisioningSucceeded"
     # The Job controller's.
     COMPLETED = "Completed"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"

@@ -17,6 +17,7 @@ from netplane.net import netns, routes
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
 from netplane.node import kubeletapi, registration
+from netplane.node.localpath import LocalPathProvisioner
 from netplane.node.nodedns import NodeDNS, upstream_list
 from netplane.node.pods import NodeContext, PodManager
 from netplane.node.runtime.process import ProcessRuntime
@@ -116,6 +117,9 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     # What pods' volumes and env read (the kubelet watches the ones in use).
     configmaps = Informer(client, resources.CONFIGMAP)
     secrets = Informer(client, resources.SECRET)
+    claims = Informer(client, resources.PERSISTENTVOLUMECLAIM)
+    persistent_volumes = Informer(client, resources.PERSISTENTVOLUME)
+    storage_classes = Informer(client, resources.STORAGECLASS)
     services.add_handler(proxier.on_service)
     # Slices win where a Service has any; v1 Endpoints serve selector-less
     # Services whose endpoints someone wrote by hand (no mirroring here).
@@ -132,12 +136,17 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     pods = PodManager(client=client, pods=all_pods,
                       runtime=runtime,
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
-                      ctx=ctx, slices=slices, configmaps=configmaps, secrets=secrets)
+                      ctx=ctx, slices=slices, configmaps=configmaps, secrets=secrets,
+                      claims=claims, persistent_volumes=persistent_volumes)
+    provisioner = LocalPathProvisioner(client, node_name=cfg.node_name,
+                                       base=cfg.state_dir / "storage", claims=claims,
+                                       volumes=persistent_volumes, classes=storage_classes)
     duties = ServiceDuties(node_name=cfg.node_name, node_ip=cfg.node_ip, services=services,
                            slices=slices, nodes=nodes)
     tasks = [asyncio.create_task(c) for c in (
         services.run(), endpoints.run(), nodes.run(), slices.run(), all_pods.run(),
-        configmaps.run(), secrets.run(),
+        configmaps.run(), secrets.run(), claims.run(), persistent_volumes.run(),
+        storage_classes.run(), provisioner.run(),
         proxier.run(stop),
         pods.run(), duties.run(),
         RouteSyncer(nodes, cfg.node_name).run(),

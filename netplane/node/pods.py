@@ -179,7 +179,8 @@ class PodManager:
     def __init__(self, *, client: Client, pods: Informer, runtime: ProcessRuntime,
                  network: NodeNetwork, ipam: HostLocalIPAM, ctx: NodeContext,
                  slices: Informer | None = None, configmaps: Informer | None = None,
-                 secrets: Informer | None = None) -> None:
+                 secrets: Informer | None = None, claims: Informer | None = None,
+                 persistent_volumes: Informer | None = None) -> None:
         self.client, self.runtime, self.network, self.ipam = client, runtime, network, ipam
         self.ctx = ctx
         self.events = Recorder(client, Source("kubelet", host=ctx.node_name))
@@ -190,7 +191,8 @@ class PodManager:
             slices.add_index(TARGET_UID_INDEX, endpoint_pods)
             slices.add_handler(self._on_slice)
         self.configmaps, self.secrets = configmaps, secrets
-        for inf in (configmaps, secrets):
+        self.claims, self.persistent_volumes = claims, persistent_volumes
+        for inf in (configmaps, secrets, claims):
             if inf is not None:
                 inf.add_handler(self._on_source)
         self.records: dict[str, PodRecord] = {}
@@ -329,8 +331,13 @@ class PodManager:
         async def token(src: Obj) -> str:
             return await self._token(pod, expiration=int(src.get("expirationSeconds", 3607)),
                                      audience=src.get("audience"))
+        volumes = self.persistent_volumes
+
+        def volume(name: str) -> Obj | None:
+            return volumes.get(name) if volumes is not None else None
         return Sources(configmaps=self._lookup(self.configmaps),
-                       secrets=self._lookup(self.secrets), token=token)
+                       secrets=self._lookup(self.secrets), token=token,
+                       claims=self._lookup(self.claims), volumes=volume)
 
     @staticmethod
     def _lookup(informer: Informer | None) -> Callable[[str, str], Obj | None]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from netplane.api import meta
 from netplane.api.meta import Obj
+from netplane.api.quantity import quantity
 
 DATA_LINK = "..data"
 DEFAULT_MODE = 0o644
@@ -43,6 +44,8 @@ class Sources:
     configmaps: Lookup
     secrets: Lookup
     token: TokenSource | None = None
+    claims: Lookup | None = None
+    volumes: Callable[[str], Obj | None] | None = None  # PersistentVolumes by name
 
 
 # -- the atomic writer --
@@ -186,21 +189,6 @@ def field_value(pod: Obj, path: str, *, pod_ip: str = "", host_ip: str = "") -> 
     return str(simple[path])
 
 
-UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-         "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-
-
-def quantity(text: str) -> float:
-    """A resource quantity (``500m``, ``64Mi``, ``1.5``) as a number."""
-    text = str(text).strip()
-    if text.endswith("m"):
-        return float(text[:-1]) / 1000
-    for suffix in sorted(UNITS, key=len, reverse=True):
-        if suffix and text.endswith(suffix):
-            return float(text[:-len(suffix)]) * UNITS[suffix]
-    return float(text)
-
-
 def resource_value(pod: Obj, ref: Obj, *, node_cpus: int, node_memory: int,
                    container_name: str = "") -> str:
     """A ``resourceFieldRef``: the container's limit or request, divided by
@@ -286,12 +274,34 @@ class PodVolumes:
             return self._empty_dir(vol["emptyDir"] or {}, folder)
         if "hostPath" in vol:
             return host_path(vol["hostPath"])
+        if "persistentVolumeClaim" in vol:
+            return self._claimed(vol["persistentVolumeClaim"] or {})
         if _projected(vol):
             atomic_write(folder, await self._projection(vol))
             return folder
         kinds = sorted(k for k in vol if k != "name")
         raise VolumeError(f"volume {vol['name']!r}: {', '.join(kinds) or 'no source'} volumes "
                           "are not supported by this node")
+
+    def _claimed(self, ref: Obj) -> Path:
+        """The folder of the volume bound to the claim (the kubelet waits,
+        with FailedMount, until the claim is bound)."""
+        name = str(ref.get("claimName", ""))
+        claims, volumes = self.sources.claims, self.sources.volumes
+        pvc = claims(meta.namespace(self.pod), name) if claims is not None else None
+        if pvc is None:
+            raise VolumeError(f'persistentvolumeclaim "{name}" not found')
+        pv_name = (pvc.get("spec") or {}).get("volumeName")
+        pv = volumes(str(pv_name)) if pv_name and volumes is not None else None
+        if pvc.get("status", {}).get("phase") != "Bound" or pv is None:
+            raise VolumeError(f'persistentvolumeclaim "{name}" is not bound')
+        spec = pv.get("spec") or {}
+        if "hostPath" in spec:
+            return host_path(spec["hostPath"])
+        if "local" in spec:
+            return host_path({"path": spec["local"].get("path", ""), "type": "Directory"})
+        raise VolumeError(f"volume {pv_name}: only hostPath and local volumes can be mounted "
+                          "by this node")
 
     def _empty_dir(self, spec: Obj, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True, mode=0o777)

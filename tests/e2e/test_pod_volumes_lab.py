@@ -111,3 +111,42 @@ def test_share_process_namespace_or_a_pid_namespace_per_container(kubectl: Kubec
     assert not any("while :; do sleep 1; done" in line and "ipcmk" not in line
                    for line in apart)
     kubectl("delete", "pod", "one-pid-space")
+
+
+def _keeper(kubectl: Kubectl) -> str:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "keeper"},
+           "spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+                    "containers": [{"name": "c", "image": "busybox",
+                                    "command": ["sh", "-c", "hostname >> /data/log; "
+                                                "trap 'exit 0' TERM; while :; do sleep 1; done"],
+                                    "volumeMounts": [{"name": "d", "mountPath": "/data"}]}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    kubectl("wait", "--for=condition=Ready", "pod/keeper", "--timeout=90s")
+    return str(kubectl.json("get", "pod", "keeper")["spec"]["nodeName"])
+
+
+def test_a_claim_gets_a_local_volume_that_outlives_its_pod(kubectl: Kubectl) -> None:
+    """local-path (the default class) waits for the first pod, makes a folder
+    on that pod's node, and keeps the pod's successors on that node."""
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteOnce"],
+                      "resources": {"requests": {"storage": "1Gi"}}}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(claim))
+    pending = kubectl.json("get", "pvc", "data")
+    assert pending["spec"]["storageClassName"] == "local-path"
+    first = _keeper(kubectl)
+    pvc = kubectl.json("get", "pvc", "data")
+    assert pvc["status"]["phase"] == "Bound"
+    pv = kubectl.json("get", "pv", pvc["spec"]["volumeName"])
+    assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0][
+        "matchExpressions"][0]["values"] == [first]
+    kubectl("delete", "pod", "keeper")
+    assert _keeper(kubectl) == first  # the volume's node affinity holds the pod there
+    assert sh_in(kubectl, "keeper", "cat /data/log") == "keeper\nkeeper\n"
+    kubectl("delete", "pod", "keeper")
+    kubectl("delete", "pvc", "data")
+    wait_for("the volume deleted", lambda: not kubectl.json("get", "pv")["items"], timeout=60)
+
+
+def sh_in(kubectl: Kubectl, pod: str, script: str) -> str:
+    return str(kubectl("exec", pod, "--", "sh", "-c", script).stdout)

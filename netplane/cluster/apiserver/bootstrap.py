@@ -4,7 +4,7 @@ Service on the well-known DNS address."""
 
 from __future__ import annotations
 
-from netplane.api import resources
+from netplane.api import resources, storage
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import status
 from netplane.cluster.apiserver.registry import Registry
@@ -66,6 +66,10 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
         {"apiGroups": [""], "resources": ["services", "endpoints", "configmaps", "secrets",
                                           "namespaces"], "verbs": READ},
         {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+        # The node's local-path provisioner makes and removes its own volumes.
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": [*READ, *WRITE]},
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": READ},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": READ},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "update", "patch"]},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
          "verbs": [*READ, *WRITE]},
@@ -73,13 +77,15 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
     "view": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",
                             "serviceaccounts", "events", "deployments", "deployments/scale",
-                            "replicasets", "replicasets/scale", "endpointslices"],
+                            "replicasets", "replicasets/scale", "endpointslices",
+                            "persistentvolumeclaims"],
               "verbs": READ}, BATCH_READ],
     "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
                             "services", "endpoints", "configmaps", "secrets",
                             "serviceaccounts", "events", "deployments", "deployments/scale",
-                            "replicasets", "replicasets/scale", "endpointslices"],
+                            "replicasets", "replicasets/scale", "endpointslices",
+                            "persistentvolumeclaims"],
               "verbs": [*READ, *WRITE, "deletecollection"]}, BATCH_WRITE],
 }
 # admin: edit, and the namespace's roles and bindings (kube's admin role).
@@ -128,6 +134,13 @@ def ensure(registry: Registry, *, advertise_address: str, port: int, api_ip: str
         "metadata": {"name": "kubernetes", "namespace": "default"},
         "subsets": [{"addresses": [{"ip": advertise_address}],
                      "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]})
+    # k3s's default: a folder per claim on the node its first pod lands on.
+    _ensure(registry, resources.STORAGECLASS, {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "local-path",
+                     "annotations": {storage.DEFAULT_CLASS_ANNOTATION: "true"}},
+        "provisioner": storage.LOCAL_PATH, "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer"})
     _ensure(registry, resources.SERVICE, {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kube-dns", "namespace": "kube-system",

@@ -30,6 +30,8 @@ SUBRESOURCES: dict[str, frozenset[str]] = {
     "Deployment": frozenset({"status", "scale"}),
     "ReplicaSet": frozenset({"status", "scale"}),
     "Job": frozenset({"status"}),
+    "PersistentVolume": frozenset({"status"}),
+    "PersistentVolumeClaim": frozenset({"status"}),
     "CronJob": frozenset({"status"}),
 }
 

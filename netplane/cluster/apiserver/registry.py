@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from netplane.api import decoding, defaults, meta, resources, schema, validation
+from netplane.api import decoding, defaults, meta, resources, schema, storage, validation
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
 from netplane.api.selectors import EVERYTHING, NO_FIELDS, FieldSelector, Selector
@@ -23,6 +23,7 @@ from netplane.cluster.store.base import EventType, KeyValue, Store
 
 # Kinds whose status is written through the /status subresource only.
 STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace", "Job",
+                "PersistentVolume", "PersistentVolumeClaim",
                 "CronJob"}
 # Kinds whose metadata.generation counts the changes of their spec.
 GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob"}
@@ -139,6 +140,8 @@ class Registry:
         self._require_namespace(res, obj)
         _prune(res, obj)
         defaults.apply(obj)
+        if res is resources.PERSISTENTVOLUMECLAIM:
+            self._default_storage_class(obj)
         self._validate(res, obj)
         fieldmanager.track(res, None, obj, manager=manager)
         # An existing name is AlreadyExists, before admission calls its ClusterIP taken.
@@ -159,6 +162,17 @@ class Registry:
             undo()
             raise
         return _written(obj, kv)
+
+    def _default_storage_class(self, pvc: Obj) -> None:
+        """The DefaultStorageClass admission plugin: a claim that names no
+        class (the field absent, not "") gets the default one."""
+        spec = pvc.get("spec")
+        if not isinstance(spec, dict) or spec.get("storageClassName") is not None:
+            return
+        kvs, _ = self.store.list(prefix_for(resources.STORAGECLASS, None))
+        found = storage.default_class([_read(kv) for kv in kvs])
+        if found is not None:
+            spec["storageClassName"] = meta.name(found)
 
     def update(self, res: Resource, namespace: str | None, name: str, body: Obj, *,
                subresource: str = "", dry_run: bool = False, manager: str = "") -> Obj:

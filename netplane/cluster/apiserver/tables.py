@@ -241,6 +241,26 @@ def _bool(value: Any) -> str:
     return "<unset>" if value is None else str(bool(value))
 
 
+def _access_modes(obj: Obj, where: str) -> str:
+    """printPersistentVolume's short modes: RWO, ROX, RWX, RWOP."""
+    short = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX",
+             "ReadWriteOncePod": "RWOP"}
+    modes = (obj.get(where) or {}).get("accessModes") or []
+    return ",".join(short.get(m, m) for m in modes)
+
+
+def _claim(pv: Obj) -> str:
+    ref = (pv.get("spec") or {}).get("claimRef") or {}
+    return f"{ref['namespace']}/{ref['name']}" if ref.get("name") else ""
+
+
+def _class_name(sc: Obj) -> str:
+    from netplane.api import storage
+
+    name = meta.name(sc)
+    return f"{name} (default)" if storage.is_default_class(sc) else name
+
+
 NAME: Column = ("Name", "string", meta.name, 0)
 AGE: Column = ("Age", "string", age, 0)
 
@@ -290,6 +310,37 @@ COLUMNS: dict[str, list[Column]] = {
                 ("Selector", "string", lambda c: format_selector(
                     c.get("spec", {}).get("jobTemplate", {}).get("spec", {}).get("selector")),
                  1)],
+    "PersistentVolume": [
+        NAME, ("Capacity", "string", lambda v: (v.get("spec", {}).get("capacity") or {}).get(
+            "storage", ""), 0),
+        ("Access Modes", "string", lambda v: _access_modes(v, "spec"), 0),
+        ("Reclaim Policy", "string",
+         lambda v: v.get("spec", {}).get("persistentVolumeReclaimPolicy", ""), 0),
+        ("Status", "string", lambda v: v.get("status", {}).get("phase", ""), 0),
+        ("Claim", "string", _claim, 0),
+        ("StorageClass", "string", lambda v: v.get("spec", {}).get("storageClassName", ""), 0),
+        ("VolumeAttributesClass", "string", lambda v: v.get("spec", {}).get(
+            "volumeAttributesClassName") or "<unset>", 0),
+        ("Reason", "string", lambda v: v.get("status", {}).get("reason", ""), 0), AGE,
+        ("VolumeMode", "string", lambda v: v.get("spec", {}).get("volumeMode", ""), 1)],
+    "PersistentVolumeClaim": [
+        NAME, ("Status", "string", lambda c: c.get("status", {}).get("phase", ""), 0),
+        ("Volume", "string", lambda c: c.get("spec", {}).get("volumeName", ""), 0),
+        ("Capacity", "string", lambda c: (c.get("status", {}).get("capacity") or {}).get(
+            "storage", ""), 0),
+        ("Access Modes", "string", lambda c: _access_modes(c, "status"), 0),
+        ("StorageClass", "string", lambda c: c.get("spec", {}).get("storageClassName") or "",
+         0),
+        ("VolumeAttributesClass", "string", lambda c: c.get("spec", {}).get(
+            "volumeAttributesClassName") or "<unset>", 0), AGE,
+        ("VolumeMode", "string", lambda c: c.get("spec", {}).get("volumeMode", ""), 1)],
+    "StorageClass": [
+        ("Name", "string", _class_name, 0),
+        ("Provisioner", "string", lambda s: s.get("provisioner", ""), 0),
+        ("ReclaimPolicy", "string", lambda s: s.get("reclaimPolicy", ""), 0),
+        ("VolumeBindingMode", "string", lambda s: s.get("volumeBindingMode", ""), 0),
+        ("AllowVolumeExpansion", "string",
+         lambda s: str(bool(s.get("allowVolumeExpansion"))).lower(), 0), AGE],
     "ConfigMap": [NAME, ("Data", "integer", _data_count, 0), AGE],
     "Secret": [NAME, ("Type", "string", lambda x: x.get("type", "Opaque"), 0),
                ("Data", "integer", _data_count, 0), AGE],

@@ -13,6 +13,7 @@ from netplane.cluster.controllers.endpointslice import EndpointSliceController
 from netplane.cluster.controllers.gc import GarbageCollector
 from netplane.cluster.controllers.job import JobController
 from netplane.cluster.controllers.loadbalancer import LoadBalancerController
+from netplane.cluster.controllers.persistentvolume import PersistentVolumeController
 from netplane.cluster.controllers.replicaset import ReplicaSetController
 from netplane.cluster.controllers.serviceaccount import ServiceAccountController
 from netplane.cluster.controllers.shared import Informers
@@ -32,6 +33,7 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      LoadBalancerController(client, informers, lb_pool or []),
                                      GarbageCollector(client, informers),
                                      ServiceAccountController(client, informers),
+                                     PersistentVolumeController(client),
                                      JobController(client, informers),
                                      TTLAfterFinishedController(client, informers),
                                      CronJobController(client, informers)]

@@ -6,12 +6,13 @@ import asyncio
 import copy
 import logging
 
-from netplane.api import meta, resources
+from netplane.api import meta, resources, storage
 from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client, Informer
 from netplane.cluster.events import Reason, Recorder, Source
 from netplane.cluster.scheduler import plugins
-from netplane.cluster.scheduler.framework import NodeInfo, schedule
+from netplane.cluster.scheduler.framework import FilterPlugin, NodeInfo, schedule
+from netplane.cluster.scheduler.volumes import VolumeBinding
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 2.0
@@ -28,6 +29,12 @@ class Scheduler:
         self.events = Recorder(client, Source("default-scheduler"))
         self.pods = Informer(client, resources.POD)
         self.nodes = Informer(client, resources.NODE)
+        self.claims = Informer(client, resources.PERSISTENTVOLUMECLAIM)
+        self.volumes = Informer(client, resources.PERSISTENTVOLUME)
+        self.classes = Informer(client, resources.STORAGECLASS)
+        self.volume_binding = VolumeBinding(lambda ns, n: self.claims.get(n, ns),
+                                            self.volumes.get, self.classes.get)
+        self.filters: tuple[FilterPlugin, ...] = (*plugins.DEFAULT_FILTERS, self.volume_binding)
         self.wake = asyncio.Event()
         # Binds done but not yet seen in the cache, so counts stay right.
         self.assumed: dict[str, str] = {}
@@ -44,12 +51,16 @@ class Scheduler:
         return [NodeInfo(n, counts.get(meta.name(n), 0)) for n in self.nodes.items()]
 
     async def schedule_one(self, pod: Obj) -> None:
-        decision = schedule(pod, self.node_infos(), plugins.DEFAULT_FILTERS,
-                            plugins.DEFAULT_SCORERS)
+        decision = schedule(pod, self.node_infos(), self.filters, plugins.DEFAULT_SCORERS)
         if decision.node is None:
             await self._unschedulable(pod, decision.message)
             return
         try:
+            # PreBind: claims that waited for this pod learn where it goes.
+            for pvc in self.volume_binding.to_provision(pod):
+                await self.client.patch(resources.PERSISTENTVOLUMECLAIM, meta.name(pvc), {
+                    "metadata": {"annotations": {storage.SELECTED_NODE: decision.node}}},
+                    meta.namespace(pvc))
             await self.client.bind(pod, decision.node)
             self.assumed[meta.uid(pod)] = decision.node
             log.info("bound %s to %s", meta.namespaced_name(pod), decision.node)
@@ -73,12 +84,12 @@ class Scheduler:
             pass
 
     async def run(self) -> None:
-        for inf in (self.pods, self.nodes):
+        informers = (self.pods, self.nodes, self.claims, self.volumes, self.classes)
+        for inf in informers:
             inf.add_handler(self._poke)
-        tasks = [asyncio.create_task(inf.run()) for inf in (self.pods, self.nodes)]
+        tasks = [asyncio.create_task(inf.run()) for inf in informers]
         try:
-            await self.pods.synced.wait()
-            await self.nodes.synced.wait()
+            await asyncio.gather(*(inf.synced.wait() for inf in informers))
             while True:
                 self.wake.clear()
                 bound = {meta.uid(p) for p in self.pods.items()
