@@ -278,7 +278,7 @@ class ProcessRuntime:
             if c[0] == pod_uid:
                 del self._children[c]
         # Memory-backed volumes and the IPC namespace's bind go first.
-        _unmount_under(self.pod_dir(pod_uid))
+        unmount_under(self.pod_dir(pod_uid))
         shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
 
     def _launcher_argv(self, *, netns: str, hostname: str, binds: list[Mount],
@@ -379,7 +379,7 @@ class ProcessRuntime:
         return left
 
 
-def _mount_points() -> list[str]:
+def mount_points() -> list[str]:
     points = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         # Field 5 is the mount point, with spaces and the like as octal escapes.
@@ -388,13 +388,13 @@ def _mount_points() -> list[str]:
 
 
 def _is_mount_point(path: Path) -> bool:
-    return str(path) in _mount_points()
+    return str(path) in mount_points()
 
 
-def _unmount_under(folder: Path) -> None:
+def unmount_under(folder: Path) -> None:
     """Detaches every mount at or under ``folder``, the deepest first."""
     prefix = str(folder)
-    inside = [p for p in _mount_points() if p == prefix or p.startswith(prefix + "/")]
+    inside = [p for p in mount_points() if p == prefix or p.startswith(prefix + "/")]
     for point in sorted(set(inside), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
