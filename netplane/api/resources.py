@@ -67,6 +67,13 @@ REPLICASET = Resource("ReplicaSet", "replicasets", "replicaset", "apps", "v1", T
                       ALL_CATEGORY)
 DEPLOYMENT = Resource("Deployment", "deployments", "deployment", "apps", "v1", True,
                       ("deploy",), ALL_CATEGORY)
+DAEMONSET = Resource("DaemonSet", "daemonsets", "daemonset", "apps", "v1", True, ("ds",),
+                     ALL_CATEGORY)
+STATEFULSET = Resource("StatefulSet", "statefulsets", "statefulset", "apps", "v1", True, ("sts",),
+                       ALL_CATEGORY)
+# The revisions DaemonSets and StatefulSets keep of their pod templates.
+CONTROLLERREVISION = Resource("ControllerRevision", "controllerrevisions", "controllerrevision",
+                              "apps", "v1", True)
 ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io",
                          "v1", True)
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
@@ -91,6 +98,7 @@ TOKENREVIEW = Resource("TokenReview", "tokenreviews", "tokenreview", AUTHN, "v1"
 ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP, SECRET,
                              SERVICEACCOUNT, EVENT, REPLICASET, DEPLOYMENT, ENDPOINTSLICE,
                              EVENT_V1,
+                             DAEMONSET, STATEFULSET, CONTROLLERREVISION,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)

@@ -44,6 +44,10 @@ class Reason(enum.StrEnum):
     FAILED_CREATE = "FailedCreate"
     SUCCESSFUL_DELETE = "SuccessfulDelete"
     SCALING_REPLICA_SET = "ScalingReplicaSet"
+    FAILED_DAEMON_POD = "FailedDaemonPod"
+    SUCCEEDED_DAEMON_POD = "SucceededDaemonPod"
+    RECREATING_FAILED_POD = "RecreatingFailedPod"
+    RECREATING_TERMINATED_POD = "RecreatingTerminatedPod"
 
 
 @dataclass(frozen=True)

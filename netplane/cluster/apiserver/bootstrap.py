@@ -34,6 +34,7 @@ def _upsert_endpoints(registry: Registry, obj: Obj) -> None:
 RBAC_GROUP = "rbac.authorization.k8s.io"
 READ = ["get", "list", "watch"]
 WRITE = ["create", "update", "patch", "delete"]
+APPS_SETS = ["daemonsets", "statefulsets", "statefulsets/scale"]
 
 # ClusterRoles every cluster has, and who holds them (kube-apiserver's
 # bootstrap policy, trimmed to the kinds netplane serves).
@@ -69,13 +70,18 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
               "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",
                             "serviceaccounts", "events", "deployments", "deployments/scale",
                             "replicasets", "replicasets/scale", "endpointslices"],
+              "verbs": READ},
+             {"apiGroups": ["apps"], "resources": [*APPS_SETS, "controllerrevisions"],
               "verbs": READ}],
     "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
                             "services", "endpoints", "configmaps", "secrets",
                             "serviceaccounts", "events", "deployments", "deployments/scale",
                             "replicasets", "replicasets/scale", "endpointslices"],
-              "verbs": [*READ, *WRITE, "deletecollection"]}],
+              "verbs": [*READ, *WRITE, "deletecollection"]},
+             {"apiGroups": ["apps"], "resources": APPS_SETS,
+              "verbs": [*READ, *WRITE, "deletecollection"]},
+             {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": READ}],
 }
 CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[str]]] = {
     "cluster-admin": ("cluster-admin", ["system:masters"]),

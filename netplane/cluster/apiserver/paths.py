@@ -29,6 +29,8 @@ SUBRESOURCES: dict[str, frozenset[str]] = {
     "ServiceAccount": frozenset({"token"}),
     "Deployment": frozenset({"status", "scale"}),
     "ReplicaSet": frozenset({"status", "scale"}),
+    "DaemonSet": frozenset({"status"}),
+    "StatefulSet": frozenset({"status", "scale"}),
 }
 
 

@@ -22,7 +22,8 @@ from netplane.cluster.store import base as store_base
 from netplane.cluster.store.base import EventType, KeyValue, Store
 
 # Kinds whose status is written through the /status subresource only.
-STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace"}
+STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace", "DaemonSet",
+                "StatefulSet"}
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public"}
 
 
@@ -329,7 +330,7 @@ class Registry:
             md.pop(k, None)
         md["uid"] = meta.new_uid()
         md["creationTimestamp"] = meta.now()
-        if "spec" in obj and res.kind in ("Deployment", "ReplicaSet"):
+        if "spec" in obj and res.kind in ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet"):
             md["generation"] = 1
         return obj
 

@@ -7,7 +7,7 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from netplane.api import eventsv1, meta
+from netplane.api import eventsv1, meta, selectors
 from netplane.api.meta import Obj
 
 Column = tuple[str, str, Callable[[Obj], Any], int]  # name, type, cell, priority
@@ -171,6 +171,45 @@ def _nominal(key: str) -> Callable[[Obj], Any]:
     return cell
 
 
+def _status_count(key: str) -> Callable[[Obj], Any]:
+    return lambda obj: int((obj.get("status") or {}).get(key, 0))
+
+
+def _template_spec(obj: Obj) -> Obj:
+    return dict(((obj.get("spec") or {}).get("template") or {}).get("spec") or {})
+
+
+def _containers(obj: Obj) -> str:
+    return ",".join(str(c.get("name", "")) for c in _template_spec(obj).get("containers") or [])
+
+
+def _images(obj: Obj) -> str:
+    return ",".join(str(c.get("image", "")) for c in _template_spec(obj).get("containers") or [])
+
+
+def _label_selector(obj: Obj) -> str:
+    """kube's FormatLabelSelector: ``<none>`` for none, ``<all>`` for an empty one."""
+    sel = (obj.get("spec") or {}).get("selector")
+    if sel is None:
+        return "<none>"
+    return selectors.to_string(selectors.from_label_selector(sel)) or "<all>"
+
+
+def _node_selector(ds: Obj) -> str:
+    wanted = _template_spec(ds).get("nodeSelector") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(wanted.items())) or "<none>"
+
+
+def _revision_controller(rev: Obj) -> str:
+    """``daemonset.apps/NAME``: the controller's kind and group, as kubectl writes it."""
+    ref = meta.controller_of(rev)
+    if ref is None:
+        return "<none>"
+    group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+    kind = str(ref.get("kind", "")).lower()
+    return f"{kind}.{group}/{ref.get('name', '')}" if group else f"{kind}/{ref.get('name', '')}"
+
+
 NAME: Column = ("Name", "string", meta.name, 0)
 AGE: Column = ("Age", "string", age, 0)
 
@@ -202,6 +241,18 @@ COLUMNS: dict[str, list[Column]] = {
                    ("Current", "integer", lambda r: r.get("status", {}).get("replicas", 0), 0),
                    ("Ready", "integer", lambda r: r.get("status", {}).get("readyReplicas", 0), 0),
                    AGE],
+    "DaemonSet": [NAME, ("Desired", "integer", _status_count("desiredNumberScheduled"), 0),
+                  ("Current", "integer", _status_count("currentNumberScheduled"), 0),
+                  ("Ready", "integer", _status_count("numberReady"), 0),
+                  ("Up-to-date", "integer", _status_count("updatedNumberScheduled"), 0),
+                  ("Available", "integer", _status_count("numberAvailable"), 0),
+                  ("Node Selector", "string", _node_selector, 0), AGE,
+                  ("Containers", "string", _containers, 1), ("Images", "string", _images, 1),
+                  ("Selector", "string", _label_selector, 1)],
+    "StatefulSet": [NAME, ("Ready", "string", _workload_ready, 0), AGE,
+                    ("Containers", "string", _containers, 1), ("Images", "string", _images, 1)],
+    "ControllerRevision": [NAME, ("Controller", "string", _revision_controller, 0),
+                           ("Revision", "string", lambda r: int(r.get("revision", 0)), 0), AGE],
     "ConfigMap": [NAME, ("Data", "integer", _data_count, 0), AGE],
     "Secret": [NAME, ("Type", "string", lambda x: x.get("type", "Opaque"), 0),
                ("Data", "integer", _data_count, 0), AGE],
