@@ -6,6 +6,7 @@ import asyncio
 from typing import Protocol
 
 from netplane.cluster.client import Client
+from netplane.cluster.controllers.daemonset import DaemonSetController
 from netplane.cluster.controllers.deployment import DeploymentController
 from netplane.cluster.controllers.endpoints import EndpointsController
 from netplane.cluster.controllers.endpointslice import EndpointSliceController
@@ -28,7 +29,8 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      EndpointSliceController(client, informers),
                                      LoadBalancerController(client, informers, lb_pool or []),
                                      GarbageCollector(client, informers),
-                                     ServiceAccountController(client, informers)]
+                                     ServiceAccountController(client, informers),
+                                     DaemonSetController(client, informers)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))
