@@ -15,6 +15,7 @@ from netplane.cluster.controllers.loadbalancer import LoadBalancerController
 from netplane.cluster.controllers.replicaset import ReplicaSetController
 from netplane.cluster.controllers.serviceaccount import ServiceAccountController
 from netplane.cluster.controllers.shared import Informers
+from netplane.cluster.controllers.statefulset import StatefulSetController
 
 
 class Controller(Protocol):
@@ -30,7 +31,8 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      LoadBalancerController(client, informers, lb_pool or []),
                                      GarbageCollector(client, informers),
                                      ServiceAccountController(client, informers),
-                                     DaemonSetController(client, informers)]
+                                     DaemonSetController(client, informers),
+                                     StatefulSetController(client, informers)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))
