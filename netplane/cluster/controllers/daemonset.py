@@ -16,7 +16,6 @@ are tested without a server."""
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,10 +24,10 @@ from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client, NotFound
 from netplane.cluster.controllers import history
 from netplane.cluster.controllers.deployment import scaled_value
+from netplane.cluster.controllers.owned import ApiCluster, OwnWrites
 from netplane.cluster.controllers.queue import WorkQueue, drain
 from netplane.cluster.controllers.replicaset import available
 from netplane.cluster.controllers.shared import Informers, owned_by, split_key
-from netplane.cluster.controllers.writes import OwnWrites
 from netplane.cluster.events import Reason, Recorder, Source
 
 HASH_LABEL = history.HASH_LABEL
@@ -498,65 +497,6 @@ class Sync:
 
 # -- the controller --
 
-class _ApiCluster:
-    """The Cluster of a sync, through the API server."""
-
-    def __init__(self, controller: DaemonSetController) -> None:
-        self.ctl = controller
-
-    def now(self) -> float:
-        return time.time()
-
-    async def create_pod(self, pod: Obj) -> Obj:
-        out = await self.ctl.client.create(resources.POD, pod)
-        self.ctl.pod_writes.wrote(out)
-        return out
-
-    async def delete_pod(self, pod: Obj) -> Obj | None:
-        out = await self.ctl.client.delete(resources.POD, meta.name(pod), meta.namespace(pod))
-        if meta.is_deleting(out):
-            self.ctl.pod_writes.wrote(out)
-            return out
-        self.ctl.pod_writes.removed(out)
-        return None
-
-    async def patch_pod_labels(self, pod: Obj, labels: dict[str, str]) -> Obj:
-        out = await self.ctl.client.patch(resources.POD, meta.name(pod),
-                                          {"metadata": {"labels": labels}}, meta.namespace(pod))
-        self.ctl.pod_writes.wrote(out)
-        return out
-
-    async def update_status(self, ds: Obj) -> Obj:
-        return await self.ctl.client.update_status(resources.DAEMONSET, ds)
-
-    async def create_revision(self, rev: Obj) -> Obj:
-        out = await self.ctl.client.create(resources.CONTROLLERREVISION, rev)
-        self.ctl.revision_writes.wrote(out)
-        return out
-
-    async def get_revision(self, namespace: str, name: str) -> Obj:
-        return await self.ctl.client.get(resources.CONTROLLERREVISION, name, namespace)
-
-    async def update_revision(self, rev: Obj) -> Obj:
-        out = await self.ctl.client.update(resources.CONTROLLERREVISION, rev)
-        self.ctl.revision_writes.wrote(out)
-        return out
-
-    async def delete_revision(self, rev: Obj) -> None:
-        try:
-            out = await self.ctl.client.delete(resources.CONTROLLERREVISION, meta.name(rev),
-                                               meta.namespace(rev))
-            self.ctl.revision_writes.removed(out)
-        except NotFound:
-            pass
-
-    def event(self, ds: Obj, reason: Reason, message: str, *, warning: bool = False) -> None:
-        (self.ctl.events.warning if warning else self.ctl.events.normal)(ds, reason, message)
-
-    def requeue_after(self, ds: Obj, seconds: float) -> None:
-        self.ctl.queue.add_after(meta.namespaced_name(ds), seconds)
-
-
 def _node_placement(node: Obj) -> tuple[object, ...]:
     """What of a node decides whether daemon pods run there."""
     return (meta.labels(node), (node.get("spec") or {}).get("taints"),
@@ -571,6 +511,9 @@ class DaemonSetController:
         self.queue = WorkQueue()
         self.pod_writes = OwnWrites(informers.pods)
         self.revision_writes = OwnWrites(informers.controllerrevisions)
+        self.cluster = ApiCluster(client, resources.DAEMONSET, pods=self.pod_writes,
+                                  revisions=self.revision_writes, events=self.events,
+                                  queue=self.queue)
         informers.daemonsets.add_handler(self._on_ds)
         informers.pods.add_handler(self._on_owned)
         informers.controllerrevisions.add_handler(self._on_owned)
@@ -603,7 +546,7 @@ class DaemonSetController:
         revisions = self.revision_writes.view(
             [r for r in self.inf.controllerrevisions.in_namespace(ns) if owned_by(r, ds)], ds)
         try:
-            await Sync(_ApiCluster(self), ds, self.inf.nodes.items(), pods, revisions).run()
+            await Sync(self.cluster, ds, self.inf.nodes.items(), pods, revisions).run()
         except ApiError as e:
             if e.code not in (404, 409):
                 raise

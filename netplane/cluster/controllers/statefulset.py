@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 from typing import Protocol
 
 from netplane.api import meta, resources
@@ -28,10 +27,10 @@ from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client, NotFound
 from netplane.cluster.controllers import history
 from netplane.cluster.controllers.deployment import scaled_value
+from netplane.cluster.controllers.owned import ApiCluster, OwnWrites
 from netplane.cluster.controllers.queue import WorkQueue, drain
 from netplane.cluster.controllers.replicaset import available
 from netplane.cluster.controllers.shared import Informers, owned_by, split_key
-from netplane.cluster.controllers.writes import OwnWrites
 from netplane.cluster.events import Reason, Recorder, Source
 
 HASH_LABEL = history.HASH_LABEL  # its value on pods: the revision's name
@@ -372,65 +371,6 @@ class Sync:
 
 # -- the controller --
 
-class _ApiCluster:
-    """The Cluster of a sync, through the API server."""
-
-    def __init__(self, controller: StatefulSetController) -> None:
-        self.ctl = controller
-
-    def now(self) -> float:
-        return time.time()
-
-    async def create_pod(self, pod: Obj) -> Obj:
-        out = await self.ctl.client.create(resources.POD, pod)
-        self.ctl.pod_writes.wrote(out)
-        return out
-
-    async def delete_pod(self, pod: Obj) -> Obj | None:
-        out = await self.ctl.client.delete(resources.POD, meta.name(pod), meta.namespace(pod))
-        if meta.is_deleting(out):
-            self.ctl.pod_writes.wrote(out)
-            return out
-        self.ctl.pod_writes.removed(out)
-        return None
-
-    async def patch_pod_labels(self, pod: Obj, labels: dict[str, str]) -> Obj:
-        out = await self.ctl.client.patch(resources.POD, meta.name(pod),
-                                          {"metadata": {"labels": labels}}, meta.namespace(pod))
-        self.ctl.pod_writes.wrote(out)
-        return out
-
-    async def update_status(self, sts: Obj) -> Obj:
-        return await self.ctl.client.update_status(resources.STATEFULSET, sts)
-
-    async def create_revision(self, rev: Obj) -> Obj:
-        out = await self.ctl.client.create(resources.CONTROLLERREVISION, rev)
-        self.ctl.revision_writes.wrote(out)
-        return out
-
-    async def get_revision(self, namespace: str, name: str) -> Obj:
-        return await self.ctl.client.get(resources.CONTROLLERREVISION, name, namespace)
-
-    async def update_revision(self, rev: Obj) -> Obj:
-        out = await self.ctl.client.update(resources.CONTROLLERREVISION, rev)
-        self.ctl.revision_writes.wrote(out)
-        return out
-
-    async def delete_revision(self, rev: Obj) -> None:
-        try:
-            out = await self.ctl.client.delete(resources.CONTROLLERREVISION, meta.name(rev),
-                                               meta.namespace(rev))
-            self.ctl.revision_writes.removed(out)
-        except NotFound:
-            pass
-
-    def event(self, sts: Obj, reason: Reason, message: str, *, warning: bool = False) -> None:
-        (self.ctl.events.warning if warning else self.ctl.events.normal)(sts, reason, message)
-
-    def requeue_after(self, sts: Obj, seconds: float) -> None:
-        self.ctl.queue.add_after(meta.namespaced_name(sts), seconds)
-
-
 class StatefulSetController:
     def __init__(self, client: Client, informers: Informers) -> None:
         self.client, self.inf = client, informers
@@ -438,6 +378,9 @@ class StatefulSetController:
         self.queue = WorkQueue()
         self.pod_writes = OwnWrites(informers.pods)
         self.revision_writes = OwnWrites(informers.controllerrevisions)
+        self.cluster = ApiCluster(client, resources.STATEFULSET, pods=self.pod_writes,
+                                  revisions=self.revision_writes, events=self.events,
+                                  queue=self.queue)
         informers.statefulsets.add_handler(self._on_sts)
         informers.pods.add_handler(self._on_owned)
         informers.controllerrevisions.add_handler(self._on_owned)
@@ -463,7 +406,7 @@ class StatefulSetController:
         revisions = self.revision_writes.view(
             [r for r in self.inf.controllerrevisions.in_namespace(ns) if owned_by(r, sts)], sts)
         try:
-            await Sync(_ApiCluster(self), sts, pods, revisions).run()
+            await Sync(self.cluster, sts, pods, revisions).run()
         except AlreadyExists:
             raise  # a pod of that name is still going, or not ours: retried with backoff
         except ApiError as e:
