@@ -242,11 +242,15 @@ def _workload(obj: Obj, errs: Errors) -> None:
     _selected_template(spec, errs)
 
 
-def _selected_template(spec: Obj, errs: Errors) -> Obj | None:
+def _selected_template(spec: Obj, errs: Errors, *, empty: str = "") -> Obj | None:
     """A workload's selector and pod template, which the selector must match;
-    the template's pod spec, when there is one to check further."""
+    the template's pod spec, when there is one to check further. ``empty``:
+    what to say of a selector that selects everything, if not "Required"."""
     sel = spec.get("selector")
-    if not sel:
+    if isinstance(sel, dict) and empty and not sel.get("matchLabels") and \
+            not sel.get("matchExpressions"):
+        errs.append(FieldError("spec.selector", f"Invalid value: {{}}: {empty}"))
+    elif not sel:
         errs.append(FieldError("spec.selector", "Required value", "FieldValueRequired"))
     _label_selector(sel, "spec.selector", errs)
     template = spec.get("template")
@@ -380,10 +384,7 @@ def int_or_percent(value: Any, path: str, errs: Errors) -> int | None:
 def _pod_template_of_set(spec: Obj, empty: str, errs: Errors) -> None:
     """Selector and template of a DaemonSet or StatefulSet: a non-empty
     selector that the template's labels match, pods that always restart."""
-    sel = spec.get("selector")
-    if isinstance(sel, dict) and not sel.get("matchLabels") and not sel.get("matchExpressions"):
-        errs.append(FieldError("spec.selector", f"Invalid value: {{}}: {empty}"))
-    tspec = _selected_template(spec, errs)
+    tspec = _selected_template(spec, errs, empty=empty)
     policy = (tspec or {}).get("restartPolicy", "Always")
     if policy != "Always":
         errs.append(FieldError("spec.template.spec.restartPolicy", f'Unsupported value: '

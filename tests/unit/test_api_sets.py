@@ -123,7 +123,7 @@ async def test_invalid_sets_are_rejected_at_the_field(api: Api, body: Obj, field
     path = DAEMONSETS if body["kind"] == "DaemonSet" else STATEFULSETS
     code, out = await call(api, "POST", path, body)
     assert code == 422, out
-    assert field in causes(out)
+    assert causes(out) == [field]
     assert words in out["message"]
 
 
