@@ -56,6 +56,56 @@ def workload(obj: Obj) -> None:
         spec.setdefault("progressDeadlineSeconds", 600)
 
 
+def _template(spec: Obj) -> None:
+    template = spec.get("template")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        pod_spec(template["spec"])
+
+
+def daemon_set(obj: Obj) -> None:
+    """apps/v1 SetDefaults_DaemonSet: RollingUpdate of one node at a time."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    _template(spec)
+    strategy = spec.setdefault("updateStrategy", {})
+    if isinstance(strategy, dict):
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            if isinstance(rolling, dict):
+                rolling.setdefault("maxUnavailable", 1)
+                rolling.setdefault("maxSurge", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+
+
+def stateful_set(obj: Obj) -> None:
+    """apps/v1 SetDefaults_StatefulSet: partition 0 only when the strategy
+    type itself was defaulted, as kube does."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    _template(spec)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    strategy = spec.setdefault("updateStrategy", {})
+    if isinstance(strategy, dict):
+        if "type" not in strategy:
+            strategy["type"] = "RollingUpdate"
+            strategy.setdefault("rollingUpdate", {})
+        rolling = strategy.get("rollingUpdate")
+        if strategy["type"] == "RollingUpdate" and isinstance(rolling, dict):
+            rolling.setdefault("partition", 0)
+    retention = spec.setdefault("persistentVolumeClaimRetentionPolicy", {})
+    if isinstance(retention, dict):
+        retention.setdefault("whenDeleted", "Retain")
+        retention.setdefault("whenScaled", "Retain")
+    for claim in spec.get("volumeClaimTemplates") or []:
+        if isinstance(claim, dict) and isinstance(claim.get("spec"), dict):
+            claim["spec"].setdefault("volumeMode", "Filesystem")
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+
+
 def service(obj: Obj) -> None:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
@@ -111,7 +161,8 @@ def _storage(obj: Obj) -> None:
 
 _BY_KIND = {"Secret": secret, "Event": event, "RoleBinding": _rbac_subjects,
             "ClusterRoleBinding": _rbac_subjects, "Pod": pod, "Deployment": workload,
-            "ReplicaSet": workload, "Service": service,
+            "ReplicaSet": workload, "Service": service, "DaemonSet": daemon_set,
+            "StatefulSet": stateful_set,
             "Job": _batch, "CronJob": _batch, "PersistentVolume": _storage,
             "PersistentVolumeClaim": _storage, "StorageClass": _storage}
 

@@ -75,6 +75,13 @@ PERSISTENTVOLUMECLAIM = Resource("PersistentVolumeClaim", "persistentvolumeclaim
                                  "persistentvolumeclaim", "", "v1", True, ("pvc",))
 STORAGECLASS = Resource("StorageClass", "storageclasses", "storageclass", "storage.k8s.io", "v1",
                         False, ("sc",))
+DAEMONSET = Resource("DaemonSet", "daemonsets", "daemonset", "apps", "v1", True, ("ds",),
+                     ALL_CATEGORY)
+STATEFULSET = Resource("StatefulSet", "statefulsets", "statefulset", "apps", "v1", True, ("sts",),
+                       ALL_CATEGORY)
+# The revisions DaemonSets and StatefulSets keep of their pod templates.
+CONTROLLERREVISION = Resource("ControllerRevision", "controllerrevisions", "controllerrevision",
+                              "apps", "v1", True)
 ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io",
                          "v1", True)
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
@@ -100,6 +107,7 @@ ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP
                              SERVICEACCOUNT, EVENT, REPLICASET, DEPLOYMENT, ENDPOINTSLICE,
                              EVENT_V1, JOB, CRONJOB,
                              PERSISTENTVOLUME, PERSISTENTVOLUMECLAIM, STORAGECLASS,
+                             DAEMONSET, STATEFULSET, CONTROLLERREVISION,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)

@@ -239,14 +239,24 @@ def _workload(obj: Obj, errs: Errors) -> None:
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
         errs.append(FieldError("spec.replicas", f"Invalid value: {replicas!r}: must be greater "
                                                 "than or equal to 0"))
+    _selected_template(spec, errs)
+
+
+def _selected_template(spec: Obj, errs: Errors, *, empty: str = "") -> Obj | None:
+    """A workload's selector and pod template, which the selector must match;
+    the template's pod spec, when there is one to check further. ``empty``:
+    what to say of a selector that selects everything, if not "Required"."""
     sel = spec.get("selector")
-    if not sel:
+    if isinstance(sel, dict) and empty and not sel.get("matchLabels") and \
+            not sel.get("matchExpressions"):
+        errs.append(FieldError("spec.selector", f"Invalid value: {{}}: {empty}"))
+    elif not sel:
         errs.append(FieldError("spec.selector", "Required value", "FieldValueRequired"))
     _label_selector(sel, "spec.selector", errs)
     template = spec.get("template")
     if not isinstance(template, dict):
         errs.append(FieldError("spec.template", "Required value", "FieldValueRequired"))
-        return
+        return None
     tlabels = (template.get("metadata") or {}).get("labels") or {}
     label_map(tlabels, "spec.template.metadata.labels", errs)
     try:
@@ -256,6 +266,8 @@ def _workload(obj: Obj, errs: Errors) -> None:
     except selectors.SelectorError:
         pass
     pod_spec(template.get("spec"), "spec.template.spec", errs)
+    tspec = template.get("spec")
+    return tspec if isinstance(tspec, dict) else None
 
 
 def _service(obj: Obj, errs: Errors) -> None:
@@ -338,6 +350,121 @@ def _service_policies(spec: Obj, stype: str, errs: Errors) -> None:
         cidr(r, f"spec.loadBalancerSourceRanges[{i}]", errs)
     if spec.get("loadBalancerIP"):
         ip_address(spec["loadBalancerIP"], "spec.loadBalancerIP", errs)
+
+
+def non_negative(value: Any, path: str, errs: Errors) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        errs.append(FieldError(path, f"Invalid value: {value!r}: must be greater than or "
+                                     "equal to 0"))
+
+
+PERCENT = re.compile(r"^[0-9]+%$")
+
+
+def int_or_percent(value: Any, path: str, errs: Errors) -> int | None:
+    """A non-negative int or ``N%`` (kube's ValidatePositiveIntOrPercent and
+    IsNotMoreThan100Percent); the number it holds, None when invalid."""
+    if isinstance(value, str):
+        if not PERCENT.match(value):
+            errs.append(FieldError(path, f'Invalid value: "{value}": a valid percent string '
+                                   "must be a numeric string followed by an ending '%' "
+                                   "(e.g. '1%',  or '93%')"))
+            return None
+        if int(value[:-1]) > 100:
+            errs.append(FieldError(path, f'Invalid value: "{value}": must not be greater '
+                                         "than 100%"))
+        return int(value[:-1])
+    errs_before = len(errs)
+    non_negative(value, path, errs)
+    return int(value) if len(errs) == errs_before and value is not None else None
+
+
+def _pod_template_of_set(spec: Obj, empty: str, errs: Errors) -> None:
+    """Selector and template of a DaemonSet or StatefulSet: a non-empty
+    selector that the template's labels match, pods that always restart."""
+    tspec = _selected_template(spec, errs, empty=empty)
+    policy = (tspec or {}).get("restartPolicy", "Always")
+    if policy != "Always":
+        errs.append(FieldError("spec.template.spec.restartPolicy", f'Unsupported value: '
+                               f'"{policy}": supported values: "Always"',
+                               "FieldValueNotSupported"))
+
+
+def _daemon_set(obj: Obj, errs: Errors) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        errs.append(FieldError("spec", "Required value", "FieldValueRequired"))
+        return
+    _pod_template_of_set(spec, "empty selector is invalid for daemonset", errs)
+    non_negative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs)
+    non_negative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", errs)
+    strategy = spec.get("updateStrategy") or {}
+    _one_of(strategy.get("type"), ("OnDelete", "RollingUpdate"), "spec.updateStrategy.type",
+            errs)
+    rolling = strategy.get("rollingUpdate")
+    if strategy.get("type") == "RollingUpdate" and isinstance(rolling, dict):
+        path = "spec.updateStrategy.rollingUpdate"
+        unavailable = int_or_percent(rolling.get("maxUnavailable", 0),
+                                     f"{path}.maxUnavailable", errs)
+        surge = int_or_percent(rolling.get("maxSurge", 0), f"{path}.maxSurge", errs)
+        # Exactly one of them may be non-zero (kube's ValidateRollingUpdateDaemonSet).
+        if unavailable and surge:
+            errs.append(FieldError(f"{path}.maxSurge", f"Invalid value: "
+                                   f"{rolling['maxSurge']!r}: may not be set when "
+                                   "maxUnavailable is non-zero"))
+        elif unavailable == 0 and surge == 0:
+            errs.append(FieldError(f"{path}.maxUnavailable", "Required value: cannot be 0 "
+                                   "when maxSurge is 0", "FieldValueRequired"))
+
+
+def _stateful_set(obj: Obj, errs: Errors) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        errs.append(FieldError("spec", "Required value", "FieldValueRequired"))
+        return
+    _pod_template_of_set(spec, "empty selector is not valid for statefulset.", errs)
+    for key in ("replicas", "minReadySeconds", "revisionHistoryLimit"):
+        non_negative(spec.get(key), f"spec.{key}", errs)
+    non_negative((spec.get("ordinals") or {}).get("start"), "spec.ordinals.start", errs)
+    policy = spec.get("podManagementPolicy")
+    if policy not in (None, "OrderedReady", "Parallel"):
+        errs.append(FieldError("spec.podManagementPolicy", f'Invalid value: "{policy}": must '
+                               "be 'OrderedReady' or 'Parallel'"))
+    _stateful_set_strategy(spec.get("updateStrategy") or {}, errs)
+    retention = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+    for key in ("whenDeleted", "whenScaled"):
+        _one_of(retention.get(key), ("Retain", "Delete"),
+                f"spec.persistentVolumeClaimRetentionPolicy.{key}", errs)
+
+
+def _stateful_set_strategy(strategy: Obj, errs: Errors) -> None:
+    path, kind = "spec.updateStrategy", strategy.get("type")
+    rolling = strategy.get("rollingUpdate")
+    if kind not in (None, "RollingUpdate", "OnDelete"):
+        errs.append(FieldError(path, f'Invalid value: "{kind}": must be \'RollingUpdate\' or '
+                                     "'OnDelete'"))
+    elif kind == "OnDelete" and rolling is not None:
+        errs.append(FieldError(f"{path}.rollingUpdate", "Invalid value: only allowed for "
+                                                        "updateStrategy 'RollingUpdate'"))
+    elif isinstance(rolling, dict):
+        non_negative(rolling.get("partition"), f"{path}.rollingUpdate.partition", errs)
+        if rolling.get("maxUnavailable") is not None:
+            most = int_or_percent(rolling["maxUnavailable"],
+                                  f"{path}.rollingUpdate.maxUnavailable", errs)
+            if most == 0:
+                errs.append(FieldError(f"{path}.rollingUpdate.maxUnavailable", "Invalid "
+                                       "value: 0: must be greater than 0"))
+
+
+def _controller_revision(obj: Obj, errs: Errors) -> None:
+    if obj.get("data") is None:
+        errs.append(FieldError("data", "Required value: data is mandatory",
+                               "FieldValueRequired"))
+    if obj.get("revision") is None:
+        errs.append(FieldError("revision", "Required value", "FieldValueRequired"))
+    non_negative(obj.get("revision"), "revision", errs)
 
 
 def _endpoint_slice(obj: Obj, errs: Errors) -> None:
@@ -514,6 +641,9 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "Pod": _pod,
     "Deployment": _workload,
     "ReplicaSet": _workload,
+    "DaemonSet": _daemon_set,
+    "StatefulSet": _stateful_set,
+    "ControllerRevision": _controller_revision,
     "Service": _service,
     "Endpoints": _endpoints,
     "EndpointSlice": _endpoint_slice,

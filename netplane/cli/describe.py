@@ -115,7 +115,9 @@ def _generic(obj: Obj) -> Lines:
 POD_SPEC_FIELDS = frozenset({
     "containers", "restartPolicy", "dnsPolicy", "dnsConfig", "hostname", "subdomain",
     "nodeName", "nodeSelector", "terminationGracePeriodSeconds", "serviceAccountName",
-    "serviceAccount", "automountServiceAccountToken",
+    "serviceAccount", "automountServiceAccountToken", "tolerations",
+    # the scheduler honours required node affinity (DaemonSet pods carry one)
+    "affinity",
     # defaulted by the API server, no behaviour of their own to miss
     "schedulerName", "securityContext", "enableServiceLinks", "preemptionPolicy",
     "priority"})
@@ -124,15 +126,24 @@ CONTAINER_FIELDS = frozenset({
     "stdin", "imagePullPolicy", "terminationMessagePath", "terminationMessagePolicy"})
 DEPLOYMENT_SPEC_FIELDS = frozenset({"replicas", "selector", "template", "strategy",
                                     "revisionHistoryLimit"})
+# Storage does not exist yet: volumeClaimTemplates is kept, not acted on.
+SET_SPEC_FIELDS = {
+    "DaemonSet": frozenset({"selector", "template", "updateStrategy", "minReadySeconds",
+                            "revisionHistoryLimit"}),
+    "StatefulSet": frozenset({"replicas", "selector", "template", "serviceName",
+                              "podManagementPolicy", "updateStrategy", "minReadySeconds",
+                              "revisionHistoryLimit", "ordinals",
+                              "persistentVolumeClaimRetentionPolicy"})}
 
 
 def ignored_fields(obj: Obj) -> list[str]:
     """Paths of fields the object sets that netplane keeps but does not act on."""
     kind, spec = obj.get("kind"), obj.get("spec") or {}
     out: list[str] = []
-    if kind in ("Deployment", "ReplicaSet"):
-        known = DEPLOYMENT_SPEC_FIELDS if kind == "Deployment" else \
-            DEPLOYMENT_SPEC_FIELDS - {"strategy", "revisionHistoryLimit"}
+    if kind in ("Deployment", "ReplicaSet", *SET_SPEC_FIELDS):
+        known = SET_SPEC_FIELDS.get(str(kind)) or (
+            DEPLOYMENT_SPEC_FIELDS if kind == "Deployment" else
+            DEPLOYMENT_SPEC_FIELDS - {"strategy", "revisionHistoryLimit"})
         out += [f"spec.{k}" for k, v in spec.items() if k not in known and v not in ({}, [])]
         spec, prefix = (spec.get("template") or {}).get("spec") or {}, "spec.template.spec"
     elif kind == "Pod":

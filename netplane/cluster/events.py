@@ -68,6 +68,10 @@ class Reason(enum.StrEnum):
     UNKNOWN_TIME_ZONE = "UnknownTimeZone"
     INVALID_SCHEDULE = "InvalidSchedule"
     FAILED_DELETE = "FailedDelete"
+    FAILED_DAEMON_POD = "FailedDaemonPod"
+    SUCCEEDED_DAEMON_POD = "SucceededDaemonPod"
+    RECREATING_FAILED_POD = "RecreatingFailedPod"
+    RECREATING_TERMINATED_POD = "RecreatingTerminatedPod"
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,14 @@ def test_describe_names_the_fields_netplane_does_not_act_on() -> None:
                                              "template": {"spec": pod["spec"]}}}
     assert ignored_fields(deploy) == ["spec.paused", "spec.template.spec.volumes",
                                       "spec.template.spec.containers[0].resources"]
+    sts = {"kind": "StatefulSet", "spec": {
+        "replicas": 1, "serviceName": "nginx", "podManagementPolicy": "Parallel",
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain"},
+        "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+        "template": {"spec": {"containers": [{"name": "c", "image": "x"}],
+                              "tolerations": [{"operator": "Exists"}]}}}}
+    assert ignored_fields(sts) == ["spec.volumeClaimTemplates"]
+    ds = {"kind": "DaemonSet", "spec": {"updateStrategy": {"type": "OnDelete"},
+                                        "template": {"spec": pod["spec"]}}}
+    assert ignored_fields(ds) == ["spec.template.spec.volumes",
+                                  "spec.template.spec.containers[0].resources"]

@@ -13,6 +13,7 @@ import pytest
 from netplane.api import resources
 from netplane.api.meta import Obj
 from netplane.cluster import client as api_client
+from netplane.cluster import events as cluster_events
 from netplane.cluster.apiserver import pki
 from netplane.cluster.client import Client, Connection, Informer
 from netplane.cluster.controllers.manager import Controller
@@ -68,21 +69,27 @@ async def one_controller(tmp_path: Path, make: Callable[[Client, Informers], Con
     and the one controller ``make`` builds running over them."""
     server = Server(tmp_path)
     await server.start()
-    tasks: list[asyncio.Task[None]] = []
     try:
         async with Client(Connection(socket=str(server.cfg.socket))) as client:
             informers = Informers.for_client(client)
             controller = make(client, informers)
             tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
-            async with asyncio.timeout(60):  # only a guard against a hung test
-                for inf in informers.all():
-                    await inf.synced.wait()
-            tasks.append(asyncio.create_task(controller.run()))
-            yield client, informers
+            try:
+                async with asyncio.timeout(60):  # only a guard against a hung test
+                    for inf in informers.all():
+                        await inf.synced.wait()
+                tasks.append(asyncio.create_task(controller.run()))
+                yield client, informers
+            finally:
+                # Everything that uses the client stops before it closes: a
+                # request after close would open a session nobody closes.
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                recorder = getattr(controller, "events", None)
+                if isinstance(recorder, cluster_events.Recorder):
+                    await recorder.flush()
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop()
 
 

@@ -114,6 +114,32 @@ async def test_deleting_a_deployment_removes_its_replicasets_and_their_pods(
     assert await cluster.names(resources.POD) == {"db-1-0"}
 
 
+async def test_deleting_a_daemon_or_stateful_set_removes_its_pods_and_revisions(
+        cluster: Cluster) -> None:
+    c = cluster.client
+    for kind, res in (("DaemonSet", resources.DAEMONSET), ("StatefulSet", resources.STATEFULSET)):
+        name = kind.lower()
+        owner = await c.create(res, {
+            "apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name},
+            "spec": {"serviceName": "x", "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "i"}]}}}}, NS)
+        await c.create(resources.POD, pod(f"{name}-0", owner_ref(owner)), NS)
+        await c.create(resources.CONTROLLERREVISION, {
+            "apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": f"{name}-rev", "ownerReferences": [owner_ref(owner)]},
+            "data": {}, "revision": 1}, NS)
+    await cluster.until(lambda: len(cluster.cached("controllerrevisions")) == 2
+                        and len(cluster.cached("statefulsets")) == 1)
+    await c.delete(resources.DAEMONSET, "daemonset", NS)
+    await cluster.gone(resources.POD, "daemonset-0")
+    await cluster.gone(resources.CONTROLLERREVISION, "daemonset-rev")
+    assert await cluster.names(resources.CONTROLLERREVISION) == {"statefulset-rev"}
+    await c.delete(resources.STATEFULSET, "statefulset", NS)
+    await cluster.gone(resources.POD, "statefulset-0")
+    await cluster.gone(resources.CONTROLLERREVISION, "statefulset-rev")
+
+
 async def test_orphaned_dependents_survive_their_owner(cluster: Cluster) -> None:
     c = cluster.client
     rs = await c.create(resources.REPLICASET, replicaset("web-1"), NS)

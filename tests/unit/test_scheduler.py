@@ -1,7 +1,11 @@
-"""Scheduling decisions over plain objects: filters with reasons, scores."""
+"""Scheduling decisions over plain objects: filters with reasons (node
+selectors, required node affinity, taints and tolerations), scores."""
 
 from __future__ import annotations
 
+import pytest
+
+from netplane.api import meta, scheduling
 from netplane.api.meta import Obj
 from netplane.cluster.scheduler import plugins
 from netplane.cluster.scheduler.framework import NodeInfo, schedule
@@ -52,3 +56,123 @@ def test_node_selector() -> None:
 
 def test_no_nodes() -> None:
     assert decide(pod(), []) == (None, "0/0 nodes are available.")
+
+
+def with_affinity(p: Obj, *terms: Obj) -> Obj:
+    p["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": list(terms)}}}
+    return p
+
+
+def test_match_fields_on_the_node_name_pins_a_pod_as_daemon_pods_are_pinned() -> None:
+    infos = [NodeInfo(node("node-1"), 0), NodeInfo(node("node-2"), 9)]
+    pinned = with_affinity(pod(), {"matchFields": [
+        {"key": "metadata.name", "operator": "In", "values": ["node-2"]}]})
+    assert decide(pinned, infos)[0] == "node-2"
+    gone = with_affinity(pod(), {"matchFields": [
+        {"key": "metadata.name", "operator": "In", "values": ["node-9"]}]})
+    assert decide(gone, infos) == (None, "0/2 nodes are available: 2 node(s) didn't match "
+                                         "Pod's node affinity/selector.")
+    not_one = with_affinity(pod(), {"matchFields": [
+        {"key": "metadata.name", "operator": "NotIn", "values": ["node-1"]}]})
+    assert decide(not_one, infos)[0] == "node-2"
+
+
+@pytest.mark.parametrize(("term", "fits"), [
+    ({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]},
+     ["n-a", "n-b"]),
+    ({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]},
+     ["n-b", "n-none"]),
+    ({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}, ["n-a", "n-b"]),
+    ({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}, ["n-none"]),
+    ({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}, ["n-b"]),
+    ({"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["4"]}]}, ["n-a"]),
+    # Expressions and fields of one term must all hold.
+    ({"matchExpressions": [{"key": "zone", "operator": "Exists"}],
+      "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n-b"]}]}, ["n-b"]),
+    ({}, []),  # an empty term matches no node
+    ({"matchFields": [{"key": "spec.podCIDR", "operator": "In", "values": ["x"]}]}, []),
+])
+def test_required_node_affinity_terms(term: Obj, fits: list[str]) -> None:
+    nodes = [node("n-a", labels={"zone": "a", "cores": "2"}),
+             node("n-b", labels={"zone": "b", "cores": "8"}), node("n-none")]
+    p = with_affinity(pod(), term)
+    assert [meta.name(n) for n in nodes if plugins.NodeAffinity().filter(
+        p, NodeInfo(n, 0)).ok] == fits
+
+
+def test_any_term_may_match_and_node_selector_still_applies() -> None:
+    infos = [NodeInfo(node("a", labels={"zone": "a"}), 0),
+             NodeInfo(node("b", labels={"zone": "b", "disk": "ssd"}), 0)]
+    p = with_affinity(pod({"disk": "ssd"}),
+                      {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+                      {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]})
+    assert decide(p, infos)[0] == "b"
+
+
+def tainted(name: str, *taints: Obj) -> Obj:
+    n = node(name)
+    n["spec"]["taints"] = list(taints)
+    return n
+
+
+def test_taints_keep_off_pods_that_do_not_tolerate_them() -> None:
+    gpu = {"key": "gpu", "value": "yes", "effect": "NoSchedule"}
+    infos = [NodeInfo(tainted("a", gpu), 0),
+             NodeInfo(tainted("b", {"key": "x", "effect": "PreferNoSchedule"}), 5)]
+    assert decide(pod(), infos)[0] == "b"  # PreferNoSchedule does not filter
+    p = pod()
+    p["spec"]["tolerations"] = [{"key": "gpu", "operator": "Equal", "value": "yes"}]
+    assert decide(p, infos)[0] == "a"
+    only = [NodeInfo(tainted("a", gpu), 0)]
+    assert decide(pod(), only) == (None, "0/1 nodes are available: 1 node(s) had untolerated "
+                                         "taint {gpu: yes}.")
+
+
+def test_cordoned_and_not_ready_nodes_take_pods_that_tolerate_their_taints() -> None:
+    daemon = pod()
+    daemon["spec"]["tolerations"] = [
+        {"key": "node.kubernetes.io/unschedulable", "operator": "Exists",
+         "effect": "NoSchedule"}]
+    assert decide(daemon, [NodeInfo(node("a", unschedulable=True), 0)])[0] == "a"
+    # DaemonSet pods tolerate not-ready only for NoExecute: not scheduled there.
+    daemon["spec"]["tolerations"].append(
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"})
+    assert decide(daemon, [NodeInfo(node("b", ready=False), 0)])[0] is None
+    daemon["spec"]["tolerations"].append({"operator": "Exists"})  # tolerates everything
+    assert decide(daemon, [NodeInfo(node("b", ready=False), 0)])[0] == "b"
+
+
+@pytest.mark.parametrize(("toleration", "taint", "tolerated"), [
+    ({"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"},
+     {"key": "k", "value": "v", "effect": "NoSchedule"}, True),
+    ({"key": "k", "value": "v"}, {"key": "k", "value": "v", "effect": "NoExecute"}, True),
+    ({"key": "k", "value": "v"}, {"key": "k", "value": "w", "effect": "NoSchedule"}, False),
+    ({"key": "k", "operator": "Exists"}, {"key": "k", "value": "w", "effect": "NoSchedule"},
+     True),
+    ({"key": "k", "operator": "Exists", "effect": "NoExecute"},
+     {"key": "k", "effect": "NoSchedule"}, False),
+    ({"operator": "Exists"}, {"key": "any", "effect": "NoExecute"}, True),
+    ({"key": "other", "operator": "Exists"}, {"key": "k", "effect": "NoSchedule"}, False),
+])
+def test_tolerates(toleration: Obj, taint: Obj, tolerated: bool) -> None:
+    assert scheduling.tolerates(toleration, taint) is tolerated
+
+
+def test_condition_taints_stand_in_for_the_node_lifecycle_controller() -> None:
+    def keys(n: Obj) -> list[str]:
+        return [t["key"] for t in scheduling.condition_taints(n)]
+    assert keys(node("a")) == []
+    assert keys(node("a", ready=False)) == ["node.kubernetes.io/not-ready"]
+    assert keys({"metadata": {"name": "new"}}) == ["node.kubernetes.io/not-ready"]
+    unknown = node("a")
+    unknown["status"]["conditions"][0]["status"] = "Unknown"
+    assert keys(unknown) == ["node.kubernetes.io/unreachable"]
+    pressed = node("a", unschedulable=True)
+    pressed["status"]["conditions"].append({"type": "MemoryPressure", "status": "True"})
+    assert keys(pressed) == ["node.kubernetes.io/memory-pressure",
+                             "node.kubernetes.io/unschedulable"]
+    already = tainted("a", {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
+    already["spec"]["unschedulable"] = True
+    assert [t["key"] for t in scheduling.node_taints(already)] == [
+        "node.kubernetes.io/unschedulable"]

@@ -79,6 +79,8 @@ class Admission:
             return undo
         if res is resources.NODE:
             return self._node_cidr(obj)
+        if res.kind in APPS_SETS:
+            _new_set(obj)
         return _noop
 
     def on_update(self, res: Resource, old: Obj, new: Obj) -> None:
@@ -101,6 +103,8 @@ class Admission:
             self._data_immutable(res, old, new)
         elif res.kind == "Job" and (errs := batch.job_update_errors(old, new)):
             raise status.invalid("Job", meta.name(new), errs)
+        elif res.kind in APPS_SETS or res.kind == "ControllerRevision":
+            _set_update(res.kind, old, new)
 
     def service_update(self, old: Obj | None, new: Obj) -> tuple[Undo, Undo]:
         """(undo, commit) of a Service's allocations, when it is created
@@ -277,6 +281,54 @@ class Admission:
             raise status.invalid("Pod", meta.name(new), [FieldError(
                 "spec", "Forbidden: pod updates may not change fields other than "
                 "`spec.containers[*].image`", "FieldValueForbidden")])
+
+
+APPS_SETS = ("DaemonSet", "StatefulSet")
+# kube's DaemonSet strategy counts template changes in this annotation (the
+# v1 form of spec.templateGeneration); pods carry it as pod-template-generation.
+TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+# What a StatefulSet update may change (kube's ValidateStatefulSetUpdate).
+STATEFULSET_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy",
+                       "persistentVolumeClaimRetentionPolicy", "minReadySeconds")
+# Status fields kube always writes (non-omitempty), so a new set shows zeros.
+ZERO_STATUS = {"DaemonSet": ("currentNumberScheduled", "numberMisscheduled",
+                             "desiredNumberScheduled", "numberReady"),
+               "StatefulSet": ("replicas", "availableReplicas")}
+
+
+def _new_set(obj: Obj) -> None:
+    """PrepareForCreate of DaemonSets and StatefulSets: the status starts
+    empty; a DaemonSet's template is generation 1."""
+    obj["status"] = {k: 0 for k in ZERO_STATUS[str(obj["kind"])]}
+    if obj["kind"] == "DaemonSet":
+        meta.meta(obj).setdefault("annotations", {})[TEMPLATE_GENERATION] = "1"
+
+
+def _set_update(kind: str, old: Obj, new: Obj) -> None:
+    """PrepareForUpdate and ValidateUpdate of the apps sets and their
+    revisions: what may not change, and the DaemonSet template generation."""
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if kind == "ControllerRevision":
+        if old.get("data") != new.get("data"):
+            raise _immutable(kind, new, "data", "...")
+        return
+    if old_spec.get("selector") != new_spec.get("selector"):
+        raise _immutable(kind, new, "spec.selector", new_spec.get("selector"))
+    if kind == "StatefulSet":
+        def fixed(spec: Obj) -> Obj:
+            return {k: v for k, v in spec.items() if k not in STATEFULSET_MUTABLE}
+        if fixed(old_spec) != fixed(new_spec):
+            raise status.invalid(kind, meta.name(new), [FieldError(
+                "spec", "Forbidden: updates to statefulset spec for fields other than "
+                "'replicas', 'ordinals', 'template', 'updateStrategy', "
+                "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                "FieldValueForbidden")])
+        return
+    noted = str((meta.meta(old).get("annotations") or {}).get(TEMPLATE_GENERATION, ""))
+    generation = int(noted) if noted.isdigit() else 1
+    if old_spec.get("template") != new_spec.get("template"):
+        generation += 1
+    meta.meta(new).setdefault("annotations", {})[TEMPLATE_GENERATION] = str(generation)
 
 
 def _immutable(kind: str, obj: Obj, path: str, value: object) -> status.ApiError:

@@ -34,6 +34,7 @@ def _upsert_endpoints(registry: Registry, obj: Obj) -> None:
 RBAC_GROUP = "rbac.authorization.k8s.io"
 READ = ["get", "list", "watch"]
 WRITE = ["create", "update", "patch", "delete"]
+APPS_SETS = ["daemonsets", "statefulsets", "statefulsets/scale"]
 
 BATCH_READ = {"apiGroups": ["batch"], "resources": ["jobs", "jobs/status", "cronjobs",
                                                   "cronjobs/status"], "verbs": READ}
@@ -79,14 +80,19 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
                             "serviceaccounts", "events", "deployments", "deployments/scale",
                             "replicasets", "replicasets/scale", "endpointslices",
                             "persistentvolumeclaims"],
-              "verbs": READ}, BATCH_READ],
+              "verbs": READ}, BATCH_READ,
+             {"apiGroups": ["apps"], "resources": [*APPS_SETS, "controllerrevisions"],
+              "verbs": READ}],
     "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
                             "services", "endpoints", "configmaps", "secrets",
                             "serviceaccounts", "events", "deployments", "deployments/scale",
                             "replicasets", "replicasets/scale", "endpointslices",
                             "persistentvolumeclaims"],
-              "verbs": [*READ, *WRITE, "deletecollection"]}, BATCH_WRITE],
+              "verbs": [*READ, *WRITE, "deletecollection"]}, BATCH_WRITE,
+             {"apiGroups": ["apps"], "resources": APPS_SETS,
+              "verbs": [*READ, *WRITE, "deletecollection"]},
+             {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": READ}],
 }
 # admin: edit, and the namespace's roles and bindings (kube's admin role).
 CLUSTER_ROLES["admin"] = [*CLUSTER_ROLES["edit"], {

@@ -33,6 +33,8 @@ SUBRESOURCES: dict[str, frozenset[str]] = {
     "PersistentVolume": frozenset({"status"}),
     "PersistentVolumeClaim": frozenset({"status"}),
     "CronJob": frozenset({"status"}),
+    "DaemonSet": frozenset({"status"}),
+    "StatefulSet": frozenset({"status", "scale"}),
 }
 
 

@@ -23,10 +23,10 @@ from netplane.cluster.store.base import EventType, KeyValue, Store
 
 # Kinds whose status is written through the /status subresource only.
 STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace", "Job",
-                "PersistentVolume", "PersistentVolumeClaim",
-                "CronJob"}
+                "CronJob", "PersistentVolume", "PersistentVolumeClaim", "DaemonSet",
+                "StatefulSet"}
 # Kinds whose metadata.generation counts the changes of their spec.
-GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob"}
+GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet"}
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public"}
 
 

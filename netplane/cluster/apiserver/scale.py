@@ -1,6 +1,6 @@
-"""The ``scale`` subresource (``autoscaling/v1`` Scale) of Deployments and
-ReplicaSets: what ``kubectl scale`` and autoscalers read and write instead
-of the whole object."""
+"""The ``scale`` subresource (``autoscaling/v1`` Scale) of Deployments,
+ReplicaSets and StatefulSets: what ``kubectl scale`` and autoscalers read and
+write instead of the whole object."""
 
 from __future__ import annotations
 

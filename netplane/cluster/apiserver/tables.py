@@ -190,8 +190,8 @@ def _containers(template: Obj, key: str) -> str:
     return ",".join(str(c.get(key, "")) for c in cs)
 
 
-def _job_template(job: Obj) -> Obj:
-    return dict((job.get("spec") or {}).get("template") or {})
+def _pod_template(obj: Obj) -> Obj:
+    return dict((obj.get("spec") or {}).get("template") or {})
 
 
 def _cronjob_template(cj: Obj) -> Obj:
@@ -261,6 +261,25 @@ def _class_name(sc: Obj) -> str:
     return f"{name} (default)" if storage.is_default_class(sc) else name
 
 
+def _status_count(key: str) -> Callable[[Obj], Any]:
+    return lambda obj: int((obj.get("status") or {}).get(key, 0))
+
+
+def _node_selector(ds: Obj) -> str:
+    wanted = (_pod_template(ds).get("spec") or {}).get("nodeSelector") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(wanted.items())) or "<none>"
+
+
+def _revision_controller(rev: Obj) -> str:
+    """``daemonset.apps/NAME``: the controller's kind and group, as kubectl writes it."""
+    ref = meta.controller_of(rev)
+    if ref is None:
+        return "<none>"
+    group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+    kind = str(ref.get("kind", "")).lower()
+    return f"{kind}.{group}/{ref.get('name', '')}" if group else f"{kind}/{ref.get('name', '')}"
+
+
 NAME: Column = ("Name", "string", meta.name, 0)
 AGE: Column = ("Age", "string", age, 0)
 
@@ -295,8 +314,8 @@ COLUMNS: dict[str, list[Column]] = {
     "Job": [NAME, ("Status", "string", _job_status, 0),
             ("Completions", "string", _job_completions, 0),
             ("Duration", "string", _job_duration, 0), AGE,
-            ("Containers", "string", lambda j: _containers(_job_template(j), "name"), 1),
-            ("Images", "string", lambda j: _containers(_job_template(j), "image"), 1),
+            ("Containers", "string", lambda j: _containers(_pod_template(j), "name"), 1),
+            ("Images", "string", lambda j: _containers(_pod_template(j), "image"), 1),
             ("Selector", "string", lambda j: format_selector(j.get("spec", {}).get("selector")),
              1)],
     "CronJob": [NAME, ("Schedule", "string", lambda c: c.get("spec", {}).get("schedule", ""), 0),
@@ -341,6 +360,21 @@ COLUMNS: dict[str, list[Column]] = {
         ("VolumeBindingMode", "string", lambda s: s.get("volumeBindingMode", ""), 0),
         ("AllowVolumeExpansion", "string",
          lambda s: str(bool(s.get("allowVolumeExpansion"))).lower(), 0), AGE],
+    "DaemonSet": [NAME, ("Desired", "integer", _status_count("desiredNumberScheduled"), 0),
+                  ("Current", "integer", _status_count("currentNumberScheduled"), 0),
+                  ("Ready", "integer", _status_count("numberReady"), 0),
+                  ("Up-to-date", "integer", _status_count("updatedNumberScheduled"), 0),
+                  ("Available", "integer", _status_count("numberAvailable"), 0),
+                  ("Node Selector", "string", _node_selector, 0), AGE,
+                  ("Containers", "string", lambda d: _containers(_pod_template(d), "name"), 1),
+                  ("Images", "string", lambda d: _containers(_pod_template(d), "image"), 1),
+                  ("Selector", "string", lambda d: format_selector(
+                      d.get("spec", {}).get("selector")), 1)],
+    "StatefulSet": [NAME, ("Ready", "string", _workload_ready, 0), AGE,
+                    ("Containers", "string", lambda s: _containers(_pod_template(s), "name"), 1),
+                    ("Images", "string", lambda s: _containers(_pod_template(s), "image"), 1)],
+    "ControllerRevision": [NAME, ("Controller", "string", _revision_controller, 0),
+                           ("Revision", "string", lambda r: int(r.get("revision", 0)), 0), AGE],
     "ConfigMap": [NAME, ("Data", "integer", _data_count, 0), AGE],
     "Secret": [NAME, ("Type", "string", lambda x: x.get("type", "Opaque"), 0),
                ("Data", "integer", _data_count, 0), AGE],

@@ -1,5 +1,6 @@
 """Garbage collector: deletes objects whose owner (by ownerReferences uid) is
-gone, so deleting a Deployment removes its ReplicaSets and their pods."""
+gone, so deleting a Deployment removes its ReplicaSets and their pods, and
+deleting a DaemonSet or StatefulSet its pods and ControllerRevisions."""
 
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ class GarbageCollector:
                                             "Service": informers.services,
                                             "Node": informers.nodes,
                                             "Job": informers.jobs,
-                                            "CronJob": informers.cronjobs}
+                                            "CronJob": informers.cronjobs,
+                                            "DaemonSet": informers.daemonsets,
+                                            "StatefulSet": informers.statefulsets}
         self.dependents = [(resources.REPLICASET, informers.replicasets),
                            (resources.POD, informers.pods),
                            (resources.ENDPOINTSLICE, informers.endpointslices),
-                           (resources.JOB, informers.jobs)]
+                           (resources.JOB, informers.jobs),
+                           (resources.CONTROLLERREVISION, informers.controllerrevisions)]
         self.wake = asyncio.Event()
         for inf in self.owners.values():
             inf.add_index(UID_INDEX, lambda o: (meta.uid(o),))

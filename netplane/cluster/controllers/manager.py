@@ -7,6 +7,7 @@ from typing import Protocol
 
 from netplane.cluster.client import Client
 from netplane.cluster.controllers.cronjob import CronJobController
+from netplane.cluster.controllers.daemonset import DaemonSetController
 from netplane.cluster.controllers.deployment import DeploymentController
 from netplane.cluster.controllers.endpoints import EndpointsController
 from netplane.cluster.controllers.endpointslice import EndpointSliceController
@@ -17,6 +18,7 @@ from netplane.cluster.controllers.persistentvolume import PersistentVolumeContro
 from netplane.cluster.controllers.replicaset import ReplicaSetController
 from netplane.cluster.controllers.serviceaccount import ServiceAccountController
 from netplane.cluster.controllers.shared import Informers
+from netplane.cluster.controllers.statefulset import StatefulSetController
 from netplane.cluster.controllers.ttl import TTLAfterFinishedController
 
 
@@ -36,7 +38,9 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      PersistentVolumeController(client),
                                      JobController(client, informers),
                                      TTLAfterFinishedController(client, informers),
-                                     CronJobController(client, informers)]
+                                     CronJobController(client, informers),
+                                     DaemonSetController(client, informers),
+                                     StatefulSetController(client, informers)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))

@@ -23,18 +23,23 @@ class Informers:
     serviceaccounts: Informer
     jobs: Informer
     cronjobs: Informer
+    daemonsets: Informer
+    statefulsets: Informer
+    controllerrevisions: Informer
 
     @classmethod
     def for_client(cls, client: Client) -> Informers:
         return cls(*(Informer(client, r) for r in (
             resources.POD, resources.SERVICE, resources.ENDPOINTS, resources.REPLICASET,
             resources.DEPLOYMENT, resources.NODE, resources.ENDPOINTSLICE, resources.NAMESPACE,
-            resources.SERVICEACCOUNT, resources.JOB, resources.CRONJOB)))
+            resources.SERVICEACCOUNT, resources.JOB, resources.CRONJOB, resources.DAEMONSET,
+            resources.STATEFULSET, resources.CONTROLLERREVISION)))
 
     def all(self) -> list[Informer]:
         return [self.pods, self.services, self.endpoints, self.replicasets, self.deployments,
                 self.nodes, self.endpointslices, self.namespaces, self.serviceaccounts,
-                self.jobs, self.cronjobs]
+                self.jobs, self.cronjobs, self.daemonsets, self.statefulsets,
+                self.controllerrevisions]
 
 
 def owned_by(obj: Obj, owner: Obj) -> bool:

@@ -2,41 +2,78 @@
 
 from __future__ import annotations
 
-from netplane.api import meta
+from netplane.api import meta, scheduling
 from netplane.api.meta import Obj
 from netplane.cluster.scheduler.framework import MAX_SCORE, Code, NodeInfo, Status
 
 
+def _tolerations(pod: Obj) -> list[Obj]:
+    return list(pod.get("spec", {}).get("tolerations") or [])
+
+
 class NodeReady:
+    """A node that is not Ready carries kube's not-ready (or unreachable)
+    NoSchedule taint: only pods that tolerate it go there."""
+
     name = "NodeReady"
 
     def filter(self, pod: Obj, info: NodeInfo) -> Status:
-        if not meta.node_ready(info.node):
+        if meta.node_ready(info.node):
+            return Status()
+        taints = [t for t in scheduling.condition_taints(info.node)
+                  if t["key"] in (scheduling.NOT_READY, scheduling.UNREACHABLE)]
+        if scheduling.untolerated(taints, _tolerations(pod)) is not None:
             return Status(Code.UNSCHEDULABLE, "node(s) were not ready")
         return Status()
 
 
 class NodeUnschedulable:
+    """A cordoned node takes only pods tolerating the unschedulable taint
+    (DaemonSet pods do), as kube's plugin of that name."""
+
     name = "NodeUnschedulable"
 
     def filter(self, pod: Obj, info: NodeInfo) -> Status:
-        if info.node.get("spec", {}).get("unschedulable"):
+        taint = {"key": scheduling.UNSCHEDULABLE, "effect": scheduling.NO_SCHEDULE}
+        if info.node.get("spec", {}).get("unschedulable") and \
+                scheduling.untolerated([taint], _tolerations(pod)) is not None:
             return Status(Code.UNRESOLVABLE, "node(s) were unschedulable")
         return Status()
 
 
-def selector_fits(pod: Obj, node: Obj) -> bool:
-    labels = meta.labels(node)
-    wanted = pod.get("spec", {}).get("nodeSelector") or {}
-    return all(labels.get(k) == v for k, v in wanted.items())
+class TaintToleration:
+    """The node's NoSchedule and NoExecute taints must all be tolerated."""
+
+    name = "TaintToleration"
+
+    def filter(self, pod: Obj, info: NodeInfo) -> Status:
+        taints = info.node.get("spec", {}).get("taints") or []
+        taint = scheduling.untolerated(taints, _tolerations(pod))
+        if taint is not None:
+            return Status(Code.UNRESOLVABLE, f"node(s) had untolerated taint "
+                                             f"{{{taint.get('key')}: {taint.get('value', '')}}}")
+        return Status()
 
 
 class NodeSelector:
     name = "NodeSelector"
 
     def filter(self, pod: Obj, info: NodeInfo) -> Status:
-        if not selector_fits(pod, info.node):
+        if not scheduling.selector_matches(pod, info.node):
             return Status(Code.UNRESOLVABLE, "node(s) didn't match Pod's node selector")
+        return Status()
+
+
+class NodeAffinity:
+    """Required node affinity: one of its terms must match the node's labels
+    (``matchExpressions``) and name (``matchFields`` on ``metadata.name``,
+    which DaemonSet pods use to name their node)."""
+
+    name = "NodeAffinity"
+
+    def filter(self, pod: Obj, info: NodeInfo) -> Status:
+        if not scheduling.affinity_matches(pod, info.node):
+            return Status(Code.UNRESOLVABLE, "node(s) didn't match Pod's node affinity/selector")
         return Status()
 
 
@@ -53,5 +90,6 @@ class FewestPods:
         return MAX_SCORE * (self.capacity - used) // self.capacity
 
 
-DEFAULT_FILTERS = (NodeUnschedulable(), NodeReady(), NodeSelector())
+DEFAULT_FILTERS = (NodeUnschedulable(), NodeReady(), NodeSelector(), NodeAffinity(),
+                   TaintToleration())
 DEFAULT_SCORERS = (FewestPods(),)
