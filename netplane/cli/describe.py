@@ -116,6 +116,7 @@ POD_SPEC_FIELDS = frozenset({
     "containers", "restartPolicy", "dnsPolicy", "dnsConfig", "hostname", "subdomain",
     "nodeName", "nodeSelector", "terminationGracePeriodSeconds", "serviceAccountName",
     "serviceAccount", "automountServiceAccountToken", "tolerations",
+    "volumes", "initContainers", "shareProcessNamespace",
     # the scheduler honours required node affinity (DaemonSet pods carry one)
     "affinity",
     # defaulted by the API server, no behaviour of their own to miss
@@ -123,17 +124,20 @@ POD_SPEC_FIELDS = frozenset({
     "priority"})
 CONTAINER_FIELDS = frozenset({
     "name", "image", "command", "args", "env", "ports", "readinessProbe", "workingDir",
-    "stdin", "imagePullPolicy", "terminationMessagePath", "terminationMessagePolicy"})
+    "stdin", "imagePullPolicy", "terminationMessagePath", "terminationMessagePolicy",
+    "livenessProbe", "startupProbe", "lifecycle", "volumeMounts", "envFrom",
+    # an init container's: Always makes it a sidecar
+    "restartPolicy"})
 DEPLOYMENT_SPEC_FIELDS = frozenset({"replicas", "selector", "template", "strategy",
                                     "revisionHistoryLimit"})
-# Storage does not exist yet: volumeClaimTemplates is kept, not acted on.
 SET_SPEC_FIELDS = {
     "DaemonSet": frozenset({"selector", "template", "updateStrategy", "minReadySeconds",
                             "revisionHistoryLimit"}),
     "StatefulSet": frozenset({"replicas", "selector", "template", "serviceName",
                               "podManagementPolicy", "updateStrategy", "minReadySeconds",
                               "revisionHistoryLimit", "ordinals",
-                              "persistentVolumeClaimRetentionPolicy"})}
+                              "persistentVolumeClaimRetentionPolicy",
+                              "volumeClaimTemplates"})}
 
 
 def ignored_fields(obj: Obj) -> list[str]:

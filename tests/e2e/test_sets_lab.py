@@ -234,3 +234,34 @@ def test_the_python_client_reads_and_scales_the_sets(lab: Lab) -> None:
     owners = {r.metadata.owner_references[0].kind for r in
               apps.list_namespaced_controller_revision("default").items}
     assert owners == {"DaemonSet", "StatefulSet"}
+
+
+KEEPERS = {
+    "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "keep"},
+    "spec": {"replicas": 2, "serviceName": "keep", "selector": {"matchLabels": {"app": "keep"}},
+             "template": {"metadata": {"labels": {"app": "keep"}}, "spec": {"containers": [{
+                 "name": "c", "image": "busybox",
+                 "command": ["sh", "-c", "hostname >> /data/log; trap 'exit 0' TERM; "
+                             "while :; do sleep 1; done"],
+                 "volumeMounts": [{"name": "www", "mountPath": "/data"}]}]}},
+             "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {
+                 "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}}]}}
+
+
+def test_each_ordinal_keeps_its_data_in_its_claim_across_deletion(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", "-", stdin=json.dumps(KEEPERS))
+    kubectl("rollout", "status", "sts/keep", "--timeout=120s")
+    claims = kubectl.json("get", "pvc", "-l", "app=keep")["items"]
+    assert sorted(meta.name(c) for c in claims) == ["www-keep-0", "www-keep-1"]
+    assert all(c["status"]["phase"] == "Bound" for c in claims)
+    volume = next(c for c in claims if meta.name(c) == "www-keep-0")["spec"]["volumeName"]
+    uid = kubectl.json("get", "pod", "keep-0")["metadata"]["uid"]
+    kubectl("delete", "pod", "keep-0")
+    wait_for("keep-0 made again", lambda: kubectl("get", "pod", "keep-0", check=False)
+             .returncode == 0 and kubectl.json("get", "pod", "keep-0")["metadata"]["uid"] != uid
+             and meta.condition_true(kubectl.json("get", "pod", "keep-0"), "Ready"), timeout=90)
+    log = kubectl("exec", "keep-0", "--", "cat", "/data/log").stdout
+    assert log == "keep-0\nkeep-0\n"  # the first pod's line is still there
+    assert kubectl.json("get", "pvc", "www-keep-0")["spec"]["volumeName"] == volume
+    assert kubectl("exec", "keep-1", "--", "cat", "/data/log").stdout == "keep-1\n"

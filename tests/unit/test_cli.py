@@ -83,11 +83,11 @@ def test_describe_names_the_fields_netplane_does_not_act_on() -> None:
         "containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1"}},
                         "securityContext": {}}],
         "restartPolicy": "Always", "volumes": [{"name": "v", "emptyDir": {}}],
-        "tolerations": []}}
-    assert ignored_fields(pod) == ["spec.volumes", "spec.containers[0].resources"]
+        "tolerations": [], "priorityClassName": "high"}}
+    assert ignored_fields(pod) == ["spec.priorityClassName", "spec.containers[0].resources"]
     deploy = {"kind": "Deployment", "spec": {"replicas": 1, "paused": True,
                                              "template": {"spec": pod["spec"]}}}
-    assert ignored_fields(deploy) == ["spec.paused", "spec.template.spec.volumes",
+    assert ignored_fields(deploy) == ["spec.paused", "spec.template.spec.priorityClassName",
                                       "spec.template.spec.containers[0].resources"]
     sts = {"kind": "StatefulSet", "spec": {
         "replicas": 1, "serviceName": "nginx", "podManagementPolicy": "Parallel",
@@ -95,8 +95,8 @@ def test_describe_names_the_fields_netplane_does_not_act_on() -> None:
         "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
         "template": {"spec": {"containers": [{"name": "c", "image": "x"}],
                               "tolerations": [{"operator": "Exists"}]}}}}
-    assert ignored_fields(sts) == ["spec.volumeClaimTemplates"]
+    assert ignored_fields(sts) == []
     ds = {"kind": "DaemonSet", "spec": {"updateStrategy": {"type": "OnDelete"},
                                         "template": {"spec": pod["spec"]}}}
-    assert ignored_fields(ds) == ["spec.template.spec.volumes",
+    assert ignored_fields(ds) == ["spec.template.spec.priorityClassName",
                                   "spec.template.spec.containers[0].resources"]

@@ -36,6 +36,7 @@ class FakeCluster:
 
     def __init__(self) -> None:
         self.pods: dict[str, Obj] = {}
+        self.claims: dict[str, Obj] = {}
         self.revisions: dict[str, Obj] = {}
         self.status: Obj | None = None
         self.events: list[tuple[Reason, str]] = []
@@ -46,6 +47,14 @@ class FakeCluster:
 
     def now(self) -> float:
         return self.clock
+
+    async def ensure_claim(self, claim: Obj) -> None:
+        self.claims.setdefault(meta.name(claim), copy.deepcopy(claim))
+
+    async def own_claim(self, namespace: str, name: str, owner: Obj) -> None:
+        if name in self.claims:
+            self.claims[name]["metadata"].setdefault("ownerReferences", []).append(
+                meta.owner_ref(owner, controller=False))
 
     async def create_pod(self, pod: Obj) -> Obj:
         if meta.name(pod) in self.pods:
@@ -123,7 +132,8 @@ class FakeCluster:
         return sorted(n for n, p in self.pods.items() if meta.is_deleting(p))
 
 
-def stateful_set(replicas: int = 3, *, image: str = "v1", **spec: Any) -> Obj:
+def stateful_set(replicas: int = 3, *, image: str = "v1", template: Obj | None = None,
+                 **spec: Any) -> Obj:
     return {"apiVersion": "apps/v1", "kind": "StatefulSet",
             "metadata": {"name": "web", "namespace": "default", "uid": "sts-uid",
                          "generation": 1, "annotations": {"kubernetes.io/change-cause": "v1"}},
@@ -133,8 +143,9 @@ def stateful_set(replicas: int = 3, *, image: str = "v1", **spec: Any) -> Obj:
                      "updateStrategy": {"type": "RollingUpdate",
                                         "rollingUpdate": {"partition": 0}},
                      "revisionHistoryLimit": 10,
-                     "template": {"metadata": {"labels": {"app": "web"}},
-                                  "spec": {"containers": [{"name": "c", "image": image}]}},
+                     "template": template or {
+                         "metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "c", "image": image}]}},
                      **spec},
             "status": {}}
 
@@ -258,6 +269,50 @@ async def test_a_deleted_pod_comes_back_under_its_name() -> None:
     assert c.names() == ["web-0", "web-1", "web-2"]
     assert meta.uid(c.pods["web-0"]) != uid
     assert c.pods["web-0"]["spec"]["hostname"] == "web-0"
+
+
+WWW = {"metadata": {"name": "www", "labels": {"tier": "data"}},
+       "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+
+
+async def test_each_ordinal_gets_its_own_claim_before_its_pod_and_keeps_it() -> None:
+    c = FakeCluster()
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": {
+        "containers": [{"name": "c", "image": "v1",
+                        "volumeMounts": [{"name": "www", "mountPath": "/data"}]}],
+        "volumes": [{"name": "www", "emptyDir": {}}, {"name": "other", "emptyDir": {}}]}}
+    sts = await up(c, stateful_set(template=template, volumeClaimTemplates=[WWW]))
+    assert sorted(c.claims) == ["www-web-0", "www-web-1", "www-web-2"]
+    claim = c.claims["www-web-1"]
+    assert claim["metadata"]["labels"] == {"tier": "data", "app": "web"}
+    assert claim["spec"] == WWW["spec"] and "ownerReferences" not in claim["metadata"]
+    volumes = c.pods["web-1"]["spec"]["volumes"]
+    assert volumes == [{"name": "other", "emptyDir": {}},
+                       {"name": "www", "persistentVolumeClaim": {"claimName": "www-web-1"}}]
+    # The pod made again under its name mounts the same claim.
+    await c.delete_pod(c.pods["web-1"])
+    c.finish()
+    sts = await up(c, sts)
+    assert c.pods["web-1"]["spec"]["volumes"][-1]["persistentVolumeClaim"] == {
+        "claimName": "www-web-1"}
+    assert len(c.claims) == 3
+
+
+async def test_claim_retention_policy_names_the_owner_for_the_collector() -> None:
+    c = FakeCluster()
+    policy = {"whenDeleted": "Delete", "whenScaled": "Delete"}
+    sts = await up(c, stateful_set(volumeClaimTemplates=[WWW],
+                                   persistentVolumeClaimRetentionPolicy=policy))
+    owners = c.claims["www-web-0"]["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["name"], o["controller"]) for o in owners] == [
+        ("StatefulSet", "web", False)]
+    sts["spec"]["replicas"] = 2
+    await sync(c, sts)
+    assert c.terminating() == ["web-2"]
+    owners = c.claims["www-web-2"]["metadata"]["ownerReferences"]
+    assert [o["kind"] for o in owners] == ["StatefulSet", "Pod"]
+    assert "Pod" not in [o["kind"] for o in c.claims["www-web-1"]["metadata"][
+        "ownerReferences"]]
 
 
 async def test_a_failed_pod_is_made_again() -> None:

@@ -13,7 +13,7 @@ import time
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
-from netplane.cluster.client import Client, Informer, NotFound
+from netplane.cluster.client import AlreadyExists, Client, Informer, NotFound
 from netplane.cluster.controllers.queue import WorkQueue
 from netplane.cluster.controllers.shared import owned_by
 from netplane.cluster.events import Reason, Recorder
@@ -72,6 +72,25 @@ class ApiCluster:
             return out
         self.pod_writes.removed(out)
         return None
+
+    async def ensure_claim(self, claim: Obj) -> None:
+        try:
+            await self.client.create(resources.PERSISTENTVOLUMECLAIM, claim,
+                                     meta.namespace(claim))
+        except AlreadyExists:
+            pass  # kept from an earlier pod of the ordinal: its data stays
+
+    async def own_claim(self, namespace: str, name: str, owner: Obj) -> None:
+        try:
+            claim = await self.client.get(resources.PERSISTENTVOLUMECLAIM, name, namespace)
+        except NotFound:
+            return
+        refs = list(meta.meta(claim).get("ownerReferences") or [])
+        if any(r.get("uid") == meta.uid(owner) for r in refs):
+            return
+        refs.append(meta.owner_ref(owner, controller=False))
+        await self.client.patch(resources.PERSISTENTVOLUMECLAIM, name,
+                                {"metadata": {"ownerReferences": refs}}, namespace)
 
     async def patch_pod_labels(self, pod: Obj, labels: dict[str, str]) -> Obj:
         out = await self.client.patch(resources.POD, meta.name(pod),

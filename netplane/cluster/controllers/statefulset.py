@@ -11,7 +11,12 @@ highest ordinal down to ``partition``, one at a time (or ``maxUnavailable``
 at a time when set), ``OnDelete`` only pods someone deleted. A deleted or
 failed pod is made again under the same name.
 
-``volumeClaimTemplates`` are kept but not acted on: netplane has no storage.
+Each ``volumeClaimTemplates`` entry gives every ordinal a claim of its own,
+``TEMPLATE-NAME-ORDINAL``, made before its pod and kept across the pod's
+deletion, so the pod made again under the name finds its data;
+``persistentVolumeClaimRetentionPolicy`` Delete makes the set (whenDeleted)
+or the condemned pod (whenScaled) the claim's owner, for the garbage
+collector.
 
 The sync works on a ``Cluster`` (what it reads and writes), so that its steps
 are tested without a server."""
@@ -88,6 +93,7 @@ def new_pod(sts: Obj, template: Obj, ordinal_: int, revision: str) -> Obj:
     labels = {**(md.get("labels") or {}), POD_NAME_LABEL: name,
               POD_INDEX_LABEL: str(ordinal_), HASH_LABEL: revision}
     spec = copy.deepcopy(template.get("spec") or {})
+    with_claims(sts, spec, name)
     spec["hostname"] = name
     if sts["spec"].get("serviceName"):
         spec["subdomain"] = sts["spec"]["serviceName"]
@@ -97,6 +103,48 @@ def new_pod(sts: Obj, template: Obj, ordinal_: int, revision: str) -> Obj:
                          "annotations": dict(md.get("annotations") or {}),
                          "ownerReferences": [meta.owner_ref(sts)]},
             "spec": spec}
+
+
+def claim_name(template: Obj, pod: str) -> str:
+    return f"{(template.get('metadata') or {}).get('name', '')}-{pod}"
+
+
+def retention(sts: Obj, when: str) -> str:
+    policy = sts["spec"].get("persistentVolumeClaimRetentionPolicy") or {}
+    return str(policy.get(when) or "Retain")
+
+
+def new_claims(sts: Obj, pod: str) -> list[Obj]:
+    """kube's getPersistentVolumeClaims: one claim per template for the pod,
+    labelled with the template's labels and the set's selector."""
+    out = []
+    match = (sts["spec"].get("selector") or {}).get("matchLabels") or {}
+    for t in sts["spec"].get("volumeClaimTemplates") or []:
+        md = t.get("metadata") or {}
+        claim: Obj = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                      "metadata": {"name": claim_name(t, pod), "namespace": meta.namespace(sts),
+                                   "labels": {**(md.get("labels") or {}), **match}},
+                      "spec": copy.deepcopy(t.get("spec") or {})}
+        if md.get("annotations"):
+            claim["metadata"]["annotations"] = dict(md["annotations"])
+        if retention(sts, "whenDeleted") == "Delete":
+            claim["metadata"]["ownerReferences"] = [meta.owner_ref(sts, controller=False)]
+        out.append(claim)
+    return out
+
+
+def with_claims(sts: Obj, spec: Obj, pod: str) -> None:
+    """kube's updateStorage: the templates' claims as the pod's volumes,
+    in place of template volumes of the same names."""
+    templates = sts["spec"].get("volumeClaimTemplates") or []
+    if not templates:
+        return
+    names = {(t.get("metadata") or {}).get("name") for t in templates}
+    volumes = [v for v in spec.get("volumes") or [] if v.get("name") not in names]
+    volumes += [{"name": (t.get("metadata") or {}).get("name"),
+                 "persistentVolumeClaim": {"claimName": claim_name(t, pod)}}
+                for t in templates]
+    spec["volumes"] = volumes
 
 
 def identity_labels(sts: Obj, pod: Obj) -> dict[str, str]:
@@ -123,6 +171,8 @@ class Cluster(history.History, Protocol):
     async def create_pod(self, pod: Obj) -> Obj: ...  # raises AlreadyExists
     async def delete_pod(self, pod: Obj) -> Obj | None: ...  # None: removed at once
     async def patch_pod_labels(self, pod: Obj, labels: dict[str, str]) -> Obj: ...
+    async def ensure_claim(self, claim: Obj) -> None: ...  # made unless it exists
+    async def own_claim(self, namespace: str, name: str, owner: Obj) -> None: ...
     async def update_status(self, sts: Obj) -> Obj: ...
     def event(self, sts: Obj, reason: Reason, message: str, *, warning: bool = False) -> None: ...
     def requeue_after(self, sts: Obj, seconds: float) -> None: ...
@@ -277,6 +327,10 @@ class Sync:
             return True
         if self.monotonic and not self._available(pod) and pod is not first_unhealthy:
             return True
+        if retention(self.sts, "whenScaled") == "Delete":
+            # Scaled away: the claim goes with its pod.
+            for t in self.sts["spec"].get("volumeClaimTemplates") or []:
+                await self.c.own_claim(meta.namespace(pod), claim_name(t, meta.name(pod)), pod)
         await self._delete(pod, "condemned")
         return True
 
@@ -309,6 +363,8 @@ class Sync:
                 room -= 1
 
     async def _create(self, pod: Obj) -> Obj:
+        for claim in new_claims(self.sts, meta.name(pod)):
+            await self.c.ensure_claim(claim)
         out = await self.c.create_pod(pod)
         self.c.event(self.sts, Reason.SUCCESSFUL_CREATE,
                      f"create Pod {meta.name(pod)} in StatefulSet {meta.name(self.sts)} "
