@@ -60,7 +60,7 @@ def decode(body: bytes) -> dict[str, Any]:
     type_meta = envelope.get("typeMeta", {})
     api_version, kind = type_meta.get("apiVersion", ""), type_meta.get("kind", "")
     _check_encoding(envelope)
-    message = protoschema.KINDS.get((api_version, kind))
+    message = protoschema.KINDS.get((api_version, kind)) or protoschema.OPTIONS.get(kind)
     if message is None:
         raise ProtobufError(f"the protobuf body holds {api_version or '?'}/{kind or '?'}, "
                             "a kind netplane cannot read from protobuf; send it as JSON")

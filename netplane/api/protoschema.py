@@ -66,6 +66,11 @@ KINDS: dict[tuple[str, str], str] = {
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "authorization.SelfSubjectRulesReview",
 }
 
+# Options kinds that every group-version serves (client-go's typed clients
+# send DeleteOptions under their own group-version, as metav1.AddToGroupVersion
+# registers it there): the message by kind alone.
+OPTIONS: dict[str, str] = {"DeleteOptions": "meta.DeleteOptions"}
+
 SCHEMA = """\
 runtime.Unknown: 1 typeMeta:runtime.TypeMeta!; 2 raw:b; 3 contentEncoding; 4 contentType
 runtime.TypeMeta: 1 apiVersion; 2 kind
@@ -86,6 +91,10 @@ meta.ObjectMeta: 1 name; 2 generateName; 3 namespace; 4 selfLink; 5 uid; 6 resou
     17 managedFields:[meta.ManagedFieldsEntry]
 meta.OwnerReference: 1 kind!; 3 name!; 4 uid!; 5 apiVersion!; 6 controller:bool!;
     7 blockOwnerDeletion:bool!
+meta.DeleteOptions: 1 gracePeriodSeconds:i64!; 2 preconditions:meta.Preconditions;
+    3 orphanDependents:bool!; 4 propagationPolicy!; 5 dryRun:[s];
+    6 ignoreStoreReadErrorWithClusterBreakingPotential:bool!
+meta.Preconditions: 1 uid!; 2 resourceVersion!
 meta.ManagedFieldsEntry: 1 manager; 2 operation; 3 apiVersion; 4 time:time!; 6 fieldsType;
     7 fieldsV1:fv1!; 8 subresource
 core.NamespaceSpec: 1 finalizers:[s]

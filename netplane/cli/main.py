@@ -54,12 +54,14 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     if args.filename:
-        lines = _run(_with_client(args, objects.delete_files, args.filename, args.namespace))
+        lines = _run(_with_client(args, objects.delete_files, args.filename, args.namespace,
+                                  cascade=args.cascade))
     else:
         if not args.kind:
             raise CliError("error: give KIND NAME or -f FILE")
         lines = _run(_with_client(args, objects.delete, args.kind, args.names,
-                                  namespace=args.namespace, grace_period=args.grace_period))
+                                  namespace=args.namespace, grace_period=args.grace_period,
+                                  cascade=args.cascade))
     for line in lines:
         print(line)
     return 0
@@ -208,6 +210,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("-f", "--filename", action="append")
     p.add_argument("--grace-period", type=int, help="seconds; 0 deletes at once")
+    p.add_argument("--cascade", choices=sorted(objects.CASCADE), default="background",
+                   help="what becomes of the dependents: background (deleted after), "
+                        "foreground (deleted first) or orphan (kept)")
     _namespaced(p)
     p.set_defaults(fn=cmd_delete)
 

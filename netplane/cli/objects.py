@@ -132,25 +132,32 @@ async def get(client: Client, kind: str, names: list[str], *, namespace: str | N
                         with_namespace=all_namespaces and res.namespaced)
 
 
+# kubectl's --cascade values and the propagation policy each sends.
+CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan",
+           "true": "Background", "false": "Orphan"}
+
+
 async def delete(client: Client, kind: str, names: list[str], *, namespace: str | None,
-                 grace_period: int | None) -> list[str]:
+                 grace_period: int | None, cascade: str = "background") -> list[str]:
     res = _resource(kind)
     ns = (namespace or "default") if res.namespaced else None
     if not names:
         raise CliError(f"error: resource name may not be empty (netplane delete {kind} NAME)")
     out = []
     for name in names:
-        await client.delete(res, name, ns, grace_period=grace_period)
+        await client.delete(res, name, ns, grace_period=grace_period,
+                            propagation_policy=CASCADE[cascade])
         out.append(f'{res.singular} "{name}" deleted')
     return out
 
 
-async def delete_files(client: Client, sources: list[str], namespace: str | None) -> list[str]:
+async def delete_files(client: Client, sources: list[str], namespace: str | None, *,
+                       cascade: str = "background") -> list[str]:
     out = []
     for src, obj in read_manifests(sources):
         res = _check_locally(src, obj)
         ns = (namespace or meta.namespace(obj) or "default") if res.namespaced else None
-        await client.delete(res, meta.name(obj), ns)
+        await client.delete(res, meta.name(obj), ns, propagation_policy=CASCADE[cascade])
         out.append(f'{_label(res, obj)} deleted')
     return out
 

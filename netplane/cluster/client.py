@@ -172,9 +172,23 @@ class Client:
         return await self.request("PATCH", path, body=patch, content_type=content_type)
 
     async def delete(self, res: Resource, name: str, namespace: str | None = None, *,
-                     grace_period: int | None = None) -> Obj:
-        params = {"gracePeriodSeconds": str(grace_period)} if grace_period is not None else None
-        return await self.request("DELETE", res.object_path(name, namespace), params=params)
+                     grace_period: int | None = None, propagation_policy: str | None = None,
+                     preconditions: dict[str, str] | None = None) -> Obj:
+        """DELETE; with a propagation policy (Orphan, Background, Foreground) or
+        preconditions (uid, resourceVersion) the options go as a DeleteOptions body."""
+        path = res.object_path(name, namespace)
+        if propagation_policy is None and not preconditions:
+            params = {"gracePeriodSeconds": str(grace_period)} \
+                if grace_period is not None else None
+            return await self.request("DELETE", path, params=params)
+        body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if grace_period is not None:
+            body["gracePeriodSeconds"] = grace_period
+        if propagation_policy is not None:
+            body["propagationPolicy"] = propagation_policy
+        if preconditions:
+            body["preconditions"] = preconditions
+        return await self.request("DELETE", path, body=body)
 
     async def bind(self, pod: Obj, node_name: str) -> Obj:
         body = {"apiVersion": "v1", "kind": "Binding",
@@ -221,8 +235,11 @@ class Informer:
     Indexers; by namespace always) find objects without a scan."""
 
     def __init__(self, client: Client, res: Resource, *, namespace: str | None = None,
-                 label_selector: str = "", field_selector: str = "") -> None:
+                 label_selector: str = "", field_selector: str = "",
+                 transform: Callable[[Obj], Obj] | None = None) -> None:
         self.client, self.res = client, res
+        # What is kept of each object (client-go's SetTransform): all of it by default.
+        self.transform = transform
         self.namespace = namespace
         self.label_selector, self.field_selector = label_selector, field_selector
         self.cache: dict[str, Obj] = {}
@@ -295,7 +312,10 @@ class Informer:
         body = await self.client.list(self.res, self.namespace,
                                       label_selector=self.label_selector,
                                       field_selector=self.field_selector)
-        fresh = {meta.namespaced_name(o): o for o in body.get("items", [])}
+        items = body.get("items", [])
+        if self.transform is not None:
+            items = [self.transform(o) for o in items]
+        fresh = {meta.namespaced_name(o): o for o in items}
         old = self.cache
         self.cache = {}
         for index in self._indexes.values():
@@ -316,6 +336,8 @@ class Informer:
         async for kind, obj in self.client.watch(
                 self.res, self.namespace, resource_version=self.resource_version,
                 label_selector=self.label_selector, field_selector=self.field_selector):
+            if self.transform is not None:
+                obj = self.transform(obj)
             key = meta.namespaced_name(obj)
             self.resource_version = obj.get("metadata", {}).get("resourceVersion", "")
             prev = self.cache.get(key)

@@ -477,3 +477,28 @@ def test_init_containers_then_sidecar_and_app_in_kubernetes_order(
     assert [s["name"] for s in status["initContainerStatuses"]] == ["setup", "side"]
     assert status["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
     kubectl("delete", "pod", "ordered")
+
+
+def test_cascade_foreground_waits_for_the_pods_to_stop_on_their_nodes(
+        kubectl: Kubectl) -> None:
+    """The Deployment stays, with its foregroundDeletion finalizer, while its
+    pods stop on their nodes; one pod held by a finalizer after its node has
+    stopped it holds the ReplicaSet and the Deployment too, until released."""
+    kubectl("create", "deployment", "cascade", "--image=netplane/echo", "--replicas=2")
+    wait_for("2 ready replicas of cascade", lambda: kubectl.json("get", "deploy", "cascade").get(
+        "status", {}).get("readyReplicas") == 2, timeout=90)
+    held, free = (p["metadata"]["name"]
+                  for p in kubectl.json("get", "pods", "-l", "app=cascade")["items"])
+    kubectl("patch", "pod", held, "--type=merge",
+            "-p", json.dumps({"metadata": {"finalizers": ["example.com/hold"]}}))
+    kubectl("delete", "deploy", "cascade", "--cascade=foreground", "--wait=false")
+    wait_for("the free pod to go", lambda: kubectl("get", "pod", free, check=False).returncode,
+             timeout=90)
+    wait_for("the held pod stopped by its node", lambda: kubectl.json("get", "pod", held)[
+        "metadata"].get("deletionGracePeriodSeconds") == 0, timeout=90)
+    waiting = kubectl.json("get", "deploy", "cascade")["metadata"]
+    assert waiting["finalizers"] == ["foregroundDeletion"] and waiting["deletionTimestamp"]
+    kubectl("patch", "pod", held, "--type=json",
+            "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]')
+    kubectl("wait", "--for=delete", "deploy/cascade", "--timeout=60s")
+    assert not kubectl.json("get", "rs,pods", "-l", "app=cascade")["items"]

@@ -100,3 +100,22 @@ def test_describe_names_the_fields_netplane_does_not_act_on() -> None:
                                         "template": {"spec": pod["spec"]}}}
     assert ignored_fields(ds) == ["spec.template.spec.priorityClassName",
                                   "spec.template.spec.containers[0].resources"]
+
+
+async def test_delete_cascade_sends_kubectls_policies(cli: Client) -> None:
+    """No collector runs here: what the server keeps shows the policy sent."""
+    for name in ("kept", "held", "gone"):
+        await cli.create(resources.DEPLOYMENT, deployment(name))
+    assert await objects.delete(cli, "deploy", ["kept"], namespace=None, grace_period=None,
+                                cascade="orphan") == ['deployment "kept" deleted']
+    await objects.delete(cli, "deploy", ["held"], namespace=None, grace_period=None,
+                         cascade="foreground")
+    await objects.delete(cli, "deploy", ["gone"], namespace=None, grace_period=None)
+    kept = await cli.get(resources.DEPLOYMENT, "kept", "default")
+    held = await cli.get(resources.DEPLOYMENT, "held", "default")
+    assert (kept["metadata"]["finalizers"], held["metadata"]["finalizers"]) == (
+        ["orphan"], ["foregroundDeletion"])
+    assert [d["metadata"]["name"] for d in
+            (await cli.list(resources.DEPLOYMENT, "default"))["items"]] == ["held", "kept"]
+    args = cli_main.parser().parse_args(["delete", "deploy", "x", "--cascade=orphan"])
+    assert args.cascade == "orphan"

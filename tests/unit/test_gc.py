@@ -1,11 +1,7 @@
 """The garbage collector against a real in-process API server (no other
-controllers run): cascading deletion through ownerReferences, and what it
-must leave alone.
-
-The API server does not take ``propagationPolicy`` on DELETE; orphaning is
-done the other way Kubernetes allows, by removing the dependents'
-ownerReferences before the owner is deleted.
-"""
+controllers run): cascading deletion through ownerReferences with each
+propagation policy, and what it must leave alone. What the API server does
+with a policy on its own is in test_delete_propagation.py."""
 
 from __future__ import annotations
 
@@ -19,10 +15,11 @@ import pytest
 from netplane.api import resources
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
-from netplane.cluster.client import Client, NotFound
+from netplane.cluster.client import Client, Connection, NotFound
 from netplane.cluster.controllers.gc import GarbageCollector
+from netplane.cluster.controllers.gc import collected as gc_kinds
 from netplane.cluster.controllers.shared import Informers
-from tests.unit.test_client import one_controller
+from tests.unit.test_client import Server, one_controller
 
 HANG = 60.0  # only a guard against a hung test
 NS = "default"
@@ -32,11 +29,16 @@ NS = "default"
 class Cluster:
     client: Client
     informers: Informers
+    gc: GarbageCollector
 
     async def until(self, cond: Callable[[], bool]) -> None:
         async with asyncio.timeout(HANG):
             while not cond():
                 await asyncio.sleep(0.01)
+
+    def cached_refs(self, inf_name: str, name: str) -> list[Obj]:
+        obj = getattr(self.informers, inf_name).get(name, NS)
+        return list(obj["metadata"].get("ownerReferences") or []) if obj else []
 
     def cached(self, inf_name: str) -> set[str]:
         inf = getattr(self.informers, inf_name)
@@ -45,6 +47,15 @@ class Cluster:
     async def names(self, res: Resource) -> set[str]:
         items = (await self.client.list(res, NS))["items"]
         return {o["metadata"]["name"] for o in items}
+
+    async def marked(self, res: Resource, name: str) -> Obj:
+        """The object once it has a deletionTimestamp."""
+        async with asyncio.timeout(HANG):
+            while True:
+                obj = await self.client.get(res, name, NS)
+                if obj["metadata"].get("deletionTimestamp"):
+                    return obj
+                await asyncio.sleep(0.02)
 
     async def gone(self, res: Resource, name: str) -> None:
         async with asyncio.timeout(HANG):
@@ -58,8 +69,14 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with one_controller(tmp_path, GarbageCollector) as (client, informers):
-        yield Cluster(client, informers)
+    made: list[GarbageCollector] = []
+
+    def make(client: Client, informers: Informers) -> GarbageCollector:
+        made.append(GarbageCollector(client, informers))
+        return made[0]
+
+    async with one_controller(tmp_path, make) as (client, informers):
+        yield Cluster(client, informers, made[0])
 
 
 def owner_ref(owner: Obj, *, controller: bool = True) -> Obj:
@@ -160,17 +177,22 @@ async def test_a_dependent_with_a_live_or_unknown_owner_is_left_alone(
     c = cluster.client
     gone = await c.create(resources.REPLICASET, replicaset("gone"), NS)
     stays = await c.create(resources.REPLICASET, replicaset("stays"), NS)
-    job_ref = {"apiVersion": "example.com/v1", "kind": "Widget", "name": "j",
-               "uid": "uid-of-a-widget", "controller": True}
-    await c.create(resources.POD, pod("two-owners", owner_ref(gone, controller=False),
-                                      owner_ref(stays)), NS)
-    await c.create(resources.POD, pod("job-pod", job_ref), NS)
+    widget_ref = {"apiVersion": "example.com/v1", "kind": "Widget", "name": "w",
+                  "uid": "uid-of-a-widget", "controller": True}
+    two = await c.create(resources.POD, pod("two-owners", owner_ref(gone, controller=False),
+                                            owner_ref(stays)), NS)
+    widget = await c.create(resources.POD, pod("widget-pod", widget_ref), NS)
     await c.create(resources.POD, pod("only-gone", owner_ref(gone)), NS)
     await cluster.until(lambda: len(cluster.cached("pods")) == 3)
     await c.delete(resources.REPLICASET, "gone", NS)
     await cluster.gone(resources.POD, "only-gone")
-    # One owner still lives; the other kind is not one the collector watches.
-    assert await cluster.names(resources.POD) == {"two-owners", "job-pod"}
+    # One owner still lives: the pod stays and lets go of the one that went.
+    await cluster.until(lambda: [r["name"] for r in cluster.cached_refs("pods", "two-owners")]
+                        == ["stays"])
+    # A kind the server does not serve: nothing is decided about it.
+    await cluster.gc.attempt_to_delete(widget["metadata"]["uid"])
+    await cluster.gc.attempt_to_delete(two["metadata"]["uid"])
+    assert await cluster.names(resources.POD) == {"two-owners", "widget-pod"}
 
 
 async def test_a_dependent_created_after_its_owner_went_is_collected(
@@ -183,3 +205,238 @@ async def test_a_dependent_created_after_its_owner_went_is_collected(
     # A pod made by a controller that had not yet seen the delete.
     await c.create(resources.POD, pod("late", owner_ref(rs)), NS)
     await cluster.gone(resources.POD, "late")
+
+
+# -- each propagation policy on a Deployment -> ReplicaSet -> Pod chain --
+
+HOLD = "example.com/hold"
+
+
+def blocking_ref(owner: Obj) -> Obj:
+    return {**owner_ref(owner), "blockOwnerDeletion": True}
+
+
+async def chain(cluster: Cluster, name: str = "web", pods: int = 2) -> tuple[Obj, Obj]:
+    """A Deployment, its ReplicaSet and its pods, as their controllers link them."""
+    c = cluster.client
+    dep = await c.create(resources.DEPLOYMENT, deployment(name), NS)
+    body = replicaset(f"{name}-1")
+    body["metadata"]["ownerReferences"] = [blocking_ref(dep)]
+    rs = await c.create(resources.REPLICASET, body, NS)
+    for i in range(pods):
+        await c.create(resources.POD, pod(f"{name}-1-{i}", blocking_ref(rs)), NS)
+    await cluster.until(lambda: len(cluster.cached("pods")) >= pods
+                        and f"{name}-1" in cluster.cached("replicasets"))
+    return dep, rs
+
+
+def deletions(cluster: Cluster) -> list[str]:
+    """The kinds and names of objects as their removal reaches the caches."""
+    seen: list[str] = []
+    for inf in (cluster.informers.pods, cluster.informers.replicasets,
+                cluster.informers.deployments):
+        inf.add_handler(lambda prev, cur: seen.append(f"{prev['kind']}/{prev['metadata']['name']}")
+                        if cur is None and prev is not None else None)
+    return seen
+
+
+async def test_background_deletes_the_owner_at_once_then_its_dependents(
+        cluster: Cluster) -> None:
+    await chain(cluster)
+    await cluster.client.delete(resources.DEPLOYMENT, "web", NS, propagation_policy="Background")
+    with pytest.raises(NotFound):
+        await cluster.client.get(resources.DEPLOYMENT, "web", NS)
+    await cluster.gone(resources.REPLICASET, "web-1")
+    for i in range(2):
+        await cluster.gone(resources.POD, f"web-1-{i}")
+
+
+async def test_foreground_keeps_the_owner_until_its_dependents_are_gone(
+        cluster: Cluster) -> None:
+    c = cluster.client
+    await chain(cluster)
+    await c.patch(resources.POD, "web-1-0", {"metadata": {"finalizers": [HOLD]}}, NS)
+    seen = deletions(cluster)
+    await c.delete(resources.DEPLOYMENT, "web", NS, propagation_policy="Foreground")
+    await cluster.gone(resources.POD, "web-1-1")
+    await cluster.marked(resources.POD, "web-1-0")
+    # The pod still held, its ReplicaSet and Deployment wait, marked.
+    for res, name in ((resources.REPLICASET, "web-1"), (resources.DEPLOYMENT, "web")):
+        waiting = await c.get(res, name, NS)
+        assert waiting["metadata"]["deletionTimestamp"]
+        assert waiting["metadata"]["finalizers"] == ["foregroundDeletion"]
+    await c.patch(resources.POD, "web-1-0", {"metadata": {"finalizers": None}}, NS)
+    await cluster.gone(resources.DEPLOYMENT, "web")
+    await cluster.until(lambda: "Deployment/web" in seen)  # the API may answer first
+    assert seen.index("Pod/web-1-0") < seen.index("ReplicaSet/web-1") \
+        < seen.index("Deployment/web")
+    assert not await cluster.names(resources.POD)
+
+
+async def test_orphan_leaves_the_dependents_without_the_owner_reference(
+        cluster: Cluster) -> None:
+    c = cluster.client
+    _, rs = await chain(cluster)
+    await c.delete(resources.DEPLOYMENT, "web", NS, propagation_policy="Orphan")
+    await cluster.gone(resources.DEPLOYMENT, "web")
+    kept = await c.get(resources.REPLICASET, "web-1", NS)
+    assert not kept["metadata"].get("ownerReferences")
+    assert not kept["metadata"].get("deletionTimestamp")
+    for i in range(2):
+        p = await c.get(resources.POD, f"web-1-{i}", NS)
+        assert [r["uid"] for r in p["metadata"]["ownerReferences"]] == [rs["metadata"]["uid"]]
+
+
+async def test_an_orphan_finalizer_set_beforehand_orphans_without_a_policy(
+        cluster: Cluster) -> None:
+    c = cluster.client
+    await chain(cluster)
+    await c.patch(resources.REPLICASET, "web-1", {"metadata": {"finalizers": ["orphan"]}}, NS)
+    await c.delete(resources.REPLICASET, "web-1", NS)
+    await cluster.gone(resources.REPLICASET, "web-1")
+    for i in range(2):
+        p = await c.get(resources.POD, f"web-1-{i}", NS)
+        assert not p["metadata"].get("ownerReferences")
+
+
+async def test_finalizers_of_a_dependent_hold_it_after_a_background_delete(
+        cluster: Cluster) -> None:
+    c = cluster.client
+    await chain(cluster, pods=1)
+    await c.patch(resources.POD, "web-1-0", {"metadata": {"finalizers": [HOLD]}}, NS)
+    await c.delete(resources.DEPLOYMENT, "web", NS)
+    await cluster.gone(resources.REPLICASET, "web-1")
+    held = await cluster.marked(resources.POD, "web-1-0")
+    assert held["metadata"]["finalizers"] == [HOLD]
+    await c.patch(resources.POD, "web-1-0", {"metadata": {"finalizers": None}}, NS)
+    await cluster.gone(resources.POD, "web-1-0")
+
+
+async def test_foreground_waits_only_for_dependents_that_block(cluster: Cluster) -> None:
+    c = cluster.client
+    rs = await c.create(resources.REPLICASET, replicaset("web-1"), NS)
+    blocker = pod("blocker", blocking_ref(rs))
+    blocker["metadata"]["finalizers"] = [HOLD]
+    await c.create(resources.POD, blocker, NS)
+    await c.create(resources.POD, pod("free", owner_ref(rs)), NS)
+    await cluster.until(lambda: cluster.cached("pods") == {"blocker", "free"})
+    await c.delete(resources.REPLICASET, "web-1", NS, propagation_policy="Foreground")
+    # Deleted too, but it does not hold the owner back: the held one does.
+    await cluster.gone(resources.POD, "free")
+    assert (await c.get(resources.REPLICASET, "web-1", NS))["metadata"]["finalizers"] == \
+        ["foregroundDeletion"]
+    await c.patch(resources.POD, "blocker", {"metadata": {"finalizers": None}}, NS)
+    await cluster.gone(resources.REPLICASET, "web-1")
+
+
+async def test_foreground_keeps_a_dependent_that_has_another_owner(cluster: Cluster) -> None:
+    c = cluster.client
+    going = await c.create(resources.REPLICASET, replicaset("going"), NS)
+    stays = await c.create(resources.REPLICASET, replicaset("stays"), NS)
+    await c.create(resources.POD, pod("shared", blocking_ref(going),
+                                      owner_ref(stays, controller=False)), NS)
+    await cluster.until(lambda: cluster.cached("pods") == {"shared"})
+    await c.delete(resources.REPLICASET, "going", NS, propagation_policy="Foreground")
+    await cluster.gone(resources.REPLICASET, "going")
+    shared = await c.get(resources.POD, "shared", NS)
+    assert [r["name"] for r in shared["metadata"]["ownerReferences"]] == ["stays"]
+
+
+async def test_a_dependent_is_kept_while_one_of_its_owners_lives(cluster: Cluster) -> None:
+    c = cluster.client
+    a = await c.create(resources.REPLICASET, replicaset("a"), NS)
+    b = await c.create(resources.REPLICASET, replicaset("b"), NS)
+    await c.create(resources.POD, pod("both", owner_ref(a), owner_ref(b, controller=False)), NS)
+    await cluster.until(lambda: cluster.cached("pods") == {"both"})
+    await c.delete(resources.REPLICASET, "a", NS)
+    await cluster.until(lambda: [r["name"] for r in cluster.cached_refs("pods", "both")] == ["b"])
+    await c.delete(resources.REPLICASET, "b", NS)
+    await cluster.gone(resources.POD, "both")
+
+
+# -- any kind the server serves; namespaces --
+
+async def test_kinds_no_other_controller_watches(cluster: Cluster) -> None:
+    """A ConfigMap owned by a Secret, and one owned by a (cluster-scoped) Node."""
+    c = cluster.client
+    secret = await c.create(resources.SECRET, {"apiVersion": "v1", "kind": "Secret",
+                                               "metadata": {"name": "s"}}, NS)
+    node = await c.create(resources.NODE, {"apiVersion": "v1", "kind": "Node",
+                                           "metadata": {"name": "n1"}})
+    for name, owner in (("of-secret", secret), ("of-node", node)):
+        await c.create(resources.CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap",
+                                             "metadata": {"name": name,
+                                                          "ownerReferences": [owner_ref(owner)]}},
+                       NS)
+    await c.delete(resources.SECRET, "s", NS)
+    await cluster.gone(resources.CONFIGMAP, "of-secret")
+    await c.delete(resources.NODE, "n1")
+    await cluster.gone(resources.CONFIGMAP, "of-node")
+
+
+async def test_an_owner_in_another_namespace_counts_as_gone(cluster: Cluster) -> None:
+    c = cluster.client
+    await c.create(resources.NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
+                                         "metadata": {"name": "other"}})
+    body = replicaset("elsewhere")
+    body["metadata"]["namespace"] = "other"
+    rs = await c.create(resources.REPLICASET, body, "other")
+    await c.create(resources.POD, pod("cross", owner_ref(rs)), NS)
+    await cluster.gone(resources.POD, "cross")
+    # In the owner's own namespace the same reference holds.
+    body = pod("same", owner_ref(rs))
+    body["metadata"]["namespace"] = "other"
+    same = await c.create(resources.POD, body, "other")
+    await cluster.until(lambda: cluster.gc.cached(same["metadata"]["uid"]) is not None)
+    await cluster.gc.attempt_to_delete(same["metadata"]["uid"])
+    assert (await c.get(resources.POD, "same", "other"))["metadata"]["uid"] == \
+        same["metadata"]["uid"]
+
+
+async def test_a_cluster_scoped_object_with_a_namespaced_owner_is_left_alone(
+        cluster: Cluster) -> None:
+    c = cluster.client
+    rs = await c.create(resources.REPLICASET, replicaset("web-1"), NS)
+    await c.delete(resources.REPLICASET, "web-1", NS)
+    role = await c.create(resources.CLUSTERROLE, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "np-test-owned", "ownerReferences": [owner_ref(rs)]}, "rules": []})
+    await cluster.until(lambda: cluster.gc.cached(role["metadata"]["uid"]) is not None)
+    await cluster.gc.attempt_to_delete(role["metadata"]["uid"])
+    assert (await c.get(resources.CLUSTERROLE, "np-test-owned"))["metadata"]["uid"] == \
+        role["metadata"]["uid"]
+
+
+def test_the_collected_kinds_come_from_the_registry_of_kinds() -> None:
+    widget = resources.Resource("Widget", "widgets", "widget", "example.com", "v1", True)
+    kinds = gc_kinds([*resources.ALL, widget])
+    plurals = {(r.group, r.plural) for r in kinds}
+    assert widget in kinds
+    assert {("", "pods"), ("apps", "replicasets"), ("", "configmaps"), ("", "nodes"),
+            ("rbac.authorization.k8s.io", "clusterroles")} <= plurals
+    assert ("", "events") not in plurals and ("events.k8s.io", "events") not in plurals
+    assert not any(r.create_only for r in kinds)
+    assert len(plurals) == len(kinds)
+
+
+async def test_what_went_while_the_collector_was_down_is_collected_when_it_starts(
+        tmp_path: Path) -> None:
+    server = Server(tmp_path)
+    await server.start()
+    try:
+        async with Client(Connection(socket=str(server.cfg.socket))) as c:
+            dep = await c.create(resources.DEPLOYMENT, deployment("web"), NS)
+            await c.create(resources.REPLICASET, replicaset("web-1", dep), NS)
+            await c.delete(resources.DEPLOYMENT, "web", NS)
+            informers = Informers.for_client(c)
+            gc = GarbageCollector(c, informers)
+            tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
+            tasks.append(asyncio.create_task(gc.run()))
+            try:
+                await Cluster(c, informers, gc).gone(resources.REPLICASET, "web-1")
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await server.stop()

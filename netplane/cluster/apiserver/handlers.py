@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from netplane.api import resources, selectors
+from netplane.api import deletion, meta, resources, selectors
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import (
     fieldmanager,
@@ -63,11 +64,16 @@ async def healthz(request: web.Request) -> web.Response:
 # -- resources --
 
 async def _body(request: web.Request) -> Any:
-    from netplane.api import protobuf  # the one place bodies are read
-
+    """The request's object, from JSON, YAML or protobuf (the one place bodies are read)."""
     raw = await request.read()
     if not raw:
         raise status.bad_request("the request has no body")
+    return _decode(request, raw)
+
+
+def _decode(request: web.Request, raw: bytes) -> Any:
+    from netplane.api import protobuf
+
     if request.content_type == protobuf.CONTENT_TYPE:
         try:
             return protobuf.decode(raw)
@@ -127,10 +133,7 @@ async def resource(request: web.Request) -> web.StreamResponse:
         return await nodeproxy.handle(request, registry, target)
     if name is None:
         if method == "DELETE":
-            items = registry.delete_collection(res, _query(request, target),
-                                               grace_period=await _grace(request),
-                                               dry_run=_dry_run(request))
-            return _json(_list_body(res, items, registry.store.revision))
+            return await _delete(request, registry, target)
         if method == "GET":
             if request.query.get("watch") in ("1", "true"):
                 return await _watch(request, registry, target)
@@ -164,8 +167,7 @@ async def resource(request: web.Request) -> web.StreamResponse:
     if method == "POST" and sub == "binding" and ns:
         return _json(registry.bind(ns, name, await _body(request)), 201)
     if method == "DELETE":
-        return _json(registry.delete(res, ns, name, grace_period=await _grace(request),
-                                     dry_run=_dry_run(request)))
+        return await _delete(request, registry, target)
     raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")
 
 
@@ -222,22 +224,45 @@ def _whole_number(request: web.Request, key: str) -> int:
     return int(value)
 
 
-async def _grace(request: web.Request) -> int | None:
-    if "gracePeriodSeconds" in request.query:
-        return _whole_number(request, "gracePeriodSeconds")
-    if request.can_read_body:
-        raw = await request.read()
-        if raw:
-            try:
-                opts = json.loads(raw)
-            except ValueError:
-                return None
-            value = opts.get("gracePeriodSeconds") if isinstance(opts, dict) else None
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise status.bad_request(f"gracePeriodSeconds must be a whole number, not "
-                                         f"{value!r}")
-            return value
-    return None
+async def _delete_options(request: web.Request) -> deletion.DeleteOptions:
+    """DeleteOptions from the body (JSON or protobuf, as kubectl and client-go
+    send them) or, when there is none, from the query parameters."""
+    raw = await request.read() if request.can_read_body else b""
+    try:
+        opts = deletion.options(_decode(request, raw) if raw else None, request.query)
+    except deletion.BadOptions as e:
+        raise status.bad_request(str(e)) from None
+    except deletion.InvalidOptions as e:
+        raise status.invalid("DeleteOptions.meta.k8s.io", "", e.errors) from None
+    if _dry_run(request) and not opts.dry_run:
+        opts = dataclasses.replace(opts, dry_run=True)
+    return opts
+
+
+async def _delete(request: web.Request, registry: Registry,
+                  target: paths.Target) -> web.Response:
+    res, ns, name = target.resource, target.namespace, target.name
+    opts = await _delete_options(request)
+    if name is None:
+        items = registry.delete_collection(res, _query(request, target), options=opts)
+        out = _json(_list_body(res, items, registry.store.revision))
+    else:
+        obj = registry.delete(res, ns, name, options=opts)
+        # 202 when the object stays and the (older) orphanDependents=false asked for a
+        # cascade, as kube-apiserver answers; 200 otherwise.
+        kept = opts.orphan_dependents is False and _still_there(registry, res, obj)
+        out = _json(obj, 202 if kept else 200)
+    for text in deletion.warnings_on_delete(res.api_version, res.kind, opts):
+        out.headers.add("Warning", f'299 - "{text}"')
+    return out
+
+
+def _still_there(registry: Registry, res: resources.Resource, obj: Obj) -> bool:
+    try:
+        return meta.uid(registry.get(res, meta.namespace(obj) or None, meta.name(obj))) \
+            == meta.uid(obj)
+    except status.ApiError:
+        return False
 
 
 # Objects' JSON by identity, each entry holding its object (so an id is not

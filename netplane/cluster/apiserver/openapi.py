@@ -80,6 +80,8 @@ WRITE_PARAMS = (
 DELETE_PARAMS = (
     WRITE_PARAMS[0],
     _q("gracePeriodSeconds", "integer", "Seconds a pod is given to stop; 0 stops it now."),
+    _q("orphanDependents", "boolean",
+       "Deprecated: use propagationPolicy. true orphans the dependents, false deletes them."),
     _q("propagationPolicy", "string", "Orphan, Background or Foreground deletion of dependents."),
 )
 LOG_PARAMS = (

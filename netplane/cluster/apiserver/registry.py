@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from netplane.api import decoding, defaults, meta, resources, schema, storage, validation
+from netplane.api.deletion import DeleteOptions, Propagation
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
 from netplane.api.selectors import EVERYTHING, NO_FIELDS, FieldSelector, Selector
-from netplane.cluster.apiserver import admission, fieldmanager, status
+from netplane.cluster.apiserver import admission, deleting, fieldmanager, status
 from netplane.cluster.apiserver.patch import JSONPatchError, apply_patch
 from netplane.cluster.store import base as store_base
 from netplane.cluster.store.base import EventType, KeyValue, Store
@@ -28,6 +29,8 @@ STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace
 # Kinds whose metadata.generation counts the changes of their spec.
 GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet"}
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public"}
+# How a namespace's contents go when it is deleted, as kube's namespace controller does it.
+NAMESPACE_CONTENT = DeleteOptions(grace_period=0, propagation=Propagation.BACKGROUND)
 
 
 @dataclass(frozen=True)
@@ -260,24 +263,45 @@ class Registry:
         return self._write(resources.POD, None, pod, expected=meta.resource_version(pod))
 
     def delete(self, res: Resource, namespace: str | None, name: str, *,
-               grace_period: int | None = None, dry_run: bool = False) -> Obj:
+               grace_period: int | None = None, dry_run: bool = False,
+               options: DeleteOptions | None = None) -> Obj:
+        """Remove the object, or mark it deleted until its finalizers (and,
+        for a pod, its node) let it go; ``options`` as a DELETE's body has them."""
+        opts = options or DeleteOptions(grace_period=grace_period, dry_run=dry_run)
+        for _ in range(3):  # the object changed between read and write: decide again
+            try:
+                return self._delete_once(res, namespace, name, opts)
+            except store_base.Conflict:
+                continue
+            except store_base.NotFound:
+                raise status.not_found(res.plural, name) from None
+        raise status.conflict(res.plural, name)
+
+    def _delete_once(self, res: Resource, namespace: str | None, name: str,
+                     opts: DeleteOptions) -> Obj:
         obj = self.get(res, namespace, name)
-        if dry_run:
-            return obj
+        deleting.check_preconditions(res, obj, opts)
         if res.kind == "Namespace":
-            return self._delete_namespace(obj)
-        if meta.meta(obj).get("finalizers") or self._graceful(res, obj, grace_period):
-            return self._mark_deleting(res, obj, grace_period)
-        return self._remove(res, obj)
+            return obj if opts.dry_run else self._delete_namespace(obj)
+        outcome = deleting.plan(res, obj, opts)
+        if opts.dry_run or outcome.step is deleting.Step.KEEP:
+            return outcome.obj
+        if outcome.step is deleting.Step.REMOVE:
+            return self._remove(res, obj, expected=meta.resource_version(obj))
+        kv = self.store.update(key_for(res, meta.namespace(obj), meta.name(obj)),
+                               _stored(outcome.obj), expected_revision=meta.resource_version(obj))
+        return _written(outcome.obj, kv)
 
     def delete_collection(self, res: Resource, query: Query, *, grace_period: int | None = None,
-                          dry_run: bool = False) -> builtins.list[Obj]:
+                          dry_run: bool = False,
+                          options: DeleteOptions | None = None) -> builtins.list[Obj]:
         """DELETE on a collection: every object the selectors match."""
         out = []
         for item in self.list(res, query)[0]:
             try:
                 out.append(self.delete(res, meta.namespace(item) or None, meta.name(item),
-                                       grace_period=grace_period, dry_run=dry_run))
+                                       grace_period=grace_period, dry_run=dry_run,
+                                       options=options))
             except status.ApiError as e:
                 if e.code != 404:
                     raise
@@ -392,6 +416,10 @@ class Registry:
             _prune(res, out)
             self._validate(res, out)
             return out
+        added = deleting.new_finalizers_error(old, new)
+        if added:
+            raise status.invalid(res.kind, meta.name(old), [validation.FieldError(
+                "metadata.finalizers", f"Forbidden: {added}", "FieldValueForbidden")])
         if res.kind in STATUS_KINDS and "status" in old:
             new["status"] = copy.deepcopy(old["status"])
         _prune(res, new)
@@ -404,10 +432,9 @@ class Registry:
 
     def _write(self, res: Resource, old: Obj | None, new: Obj, *, expected: int | None) -> Obj:
         key = key_for(res, meta.namespace(new), meta.name(new))
-        if meta.is_deleting(new) and not meta.meta(new).get("finalizers") \
-                and (res.kind != "Pod" or not meta.meta(new).get("deletionGracePeriodSeconds")):
-            return self._remove(res, new)
         try:
+            if deleting.removed_by_update(new):
+                return self._remove(res, new, expected=expected)
             kv = self.store.update(key, _stored(new), expected_revision=expected)
         except store_base.Conflict:
             raise status.conflict(res.plural, meta.name(new)) from None
@@ -415,41 +442,11 @@ class Registry:
             raise status.not_found(res.plural, meta.name(new)) from None
         return _written(new, kv)
 
-    @staticmethod
-    def _graceful(res: Resource, obj: Obj, grace_period: int | None) -> bool:
-        """Pods on a node are stopped by its agent before they disappear."""
-        if res.kind != "Pod" or grace_period == 0:
-            return False
-        if not obj["spec"].get("nodeName"):
-            return False
-        return obj.get("status", {}).get("phase") not in ("Succeeded", "Failed")
-
-    def _mark_deleting(self, res: Resource, obj: Obj, grace_period: int | None) -> Obj:
-        """Sets deletionTimestamp; a pod's deletionGracePeriodSeconds may
-        only shorten after that, as kube's BeforeDelete allows: 0 once its
-        node agent has stopped it (or it never ran), so that an object held
-        by finalizers goes when they are removed."""
-        md = meta.meta(obj)
-        if res.kind != "Pod":
-            if md.get("deletionTimestamp"):
-                return obj
-        else:
-            grace = 0
-            if self._graceful(res, obj, grace_period):
-                grace = obj["spec"].get("terminationGracePeriodSeconds", 30) \
-                    if grace_period is None else grace_period
-            if md.get("deletionTimestamp") and \
-                    grace >= int(md.get("deletionGracePeriodSeconds") or 0):
-                return obj
-            md["deletionGracePeriodSeconds"] = grace
-        md.setdefault("deletionTimestamp", meta.now())
-        kv = self.store.update(key_for(res, meta.namespace(obj), meta.name(obj)), _stored(obj),
-                               expected_revision=None)
-        return _written(obj, kv)
-
-    def _remove(self, res: Resource, obj: Obj) -> Obj:
+    def _remove(self, res: Resource, obj: Obj, *, expected: int | None = None) -> Obj:
+        """Gone from the store; a store Conflict when it is no longer at ``expected``."""
         try:
-            kv = self.store.delete(key_for(res, meta.namespace(obj), meta.name(obj)))
+            kv = self.store.delete(key_for(res, meta.namespace(obj), meta.name(obj)),
+                                   expected_revision=expected)
         except store_base.NotFound:
             raise status.not_found(res.plural, meta.name(obj)) from None
         self.admission.on_delete(res, kv.value)
@@ -464,5 +461,5 @@ class Registry:
             if not res.namespaced:
                 continue
             for item in self.list(res, Query(namespace=name))[0]:
-                self.delete(res, name, meta.name(item), grace_period=0)
+                self.delete(res, name, meta.name(item), options=NAMESPACE_CONTENT)
         return self._remove(resources.NAMESPACE, ns)

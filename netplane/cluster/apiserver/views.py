@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from netplane.api import eventsv1, resources
+from netplane.api.deletion import DeleteOptions
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
 from netplane.cluster.apiserver import status
@@ -70,13 +71,16 @@ class EventsV1(Registry):
                               "events.k8s.io/v1 Events is not supported; apply v1 Events")
 
     def delete(self, res: Resource, namespace: str | None, name: str, *,
-               grace_period: int | None = None, dry_run: bool = False) -> Obj:
-        return eventsv1.from_core(self.inner.delete(CORE, namespace, name, dry_run=dry_run))
+               grace_period: int | None = None, dry_run: bool = False,
+               options: DeleteOptions | None = None) -> Obj:
+        return eventsv1.from_core(self.inner.delete(CORE, namespace, name, dry_run=dry_run,
+                                                    options=options))
 
     def delete_collection(self, res: Resource, query: Query, *, grace_period: int | None = None,
-                          dry_run: bool = False) -> builtins.list[Obj]:
-        return [eventsv1.from_core(o)
-                for o in self.inner.delete_collection(CORE, query, dry_run=dry_run)]
+                          dry_run: bool = False,
+                          options: DeleteOptions | None = None) -> builtins.list[Obj]:
+        return [eventsv1.from_core(o) for o in self.inner.delete_collection(
+            CORE, query, dry_run=dry_run, options=options)]
 
     async def watch(self, res: Resource, query: Query,
                     resource_version: str | None) -> AsyncGenerator[tuple[str, Obj], None]:
