@@ -1,5 +1,9 @@
-"""The built-in ``netplane/echo`` image, run as a container runs it: a
-process of its own, here listening on loopback."""
+"""The built-in ``netplane/echo`` image. Both of its servers, the Python
+module and the C one (``echo.c``, built here from the source as
+``scripts/build-echo.sh`` builds it), take every check, each run as a
+container runs it: a process of its own, here listening on loopback. The
+last table sends both the same raw bytes and wants the same bytes back,
+but for the Date, so that the two cannot drift apart."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,10 +31,21 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LOOPBACK = "127.0.0.1"
 
 
-@pytest.fixture
-def argv() -> list[str]:
-    """How the runtime starts the server."""
-    return [sys.executable, "-m", ECHO_MODULE]
+@pytest.fixture(scope="session")
+def c_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which(os.environ.get("CC", "cc")) is None:
+        pytest.skip("no C compiler (scripts/setup.sh installs one)")
+    out = tmp_path_factory.mktemp("echo") / "netplane-echo"
+    subprocess.run(["bash", str(REPO / "scripts" / "build-echo.sh"), str(out)], check=True)
+    return out
+
+
+@pytest.fixture(params=["python", "c"])
+def argv(request: pytest.FixtureRequest) -> list[str]:
+    """How the runtime starts one or the other server."""
+    if request.param == "python":
+        return [sys.executable, "-m", ECHO_MODULE]
+    return [str(request.getfixturevalue("c_echo"))]
 
 
 @dataclass
@@ -58,12 +74,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(argv: list[str]) -> Echo:
+def start(argv: list[str], who: dict[str, str] = WHO) -> Echo:
     """The server on a free loopback port: another with the same port can
     come in between, so it tries a few."""
     for _ in range(5):
         port = free_port()
-        env = {**WHO, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(port),
+        env = {**who, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(port),
                "NETPLANE_ECHO_ADDRESS": LOOPBACK}
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -115,6 +131,23 @@ def test_keep_alive_post_then_head_then_json(echo: Echo) -> None:
     assert json.loads(resp.read()) == {"pod": "web-0", "ip": "10.244.1.2", "node": "node-1",
                                        "client": LOOPBACK}
     conn.close()
+
+
+def test_json_escapes_as_json_dumps_does(argv: list[str]) -> None:
+    # Non-ASCII, a character beyond the BMP, controls, quotes, and bytes that
+    # are no UTF-8 (os.environ holds them as surrogates).
+    who = {"POD_NAME": 'wéb-\U0001f600-"\\', "POD_IP": "\t\x7f\x01",
+           "NODE_NAME": "\udcff\udce2\udc82-\u20ac-\udcf5\udc80\udc80"}
+    server = start(argv, who)
+    try:
+        conn = server.http()
+        conn.request("GET", "/", headers={"Accept": "application/json"})
+        expected = {"pod": who["POD_NAME"], "ip": who["POD_IP"], "node": who["NODE_NAME"],
+                    "client": LOOPBACK}
+        assert conn.getresponse().read() == json.dumps(expected).encode() + b"\n"
+        conn.close()
+    finally:
+        server.close()
 
 
 def test_many_concurrent_connections(echo: Echo) -> None:
@@ -232,3 +265,82 @@ def test_sigterm_drains_like_go_http_server_shutdown(echo: Echo) -> None:
                                       b"in flight\n"
     for s in (idle, held, queued):
         s.close()
+
+
+# -- the two servers side by side --
+
+HEADERS_99 = b"".join(b"X-%d: y\r\n" % i for i in range(99))
+RAW = {
+    "get": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "http/1.0 closes": b"GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.0\r\n\r\n",
+    "http/1.0 keep-alive": b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                           b"GET / HTTP/1.0\r\n\r\n",
+    "http/0.9": b"GET /\r\n\r\n",
+    "http/0.9 keep-alive": b"GET /\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "connection close": b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "connection close, a space after": b"GET / HTTP/1.1\r\nConnection: close \r\n\r\n"
+                                       b"GET / HTTP/1.1\r\n\r\n",
+    "pipelined": b"GET / HTTP/1.1\r\n\r\nHEAD / HTTP/1.1\r\n\r\n"
+                 b"GET / HTTP/1.1\r\nAccept: application/json\r\n\r\n",
+    "bare newlines": b"GET / HTTP/1.1\nAccept: application/json\n\n",
+    "first accept counts": b"GET / HTTP/1.1\r\nAccept: text/plain\r\naccept: application/json\r\n"
+                           b"\r\n",
+    "folded accept": b"GET / HTTP/1.1\r\nAccept: text/plain,\r\n application/json\r\n\r\n",
+    "not a header line ends them": b"GET / HTTP/1.1\r\nno header\r\nAccept: application/json\r\n"
+                                   b"\r\n",
+    "no header name": b"GET / HTTP/1.1\r\n: x\r\nAccept: application/json\r\n\r\n",
+    "99 headers": b"GET / HTTP/1.1\r\n" + HEADERS_99 + b"\r\n",
+    "100 headers": b"GET / HTTP/1.1\r\n" + HEADERS_99 + b"X: y\r\n\r\n",
+    "100 headers, HEAD": b"HEAD / HTTP/1.1\r\n" + HEADERS_99 + b"X: y\r\n\r\n",
+    "header line too long": b"GET / HTTP/1.1\r\nX: " + b"a" * 65534,
+    "request line too long": b"GET /" + b"a" * 65532,
+    "post then get": b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
+    "post length with spaces": b"POST / HTTP/1.1\r\nContent-Length:  1_0 \r\n\r\n0123456789",
+    "post length folded": b"POST / HTTP/1.1\r\nContent-Length: 2\r\n \r\n\r\nhi",
+    "post length bad": b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    "post length negative": b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\nabc",
+    "post body cut short": b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc",
+    "expect 100-continue": b"POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n"
+                           b"\r\nhi",
+    "expect on http/1.0": b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+                          b"\r\nhi",
+    "expect on http/01.1": b"GET / HTTP/01.1\r\nExpect: 100-continue\r\n\r\n",
+    "put": b"PUT / HTTP/1.1\r\n\r\n",
+    "lower-case get": b"get / HTTP/1.1\r\n\r\n",
+    "latin-1 method": b"G\xe9T / HTTP/1.1\r\n\r\n",
+    "quote in method": b"G'T / HTTP/1.1\r\n\r\n",
+    "bad version": b"GET / HTTP/1\r\n\r\n",
+    "last word no version": b"GET / HTTP/1.1 extra\r\n\r\n",
+    "four words": b"GET / x HTTP/1.1\r\n\r\n",
+    "latin-1 space splits": b"GET /\xa0x HTTP/1.1\r\n\r\n",
+    "http/2": b"GET / HTTP/2.0\r\n\r\n",
+    "http/0.9 put": b"PUT /\r\n\r\n",
+    "one word": b"GET\r\n\r\n",
+    "blank request line": b"\r\nGET / HTTP/1.1\r\n\r\n",
+    "cut short": b"GET / HTTP/1.1\r\nAccept: application/json",
+    "no end of line": b"GET / HTTP/1.1",
+    "nothing": b"",
+}
+
+
+@pytest.fixture(scope="module")
+def both(c_echo: Path) -> Iterator[tuple[Echo, Echo]]:
+    python, c = start([sys.executable, "-m", ECHO_MODULE]), start([str(c_echo)])
+    yield python, c
+    python.close()
+    c.close()
+
+
+def exchange(server: Echo, raw: bytes) -> bytes:
+    """All the server answers to ``raw`` sent at once, then end of file."""
+    with server.connect() as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        answer = recv_all(sock)
+    return re.sub(rb"\r\nDate: [^\r]*\r\n", b"\r\nDate: -\r\n", answer)
+
+
+@pytest.mark.parametrize("case", RAW)
+def test_both_servers_answer_raw_requests_alike(both: tuple[Echo, Echo], case: str) -> None:
+    python, c = (exchange(server, RAW[case]) for server in both)
+    assert c == python

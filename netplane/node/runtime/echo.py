@@ -5,7 +5,10 @@ request with who served it and who asked,
 every UDP datagram on the same port. It shows which backend a service sent
 a client to, and whether the client's address survived the trip (it does
 not when the proxy masqueraded it). Run as
-``python -m netplane.node.runtime.echo``.
+``python -m netplane.node.runtime.echo``; ``echo.c`` beside this module is
+the same server in C, a tenth of the memory, which the runtime runs when
+it is built (``command.entrypoint``). Both must behave alike, to the byte:
+``tests/unit/test_runtime_echo.py`` checks them side by side.
 
 Port: ``$PORT``, else ``$NETPLANE_CONTAINER_PORT`` (the container's first
 ``containerPort``), else 8080; on every address unless
