@@ -21,6 +21,7 @@ from netplane.lab import processes, topology
 from netplane.lab.paths import CONTROL, LabPaths
 from netplane.net import netns, routes
 from netplane.node import registration
+from netplane.node.runtime.process import unmount_under
 
 Say = Callable[[str], None]
 API_PORT = 6443
@@ -215,6 +216,8 @@ def down(lab: LabPaths, *, say: Say) -> None:
         processes.kill_netns_processes(ns)
     topology.remove(every)
     if lab.state_dir.exists():
+        # Pods still running kept their IPC namespace binds and tmpfs volumes.
+        unmount_under(lab.state_dir)
         shutil.rmtree(lab.state_dir)
     if lab.socket.exists():
         lab.socket.unlink()

@@ -278,7 +278,7 @@ class ProcessRuntime:
             if c[0] == pod_uid:
                 del self._children[c]
         # Memory-backed volumes and the IPC namespace's bind go first.
-        _unmount_under(self.pod_dir(pod_uid))
+        unmount_under(self.pod_dir(pod_uid))
         shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
 
     def _launcher_argv(self, *, netns: str, hostname: str, binds: list[Mount],
@@ -391,8 +391,10 @@ def _is_mount_point(path: Path) -> bool:
     return str(path) in _mount_points()
 
 
-def _unmount_under(folder: Path) -> None:
-    """Detaches every mount at or under ``folder``, the deepest first."""
+def unmount_under(folder: Path) -> None:
+    """Detaches every mount at or under ``folder``, the deepest first: a
+    pod's IPC namespace bind and memory-backed volumes (``lab down`` too,
+    for the pods still running when it runs)."""
     prefix = str(folder)
     inside = [p for p in _mount_points() if p == prefix or p.startswith(prefix + "/")]
     for point in sorted(set(inside), key=len, reverse=True):
