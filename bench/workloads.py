@@ -361,8 +361,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     table = Table()
     before = load_average()
-    with lab_for(args.lab) as lab:
-        asyncio.run(run(lab, args, table))
+    try:
+        with lab_for(args.lab) as lab:
+            asyncio.run(run(lab, args, table))
+    except KeyboardInterrupt:
+        if table.rows:
+            table.show()
+        raise SystemExit("interrupted (the lab it brought up is taken down)") from None
     table.add("load average (1/5/15 min) before / after", f"{before} / {load_average()}",
               f"{os.cpu_count()} CPUs")
     table.show()
