@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what netplane needs on a Debian 12 machine: the kernel tools it
 # drives (iproute2, iptables, nftables, conntrack, ipset), the tools users and
-# tests run inside pods (curl, dig), and a virtualenv with the project.
+# tests run inside pods (curl, dig), a C compiler for the netplane/echo
+# image's server, and a virtualenv with the project.
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(iproute2 iptables nftables conntrack ipset dnsutils curl iputils-ping dnsperf dnsmasq-base wrk
-          python3 python3-venv procps psmisc util-linux kmod)
+          python3 python3-venv procps psmisc util-linux kmod gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
@@ -37,6 +38,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[dev]'
     touch "$stamp"
+fi
+# The netplane/echo image's C server, beside the interpreter the runtime
+# starts containers with; without it the runtime runs the Python module.
+echo_bin=.venv/bin/netplane-echo
+if [ ! -x "$echo_bin" ] || [ netplane/node/runtime/echo.c -nt "$echo_bin" ] \
+        || [ scripts/build-echo.sh -nt "$echo_bin" ]; then
+    echo "setup: building $echo_bin"
+    bash scripts/build-echo.sh "$echo_bin"
 fi
 # `netplane` on root's PATH, unless another one is already there.
 link=/usr/local/bin/netplane

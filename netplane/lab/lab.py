@@ -216,7 +216,7 @@ def down(lab: LabPaths, *, say: Say) -> None:
         processes.kill_netns_processes(ns)
     topology.remove(every)
     if lab.state_dir.exists():
-        # Pods' IPC namespace files and memory-backed volumes are mounts.
+        # Pods still running kept their IPC namespace binds and tmpfs volumes.
         unmount_under(lab.state_dir)
         shutil.rmtree(lab.state_dir)
     if lab.socket.exists():

@@ -9,8 +9,8 @@ Every other module of ``netplane.net`` runs its commands through :func:`run`
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import enum
+import functools
 import os
 import subprocess
 from collections.abc import Sequence
@@ -113,8 +113,17 @@ def set_sysctl(key: str, value: str | int, *, netns: str | None = None,
         runner(["sysctl", "-q", "-w", f"{key}={value}"], netns=netns)
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once. ``ctypes.util.find_library`` runs
+    ``ldconfig -p`` each time it is called (the launcher called it nine
+    times per container), so it is asked only when glibc's name fails."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes import util
+
+        return ctypes.CDLL(util.find_library("c"), use_errno=True)
 
 
 def _check(rc: int, what: str) -> None:
@@ -126,18 +135,18 @@ def _check(rc: int, what: str) -> None:
 def setns(target: str | Path | int, nstype: NsType = NsType.NET) -> None:
     """Moves the calling thread into the namespace at a path or an open fd."""
     if isinstance(target, int):
-        _check(_libc().setns(target, int(nstype)), f"setns(fd {target})")
+        _check(libc().setns(target, int(nstype)), f"setns(fd {target})")
         return
     fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _check(_libc().setns(fd, int(nstype)), f"setns({target})")
+        _check(libc().setns(fd, int(nstype)), f"setns({target})")
     finally:
         os.close(fd)
 
 
 def unshare(flags: NsType) -> None:
     """Gives the calling process new namespaces of the given kinds."""
-    _check(_libc().unshare(int(flags)), f"unshare({flags!r})")
+    _check(libc().unshare(int(flags)), f"unshare({flags!r})")
 
 
 def netns_path(name: str) -> Path:

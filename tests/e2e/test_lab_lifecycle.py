@@ -36,6 +36,9 @@ def test_lab_down_removes_everything() -> None:
     assert "removed" in out
     assert not [n for n in _netns() if n.startswith(lab.paths.prefix)]
     assert not lab.paths.state_dir.exists()
+    # The running pods' IPC namespace binds went with them.
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert f" {lab.paths.state_dir}/" not in mounts
     for pid in pids:
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "zombie" in status.read_text().lower()

@@ -9,10 +9,12 @@ Address plan: the lab's defaults (underlay 192.168.56.0/24, pods
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 
 import pytest
 
+from netplane.node.runtime.command import entrypoint
 from tests.e2e.conftest import Lab, wait_for
 from tests.e2e.test_kubectl_lab import Kubectl
 from tests.e2e.test_kubectl_lab import pytestmark as kubectl_marks
@@ -103,7 +105,8 @@ def test_share_process_namespace_or_a_pid_namespace_per_container(kubectl: Kubec
     kubectl("apply", "-f", "-", stdin=json.dumps(pod))
     kubectl("wait", "--for=condition=Ready", "pod/one-pid-space", "--timeout=60s")
     seen = kubectl("exec", "one-pid-space", "-c", "debug", "--", "ps", "-o", "args").stdout
-    assert "netplane.node.runtime.echo" in seen  # the app container's process
+    # The app container's process: the echo server the runtime picked.
+    assert entrypoint("netplane/echo", python=sys.executable)[-1] in seen
     # Without it each container is PID 1 of its own: the other is not there.
     apart = sh(kubectl, "writer", "ps -o pid=,args=").splitlines()
     assert apart[0].split(None, 1) == ["1", "sh -c ipcmk -M 4096 && echo hi > /data/greeting "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from netplane.node.runtime.command import (
+    ECHO_BINARY,
     ECHO_MODULE,
     ImageNotRunnable,
     container_argv,
@@ -38,6 +39,19 @@ def test_echo_image_any_tag_runs_the_echo_module() -> None:
         assert is_echo_image(image)
         assert container_argv({"name": "c", "image": image}, python=PY, env={}) == [
             PY, "-m", ECHO_MODULE]
+
+
+def test_echo_image_runs_the_c_server_where_it_is_built(tmp_path: Path) -> None:
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    binary = python.with_name(ECHO_BINARY)
+    c = {"name": "c", "image": "netplane/echo", "args": ["--verbose"]}
+    module = [str(python), "-m", ECHO_MODULE, "--verbose"]
+    assert container_argv(c, python=str(python), env={}) == module
+    binary.write_bytes(b"")  # there, but not executable: not built
+    assert container_argv(c, python=str(python), env={}) == module
+    binary.chmod(0o755)
+    assert container_argv(c, python=str(python), env={}) == [str(binary), "--verbose"]
 
 
 def test_command_replaces_entrypoint_and_args_are_appended() -> None:

@@ -1,139 +1,346 @@
-"""The built-in ``netplane/echo`` image, served on loopback in-process."""
+"""The built-in ``netplane/echo`` image. Both of its servers, the Python
+module and the C one (``echo.c``, built here from the source as
+``scripts/build-echo.sh`` builds it), take every check, each run as a
+container runs it: a process of its own, here listening on loopback. The
+last table sends both the same raw bytes and wants the same bytes back,
+but for the Date, so that the two cannot drift apart."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import threading
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from netplane.node.runtime.echo import EchoHandler, EchoServer, identity, listen_port
+from netplane.node.runtime.command import ECHO_MODULE
 
+REPO = Path(__file__).resolve().parents[2]
 WHO = {"POD_NAME": "web-0", "POD_IP": "10.244.1.2", "NODE_NAME": "node-1"}
+ANSWER = b"pod=web-0 ip=10.244.1.2 node=node-1 client=127.0.0.1\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LOOPBACK = "127.0.0.1"
+
+
+@pytest.fixture(scope="session")
+def c_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which(os.environ.get("CC", "cc")) is None:
+        pytest.skip("no C compiler (scripts/setup.sh installs one)")
+    out = tmp_path_factory.mktemp("echo") / "netplane-echo"
+    subprocess.run(["bash", str(REPO / "scripts" / "build-echo.sh"), str(out)], check=True)
+    return out
+
+
+@pytest.fixture(params=["python", "c"])
+def argv(request: pytest.FixtureRequest) -> list[str]:
+    """How the runtime starts one or the other server."""
+    if request.param == "python":
+        return [sys.executable, "-m", ECHO_MODULE]
+    return [str(request.getfixturevalue("c_echo"))]
+
+
+@dataclass
+class Echo:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection((LOOPBACK, self.port), timeout=5)
+
+    def http(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(LOOPBACK, self.port, timeout=5)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def start(argv: list[str], who: dict[str, str] = WHO) -> Echo:
+    """The server on a free loopback port: another with the same port can
+    come in between, so it tries a few."""
+    for _ in range(5):
+        port = free_port()
+        env = {**who, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(port),
+               "NETPLANE_ECHO_ADDRESS": LOOPBACK}
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line == f"netplane/echo listening on {LOOPBACK}:{port} (tcp, udp)\n".encode():
+            return Echo(proc, port)
+        Echo(proc, port).close()
+    raise AssertionError(f"{argv} did not start listening")
 
 
 @pytest.fixture
-def server() -> Iterator[int]:
-    handler = type("H", (EchoHandler,), {"who": identity(WHO)})
-    srv = EchoServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv.server_address[1]
-    srv.shutdown()
-    srv.server_close()
+def echo(argv: list[str]) -> Iterator[Echo]:
+    server = start(argv)
+    yield server
+    server.close()
 
 
-def test_any_path_answers_who_served_it(server: int) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=5)
+def recv_all(sock: socket.socket) -> bytes:
+    """Everything until the server closes."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_any_path_answers_who_served_it(echo: Echo) -> None:
+    conn = echo.http()
     for path in ("/", "/some/where?x=1"):
         conn.request("GET", path)
         resp = conn.getresponse()
         assert resp.status == 200
-        assert resp.read() == b"pod=web-0 ip=10.244.1.2 node=node-1 client=127.0.0.1\n"
+        assert resp.getheader("Content-Type") == "text/plain; charset=utf-8"
+        assert resp.read() == ANSWER
     conn.close()
 
 
-def test_keep_alive_post_then_head_then_json(server: int) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=5)
-    conn.request("POST", "/submit", body=b"x" * 1000)
-    assert conn.getresponse().read().startswith(b"pod=web-0")
+def test_keep_alive_post_then_head_then_json(echo: Echo) -> None:
+    conn = echo.http()
+    conn.request("POST", "/submit", body=b"x" * 100_000)
+    assert conn.getresponse().read() == ANSWER
     conn.request("HEAD", "/")
     head = conn.getresponse()
     assert head.status == 200 and head.read() == b""
-    conn.request("GET", "/", headers={"Accept": "application/json"})
+    assert head.getheader("Content-Length") == str(len(ANSWER))
+    conn.request("GET", "/", headers={"Accept": "text/html, application/json"})
     resp = conn.getresponse()
     assert resp.getheader("Content-Type") == "application/json"
     assert json.loads(resp.read()) == {"pod": "web-0", "ip": "10.244.1.2", "node": "node-1",
-                                       "client": "127.0.0.1"}
+                                       "client": LOOPBACK}
     conn.close()
 
 
-def test_many_concurrent_connections(server: int) -> None:
-    conns = [http.client.HTTPConnection("127.0.0.1", server, timeout=5) for _ in range(50)]
+def test_json_escapes_as_json_dumps_does(argv: list[str]) -> None:
+    # Non-ASCII, a character beyond the BMP, controls, quotes, and bytes that
+    # are no UTF-8 (os.environ holds them as surrogates).
+    who = {"POD_NAME": 'wéb-\U0001f600-"\\', "POD_IP": "\t\x7f\x01",
+           "NODE_NAME": "\udcff\udce2\udc82-\u20ac-\udcf5\udc80\udc80"}
+    server = start(argv, who)
+    try:
+        conn = server.http()
+        conn.request("GET", "/", headers={"Accept": "application/json"})
+        expected = {"pod": who["POD_NAME"], "ip": who["POD_IP"], "node": who["NODE_NAME"],
+                    "client": LOOPBACK}
+        assert conn.getresponse().read() == json.dumps(expected).encode() + b"\n"
+        conn.close()
+    finally:
+        server.close()
+
+
+def test_many_concurrent_connections(echo: Echo) -> None:
+    conns = [echo.http() for _ in range(200)]
     for c in conns:
         c.connect()
     for c in conns:
         c.request("GET", "/")
-    assert all(c.getresponse().status == 200 for c in conns)
+    assert all(c.getresponse().read() == ANSWER for c in conns)
     for c in conns:
         c.close()
+
+
+def test_other_methods_are_not_implemented(echo: Echo) -> None:
+    conn = echo.http()
+    conn.request("PUT", "/")
+    resp = conn.getresponse()
+    assert resp.status == 501 and resp.getheader("Connection") == "close"
+    assert b"<p>Message: Unsupported method ('PUT').</p>" in resp.read()
+    conn.close()
+
+
+def test_udp_datagrams_get_the_same_answer(echo: Echo) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(5)
+        client.sendto(b"hi", (LOOPBACK, echo.port))
+        assert client.recv(2048) == ANSWER
+
+
+def test_a_delayed_answer_holds_back_its_connection_only(echo: Echo) -> None:
+    slow = echo.connect()
+    slow.sendall(b"GET /?delay=30 HTTP/1.1\r\n\r\n")
+    fast = echo.http()
+    fast.request("GET", "/?delay=soon")
+    assert fast.getresponse().read() == ANSWER
+    slow.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        slow.recv(1)  # still held back
+    for s in (slow, fast):
+        s.close()
+
+
+def dry_run(argv: list[str], env: dict[str, str], path: str = "/") -> tuple[str, int, float]:
+    """(address, port, delay) as the server would take them."""
+    out = subprocess.run([*argv, "--dry-run", path], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    m = re.fullmatch(r"listen (\S+):(\d+) delay (\S+)\n", out)
+    assert m, out
+    return m[1], int(m[2]), float(m[3])
 
 
 @pytest.mark.parametrize(("env", "port"), [
     ({"PORT": "9000", "NETPLANE_CONTAINER_PORT": "80"}, 9000),
     ({"NETPLANE_CONTAINER_PORT": "80"}, 80),
+    ({"PORT": "junk", "NETPLANE_CONTAINER_PORT": "0081"}, 81),
     ({"PORT": "junk"}, 8080),
+    ({"PORT": ""}, 8080),
     ({}, 8080),
 ])
-def test_listen_port(env: dict[str, str], port: int) -> None:
-    assert listen_port(env) == port
+def test_listen_port(argv: list[str], env: dict[str, str], port: int) -> None:
+    assert dry_run(argv, env) == ("0.0.0.0", port, 0.0)
 
 
-def test_udp_datagrams_get_the_same_answer() -> None:
-    import socket
-    import threading
-
-    from netplane.node.runtime.echo import serve_udp
-
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.bind(("127.0.0.1", 0))
-    threading.Thread(target=serve_udp, args=(server, {"pod": "web-0"}), daemon=True).start()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-        client.settimeout(2)
-        client.sendto(b"hi", server.getsockname())
-        assert client.recv(2048) == b"pod=web-0 client=127.0.0.1\n"
+def test_listen_address_is_an_ipv4_address(argv: list[str]) -> None:
+    assert dry_run(argv, {"NETPLANE_ECHO_ADDRESS": "127.0.0.2"})[0] == "127.0.0.2"
+    refused = subprocess.run([*argv, "--dry-run", "/"], env={"NETPLANE_ECHO_ADDRESS": "localhost"},
+                             capture_output=True, check=False)
+    assert refused.returncode != 0
 
 
 @pytest.mark.parametrize(("path", "seconds"), [
     ("/?delay=0.25", 0.25), ("/x?a=1&delay=2", 2.0), ("/?delay=999", 30.0),
     ("/?delay=-1", 0.0), ("/?delay=soon", 0.0), ("/", 0.0),
+    ("/?delay=1_5", 15.0), ("/?delay=.5", 0.5), ("/?delay=5.", 5.0), ("/?delay=+1e0", 1.0),
+    ("/?delay=inf", 30.0), ("/?delay=-Infinity", 0.0), ("/?delay=nan", 0.0),
+    ("/?delay=0x1", 0.0), ("/?delay=1e", 0.0), ("/?delay=1__0", 0.0), ("/?delay=_1", 0.0),
+    ("/?del%61y=3", 3.0), ("/?delay=&delay=4", 4.0), ("/?delay=4&delay=5", 4.0),
+    ("/?delay", 0.0), ("/?delay=%201.5+", 1.5), ("/?delay=1%2B1", 0.0),
+    ("/?delay=%C2%A02", 2.0), ("/?delay=%C2", 0.0), ("/?delay=1#x", 1.0), ("/#?delay=1", 0.0),
+    ("http://host/p?delay=6", 6.0),
 ])
-def test_delay_parameter(path: str, seconds: float) -> None:
-    from netplane.node.runtime.echo import delay
-
-    assert delay(path) == seconds
+def test_delay_parameter(argv: list[str], path: str, seconds: float) -> None:
+    assert dry_run(argv, {}, path)[2] == seconds
 
 
-def test_drain_answers_requests_in_flight_closes_idle_ones_and_refuses_new() -> None:
-    import socket
-
-    release = threading.Event()
-
-    class Holding(EchoHandler):
-        who = identity(WHO)
-
-        def _answer(self, *, send_body: bool) -> None:
-            if self.path == "/hold":
-                release.wait(5)
-            super()._answer(send_body=send_body)
-
-    srv = EchoServer(("127.0.0.1", 0), Holding)
-    port = srv.server_address[1]
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+def test_sigterm_drains_like_go_http_server_shutdown(echo: Echo) -> None:
+    idle = echo.http()
     idle.request("GET", "/")
-    assert idle.getresponse().read().startswith(b"pod=web-0")
-    held = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    held.request("GET", "/hold")
-    srv.shutdown()
-    # Connected after the server stopped accepting: it waits in the queue.
-    queued = socket.create_connection(("127.0.0.1", port), timeout=5)
-    queued.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    done = threading.Thread(target=srv.drain, daemon=True)
-    done.start()
-    assert queued.recv(4096).startswith(b"HTTP/1.1 200 OK")
-    # The idle kept-alive connection is closed rather than left hanging.
+    assert idle.getresponse().read() == ANSWER
+    # A request in flight: its headers are in (the 100 Continue says so),
+    # its body is not.
+    held = echo.connect()
+    held.sendall(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+    assert held.recv(len(CONTINUE)) == CONTINUE
+    # Connected while the server cannot accept: it waits in the queue.
+    echo.proc.send_signal(signal.SIGSTOP)
+    queued = echo.connect()
+    queued.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    echo.proc.send_signal(signal.SIGTERM)
+    echo.proc.send_signal(signal.SIGCONT)
+    assert queued.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
+    # The idle kept-alive connection is closed rather than left hanging,
+    # after the listener.
     assert idle.sock is not None and idle.sock.recv(1) == b""
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=5)
-    assert done.is_alive()  # still waiting for the request in flight
-    release.set()
-    resp = held.getresponse()
-    assert resp.status == 200 and resp.getheader("Connection") == "close"
-    assert resp.read().startswith(b"pod=web-0")
-    done.join(5)
-    assert not done.is_alive()
-    for c in (idle, held, queued):
-        c.close()
+        echo.connect()
+    assert echo.proc.poll() is None  # still waiting for the request in flight
+    held.sendall(b"body")
+    head, _, body = recv_all(held).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nConnection: close" in head
+    assert body == ANSWER
+    assert echo.proc.wait(timeout=10) == 0
+    assert echo.proc.stdout is not None
+    assert echo.proc.stdout.read() == b"netplane/echo: stopped after finishing the requests " \
+                                      b"in flight\n"
+    for s in (idle, held, queued):
+        s.close()
+
+
+# -- the two servers side by side --
+
+HEADERS_99 = b"".join(b"X-%d: y\r\n" % i for i in range(99))
+RAW = {
+    "get": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "http/1.0 closes": b"GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.0\r\n\r\n",
+    "http/1.0 keep-alive": b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                           b"GET / HTTP/1.0\r\n\r\n",
+    "http/0.9": b"GET /\r\n\r\n",
+    "http/0.9 keep-alive": b"GET /\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "connection close": b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "connection close, a space after": b"GET / HTTP/1.1\r\nConnection: close \r\n\r\n"
+                                       b"GET / HTTP/1.1\r\n\r\n",
+    "pipelined": b"GET / HTTP/1.1\r\n\r\nHEAD / HTTP/1.1\r\n\r\n"
+                 b"GET / HTTP/1.1\r\nAccept: application/json\r\n\r\n",
+    "bare newlines": b"GET / HTTP/1.1\nAccept: application/json\n\n",
+    "first accept counts": b"GET / HTTP/1.1\r\nAccept: text/plain\r\naccept: application/json\r\n"
+                           b"\r\n",
+    "folded accept": b"GET / HTTP/1.1\r\nAccept: text/plain,\r\n application/json\r\n\r\n",
+    "not a header line ends them": b"GET / HTTP/1.1\r\nno header\r\nAccept: application/json\r\n"
+                                   b"\r\n",
+    "no header name": b"GET / HTTP/1.1\r\n: x\r\nAccept: application/json\r\n\r\n",
+    "99 headers": b"GET / HTTP/1.1\r\n" + HEADERS_99 + b"\r\n",
+    "100 headers": b"GET / HTTP/1.1\r\n" + HEADERS_99 + b"X: y\r\n\r\n",
+    "100 headers, HEAD": b"HEAD / HTTP/1.1\r\n" + HEADERS_99 + b"X: y\r\n\r\n",
+    "header line too long": b"GET / HTTP/1.1\r\nX: " + b"a" * 65534,
+    "request line too long": b"GET /" + b"a" * 65532,
+    "post then get": b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
+    "post length with spaces": b"POST / HTTP/1.1\r\nContent-Length:  1_0 \r\n\r\n0123456789",
+    "post length folded": b"POST / HTTP/1.1\r\nContent-Length: 2\r\n \r\n\r\nhi",
+    "post length bad": b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    "post length negative": b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\nabc",
+    "post body cut short": b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc",
+    "expect 100-continue": b"POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n"
+                           b"\r\nhi",
+    "expect on http/1.0": b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+                          b"\r\nhi",
+    "expect on http/01.1": b"GET / HTTP/01.1\r\nExpect: 100-continue\r\n\r\n",
+    "put": b"PUT / HTTP/1.1\r\n\r\n",
+    "lower-case get": b"get / HTTP/1.1\r\n\r\n",
+    "latin-1 method": b"G\xe9T / HTTP/1.1\r\n\r\n",
+    "quote in method": b"G'T / HTTP/1.1\r\n\r\n",
+    "bad version": b"GET / HTTP/1\r\n\r\n",
+    "last word no version": b"GET / HTTP/1.1 extra\r\n\r\n",
+    "four words": b"GET / x HTTP/1.1\r\n\r\n",
+    "latin-1 space splits": b"GET /\xa0x HTTP/1.1\r\n\r\n",
+    "http/2": b"GET / HTTP/2.0\r\n\r\n",
+    "http/0.9 put": b"PUT /\r\n\r\n",
+    "one word": b"GET\r\n\r\n",
+    "blank request line": b"\r\nGET / HTTP/1.1\r\n\r\n",
+    "cut short": b"GET / HTTP/1.1\r\nAccept: application/json",
+    "no end of line": b"GET / HTTP/1.1",
+    "nothing": b"",
+}
+
+
+@pytest.fixture(scope="module")
+def both(c_echo: Path) -> Iterator[tuple[Echo, Echo]]:
+    python, c = start([sys.executable, "-m", ECHO_MODULE]), start([str(c_echo)])
+    yield python, c
+    python.close()
+    c.close()
+
+
+def exchange(server: Echo, raw: bytes) -> bytes:
+    """All the server answers to ``raw`` sent at once, then end of file."""
+    with server.connect() as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        answer = recv_all(sock)
+    return re.sub(rb"\r\nDate: [^\r]*\r\n", b"\r\nDate: -\r\n", answer)
+
+
+@pytest.mark.parametrize("case", RAW)
+def test_both_servers_answer_raw_requests_alike(both: tuple[Echo, Echo], case: str) -> None:
+    python, c = (exchange(server, RAW[case]) for server in both)
+    assert c == python

@@ -5,11 +5,13 @@ Kubernetes semantics: ``command`` replaces the image's entrypoint, ``args``
 are appended to it (or to the entrypoint when there is no ``command``), and
 ``$(VAR)`` in either expands from the container's environment (``$$`` keeps
 a literal ``$``). The only image with a built-in entrypoint is
-``netplane/echo``.
+``netplane/echo``: its C server where ``scripts/setup.sh`` built it (beside
+the interpreter the runtime uses), else the same server in Python.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +21,7 @@ from netplane.api.meta import Obj
 
 ECHO_IMAGE = "netplane/echo"
 ECHO_MODULE = "netplane.node.runtime.echo"
+ECHO_BINARY = "netplane-echo"  # built from echo.c by scripts/build-echo.sh
 PORT_ENV = "NETPLANE_CONTAINER_PORT"
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -55,9 +58,16 @@ def expand(text: str, env: Mapping[str, str]) -> str:
     return _VAR_REF.sub(sub, text)
 
 
+def echo_binary(*, python: str) -> Path | None:
+    """The echo image's C server beside ``python``, when it is built."""
+    path = Path(python).parent / ECHO_BINARY
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
 def entrypoint(image: str, *, python: str) -> list[str]:
     if is_echo_image(image):
-        return [python, "-m", ECHO_MODULE]
+        binary = echo_binary(python=python)
+        return [str(binary)] if binary is not None else [python, "-m", ECHO_MODULE]
     raise ImageNotRunnable(
         f"image {image!r} cannot be run by the process runtime: it only knows "
         f"{ECHO_IMAGE!r}; give the container a 'command' or use the docker runtime")

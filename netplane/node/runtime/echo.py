@@ -5,12 +5,18 @@ request with who served it and who asked,
 every UDP datagram on the same port. It shows which backend a service sent
 a client to, and whether the client's address survived the trip (it does
 not when the proxy masqueraded it). Run as
-``python -m netplane.node.runtime.echo``.
+``python -m netplane.node.runtime.echo``; ``echo.c`` beside this module is
+the same server in C, a tenth of the memory, which the runtime runs when
+it is built (``command.entrypoint``). Both must behave alike, to the byte:
+``tests/unit/test_runtime_echo.py`` checks them side by side.
 
 Port: ``$PORT``, else ``$NETPLANE_CONTAINER_PORT`` (the container's first
-``containerPort``), else 8080. HTTP/1.1 with keep-alive, a thread per
-connection. ``?delay=SECONDS`` (up to 30) holds the answer back: a request
-in flight to watch a rollout or a drain with.
+``containerPort``), else 8080; on every address unless
+``$NETPLANE_ECHO_ADDRESS`` names one (an IPv4 address). HTTP/1.1 with
+keep-alive, a thread per connection. ``?delay=SECONDS`` (up to 30) holds
+the answer back: a request in flight to watch a rollout or a drain with.
+``--dry-run PATH`` prints where it would listen and how long a request for
+PATH would be held, and exits.
 
 On SIGTERM it shuts down as a well-behaved server does (Go's
 ``http.Server.Shutdown``): it serves what is already queued on the listening
@@ -22,9 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -34,7 +42,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_PORT = 8080
+DEFAULT_ADDRESS = "0.0.0.0"
+ADDRESS_ENV = "NETPLANE_ECHO_ADDRESS"
 MAX_DELAY = 30.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def listen_port(env: Mapping[str, str]) -> int:
@@ -42,6 +53,12 @@ def listen_port(env: Mapping[str, str]) -> int:
         if env.get(key, "").isdigit():
             return int(env[key])
     return DEFAULT_PORT
+
+
+def listen_address(env: Mapping[str, str]) -> str:
+    address = env.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+    socket.inet_pton(socket.AF_INET, address)  # an IPv4 address, no name
+    return address
 
 
 def identity(env: Mapping[str, str]) -> dict[str, str]:
@@ -61,9 +78,10 @@ def delay(path: str) -> float:
     """Seconds asked for with ``?delay=``, capped; 0 when absent or bad."""
     values = parse_qs(urlsplit(path).query).get("delay") or ["0"]
     try:
-        return min(max(float(values[0]), 0.0), MAX_DELAY)
+        seconds = float(values[0])
     except ValueError:
         return 0.0
+    return 0.0 if math.isnan(seconds) else min(max(seconds, 0.0), MAX_DELAY)
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -71,6 +89,9 @@ class EchoHandler(BaseHTTPRequestHandler):
     server_version = "netplane-echo/1"
     who: Mapping[str, str] = {}
     server: EchoServer
+
+    def version_string(self) -> str:
+        return self.server_version  # the image's, not the interpreter's ("Python/3.11")
 
     def setup(self) -> None:
         super().setup()
@@ -190,13 +211,18 @@ def serve_udp(sock: socket.socket, who: Mapping[str, str]) -> None:
 def serve(env: Mapping[str, str], stop: threading.Event) -> None:
     who = identity(env)
     handler = type("Handler", (EchoHandler,), {"who": who})
-    port = listen_port(env)
+    address, port = listen_address(env), listen_port(env)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("0.0.0.0", port))
+    udp.bind((address, port))
+    server = EchoServer((address, port), handler)
+    # The threads (and the connections' threads they start) block the stop
+    # signals: the kernel gives a signal to any thread that takes it, and
+    # one taken by another thread leaves the main one asleep in wait().
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     threading.Thread(target=serve_udp, args=(udp, who), daemon=True).start()
-    server = EchoServer(("0.0.0.0", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(f"netplane/echo listening on 0.0.0.0:{port} (tcp, udp)", flush=True)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    print(f"netplane/echo listening on {address}:{port} (tcp, udp)", flush=True)
     stop.wait()
     server.shutdown()
     server.drain()
@@ -204,13 +230,17 @@ def serve(env: Mapping[str, str], stop: threading.Event) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--dry-run":
+        address, port = listen_address(os.environ), listen_port(os.environ)
+        print(f"listen {address}:{port} delay {delay(sys.argv[2]):g}")
+        return
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_signal)
     serve(os.environ, stop)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import enum
 import os
 import shutil
@@ -151,7 +150,7 @@ def exec_env(spec: LaunchSpec) -> dict[str, str]:
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int,
            data: str | None = None) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = nsutil.libc()
     enc = [s.encode() if s is not None else None for s in (source, target, fstype, data)]
     if libc.mount(enc[0], enc[1], enc[2], flags, enc[3]) != 0:
         err = ctypes.get_errno()
@@ -298,7 +297,7 @@ def _make_mount_point(root: str, target: str, overlaid: list[str], own: set[int]
 
 
 def _pivot(root: str) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = nsutil.libc()
     number = SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
         raise LaunchError(f"pivot_root: unknown system call number on {os.uname().machine}")

@@ -392,7 +392,9 @@ def _is_mount_point(path: Path) -> bool:
 
 
 def unmount_under(folder: Path) -> None:
-    """Detaches every mount at or under ``folder``, the deepest first."""
+    """Detaches every mount at or under ``folder``, the deepest first: a
+    pod's IPC namespace bind and memory-backed volumes (``lab down`` too,
+    for the pods still running when it runs)."""
     prefix = str(folder)
     inside = [p for p in mount_points() if p == prefix or p.startswith(prefix + "/")]
     for point in sorted(set(inside), key=len, reverse=True):
