@@ -146,8 +146,10 @@ def test_container_env_and_exit_codes(pod: Pod) -> None:
 def test_stop_pod_kills_even_a_container_that_ignores_sigterm(pod: Pod) -> None:
     web = pod.start(ECHO)
     stubborn = pod.start({"name": "stubborn", "image": "busybox", "command": [
-        "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]})
+        "sh", "-c", "trap '' TERM; echo trapped; while true; do sleep 0.1; done"]})
     wait_for(lambda: curl(pod.node_ns, f"http://{POD_IP}:8080/"), 10)
+    # SIGTERM before the trap is set would end it at once: wait for the trap.
+    wait_for(lambda: pod.log("stubborn") == "trapped\n" or None, 10)
     started = time.monotonic()
     pod.runtime.stop_pod(UID, grace=1.0)
     # The grace period was given (load only makes it longer); no upper bound:
