@@ -24,7 +24,7 @@ from netplane.node.containers import ContainerRecord, should_restart
 from netplane.node.podstatus import is_sidecar
 from netplane.node.runtime import podfiles
 from netplane.node.runtime.process import ContainerStatus, ImageNotRunnable, Mount, ProcessRuntime
-from netplane.node.volumes import NodeFacts, PodVolumes, Sources, VolumeError
+from netplane.node.volumes import TOKEN_SECONDS, NodeFacts, PodVolumes, Sources, VolumeError
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 1.0
@@ -144,7 +144,6 @@ def resolv_settings(pod: Obj, ctx: NodeContext, *,
 
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-TOKEN_SECONDS = 3607  # the kubelet's default for projected service account tokens
 
 
 def service_account_name(pod: Obj) -> str:
@@ -329,8 +328,8 @@ class PodManager:
 
     def _sources(self, pod: Obj) -> Sources:
         async def token(src: Obj) -> str:
-            return await self._token(pod, expiration=int(src.get("expirationSeconds", 3607)),
-                                     audience=src.get("audience"))
+            seconds = int(src.get("expirationSeconds", TOKEN_SECONDS))
+            return await self._token(pod, expiration=seconds, audience=src.get("audience"))
         volumes = self.persistent_volumes
 
         def volume(name: str) -> Obj | None:
