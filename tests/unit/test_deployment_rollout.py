@@ -357,3 +357,17 @@ def test_templates_compare_as_go_does() -> None:
     assert dc.same_template(a, b)
     b["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1"}}
     assert not dc.same_template(a, b)
+
+
+async def test_a_status_behind_a_scale_down_never_scales_an_old_replica_set_up() -> None:
+    """Seen in a 30-replica rollout: the old ReplicaSet was scaled down to 20
+    while its status still counted 21 available; treating the extra one as
+    unhealthy gave a negative scale-down, and the old ReplicaSet grew."""
+    c = FakeCluster()
+    d = deployment(30, image="v2")
+    c.rss["old"] = _rs("old", 20, 21, "2026-01-01T00:00:01Z", "v1")
+    c.rss["new"] = _rs("new", 18, 10, "2026-01-01T00:00:02Z", "v2")
+    with pytest.raises(dc.StaleStatus):
+        await dc.Sync(c, d, list(c.rss.values()), {}).run()
+    assert dc.replicas(c.rss["old"]) == 20
+    assert c.events == []

@@ -52,6 +52,12 @@ PAUSED = "DeploymentPaused"
 RESUMED = "DeploymentResumed"
 
 
+class StaleStatus(Exception):
+    """A ReplicaSet's status counts more available pods than its spec asks
+    for: the status has not caught up with a scale-down, and acting on it
+    would scale up an old ReplicaSet (kube refuses the sync, as here)."""
+
+
 # -- numbers --
 
 def scaled_value(value: Any, total: int, round_up: bool) -> int:
@@ -519,6 +525,9 @@ class Sync:
                 out.append(rs)
                 continue
             down = min(most - done, replicas(rs) - _status(rs, "availableReplicas"))
+            if down < 0:
+                raise StaleStatus(f"{meta.name(rs)}: {replicas(rs)} replicas but "
+                                  f"{_status(rs, 'availableReplicas')} available")
             _, rs = await self._scale_to(rs, replicas(rs) - down)
             done += down
             out.append(rs)
@@ -790,6 +799,8 @@ class DeploymentController:
                 pods.setdefault(str(ref["uid"]), []).append(pod)
         try:
             await Sync(_ApiCluster(self), d, rss, pods).run()
+        except StaleStatus:
+            self.queue.add_after(key, 0.1)  # the ReplicaSet's next status write requeues it too
         except ApiError as e:
             if e.code not in (404, 409):
                 raise

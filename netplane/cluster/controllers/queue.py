@@ -12,13 +12,21 @@ log = logging.getLogger(__name__)
 
 
 class WorkQueue:
+    """A key added while it is being reconciled waits until that reconcile
+    is done (client-go's dirty and processing sets): it goes to the back of
+    the queue then, behind keys that were added meanwhile, and no two
+    reconciles of one key ever overlap."""
+
     def __init__(self) -> None:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._waiting: set[str] = set()
+        self._dirty: set[str] = set()
+        self._processing: set[str] = set()
 
     def add(self, key: str) -> None:
-        if key not in self._waiting:
-            self._waiting.add(key)
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
             self._queue.put_nowait(key)
 
     def add_after(self, key: str, delay: float) -> None:
@@ -26,8 +34,14 @@ class WorkQueue:
 
     async def get(self) -> str:
         key = await self._queue.get()
-        self._waiting.discard(key)
+        self._dirty.discard(key)
+        self._processing.add(key)
         return key
+
+    def done(self, key: str) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._queue.put_nowait(key)
 
 
 async def drain(name: str, queue: WorkQueue, reconcile: Callable[[str], Awaitable[None]]) -> None:
@@ -43,3 +57,5 @@ async def drain(name: str, queue: WorkQueue, reconcile: Callable[[str], Awaitabl
             n = failures[key] = failures.get(key, 0) + 1
             log.debug("%s: reconciling %s failed (%s); retry %d", name, key, e, n)
             queue.add_after(key, min(0.05 * 2 ** n, 10.0))
+        finally:
+            queue.done(key)

@@ -3,9 +3,11 @@ template, and reports how many are ready."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from netplane.api import meta, resources, selectors
 from netplane.api.meta import Obj
@@ -15,6 +17,9 @@ from netplane.cluster.controllers.shared import Informers, owned_by, split_key
 from netplane.cluster.events import Reason, Recorder, Source
 
 log = logging.getLogger(__name__)
+
+# The most pods one reconcile creates or deletes (kube's burstReplicas).
+BURST = 500
 
 
 def active(pod: Obj) -> bool:
@@ -44,6 +49,22 @@ def pod_from_template(rs: Obj) -> Obj:
                      "ownerReferences": [meta.owner_ref(rs)]},
         "spec": template.get("spec") or {},
     }
+
+
+async def slow_start(count: int, create: Callable[[], Awaitable[None]]) -> None:
+    """kube's slowStartBatch: creations in batches of 1, 2, 4, ... at once,
+    so that a failing template costs one request, not ``count``; stops at
+    the first batch with a failure (re-raised)."""
+    done, batch = 0, 1
+    while done < count:
+        size = min(batch, count - done)
+        results = await asyncio.gather(*(create() for _ in range(size)),
+                                       return_exceptions=True)
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
+        done += size
+        batch *= 2
 
 
 def _delete_order(pod: Obj) -> tuple[int, int, str]:
@@ -88,20 +109,24 @@ class ReplicaSetController:
         pods = self._live_pods(rs)
         want = int(rs["spec"].get("replicas", 1))
         if len(pods) < want:
-            for _ in range(want - len(pods)):
-                pod = await self.client.create(resources.POD, pod_from_template(rs))
-                self.created[meta.uid(pod)] = pod
-                self.events.normal(rs, Reason.SUCCESSFUL_CREATE, f"Created pod: {meta.name(pod)}")
+            await slow_start(min(want - len(pods), BURST), lambda: self._create(rs))
         elif len(pods) > want:
-            for pod in sorted(pods, key=_delete_order)[:len(pods) - want]:
-                self.deleted.add(meta.uid(pod))
-                try:
-                    await self.client.delete(resources.POD, meta.name(pod), ns)
-                    self.events.normal(rs, Reason.SUCCESSFUL_DELETE,
-                                       f"Deleted pod: {meta.name(pod)}")
-                except NotFound:
-                    pass
+            doomed = sorted(pods, key=_delete_order)[:min(len(pods) - want, BURST)]
+            await asyncio.gather(*(self._delete(rs, pod) for pod in doomed))
         await self._status(rs, [p for p in self.pods_of(rs) if active(p)])
+
+    async def _create(self, rs: Obj) -> None:
+        pod = await self.client.create(resources.POD, pod_from_template(rs))
+        self.created[meta.uid(pod)] = pod
+        self.events.normal(rs, Reason.SUCCESSFUL_CREATE, f"Created pod: {meta.name(pod)}")
+
+    async def _delete(self, rs: Obj, pod: Obj) -> None:
+        self.deleted.add(meta.uid(pod))
+        try:
+            await self.client.delete(resources.POD, meta.name(pod), meta.namespace(pod))
+            self.events.normal(rs, Reason.SUCCESSFUL_DELETE, f"Deleted pod: {meta.name(pod)}")
+        except NotFound:
+            pass
 
     def _live_pods(self, rs: Obj) -> list[Obj]:
         cached = self.pods_of(rs)
