@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from netplane.net import netns as nsutil
-from netplane.net.netns import Runner
+from netplane.net.netns import Batch, Runner
 
 POD_IFNAME = "eth0"
 BRIDGE_SYSCTLS = Path("/proc/sys/net/bridge")
@@ -40,7 +40,7 @@ class NodeNetwork:
 
     def __init__(self, *, pod_cidr: str, bridge: str = "np0",
                  cluster_cidr: str = "10.244.0.0/16", netns: str | None = None,
-                 runner: Runner = nsutil.run) -> None:
+                 runner: Runner = nsutil.run, batch: Batch = nsutil.batch) -> None:
         self.pod_cidr = ipaddress.IPv4Network(pod_cidr, strict=True)
         self.cluster_cidr = ipaddress.IPv4Network(cluster_cidr, strict=True)
         if not self.pod_cidr.subnet_of(self.cluster_cidr):
@@ -48,6 +48,7 @@ class NodeNetwork:
         self.bridge = bridge
         self.netns = netns
         self._run = runner
+        self._batch_in = batch
 
     @property
     def gateway(self) -> str:
@@ -79,17 +80,25 @@ class NodeNetwork:
         """Wires pod netns ``netns`` to the bridge with ``ip/prefixlen``;
         returns the host-side veth name. Safe to repeat."""
         host_if = host_veth_name(netns)
-        if not self._link_exists(host_if):
-            # The peer is created directly inside the pod netns as eth0, so no
-            # temporary name can clash in the node's netns.
-            self._ip("link", "add", host_if, "type", "veth",
-                     "peer", "name", POD_IFNAME, "netns", netns)
-        self._ip("link", "set", "dev", host_if, "master", self.bridge)
-        self._ip("link", "set", "dev", host_if, "up")
-        # Hairpin lets a pod reach itself through a service VIP (DNAT back
-        # out of the port it came in on).
-        self._ip("link", "set", "dev", host_if, "type", "bridge_slave", "hairpin", "on")
-        self._configure_pod(netns=netns, ip=ip, prefixlen=prefixlen, gateway=gateway)
+        # The peer is created directly inside the pod netns as eth0, so no
+        # temporary name can clash in the node's netns. Hairpin lets a pod
+        # reach itself through a service VIP (DNAT back out of the port it
+        # came in on).
+        ports = [f"link set dev {host_if} master {self.bridge}",
+                 f"link set dev {host_if} up",
+                 f"link set dev {host_if} type bridge_slave hairpin on"]
+        try:
+            self._batch([f"link add {host_if} type veth peer name {POD_IFNAME} netns {netns}",
+                         *ports])
+        except nsutil.CommandError:
+            # Wired before (the agent started again): step by step, as far as missing.
+            if not self._link_exists(host_if):
+                raise
+            self._batch(ports)
+        self._batch(["link set lo up",
+                     f"addr replace {ip}/{prefixlen} dev {POD_IFNAME}",
+                     f"link set {POD_IFNAME} up",
+                     f"route replace default via {gateway} dev {POD_IFNAME}"], netns=netns)
         return host_if
 
     def detach_pod(self, *, netns: str) -> None:
@@ -103,19 +112,12 @@ class NodeNetwork:
         out = self._run(["ip", "-j", "link", "show", "master", self.bridge], netns=self.netns)
         return [str(link["ifname"]) for link in json.loads(out or "[]")]
 
-    def _configure_pod(self, *, netns: str, ip: str, prefixlen: int, gateway: str) -> None:
-        steps = [
-            ["link", "set", "lo", "up"],
-            ["addr", "replace", f"{ip}/{prefixlen}", "dev", POD_IFNAME],
-            ["link", "set", POD_IFNAME, "up"],
-            ["route", "replace", "default", "via", gateway, "dev", POD_IFNAME],
-        ]
-        for step in steps:
-            self._run(["ip", *step], netns=netns)
-
     def _link_exists(self, name: str) -> bool:
         out = self._run(["ip", "-o", "link", "show", "dev", name], netns=self.netns, check=False)
         return bool(out.strip())
+
+    def _batch(self, lines: list[str], netns: str | None = None) -> None:
+        self._batch_in(lines, netns=netns or self.netns)
 
     def _ip(self, *args: str) -> None:
         self._run(["ip", *args], netns=self.netns)

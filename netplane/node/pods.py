@@ -439,7 +439,7 @@ class PodManager:
     def _set_up_network(self, pod: Obj) -> str:
         uid = meta.uid(pod)
         ns = self.ctx.pod_netns(uid)
-        netns.add(ns)
+        netns.add(ns, loopback=False)  # attach_pod brings lo up with the rest
         alloc = self.ipam.allocate(uid)
         self.network.attach_pod(netns=ns, ip=alloc.ip, prefixlen=alloc.prefixlen,
                                 gateway=alloc.gateway)

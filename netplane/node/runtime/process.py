@@ -285,7 +285,8 @@ class ProcessRuntime:
                        env: dict[str, str], cwd: str | None, argv: list[str],
                        ipc: Path | None = None, pid_ns: str | None = None,
                        root: Path | None = None) -> list[str]:
-        out = [self._python, "-m", LAUNCHER_MODULE, "--netns", netns, "--hostname", hostname]
+        # -S: no site-packages scan (a third of its start-up); PYTHONPATH finds netplane.
+        out = [self._python, "-S", "-m", LAUNCHER_MODULE, "--netns", netns, "--hostname", hostname]
         if ipc is not None:
             out += ["--ipc", str(ipc)]
         if pid_ns is not None:
