@@ -5,6 +5,9 @@ Prints one table, measurements beside their targets; not a test.
 - pod startup: 100 pods created at once, create request sent -> the Ready
   event's arrival on a watch (sub-second), p50/p99; also from the API's own
   timestamps (creationTimestamp -> Ready lastTransitionTime, 1 s resolution);
+- the floor under that: the same number of pods wired and their echo
+  servers started with no control plane, the cheapest way the same tools
+  allow (bench/podfloor.py), so the figure above reads against it;
 - Deployment scale 0 -> 100: scale request -> all 100 pods Ready;
 - rolling update of a 30-replica Deployment (maxSurge 25%, maxUnavailable
   25%, an HTTP readiness probe): a ``kubectl set env``-style strategic merge
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import podfloor
 from podmemory import PodMemory, command_name, pod_memory
 from podwatch import PodClock, api_startup_seconds, percentile, surge_and_unavailable
 
@@ -50,7 +54,7 @@ from netplane.api.meta import Obj
 from netplane.api.resources import DEPLOYMENT, NAMESPACE, POD, REPLICASET
 from netplane.cluster.client import Client, Connection, NotFound
 from netplane.lab.paths import LabPaths, check_name
-from netplane.node.runtime.command import ECHO_MODULE
+from netplane.node.runtime.command import ECHO_MODULE, echo_binary
 
 NETPLANE = str(Path(sys.executable).with_name("netplane"))
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -197,6 +201,16 @@ class Bench:
                        rss <= TARGETS["rss_mb"] if target else None)
         self.table.add(f"{what}: PSS", f"{pss:.2f} MB")
 
+    def floor(self, count: int) -> None:
+        """The same number of pods with no control plane (bench/podfloor.py)."""
+        binary = echo_binary(python=sys.executable)
+        echo = [str(binary)] if binary else [sys.executable, "-m", ECHO_MODULE]
+        floor = podfloor.measure(count, echo)
+        self.table.add(f"floor, no control plane: {count} pod netns wired (ip -batch)",
+                       f"{floor.wired:.2f} s")
+        self.table.add(f"floor, no control plane: ... and {count} echo servers listening",
+                       f"{floor.started:.2f} s")
+
     def pod_dir(self, pod: Obj) -> Path:
         node = pod["spec"]["nodeName"]
         return self.lab.node_dir(node) / "runtime" / "pods" / meta.uid(pod)
@@ -311,6 +325,7 @@ async def run(lab: LabPaths, args: argparse.Namespace, table: Table) -> None:
                 names = await bench.startup(args.pods)
                 await bench.memory(names)
                 await bench.delete_pods(names)
+                bench.floor(args.pods)
             if args.python_pods:
                 await bench.python_echo(args.python_pods)
             if args.replicas:

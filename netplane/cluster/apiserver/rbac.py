@@ -94,16 +94,18 @@ def subject_matches(subject: Obj, user: User, binding_namespace: str) -> bool:
 class RBAC:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._revision = -1
+        self._seen: tuple[int, ...] | None = None
         self._objects: dict[str, list[Obj]] = {}
 
     def _snapshot(self) -> dict[str, list[Obj]]:
-        """Roles and bindings, read again when anything was written since."""
-        if self._revision != self.registry.store.revision:
-            self._objects = {r.kind: self.registry.list(r, Query())[0] for r in (
-                resources.ROLE, resources.CLUSTERROLE, resources.ROLEBINDING,
-                resources.CLUSTERROLEBINDING)}
-            self._revision = self.registry.store.revision
+        """Roles and bindings, read again when one of them was written since
+        (any write at all would mean every request of a busy cluster)."""
+        kinds = (resources.ROLE, resources.CLUSTERROLE, resources.ROLEBINDING,
+                 resources.CLUSTERROLEBINDING)
+        seen = tuple(self.registry.writes[r.kind] for r in kinds)
+        if self._seen != seen:
+            self._objects = {r.kind: self.registry.list(r, Query())[0] for r in kinds}
+            self._seen = seen
         return self._objects
 
     def rules_for(self, user: User, namespace: str) -> Iterator[Obj]:

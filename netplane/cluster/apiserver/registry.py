@@ -5,6 +5,7 @@ status-subresource and graceful-deletion rules of Kubernetes."""
 from __future__ import annotations
 
 import builtins
+import collections
 import copy
 import secrets
 import string
@@ -116,6 +117,9 @@ def _stored(obj: Obj) -> Obj:
 class Registry:
     def __init__(self, store: Store, allocators: admission.Allocators) -> None:
         self.store = store
+        # Writes so far by kind: a cache of one kind (RBAC's rules) is stale
+        # only when a write of that kind went through here.
+        self.writes: collections.Counter[str] = collections.Counter()
         self.admission = admission.Admission(allocators)
         self.admission.recover(self._all(resources.SERVICE), self._all(resources.NODE))
 
@@ -158,6 +162,7 @@ class Registry:
             return obj
         try:
             kv = self.store.create(key_for(res, meta.namespace(obj), meta.name(obj)), _stored(obj))
+            self.writes[res.kind] += 1
         except store_base.AlreadyExists:
             undo()
             raise status.already_exists(res.plural, meta.name(obj)) from None
@@ -290,6 +295,7 @@ class Registry:
             return self._remove(res, obj, expected=meta.resource_version(obj))
         kv = self.store.update(key_for(res, meta.namespace(obj), meta.name(obj)),
                                _stored(outcome.obj), expected_revision=meta.resource_version(obj))
+        self.writes[res.kind] += 1
         return _written(outcome.obj, kv)
 
     def delete_collection(self, res: Resource, query: Query, *, grace_period: int | None = None,
@@ -436,6 +442,7 @@ class Registry:
             if deleting.removed_by_update(new):
                 return self._remove(res, new, expected=expected)
             kv = self.store.update(key, _stored(new), expected_revision=expected)
+            self.writes[res.kind] += 1
         except store_base.Conflict:
             raise status.conflict(res.plural, meta.name(new)) from None
         except store_base.NotFound:
@@ -449,6 +456,7 @@ class Registry:
                                    expected_revision=expected)
         except store_base.NotFound:
             raise status.not_found(res.plural, meta.name(obj)) from None
+        self.writes[res.kind] += 1
         self.admission.on_delete(res, kv.value)
         return _out(kv)
 
