@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 RESYNC_SECONDS = 1.0
 # How often a pod waiting for an init container to finish looks again.
 INIT_POLL = 0.1
+STARTING_AT_ONCE = 3
 # postStart has no timeout in the kubelet; a bound here keeps a hung hook
 # from holding the pod's worker for ever.
 POST_START_TIMEOUT = 120.0
@@ -198,6 +199,11 @@ class PodManager:
         self.by_uid: dict[str, Obj] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
         self.wakes: dict[str, asyncio.Event] = {}
+        # New pods set up in turn, a few at a time: when many arrive at once
+        # they would otherwise share the worker threads step by step and all
+        # become ready together at the end; in turn, the first are ready first.
+        self.starting = asyncio.Semaphore(STARTING_AT_ONCE)
+        self.in_turn: set[str] = set()
         self.running = False
 
     def _on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
@@ -280,9 +286,25 @@ class PodManager:
         if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") \
                 and uid not in self.records:
             return True  # finished before this agent started: nothing to run
-        await self._ensure(pod)
+        if uid in self.records:
+            await self._ensure(pod)
+        else:
+            await self.starting.acquire()
+            self.in_turn.add(uid)
+            try:
+                pod = self.by_uid.get(uid)
+                if pod is None or meta.is_deleting(pod):
+                    return False  # deleted while it waited: the next look ends it
+                await self._ensure(pod)
+            finally:
+                self._end_turn(uid)
         await self._report(pod)
         return False
+
+    def _end_turn(self, uid: str) -> None:
+        if uid in self.in_turn:
+            self.in_turn.discard(uid)
+            self.starting.release()
 
     # -- start --
 
@@ -515,6 +537,7 @@ class PodManager:
         self.events.normal(pod, Reason.STARTED, f"Started container {name}", field_path=field)
         hook = (c.get("lifecycle") or {}).get("postStart")
         if hook:
+            self._end_turn(uid)  # a hook may take long: other pods go on meanwhile
             result = await actions.run_hook(hook, c, pod_ip=rec.ip, pid=pid,
                                             timeout=POST_START_TIMEOUT)
             if not result.ok:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 
 from netplane.api import meta, resources, storage
@@ -36,8 +37,10 @@ class Scheduler:
                                             self.volumes.get, self.classes.get)
         self.filters: tuple[FilterPlugin, ...] = (*plugins.DEFAULT_FILTERS, self.volume_binding)
         self.wake = asyncio.Event()
-        # Binds done but not yet seen in the cache, so counts stay right.
+        # Pods decided (bound or being bound) but not yet seen bound in the
+        # cache, so counts stay right.
         self.assumed: dict[str, str] = {}
+        self.binding: set[asyncio.Task[None]] = set()
 
     def _poke(self, prev: Obj | None, cur: Obj | None) -> None:
         self.wake.set()
@@ -50,24 +53,41 @@ class Scheduler:
                 counts[node] = counts.get(node, 0) + 1
         return [NodeInfo(n, counts.get(meta.name(n), 0)) for n in self.nodes.items()]
 
-    async def schedule_one(self, pod: Obj) -> None:
-        decision = schedule(pod, self.node_infos(), self.filters, plugins.DEFAULT_SCORERS)
+    async def schedule_one(self, pod: Obj, infos: list[NodeInfo] | None = None) -> None:
+        """The scheduling cycle: a decision, the pod assumed on its node (so
+        the next decision counts it), then the binding cycle in a task of its
+        own, as kube-scheduler runs it, so that one bind's round trip holds
+        up no other pod."""
+        infos = self.node_infos() if infos is None else infos
+        decision = schedule(pod, infos, self.filters, plugins.DEFAULT_SCORERS)
         if decision.node is None:
             await self._unschedulable(pod, decision.message)
             return
+        self.assumed[meta.uid(pod)] = decision.node
+        for i, info in enumerate(infos):
+            if meta.name(info.node) == decision.node:
+                infos[i] = dataclasses.replace(info, pods=info.pods + 1)
+        task = asyncio.create_task(self._bind(pod, decision.node))
+        self.binding.add(task)
+        task.add_done_callback(self.binding.discard)
+
+    async def _bind(self, pod: Obj, node: str) -> None:
         try:
             # PreBind: claims that waited for this pod learn where it goes.
             for pvc in self.volume_binding.to_provision(pod):
                 await self.client.patch(resources.PERSISTENTVOLUMECLAIM, meta.name(pvc), {
-                    "metadata": {"annotations": {storage.SELECTED_NODE: decision.node}}},
+                    "metadata": {"annotations": {storage.SELECTED_NODE: node}}},
                     meta.namespace(pvc))
-            await self.client.bind(pod, decision.node)
-            self.assumed[meta.uid(pod)] = decision.node
-            log.info("bound %s to %s", meta.namespaced_name(pod), decision.node)
-            self.events.normal(pod, Reason.SCHEDULED, f"Successfully assigned "
-                               f"{meta.namespaced_name(pod)} to {decision.node}")
+            await self.client.bind(pod, node)
         except ApiError as e:
+            # Forgotten, so that the next pass decides again (kube's unreserve).
             log.debug("binding %s failed: %s", meta.namespaced_name(pod), e)
+            self.assumed.pop(meta.uid(pod), None)
+            self.wake.set()
+            return
+        log.info("bound %s to %s", meta.namespaced_name(pod), node)
+        self.events.normal(pod, Reason.SCHEDULED, f"Successfully assigned "
+                           f"{meta.namespaced_name(pod)} to {node}")
 
     async def _unschedulable(self, pod: Obj, message: str) -> None:
         cond = meta.condition(pod, "PodScheduled")
@@ -92,17 +112,18 @@ class Scheduler:
             await asyncio.gather(*(inf.synced.wait() for inf in informers))
             while True:
                 self.wake.clear()
-                bound = {meta.uid(p) for p in self.pods.items()
-                         if p.get("spec", {}).get("nodeName")}
-                self.assumed = {u: n for u, n in self.assumed.items() if u not in bound}
+                waiting = {meta.uid(p) for p in self.pods.items()
+                           if not p.get("spec", {}).get("nodeName")}
+                self.assumed = {u: n for u, n in self.assumed.items() if u in waiting}
+                infos = self.node_infos()
                 for pod in sorted(self.pods.items(),
                                   key=lambda p: p["metadata"].get("creationTimestamp", "")):
                     if _pending(pod) and meta.uid(pod) not in self.assumed:
-                        await self.schedule_one(pod)
+                        await self.schedule_one(pod, infos)
                 try:
                     await asyncio.wait_for(self.wake.wait(), RETRY_SECONDS)
                 except TimeoutError:
                     pass
         finally:
-            for t in tasks:
+            for t in [*tasks, *self.binding]:
                 t.cancel()
