@@ -108,11 +108,13 @@ async def run_in(pid: int, command: list[str], timeout: float) -> tuple[int | No
     try:
         async with asyncio.timeout(timeout):
             out, _ = await proc.communicate()
-    except TimeoutError:
+    except (TimeoutError, asyncio.CancelledError) as e:
         # The group: nsenter's child in the container holds the pipes too.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+        await asyncio.shield(proc.wait())
+        if isinstance(e, asyncio.CancelledError):
+            raise
         return None, ""
     return proc.returncode, out[:MAX_OUTPUT].decode(errors="replace")
 

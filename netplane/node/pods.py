@@ -204,6 +204,7 @@ class PodManager:
         # become ready together at the end; in turn, the first are ready first.
         self.starting = asyncio.Semaphore(STARTING_AT_ONCE)
         self.in_turn: set[str] = set()
+        self.hooks: dict[str, asyncio.Task[actions.Result]] = {}  # postStart, by pod
         self.running = False
 
     def _on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
@@ -215,6 +216,8 @@ class PodManager:
             self.by_uid.pop(meta.uid(obj), None)
         else:
             self.by_uid[meta.uid(cur)] = cur
+        if (cur is None or meta.is_deleting(cur)) and meta.uid(obj) in self.hooks:
+            self.hooks[meta.uid(obj)].cancel()  # its termination need not wait for it
         if prev is not None and cur is not None and cur["spec"].get("volumes") and (
                 meta.labels(prev) != meta.labels(cur)
                 or meta.meta(prev).get("annotations") != meta.meta(cur).get("annotations")):
@@ -483,6 +486,9 @@ class PodManager:
         """Starts the container, or starts it again after an exit as
         ``policy`` says, once its crash-loop back-off allows."""
         uid, name = meta.uid(pod), c["name"]
+        current = self.by_uid.get(uid)
+        if current is None or meta.is_deleting(current):
+            return  # deleted meanwhile (a hook was cut short): nothing more starts
         crec = rec.containers.setdefault(name, ContainerRecord())
         state = self.runtime.container_state(uid, name)
         if state.status is ContainerStatus.RUNNING:
@@ -538,13 +544,26 @@ class PodManager:
         hook = (c.get("lifecycle") or {}).get("postStart")
         if hook:
             self._end_turn(uid)  # a hook may take long: other pods go on meanwhile
-            result = await actions.run_hook(hook, c, pod_ip=rec.ip, pid=pid,
-                                            timeout=POST_START_TIMEOUT)
-            if not result.ok:
+            result = await self._post_start(uid, hook, c, rec.ip, pid)
+            if result is not None and not result.ok:
                 self.events.warning(pod, Reason.FAILED_POST_START_HOOK,
                                     f"PostStartHook failed: {result.message}", field_path=field)
                 crec.kill_reason = "FailedPostStartHook"
                 await self._stop_container(pod, c, _grace(pod))
+
+    async def _post_start(self, uid: str, hook: Obj, c: Obj, ip: str,
+                          pid: int) -> actions.Result | None:
+        """The hook's result; None when the pod's deletion cut it short, as
+        the kubelet cancels a pod's start when it is to be killed."""
+        task = asyncio.create_task(actions.run_hook(hook, c, pod_ip=ip, pid=pid,
+                                                    timeout=POST_START_TIMEOUT))
+        self.hooks[uid] = task
+        try:
+            await asyncio.wait({task})
+        finally:
+            task.cancel()
+            self.hooks.pop(uid, None)
+        return None if task.cancelled() else task.result()
 
     # -- report --
 

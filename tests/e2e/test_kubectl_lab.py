@@ -424,6 +424,33 @@ def test_pre_stop_hook_runs_before_sigterm_and_grace_ends_in_sigkill(
     assert "Killing" in events
 
 
+def test_post_start_hooks_run_and_hung_ones_hold_up_no_other_pod(
+        kubectl: Kubectl, tmp_path: Path) -> None:
+    """The agent sets new pods up a few at a time; a postStart hook that
+    never ends must not keep that turn, or pods behind it would wait."""
+    hooked = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"hooked-{i}"},
+               "spec": {"nodeName": "node-1", "terminationGracePeriodSeconds": 1,
+                        "containers": [{
+                            "name": "main", "image": "busybox",
+                            "command": ["sh", "-c", "while :; do sleep 0.1; done"],
+                            "lifecycle": {"postStart": {"exec": {"command": [
+                                "sh", "-c", f"echo $HOSTNAME > {tmp_path}/$HOSTNAME; "
+                                "sleep 600"]}}}}]}}
+              for i in range(4)]
+    plain = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "behind-the-hooks"},
+             "spec": {"nodeName": "node-1", "containers": [
+                 {"name": "echo", "image": "netplane/echo"}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                  "items": hooked}))
+    wait_for("the hooks to run", lambda: sorted(f.name for f in tmp_path.iterdir())
+             == [f"hooked-{i}" for i in range(4)], timeout=60)
+    assert (tmp_path / "hooked-0").read_text() == "hooked-0\n"
+    kubectl("apply", "-f", "-", stdin=json.dumps(plain))
+    kubectl("wait", "--for=condition=Ready", "pod/behind-the-hooks", "--timeout=60s")
+    kubectl("delete", "pod", "behind-the-hooks", *(f"hooked-{i}" for i in range(4)),
+            "--timeout=60s")
+
+
 def test_liveness_failure_restarts_the_container_then_backs_off(kubectl: Kubectl) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unwell"},
            "spec": {"containers": [{

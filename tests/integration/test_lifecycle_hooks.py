@@ -93,3 +93,21 @@ async def test_sleep_hook_waits_but_not_past_the_grace_period() -> None:
                                    pid=None, timeout=0.1)).ok
     # Bounded by the timeout (the grace left), not the 600 s asked for.
     assert loop.time() - start < 600
+
+
+async def test_a_cancelled_exec_hook_leaves_no_process_behind(
+        container_pid: int, tmp_path: Path) -> None:
+    """A pod deleted during its postStart hook cuts the hook short."""
+    marker = tmp_path / "hook-pid"
+    task = asyncio.create_task(actions.run_hook(
+        {"exec": {"command": ["sh", "-c", f"echo $$ > {marker}; exec sleep 600"]}}, {},
+        pod_ip=LOOPBACK, pid=container_pid, timeout=600))
+    async with asyncio.timeout(30):
+        while not marker.exists() or not marker.read_text().strip():
+            await asyncio.sleep(0.02)
+    hook_pid = int(marker.read_text())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not Path(f"/proc/{hook_pid}").exists() or \
+        Path(f"/proc/{hook_pid}/stat").read_text().split()[2] == "Z"

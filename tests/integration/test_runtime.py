@@ -116,6 +116,18 @@ def test_echo_container_answers_on_its_pod_ip(pod: Pod) -> None:
     assert pod.start(ECHO) == pid
 
 
+def test_a_start_returns_once_the_container_runs_its_command(pod: Pod) -> None:
+    """What a postStart hook or an exec probe joins right after the start is
+    the container (its environment and namespaces), never the launcher."""
+    for i in range(5):
+        pid = pod.start({"name": f"c{i}", "image": "busybox", "command": ["sleep", "600"],
+                         "env": [{"name": "MARK", "value": str(i)}]})
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"MARK={i}".encode() in environ
+        assert f"HOSTNAME={POD_NAME}".encode() in environ
+        assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+
+
 def test_container_sees_the_pods_files_and_hostname(pod: Pod) -> None:
     node_resolv = Path("/etc/resolv.conf").read_bytes()
     node_hostname = socket.gethostname()

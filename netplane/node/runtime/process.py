@@ -37,6 +37,8 @@ Mount = tuple[Path, str, bool]  # node path, container path, read-only
 PID_HOLDER = "pidns.holder"  # the shared PID namespace's holder (not *.pid)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _POLL = 0.05
+# The longest a start waits for the launcher to become the command.
+EXEC_TIMEOUT = 10.0
 
 
 class ContainerStatus(enum.Enum):
@@ -214,7 +216,9 @@ class ProcessRuntime:
             binds=[(resolv_conf, "/etc/resolv.conf", False), (hosts, "/etc/hosts", False),
                    *mounts],
             env=full_env, cwd=container.get("workingDir"), argv=argv)
-        return self._spawn(pod_uid, name, launcher, stdin=bool(container.get("stdin")))
+        pid = self._spawn(pod_uid, name, launcher, stdin=bool(container.get("stdin")))
+        wait_for_exec(self._children[(pod_uid, name)], launcher)
+        return pid
 
     def container_state(self, pod_uid: str, container_name: str) -> ContainerState:
         proc = self._children.get((pod_uid, container_name))
@@ -400,6 +404,25 @@ def unmount_under(folder: Path) -> None:
     inside = [p for p in mount_points() if p == prefix or p.startswith(prefix + "/")]
     for point in sorted(set(inside), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def wait_for_exec(proc: subprocess.Popen[bytes], launcher: list[str],
+                  timeout: float = EXEC_TIMEOUT) -> None:
+    """Until the launcher has set the container up and become its command
+    (or has ended), as a runtime's start returns only then: a postStart hook
+    or an exec probe run earlier would join the launcher's namespaces and
+    environment, not the container's. An empty command line is an exec under
+    way (the kernel sets the new one last), not yet the container."""
+    before = "\0".join(launcher).encode() + b"\0"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            now = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if now and now != before:
+            return
+        time.sleep(0.001)
 
 
 def init_pid(pid: int, wait: float = 1.0) -> int:
