@@ -380,7 +380,7 @@ class PodManager:
         try:
             if len(rec.volumes.paths) < len(pod["spec"].get("volumes") or []):
                 await rec.volumes.set_up()
-            elif rec.stale_volumes:
+            elif rec.stale_volumes or time.time() >= rec.volumes.tokens_due:
                 rec.stale_volumes = False
                 await rec.volumes.refresh()
         except VolumeError as e:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,26 @@ def test_secret_and_projected_sources(tmp_path: Path) -> None:
     assert (one / "level").read_text() == "1" and (one / "db" / "pw").read_text() == "s3cret"
     assert (one / "labels").read_text() == 'app="web"\ntier="front"'
     assert (one / "token").read_text() == "eyJ.token" and tokens[0]["audience"] == "vault"
+
+
+async def test_projected_tokens_are_due_again_at_80_percent_of_their_life(
+        tmp_path: Path) -> None:
+    issued = iter(["short-1", "long-1", "short-2", "long-2"])
+
+    async def token(src: Obj) -> str:
+        return next(issued)
+
+    pod = {**POD, "spec": {**POD["spec"], "volumes": [{"name": "t", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "short", "expirationSeconds": 600}},
+        {"serviceAccountToken": {"path": "long", "expirationSeconds": 7200}}]}}]}}
+    vols = PodVolumes(pod, tmp_path / "volumes", dataclasses.replace(_sources(), token=token),
+                      FACTS)
+    before = time.time()
+    await vols.set_up()
+    assert before + 480 <= vols.tokens_due <= time.time() + 480  # the shorter one counts
+    assert await vols.refresh() == ["t"]
+    assert (vols.paths["t"] / "short").read_text() == "short-2"
+    assert (vols.paths["t"] / "long").read_text() == "long-2"
 
 
 def test_mounts_subpath_and_read_only_projections(tmp_path: Path) -> None:
