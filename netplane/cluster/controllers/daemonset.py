@@ -21,14 +21,13 @@ from typing import Protocol
 
 from netplane.api import meta, resources, scheduling
 from netplane.api.meta import Obj
-from netplane.cluster.client import AlreadyExists, ApiError, Client, NotFound
+from netplane.cluster.client import AlreadyExists, Client, NotFound
 from netplane.cluster.controllers import history
 from netplane.cluster.controllers.deployment import scaled_value
-from netplane.cluster.controllers.owned import ApiCluster, OwnWrites
-from netplane.cluster.controllers.queue import WorkQueue, drain
+from netplane.cluster.controllers.owned import OwnerController
 from netplane.cluster.controllers.replicaset import available
-from netplane.cluster.controllers.shared import Informers, owned_by, split_key
-from netplane.cluster.events import Reason, Recorder, Source
+from netplane.cluster.controllers.shared import Informers
+from netplane.cluster.events import Reason
 
 HASH_LABEL = history.HASH_LABEL
 GENERATION_LABEL = "pod-template-generation"
@@ -504,31 +503,12 @@ def _node_placement(node: Obj) -> tuple[object, ...]:
             [t["key"] for t in scheduling.condition_taints(node)])
 
 
-class DaemonSetController:
+class DaemonSetController(OwnerController):
+    name = "daemonset"
+
     def __init__(self, client: Client, informers: Informers) -> None:
-        self.client, self.inf = client, informers
-        self.events = Recorder(client, Source("daemonset-controller"))
-        self.queue = WorkQueue()
-        self.pod_writes = OwnWrites(informers.pods)
-        self.revision_writes = OwnWrites(informers.controllerrevisions)
-        self.cluster = ApiCluster(client, resources.DAEMONSET, pods=self.pod_writes,
-                                  revisions=self.revision_writes, events=self.events,
-                                  queue=self.queue)
-        informers.daemonsets.add_handler(self._on_ds)
-        informers.pods.add_handler(self._on_owned)
-        informers.controllerrevisions.add_handler(self._on_owned)
+        super().__init__(client, informers, resources.DAEMONSET, informers.daemonsets)
         informers.nodes.add_handler(self._on_node)
-
-    def _on_ds(self, prev: Obj | None, cur: Obj | None) -> None:
-        obj = cur or prev
-        if obj is not None:
-            self.queue.add(meta.namespaced_name(obj))
-
-    def _on_owned(self, prev: Obj | None, cur: Obj | None) -> None:
-        for obj in (prev, cur):
-            ref = meta.controller_of(obj) if obj else None
-            if obj and ref and ref.get("kind") == "DaemonSet":
-                self.queue.add(f"{meta.namespace(obj)}/{ref['name']}")
 
     def _on_node(self, prev: Obj | None, cur: Obj | None) -> None:
         if prev is not None and cur is not None and _node_placement(prev) == _node_placement(cur):
@@ -536,21 +516,5 @@ class DaemonSetController:
         for ds in self.inf.daemonsets.items():
             self.queue.add(meta.namespaced_name(ds))
 
-    async def reconcile(self, key: str) -> None:
-        ns, name = split_key(key)
-        ds = self.inf.daemonsets.get(name, ns)
-        if ds is None:
-            return
-        pods = self.pod_writes.view(
-            [p for p in self.inf.pods.in_namespace(ns) if owned_by(p, ds)], ds)
-        revisions = self.revision_writes.view(
-            [r for r in self.inf.controllerrevisions.in_namespace(ns) if owned_by(r, ds)], ds)
-        try:
-            await Sync(self.cluster, ds, self.inf.nodes.items(), pods, revisions).run()
-        except ApiError as e:
-            if e.code not in (404, 409):
-                raise
-            self.queue.add_after(key, 0.1)  # a stale cache: again once it has caught up
-
-    async def run(self) -> None:
-        await drain("daemonset", self.queue, self.reconcile)
+    async def sync(self, owner: Obj, pods: list[Obj], revisions: list[Obj]) -> None:
+        await Sync(self.cluster, owner, self.inf.nodes.items(), pods, revisions).run()

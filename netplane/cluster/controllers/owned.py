@@ -1,5 +1,6 @@
-"""What the DaemonSet and StatefulSet controllers write through the API:
-their pods and ControllerRevisions, their status, events and requeues.
+"""What the DaemonSet and StatefulSet controllers share: their writes
+through the API (pods and ControllerRevisions, status, events, requeues)
+and the controller around their syncs (handlers, queue, reconcile).
 
 Their own writes are laid over the informers' caches until the caches have
 caught up (what client-go's controller expectations are for): a pod just
@@ -13,10 +14,10 @@ import time
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
-from netplane.cluster.client import AlreadyExists, Client, Informer, NotFound
-from netplane.cluster.controllers.queue import WorkQueue
-from netplane.cluster.controllers.shared import owned_by
-from netplane.cluster.events import Reason, Recorder
+from netplane.cluster.client import AlreadyExists, ApiError, Client, Informer, NotFound
+from netplane.cluster.controllers.queue import WorkQueue, drain
+from netplane.cluster.controllers.shared import Informers, owned_by, split_key
+from netplane.cluster.events import Reason, Recorder, Source
 
 
 class OwnWrites:
@@ -127,3 +128,62 @@ class ApiCluster:
 
     def requeue_after(self, obj: Obj, seconds: float) -> None:
         self.queue.add_after(meta.namespaced_name(obj), seconds)
+
+
+class OwnerController:
+    """A controller of one kind that owns pods and ControllerRevisions:
+    an owner is reconciled when it or one of its objects changes; a sync
+    sees the cache with the controller's own writes laid over it."""
+
+    name = ""  # as the event source and the logs name it, e.g. "daemonset"
+
+    def __init__(self, client: Client, informers: Informers, resource: Resource,
+                 owners: Informer) -> None:
+        self.client, self.inf, self.owners = client, informers, owners
+        self.kind = resource.kind
+        self.events = Recorder(client, Source(f"{self.name}-controller"))
+        self.queue = WorkQueue()
+        self.pod_writes = OwnWrites(informers.pods)
+        self.revision_writes = OwnWrites(informers.controllerrevisions)
+        self.cluster = ApiCluster(client, resource, pods=self.pod_writes,
+                                  revisions=self.revision_writes, events=self.events,
+                                  queue=self.queue)
+        owners.add_handler(self._on_owner)
+        informers.pods.add_handler(self._on_owned)
+        informers.controllerrevisions.add_handler(self._on_owned)
+
+    def _on_owner(self, prev: Obj | None, cur: Obj | None) -> None:
+        obj = cur or prev
+        if obj is not None:
+            self.queue.add(meta.namespaced_name(obj))
+
+    def _on_owned(self, prev: Obj | None, cur: Obj | None) -> None:
+        for obj in (prev, cur):
+            ref = meta.controller_of(obj) if obj else None
+            if obj and ref and ref.get("kind") == self.kind:
+                self.queue.add(f"{meta.namespace(obj)}/{ref['name']}")
+
+    async def sync(self, owner: Obj, pods: list[Obj], revisions: list[Obj]) -> None:
+        raise NotImplementedError
+
+    async def reconcile(self, key: str) -> None:
+        ns, name = split_key(key)
+        owner = self.owners.get(name, ns)
+        if owner is None:
+            return
+        pods = self.pod_writes.view(
+            [p for p in self.inf.pods.in_namespace(ns) if owned_by(p, owner)], owner)
+        revisions = self.revision_writes.view(
+            [r for r in self.inf.controllerrevisions.in_namespace(ns) if owned_by(r, owner)],
+            owner)
+        try:
+            await self.sync(owner, pods, revisions)
+        except AlreadyExists:
+            raise  # a pod of that name is still going, or not ours: retried with backoff
+        except ApiError as e:
+            if e.code not in (404, 409):
+                raise
+            self.queue.add_after(key, 0.1)  # a stale cache: again once it has caught up
+
+    async def run(self) -> None:
+        await drain(self.name, self.queue, self.reconcile)

@@ -29,14 +29,13 @@ from typing import Protocol
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
-from netplane.cluster.client import AlreadyExists, ApiError, Client, NotFound
+from netplane.cluster.client import Client, NotFound
 from netplane.cluster.controllers import history
 from netplane.cluster.controllers.deployment import scaled_value
-from netplane.cluster.controllers.owned import ApiCluster, OwnWrites
-from netplane.cluster.controllers.queue import WorkQueue, drain
+from netplane.cluster.controllers.owned import OwnerController
 from netplane.cluster.controllers.replicaset import available
-from netplane.cluster.controllers.shared import Informers, owned_by, split_key
-from netplane.cluster.events import Reason, Recorder, Source
+from netplane.cluster.controllers.shared import Informers
+from netplane.cluster.events import Reason
 
 HASH_LABEL = history.HASH_LABEL  # its value on pods: the revision's name
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -427,48 +426,11 @@ class Sync:
 
 # -- the controller --
 
-class StatefulSetController:
+class StatefulSetController(OwnerController):
+    name = "statefulset"
+
     def __init__(self, client: Client, informers: Informers) -> None:
-        self.client, self.inf = client, informers
-        self.events = Recorder(client, Source("statefulset-controller"))
-        self.queue = WorkQueue()
-        self.pod_writes = OwnWrites(informers.pods)
-        self.revision_writes = OwnWrites(informers.controllerrevisions)
-        self.cluster = ApiCluster(client, resources.STATEFULSET, pods=self.pod_writes,
-                                  revisions=self.revision_writes, events=self.events,
-                                  queue=self.queue)
-        informers.statefulsets.add_handler(self._on_sts)
-        informers.pods.add_handler(self._on_owned)
-        informers.controllerrevisions.add_handler(self._on_owned)
+        super().__init__(client, informers, resources.STATEFULSET, informers.statefulsets)
 
-    def _on_sts(self, prev: Obj | None, cur: Obj | None) -> None:
-        obj = cur or prev
-        if obj is not None:
-            self.queue.add(meta.namespaced_name(obj))
-
-    def _on_owned(self, prev: Obj | None, cur: Obj | None) -> None:
-        for obj in (prev, cur):
-            ref = meta.controller_of(obj) if obj else None
-            if obj and ref and ref.get("kind") == "StatefulSet":
-                self.queue.add(f"{meta.namespace(obj)}/{ref['name']}")
-
-    async def reconcile(self, key: str) -> None:
-        ns, name = split_key(key)
-        sts = self.inf.statefulsets.get(name, ns)
-        if sts is None:
-            return
-        pods = self.pod_writes.view(
-            [p for p in self.inf.pods.in_namespace(ns) if owned_by(p, sts)], sts)
-        revisions = self.revision_writes.view(
-            [r for r in self.inf.controllerrevisions.in_namespace(ns) if owned_by(r, sts)], sts)
-        try:
-            await Sync(self.cluster, sts, pods, revisions).run()
-        except AlreadyExists:
-            raise  # a pod of that name is still going, or not ours: retried with backoff
-        except ApiError as e:
-            if e.code not in (404, 409):
-                raise
-            self.queue.add_after(key, 0.1)  # a stale cache: again once it has caught up
-
-    async def run(self) -> None:
-        await drain("statefulset", self.queue, self.reconcile)
+    async def sync(self, owner: Obj, pods: list[Obj], revisions: list[Obj]) -> None:
+        await Sync(self.cluster, owner, pods, revisions).run()
