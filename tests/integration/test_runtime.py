@@ -262,6 +262,19 @@ def test_share_process_namespace_puts_the_containers_in_one(pod: Pod) -> None:
         "sleep" not in Path(f"/proc/{holder}/cmdline").read_text(errors="replace")
 
 
+def test_the_shared_pid_namespace_reaps_orphans(pod: Pod) -> None:
+    """A process orphaned in the pod's namespace is reaped by its PID 1 once
+    it ends: the container below waits until no zombie is left (it would
+    wait for ever under a PID 1 that does not reap)."""
+    shared = pod.runtime.pid_namespace(UID)
+    pod.start({"name": "orphans", "image": "busybox", "command": [
+        "sh", "-c", "sh -c 'sleep 0.1 &'; "
+        "until ! ps -o args= | grep -q '^sleep 0.1' && ! ps -o stat= | grep -q Z; do "
+        "sleep 0.05; done; echo reaped"]}, pid_ns=shared)
+    assert pod.wait_exit("orphans", timeout=30).exit_code == 0, pod.log("orphans")
+    assert pod.log("orphans") == "reaped\n"
+
+
 def test_sigterm_reaches_pid_1_and_its_exit_code_is_kept(pod: Pod) -> None:
     pod.start({"name": "polite", "image": "busybox", "command": [
         "sh", "-c", "trap 'exit 7' TERM; echo trapped; while :; do sleep 0.1; done"]},

@@ -35,6 +35,10 @@ ImageNotRunnable = cmd.ImageNotRunnable
 LAUNCHER_MODULE = "netplane.node.runtime.launcher"
 Mount = tuple[Path, str, bool]  # node path, container path, read-only
 PID_HOLDER = "pidns.holder"  # the shared PID namespace's holder (not *.pid)
+# What the holder runs: processes orphaned in the namespace become its
+# children, and a shell waiting on a job reaps every child that ends, as
+# the pause container does; no zombie is left.
+REAPER = "while :; do sleep 3600 & wait; done"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _POLL = 0.05
 # The longest a start waits for the launcher to become the command.
@@ -174,7 +178,7 @@ class ProcessRuntime:
         if record is None or not is_alive(record):
             holder.parent.mkdir(parents=True, exist_ok=True)
             proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc",
-                                     "sleep", "infinity"], stdin=subprocess.DEVNULL,
+                                     "sh", "-c", REAPER], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
             stat = proc_stat(proc.pid)
