@@ -21,7 +21,7 @@ from netplane.api.meta import Obj
 
 ECHO_IMAGE = "netplane/echo"
 ECHO_MODULE = "netplane.node.runtime.echo"
-ECHO_BINARY = "netplane-echo"  # built from echo.c by scripts/build-echo.sh
+ECHO_BINARY = "netplane-echo"  # built from echo.c by scripts/build-c.sh
 PORT_ENV = "NETPLANE_CONTAINER_PORT"
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
