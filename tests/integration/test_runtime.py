@@ -143,6 +143,15 @@ def test_container_env_and_exit_codes(pod: Pod) -> None:
     assert "no-such-command-xyz: command not found" in pod.log("missing")
 
 
+def test_the_command_starts_with_no_signal_ignored(pod: Pod) -> None:
+    """Not the interpreter's SIGPIPE and SIGXFSZ: a pipeline's writer dies
+    of its reader's end as anywhere else."""
+    pod.start({"name": "signals", "image": "busybox",
+               "command": ["grep", "^SigIgn:", "/proc/self/status"]})
+    assert pod.wait_exit("signals").exit_code == 0, pod.log("signals")
+    assert pod.log("signals") == "SigIgn:\t0000000000000000\n"
+
+
 def test_stop_pod_kills_even_a_container_that_ignores_sigterm(pod: Pod) -> None:
     web = pod.start(ECHO)
     stubborn = pod.start({"name": "stubborn", "image": "busybox", "command": [
