@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds one of the runtime's C programs, netplane/node/runtime/PROGRAM.c
-# (echo: the netplane/echo image's server), into OUT. Statically linked
-# where the C library allows it: no shared libc mapped into each pod, about
-# half the resident set. The tests build them the same way, so that they
-# check the source as it is.
+# (echo: the netplane/echo image's server; launcher: what turns a process
+# into a container), into OUT. Statically linked where the C library allows
+# it: no shared libc mapped into each pod, about half the resident set, and
+# no dynamic loader to run at each start. The tests build them the same
+# way, so that they check the source as it is.
 #
 #     scripts/build-c.sh PROGRAM OUT
 set -euo pipefail
