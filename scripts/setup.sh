@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what netplane needs on a Debian 12 machine: the kernel tools it
 # drives (iproute2, iptables, nftables, conntrack, ipset), the tools users and
-# tests run inside pods (curl, dig), a C compiler for the netplane/echo
-# image's server, and a virtualenv with the project.
+# tests run inside pods (curl, dig), a C compiler for the runtime's C
+# programs (the netplane/echo image's server, the container launcher), and a
+# virtualenv with the project.
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,14 +40,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q -e '.[dev]'
     touch "$stamp"
 fi
-# The netplane/echo image's C server, beside the interpreter the runtime
-# starts containers with; without it the runtime runs the Python module.
-echo_bin=.venv/bin/netplane-echo
-if [ ! -x "$echo_bin" ] || [ netplane/node/runtime/echo.c -nt "$echo_bin" ] \
-        || [ scripts/build-echo.sh -nt "$echo_bin" ]; then
-    echo "setup: building $echo_bin"
-    bash scripts/build-echo.sh "$echo_bin"
-fi
+# The runtime's C programs, beside the interpreter the runtime starts
+# containers with: the netplane/echo image's server and the launcher every
+# container starts through; without them the runtime runs the Python modules.
+for program in echo launcher; do
+    bin=.venv/bin/netplane-$program
+    if [ ! -x "$bin" ] || [ "netplane/node/runtime/$program.c" -nt "$bin" ] \
+            || [ scripts/build-c.sh -nt "$bin" ]; then
+        echo "setup: building $bin"
+        bash scripts/build-c.sh "$program" "$bin"
+    fi
+done
 # `netplane` on root's PATH, unless another one is already there.
 link=/usr/local/bin/netplane
 if [ ! -e "$link" ]; then

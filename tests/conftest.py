@@ -1,15 +1,21 @@
 """Test-wide guards: the root network namespace must come out of every test
-session exactly as it went in, and namespaces made by tests are removed."""
+session exactly as it went in, and namespaces made by tests are removed.
+And the two container launchers, for the tests that both must pass."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+from netplane.node.runtime.process import python_launcher
+from tests.cprograms import build_c
 
 
 def _capture(cmd: list[str]) -> str:
@@ -77,3 +83,17 @@ def make_netns() -> Iterator[Callable[[str], str]]:
             except (ProcessLookupError, ValueError):
                 pass
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture(scope="session")
+def c_launcher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """launcher.c, built from the source as it is."""
+    return build_c("launcher", tmp_path_factory.mktemp("launcher"))
+
+
+@pytest.fixture(params=["python", "c"])
+def launcher(request: pytest.FixtureRequest) -> list[str]:
+    """The argv that starts one or the other launcher, as the runtime does."""
+    if request.param == "python":
+        return python_launcher(sys.executable)
+    return [str(request.getfixturevalue("c_launcher"))]

@@ -1,5 +1,8 @@
 """The process runtime in the kernel: containers as processes inside a pod's
 netns, with the pod's resolv.conf, hosts and hostname; stop and adoption.
+Every test runs once with each launcher, the Python module and the C one
+(built from the source), which hands a container that needs a root of its
+own to the Python one.
 
 Address plan (namespaces made by this test):
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +28,10 @@ from netplane.api.meta import Obj
 from netplane.net import netns as nsutil
 from netplane.net.podnet import NodeNetwork
 from netplane.node.runtime import podfiles
+from netplane.node.runtime.command import package_root
+from netplane.node.runtime.launcher import DEFAULT_PATH, exec_env, parse_args
 from netplane.node.runtime.process import (
+    PYTHON_ENV,
     ContainerState,
     ContainerStatus,
     Mount,
@@ -47,6 +54,7 @@ class Pod:
     runtime: ProcessRuntime
     resolv: Path
     hosts: Path
+    launcher: list[str]
 
     def start(self, container: Obj, *, runtime: ProcessRuntime | None = None,
               mounts: tuple[Mount, ...] = (), ipc: Path | None = None,
@@ -85,17 +93,18 @@ def curl(netns: str, url: str) -> str | None:
 
 
 @pytest.fixture
-def pod(make_netns: Callable[[str], str], tmp_path: Path) -> Iterator[Pod]:
+def pod(make_netns: Callable[[str], str], tmp_path: Path,
+        launcher: list[str]) -> Iterator[Pod]:
     node_ns, pod_ns = make_netns("node"), make_netns("pod")
     net = NodeNetwork(pod_cidr="10.244.1.0/24", netns=node_ns)
     net.set_up()
     net.attach_pod(netns=pod_ns, ip=POD_IP, prefixlen=24, gateway=net.gateway)
-    rt = ProcessRuntime(state_dir=tmp_path / "state")
+    rt = ProcessRuntime(state_dir=tmp_path / "state", launcher=launcher)
     resolv, hosts = rt.write_pod_files(
         UID, nameservers=["10.96.0.10"], searches=podfiles.cluster_searches("shop"),
         options=["ndots:5"], hostname=POD_NAME, pod_ip=POD_IP)
     try:
-        yield Pod(node_ns, pod_ns, rt, resolv, hosts)
+        yield Pod(node_ns, pod_ns, rt, resolv, hosts, launcher)
     finally:
         for uid in rt.known_pods():
             rt.stop_pod(uid, grace=0)
@@ -116,12 +125,17 @@ def test_echo_container_answers_on_its_pod_ip(pod: Pod) -> None:
     assert pod.start(ECHO) == pid
 
 
-def test_a_start_returns_once_the_container_runs_its_command(pod: Pod) -> None:
+def test_a_start_returns_once_the_container_runs_its_command(pod: Pod, tmp_path: Path) -> None:
     """What a postStart hook or an exec probe joins right after the start is
     the container (its environment and namespaces), never the launcher."""
-    for i in range(5):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(6):
+        # The last needs a root of its own (/data is not on the node): the C
+        # launcher hands it to the Python one, which must not count as started.
+        mounts = ((data, "/data", False),) if i == 5 else ()
         pid = pod.start({"name": f"c{i}", "image": "busybox", "command": ["sleep", "600"],
-                         "env": [{"name": "MARK", "value": str(i)}]})
+                         "env": [{"name": "MARK", "value": str(i)}]}, mounts=mounts)
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert f"MARK={i}".encode() in environ
         assert f"HOSTNAME={POD_NAME}".encode() in environ
@@ -153,6 +167,111 @@ def test_container_env_and_exit_codes(pod: Pod) -> None:
     assert pod.log("env") == f"hello {POD_IP}\n"
     assert pod.wait_exit("missing").exit_code == 127
     assert "no-such-command-xyz: command not found" in pod.log("missing")
+
+
+def test_the_command_gets_exactly_the_environment_it_is_given(pod: Pod) -> None:
+    """PATH and HOME by default, HOSTNAME, then the pairs in order (a later
+    one replaces an earlier one's value in its place); nothing of the
+    launcher's own environment."""
+    argv = ["--netns", pod.netns, "--hostname", POD_NAME, "--env", "A=1",
+            "--env", "PATH=/usr/bin:/bin", "--env", "B=x=y", "--env", "A=2",
+            "--env", "HOSTNAME=other", "--env", "EMPTY=", "--", "env"]
+    out = subprocess.run([*pod.launcher, *argv], capture_output=True, text=True, timeout=30,
+                         env={"PATH": DEFAULT_PATH, "PYTHONPATH": package_root(),
+                              PYTHON_ENV: sys.executable}, check=False)
+    assert (out.returncode, out.stderr) == (0, "")
+    expected = exec_env(parse_args(argv))
+    assert out.stdout.splitlines() == [f"{k}={v}" for k, v in expected.items()]
+    assert list(expected) == ["PATH", "HOME", "HOSTNAME", "A", "B", "EMPTY"]
+
+
+def test_set_up_failures_and_commands_that_cannot_run(pod: Pod, tmp_path: Path) -> None:
+    """125 when the container cannot be set up, 126 when its command cannot
+    be executed, 127 when there is no such command (also behind the PID
+    namespace's unshare, which would say it in its own words)."""
+    unexecutable = tmp_path / "unexecutable"
+    unexecutable.write_text("#!/bin/sh\necho ran\n")
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"\x00\x01 no program")
+    garbage.chmod(0o755)
+    cases = {
+        "no-cwd": ({"workingDir": "/no/such/folder", "command": ["true"]}, None, (), 125,
+                   "container set-up failed: [Errno 2] No such file or directory: "
+                   "'/no/such/folder'"),
+        "no-volume": ({"command": ["true"]}, None,
+                      ((tmp_path / "gone", str(tmp_path), False),), 125,
+                      f"container set-up failed: bind source {tmp_path / 'gone'} "
+                      "does not exist"),
+        "no-pid-ns": ({"command": ["true"]}, "/no/such/ns", (), 125,
+                      "container set-up failed: [Errno 2] No such file or directory: "
+                      "'/no/such/ns'"),
+        "not-executable": ({"command": [str(unexecutable)]}, None, (), 126,
+                           f"{unexecutable}: permission denied"),
+        "no-program": ({"command": [str(garbage)]}, None, (), 126,
+                       f"{garbage}: cannot execute: Exec format error"),
+        "missing": ({"command": ["no-such-command-xyz"]}, None, (), 127,
+                    "no-such-command-xyz: command not found"),
+        "missing-in-pid-ns": ({"command": ["no-such-command-xyz"]}, "own", (), 127,
+                              "no-such-command-xyz: command not found"),
+    }
+    for name, (spec, pid_ns, mounts, _, _) in cases.items():
+        pod.start({"name": name, "image": "busybox", **spec}, pid_ns=pid_ns, mounts=mounts)
+    for name, (_, _, _, code, message) in cases.items():
+        assert pod.wait_exit(name).exit_code == code, pod.log(name)
+        assert pod.log(name) == f"netplane-launcher: {message}\n"
+
+
+def test_read_only_and_writable_binds_over_node_folders(pod: Pod, tmp_path: Path) -> None:
+    """Targets the node has: the container's own mounts over them, the
+    read-only one refusing writes; the node's folders stay as they were."""
+    ro_src, rw_src, ro_dst, rw_dst = (tmp_path / n for n in ("ro-src", "rw-src",
+                                                             "ro-dst", "rw-dst"))
+    for folder in (ro_src, rw_src, ro_dst, rw_dst):
+        folder.mkdir()
+    (ro_src / "file").write_text("kept\n")
+    mounts = ((ro_src, str(ro_dst), True), (rw_src, str(rw_dst), False))
+    pod.start({"name": "binds", "image": "busybox", "command": [
+        "sh", "-c", f"cat {ro_dst}/file && "
+        f"(touch {ro_dst}/x 2>/dev/null && echo writable || echo read-only) && "
+        f"echo made > {rw_dst}/new"]}, mounts=mounts)
+    assert pod.wait_exit("binds").exit_code == 0, pod.log("binds")
+    assert pod.log("binds") == "kept\nread-only\n"
+    assert (rw_src / "new").read_text() == "made\n"
+    assert [p.name for p in ro_src.iterdir()] == ["file"]
+    assert not any(ro_dst.iterdir()) and not any(rw_dst.iterdir())
+    assert not _mounts_under(tmp_path)
+
+
+def test_binds_under_run_get_the_container_a_private_run(pod: Pod, tmp_path: Path) -> None:
+    """The service account folder goes under /var/run (that is, /run): the
+    container gets a /run of its own, a tmpfs with just its mount points,
+    and nothing is made in the node's."""
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("secret\n")
+    conf = tmp_path / "app.conf"
+    conf.write_text("x=1\n")
+    account_at = "/var/run/secrets/kubernetes.io/serviceaccount"
+    secrets_on_node = Path("/run/secrets").exists()
+    mounts = ((account, account_at, True), (conf, "/run/np-test/app.conf", False))
+    pod.start({"name": "run", "image": "busybox", "command": [
+        "sh", "-c", f"cat {account_at}/token /run/np-test/app.conf && ls /run && "
+        f"(touch {account_at}/x 2>/dev/null && echo writable || echo read-only)"]},
+        mounts=mounts)
+    assert pod.wait_exit("run").exit_code == 0, pod.log("run")
+    assert pod.log("run") == "secret\nx=1\nnp-test\nsecrets\nread-only\n"
+    assert not Path("/run/np-test").exists()
+    assert Path("/run/secrets").exists() == secrets_on_node
+    assert [p.name for p in account.iterdir()] == ["token"]
+
+
+def test_the_command_starts_with_no_signal_ignored(pod: Pod) -> None:
+    """Not the interpreter's SIGPIPE and SIGXFSZ: a pipeline's writer dies
+    of its reader's end as anywhere else."""
+    pod.start({"name": "signals", "image": "busybox",
+               "command": ["grep", "^SigIgn:", "/proc/self/status"]})
+    assert pod.wait_exit("signals").exit_code == 0, pod.log("signals")
+    assert pod.log("signals") == "SigIgn:\t0000000000000000\n"
 
 
 def test_stop_pod_kills_even_a_container_that_ignores_sigterm(pod: Pod) -> None:

@@ -1,6 +1,6 @@
 """The built-in ``netplane/echo`` image. Both of its servers, the Python
 module and the C one (``echo.c``, built here from the source as
-``scripts/build-echo.sh`` builds it), take every check, each run as a
+``scripts/build-c.sh`` builds it), take every check, each run as a
 container runs it: a process of its own, here listening on loopback. The
 last table sends both the same raw bytes and wants the same bytes back,
 but for the Date, so that the two cannot drift apart."""
@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from netplane.node.runtime.command import ECHO_MODULE
+from tests.cprograms import build_c
 
-REPO = Path(__file__).resolve().parents[2]
 WHO = {"POD_NAME": "web-0", "POD_IP": "10.244.1.2", "NODE_NAME": "node-1"}
 ANSWER = b"pod=web-0 ip=10.244.1.2 node=node-1 client=127.0.0.1\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -33,11 +32,7 @@ LOOPBACK = "127.0.0.1"
 
 @pytest.fixture(scope="session")
 def c_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which(os.environ.get("CC", "cc")) is None:
-        pytest.skip("no C compiler (scripts/setup.sh installs one)")
-    out = tmp_path_factory.mktemp("echo") / "netplane-echo"
-    subprocess.run(["bash", str(REPO / "scripts" / "build-echo.sh"), str(out)], check=True)
-    return out
+    return build_c("echo", tmp_path_factory.mktemp("echo"))
 
 
 @pytest.fixture(params=["python", "c"])

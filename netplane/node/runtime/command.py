@@ -21,7 +21,7 @@ from netplane.api.meta import Obj
 
 ECHO_IMAGE = "netplane/echo"
 ECHO_MODULE = "netplane.node.runtime.echo"
-ECHO_BINARY = "netplane-echo"  # built from echo.c by scripts/build-echo.sh
+ECHO_BINARY = "netplane-echo"  # built from echo.c by scripts/build-c.sh
 PORT_ENV = "NETPLANE_CONTAINER_PORT"
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -58,10 +58,16 @@ def expand(text: str, env: Mapping[str, str]) -> str:
     return _VAR_REF.sub(sub, text)
 
 
+def built_binary(name: str, *, python: str) -> Path | None:
+    """A C program of the runtime beside ``python``, when
+    ``scripts/setup.sh`` built it there."""
+    path = Path(python).parent / name
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
 def echo_binary(*, python: str) -> Path | None:
     """The echo image's C server beside ``python``, when it is built."""
-    path = Path(python).parent / ECHO_BINARY
-    return path if path.is_file() and os.access(path, os.X_OK) else None
+    return built_binary(ECHO_BINARY, python=python)
 
 
 def entrypoint(image: str, *, python: str) -> list[str]:

@@ -12,7 +12,7 @@
  * lines, HTTP/0.9 and 1.0 rules, the first header of a name counts, errors
  * written as its send_error writes them.
  *
- * Built by scripts/build-echo.sh into the virtualenv; without the binary
+ * Built by scripts/build-c.sh into the virtualenv; without the binary
  * the runtime runs the Python module.
  */
 #define _GNU_SOURCE

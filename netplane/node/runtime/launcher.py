@@ -8,13 +8,14 @@ runtime, then becomes the container's command::
 Steps: join the pod's network (and IPC) namespace; take private mount and
 UTS namespaces; bind the pod's files (resolv.conf, hosts) and volumes over
 the host paths; set the hostname; exec the command with exactly the given
-environment. With ``--pid own`` the command runs as PID 1 of a PID namespace
-of its own, with ``--pid FILE`` in the pod's (shareProcessNamespace), with
-its own /proc either way: util-linux's ``unshare --fork`` stays as its
-parent and exits with its status. When a mount target does not exist on the node, the container
-gets a root of its own instead (a tmpfs at ``--root`` holding the node's
-top-level folders, bound), so that mount points are made there and never on
-the node; a missing folder inside a node folder gets an overlay over it.
+environment and no signal ignored. With ``--pid own`` the command runs as
+PID 1 of a PID namespace of its own, with ``--pid FILE`` in the pod's
+(shareProcessNamespace), with its own /proc either way: util-linux's
+``unshare --fork`` stays as its parent and exits with its status. When a
+mount target does not exist on the node, the container gets a root of its
+own instead (a tmpfs at ``--root`` holding the node's top-level folders,
+bound), so that mount points are made there and never on the node; a
+missing folder inside a node folder gets an overlay over it.
 Exit codes follow container conventions: 125 set-up failed, 126 command not
 executable, 127 command not found.
 """
@@ -26,6 +27,7 @@ import ctypes
 import enum
 import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -365,6 +367,11 @@ def launch(spec: LaunchSpec) -> NoReturn:
     if command[0] != spec.command[0] and not shutil.which(spec.command[0],
                                                          path=exec_env(spec)["PATH"]):
         _fail(ExitCode.NOT_FOUND, f"{spec.command[0]}: command not found")
+    # The interpreter ignores SIGPIPE and SIGXFSZ for itself, and an exec keeps
+    # ignored signals ignored: the command starts with the defaults instead,
+    # as subprocess's restore_signals gives its children.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         os.execvpe(command[0], command, exec_env(spec))
     except FileNotFoundError:

@@ -1,5 +1,7 @@
 """The ``process`` runtime: each container is a process in its pod's network
-namespace, with private mount and UTS namespaces set up by the launcher.
+namespace, with private mount and UTS namespaces set up by the launcher:
+its C build (``launcher.c``) where ``scripts/setup.sh`` built it beside the
+interpreter, else the Python module.
 
 State lives on disk under ``<state_dir>/pods/<pod_uid>/`` (pod files, and per
 container ``<name>.pid``, ``<name>.log``, ``<name>.exit``) so that a new agent
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,10 @@ from netplane.node.runtime.launcher import DEFAULT_PATH
 ImageNotRunnable = cmd.ImageNotRunnable
 
 LAUNCHER_MODULE = "netplane.node.runtime.launcher"
+LAUNCHER_BINARY = "netplane-launcher"  # built from launcher.c by scripts/build-c.sh
+# The interpreter the C launcher hands a container that needs a root of its
+# own to (the Python launcher does that part).
+PYTHON_ENV = "NETPLANE_PYTHON"
 Mount = tuple[Path, str, bool]  # node path, container path, read-only
 PID_HOLDER = "pidns.holder"  # the shared PID namespace's holder (not *.pid)
 # What the holder runs: processes orphaned in the namespace become its
@@ -105,6 +112,18 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def python_launcher(python: str) -> list[str]:
+    """The argv that starts the Python launcher. -S: no site-packages scan
+    (a third of its start-up); PYTHONPATH finds netplane."""
+    return [python, "-S", "-m", LAUNCHER_MODULE]
+
+
+def default_launcher(python: str) -> list[str]:
+    """The C launcher beside ``python`` when it is built, else the Python one."""
+    binary = cmd.built_binary(LAUNCHER_BINARY, python=python)
+    return [str(binary)] if binary is not None else python_launcher(python)
+
+
 def _check_name(kind: str, value: str) -> str:
     if not _SAFE_NAME.match(value):
         raise ValueError(f"invalid {kind} {value!r}: letters, digits, '.', '_', '-' only")
@@ -114,9 +133,13 @@ def _check_name(kind: str, value: str) -> str:
 class ProcessRuntime:
     """Starts, inspects and stops pods' containers as processes."""
 
-    def __init__(self, *, state_dir: Path, python: str = sys.executable) -> None:
+    def __init__(self, *, state_dir: Path, python: str = sys.executable,
+                 launcher: Sequence[str] | None = None) -> None:
+        """``launcher``: the argv that starts the launcher of each container;
+        by default :func:`default_launcher`, looked up at each start."""
         self.state_dir = state_dir
         self._python = python
+        self._launcher = list(launcher) if launcher is not None else None
         self._children: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
 
     def pod_dir(self, pod_uid: str) -> Path:
@@ -221,7 +244,10 @@ class ProcessRuntime:
                    *mounts],
             env=full_env, cwd=container.get("workingDir"), argv=argv)
         pid = self._spawn(pod_uid, name, launcher, stdin=bool(container.get("stdin")))
-        wait_for_exec(self._children[(pod_uid, name)], launcher)
+        # The C launcher hands a container needing a root of its own to the
+        # Python one: that is not the command yet either.
+        handover = [*python_launcher(self._python), *launcher[1:]]
+        wait_for_exec(self._children[(pod_uid, name)], [launcher, handover])
         return pid
 
     def container_state(self, pod_uid: str, container_name: str) -> ContainerState:
@@ -293,8 +319,8 @@ class ProcessRuntime:
                        env: dict[str, str], cwd: str | None, argv: list[str],
                        ipc: Path | None = None, pid_ns: str | None = None,
                        root: Path | None = None) -> list[str]:
-        # -S: no site-packages scan (a third of its start-up); PYTHONPATH finds netplane.
-        out = [self._python, "-S", "-m", LAUNCHER_MODULE, "--netns", netns, "--hostname", hostname]
+        launcher = self._launcher or default_launcher(self._python)
+        out = [*launcher, "--netns", netns, "--hostname", hostname]
         if ipc is not None:
             out += ["--ipc", str(ipc)]
         if pid_ns is not None:
@@ -332,7 +358,8 @@ class ProcessRuntime:
                 proc = subprocess.Popen(
                     launcher, stdin=stdin_fd, stdout=log, stderr=subprocess.STDOUT,
                     cwd="/", start_new_session=True,
-                    env={"PATH": DEFAULT_PATH, "PYTHONPATH": cmd.package_root()})
+                    env={"PATH": DEFAULT_PATH, "PYTHONPATH": cmd.package_root(),
+                         PYTHON_ENV: self._python})
         finally:
             if stdin_fd != subprocess.DEVNULL:
                 os.close(stdin_fd)
@@ -410,21 +437,22 @@ def unmount_under(folder: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
-def wait_for_exec(proc: subprocess.Popen[bytes], launcher: list[str],
+def wait_for_exec(proc: subprocess.Popen[bytes], launchers: list[list[str]],
                   timeout: float = EXEC_TIMEOUT) -> None:
-    """Until the launcher has set the container up and become its command
-    (or has ended), as a runtime's start returns only then: a postStart hook
-    or an exec probe run earlier would join the launcher's namespaces and
-    environment, not the container's. An empty command line is an exec under
-    way (the kernel sets the new one last), not yet the container."""
-    before = "\0".join(launcher).encode() + b"\0"
+    """Until the launcher (any of ``launchers``' command lines) has set the
+    container up and become its command (or has ended), as a runtime's start
+    returns only then: a postStart hook or an exec probe run earlier would
+    join the launcher's namespaces and environment, not the container's. An
+    empty command line is an exec under way (the kernel sets the new one
+    last), not yet the container."""
+    before = {"\0".join(argv).encode() + b"\0" for argv in launchers}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             now = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
         except (FileNotFoundError, ProcessLookupError):
             return
-        if now and now != before:
+        if now and now not in before:
             return
         time.sleep(0.001)
 
