@@ -683,9 +683,12 @@ int main(int argc, char **argv)
 	/* unshare would report a missing command itself, in its words. */
 	if (strcmp(command[0], name) && !which(name, env_get(env, "PATH")))
 		failf(NOT_FOUND, "%s: command not found", name);
-	/* As the Python launcher leaves them (launch()): at their defaults. */
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGXFSZ, SIG_DFL);
+	/* As the Python launcher leaves them (launch()): every signal at its
+	 * default, whatever the agent's parent ignored; the C library refuses
+	 * its reserved ones (32, 33), which stay as they are. */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
 	int err = exec_along_path(command[0], command, env);
 	if (err == ENOENT)
 		failf(NOT_FOUND, "%s: command not found", name);

@@ -23,6 +23,7 @@ executable, 127 command not found.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import enum
 import os
@@ -367,11 +368,14 @@ def launch(spec: LaunchSpec) -> NoReturn:
     if command[0] != spec.command[0] and not shutil.which(spec.command[0],
                                                          path=exec_env(spec)["PATH"]):
         _fail(ExitCode.NOT_FOUND, f"{spec.command[0]}: command not found")
-    # The interpreter ignores SIGPIPE and SIGXFSZ for itself, and an exec keeps
-    # ignored signals ignored: the command starts with the defaults instead,
-    # as subprocess's restore_signals gives its children.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
+    # An exec keeps ignored signals ignored: the interpreter's SIGPIPE and
+    # SIGXFSZ, and whatever the agent's own parent ignored. The command starts
+    # with every signal at its default, as in a container; the C library's
+    # reserved ones (32, 33) refuse a change and stay as they are.
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
     try:
         os.execvpe(command[0], command, exec_env(spec))
     except FileNotFoundError:
