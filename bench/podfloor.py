@@ -20,6 +20,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from netplane.net import netns as nsutil
+
 NETWORK = ipaddress.IPv4Network("10.250.0.0/16")
 TIMEOUT = 120.0
 
@@ -28,12 +30,6 @@ TIMEOUT = 120.0
 class Floor:
     wired: float    # seconds until every pod netns is wired
     started: float  # seconds until every echo server listens (wiring included)
-
-
-def _ip_batch(lines: list[str], netns: str | None = None) -> None:
-    argv = ["ip", *(["-n", netns] if netns else []), "-batch", "-"]
-    subprocess.run(argv, input="".join(f"{x}\n" for x in lines), text=True, check=True,
-                   capture_output=True)
 
 
 def measure(count: int, echo: list[str]) -> Floor:
@@ -46,17 +42,17 @@ def measure(count: int, echo: list[str]) -> Floor:
         try:
             subprocess.run(["ip", "netns", "add", node], check=True)
             made.append(node)
-            _ip_batch(["link add br0 type bridge", f"addr add {gateway}/16 dev br0",
-                       "link set br0 up"], node)
+            nsutil.batch(["link add br0 type bridge", f"addr add {gateway}/16 dev br0",
+                          "link set br0 up"], netns=node)
             started = time.monotonic()
-            _ip_batch([f"netns add {p}" for p in pods])
+            nsutil.batch([f"netns add {p}" for p in pods])
             made += pods
-            _ip_batch([line for i, p in enumerate(pods) for line in (
+            nsutil.batch([line for i, p in enumerate(pods) for line in (
                 f"link add v{i} type veth peer name eth0 netns {p}",
-                f"link set v{i} master br0", f"link set v{i} up")], node)
+                f"link set v{i} master br0", f"link set v{i} up")], netns=node)
             for i, p in enumerate(pods):
-                _ip_batch(["link set lo up", f"addr add {gateway + 1 + i}/16 dev eth0",
-                           "link set eth0 up", f"route add default via {gateway}"], p)
+                nsutil.batch(["link set lo up", f"addr add {gateway + 1 + i}/16 dev eth0",
+                              "link set eth0 up", f"route add default via {gateway}"], netns=p)
             wired = time.monotonic() - started
             logs = [Path(tmp) / f"{i}.log" for i in range(count)]
             for p, log in zip(pods, logs, strict=True):
