@@ -238,15 +238,16 @@ class ProcessRuntime:
         argv = cmd.container_argv(container, python=self._python, env=full_env)
         root = self.pod_dir(pod_uid) / f"{name}.root"
         root.mkdir(parents=True, exist_ok=True)
-        launcher = self._launcher_argv(
+        args = self._launcher_args(
             netns=netns, hostname=hostname, ipc=ipc, pid_ns=pid_ns, root=root,
             binds=[(resolv_conf, "/etc/resolv.conf", False), (hosts, "/etc/hosts", False),
                    *mounts],
             env=full_env, cwd=container.get("workingDir"), argv=argv)
+        launcher = [*(self._launcher or default_launcher(self._python)), *args]
         pid = self._spawn(pod_uid, name, launcher, stdin=bool(container.get("stdin")))
         # The C launcher hands a container needing a root of its own to the
         # Python one: that is not the command yet either.
-        handover = [*python_launcher(self._python), *launcher[1:]]
+        handover = [*python_launcher(self._python), *args]
         wait_for_exec(self._children[(pod_uid, name)], [launcher, handover])
         return pid
 
@@ -315,12 +316,12 @@ class ProcessRuntime:
         unmount_under(self.pod_dir(pod_uid))
         shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
 
-    def _launcher_argv(self, *, netns: str, hostname: str, binds: list[Mount],
+    def _launcher_args(self, *, netns: str, hostname: str, binds: list[Mount],
                        env: dict[str, str], cwd: str | None, argv: list[str],
                        ipc: Path | None = None, pid_ns: str | None = None,
                        root: Path | None = None) -> list[str]:
-        launcher = self._launcher or default_launcher(self._python)
-        out = [*launcher, "--netns", netns, "--hostname", hostname]
+        """What either launcher is given, after its own command."""
+        out = ["--netns", netns, "--hostname", hostname]
         if ipc is not None:
             out += ["--ipc", str(ipc)]
         if pid_ns is not None:
