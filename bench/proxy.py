@@ -43,11 +43,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from netplane.api.meta import Obj
-from netplane.proxy.apply import Backend, IptablesApplier
+from netplane.proxy.iptables.apply import Backend, IptablesApplier
+from netplane.proxy.iptables.proxier import Proxier
 from netplane.proxy.loop import SyncLoop
 from netplane.proxy.mapproxier import MapProxier, NftablesAdapter
-from netplane.proxy.nftables import NftablesBackend
-from netplane.proxy.proxier import Proxier
+from netplane.proxy.nftables.backend import NftablesBackend
 
 SIZES = (1_000, 5_000, 10_000)
 CHANGES = 9

@@ -16,11 +16,11 @@ import statistics
 import sys
 import time
 
-from netplane.proxy.apply import CommandResult
-from netplane.proxy.iptables import ProxyConfig
-from netplane.proxy.ipvs import IPVSBackend
-from netplane.proxy.ipvs_kernel import MemoryIPVS
-from netplane.proxy.ipvs_plan import plan
+from netplane.proxy.command import CommandResult
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.ipvs.backend import IPVSBackend
+from netplane.proxy.ipvs.kernel import MemoryIPVS
+from netplane.proxy.ipvs.plan import plan
 from netplane.proxy.model import EndpointInfo, Protocol, ServiceMap, ServicePortInfo
 
 NODE = "node-1"

@@ -16,9 +16,9 @@ import sys
 import time
 import uuid
 
-from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.model import EndpointInfo, Protocol, ServiceMap, ServicePortInfo
-from netplane.proxy.nftables import NftablesBackend, SyncKind
+from netplane.proxy.nftables.backend import NftablesBackend, SyncKind
 
 SIZES = (1_000, 5_000, 10_000)
 NODE = "node-1"

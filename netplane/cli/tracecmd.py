@@ -29,9 +29,10 @@ from netplane.lab.paths import LabPaths
 from netplane.net import netns as nsutil
 from netplane.net.podnet import host_veth_name
 from netplane.node.pods import NodeContext
-from netplane.proxy.iptables import PLUMBING
-from netplane.proxy.nft_trace import NftTraceError, trace_nft
-from netplane.proxy.trace import Packet, Step, Verdict, parse, trace_steps
+from netplane.proxy.iptables.render import PLUMBING
+from netplane.proxy.iptables.trace import parse, trace_steps
+from netplane.proxy.nftables.trace import NftTraceError, trace_nft
+from netplane.proxy.trace import Packet, Step, Verdict
 
 DNS_IP = "10.96.0.10"  # node-local: traffic to it stays on the node
 

@@ -25,7 +25,7 @@ from netplane.node.services import ServiceDuties
 from netplane.node.status import StatusServer
 from netplane.proxy import metrics as proxy_metrics
 from netplane.proxy import modes
-from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.config import ProxyConfig
 
 log = logging.getLogger(__name__)
 

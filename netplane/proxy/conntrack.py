@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from netplane.proxy.apply import Runner, run_command
+from netplane.proxy.command import Runner, run_command
 from netplane.proxy.model import EndpointInfo, Protocol, ServicePortInfo, ServicePortName
 
 log = logging.getLogger(__name__)

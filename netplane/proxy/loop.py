@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from netplane.api.meta import Obj
-from netplane.proxy.iptables_chains import ProxyConfig
-from netplane.proxy.iptables_changes import ChangeTracker
+from netplane.proxy.changes import ChangeTracker
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.metrics import LATENCY_BUCKETS, SYNC_BUCKETS, Histogram
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from netplane.api.meta import Obj
-from netplane.proxy.iptables_chains import ProxyConfig
-from netplane.proxy.iptables_describe import describe_selection
-from netplane.proxy.ipvs import IPVSBackend
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables.describe import describe_selection
+from netplane.proxy.ipvs.backend import IPVSBackend
 from netplane.proxy.loop import SyncLoop
 from netplane.proxy.model import ServiceMap, ServicePortName, select
-from netplane.proxy.nftables import NftablesBackend, SyncKind
+from netplane.proxy.nftables.backend import NftablesBackend, SyncKind
 
 log = logging.getLogger(__name__)
 

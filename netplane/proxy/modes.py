@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import enum
 
-from netplane.proxy import ipvs
-from netplane.proxy.apply import IptablesApplier
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.conntrack import Conntrack
-from netplane.proxy.iptables_chains import ProxyConfig
+from netplane.proxy.iptables.apply import IptablesApplier
+from netplane.proxy.iptables.proxier import Proxier
+from netplane.proxy.ipvs import backend as ipvs
 from netplane.proxy.loop import SyncLoop
 from netplane.proxy.mapproxier import IPVSAdapter, MapProxier, NftablesAdapter
-from netplane.proxy.nftables import NftablesBackend
-from netplane.proxy.proxier import Proxier
+from netplane.proxy.nftables.backend import NftablesBackend
 
 
 class Mode(enum.StrEnum):

@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from netplane.api.meta import Obj
-from netplane.proxy.apply import Backend, IptablesApplier
-from netplane.proxy.iptables import ProxyConfig, endpoint_chain, service_chain
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables.apply import Backend, IptablesApplier
+from netplane.proxy.iptables.proxier import Proxier
+from netplane.proxy.iptables.render import endpoint_chain, service_chain
 from netplane.proxy.model import Protocol, ServicePortName
-from netplane.proxy.proxier import Proxier
 from tests.integration.topology import Topology, sh, single_node
 
 pytestmark = pytest.mark.root

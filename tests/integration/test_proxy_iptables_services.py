@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import pytest
 
 from netplane.api.meta import Obj
-from netplane.proxy.apply import IptablesApplier
 from netplane.proxy.conntrack import Conntrack
-from netplane.proxy.proxier import Proxier
+from netplane.proxy.iptables.apply import IptablesApplier
+from netplane.proxy.iptables.proxier import Proxier
 from tests.integration.topology import (
     Reply,
     ServerStyle,

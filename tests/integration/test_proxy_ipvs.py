@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from netplane.proxy import model
-from netplane.proxy.iptables import ProxyConfig
-from netplane.proxy.ipvs import LO_LABEL, IPVSBackend, available
-from netplane.proxy.ipvs_kernel import MemoryIPVS
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.ipvs.backend import LO_LABEL, IPVSBackend, available
+from netplane.proxy.ipvs.kernel import MemoryIPVS
 from netplane.proxy.model import EndpointInfo, Protocol, ServicePortInfo
 from tests.integration.topology import (
     POD_GATEWAY,

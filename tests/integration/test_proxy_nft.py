@@ -29,9 +29,9 @@ import pytest
 
 from netplane.api.meta import Obj
 from netplane.proxy import model
-from netplane.proxy.iptables import ProxyConfig
-from netplane.proxy.nft_render import full_text, render
-from netplane.proxy.nftables import NftablesBackend, SyncKind
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.nftables.backend import NftablesBackend, SyncKind
+from netplane.proxy.nftables.render import full_text, render
 from tests.integration.topology import (
     EXT_CLIENT,
     EXT_IP,

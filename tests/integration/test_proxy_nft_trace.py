@@ -32,9 +32,9 @@ import pytest
 
 from netplane.api.meta import Obj
 from netplane.proxy import model
-from netplane.proxy.iptables import ProxyConfig
-from netplane.proxy.nft_trace import trace_nft
-from netplane.proxy.nftables import NftablesBackend
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.nftables.backend import NftablesBackend
+from netplane.proxy.nftables.trace import trace_nft
 from netplane.proxy.trace import Packet, Step, Verdict
 from tests.integration.topology import (
     EXT_CLIENT,

@@ -19,10 +19,10 @@ import pytest
 
 from netplane.api.meta import Obj
 from netplane.proxy import metrics
-from netplane.proxy.iptables_chains import ProxyConfig
-from netplane.proxy.ipvs import IPVSBackend
-from netplane.proxy.ipvs_kernel import MemoryIPVS
-from netplane.proxy.ipvs_plan import VirtualServerKey
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.ipvs.backend import IPVSBackend
+from netplane.proxy.ipvs.kernel import MemoryIPVS
+from netplane.proxy.ipvs.plan import VirtualServerKey
 from netplane.proxy.mapproxier import IPVSAdapter, MapProxier
 from netplane.proxy.model import Protocol, ServiceMap, ServicePortName
 from tests.unit.test_proxy_ipvs import FakeRunner

@@ -11,9 +11,11 @@ import shlex
 
 import pytest
 
-from netplane.proxy.apply import ApplyError, Backend, CommandResult, IptablesApplier
-from netplane.proxy.iptables import PLUMBING, ProxyConfig, render
-from netplane.proxy.trace import ParseError, parse
+from netplane.proxy.command import ApplyError, CommandResult
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables.apply import Backend, IptablesApplier
+from netplane.proxy.iptables.render import PLUMBING, render
+from netplane.proxy.iptables.trace import ParseError, parse
 
 
 class FakeIptables:

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from netplane.api.meta import Obj
-from netplane.proxy.iptables import (
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables.render import (
     MAX_CHAIN_LEN,
     PLUMBING,
-    ProxyConfig,
     Table,
     declared_chains,
     endpoint_chain,
@@ -33,8 +33,9 @@ from netplane.proxy.iptables import (
     service_chain,
     with_stale_chains,
 )
+from netplane.proxy.iptables.trace import ParseError, Ruleset, parse, trace_packet
 from netplane.proxy.model import Protocol, ServicePortName
-from netplane.proxy.trace import Flow, Packet, ParseError, Ruleset, Verdict, parse, trace_packet
+from netplane.proxy.trace import Flow, Packet, Verdict
 
 GOLDEN = Path(__file__).parent / "golden" / "proxy_iptables.txt"
 CONFIG = ProxyConfig(notrack_dns_ips=("10.96.0.10",))

@@ -15,7 +15,7 @@ Address plan:
 from __future__ import annotations
 
 from netplane.api.meta import Obj
-from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.config import ProxyConfig
 
 NODE = "node-1"
 NODE_IP = "192.168.56.11"

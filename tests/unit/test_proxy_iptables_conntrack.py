@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from netplane.proxy.apply import CommandResult
+from netplane.proxy.command import CommandResult
 from netplane.proxy.conntrack import Conntrack, Entry, PortView, stale_entries
 from netplane.proxy.metrics import Histogram
 from netplane.proxy.model import Protocol, ServicePortInfo, ServicePortName

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from netplane.proxy.iptables import PLUMBING, endpoint_chain, render
+from netplane.proxy.iptables.render import PLUMBING, endpoint_chain, render
+from netplane.proxy.iptables.trace import Condition, Ruleset, parse, trace_packet
 from netplane.proxy.model import Protocol, ServicePortName
-from netplane.proxy.trace import Condition, Flow, Packet, Ruleset, Verdict, parse, trace_packet
+from netplane.proxy.trace import Flow, Packet, Verdict
 from tests.unit.test_proxy_iptables_cases import (
     ALLOWED,
     CLIENT_POD,

@@ -14,14 +14,10 @@ import pytest
 
 from netplane.api.meta import Obj
 from netplane.proxy import model
-from netplane.proxy.iptables import (
-    full_document,
-    partial_document,
-    render_ports,
-)
-from netplane.proxy.iptables_rules import PortRules
+from netplane.proxy.iptables.render import full_document, partial_document, render_ports
+from netplane.proxy.iptables.rules import PortRules
+from netplane.proxy.iptables.trace import parse
 from netplane.proxy.model import ServicePortName
-from netplane.proxy.trace import parse
 from tests.unit.test_proxy_iptables_cases import (
     CONFIG,
     LOCAL_A,

@@ -21,12 +21,12 @@ import pytest
 
 from netplane.api.meta import Obj
 from netplane.proxy import model
-from netplane.proxy.apply import CommandResult
-from netplane.proxy.iptables import ProxyConfig
-from netplane.proxy.ipvs import IPVSBackend, available
-from netplane.proxy.ipvs_diff import OpKind
-from netplane.proxy.ipvs_kernel import MemoryIPVS
-from netplane.proxy.ipvs_plan import IPSetName, RealServer, VirtualServer, VirtualServerKey, plan
+from netplane.proxy.command import CommandResult
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.ipvs.backend import IPVSBackend, available
+from netplane.proxy.ipvs.diff import OpKind
+from netplane.proxy.ipvs.kernel import MemoryIPVS
+from netplane.proxy.ipvs.plan import IPSetName, RealServer, VirtualServer, VirtualServerKey, plan
 from netplane.proxy.model import EndpointInfo, Protocol, ServicePortInfo, ServiceType
 
 CONFIG = ProxyConfig(notrack_dns_ips=("10.96.0.10",))
@@ -358,7 +358,7 @@ def test_pyroute2_messages_become_virtual_and_real_servers() -> None:
     from pyroute2.ipvs import IPVSDest, IPVSService  # type: ignore[import-untyped]
     from pyroute2.netlink.generic import ipvs as genl  # type: ignore[import-untyped]
 
-    from netplane.proxy.ipvs_kernel import _attrs, real_server_from_attrs, server_from_attrs
+    from netplane.proxy.ipvs.kernel import _attrs, real_server_from_attrs, server_from_attrs
     msg = genl.ipvsmsg()
     msg["cmd"], msg["version"] = genl.IPVS_CMD_NEW_SERVICE, 1
     msg["attrs"] = [

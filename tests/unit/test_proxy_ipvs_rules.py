@@ -10,9 +10,9 @@ Address plan:
 
 from __future__ import annotations
 
-from netplane.proxy.iptables import ProxyConfig
-from netplane.proxy.ipvs_plan import IPSetName, plan
-from netplane.proxy.ipvs_rules import (
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.ipvs.plan import IPSetName, plan
+from netplane.proxy.ipvs.rules import (
     PLUMBING,
     render_ipset_destruction,
     render_ipsets,

@@ -26,12 +26,13 @@ import pytest
 
 from netplane.api.meta import Obj
 from netplane.proxy import model
-from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.model import Protocol, ServiceMap, ServicePortName
-from netplane.proxy.nft_conntrack import stale_udp_flows
-from netplane.proxy.nft_kernel import NftError, TableSummary
-from netplane.proxy.nft_layout import ALL_MAPS
-from netplane.proxy.nft_render import (
+from netplane.proxy.nftables.backend import NftablesBackend, SyncKind, health_check_counts
+from netplane.proxy.nftables.conntrack import stale_udp_flows
+from netplane.proxy.nftables.kernel import NftError, TableSummary
+from netplane.proxy.nftables.layout import ALL_MAPS
+from netplane.proxy.nftables.render import (
     Rendered,
     full_text,
     render,
@@ -39,8 +40,7 @@ from netplane.proxy.nft_render import (
     update,
     wanted_objects,
 )
-from netplane.proxy.nft_service import shape_chain
-from netplane.proxy.nftables import NftablesBackend, SyncKind, health_check_counts
+from netplane.proxy.nftables.service import shape_chain
 
 GOLDEN = Path(__file__).parent / "golden" / "proxy_nft.txt"
 CONFIG = ProxyConfig(notrack_dns_ips=("10.96.0.10",))

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from netplane.proxy.nft_trace import NftTraceError, load_table, trace_nft
+from netplane.proxy.nftables.trace import NftTraceError, load_table, trace_nft
 from netplane.proxy.trace import Packet, Step, Verdict
 
 Json = Any

@@ -21,9 +21,10 @@ import pytest
 from netplane.api.meta import Obj
 from netplane.proxy import metrics
 from netplane.proxy.conntrack import Entry
-from netplane.proxy.iptables import PLUMBING, Table, declared_chains
-from netplane.proxy.proxier import TRIGGER_TIME_ANNOTATION, Proxier
-from netplane.proxy.trace import Packet, Ruleset, parse, trace_packet
+from netplane.proxy.iptables.proxier import TRIGGER_TIME_ANNOTATION, Proxier
+from netplane.proxy.iptables.render import PLUMBING, Table, declared_chains
+from netplane.proxy.iptables.trace import Ruleset, parse, trace_packet
+from netplane.proxy.trace import Packet
 
 WEB: Obj = {"metadata": {"namespace": "default", "name": "web", "resourceVersion": "1"},
        "spec": {"clusterIP": "10.96.0.50", "ports": [{"port": 80}]}}

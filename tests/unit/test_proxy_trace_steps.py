@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from netplane.proxy.iptables import PLUMBING, render
-from netplane.proxy.trace import Packet, Verdict, parse, trace_steps
+from netplane.proxy.iptables.render import PLUMBING, render
+from netplane.proxy.iptables.trace import parse, trace_steps
+from netplane.proxy.trace import Packet, Verdict
 from tests.unit.test_proxy_iptables_cases import CONFIG
 
 SVC = {"apiVersion": "v1", "kind": "Service",
@@ -48,7 +49,7 @@ def test_a_rejected_packet_says_where() -> None:
 def test_iptables_save_spelling_of_recent_is_understood() -> None:
     """The kernel prints ``--set``/``--rcheck`` before ``--name``, plus
     ``--mask`` and ``--rsource``: the same rule as ours, read back."""
-    from netplane.proxy.iptables_parse import parse_rule
+    from netplane.proxy.iptables.parse import parse_rule
 
     saved = parse_rule("NP-SEP-X", "-A NP-SEP-X -p tcp -m recent --set --name NP-SEP-X "
                        "--mask 255.255.255.255 --rsource -j DNAT --to-destination 10.0.0.1:80", 1)

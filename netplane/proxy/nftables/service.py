@@ -1,7 +1,7 @@
 """nftables mode: what one service port puts into the table.
 
 A service port contributes *items*: elements of the global maps (see
-``nft_layout``), chains, and sets. Most service ports contribute only map
+``layout``), chains, and sets. Most service ports contribute only map
 elements plus a reference to a chain shared by every service port of the
 same shape (``cluster-2``: "ClusterIP with two endpoints"); only
 ``sessionAffinity: ClientIP`` gets chains and sets of its own, since it has
@@ -18,9 +18,9 @@ import re
 from collections.abc import Sequence
 
 from netplane.proxy import model
-from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
-from netplane.proxy.nft_layout import Chain, Map, Pool, endpoint_key, endpoint_map
+from netplane.proxy.nftables.layout import Chain, Map, Pool, endpoint_key, endpoint_map
 
 # Pseudo containers for items that are objects rather than map elements.
 CHAINS = "@chain"

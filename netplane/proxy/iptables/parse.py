@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from netplane.proxy.iptables_chains import Jump
+from netplane.proxy.iptables.chains import Jump
 
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "raw": ("PREROUTING", "OUTPUT"),

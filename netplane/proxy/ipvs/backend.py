@@ -2,14 +2,14 @@
 
 Each service address (ClusterIP, each node address x NodePort, load-balancer
 and external IPs) is an IPVS virtual server whose real servers are the
-endpoints :func:`model.select` picks (weight 1; see ``ipvs_plan``); ClientIP
+endpoints :func:`model.select` picks (weight 1; see ``plan``); ClientIP
 affinity is IPVS persistence. Service addresses are bound to a local
 interface so that the node accepts their packets: by default a dummy
 interface ``np-ipvs0``; where the kernel has no dummy driver the backend
 detects it at set-up and binds them on ``lo`` instead, under the address
 label ``lo:np-ipvs`` so that only our addresses are ever removed there.
 Masquerade, rejects and the source-range firewall are a constant set of
-iptables rules over ipsets (``ipvs_rules``).
+iptables rules over ipsets (``rules``).
 
 A sync is not one atomic kernel transaction (IPVS has none); it is ordered
 so that nothing points at what does not exist yet: ipsets (each swapped in
@@ -28,19 +28,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netplane.proxy import ipvs_rules
-from netplane.proxy.apply import (
-    Backend,
-    CommandResult,
-    Runner,
-    detect_backend,
-    run_in,
-)
-from netplane.proxy.apply import run_command as default_runner
-from netplane.proxy.iptables import ProxyConfig, Table
-from netplane.proxy.ipvs_diff import Op, OpKind, dest_ops, is_draining, service_ops
-from netplane.proxy.ipvs_kernel import IPVSHandle, PyrouteIPVS, apply_op
-from netplane.proxy.ipvs_plan import (
+from netplane.proxy.command import CommandResult, Runner, run_in
+from netplane.proxy.command import run_command as default_runner
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables.apply import Backend, detect_backend
+from netplane.proxy.iptables.render import Table
+from netplane.proxy.ipvs import rules as ipvs_rules
+from netplane.proxy.ipvs.diff import Op, OpKind, dest_ops, is_draining, service_ops
+from netplane.proxy.ipvs.kernel import IPVSHandle, PyrouteIPVS, apply_op
+from netplane.proxy.ipvs.plan import (
     DEFAULT_SCHEDULER,
     LOCALHOST,
     DesiredService,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.config import ProxyConfig
 
 FAMILY = "ip"
 TABLE = "netplane"

@@ -12,14 +12,14 @@ kernel prints rules in its own canonical spelling).
 from __future__ import annotations
 
 from netplane.api.meta import Obj
-from netplane.proxy.iptables import chain_rule_counts
-from netplane.proxy.iptables_chains import (
+from netplane.proxy.iptables.chains import (
     external_chain,
     firewall_chain,
     local_chain,
     service_chain,
 )
-from netplane.proxy.iptables_rules import PortRules
+from netplane.proxy.iptables.render import chain_rule_counts
+from netplane.proxy.iptables.rules import PortRules
 from netplane.proxy.model import EndpointInfo, Selection, ServicePortInfo
 
 

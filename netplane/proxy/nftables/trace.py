@@ -10,7 +10,7 @@ and postrouting and, when it is for the node, prerouting and input again on
 ``lo`` with its NAT settled. This module walks hooks, chains and rules and
 carries out statements (verdicts, vmaps, NAT, marks, notrack, reject);
 reading the listing and evaluating expressions and lookups is
-:mod:`netplane.proxy.nft_eval`'s. ``snat`` counts as masquerading (the
+:mod:`netplane.proxy.nftables.eval`'s. ``snat`` counts as masquerading (the
 source is rewritten either way).
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from netplane.proxy.nft_eval import (
+from netplane.proxy.nftables.eval import (
     End,
     Json,
     NftTable,
@@ -39,7 +39,7 @@ from netplane.proxy.nft_eval import (
     unmodelled,
     values_of,
 )
-from netplane.proxy.nft_layout import FAMILY
+from netplane.proxy.nftables.layout import FAMILY
 from netplane.proxy.trace import Flow, Packet, Step, Verdict
 
 __all__ = ["NftTable", "NftTraceError", "load_table", "trace_nft"]

@@ -9,7 +9,7 @@ an affinity set answers with the clients the kernel remembers, and ``numgen
 random mod N`` yields every value, each with chance 1/N. Only the expression
 kinds our layout emits are understood: anything else raises
 :class:`NftTraceError` naming it, rather than a guess. Walking rules, chains
-and hooks is :mod:`netplane.proxy.nft_trace`'s job.
+and hooks is :mod:`netplane.proxy.nftables.trace`'s job.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from netplane.proxy.nft_layout import FAMILY, TABLE
+from netplane.proxy.nftables.layout import FAMILY, TABLE
 from netplane.proxy.trace import Packet
 
 __all__ = ["BaseChain", "End", "Json", "NftTable", "NftTraceError", "PacketState",

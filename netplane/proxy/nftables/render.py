@@ -1,7 +1,7 @@
 """nftables mode: the whole table as ``nft -f`` text, in full or as a delta.
 
 ``render`` turns a service map into a :class:`Rendered` state: the items of
-every service port (``nft_service``) and, per map element / chain / set,
+every service port (``service``) and, per map element / chain / set,
 which service ports want it. ``full_text`` writes the complete table for
 one ``nft -f`` transaction; ``update`` re-renders only the service ports
 that changed and returns the element adds/deletes and chain rewrites that
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.model import ServiceMap, ServicePortName
-from netplane.proxy.nft_layout import (
+from netplane.proxy.nftables.layout import (
     ALL_MAPS,
     TABLE_REF,
     Map,
@@ -28,7 +28,7 @@ from netplane.proxy.nft_layout import (
     map_declaration,
     map_kind,
 )
-from netplane.proxy.nft_service import CHAINS, SETS, Item, service_items
+from netplane.proxy.nftables.service import CHAINS, SETS, Item, service_items
 
 Owners = dict[str, dict[str, dict[ServicePortName, str]]]
 

@@ -14,8 +14,8 @@ import socket
 from typing import Any
 from typing import Protocol as TypingProtocol
 
-from netplane.proxy.ipvs_diff import Op, OpKind
-from netplane.proxy.ipvs_plan import RealServer, VirtualServer, VirtualServerKey
+from netplane.proxy.ipvs.diff import Op, OpKind
+from netplane.proxy.ipvs.plan import RealServer, VirtualServer, VirtualServerKey
 from netplane.proxy.model import Protocol
 
 

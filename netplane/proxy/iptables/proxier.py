@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from netplane.api.meta import Obj
+from netplane.proxy.changes import TRIGGER_TIME_ANNOTATION, ChangeTracker
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.conntrack import Entry, PortView, stale_entries
-from netplane.proxy.iptables import full_document, partial_document, render
-from netplane.proxy.iptables_chains import FIXED_CHAINS, ProxyConfig, Table, is_ipv4
-from netplane.proxy.iptables_changes import TRIGGER_TIME_ANNOTATION, ChangeTracker
-from netplane.proxy.iptables_describe import describe_port, kernel_mismatches
-from netplane.proxy.iptables_rules import PortRules, render_port
+from netplane.proxy.iptables.chains import FIXED_CHAINS, Table, is_ipv4
+from netplane.proxy.iptables.describe import describe_port, kernel_mismatches
+from netplane.proxy.iptables.render import full_document, partial_document, render
+from netplane.proxy.iptables.rules import PortRules, render_port
 from netplane.proxy.loop import SyncLoop
 from netplane.proxy.model import ServicePortInfo, ServicePortName
 

@@ -26,13 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netplane.proxy import model
-from netplane.proxy.iptables_chains import (
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables.chains import (
     EXTERNAL_SERVICES_CHAIN,
     MARK_MASQ_CHAIN,
     NODEPORTS_CHAIN,
     PROXY_FIREWALL_CHAIN,
     SERVICES_CHAIN,
-    ProxyConfig,
     endpoint_chain,
     external_chain,
     firewall_chain,

@@ -3,7 +3,7 @@
 IPVS itself only balances; masquerade, rejection and the source-range
 firewall are iptables rules, and their number does not depend on how many
 Services exist: every per-service fact is a member of an ipset
-(``ipvs_plan.IPSetName``) that a fixed rule matches. This module renders
+(``plan.IPSetName``) that a fixed rule matches. This module renders
 
 * ``ipset restore`` input that fills sets atomically (each changed set is
   built under a temporary name and swapped in), and
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from netplane.proxy.iptables import NOTRACK_CHAIN, Jump, ProxyConfig, Table, notrack_rules
-from netplane.proxy.ipvs_plan import IPSetName
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables.render import NOTRACK_CHAIN, Jump, Table, notrack_rules
+from netplane.proxy.ipvs.plan import IPSetName
 
 SERVICES_CHAIN = "NP-SERVICES"
 POSTROUTING_CHAIN = "NP-POSTROUTING"

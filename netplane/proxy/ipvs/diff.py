@@ -18,7 +18,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netplane.proxy.ipvs_plan import DesiredService, RealServer, VirtualServer, VirtualServerKey
+from netplane.proxy.ipvs.plan import DesiredService, RealServer, VirtualServer, VirtualServerKey
 from netplane.proxy.model import Protocol
 
 

@@ -3,7 +3,7 @@
 Rendering is pure. ``render(services, endpoints, config)`` returns the whole
 text for our chains in the ``raw``, ``nat`` and ``filter`` tables.
 ``full_document`` assembles it from per-port ``PortRules``
-(``iptables_rules``); ``partial_document`` writes only what changed for some
+(``rules``); ``partial_document`` writes only what changed for some
 ports: their own chains are redeclared (which flushes them) and rewritten,
 their lines in the shared chains are deleted (``-D``) or inserted only when
 they differ, and their chains that are no longer needed are deleted. This
@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 
 from netplane.api.meta import Obj
 from netplane.proxy import model
-from netplane.proxy.iptables_chains import (
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables.chains import (
     CHAIN_PREFIX,
     FIXED_CHAINS,
     FORWARD_CHAIN,
@@ -34,7 +35,6 @@ from netplane.proxy.iptables_chains import (
     SERVICES_CHAIN,
     SVC_PREFIX,
     Jump,
-    ProxyConfig,
     Table,
     endpoint_chain,
     external_chain,
@@ -46,7 +46,7 @@ from netplane.proxy.iptables_chains import (
     rule,
     service_chain,
 )
-from netplane.proxy.iptables_rules import PortRules, render_port
+from netplane.proxy.iptables.rules import PortRules, render_port
 from netplane.proxy.model import ServicePortName
 
 __all__ = [

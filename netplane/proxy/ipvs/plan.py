@@ -5,12 +5,12 @@ IPVS virtual servers (one per address, port and protocol: ClusterIP, each
 node address x NodePort, load-balancer and external IPs), their real
 servers, the addresses to bind on the node's service interface, and the
 members of every ipset that the constant iptables rules match against
-(``ipvs_rules``). No kernel is touched here.
+(``rules``). No kernel is touched here.
 
 Weights: every endpoint chosen by :func:`model.select` (the ready ones, or
 the serving terminating ones when none is ready) gets weight 1, so that
 the terminating fallback really carries new connections; weight 0 is used
-only while a removed real server drains (see ``ipvs_diff``).
+only while a removed real server drains (see ``diff``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from netplane.proxy import model
-from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.model import EndpointInfo, Protocol, ServicePortInfo
 
 DEFAULT_SCHEDULER = "rr"

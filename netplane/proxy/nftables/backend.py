@@ -1,13 +1,13 @@
 """nftables mode (``--proxy-mode nftables``): the backend a proxier drives.
 
-Everything lives in our own table ``ip netplane`` (``nft_layout``): set-up
+Everything lives in our own table ``ip netplane`` (``layout``): set-up
 creates it, clean-up deletes it, and no other table is ever touched.
 A sync is one transaction: a *full* sync declares, flushes and refills
 every chain and map of the table and deletes our stale chains and sets; a
 *partial* sync carries only the element adds/deletes and chain rewrites of
-the service ports that changed (``nft_render.update``). After a sync, UDP
+the service ports that changed (``render.update``). After a sync, UDP
 conntrack entries made stale by the change are deleted
-(``nft_conntrack``). ``kernel_matches`` is the cheap periodic check (a
+(``conntrack``). ``kernel_matches`` is the cheap periodic check (a
 netlink dump of our chains, rules and sets, by count): when someone flushed
 or deleted our table, it says so and the next sync is a full one.
 
@@ -32,12 +32,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from netplane.proxy import model
-from netplane.proxy.iptables import ProxyConfig
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.model import ServiceMap, ServicePortName
-from netplane.proxy.nft_conntrack import Flow, stale_udp_flows
-from netplane.proxy.nft_kernel import Loader, NetlinkReader, NftError, TableReader, make_loader
-from netplane.proxy.nft_layout import TABLE, TABLE_REF
-from netplane.proxy.nft_render import (
+from netplane.proxy.nftables.conntrack import Flow, stale_udp_flows
+from netplane.proxy.nftables.kernel import (
+    Loader,
+    NetlinkReader,
+    NftError,
+    TableReader,
+    make_loader,
+)
+from netplane.proxy.nftables.layout import TABLE, TABLE_REF
+from netplane.proxy.nftables.render import (
     Rendered,
     clean_text,
     full_text,

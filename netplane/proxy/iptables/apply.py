@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import enum
 import shutil
-import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from netplane.proxy.iptables import declared_chains, with_stale_chains
-from netplane.proxy.iptables_chains import CHAIN_PREFIX, FIXED_CHAINS, PLUMBING, Jump, Table
-
-COMMAND_TIMEOUT = 60.0
+from netplane.proxy.command import CommandResult, Runner, run_command, run_in
+from netplane.proxy.iptables.chains import CHAIN_PREFIX, FIXED_CHAINS, PLUMBING, Jump, Table
+from netplane.proxy.iptables.render import declared_chains, with_stale_chains
 
 
 class Backend(enum.StrEnum):
@@ -29,39 +25,6 @@ class Backend(enum.StrEnum):
 
     NFT = "nft"
     LEGACY = "legacy"
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-# Seam for tests: runs argv with optional stdin and returns its result.
-Runner = Callable[[list[str], str | None], CommandResult]
-
-
-class ApplyError(RuntimeError):
-    """An iptables command failed; the message carries its stderr."""
-
-
-def run_in(runner: Runner, netns: str | None, argv: list[str], stdin: str | None = None, *,
-           check: bool = True) -> CommandResult:
-    """Runs ``argv`` (in ``netns`` when given); a failure raises ApplyError
-    with the command's own words when ``check``."""
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    result = runner([*prefix, *argv], stdin)
-    if check and result.returncode != 0:
-        raise ApplyError(f"{' '.join(argv)} failed ({result.returncode}): "
-                         f"{result.stderr.strip()}")
-    return result
-
-
-def run_command(argv: list[str], stdin: str | None) -> CommandResult:
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False,
-                          timeout=COMMAND_TIMEOUT)
-    return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 def detect_backend(*, runner: Runner = run_command) -> Backend:
