@@ -84,6 +84,8 @@ CONTROLLERREVISION = Resource("ControllerRevision", "controllerrevisions", "cont
                               "apps", "v1", True)
 ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io",
                          "v1", True)
+NETWORKPOLICY = Resource("NetworkPolicy", "networkpolicies", "networkpolicy",
+                         "networking.k8s.io", "v1", True, ("netpol",))
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
 CLUSTERROLE = Resource("ClusterRole", "clusterroles", "clusterrole", RBAC, "v1", False)
 ROLEBINDING = Resource("RoleBinding", "rolebindings", "rolebinding", RBAC, "v1", True)
@@ -107,7 +109,7 @@ ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP
                              SERVICEACCOUNT, EVENT, REPLICASET, DEPLOYMENT, ENDPOINTSLICE,
                              EVENT_V1, JOB, CRONJOB,
                              PERSISTENTVOLUME, PERSISTENTVOLUMECLAIM, STORAGECLASS,
-                             DAEMONSET, STATEFULSET, CONTROLLERREVISION,
+                             DAEMONSET, STATEFULSET, CONTROLLERREVISION, NETWORKPOLICY,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)

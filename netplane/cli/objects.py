@@ -138,9 +138,17 @@ CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Or
 
 
 async def delete(client: Client, kind: str, names: list[str], *, namespace: str | None,
-                 grace_period: int | None, cascade: str = "background") -> list[str]:
+                 grace_period: int | None, cascade: str = "background",
+                 everything: bool = False) -> list[str]:
     res = _resource(kind)
     ns = (namespace or "default") if res.namespaced else None
+    if everything:
+        if names:
+            raise CliError("error: name cannot be provided when --all is specified")
+        listed = await client.list(res, ns)
+        names = [meta.name(o) for o in listed.get("items") or []]
+        if not names:
+            return ["No resources found"]
     if not names:
         raise CliError(f"error: resource name may not be empty (netplane delete {kind} NAME)")
     out = []

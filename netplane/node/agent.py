@@ -103,6 +103,8 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
                          config=ProxyConfig(cluster_cidr=cfg.cluster_cidr,
                                             notrack_dns_ips=(cfg.dns_ip,)))
     await asyncio.to_thread(proxier.set_up)
+    policy = modes.make_policy(cfg.proxy_mode, node_name=cfg.node_name)
+    await asyncio.to_thread(policy.set_up)
     dns = NodeDNS(dns_ip=cfg.dns_ip, node_ip=cfg.node_ip, zone=cfg.cluster_domain,
                   service_cidr=cfg.service_cidr, cluster_cidr=cfg.cluster_cidr,
                   upstreams=upstream_list(cfg.upstream))
@@ -120,6 +122,11 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     claims = Informer(client, resources.PERSISTENTVOLUMECLAIM)
     persistent_volumes = Informer(client, resources.PERSISTENTVOLUME)
     storage_classes = Informer(client, resources.STORAGECLASS)
+    policies = Informer(client, resources.NETWORKPOLICY)
+    namespaces = Informer(client, resources.NAMESPACE)
+    policies.add_handler(policy.on_policy)
+    namespaces.add_handler(policy.on_namespace)
+    all_pods.add_handler(policy.on_pod)
     services.add_handler(proxier.on_service)
     # Slices win where a Service has any; v1 Endpoints serve selector-less
     # Services whose endpoints someone wrote by hand (no mirroring here).
@@ -147,14 +154,16 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         services.run(), endpoints.run(), nodes.run(), slices.run(), all_pods.run(),
         configmaps.run(), secrets.run(), claims.run(), persistent_volumes.run(),
         storage_classes.run(), provisioner.run(),
-        proxier.run(stop),
+        proxier.run(stop), policies.run(), namespaces.run(), policy.run(stop),
         pods.run(), duties.run(),
         RouteSyncer(nodes, cfg.node_name).run(),
         registration.heartbeat(client, cfg.node_name, cfg.node_ip))]
     status = StatusServer(socket_path=cfg.state_dir / "agent.sock", address=cfg.node_ip)
     status.add_metrics(lambda: proxy_metrics.render(proxier))
+    status.add_metrics(lambda: proxy_metrics.render_policy(policy))
     status.add_metrics(dns.render_metrics)
     status.add_view("proxy", lambda: proxier.describe(check_kernel=True))
+    status.add_view("policy", lambda: policy.describe(check_kernel=True))
     await status.start()
     agent_api = kubeletapi.KubeletApi(pods=all_pods, runtime=runtime, node_name=cfg.node_name)
     cert, key = kubeletapi.serving_certificate(cfg.state_dir / "pki", cfg.node_ip)

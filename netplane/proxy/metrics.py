@@ -113,3 +113,36 @@ def render(src: MetricsSource) -> str:
                  src.last_sync_wall_time or 0.0),
     ]
     return "\n".join(lines) + "\n"
+
+
+class PolicySource(Protocol):
+    """What ``render_policy`` reads (the PolicyEnforcer has these)."""
+
+    policy_sync_duration: Histogram
+    rule_count: int
+    failed_syncs: int
+    cut_connections: int
+
+    def isolated_pods(self) -> int: ...
+    def dropped_packets(self) -> int: ...
+
+
+def render_policy(src: PolicySource) -> str:
+    """Network policy's metrics, in the same format."""
+    lines = [
+        *_histogram("netplane_policy_sync_duration_seconds",
+                    "Time to compute, render and apply the network policy rules.",
+                    src.policy_sync_duration),
+        *_single("netplane_policy_rules", "gauge",
+                 "Network policy rules the node keeps in the kernel.", src.rule_count),
+        *_single("netplane_policy_isolated_pods", "gauge",
+                 "Pods on this node that some policy isolates.", src.isolated_pods()),
+        *_single("netplane_policy_dropped_packets_total", "counter",
+                 "Packets that network policy rejected on this node.", src.dropped_packets()),
+        *_single("netplane_policy_cut_connections_total", "counter",
+                 "Open connections cut because a policy came to deny them.",
+                 src.cut_connections),
+        *_single("netplane_policy_sync_failures_total", "counter",
+                 "Policy syncs that failed to apply.", src.failed_syncs),
+    ]
+    return "\n".join(lines) + "\n"

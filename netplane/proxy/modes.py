@@ -1,4 +1,5 @@
-"""Choosing a proxy mode: ``iptables`` (default), ``nftables`` or ``ipvs``."""
+"""Choosing a proxy mode: ``iptables`` (default), ``nftables`` or ``ipvs``, and
+the network policy enforcer that goes with it."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import enum
 
 from netplane.proxy.config import ProxyConfig
 from netplane.proxy.conntrack import Conntrack
-from netplane.proxy.iptables.apply import IptablesApplier
+from netplane.proxy.iptables.apply import IptablesApplier, detect_backend, tool
+from netplane.proxy.iptables.policy import PolicyApplier
 from netplane.proxy.iptables.proxier import Proxier
 from netplane.proxy.ipvs import backend as ipvs
 from netplane.proxy.loop import SyncLoop
 from netplane.proxy.mapproxier import IPVSAdapter, MapProxier, NftablesAdapter
 from netplane.proxy.nftables.backend import NftablesBackend
+from netplane.proxy.nftables.policy import NftPolicyApplier
+from netplane.proxy.policyloop import PolicyEnforcer
 
 
 class Mode(enum.StrEnum):
@@ -39,3 +43,12 @@ def make(mode: Mode | str, *, node_name: str, node_ips: tuple[str, ...],
         raise ModeUnavailable(f"proxy mode ipvs is not available on this node: {why}")
     return MapProxier(mode=mode.value, backend=IPVSAdapter(ipvs.IPVSBackend()),
                       node_name=node_name, config=config, node_ips=node_ips)
+
+
+def make_policy(mode: Mode | str, *, node_name: str) -> PolicyEnforcer:
+    """The policy enforcer for ``mode``: nftables mode has its own table,
+    iptables and IPVS modes share the filter table path."""
+    if Mode(mode) is Mode.NFTABLES:
+        return PolicyEnforcer(node_name=node_name, backend=NftPolicyApplier())
+    return PolicyEnforcer(node_name=node_name,
+                          backend=PolicyApplier(tool=tool(detect_backend())))

@@ -74,6 +74,8 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "update", "patch"]},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
          "verbs": [*READ, *WRITE]},
+        # The node enforces network policy (a policy plugin's own role in kube).
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": READ},
     ],
     "view": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",

@@ -33,6 +33,13 @@ def detect_backend(*, runner: Runner = run_command) -> Backend:
     return Backend.NFT if "nf_tables" in out else Backend.LEGACY
 
 
+def tool(backend: Backend, suffix: str = "") -> str:
+    """The command for ``backend``: Debian ships iptables-nft-restore etc.;
+    elsewhere only the plain name may exist."""
+    name = f"iptables-{backend}{suffix}"
+    return name if shutil.which(name) else f"iptables{suffix}"
+
+
 class IptablesApplier:
     """Applies rendered documents and the fixed plumbing with one backend."""
 
@@ -44,9 +51,7 @@ class IptablesApplier:
         self.backend = backend if backend is not None else detect_backend(runner=runner)
 
     def _tool(self, suffix: str) -> str:
-        # Debian ships iptables-nft-restore etc.; elsewhere only the plain name may exist.
-        name = f"iptables-{self.backend}{suffix}"
-        return name if shutil.which(name) else f"iptables{suffix}"
+        return tool(self.backend, suffix)
 
     def _run(self, argv: list[str], stdin: str | None = None, *,
              check: bool = True) -> CommandResult:

@@ -140,6 +140,9 @@ class _Parser:
             self.conds.append(Condition(_MATCH_KEYS[tok], nxt(), negate))
         elif tok == "--name":
             self.recent_name = nxt()
+        elif tok == "--match-set":
+            set_name = nxt()
+            self.conds.append(Condition("set", f"{set_name} {nxt()}", negate))
         elif tok == "--rcheck":
             # The list's --name may come before or after (iptables-save puts
             # it after): filled in by ``finish``.

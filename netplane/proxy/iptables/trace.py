@@ -16,7 +16,7 @@ in ``parse``.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from netplane.proxy.iptables.parse import (
@@ -50,6 +50,7 @@ class _Ctx:
     pkt: Packet
     local_ips: frozenset[str] = field(default_factory=frozenset)
     recent: frozenset[str] = field(default_factory=frozenset)
+    sets: Mapping[str, frozenset[str]] = field(default_factory=dict)  # ipset name -> networks
 
     def is_local(self, ip: str) -> bool:
         return ip in self.local_ips or ip.startswith("127.")
@@ -71,6 +72,17 @@ def _ctstates(st: _State) -> set[str]:
     return {"NEW", "DNAT"} if st.dnat else {"NEW"}
 
 
+def _port_in(port: int, value: str) -> bool:
+    first, _, last = value.partition(":")
+    return int(first) <= port <= int(last or first)
+
+
+def _in_set(ctx: _Ctx, value: str) -> bool:
+    name, _, direction = value.partition(" ")
+    addr = ctx.pkt.src if direction == "src" else ctx.pkt.dst
+    return any(_in(addr, n) for n in ctx.sets.get(name, ()))
+
+
 def _addrtype(value: str, is_local: bool) -> bool:
     return (value == "LOCAL") == is_local
 
@@ -81,13 +93,14 @@ def _checks(c: Condition, ctx: _Ctx, st: _State) -> dict[str, Callable[[], bool]
         "src": lambda: _in(pkt.src, c.value),
         "dst": lambda: _in(pkt.dst, c.value),
         "proto": lambda: pkt.protocol.lower() == c.value.lower(),
-        "dport": lambda: pkt.dport == int(c.value),
+        "dport": lambda: _port_in(pkt.dport, c.value),
         "sport": lambda: pkt.sport == int(c.value),
         "mark": lambda: _mark_match(c.value, st.mark),
         "ctstate": lambda: bool(_ctstates(st) & set(c.value.split(","))),
         "dsttype": lambda: _addrtype(c.value, ctx.is_local(pkt.dst)),
         "srctype": lambda: _addrtype(c.value, ctx.is_local(pkt.src)),
         "recent": lambda: c.value in ctx.recent,
+        "set": lambda: _in_set(ctx, c.value),
     }
 
 
@@ -205,21 +218,24 @@ def _filter_states(rs: Ruleset, hooks: Iterable[str], ctx: _Ctx,
 
 
 def trace_packet(rs: Ruleset, pkt: Packet, *, local: bool = False,
-                 local_ips: Iterable[str] = (), recent: Iterable[str] = ()) -> list[Flow]:
+                 local_ips: Iterable[str] = (), recent: Iterable[str] = (),
+                 sets: Mapping[str, frozenset[str]] | None = None) -> list[Flow]:
     """Every way the packet can end: routed through this node, or sent by it (``local``).
 
     ``local_ips``: the node's own addresses; ``recent``: names of the
-    ``-m recent`` lists that already hold the packet's source."""
+    ``-m recent`` lists that already hold the packet's source; ``sets``:
+    the ipsets' contents."""
     flows = {step.flow for step in trace_steps(rs, pkt, local=local, local_ips=local_ips,
-                                               recent=recent)}
+                                               recent=recent, sets=sets)}
     return sorted(flows, key=lambda f: (f.verdict, f.dnat or "", f.masquerade, f.notrack))
 
 
 def trace_steps(rs: Ruleset, pkt: Packet, *, local: bool = False,
-                local_ips: Iterable[str] = (), recent: Iterable[str] = ()) -> list[Step]:
+                local_ips: Iterable[str] = (), recent: Iterable[str] = (),
+                sets: Mapping[str, frozenset[str]] | None = None) -> list[Step]:
     """Like ``trace_packet``, but every way with its rule path and chance
     (``netplane trace`` prints these)."""
-    ctx = _Ctx(pkt, frozenset(local_ips), frozenset(recent))
+    ctx = _Ctx(pkt, frozenset(local_ips), frozenset(recent), dict(sets or {}))
     hook = "OUTPUT" if local else "PREROUTING"
     steps: list[Step] = []
     for st in _walk(rs, "raw", hook, ctx, _State()):

@@ -1,0 +1,261 @@
+"""NetworkPolicy in the filter table (iptables and IPVS modes).
+
+The first packet of every connection that a node forwards or receives
+(conntrack NEW, and UNTRACKED for the node-local DNS that bypasses
+conntrack) enters ``NPOL-FILTER`` from the top of FORWARD and INPUT. It
+dispatches on the pod's address: the source's egress chain, then the
+destination's ingress chain (``NPOL-PODE-`` / ``NPOL-PODI-``, only for pods
+that some policy isolates). A pod chain lets a pod reach itself, runs each
+isolating policy's chain (``NPOL-I-`` / ``NPOL-E-``), whose rules only set
+the allow bit of the packet mark, and rejects what no policy marked; it
+clears the bit again so the other direction starts afresh. Addresses live
+in ipsets (``NPOL-S-``, hash:net), one per rule side, so a pod that comes,
+goes or changes labels updates set elements and leaves every chain as it
+was. Replies and the rest of a connection never meet these rules. Pure
+rendering here; ``PolicyApplier`` puts it into the kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from netplane.proxy.command import CommandResult, Runner, run_command, run_in
+from netplane.proxy.iptables.chains import Jump, Table, quote
+from netplane.proxy.policy import (
+    PREFIX,
+    Direction,
+    Plan,
+    PodChain,
+    PolicyChain,
+    PortRange,
+)
+
+FILTER_CHAIN = "NPOL-FILTER"
+# Every denial goes through this one rule: its counter is the node's dropped packets.
+REJECT_CHAIN = "NPOL-REJECT"
+ALLOW_MARK = 0x10000
+_MARK = f"{ALLOW_MARK:#x}/{ALLOW_MARK:#x}"
+REJECT = "REJECT --reject-with icmp-admin-prohibited"
+
+_FIRST_PACKETS = ("-m", "conntrack", "--ctstate", "NEW,UNTRACKED")
+# They must stand first in their built-in chains: the Service proxy's
+# forwarding chain accepts masquerade-marked new connections.
+JUMPS: tuple[Jump, ...] = (
+    Jump(Table.FILTER, "FORWARD", FILTER_CHAIN, "netplane network policy", _FIRST_PACKETS),
+    Jump(Table.FILTER, "INPUT", FILTER_CHAIN, "netplane network policy", _FIRST_PACKETS),
+)
+
+
+def _rule(chain: str, comment: str, args: str) -> str:
+    return f"-A {chain} -m comment --comment {quote(comment)} {args}"
+
+
+def _ports(ports: tuple[PortRange, ...] | None) -> list[str]:
+    if ports is None:
+        return [""]
+    out = []
+    for r in ports:
+        proto = r.protocol.lower()
+        if (r.first, r.last) == (0, 65535):
+            out.append(f"-p {proto} ")
+        elif r.first == r.last:
+            out.append(f"-p {proto} -m {proto} --dport {r.first} ")
+        else:
+            out.append(f"-p {proto} -m {proto} --dport {r.first}:{r.last} ")
+    return out
+
+
+def policy_chain_rules(chain: PolicyChain) -> list[str]:
+    ingress = chain.direction is Direction.INGRESS
+    peer_dir, target_dir = ("src", "dst") if ingress else ("dst", "src")
+    lines = []
+    for e in chain.entries:
+        match = ""
+        if e.peer_set is not None:
+            match += f"-m set --match-set {e.peer_set} {peer_dir} "
+        if e.target_set is not None:
+            match += f"-m set --match-set {e.target_set} {target_dir} "
+        for ports in _ports(e.ports):
+            lines.append(_rule(chain.name, e.comment,
+                               f"{match}{ports}-j MARK --set-xmark {_MARK}"))
+    return lines
+
+
+def pod_chain_rules(chain: PodChain) -> list[str]:
+    self_match = "-s" if chain.direction is Direction.INGRESS else "-d"
+    lines = [_rule(chain.name, f"{chain.pod} to itself", f"{self_match} {chain.ip}/32 -j RETURN")]
+    lines += [_rule(chain.name, key, f"-j {target}") for key, target in chain.policies]
+    lines.append(_rule(chain.name, chain.comment, f"-m mark ! --mark {_MARK} -j {REJECT_CHAIN}"))
+    lines.append(_rule(chain.name, chain.pod, f"-j MARK --set-xmark 0x0/{ALLOW_MARK:#x}"))
+    return lines
+
+
+def dispatch_rules(plan: Plan) -> list[str]:
+    lines = []
+    for direction, match in ((Direction.EGRESS, "-s"), (Direction.INGRESS, "-d")):
+        for c in plan.dispatch(direction):
+            lines.append(_rule(FILTER_CHAIN, f"{c.pod} {direction.lower()}",
+                               f"{match} {c.ip}/32 -j {c.name}"))
+    return lines
+
+
+def chains(plan: Plan) -> dict[str, list[str]]:
+    """Every chain of ours with its rules, the dispatch chain included."""
+    out = {FILTER_CHAIN: dispatch_rules(plan),
+           REJECT_CHAIN: [_rule(REJECT_CHAIN, "denied by network policy", f"-j {REJECT}")]}
+    for c in plan.policy_chains.values():
+        out[c.name] = policy_chain_rules(c)
+    for p in plan.pod_chains.values():
+        out[p.name] = pod_chain_rules(p)
+    return out
+
+
+def restore_document(new: Mapping[str, list[str]], old: Mapping[str, list[str]] | None = None,
+                     *, stale: Iterable[str] = ()) -> str | None:
+    """iptables-restore text for the chains that differ from ``old`` (all
+    of them without it) and the deletion of ``stale`` ones; None when
+    nothing changed. Chains are declared before any rule jumps to them."""
+    changed = [c for c in new if old is None or old.get(c) != new[c]]
+    gone = sorted(set(stale) | (set(old or ()) - set(new)))
+    if not changed and not gone:
+        return None
+    # The dispatch chain last: it jumps to the pod chains, they to the policies.
+    order = sorted(changed, key=lambda c: (c == FILTER_CHAIN, not c.startswith("NPOL-I-")
+                                           and not c.startswith("NPOL-E-"), c))
+    lines = ["*filter", *(f":{c} - [0:0]" for c in order + gone)]
+    for c in order:
+        lines += new[c]
+    lines += [f"-X {c}" for c in gone]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def _temp(name: str) -> str:
+    return name + "-T"
+
+
+def ipset_updates(new: Mapping[str, frozenset[str]],
+                  old: Mapping[str, frozenset[str]] | None) -> str:
+    """``ipset restore`` text that makes every set hold ``new``: new sets
+    are created, known ones get only their added and removed elements.
+    Without ``old`` (the kernel's content unknown) each set is filled
+    under a temporary name and swapped in, so no lookup sees it half full."""
+    lines = []
+    for name in sorted(new):
+        elements = sorted(new[name])
+        if old is None or name not in old:
+            lines.append(f"create {name} hash:net family inet -exist")
+        if old is None:
+            lines.append(f"create {_temp(name)} hash:net family inet -exist")
+            lines.append(f"flush {_temp(name)}")
+            lines += [f"add {_temp(name)} {e}" for e in elements]
+            lines.append(f"swap {_temp(name)} {name}")
+            lines.append(f"destroy {_temp(name)}")
+            continue
+        before = old.get(name, frozenset())
+        lines += [f"del {name} {e} -exist" for e in sorted(before - new[name])]
+        lines += [f"add {name} {e} -exist" for e in sorted(new[name] - before)]
+    return "".join(line + "\n" for line in lines)
+
+
+def ipset_destruction(names: Iterable[str]) -> str:
+    return "".join(f"destroy {n}\n" for n in sorted(names))
+
+
+@dataclass
+class Applied:
+    chains: dict[str, list[str]]
+    sets: dict[str, frozenset[str]]
+
+
+class PolicyApplier:
+    """Puts a policy plan into the filter table and ipsets of one netns."""
+
+    def __init__(self, *, tool: str = "iptables", netns: str | None = None,
+                 runner: Runner = run_command) -> None:
+        self._tool = tool
+        self._netns = netns
+        self._runner = runner
+        self.applied: Applied | None = None
+
+    def _run(self, argv: list[str], stdin: str | None = None, *,
+             check: bool = True) -> CommandResult:
+        return run_in(self._runner, self._netns, argv, stdin, check=check)
+
+    def _iptables(self, *args: str, check: bool = True) -> CommandResult:
+        return self._run([self._tool, "-w", "-t", "filter", *args], check=check)
+
+    def kernel_chains(self) -> set[str]:
+        out = self._iptables("-S", check=False).stdout
+        return {line.split()[1] for line in out.splitlines()
+                if line.startswith("-N ") and line.split()[1].startswith(PREFIX)}
+
+    def kernel_sets(self) -> set[str]:
+        out = self._run(["ipset", "list", "-n"], check=False).stdout
+        return {n for n in out.split() if n.startswith(PREFIX)}
+
+    def _jumps_first(self) -> bool:
+        for jump in JUMPS:
+            listed = self._iptables("-S", jump.base_chain, check=False).stdout.splitlines()
+            rules = [line for line in listed if line.startswith("-A ")]
+            if not rules or not rules[0].endswith(f"-j {jump.chain}"):
+                return False
+        return True
+
+    def ensure_jumps(self) -> None:
+        """Our jumps at the top of FORWARD and INPUT, each exactly once."""
+        if self._jumps_first():
+            return
+        self._iptables("-N", FILTER_CHAIN, check=False)
+        for jump in JUMPS:
+            while self._iptables("-C", jump.base_chain, *jump.rule_args(),
+                                 check=False).returncode == 0:
+                self._iptables("-D", jump.base_chain, *jump.rule_args())
+            self._iptables("-I", jump.base_chain, "1", *jump.rule_args())
+
+    def render(self, plan: Plan) -> dict[str, list[str]]:
+        return chains(plan)
+
+    def dropped_packets(self) -> int:
+        out = self._iptables("-L", REJECT_CHAIN, "-v", "-x", "-n", check=False).stdout
+        rows = [line.split() for line in out.splitlines()[2:]]
+        return sum(int(r[0]) for r in rows if r and r[0].isdigit())
+
+    def intact(self) -> bool:
+        """The cheap drift check: our jumps still first, our chains there."""
+        if not self._jumps_first():
+            return False
+        if self.applied is None:
+            return True
+        return set(self.applied.chains) <= self.kernel_chains()
+
+    def apply(self, plan: Plan, rendered: dict[str, list[str]], *, full: bool) -> None:
+        """Full: the kernel's content is not trusted (start, drift, period)."""
+        old = None if full or self.applied is None else self.applied
+        sets_text = ipset_updates(plan.sets, None if old is None else old.sets)
+        if sets_text:
+            self._run(["ipset", "restore"], sets_text)
+        stale_chains = self.kernel_chains() - set(rendered) if old is None else set()
+        doc = restore_document(rendered, None if old is None else old.chains, stale=stale_chains)
+        if doc is not None:
+            self._run([f"{self._tool}-restore", "-w", "--noflush"], doc)
+        gone_sets = (self.kernel_sets() if old is None else set(old.sets)) - set(plan.sets)
+        if gone_sets:
+            self._run(["ipset", "restore"], ipset_destruction(gone_sets))
+        self.applied = Applied(dict(rendered), dict(plan.sets))
+
+    def clean_up(self) -> None:
+        for jump in JUMPS:
+            while self._iptables("-C", jump.base_chain, *jump.rule_args(),
+                                 check=False).returncode == 0:
+                self._iptables("-D", jump.base_chain, *jump.rule_args())
+        have = sorted(self.kernel_chains())
+        if have:
+            doc = ["*filter", *(f":{c} - [0:0]" for c in have), *(f"-X {c}" for c in have),
+                   "COMMIT"]
+            self._run([f"{self._tool}-restore", "-w", "--noflush"], "\n".join(doc) + "\n")
+        sets = self.kernel_sets()
+        if sets:
+            self._run(["ipset", "restore"], ipset_destruction(sets))
+        self.applied = None

@@ -1,0 +1,468 @@
+"""NetworkPolicy as the node enforces it: which pods are isolated, and what
+each policy allows, resolved to addresses and ports.
+
+Pure conversion from API objects into ``NodePolicy``, the one input of
+every mode's policy renderer. A pod is isolated for a direction when any
+policy of its namespace selects it with that direction in ``policyTypes``;
+an isolated pod takes only what the union of its policies allows. Each
+policy rule becomes ``Clause``s: the peer addresses (pods chosen by
+selectors as /32s, ``ipBlock`` CIDRs with their ``except`` cut out), the
+port ranges, and, for named ports, the pods on which the name means that
+number. Named ports resolve on the destination pod, as the specification
+says: on the selected pod for ingress, on each peer pod for egress (so an
+``ipBlock`` peer never matches a named port). ``evaluate`` answers for one
+packet from the same model, for traces, tests and conntrack clean-up.
+Host-network pods are neither selected nor peers: their address is the
+node's.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from netplane.api import selectors
+from netplane.api.meta import Obj, labels, name, namespace
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+class Direction(enum.StrEnum):
+    INGRESS = "Ingress"
+    EGRESS = "Egress"
+
+
+@dataclass(frozen=True, order=True)
+class PodInfo:
+    """What policy needs of one pod with an address."""
+
+    namespace: str
+    name: str
+    ip: str
+    node: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    # Named container ports: (name, protocol, number).
+    ports: tuple[tuple[str, str, int], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def named_port(self, port_name: str, protocol: str) -> int | None:
+        for n, proto, number in self.ports:
+            if n == port_name and proto == protocol:
+                return number
+        return None
+
+
+def pod_info(pod: Obj) -> PodInfo | None:
+    """The pod as policy sees it; None for one without an address of its
+    own (pending, host network, finished: its address may be reused)."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    ip = status.get("podIP")
+    if not ip or spec.get("hostNetwork") or status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    ports = []
+    for c in spec.get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("name") and p.get("containerPort"):
+                ports.append((str(p["name"]), str(p.get("protocol") or "TCP"),
+                              int(p["containerPort"])))
+    return PodInfo(namespace(pod), name(pod), str(ip), str(spec.get("nodeName") or ""),
+                   tuple(sorted(labels(pod).items())), tuple(sorted(ports)))
+
+
+@dataclass(frozen=True, order=True)
+class PortRange:
+    protocol: str
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        if (self.first, self.last) == (0, 65535):
+            return f"{self.protocol} any port"
+        span = str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+        return f"{self.protocol} {span}"
+
+    def holds(self, protocol: str, port: int) -> bool:
+        return protocol == self.protocol and self.first <= port <= self.last
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One thing a policy rule allows.
+
+    ``peers``: networks the other end must be in (None: anywhere).
+    ``ports``: what the destination port must be (None: any protocol and
+    port). ``targets``: for a named port, the selected pods whose port of
+    that name has this number (None: every pod the policy selects)."""
+
+    peers: frozenset[str] | None
+    ports: tuple[PortRange, ...] | None
+    targets: frozenset[str] | None = None
+    rule: int = 0  # index of the rule in the policy, for explanations
+
+    def allows(self, peer: str, protocol: str, port: int, target: str) -> bool:
+        if self.targets is not None and target not in self.targets:
+            return False
+        if self.ports is not None and not any(r.holds(protocol, port) for r in self.ports):
+            return False
+        return self.peers is None or _in_networks(peer, self.peers)
+
+
+@dataclass(frozen=True)
+class PolicyRules:
+    """What one policy allows in one direction, for the pods it selects here."""
+
+    policy: str  # namespace/name
+    direction: Direction
+    clauses: tuple[Clause, ...]
+
+
+@dataclass(frozen=True)
+class PodIsolation:
+    pod: PodInfo
+    ingress: tuple[str, ...]  # keys of the policies isolating it, sorted
+    egress: tuple[str, ...]
+
+
+@dataclass
+class NodePolicy:
+    """Every local pod that some policy isolates, and those policies' rules."""
+
+    pods: dict[str, PodIsolation] = field(default_factory=dict)  # by pod IP
+    rules: dict[tuple[str, Direction], PolicyRules] = field(default_factory=dict)
+
+    def isolated(self, ip: str, direction: Direction) -> tuple[str, ...]:
+        iso = self.pods.get(ip)
+        if iso is None:
+            return ()
+        return iso.ingress if direction is Direction.INGRESS else iso.egress
+
+
+def _in_networks(ip: str, networks: Iterable[str]) -> bool:
+    addr = ipaddress.ip_address(ip)
+    return any(addr in ipaddress.ip_network(n) for n in networks)
+
+
+def _host(ip: str) -> str:
+    return f"{ip}/32"
+
+
+def collapse(networks: Iterable[str]) -> frozenset[str]:
+    """The same addresses as the fewest networks, none overlapping another
+    (nftables' interval sets refuse overlaps)."""
+    nets = [ipaddress.IPv4Network(n, strict=False) for n in networks]
+    return frozenset(str(n) for n in ipaddress.collapse_addresses(nets))
+
+
+def block_networks(block: Obj) -> list[str]:
+    """``cidr`` minus every ``except``, as the fewest networks."""
+    nets = [ipaddress.ip_network(str(block.get("cidr")), strict=False)]
+    for raw in block.get("except") or []:
+        cut = ipaddress.ip_network(str(raw), strict=False)
+        out = []
+        for n in nets:
+            if cut.version == n.version and cut.subnet_of(n):  # type: ignore[arg-type]
+                out.extend(n.address_exclude(cut))  # type: ignore[arg-type]
+            elif n.version == cut.version and n.subnet_of(cut):  # type: ignore[arg-type]
+                continue
+            else:
+                out.append(n)
+        nets = out
+    return [str(n) for n in sorted(nets)]  # type: ignore[type-var]
+
+
+def policy_types(pol: Obj) -> tuple[Direction, ...]:
+    """``policyTypes`` as stored, or as the API server defaults it."""
+    spec = pol.get("spec") or {}
+    types = spec.get("policyTypes")
+    if not types:
+        types = ["Ingress", *(["Egress"] if spec.get("egress") else [])]
+    return tuple(Direction(t) for t in types if t in ("Ingress", "Egress"))
+
+
+class Cluster:
+    """Pods and namespace labels, with selector lookups memoised for one
+    computation (many policies share their selectors)."""
+
+    def __init__(self, pods: Iterable[PodInfo], namespaces: Mapping[str, Mapping[str, str]]):
+        self.pods = sorted(pods)
+        self.by_ns: dict[str, list[PodInfo]] = {}
+        for p in self.pods:
+            self.by_ns.setdefault(p.namespace, []).append(p)
+        self.ns_labels = {ns: {**dict(lbls), NAMESPACE_NAME_LABEL: ns}
+                          for ns, lbls in namespaces.items()}
+        self._memo: dict[object, tuple[PodInfo, ...]] = {}
+
+    def _namespaces(self, sel: Obj | None) -> list[str]:
+        s = selectors.from_label_selector(sel)
+        known = set(self.ns_labels) | set(self.by_ns)
+        return sorted(ns for ns in known
+                      if s.matches(self.ns_labels.get(ns, {NAMESPACE_NAME_LABEL: ns})))
+
+    def select(self, ns: str | None, pod_sel: Obj | None, ns_sel: Obj | None = None,
+               ) -> tuple[PodInfo, ...]:
+        """Pods in ``ns`` (or in the namespaces ``ns_sel`` picks) that
+        ``pod_sel`` picks; a missing selector picks everything."""
+        key = (ns, repr(pod_sel), repr(ns_sel))
+        hit = self._memo.get(key)
+        if hit is None:
+            spaces = [ns] if ns is not None else self._namespaces(ns_sel)
+            s = selectors.from_label_selector(pod_sel)
+            hit = tuple(p for space in spaces for p in self.by_ns.get(space, ())
+                        if s.matches(p.label_map))
+            self._memo[key] = hit
+        return hit
+
+
+def _peer_pods(cluster: Cluster, pol_ns: str, peer: Obj) -> tuple[PodInfo, ...]:
+    if "namespaceSelector" in peer and peer["namespaceSelector"] is not None:
+        return cluster.select(None, peer.get("podSelector"), peer["namespaceSelector"])
+    return cluster.select(pol_ns, peer.get("podSelector"))
+
+
+def _rule_clauses(cluster: Cluster, pol_ns: str, rule: Obj, index: int, direction: Direction,
+                  selected: tuple[PodInfo, ...]) -> list[Clause]:
+    peer_key = "from" if direction is Direction.INGRESS else "to"
+    peers_spec = rule.get(peer_key) or []
+    blocks: list[str] = []
+    peer_pods: list[PodInfo] = []
+    for peer in peers_spec:
+        if not isinstance(peer, dict):
+            continue
+        if peer.get("ipBlock"):
+            blocks.extend(block_networks(peer["ipBlock"]))
+        elif "podSelector" in peer or "namespaceSelector" in peer:
+            peer_pods.extend(_peer_pods(cluster, pol_ns, peer))
+    anywhere = not peers_spec
+    peers = None if anywhere else collapse([*blocks, *(_host(p.ip) for p in peer_pods)])
+
+    numeric: list[PortRange] = []
+    named: list[tuple[str, str]] = []
+    for entry in rule.get("ports") or []:
+        proto = str(entry.get("protocol") or "TCP")
+        port = entry.get("port")
+        if port is None:
+            numeric.append(PortRange(proto, 0, 65535))
+        elif isinstance(port, int) or str(port).isdigit():
+            first = int(port)
+            numeric.append(PortRange(proto, first, int(entry.get("endPort") or first)))
+        else:
+            named.append((str(port), proto))
+    if not rule.get("ports"):
+        return [Clause(peers, None, rule=index)]
+    out = [Clause(peers, tuple(sorted(set(numeric))), rule=index)] if numeric else []
+    for port_name, proto in named:
+        if direction is Direction.INGRESS:
+            # The name means a number on each selected pod: group the pods by it.
+            by_number: dict[int, set[str]] = {}
+            for p in selected:
+                number = p.named_port(port_name, proto)
+                if number is not None:
+                    by_number.setdefault(number, set()).add(p.ip)
+            for number, ips in sorted(by_number.items()):
+                out.append(Clause(peers, (PortRange(proto, number, number),),
+                                  frozenset(ips), rule=index))
+        else:
+            # On each peer pod; with no peers given, on every pod there is.
+            candidates = cluster.pods if anywhere else peer_pods
+            by_number = {}
+            for p in candidates:
+                number = p.named_port(port_name, proto)
+                if number is not None:
+                    by_number.setdefault(number, set()).add(_host(p.ip))
+            for number, nets in sorted(by_number.items()):
+                out.append(Clause(collapse(nets), (PortRange(proto, number, number),),
+                                  rule=index))
+    return out
+
+
+def compute(policies: Iterable[Obj], pods: Iterable[PodInfo],
+            namespaces: Mapping[str, Mapping[str, str]], *,
+            local: Callable[[PodInfo], bool] = lambda p: True) -> NodePolicy:
+    """The isolation of every ``local`` pod and the rules of the policies
+    that isolate one."""
+    cluster = Cluster(pods, namespaces)
+    out = NodePolicy()
+    isolating: dict[str, dict[Direction, list[str]]] = {}
+    for pol in sorted(policies, key=lambda p: (namespace(p), name(p))):
+        key = f"{namespace(pol)}/{name(pol)}"
+        spec = pol.get("spec") or {}
+        selected = tuple(p for p in cluster.select(namespace(pol), spec.get("podSelector") or {})
+                         if local(p))
+        if not selected:
+            continue
+        for direction in policy_types(pol):
+            for p in selected:
+                isolating.setdefault(p.ip, {}).setdefault(direction, []).append(key)
+            rules = spec.get("ingress" if direction is Direction.INGRESS else "egress") or []
+            clauses = [c for i, r in enumerate(rules) if isinstance(r, dict)
+                       for c in _rule_clauses(cluster, namespace(pol), r, i, direction, selected)]
+            out.rules[(key, direction)] = PolicyRules(key, direction, tuple(clauses))
+    by_ip = {p.ip: p for p in cluster.pods}
+    for ip, dirs in sorted(isolating.items()):
+        out.pods[ip] = PodIsolation(by_ip[ip], tuple(dirs.get(Direction.INGRESS, ())),
+                                    tuple(dirs.get(Direction.EGRESS, ())))
+    return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What policy does to the first packet of a connection, and why."""
+
+    allowed: bool
+    reason: str
+    # (direction, policy, rule index) of each clause that allowed it.
+    allowed_by: tuple[tuple[str, str, int], ...] = ()
+
+
+def _judge(model: NodePolicy, pod_ip: str, peer: str, protocol: str, port: int,
+           direction: Direction) -> tuple[bool, list[tuple[str, str, int]], tuple[str, ...]]:
+    isolating = model.isolated(pod_ip, direction)
+    if not isolating:
+        return True, [], ()
+    by: list[tuple[str, str, int]] = []
+    for key in isolating:
+        rules = model.rules.get((key, direction))
+        for c in rules.clauses if rules else ():
+            if c.allows(peer, protocol, port, pod_ip):
+                by.append((direction.value, key, c.rule))
+    return bool(by), by, isolating
+
+
+def evaluate(model: NodePolicy, src: str, dst: str, protocol: str, port: int, *,
+             node_ips: frozenset[str] = frozenset(),
+             names: Mapping[str, str] | None = None) -> Decision:
+    """Whether a new connection from ``src`` to ``dst`` (after DNAT) passes
+    the policies in ``model``: egress of the source, then ingress of the
+    destination. A pod reaching itself passes; so does its own node."""
+    names = names or {}
+    if src == dst:
+        return Decision(True, "a pod may always reach itself")
+    ok, by_e, iso_e = _judge(model, src, dst, protocol, port, Direction.EGRESS)
+    src_pod = model.pods.get(src)
+    if not ok:
+        who = src_pod.pod.key if src_pod else src
+        return Decision(False, f"{who} is isolated for egress by {', '.join(iso_e)}; no policy "
+                               f"allows to {names.get(dst, dst)} on {protocol} {port}")
+    if src in node_ips:
+        return Decision(True, "traffic from the pod's own node is always allowed", tuple(by_e))
+    ok, by_i, iso_i = _judge(model, dst, src, protocol, port, Direction.INGRESS)
+    if not ok:
+        dst_pod = model.pods.get(dst)
+        who = dst_pod.pod.key if dst_pod else dst
+        return Decision(False, f"{who} is isolated for ingress by {', '.join(iso_i)}; no policy "
+                               f"allows from {names.get(src, src)} on {protocol} {port}")
+    by = tuple(by_e + by_i)
+    return Decision(True, "allowed" if by else "no policy isolates either end", by)
+
+
+# -- the plan every mode renders ------------------------------------------------
+
+# Not the Service proxy's "NP-" prefix: its full sync deletes every NP- chain
+# it did not render. Names stay within iptables' 28 and ipset's 31 characters.
+PREFIX = "NPOL-"
+POD_CHAIN_PREFIX = {Direction.INGRESS: "NPOL-PODI-", Direction.EGRESS: "NPOL-PODE-"}
+POLICY_CHAIN_PREFIX = {Direction.INGRESS: "NPOL-I-", Direction.EGRESS: "NPOL-E-"}
+SET_PREFIX = "NPOL-S-"
+
+
+def _hash16(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One allow rule of a policy chain: the packet's peer address in
+    ``peer_set``, its pod-side address in ``target_set`` (None: no check),
+    its destination port in ``ports`` (None: any)."""
+
+    peer_set: str | None
+    target_set: str | None
+    ports: tuple[PortRange, ...] | None
+    comment: str
+
+
+@dataclass(frozen=True)
+class PodChain:
+    name: str
+    pod: str  # namespace/name
+    ip: str
+    direction: Direction
+    policies: tuple[tuple[str, str], ...]  # (policy key, its chain), in policy order
+    comment: str  # says which policies isolate the pod
+
+
+@dataclass(frozen=True)
+class PolicyChain:
+    name: str
+    policy: str
+    direction: Direction
+    entries: tuple[Entry, ...]
+
+
+@dataclass
+class Plan:
+    """Chains and address sets, named stably by what owns them, so a change
+    of addresses is a set update and leaves every chain as it was."""
+
+    sets: dict[str, frozenset[str]] = field(default_factory=dict)
+    pod_chains: dict[str, PodChain] = field(default_factory=dict)
+    policy_chains: dict[str, PolicyChain] = field(default_factory=dict)
+
+    def dispatch(self, direction: Direction) -> list[PodChain]:
+        return sorted((c for c in self.pod_chains.values() if c.direction is direction),
+                      key=lambda c: ipaddress.ip_address(c.ip))
+
+
+def policy_chain_name(policy: str, direction: Direction) -> str:
+    return POLICY_CHAIN_PREFIX[direction] + _hash16(f"{policy}/{direction}")
+
+
+def pod_chain_name(pod: str, direction: Direction) -> str:
+    return POD_CHAIN_PREFIX[direction] + _hash16(f"{pod}/{direction}")
+
+
+def plan(model: NodePolicy) -> Plan:
+    out = Plan()
+    for (key, direction), rules in sorted(model.rules.items()):
+        chain = policy_chain_name(key, direction)
+        entries = []
+        rule_peers: dict[int, frozenset[str]] = {}
+        for i, c in enumerate(rules.clauses):
+            owner = f"{key}/{direction}/{i}"
+            peer_set = target_set = None
+            if c.peers is not None:
+                # The clauses of one rule share its peers' set; an egress
+                # named port narrows them, and gets a set of its own.
+                shared = rule_peers.setdefault(c.rule, c.peers) == c.peers
+                peer_owner = f"{key}/{direction}/rule{c.rule}" if shared else owner
+                peer_set = SET_PREFIX + _hash16(peer_owner + "/peers")
+                out.sets[peer_set] = c.peers
+            if c.targets is not None:
+                target_set = SET_PREFIX + _hash16(owner + "/targets")
+                out.sets[target_set] = frozenset(_host(ip) for ip in c.targets)
+            ports = "" if c.ports is None else " on " + ", ".join(map(str, c.ports))
+            entries.append(Entry(peer_set, target_set, c.ports,
+                                 f"{key} {direction.lower()} rule {c.rule}{ports}"))
+        out.policy_chains[chain] = PolicyChain(chain, key, direction, tuple(entries))
+    for ip, iso in model.pods.items():
+        for direction, keys in ((Direction.INGRESS, iso.ingress), (Direction.EGRESS, iso.egress)):
+            if not keys:
+                continue
+            name_ = pod_chain_name(iso.pod.key, direction)
+            out.pod_chains[name_] = PodChain(
+                name_, iso.pod.key, ip, direction,
+                tuple((k, policy_chain_name(k, direction)) for k in keys),
+                f"{iso.pod.key} is isolated for {direction.lower()} by {', '.join(keys)}")
+    return out
