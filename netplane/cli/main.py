@@ -97,6 +97,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy(args: argparse.Namespace) -> int:
+    from netplane.cli import policycmd
+
+    for line in _run(_with_client(args, policycmd.show, args.pod, namespace=args.namespace,
+                                  all_namespaces=args.all_namespaces)):
+        print(line)
+    return 0
+
+
 def cmd_dns(args: argparse.Namespace) -> int:
     from netplane.cli import dnscmd
 
@@ -258,6 +267,13 @@ def parser() -> argparse.ArgumentParser:
                    help="expand with this pod's search path and also ask from inside it")
     _namespaced(p)
     p.set_defaults(fn=cmd_dns)
+
+    p = sub.add_parser("policy", help="which network policies isolate each pod, and what "
+                                      "they allow")
+    p.add_argument("pod", nargs="?")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_policy)
 
     p = sub.add_parser("routes", help="what each node's proxy programmed for Services")
     p.add_argument("service", nargs="?")

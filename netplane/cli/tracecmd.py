@@ -8,10 +8,16 @@ pod, step by step, from what is really in the kernel of the client's node.
    masquerade or not, and whether it is rejected or dropped and where.
    In nftables and IPVS modes the programmed elements are shown instead,
    with the agent's check that the kernel still holds them.
-3. For each destination: the node's route to it and the target pod's veth.
+3. Network policy, for each destination: whether the first packet passes
+   the egress rules of the client's node and the ingress rules of the
+   target's node, from the same walk over their kernels' rules and ipsets
+   (or policy table), and the model's words for why: which policies
+   isolate either end and which rule allows it.
+4. For each destination: the node's route to it and the target pod's veth.
 
-In nftables mode the same walk runs over ``nft -j list table ip netplane``;
-in IPVS mode the programmed virtual servers are shown instead.
+In nftables mode the same walk runs over ``nft -j list table ip netplane``
+and the policy table beside it; in IPVS mode the programmed virtual servers
+are shown instead.
 """
 
 from __future__ import annotations
@@ -29,8 +35,13 @@ from netplane.lab.paths import LabPaths
 from netplane.net import netns as nsutil
 from netplane.net.podnet import host_veth_name
 from netplane.node.pods import NodeContext
+from netplane.proxy import policy
+from netplane.proxy.iptables.policy import JUMPS as POLICY_JUMPS
 from netplane.proxy.iptables.render import PLUMBING
-from netplane.proxy.iptables.trace import parse, trace_steps
+from netplane.proxy.iptables.trace import Ruleset, parse, trace_steps
+from netplane.proxy.nftables import policy as nft_policy
+from netplane.proxy.nftables.eval import NftTable, load_table, merge
+from netplane.proxy.nftables.layout import TABLE as NFT_TABLE
 from netplane.proxy.nftables.trace import NftTraceError, trace_nft
 from netplane.proxy.trace import Packet, Step, Verdict
 
@@ -144,21 +155,118 @@ async def trace(client: Client, dest: str, *, from_pod: str, namespace: str, lab
         targets = sorted({e["address"].rpartition(":")[0] for p in matching
                           for e in p.get("endpoints") or [] if e["probability"] > 0}) \
             if matching else [ip]
-    out.append("3. delivery:")
+    if targets:
+        out.append("3. network policy:")
+        out += await _policy_lines(client, lab, state, node, pod, pods, steps_by_target(
+            state, steps if state["mode"] in ("iptables", "nftables") else [], ip, dport),
+            protocol)
+    out.append("4. delivery:")
     for target in targets:
         out += await asyncio.to_thread(_target_lines, lab, netns, src, target, pods)
     return out
+
+
+def steps_by_target(state: Obj, steps: list[Step], ip: str, dport: int) -> dict[str, int]:
+    """Where the first packet goes after DNAT: address -> port."""
+    out: dict[str, int] = {}
+    for s in steps:
+        if s.flow.verdict is Verdict.ACCEPT:
+            host, _, port = (s.flow.dnat or f"{ip}:{dport}").rpartition(":")
+            out[host] = int(port)
+    if not steps:
+        for p in state.get("ports") or []:
+            for e in p.get("endpoints") or []:
+                if e["probability"] > 0:
+                    host, _, port = e["address"].rpartition(":")
+                    out[host] = int(port)
+        out = out or {ip: dport}
+    return out
+
+
+async def _policy_lines(client: Client, lab: LabPaths, state: Obj, node: str, pod: Obj,
+                        pods: dict[str, Obj], targets: dict[str, int],
+                        protocol: str) -> list[str]:
+    from netplane.cli.policycmd import load
+
+    model, infos = await load(client)
+    names = {i.ip: i.key for i in infos}
+    src = pod["status"]["podIP"]
+    lines = []
+    for target, port in sorted(targets.items()):
+        dst_node = (pods.get(target) or {}).get("spec", {}).get("nodeName")
+        nodes = list(dict.fromkeys(n for n in (node, dst_node) if n))
+        pkt = Packet(src, protocol, target, port)
+        kernel = []
+        for n in nodes:
+            n_state = state if n == node else await node_state(lab, n)
+            if n_state is None or n_state["mode"] not in ("iptables", "nftables", "ipvs"):
+                continue
+            verdicts = await asyncio.to_thread(_policy_verdict, n_state, lab.node_netns(n), pkt)
+            kernel.append(f"{n}: {verdicts}")
+        d = policy.evaluate(model, src, target, protocol.upper(), port, names=names)
+        who = names.get(target, target)
+        if d.allowed:
+            by = "; ".join(f"{direction.lower()} by {key} rule {rule}"
+                           for direction, key, rule in d.allowed_by) or d.reason
+            lines.append(f"  to {who} ({target}:{port}): allowed: {by}")
+        else:
+            lines.append(f"  to {who} ({target}:{port}): dropped: {d.reason}")
+        lines += [f"      kernel on {k}" for k in kernel]
+    return lines
+
+
+def _policy_verdict(state: Obj, netns: str, pkt: Packet) -> str:
+    """The kernel's verdict on the packet as it arrives on a node that
+    forwards it (no NAT left to do), and the policy rule that decided."""
+    if state["mode"] == "nftables":
+        steps = _nft_steps(netns, pkt, [])
+    else:
+        rules, sets = _iptables_rules(netns)
+        steps = trace_steps(rules, pkt, sets=sets)
+    verdicts = sorted({s.flow.verdict.value for s in steps})
+    hops = [h for s in steps for h in s.path if "NPOL" in h]
+    return ", ".join(verdicts) + (f" ({hops[-1]})" if hops else " (no policy rule met)")
 
 
 def _kernel_steps(state: Obj, netns: str, pkt: Packet) -> list[Step]:
     """The packet walked through the rules read back from the node's kernel."""
     local_ips = [*(state.get("nodeIPs") or ()), DNS_IP]
     if state["mode"] == "iptables":
-        rules = parse(_ours(_in_netns(netns, ["iptables-save"]))).with_jumps(PLUMBING)
-        return trace_steps(rules, pkt, local_ips=local_ips)
-    listing = _in_netns(netns, ["nft", "-j", "list", "table", "ip", "netplane"])
+        rules, sets = _iptables_rules(netns)
+        return trace_steps(rules, pkt, local_ips=local_ips, sets=sets)
+    return _nft_steps(netns, pkt, local_ips)
+
+
+def _iptables_rules(netns: str, *, save: str = "iptables-save",
+                    ) -> tuple[Ruleset, dict[str, frozenset[str]]]:
+    """The node's rules (ours) with their fixed jumps, and the policy ipsets."""
+    rules = parse(_ours(_in_netns(netns, [save]))).with_jumps(
+        (*POLICY_JUMPS, *PLUMBING))
+    return rules, ipset_contents(_in_netns(netns, ["ipset", "save"]))
+
+
+def ipset_contents(saved: str) -> dict[str, frozenset[str]]:
+    """Our policy sets' members from ``ipset save``."""
+    out: dict[str, set[str]] = {}
+    for line in saved.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[1].startswith(policy.PREFIX):
+            members = out.setdefault(words[1], set())
+            if words[0] == "add" and len(words) >= 3:
+                members.add(words[2] if "/" in words[2] else f"{words[2]}/32")
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def _nft_steps(netns: str, pkt: Packet, local_ips: list[str]) -> list[Step]:
+    tables: list[NftTable] = []
     try:
-        return trace_nft(listing, pkt, local_ips=local_ips)
+        for name in (NFT_TABLE, nft_policy.TABLE):
+            listing = _in_netns(netns, ["nft", "-j", "list", "table", "ip", name])
+            if listing.strip():  # a table that is not there lists nothing
+                tables.append(load_table(listing, name=name))
+        if not tables:
+            raise NftTraceError("the node has neither the proxy's table nor the policy one")
+        return trace_nft(merge(*tables), pkt, local_ips=local_ips)
     except NftTraceError as e:
         raise CliError(f"error: cannot trace the nftables rules of this node: {e}") from None
 
@@ -176,7 +284,7 @@ def _ours(saved: str) -> str:
     tracer adds itself: others' rules are outside what the tracer models."""
     keep: list[str] = []
     for line in saved.splitlines():
-        if line.startswith(("*", "COMMIT")) or line.startswith(":NP-") or line.startswith("-A NP-"):
+        if line.startswith(("*", "COMMIT", ":NP-", "-A NP-", ":NPOL-", "-A NPOL-")):
             keep.append(line)
         elif line.startswith(":"):
             keep.append(line.split()[0] + " ACCEPT [0:0]")

@@ -181,3 +181,34 @@ def test_default_deny_egress_blocks_dns_and_an_allowed_port_lets_it_through(lab:
         wait_for("DNS allowed by port 53", resolves)
     finally:
         reset(lab)
+
+
+def test_policy_command_and_metrics_show_what_the_nodes_enforce(lab: Lab) -> None:
+    reset(lab)
+    try:
+        apply(lab, pc.XA_FROM_XB)
+        out = lab.netplane("policy", "a", "-n", "x").stdout
+        assert "ingress: isolated by x/allow-xb" in out
+        assert "x/allow-xb rule 0: from x/b on any port" in out
+        table = lab.netplane("policy", "-A").stdout
+        assert any(line.split()[:1] == ["x/a"] and "x/allow-xb" in line
+                   for line in table.splitlines())
+        # x/a lives on node-1: its agent isolates it and counts what it rejects.
+        ips = pod_ips(lab)
+        wait_for("x/a isolated on node-1", lambda: not probe_matrix(lab, ips)[
+            ("y/b", "x/a", "TCP", 80)])
+        # y/b is on node-2: the trace reads both nodes' kernels.
+        trace = lab.netplane("trace", "--from", "b", "-n", "y", f"{ips['x/a']}:80").stdout
+        assert (f"to x/a ({ips['x/a']}:80): dropped: x/a is isolated for ingress by "
+                "x/allow-xb; no policy allows from y/b on TCP 80") in trace, trace
+        assert "kernel on node-1: REJECT" in trace and "kernel on node-2: ACCEPT" in trace
+        allowed = lab.netplane("trace", "--from", "b", "-n", "x", f"{ips['x/a']}:80").stdout
+        assert "allowed: ingress by x/allow-xb rule 0" in allowed, allowed
+        metrics = lab.netplane("lab", "exec", "control", "--", "curl", "-sS", "--max-time", "3",
+                               "http://192.168.56.11:10249/metrics").stdout
+        assert "netplane_policy_isolated_pods 1" in metrics, metrics[-2000:]
+        dropped = [line for line in metrics.splitlines()
+                   if line.startswith("netplane_policy_dropped_packets_total ")]
+        assert dropped and int(dropped[0].split()[1]) > 0
+    finally:
+        reset(lab)

@@ -21,6 +21,7 @@ from netplane.proxy.config import ProxyConfig
 from netplane.proxy.iptables.apply import Backend, IptablesApplier, tool
 from netplane.proxy.iptables.policy import PolicyApplier
 from netplane.proxy.iptables.proxier import Proxier
+from netplane.proxy.iptables.trace import trace_steps
 from netplane.proxy.nftables.policy import NftPolicyApplier
 from netplane.proxy.policyloop import PolicyEnforcer
 from tests.integration.topology import Topology, sh, single_node
@@ -231,3 +232,36 @@ async def test_open_connections_that_a_new_policy_denies_are_cut(topo: Topology,
         other.close()
         e.clean_up()
 
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_trace_reads_the_kernel_rules_back_as_the_model_decides(
+        topo: Topology, mode: str) -> None:
+    from netplane.cli import tracecmd
+    from netplane.proxy import policy as model_of
+    from netplane.proxy.trace import Packet, Verdict
+
+    e = enforcer(topo, mode)
+    e.on_policy(None, DENY_DB)
+    e.on_policy(None, DB_FROM_CLIENT)
+    e.on_policy(None, netpol("client-out", {
+        "podSelector": {"matchLabels": {"app": "client"}}, "policyTypes": ["Egress"],
+        "egress": [{"to": [{"ipBlock": {"cidr": "10.244.1.0/24",
+                                        "except": ["10.244.1.3/32"]}}]}]}))
+    assert await e.sync(full=True)
+    try:
+        for src in IPS.values():
+            for dst in PODS.values():
+                for proto, port in (("tcp", 8080), ("tcp", 9), ("udp", 8080)):
+                    pkt = Packet(src, proto, dst, port)
+                    if mode == "nftables":
+                        steps = tracecmd._nft_steps(topo.node, pkt, [])
+                    else:
+                        save = tool(Backend(mode.split("-")[1]), "-save")
+                        rules, sets = tracecmd._iptables_rules(topo.node, save=save)
+                        steps = trace_steps(rules, pkt, sets=sets)
+                    kernel = {s.flow.verdict for s in steps} == {Verdict.ACCEPT}
+                    want = model_of.evaluate(e.model, src, dst, proto.upper(), port).allowed
+                    assert kernel == want, (pkt, [s.path for s in steps])
+    finally:
+        e.clean_up()

@@ -313,3 +313,20 @@ def test_conntrack_entries_are_judged_where_they_really_go() -> None:
     model = policy.compute([pc.XA_FROM_XB], pods, {}, local=lambda p: p.node == "node-1")
     cut = denied_connections(model, conns, frozenset({"10.244.1.1"}))
     assert [(c.src, c.dport) for c in cut] == [("10.244.1.12", 80)]
+
+
+def test_policy_command_explains_a_pod() -> None:
+    from netplane.cli.policycmd import describe_pod
+
+    pods = [info("x", "a", "10.244.1.10", labels={"pod": "a"}),
+            info("x", "b", "10.244.2.11", "node-2", labels={"pod": "b"})]
+    model = policy.compute([pc.XA_FROM_XB, pc.netpol("deny-out", "x", {
+        "podSelector": {"matchLabels": {"pod": "b"}}, "policyTypes": ["Egress"]})], pods, {})
+    by_host = {f"{p.ip}/32": p.key for p in pods}
+    assert describe_pod(model, pods[0], by_host) == [
+        "x/a (10.244.1.10 on node-1)",
+        "  ingress: isolated by x/allow-xb",
+        "    x/allow-xb rule 0: from x/b on any port",
+        "  egress: not isolated, everything allowed"]
+    assert describe_pod(model, pods[1], by_host)[-2:] == [
+        "  egress: isolated by x/deny-out", "    nothing is allowed"]

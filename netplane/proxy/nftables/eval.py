@@ -25,7 +25,7 @@ from netplane.proxy.nftables.layout import FAMILY, TABLE
 from netplane.proxy.trace import Packet
 
 __all__ = ["BaseChain", "End", "Json", "NftTable", "NftTraceError", "PacketState",
-           "TraceContext", "Value", "as_int", "holds", "load_table", "lookup", "set_name",
+           "TraceContext", "Value", "as_int", "holds", "load_table", "lookup", "merge", "set_name",
            "show", "show_value", "split_expr", "unmodelled", "values_of"]
 
 Json = Any  # one node of nft's JSON output
@@ -112,6 +112,24 @@ def load_table(listing: Mapping[str, Json] | str, *, family: str = FAMILY,
         raise NftTraceError(f"the listing holds no table {family} {name}")
     return NftTable({c: tuple(r) for c, r in rules.items()},
                     {h: tuple(sorted(b, key=lambda x: x.prio)) for h, b in hooks.items()},
+                    elements)
+
+
+def merge(*tables: NftTable) -> NftTable:
+    """Several tables as the kernel runs them: every hook's base chains of
+    all tables in priority order. Names must not clash (ours do not)."""
+    rules: dict[str, tuple[tuple[Json, ...], ...]] = {}
+    hooks: dict[str, list[BaseChain]] = {}
+    elements: dict[str, tuple[Json, ...]] = {}
+    for t in tables:
+        clash = (set(rules) & set(t.rules)) | (set(elements) & set(t.elements))
+        if clash:
+            raise NftTraceError(f"tables share the names {sorted(clash)}")
+        rules.update(t.rules)
+        elements.update(t.elements)
+        for hook, chains in t.hooks.items():
+            hooks.setdefault(hook, []).extend(chains)
+    return NftTable(rules, {h: tuple(sorted(b, key=lambda x: x.prio)) for h, b in hooks.items()},
                     elements)
 
 
