@@ -68,6 +68,10 @@ class SyncLoop:
 
     # -- events ----------------------------------------------------------
 
+    def _work_pending(self) -> bool:
+        """Changes waiting for a sync (a mode with other inputs says so itself)."""
+        return bool(self._tracker.pending)
+
     @property
     def dirty(self) -> bool:
         return bool(self._tracker.pending) or self._needs_full
@@ -182,7 +186,7 @@ class SyncLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Syncs until ``stop`` is set."""
         while not stop.is_set():
-            if self._tracker.pending or self._full_due():
+            if self._work_pending() or self._full_due():
                 await self._sleep(self._since(self.last_sync_time, self.min_sync_interval), stop)
                 if stop.is_set():
                     break

@@ -166,20 +166,24 @@ def collapse(networks: Iterable[str]) -> frozenset[str]:
 
 
 def block_networks(block: Obj) -> list[str]:
-    """``cidr`` minus every ``except``, as the fewest networks."""
-    nets = [ipaddress.ip_network(str(block.get("cidr")), strict=False)]
+    """``cidr`` minus every ``except``, as the fewest networks (IPv4: the
+    cluster's family; an IPv6 block matches nothing here)."""
+    top = ipaddress.ip_network(str(block.get("cidr")), strict=False)
+    if not isinstance(top, ipaddress.IPv4Network):
+        return []
+    nets = [top]
     for raw in block.get("except") or []:
         cut = ipaddress.ip_network(str(raw), strict=False)
-        out = []
+        if not isinstance(cut, ipaddress.IPv4Network):
+            continue
+        out: list[ipaddress.IPv4Network] = []
         for n in nets:
-            if cut.version == n.version and cut.subnet_of(n):  # type: ignore[arg-type]
-                out.extend(n.address_exclude(cut))  # type: ignore[arg-type]
-            elif n.version == cut.version and n.subnet_of(cut):  # type: ignore[arg-type]
-                continue
-            else:
+            if cut.subnet_of(n):
+                out.extend(n.address_exclude(cut))
+            elif not n.subnet_of(cut):
                 out.append(n)
         nets = out
-    return [str(n) for n in sorted(nets)]  # type: ignore[type-var]
+    return [str(n) for n in sorted(nets)]
 
 
 def policy_types(pol: Obj) -> tuple[Direction, ...]:

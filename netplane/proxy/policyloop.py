@@ -119,12 +119,19 @@ class Connection:
     real_dport: int
 
 
+# TCP entries of connections that are over or closing: nothing to cut.
+_CLOSED = {"TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "FIN_WAIT"}
+
+
 def parse_conntrack(text: str) -> list[Connection]:
-    """``conntrack -L`` lines for TCP, UDP and SCTP; the rest is skipped."""
+    """``conntrack -L`` lines for open TCP, UDP and SCTP flows; the rest is
+    skipped."""
     out = []
     for line in text.splitlines():
         words = line.split()
         if not words or words[0] not in ("tcp", "udp", "sctp"):
+            continue
+        if words[0] == "tcp" and len(words) > 3 and words[3] in _CLOSED:
             continue
         fields = _FIELD.findall(line)
         if len(fields) < 8:
@@ -166,7 +173,6 @@ class PolicyEnforcer(SyncLoop):
                          sync_period=sync_period, check_interval=check_interval, clock=clock)
         self.backend = backend
         self.inputs = PolicyInputs.empty()
-        self._tracker = self.inputs  # the loop waits on ``pending``
         self._netns = netns
         self._runner = runner
         self.model = policy.NodePolicy()
@@ -174,6 +180,9 @@ class PolicyEnforcer(SyncLoop):
         self._rendered: Any = None
         self.policy_sync_duration = Histogram(SYNC_BUCKETS)
         self.cut_connections = 0
+
+    def _work_pending(self) -> bool:
+        return self.inputs.pending
 
     @property
     def dirty(self) -> bool:
@@ -257,11 +266,14 @@ class PolicyEnforcer(SyncLoop):
     def _cut(self, model: policy.NodePolicy) -> None:
         listed = run_in(self._runner, self._netns, ["conntrack", "-L", "-f", "ipv4"],
                         check=False)
-        for c in denied_connections(model, parse_conntrack(listed.stdout), self._local_ips()):
+        denied = denied_connections(model, parse_conntrack(listed.stdout), self._local_ips())
+        self.cut_connections += len(denied)
+        # One deletion per client, server and port: all its source ports go at once.
+        for proto, src, dst, dport in sorted({(c.protocol.lower(), c.src, c.dst, c.dport)
+                                              for c in denied}):
             run_in(self._runner, self._netns,
-                   ["conntrack", "-D", "-p", c.protocol.lower(), "-s", c.src, "-d", c.dst,
-                    "--sport", str(c.sport), "--dport", str(c.dport)], check=False)
-            self.cut_connections += 1
+                   ["conntrack", "-D", "-p", proto, "-s", src, "-d", dst, "--dport", str(dport)],
+                   check=False)
 
     def isolated_pods(self) -> int:
         return len(self.model.pods)

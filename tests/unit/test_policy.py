@@ -299,6 +299,8 @@ icmp     1 29 src=10.244.1.1 dst=10.244.1.10 type=8 code=0 id=7 src=10.244.1.10 
 dst=10.244.1.1 type=0 code=0 id=7 mark=0 use=1
 tcp      6 100 ESTABLISHED src=10.244.1.1 dst=10.244.1.10 sport=4000 dport=80 \
 src=10.244.1.10 dst=10.244.1.1 sport=80 dport=4000 [ASSURED] mark=0 use=1
+tcp      6 118 TIME_WAIT src=10.244.1.12 dst=10.244.1.10 sport=4001 dport=80 \
+src=10.244.1.10 dst=10.244.1.12 sport=80 dport=4001 [ASSURED] mark=0 use=1
 """
 
 

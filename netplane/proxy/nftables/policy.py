@@ -149,11 +149,11 @@ def update_script(new: Rendered, old: Rendered) -> str | None:
             lines.append(f"flush chain {TABLE_REF} {c}")
         lines.extend(f"add rule {TABLE_REF} {c} {rule}" for rule in new.chains[c])
     for m in sorted(new.maps):
-        before, after = old.maps.get(m, {}), new.maps[m]
-        gone = [ip for ip in sorted(before) if before[ip] != after.get(ip)]
+        was, now = old.maps.get(m, {}), new.maps[m]
+        gone = [ip for ip in sorted(was) if was[ip] != now.get(ip)]
         if gone:
             lines.append(f"delete element {TABLE_REF} {m} {_elements(gone)}")
-        added = [f"{ip} : jump {after[ip]}" for ip in sorted(after) if before.get(ip) != after[ip]]
+        added = [f"{ip} : jump {now[ip]}" for ip in sorted(now) if was.get(ip) != now[ip]]
         if added:
             lines.append(f"add element {TABLE_REF} {m} {_elements(added)}")
     for c in sorted(set(old.chains) - set(new.chains)):
