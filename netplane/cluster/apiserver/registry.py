@@ -394,7 +394,7 @@ class Registry:
     def _validate(res: Resource, obj: Obj) -> None:
         errs = validation.validate(obj, res)
         if errs:
-            raise status.invalid(res.kind, meta.name(obj), errs)
+            raise status.invalid(res.kind, meta.name(obj), errs, group=res.group)
 
     @staticmethod
     def _check_identity(res: Resource, namespace: str | None, name: str, body: Obj) -> None:

@@ -43,11 +43,18 @@ def conflict(resource: str, name: str) -> ApiError:
                     "version and try again", details={"name": name, "kind": resource})
 
 
-def invalid(kind: str, name: str, errors: list[FieldError]) -> ApiError:
+def invalid(kind: str, name: str, errors: list[FieldError], *, group: str = "") -> ApiError:
+    """NewInvalid: the kind qualified by its group, several errors in brackets."""
     detail = ", ".join(str(e) for e in errors)
+    if len(errors) > 1:
+        detail = f"[{detail}]"
     causes = [{"reason": e.reason, "message": e.message, "field": e.path} for e in errors]
-    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {detail}',
-                    details={"name": name, "kind": kind, "causes": causes})
+    qualified = f"{kind}.{group}" if group else kind
+    details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
+    if group:
+        details["group"] = group
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {detail}',
+                    details=details)
 
 
 def too_large(limit: int) -> ApiError:
