@@ -159,7 +159,14 @@ def _storage(obj: Obj) -> None:
      "StorageClass": storage.class_defaults}[str(obj.get("kind"))](obj)
 
 
-_BY_KIND = {"Secret": secret, "Event": event, "RoleBinding": _rbac_subjects,
+def _netpol(obj: Obj) -> None:
+    from netplane.api import netpol  # netpol builds on validation: imported late
+
+    netpol.defaults(obj)
+
+
+_BY_KIND = {"NetworkPolicy": _netpol,
+            "Secret": secret, "Event": event, "RoleBinding": _rbac_subjects,
             "ClusterRoleBinding": _rbac_subjects, "Pod": pod, "Deployment": workload,
             "ReplicaSet": workload, "Service": service, "DaemonSet": daemon_set,
             "StatefulSet": stateful_set,

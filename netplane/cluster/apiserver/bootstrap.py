@@ -4,7 +4,7 @@ Service on the well-known DNS address."""
 
 from __future__ import annotations
 
-from netplane.api import resources, storage
+from netplane.api import meta, resources, storage
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import status
 from netplane.cluster.apiserver.registry import Registry
@@ -40,6 +40,10 @@ BATCH_READ = {"apiGroups": ["batch"], "resources": ["jobs", "jobs/status", "cron
                                                   "cronjobs/status"], "verbs": READ}
 BATCH_WRITE = {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"],
                "verbs": [*READ, *WRITE, "deletecollection"]}
+NETWORKING = "networking.k8s.io"
+NETPOL_READ = {"apiGroups": [NETWORKING], "resources": ["networkpolicies"], "verbs": READ}
+NETPOL_WRITE = {"apiGroups": [NETWORKING], "resources": ["networkpolicies"],
+                "verbs": [*READ, *WRITE, "deletecollection"]}
 
 # ClusterRoles every cluster has, and who holds them (kube-apiserver's
 # bootstrap policy, trimmed to the kinds netplane serves).
@@ -75,7 +79,7 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
          "verbs": [*READ, *WRITE]},
         # The node enforces network policy (a policy plugin's own role in kube).
-        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": READ},
+        NETPOL_READ,
     ],
     "view": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",
@@ -84,7 +88,7 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
                             "persistentvolumeclaims"],
               "verbs": READ}, BATCH_READ,
              {"apiGroups": ["apps"], "resources": [*APPS_SETS, "controllerrevisions"],
-              "verbs": READ}],
+              "verbs": READ}, NETPOL_READ],
     "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
                             "services", "endpoints", "configmaps", "secrets",
@@ -94,7 +98,8 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
               "verbs": [*READ, *WRITE, "deletecollection"]}, BATCH_WRITE,
              {"apiGroups": ["apps"], "resources": APPS_SETS,
               "verbs": [*READ, *WRITE, "deletecollection"]},
-             {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": READ}],
+             {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": READ},
+             NETPOL_WRITE],
 }
 # admin: edit, and the namespace's roles and bindings (kube's admin role).
 CLUSTER_ROLES["admin"] = [*CLUSTER_ROLES["edit"], {
@@ -110,12 +115,16 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
+
+
 def ensure_rbac(registry: Registry) -> None:
     labels = {"kubernetes.io/bootstrapping": "rbac-defaults"}
     for name, rules in CLUSTER_ROLES.items():
         _ensure(registry, resources.CLUSTERROLE, {
             "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRole",
             "metadata": {"name": name, "labels": labels}, "rules": rules})
+        _add_missing_rules(registry, name, rules)
     for name, (role, groups) in CLUSTER_ROLE_BINDINGS.items():
         _ensure(registry, resources.CLUSTERROLEBINDING, {
             "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRoleBinding",
@@ -123,6 +132,19 @@ def ensure_rbac(registry: Registry) -> None:
             "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
             "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": g}
                          for g in groups]})
+
+
+def _add_missing_rules(registry: Registry, name: str, rules: list[Obj]) -> None:
+    """A role stored by an older version gains the rules added since, as
+    kube-apiserver reconciles its bootstrap roles at start (unless told not
+    to by the autoupdate annotation); rules a user added are kept."""
+    role = registry.get(resources.CLUSTERROLE, None, name)
+    if (meta.meta(role).get("annotations") or {}).get(AUTOUPDATE) == "false":
+        return
+    missing = [r for r in rules if r not in (role.get("rules") or [])]
+    if missing:
+        role["rules"] = [*(role.get("rules") or []), *missing]
+        registry.update(resources.CLUSTERROLE, None, name, role)
 
 
 def ensure(registry: Registry, *, advertise_address: str, port: int, api_ip: str,

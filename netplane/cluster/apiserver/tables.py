@@ -394,6 +394,8 @@ COLUMNS: dict[str, list[Column]] = {
                            ("Users", "string", _subjects("User"), 1),
                            ("Groups", "string", _subjects("Group"), 1),
                            ("ServiceAccounts", "string", _subjects("ServiceAccount"), 1)],
+    "NetworkPolicy": [NAME, ("Pod-Selector", "string", lambda p: format_selector(
+        (p.get("spec") or {}).get("podSelector")), 0), AGE],
     "Namespace": [NAME, ("Status", "string",
                          lambda n: n.get("status", {}).get("phase", "Active"), 0), AGE],
 }
