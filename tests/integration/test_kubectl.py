@@ -53,7 +53,8 @@ def test_get_namespaces(cluster: Cluster) -> None:
     out = rows(cluster.kubectl("get", "ns").stdout)
     assert out[0] == ["NAME", "STATUS", "AGE"]
     assert {r[0]: r[1] for r in out[1:]} == {
-        "default": "Active", "kube-public": "Active", "kube-system": "Active"}
+        "default": "Active", "kube-node-lease": "Active", "kube-public": "Active",
+        "kube-system": "Active"}
 
 
 def test_get_services_in_all_namespaces(cluster: Cluster) -> None:

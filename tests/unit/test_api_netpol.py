@@ -1,7 +1,7 @@
 """NetworkPolicy in the API: kube-apiserver 1.32's defaults and checks as
 table tests (field paths and words as kube prints them), then the kind
-through a real in-process server: discovery, the Table kubectl prints,
-RBAC, a protobuf body.
+through a real in-process server: discovery, the Table kubectl prints, the
+namespace name label selectors rely on, RBAC, a protobuf body.
 
 Address plan: only CIDRs written into policies (10.0.0.0/8 and parts of it,
 192.168.0.0/16, 2001:db8::/32); nothing is routed or bound."""
@@ -9,6 +9,7 @@ Address plan: only CIDRs written into policies (10.0.0.0/8 and parts of it,
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +19,8 @@ from netplane.api import defaults, netpol, resources, selectors, validation
 from netplane.api.meta import Obj
 from netplane.api.protobuf import decode
 from netplane.cluster.apiserver import bootstrap
-from netplane.cluster.apiserver.registry import Registry
-from tests.unit.test_apiserver import TABLE, call, ok
+from netplane.cluster.apiserver.registry import Registry, key_for
+from tests.unit.test_apiserver import TABLE, call, make_registry, ok
 from tests.unit.test_protobuf import envelope, ld, meta, msg, num
 
 Api = TestClient[Any, Any]
@@ -339,6 +340,59 @@ async def test_the_openapi_documents_have_the_kind(api: Api) -> None:
     assert "io.k8s.api.networking.v1.NetworkPolicy" in doc["components"]["schemas"]
     assert "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/{name}" \
         in doc["paths"]
+
+
+# -- the namespace name label --
+
+async def test_namespaces_carry_their_name_label(api: Api) -> None:
+    made = await ok(api, "POST", NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": "team-a", "labels": {
+                                                  NAME_LABEL: "someone-else", "team": "a"}}})
+    assert made["metadata"]["labels"] == {NAME_LABEL: "team-a", "team": "a"}
+    made["metadata"]["labels"] = {}
+    put = await ok(api, "PUT", f"{NAMESPACES}/team-a", made)
+    assert put["metadata"]["labels"] == {NAME_LABEL: "team-a"}
+    patched = await ok(api, "PATCH", f"{NAMESPACES}/team-a",
+                       {"metadata": {"labels": {NAME_LABEL: "x", "team": "b"}}},
+                       ctype="application/merge-patch+json")
+    assert patched["metadata"]["labels"] == {NAME_LABEL: "team-a", "team": "b"}
+    generated = await ok(api, "POST", NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                                   "metadata": {"generateName": "gen-"}})
+    name = generated["metadata"]["name"]
+    assert name.startswith("gen-") and generated["metadata"]["labels"] == {NAME_LABEL: name}
+    # What selectors see: the label picks the namespace by name.
+    listed = await ok(api, "GET", NAMESPACES, params={"labelSelector": f"{NAME_LABEL}=team-a"})
+    assert [n["metadata"]["name"] for n in listed["items"]] == ["team-a"]
+
+
+async def test_bootstrap_namespaces_have_the_label(api: Api) -> None:
+    listed = await ok(api, "GET", NAMESPACES)
+    labels = {n["metadata"]["name"]: n["metadata"].get("labels") for n in listed["items"]}
+    for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        assert labels[name] == {NAME_LABEL: name}
+
+
+def test_namespaces_stored_without_the_label_get_it_at_start(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path)
+    try:
+        # As an older version stored them: no name label.
+        for name in ("default", "old"):
+            value = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": name, "uid": f"uid-{name}", "labels": {"keep": "me"}}}
+            key = key_for(resources.NAMESPACE, None, name)
+            if registry.store.get(key) is None:
+                registry.store.create(key, value)
+            else:
+                registry.store.update(key, value, expected_revision=None)
+        bootstrap.label_namespaces(registry)
+        for name in ("default", "old"):
+            got = registry.get(resources.NAMESPACE, None, name)
+            assert got["metadata"]["labels"] == {"keep": "me", NAME_LABEL: name}
+        before = registry.store.revision
+        bootstrap.label_namespaces(registry)
+        assert registry.store.revision == before  # nothing left to write
+    finally:
+        registry.store.close()
 
 
 # -- RBAC --

@@ -4,12 +4,13 @@ Service on the well-known DNS address."""
 
 from __future__ import annotations
 
-from netplane.api import meta, resources, storage
+from netplane.api import defaults, meta, resources, storage
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import status
-from netplane.cluster.apiserver.registry import Registry
+from netplane.cluster.apiserver.registry import Query, Registry
 
-NAMESPACES = ("default", "kube-system", "kube-public")
+# kube-apiserver's own: default, and the system namespaces its controller keeps.
+NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 def _ensure(registry: Registry, res: resources.Resource, obj: Obj) -> None:
@@ -147,12 +148,21 @@ def _add_missing_rules(registry: Registry, name: str, rules: list[Obj]) -> None:
         registry.update(resources.CLUSTERROLE, None, name, role)
 
 
+def label_namespaces(registry: Registry) -> None:
+    """Namespaces stored before the API server kept the name label on them
+    get it now, so that namespace selectors see every namespace alike."""
+    for ns in registry.list(resources.NAMESPACE, Query())[0]:
+        if meta.labels(ns).get(defaults.NAMESPACE_NAME_LABEL) != meta.name(ns):
+            registry.update(resources.NAMESPACE, None, meta.name(ns), ns)
+
+
 def ensure(registry: Registry, *, advertise_address: str, port: int, api_ip: str,
            dns_ip: str) -> None:
     ensure_rbac(registry)
     for ns in NAMESPACES:
         _ensure(registry, resources.NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
                                                 "metadata": {"name": ns}})
+    label_namespaces(registry)
     _ensure(registry, resources.SERVICE, {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default",
