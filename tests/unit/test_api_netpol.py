@@ -1,7 +1,7 @@
 """NetworkPolicy in the API: kube-apiserver 1.32's defaults and checks as
 table tests (field paths and words as kube prints them), then the kind
 through a real in-process server: discovery, the Table kubectl prints, the
-namespace name label selectors rely on, RBAC, a protobuf body.
+namespace name label selectors rely on, RBAC, a protobuf body, describe.
 
 Address plan: only CIDRs written into policies (10.0.0.0/8 and parts of it,
 192.168.0.0/16, 2001:db8::/32); nothing is routed or bound."""
@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from netplane.api import defaults, netpol, resources, selectors, validation
 from netplane.api.meta import Obj
 from netplane.api.protobuf import decode
+from netplane.cli.describe import network_policy, tabbed
 from netplane.cluster.apiserver import bootstrap
 from netplane.cluster.apiserver.registry import Registry, key_for
 from tests.unit.test_apiserver import TABLE, call, make_registry, ok
@@ -445,3 +446,61 @@ def test_a_protobuf_policy_decodes_to_its_json() -> None:
                                          "from": [{"ipBlock": {"cidr": "10.0.0.0/8",
                                                                "except": ["10.1.0.0/16"]}}]}],
                             "policyTypes": ["Ingress"]}}
+
+
+# -- describe, as kubectl prints it --
+
+def test_tabbed_pads_each_run_of_cells_to_its_widest() -> None:
+    assert tabbed(["a:\t1", "long:\t2", "\t3", "break", "b:\t4"]) == [
+        "a:     1", "long:  2", "       3", "break", "b:  4"]
+
+
+def test_describe_prints_as_kubectl() -> None:
+    obj = policy("web", podSelector={"matchLabels": {"app": "web"}},
+                 ingress=[{"ports": [{"port": "http"}, {"port": 8000, "endPort": 9000,
+                                                        "protocol": "UDP"}],
+                           "from": [{"namespaceSelector": {"matchLabels": {"team": "a"}},
+                                     "podSelector": {"matchLabels": {"role": "client"}}},
+                                    block("10.0.0.0/8", "10.1.0.0/16", "10.2.0.0/16")]},
+                          {}])
+    obj["metadata"].update(creationTimestamp="2025-01-02T03:04:05Z",
+                           labels={"b": "2", "a": "1"},
+                           annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}",
+                                        "note": "hi"})
+    defaults.apply(obj)
+    text = network_policy(obj)
+    head, body = text.split("\nSpec:\n")
+    assert head.splitlines()[0] == "Name:         web"
+    assert head.splitlines()[1:2] == ["Namespace:    default"]
+    assert head.splitlines()[2].startswith("Created on:   2025-")
+    assert head.splitlines()[3:] == ["Labels:       a=1", "              b=2",
+                                     "Annotations:  note: hi"]
+    assert body.splitlines() == [
+        "  PodSelector:     app=web",
+        "  Allowing ingress traffic:",
+        "    To Port: http/TCP",
+        "    To Port Range: 8000-9000/UDP",
+        "    From:",
+        "      NamespaceSelector: team=a",
+        "      PodSelector: role=client",
+        "    From:",
+        "      IPBlock:",
+        "        CIDR: 10.0.0.0/8",
+        "        Except: 10.1.0.0/16, 10.2.0.0/16",
+        "    ----------",
+        "    To Port: <any> (traffic allowed to all ports)",
+        "    From: <any> (traffic not restricted by source)",
+        "  Not affecting egress traffic",
+        "  Policy Types: Ingress"]
+
+
+def test_describe_a_default_deny_of_both_directions() -> None:
+    obj = policy("deny", podSelector={}, policyTypes=["Ingress", "Egress"])
+    defaults.apply(obj)
+    assert network_policy(obj).split("\nSpec:\n")[1].splitlines() == [
+        "  PodSelector:     <none> (Allowing the specific traffic to all pods in this namespace)",
+        "  Allowing ingress traffic:",
+        "    <none> (Selected pods are isolated for ingress connectivity)",
+        "  Allowing egress traffic:",
+        "    <none> (Selected pods are isolated for egress connectivity)",
+        "  Policy Types: Ingress, Egress"]
