@@ -84,7 +84,7 @@ def test_create_deployment_and_get_it(cluster: Cluster) -> None:
     assert [r[0] for r in out[1:]] == ["hello"]
     again = cluster.kubectl("create", "-f", str(manifest), "--validate=false", check=False)
     assert again.returncode != 0
-    assert 'deployments "hello" already exists' in again.stderr
+    assert 'deployments.apps "hello" already exists' in again.stderr
     as_json = json.loads(cluster.kubectl("get", "deploy", "hello", "-o", "json").stdout)
     assert as_json["spec"]["template"]["spec"]["containers"][0]["command"] == ["sleep", "3600"]
     # The controllers make its pod; with no nodes it stays Pending.
