@@ -21,6 +21,7 @@ from netplane.api.protobuf import decode
 from netplane.cli.describe import network_policy, tabbed
 from netplane.cluster.apiserver import bootstrap
 from netplane.cluster.apiserver.registry import Registry, key_for
+from netplane.cluster.apiserver.status import ApiError
 from tests.unit.test_apiserver import TABLE, call, make_registry, ok
 from tests.unit.test_protobuf import envelope, ld, meta, msg, num
 
@@ -394,6 +395,18 @@ def test_namespaces_stored_without_the_label_get_it_at_start(tmp_path: Path) -> 
         assert registry.store.revision == before  # nothing left to write
     finally:
         registry.store.close()
+
+
+def test_a_start_beside_another_server_leaves_its_writes_alone(registry: Registry) -> None:
+    """Two servers starting on one store: the one that loses the race to
+    label a namespace or add a role's rules finds the work done (a 409)."""
+    stale = registry.get(resources.NAMESPACE, None, "default")
+    registry.update(resources.NAMESPACE, None, "default", copy.deepcopy(stale))
+    bootstrap._update_once(registry, resources.NAMESPACE, stale)  # stale: a Conflict, ignored
+    # Any other error is not the race, and is raised.
+    stale["metadata"]["name"] = "gone"
+    with pytest.raises(ApiError, match='namespaces "gone" not found'):
+        bootstrap._update_once(registry, resources.NAMESPACE, stale)
 
 
 # -- RBAC --

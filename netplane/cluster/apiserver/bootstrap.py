@@ -145,7 +145,7 @@ def _add_missing_rules(registry: Registry, name: str, rules: list[Obj]) -> None:
     missing = [r for r in rules if r not in (role.get("rules") or [])]
     if missing:
         role["rules"] = [*(role.get("rules") or []), *missing]
-        registry.update(resources.CLUSTERROLE, None, name, role)
+        _update_once(registry, resources.CLUSTERROLE, role)
 
 
 def label_namespaces(registry: Registry) -> None:
@@ -153,7 +153,17 @@ def label_namespaces(registry: Registry) -> None:
     get it now, so that namespace selectors see every namespace alike."""
     for ns in registry.list(resources.NAMESPACE, Query())[0]:
         if meta.labels(ns).get(defaults.NAMESPACE_NAME_LABEL) != meta.name(ns):
-            registry.update(resources.NAMESPACE, None, meta.name(ns), ns)
+            _update_once(registry, resources.NAMESPACE, ns)
+
+
+def _update_once(registry: Registry, res: resources.Resource, obj: Obj) -> None:
+    """An update at start that another server starting beside this one may
+    have made first (a Conflict): then it is done."""
+    try:
+        registry.update(res, None, meta.name(obj), obj)
+    except status.ApiError as e:
+        if e.code != 409:
+            raise
 
 
 def ensure(registry: Registry, *, advertise_address: str, port: int, api_ip: str,
