@@ -6,6 +6,10 @@ import base64
 
 from netplane.api.meta import Obj
 
+# The label kube-apiserver keeps on every Namespace, so that selectors (a
+# NetworkPolicy's namespaceSelector) can pick a namespace by its name.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
 
 def _container_ports(spec: Obj) -> None:
     for c in spec.get("containers") or []:
@@ -140,6 +144,17 @@ def event(obj: Obj) -> None:
     obj.setdefault("count", 1)
 
 
+def namespace(obj: Obj) -> None:
+    """SetDefaults_Namespace and the strategy's Canonicalize: the name label
+    on create and on every update, whatever the writer put there."""
+    md = obj.get("metadata")
+    if isinstance(md, dict) and md.get("name"):
+        labels = md.get("labels")
+        if not isinstance(labels, dict):
+            labels = md["labels"] = {}
+        labels[NAMESPACE_NAME_LABEL] = md["name"]
+
+
 def _rbac_subjects(obj: Obj) -> None:
     for s in obj.get("subjects") or []:
         if isinstance(s, dict) and s.get("kind") in ("User", "Group"):
@@ -159,7 +174,14 @@ def _storage(obj: Obj) -> None:
      "StorageClass": storage.class_defaults}[str(obj.get("kind"))](obj)
 
 
-_BY_KIND = {"Secret": secret, "Event": event, "RoleBinding": _rbac_subjects,
+def _netpol(obj: Obj) -> None:
+    from netplane.api import netpol  # netpol builds on validation: imported late
+
+    netpol.defaults(obj)
+
+
+_BY_KIND = {"Namespace": namespace, "NetworkPolicy": _netpol,
+            "Secret": secret, "Event": event, "RoleBinding": _rbac_subjects,
             "ClusterRoleBinding": _rbac_subjects, "Pod": pod, "Deployment": workload,
             "ReplicaSet": workload, "Service": service, "DaemonSet": daemon_set,
             "StatefulSet": stateful_set,

@@ -33,6 +33,7 @@ PACKAGES = {
     "discovery": "discovery/v1", "meta": "meta/v1", "runtime": "runtime",
     "intstr": "util/intstr", "resource": "api/resource",
     "authentication": "authentication/v1", "authorization": "authorization/v1",
+    "networking": "networking/v1",
 }
 
 # The message a ``runtime.Unknown`` envelope's apiVersion and kind name.
@@ -51,6 +52,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("batch/v1", "Job"): "batch.Job",
     ("batch/v1", "CronJob"): "batch.CronJob",
     ("discovery.k8s.io/v1", "EndpointSlice"): "discovery.EndpointSlice",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networking.NetworkPolicy",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.RoleBinding",
@@ -472,6 +474,18 @@ discovery.EndpointConditions: 1 ready:bool!; 2 serving:bool!; 3 terminating:bool
 discovery.EndpointHints: 1 forZones:[discovery.ForZone]
 discovery.ForZone: 1 name!
 discovery.EndpointPort: 1 name!; 2 protocol!; 3 port:i32!; 4 appProtocol!
+networking.NetworkPolicy: 1 metadata:meta.ObjectMeta; 2 spec:networking.NetworkPolicySpec
+networking.NetworkPolicySpec: 1 podSelector:meta.LabelSelector!;
+    2 ingress:[networking.NetworkPolicyIngressRule];
+    3 egress:[networking.NetworkPolicyEgressRule]; 4 policyTypes:[s]
+networking.NetworkPolicyIngressRule: 1 ports:[networking.NetworkPolicyPort];
+    2 from:[networking.NetworkPolicyPeer]
+networking.NetworkPolicyEgressRule: 1 ports:[networking.NetworkPolicyPort];
+    2 to:[networking.NetworkPolicyPeer]
+networking.NetworkPolicyPort: 1 protocol!; 2 port:ios!; 3 endPort:i32!
+networking.NetworkPolicyPeer: 1 podSelector:meta.LabelSelector!;
+    2 namespaceSelector:meta.LabelSelector!; 3 ipBlock:networking.IPBlock!
+networking.IPBlock: 1 cidr!; 2 except:[s]
 authentication.TokenRequest: 1 metadata:meta.ObjectMeta;
     2 spec:authentication.TokenRequestSpec!; 3 status:authentication.TokenRequestStatus
 authentication.TokenRequestSpec: 1 audiences:[s]!;

@@ -149,6 +149,113 @@ def to_string(sel: Selector) -> str:
     return ",".join(out)
 
 
+# apimachinery's qualified names and label values, with its messages word
+# for word (k8s.io/apimachinery pkg/util/validation, v0.32).
+QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+LABEL_VALUE_FMT = f"({QUALIFIED_NAME_FMT})?"
+DNS1123_SUBDOMAIN_FMT = ("[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+                         r"(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(f"^{QUALIFIED_NAME_FMT}$")
+_LABEL_VALUE = re.compile(f"^{LABEL_VALUE_FMT}$")
+_DNS1123_SUBDOMAIN = re.compile(f"^{DNS1123_SUBDOMAIN_FMT}$")
+_QUALIFIED_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', and must start "
+                  "and end with an alphanumeric character")
+
+
+def regex_error(msg: str, fmt: str, *examples: str) -> str:
+    """apimachinery's RegexError, double spaces before "or" included."""
+    shown = " or ".join(f"'{e}', " for e in examples)
+    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
+
+
+def subdomain_errors(value: str) -> list[str]:
+    """IsDNS1123Subdomain."""
+    errs = []
+    if len(value) > 253:
+        errs.append("must be no more than 253 characters")
+    if not _DNS1123_SUBDOMAIN.match(value):
+        errs.append(regex_error("a lowercase RFC 1123 subdomain must consist of lower case "
+                                "alphanumeric characters, '-' or '.', and must start and end "
+                                "with an alphanumeric character", DNS1123_SUBDOMAIN_FMT,
+                                "example.com"))
+    return errs
+
+
+def qualified_name_errors(value: str) -> list[str]:
+    """IsQualifiedName: what a label key must be (``example.com/MyName``)."""
+    errs: list[str] = []
+    parts = value.split("/")
+    if len(parts) > 2:
+        return ["a qualified name " + regex_error(_QUALIFIED_MSG, QUALIFIED_NAME_FMT, "MyName",
+                                                  "my.name", "123-abc")
+                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
+    name = parts[-1]
+    if len(parts) == 2:
+        if not parts[0]:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs += [f"prefix part {m}" for m in subdomain_errors(parts[0])]
+    if not name:
+        errs.append("name part must be non-empty")
+    elif len(name) > 63:
+        errs.append("name part must be no more than 63 characters")
+    if not _QUALIFIED_NAME.match(name):
+        errs.append("name part " + regex_error(_QUALIFIED_MSG, QUALIFIED_NAME_FMT, "MyName",
+                                               "my.name", "123-abc"))
+    return errs
+
+
+def label_value_errors(value: str) -> list[str]:
+    """IsValidLabelValue."""
+    errs = []
+    if len(value) > 63:
+        errs.append("must be no more than 63 characters")
+    if not _LABEL_VALUE.match(value):
+        errs.append(regex_error("a valid label must be an empty string or consist of "
+                                "alphanumeric characters, '-', '_' or '.', and must start and "
+                                "end with an alphanumeric character", LABEL_VALUE_FMT,
+                                "MyValue", "my_value", "12345"))
+    return errs
+
+
+def _requirement_text(key: str, op: str, values: list[str]) -> str | None:
+    """labels.Requirement's String(), None where NewRequirement refuses it."""
+    if qualified_name_errors(key) or any(label_value_errors(v) for v in values):
+        return None
+    if op in ("In", "NotIn"):
+        if not values:
+            return None
+        shown = values[0] if len(values) == 1 else ",".join(sorted(values))
+        return f"{key} {op.lower()} ({shown})"
+    if op in ("Exists", "DoesNotExist"):
+        return None if values else (key if op == "Exists" else f"!{key}")
+    return None
+
+
+def format_label_selector(sel: Any) -> str:
+    """metav1.FormatLabelSelector: ``<none>`` for a missing or empty selector,
+    else its requirements ordered by key, ``<error>`` for one it cannot read."""
+    if not isinstance(sel, dict):
+        return "<none>"
+    labels, exprs = sel.get("matchLabels") or {}, sel.get("matchExpressions") or []
+    reqs: list[tuple[str, str]] = []
+    for k, v in sorted(labels.items()):
+        if qualified_name_errors(str(k)) or label_value_errors(str(v)):
+            return "<error>"
+        reqs.append((str(k), f"{k}={v}"))
+    for e in exprs:
+        if not isinstance(e, dict):
+            return "<error>"
+        text = _requirement_text(str(e.get("key", "")), str(e.get("operator", "")),
+                                 [str(v) for v in e.get("values") or []])
+        if text is None:
+            return "<error>"
+        reqs.append((str(e.get("key", "")), text))
+    # Selector.Add sorts by key; for the few requirements of a selector Go's
+    # sort is an insertion sort, which keeps equal keys in order, as sorted() does.
+    return ",".join(text for _, text in sorted(reqs, key=lambda r: r[0])) or "<none>"
+
+
 # Field selectors: the fields Kubernetes indexes that clients rely on
 # (kubectl describe finds an object's events by involvedObject.*).
 FIELD_PATHS: dict[str, tuple[str, ...]] = {

@@ -630,6 +630,12 @@ def _storage(obj: Obj, errs: Errors) -> None:
      "StorageClass": storage.validate_class}[str(obj.get("kind"))](obj, errs)
 
 
+def _netpol(obj: Obj, errs: Errors) -> None:
+    from netplane.api import netpol  # netpol builds on the checks above: imported late
+
+    netpol.validate(obj, errs)
+
+
 _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "ConfigMap": _configmap,
     "Secret": _secret,
@@ -653,6 +659,7 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "PersistentVolumeClaim": _storage,
     "StorageClass": _storage,
     "CronJob": _batch,
+    "NetworkPolicy": _netpol,
 }
 
 

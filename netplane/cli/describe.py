@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from netplane.api import codec, meta
+from netplane.api import codec, meta, netpol
 from netplane.api.meta import Obj
 from netplane.api.resources import EVENT, Resource
 from netplane.cli.printing import format_table
-from netplane.cluster.apiserver.tables import event_last_seen, pod_status
+from netplane.cluster.apiserver.tables import event_last_seen, format_selector, pod_status
 from netplane.cluster.client import Client
 
 Lines = list[str]
@@ -167,6 +167,144 @@ _BY_KIND: dict[str, Callable[[Obj], Lines]] = {
 }
 
 
+# -- kubectl's own layout (describe.go), word for word, for the kinds it
+# prints without events --
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+MAX_ANNOTATION = 140  # kubectl's maxAnnotationLen
+
+
+def tabbed(lines: Lines) -> Lines:
+    """Go's tabwriter as kubectl sets it up (padding 2): in each run of lines
+    with a tab, the text before the tab is padded to the widest of the run."""
+    out: Lines = []
+    run: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        width = max((len(cell) for cell, _ in run), default=0) + 2
+        out.extend(f"{cell:<{width}}{rest}" for cell, rest in run)
+        run.clear()
+
+    for line in lines:
+        if "\t" in line:
+            cell, _, rest = line.partition("\t")
+            run.append((cell, rest))
+        else:
+            flush()
+            out.append(line)
+    flush()
+    return out
+
+
+def go_time(stamp: str | None) -> str:
+    """A metav1.Time as Go's %s prints it, in the local zone."""
+    if not stamp:
+        return "0001-01-01 00:00:00 +0000 UTC"
+    t = meta.parse_time(stamp).astimezone()
+    return f"{t:%Y-%m-%d %H:%M:%S} {t:%z} {t.tzname()}"
+
+
+def _multiline(title: str, values: dict[str, str], *, annotations: bool = False) -> Lines:
+    """printLabelsMultiline, or printAnnotationsMultiline (which leaves out
+    the last applied configuration and folds long values)."""
+    skip = {LAST_APPLIED} if annotations else set()
+    keys = sorted(k for k in values if k not in skip)
+    if not keys:
+        return [f"{title}:\t<none>"]
+    lines: Lines = []
+    for i, key in enumerate(keys):
+        lead = f"{title}:\t" if i == 0 else "\t"
+        value = values[key]
+        if not annotations:
+            lines.append(f"{lead}{key}={value}")
+            continue
+        value = value.removesuffix("\n")
+        if len(value) + len(key) + 2 > MAX_ANNOTATION or "\n" in value:
+            lines.append(f"{lead}{key}:")
+            lines += [f"\t  {part[:MAX_ANNOTATION - 2]}"
+                      + ("..." if len(part) > MAX_ANNOTATION - 2 else "")
+                      for part in value.split("\n")]
+        else:
+            lines.append(f"{lead}{key}: {value}")
+    return lines
+
+
+def _policy_ports(rule: Obj, indent: str) -> Lines:
+    ports = rule.get("ports") or []
+    if not ports:
+        return [f"{indent}To Port: <any> (traffic allowed to all ports)"]
+    out = []
+    for p in ports:
+        port = "<nil>" if p.get("port") is None else p["port"]
+        proto = p.get("protocol") or "TCP"
+        if p.get("endPort") is None:
+            out.append(f"{indent}To Port: {port}/{proto}")
+        else:
+            out.append(f"{indent}To Port Range: {port}-{p['endPort']}/{proto}")
+    return out
+
+
+def _policy_peer(peer: Obj, indent: str) -> Lines:
+    pods, spaces, block = (peer.get("podSelector"), peer.get("namespaceSelector"),
+                           peer.get("ipBlock"))
+    out = []
+    if spaces is not None:
+        out.append(f"  {indent}NamespaceSelector: {format_selector(spaces)}")
+    if pods is not None:
+        out.append(f"  {indent}PodSelector: {format_selector(pods)}")
+    if pods is None and spaces is None and block is not None:
+        out += [f"  {indent}IPBlock:", f"    {indent}CIDR: {block.get('cidr', '')}",
+                f"    {indent}Except: {', '.join(block.get('except') or [])}"]
+    return out
+
+
+def _policy_rules(rules: list[Obj], direction: str, indent: str = "    ") -> Lines:
+    """printNetworkPolicySpecIngressFrom / printNetworkPolicySpecEgressTo."""
+    peers, word, what = (("from", "From", "source") if direction == "ingress" else
+                         ("to", "To", "destination"))
+    if not rules:
+        return [f"{indent}<none> (Selected pods are isolated for {direction} connectivity)"]
+    out: Lines = []
+    for i, rule in enumerate(rules):
+        out += _policy_ports(rule, indent)
+        if not rule.get(peers):
+            out.append(f"{indent}{word}: <any> (traffic not restricted by {what})")
+        for peer in rule.get(peers) or []:
+            out.append(f"{indent}{word}:")
+            out += _policy_peer(peer, indent)
+        if i != len(rules) - 1:
+            out.append(f"{indent}----------")
+    return out
+
+
+def network_policy(policy: Obj) -> str:
+    """kubectl describe networkpolicy."""
+    md, spec = policy.get("metadata", {}), policy.get("spec") or {}
+    lines = [f"Name:\t{md.get('name', '')}", f"Namespace:\t{md.get('namespace', '')}",
+             f"Created on:\t{go_time(md.get('creationTimestamp'))}",
+             *_multiline("Labels", md.get("labels") or {}),
+             *_multiline("Annotations", md.get("annotations") or {}, annotations=True),
+             "Spec:"]
+    selector = spec.get("podSelector") or {}
+    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        lines.append("  PodSelector:     <none> (Allowing the specific traffic to all pods in "
+                     "this namespace)")
+    else:
+        lines.append(f"  PodSelector:     {format_selector(selector)}")
+    ingress, egress = netpol.policy_types(policy)
+    for direction, enabled in (("ingress", ingress), ("egress", egress)):
+        if enabled:
+            lines.append(f"  Allowing {direction} traffic:")
+            lines += _policy_rules(spec.get(direction) or [], direction)
+        else:
+            lines.append(f"  Not affecting {direction} traffic")
+    lines.append(f"  Policy Types: {', '.join(spec.get('policyTypes') or []) or '<none>'}")
+    return "\n".join(tabbed(lines))
+
+
+_WHOLE: dict[str, Callable[[Obj], str]] = {"NetworkPolicy": network_policy}
+
+
 def event_lines(events: list[Obj]) -> Lines:
     if not events:
         return ["Events:          <none>"]
@@ -188,6 +326,8 @@ def event_lines(events: list[Obj]) -> Lines:
 
 async def describe(client: Client, res: Resource, name: str, namespace: str | None) -> str:
     obj = await client.get(res, name, namespace)
+    if res.kind in _WHOLE:
+        return _WHOLE[res.kind](obj)
     lines = _header(obj) + _BY_KIND.get(res.kind, _generic)(obj)
     ignored = ignored_fields(obj)
     if ignored:

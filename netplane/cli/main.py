@@ -61,7 +61,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
             raise CliError("error: give KIND NAME or -f FILE")
         lines = _run(_with_client(args, objects.delete, args.kind, args.names,
                                   namespace=args.namespace, grace_period=args.grace_period,
-                                  cascade=args.cascade, everything=args.all))
+                                  cascade=args.cascade, everything=args.all,
+                                  selector=args.selector or ""))
     for line in lines:
         print(line)
     return 0
@@ -219,6 +220,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("-f", "--filename", action="append")
     p.add_argument("--all", action="store_true", help="every object of KIND in the namespace")
+    p.add_argument("-l", "--selector", help="only the objects these labels select")
     p.add_argument("--grace-period", type=int, help="seconds; 0 deletes at once")
     p.add_argument("--cascade", choices=sorted(objects.CASCADE), default="background",
                    help="what becomes of the dependents: background (deleted after), "

@@ -139,13 +139,16 @@ CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Or
 
 async def delete(client: Client, kind: str, names: list[str], *, namespace: str | None,
                  grace_period: int | None, cascade: str = "background",
-                 everything: bool = False) -> list[str]:
+                 everything: bool = False, selector: str = "") -> list[str]:
+    """Objects by name, or (``everything`` / ``selector``) all that are listed,
+    as kubectl's ``delete KIND --all`` and ``-l``."""
+    kind, names = kind_and_names(kind, names)
     res = _resource(kind)
     ns = (namespace or "default") if res.namespaced else None
-    if everything:
-        if names:
-            raise CliError("error: name cannot be provided when --all is specified")
-        listed = await client.list(res, ns)
+    if names and (everything or selector):
+        raise CliError("error: name cannot be provided when a selector or --all is specified")
+    if everything or selector:
+        listed = await client.list(res, ns, label_selector=selector)
         names = [meta.name(o) for o in listed.get("items") or []]
         if not names:
             return ["No resources found"]

@@ -53,7 +53,8 @@ def test_get_namespaces(cluster: Cluster) -> None:
     out = rows(cluster.kubectl("get", "ns").stdout)
     assert out[0] == ["NAME", "STATUS", "AGE"]
     assert {r[0]: r[1] for r in out[1:]} == {
-        "default": "Active", "kube-public": "Active", "kube-system": "Active"}
+        "default": "Active", "kube-node-lease": "Active", "kube-public": "Active",
+        "kube-system": "Active"}
 
 
 def test_get_services_in_all_namespaces(cluster: Cluster) -> None:
@@ -83,7 +84,7 @@ def test_create_deployment_and_get_it(cluster: Cluster) -> None:
     assert [r[0] for r in out[1:]] == ["hello"]
     again = cluster.kubectl("create", "-f", str(manifest), "--validate=false", check=False)
     assert again.returncode != 0
-    assert 'deployments "hello" already exists' in again.stderr
+    assert 'deployments.apps "hello" already exists' in again.stderr
     as_json = json.loads(cluster.kubectl("get", "deploy", "hello", "-o", "json").stdout)
     assert as_json["spec"]["template"]["spec"]["containers"][0]["command"] == ["sleep", "3600"]
     # The controllers make its pod; with no nodes it stays Pending.

@@ -304,6 +304,20 @@ async def test_unknown_objects_and_missing_namespace_are_404(
     assert registry.store.revision == rev
 
 
+async def test_a_group_resource_is_named_with_its_group(api: TestClient[Any, Any]) -> None:
+    """NewNotFound, NewAlreadyExists, NewConflict: ``deployments.apps``."""
+    code, st = await call(api, "GET", f"{DEPLOYMENTS}/nope")
+    assert (code, st["message"]) == (404, 'deployments.apps "nope" not found')
+    assert st["details"] == {"name": "nope", "group": "apps", "kind": "deployments"}
+    made = await ok(api, "POST", DEPLOYMENTS, deployment("twice"))
+    code, st = await call(api, "POST", DEPLOYMENTS, deployment("twice"))
+    assert (code, st["message"]) == (409, 'deployments.apps "twice" already exists')
+    made["metadata"]["resourceVersion"] = "1"
+    code, st = await call(api, "PUT", f"{DEPLOYMENTS}/twice", made)
+    assert code == 409
+    assert st["message"].startswith('Operation cannot be fulfilled on deployments.apps "twice"')
+
+
 async def test_protected_namespace_cannot_be_deleted(api: TestClient[Any, Any]) -> None:
     code, st = await call(api, "DELETE", "/api/v1/namespaces/kube-system")
     assert (code, st["reason"]) == (403, "Forbidden")

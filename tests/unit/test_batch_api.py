@@ -146,7 +146,7 @@ async def test_pod_failure_policy_needs_restart_policy_never(api: Api) -> None:
 async def test_invalid_schedules_are_refused_with_kubes_words(
         api: Api, schedule: str, message: str) -> None:
     text = await invalid(api, CRONJOBS, cronjob(schedule=schedule))
-    assert text.startswith('CronJob "tick" is invalid: ') and message in text
+    assert text.startswith('CronJob.batch "tick" is invalid: ') and message in text
 
 
 async def test_cronjob_time_zone_name_and_policy_are_checked(api: Api) -> None:

@@ -119,3 +119,33 @@ async def test_delete_cascade_sends_kubectls_policies(cli: Client) -> None:
             (await cli.list(resources.DEPLOYMENT, "default"))["items"]] == ["held", "kept"]
     args = cli_main.parser().parse_args(["delete", "deploy", "x", "--cascade=orphan"])
     assert args.cascade == "orphan"
+
+
+def _netpol(name: str, namespace: str, labels: dict[str, str]) -> dict[str, object]:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"podSelector": {}}}
+
+
+async def test_delete_all_or_by_selector_in_one_namespace(cli: Client) -> None:
+    await cli.create(resources.NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
+                                           "metadata": {"name": "np-x"}})
+    for name, ns in (("a", "np-x"), ("b", "np-x"), ("c", "np-x"), ("a", "default")):
+        await cli.create(resources.NETWORKPOLICY, _netpol(name, ns, {"keep": str(name == "c")}),
+                         ns)
+    assert await objects.delete(cli, "netpol", [], namespace="np-x", grace_period=None,
+                                selector="keep=False") == [
+        'networkpolicy "a" deleted', 'networkpolicy "b" deleted']
+    assert await objects.delete(cli, "networkpolicies", [], namespace="np-x", grace_period=None,
+                                everything=True) == ['networkpolicy "c" deleted']
+    assert await objects.delete(cli, "networkpolicy", [], namespace="np-x", grace_period=None,
+                                everything=True) == ["No resources found"]
+    assert [p["metadata"]["name"] for p in
+            (await cli.list(resources.NETWORKPOLICY, "default"))["items"]] == ["a"]
+    with pytest.raises(CliError, match="name cannot be provided"):
+        await objects.delete(cli, "netpol", ["a"], namespace=None, grace_period=None,
+                             everything=True)
+    assert await objects.delete(cli, "netpol/a", [], namespace=None,
+                                grace_period=None) == ['networkpolicy "a" deleted']
+    args = cli_main.parser().parse_args(["delete", "networkpolicy", "--all", "-n", "np-x"])
+    assert (args.all, args.namespace, args.names) == (True, "np-x", [])

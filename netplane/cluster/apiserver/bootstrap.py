@@ -4,12 +4,13 @@ Service on the well-known DNS address."""
 
 from __future__ import annotations
 
-from netplane.api import resources, storage
+from netplane.api import defaults, meta, resources, storage
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import status
-from netplane.cluster.apiserver.registry import Registry
+from netplane.cluster.apiserver.registry import Query, Registry
 
-NAMESPACES = ("default", "kube-system", "kube-public")
+# kube-apiserver's own: default, and the system namespaces its controller keeps.
+NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 def _ensure(registry: Registry, res: resources.Resource, obj: Obj) -> None:
@@ -40,6 +41,10 @@ BATCH_READ = {"apiGroups": ["batch"], "resources": ["jobs", "jobs/status", "cron
                                                   "cronjobs/status"], "verbs": READ}
 BATCH_WRITE = {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"],
                "verbs": [*READ, *WRITE, "deletecollection"]}
+NETWORKING = "networking.k8s.io"
+NETPOL_READ = {"apiGroups": [NETWORKING], "resources": ["networkpolicies"], "verbs": READ}
+NETPOL_WRITE = {"apiGroups": [NETWORKING], "resources": ["networkpolicies"],
+                "verbs": [*READ, *WRITE, "deletecollection"]}
 
 # ClusterRoles every cluster has, and who holds them (kube-apiserver's
 # bootstrap policy, trimmed to the kinds netplane serves).
@@ -75,7 +80,7 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
          "verbs": [*READ, *WRITE]},
         # The node enforces network policy (a policy plugin's own role in kube).
-        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": READ},
+        NETPOL_READ,
     ],
     "view": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",
@@ -84,7 +89,7 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
                             "persistentvolumeclaims"],
               "verbs": READ}, BATCH_READ,
              {"apiGroups": ["apps"], "resources": [*APPS_SETS, "controllerrevisions"],
-              "verbs": READ}],
+              "verbs": READ}, NETPOL_READ],
     "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
                             "services", "endpoints", "configmaps", "secrets",
@@ -94,7 +99,8 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
               "verbs": [*READ, *WRITE, "deletecollection"]}, BATCH_WRITE,
              {"apiGroups": ["apps"], "resources": APPS_SETS,
               "verbs": [*READ, *WRITE, "deletecollection"]},
-             {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": READ}],
+             {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": READ},
+             NETPOL_WRITE],
 }
 # admin: edit, and the namespace's roles and bindings (kube's admin role).
 CLUSTER_ROLES["admin"] = [*CLUSTER_ROLES["edit"], {
@@ -110,12 +116,16 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
+
+
 def ensure_rbac(registry: Registry) -> None:
     labels = {"kubernetes.io/bootstrapping": "rbac-defaults"}
     for name, rules in CLUSTER_ROLES.items():
         _ensure(registry, resources.CLUSTERROLE, {
             "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRole",
             "metadata": {"name": name, "labels": labels}, "rules": rules})
+        _add_missing_rules(registry, name, rules)
     for name, (role, groups) in CLUSTER_ROLE_BINDINGS.items():
         _ensure(registry, resources.CLUSTERROLEBINDING, {
             "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRoleBinding",
@@ -125,12 +135,44 @@ def ensure_rbac(registry: Registry) -> None:
                          for g in groups]})
 
 
+def _add_missing_rules(registry: Registry, name: str, rules: list[Obj]) -> None:
+    """A role stored by an older version gains the rules added since, as
+    kube-apiserver reconciles its bootstrap roles at start (unless told not
+    to by the autoupdate annotation); rules a user added are kept."""
+    role = registry.get(resources.CLUSTERROLE, None, name)
+    if (meta.meta(role).get("annotations") or {}).get(AUTOUPDATE) == "false":
+        return
+    missing = [r for r in rules if r not in (role.get("rules") or [])]
+    if missing:
+        role["rules"] = [*(role.get("rules") or []), *missing]
+        _update_once(registry, resources.CLUSTERROLE, role)
+
+
+def label_namespaces(registry: Registry) -> None:
+    """Namespaces stored before the API server kept the name label on them
+    get it now, so that namespace selectors see every namespace alike."""
+    for ns in registry.list(resources.NAMESPACE, Query())[0]:
+        if meta.labels(ns).get(defaults.NAMESPACE_NAME_LABEL) != meta.name(ns):
+            _update_once(registry, resources.NAMESPACE, ns)
+
+
+def _update_once(registry: Registry, res: resources.Resource, obj: Obj) -> None:
+    """An update at start that another server starting beside this one may
+    have made first (a Conflict): then it is done."""
+    try:
+        registry.update(res, None, meta.name(obj), obj)
+    except status.ApiError as e:
+        if e.code != 409:
+            raise
+
+
 def ensure(registry: Registry, *, advertise_address: str, port: int, api_ip: str,
            dns_ip: str) -> None:
     ensure_rbac(registry)
     for ns in NAMESPACES:
         _ensure(registry, resources.NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
                                                 "metadata": {"name": ns}})
+    label_namespaces(registry)
     _ensure(registry, resources.SERVICE, {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default",

@@ -131,7 +131,7 @@ class Registry:
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
         kv = self.store.get(key_for(res, namespace, name))
         if kv is None:
-            raise status.not_found(res.plural, name)
+            raise status.not_found(res.plural, name, group=res.group)
         return _read(kv)
 
     def list(self, res: Resource, query: Query) -> tuple[list[Obj], int]:
@@ -153,19 +153,19 @@ class Registry:
         fieldmanager.track(res, None, obj, manager=manager)
         # An existing name is AlreadyExists, before admission calls its ClusterIP taken.
         if self.store.get(key_for(res, meta.namespace(obj), meta.name(obj))) is not None:
-            raise status.already_exists(res.plural, meta.name(obj))
+            raise status.already_exists(res.plural, meta.name(obj), group=res.group)
         undo = self.admission.on_create(res, obj)
         if dry_run:
             undo()
             if self.store.get(key_for(res, meta.namespace(obj), meta.name(obj))) is not None:
-                raise status.already_exists(res.plural, meta.name(obj))
+                raise status.already_exists(res.plural, meta.name(obj), group=res.group)
             return obj
         try:
             kv = self.store.create(key_for(res, meta.namespace(obj), meta.name(obj)), _stored(obj))
             self.writes[res.kind] += 1
         except store_base.AlreadyExists:
             undo()
-            raise status.already_exists(res.plural, meta.name(obj)) from None
+            raise status.already_exists(res.plural, meta.name(obj), group=res.group) from None
         except BaseException:
             undo()
             raise
@@ -221,7 +221,7 @@ class Registry:
         kv = self.store.get(key_for(res, namespace, name))
         if kv is None:
             if subresource:
-                raise status.not_found(res.plural, name)
+                raise status.not_found(res.plural, name, group=res.group)
             obj = fieldmanager.apply(res, None, body, manager=manager, force=force)
             meta.meta(obj)["name"] = name
             return self.create(res, namespace, obj, dry_run=dry_run), True
@@ -279,8 +279,8 @@ class Registry:
             except store_base.Conflict:
                 continue
             except store_base.NotFound:
-                raise status.not_found(res.plural, name) from None
-        raise status.conflict(res.plural, name)
+                raise status.not_found(res.plural, name, group=res.group) from None
+        raise status.conflict(res.plural, name, group=res.group)
 
     def _delete_once(self, res: Resource, namespace: str | None, name: str,
                      opts: DeleteOptions) -> Obj:
@@ -394,7 +394,7 @@ class Registry:
     def _validate(res: Resource, obj: Obj) -> None:
         errs = validation.validate(obj, res)
         if errs:
-            raise status.invalid(res.kind, meta.name(obj), errs)
+            raise status.invalid(res.kind, meta.name(obj), errs, group=res.group)
 
     @staticmethod
     def _check_identity(res: Resource, namespace: str | None, name: str, body: Obj) -> None:
@@ -444,9 +444,9 @@ class Registry:
             kv = self.store.update(key, _stored(new), expected_revision=expected)
             self.writes[res.kind] += 1
         except store_base.Conflict:
-            raise status.conflict(res.plural, meta.name(new)) from None
+            raise status.conflict(res.plural, meta.name(new), group=res.group) from None
         except store_base.NotFound:
-            raise status.not_found(res.plural, meta.name(new)) from None
+            raise status.not_found(res.plural, meta.name(new), group=res.group) from None
         return _written(new, kv)
 
     def _remove(self, res: Resource, obj: Obj, *, expected: int | None = None) -> Obj:
@@ -455,7 +455,7 @@ class Registry:
             kv = self.store.delete(key_for(res, meta.namespace(obj), meta.name(obj)),
                                    expected_revision=expected)
         except store_base.NotFound:
-            raise status.not_found(res.plural, meta.name(obj)) from None
+            raise status.not_found(res.plural, meta.name(obj), group=res.group) from None
         self.writes[res.kind] += 1
         self.admission.on_delete(res, kv.value)
         return _out(kv)

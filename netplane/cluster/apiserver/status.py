@@ -27,27 +27,44 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
 
-def not_found(resource: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{resource} "{name}" not found',
-                    details={"name": name, "kind": resource})
+def _about(resource: str, name: str, group: str) -> tuple[str, dict[str, Any]]:
+    """How kube names a resource in a message (``deployments.apps``), and the details."""
+    details: dict[str, Any] = {"name": name, "kind": resource}
+    if group:
+        details["group"] = group
+    return (f"{resource}.{group}" if group else resource), details
 
 
-def already_exists(resource: str, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{resource} "{name}" already exists',
-                    details={"name": name, "kind": resource})
+def not_found(resource: str, name: str, *, group: str = "") -> ApiError:
+    qualified, details = _about(resource, name, group)
+    return ApiError(404, "NotFound", f'{qualified} "{name}" not found', details=details)
 
 
-def conflict(resource: str, name: str) -> ApiError:
-    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource} "{name}": '
+def already_exists(resource: str, name: str, *, group: str = "") -> ApiError:
+    qualified, details = _about(resource, name, group)
+    return ApiError(409, "AlreadyExists", f'{qualified} "{name}" already exists',
+                    details=details)
+
+
+def conflict(resource: str, name: str, *, group: str = "") -> ApiError:
+    qualified, details = _about(resource, name, group)
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {qualified} "{name}": '
                     "the object has been modified; please apply your changes to the latest "
-                    "version and try again", details={"name": name, "kind": resource})
+                    "version and try again", details=details)
 
 
-def invalid(kind: str, name: str, errors: list[FieldError]) -> ApiError:
+def invalid(kind: str, name: str, errors: list[FieldError], *, group: str = "") -> ApiError:
+    """NewInvalid: the kind qualified by its group, several errors in brackets."""
     detail = ", ".join(str(e) for e in errors)
+    if len(errors) > 1:
+        detail = f"[{detail}]"
     causes = [{"reason": e.reason, "message": e.message, "field": e.path} for e in errors]
-    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {detail}',
-                    details={"name": name, "kind": kind, "causes": causes})
+    qualified = f"{kind}.{group}" if group else kind
+    details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
+    if group:
+        details["group"] = group
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {detail}',
+                    details=details)
 
 
 def too_large(limit: int) -> ApiError:

@@ -7,7 +7,7 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from netplane.api import eventsv1, meta
+from netplane.api import eventsv1, meta, selectors
 from netplane.api.meta import Obj
 
 Column = tuple[str, str, Callable[[Obj], Any], int]  # name, type, cell, priority
@@ -172,17 +172,8 @@ def _nominal(key: str) -> Callable[[Obj], Any]:
 
 
 def format_selector(sel: Obj | None) -> str:
-    """metav1.FormatLabelSelector: ``k=v`` pairs, then the expressions."""
-    if not sel:
-        return "<none>"
-    parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]
-    for e in sel.get("matchExpressions") or []:
-        key, op, values = e.get("key", ""), e.get("operator", ""), e.get("values") or []
-        if op in ("In", "NotIn"):
-            parts.append(f"{key} {op.lower()} ({','.join(values)})")
-        else:
-            parts.append(key if op == "Exists" else f"!{key}")
-    return ",".join(parts) or "<none>"
+    """metav1.FormatLabelSelector: ``k=v`` and expressions, ordered by key."""
+    return selectors.format_label_selector(sel)
 
 
 def _containers(template: Obj, key: str) -> str:
@@ -403,6 +394,8 @@ COLUMNS: dict[str, list[Column]] = {
                            ("Users", "string", _subjects("User"), 1),
                            ("Groups", "string", _subjects("Group"), 1),
                            ("ServiceAccounts", "string", _subjects("ServiceAccount"), 1)],
+    "NetworkPolicy": [NAME, ("Pod-Selector", "string", lambda p: format_selector(
+        (p.get("spec") or {}).get("podSelector")), 0), AGE],
     "Namespace": [NAME, ("Status", "string",
                          lambda n: n.get("status", {}).get("phase", "Active"), 0), AGE],
 }
