@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from netplane.api.meta import Obj
+from netplane.proxy import collector
 from netplane.proxy.changes import TRIGGER_TIME_ANNOTATION, ChangeTracker
 from netplane.proxy.config import ProxyConfig
 from netplane.proxy.conntrack import Entry, PortView, stale_entries
@@ -161,7 +162,8 @@ class Proxier(SyncLoop):
         return changes, by_service
 
     def _plan(self, keys: set[str], *, full: bool) -> _SyncPlan:
-        changes, by_service = self._rerender(keys)
+        with collector.paused():
+            changes, by_service = self._rerender(keys)
         desired = self._desired.with_changes(changes)
         applied = self._applied
         if applied is self._desired:
