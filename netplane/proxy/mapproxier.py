@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from netplane.api.meta import Obj
+from netplane.proxy import collector
 from netplane.proxy.config import ProxyConfig
 from netplane.proxy.iptables.describe import describe_selection
 from netplane.proxy.ipvs.backend import IPVSBackend
 from netplane.proxy.loop import SyncLoop
-from netplane.proxy.model import ServiceMap, ServicePortName, select
+from netplane.proxy.model import ServiceMap, ServicePortName, port_order, select
 from netplane.proxy.nftables.backend import NftablesBackend, SyncKind
 
 log = logging.getLogger(__name__)
@@ -122,29 +123,39 @@ class MapProxier(SyncLoop):
 
     def _rebuild(self, keys: set[str]) -> tuple[ServiceMap, set[ServicePortName],
                                                  dict[str, tuple[ServicePortName, ...]]]:
-        """A new map (backends compare it with the last one) and what changed."""
+        """A new map (backends compare it with the last one) and what changed.
+
+        Ports that stay are replaced in place and ports that go are dropped,
+        which keeps the map in order; it is sorted again only when a port
+        is new."""
         new_map = dict(self._map)
         by_service = dict(self._by_service)
         changed: set[ServicePortName] = set()
+        added = False
         for key in keys:
-            for spn in by_service.pop(key, ()):
-                new_map.pop(spn, None)
-                changed.add(spn)
+            old = by_service.pop(key, ())
             ports = []
             for info, eps in self._tracker.build(key):
+                added = added or info.key not in new_map
                 new_map[info.key] = (info, eps)
                 ports.append(info.key)
-                changed.add(info.key)
+            for spn in old:
+                if spn not in ports:
+                    new_map.pop(spn, None)
+            changed.update(old, ports)
             if ports:
                 by_service[key] = tuple(ports)
-        return dict(sorted(new_map.items())), changed, by_service
+        if added:
+            new_map = dict(sorted(new_map.items(), key=lambda kv: port_order(kv[0])))
+        return new_map, changed, by_service
 
     async def sync(self, *, full: bool = False) -> bool:
         start = self._clock()
         keys, triggers = self._tracker.take()
         full = full or self._needs_full
         try:
-            new_map, changed, by_service = self._rebuild(keys)
+            with collector.paused():
+                new_map, changed, by_service = self._rebuild(keys)
             was_full, rules = await asyncio.to_thread(
                 self.backend.sync, new_map, self.config, node_name=self.node_name,
                 node_ips=self.node_ips, full=full, changed=None if full else changed)

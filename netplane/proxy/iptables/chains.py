@@ -12,15 +12,13 @@ clean-up, the drift check and the tracer alike.
 
 from __future__ import annotations
 
-import base64
 import enum
 import functools
-import hashlib
 import ipaddress
-import re
 from dataclasses import dataclass, field
 
 from netplane.proxy.model import ServicePortName
+from netplane.proxy.naming import hash16
 
 CHAIN_PREFIX = "NP-"
 MAX_CHAIN_LEN = 28  # iptables' limit is 28 characters plus the terminator
@@ -53,16 +51,19 @@ class Table(enum.StrEnum):
     FILTER = "filter"
 
 
-@functools.lru_cache(maxsize=1 << 17)
-def _hash16(text: str) -> str:
-    # 16 base32 characters encode exactly the digest's first 10 bytes.
-    digest = hashlib.sha256(text.encode()).digest()
-    return base64.b32encode(digest[:10]).decode()
+# Names asked for one by one (inspection, tracing) are kept; the renderer
+# derives its own once per service port it renders (``rules``).
+_hash16 = functools.lru_cache(maxsize=1 << 17)(hash16)
+
+
+def hash_input(spn: ServicePortName) -> str:
+    """What a service port's names are hashed from (endpoint names add ``ip:port``)."""
+    return str(spn) + spn.protocol.lower()
 
 
 def port_hash(spn: ServicePortName) -> str:
     """kube-proxy's portProtoHash of one service port."""
-    return _hash16(str(spn) + spn.protocol.lower())
+    return _hash16(hash_input(spn))
 
 
 def service_chain(spn: ServicePortName) -> str:
@@ -87,9 +88,10 @@ def firewall_chain(spn: ServicePortName) -> str:
 
 def endpoint_chain(spn: ServicePortName, endpoint: str) -> str:
     """``NP-SEP-<hash>`` for one endpoint (``ip:port``) of one service port."""
-    return SEP_PREFIX + _hash16(str(spn) + spn.protocol.lower() + endpoint)
+    return SEP_PREFIX + _hash16(hash_input(spn) + endpoint)
 
 
+@functools.lru_cache(maxsize=1024)
 def probability(n: int) -> str:
     """Chance to pick the first of ``n`` remaining endpoints, as kube-proxy spells it."""
     return f"{1.0 / n:.10f}"
@@ -102,14 +104,6 @@ def quote(comment: str) -> str:
 def host(ip: str) -> str:
     return f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}"
 
-
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")
-
-
-def is_ipv4(ip: str) -> bool:
-    """Dotted-quad IPv4 (a regex, not ``ipaddress``: this runs for every endpoint)."""
-    return _IPV4.fullmatch(ip) is not None
 
 
 def rule(chain: str, comment: str, args: str) -> str:

@@ -18,18 +18,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from netplane.api.meta import Obj
+from netplane.proxy import collector
 from netplane.proxy.changes import TRIGGER_TIME_ANNOTATION, ChangeTracker
 from netplane.proxy.config import ProxyConfig
 from netplane.proxy.conntrack import Entry, PortView, stale_entries
-from netplane.proxy.iptables.chains import FIXED_CHAINS, Table, is_ipv4
+from netplane.proxy.iptables.chains import FIXED_CHAINS, Table
 from netplane.proxy.iptables.describe import describe_port, kernel_mismatches
-from netplane.proxy.iptables.render import full_document, partial_document, render
-from netplane.proxy.iptables.rules import PortRules, render_port
+from netplane.proxy.iptables.document import Part, Pieces
+from netplane.proxy.iptables.render import document, partial_document, render
+from netplane.proxy.iptables.rules import PORT_SLOTS, PortRules, render_port
 from netplane.proxy.loop import SyncLoop
-from netplane.proxy.model import ServicePortInfo, ServicePortName
+from netplane.proxy.model import Protocol as IPProtocol
+from netplane.proxy.model import ServicePortInfo, ServicePortName, is_ipv4, port_order
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +62,35 @@ class ConntrackCleaner(Protocol):
     def delete(self, entries: Iterable[Entry]) -> int: ...
 
 
-Port = tuple[ServicePortInfo, PortRules]
+class Port(NamedTuple):
+    """One service port as rendered: what it is and its rules (a ``Piece``
+    of the full document)."""
+
+    info: ServicePortInfo
+    rules: PortRules
+
+    def text(self, table: Table, part: Part) -> str:
+        return self.rules.text(table, part)
+
+    def chains(self, table: Table) -> Iterable[str]:
+        return self.rules.chains(table)
+
+
+Ports = Pieces[ServicePortName, Port]
+
+
+def _ports() -> Ports:
+    return Pieces(slots=PORT_SLOTS, order=port_order)
 
 
 @dataclass
 class _SyncPlan:
     full: bool
     ensure: bool
+    # The ports whose rules differ from what the kernel holds.
     changed: set[ServicePortName]
-    desired: dict[ServicePortName, Port]
+    desired: Ports
+    by_service: dict[str, tuple[ServicePortName, ...]]
 
 
 class Proxier(SyncLoop):
@@ -87,8 +110,12 @@ class Proxier(SyncLoop):
         self._applier = applier
         self._conntrack = conntrack
         self._by_service: dict[str, tuple[ServicePortName, ...]] = {}
-        self._desired: dict[ServicePortName, Port] = {}
-        self._applied: dict[ServicePortName, Port] = {}
+        # Every port as last rendered, kept across syncs (full ones too): only
+        # the Services that changed are rendered again.
+        self._desired: Ports = _ports()
+        # What the kernel holds, as far as we know: the same object as
+        # ``_desired`` after every successful sync.
+        self._applied: Ports = self._desired
         self._needs_plumbing = True
         self._kernel_chains_known = False
 
@@ -100,7 +127,7 @@ class Proxier(SyncLoop):
     def clean_up(self) -> None:
         """Removes every rule and chain this proxy owns."""
         self._applier.clean_up()
-        self._applied = {}
+        self._applied = _ports()
         self._needs_plumbing = self._needs_full = True
         self._kernel_chains_known = False
 
@@ -113,58 +140,65 @@ class Proxier(SyncLoop):
 
     # -- syncing ---------------------------------------------------------
 
-    def _rerender(self, keys: set[str]) -> tuple[dict[ServicePortName, Port],
-                                                 set[ServicePortName]]:
-        desired = dict(self._desired)
-        changed: set[ServicePortName] = set()
+    def _rerender(self, keys: set[str]) -> tuple[dict[ServicePortName, Port | None],
+                                                 dict[str, tuple[ServicePortName, ...]]]:
+        """The ports of the Services named by ``keys``, rendered again (None
+        for a port that went), and which ports each Service now has."""
+        by_service = dict(self._by_service) if keys else self._by_service
+        changes: dict[ServicePortName, Port | None] = {}
         for key in keys:
-            for spn in self._by_service.pop(key, ()):
-                desired.pop(spn, None)
-                changed.add(spn)
+            for spn in by_service.pop(key, ()):
+                changes[spn] = None
             ports: list[ServicePortName] = []
             for info, eps in self._tracker.build(key):
                 spn = info.key
                 if not is_ipv4(info.cluster_ip):
                     continue  # IPv6 service IPs belong to ip6tables
-                desired[spn] = (info, render_port(info, eps, config=self.config,
-                                                  node_name=self.node_name))
+                changes[spn] = Port(info, render_port(info, eps, config=self.config,
+                                                      node_name=self.node_name))
                 ports.append(spn)
-                changed.add(spn)
             if ports:
-                self._by_service[key] = tuple(ports)
-        return desired, changed
+                by_service[key] = tuple(ports)
+        return changes, by_service
 
     def _plan(self, keys: set[str], *, full: bool) -> _SyncPlan:
-        desired, changed = self._rerender(keys)
-        full = full or self._needs_full
-        if full:
-            changed = set(desired) | set(self._applied)
-        return _SyncPlan(full=full, ensure=self._needs_plumbing, changed=changed,
-                         desired=desired)
+        with collector.paused():
+            changes, by_service = self._rerender(keys)
+        desired = self._desired.with_changes(changes)
+        applied = self._applied
+        if applied is self._desired:
+            changed = set(changes)
+        else:  # the kernel was emptied (clean-up): every port differs
+            changed = {s for s in desired if applied.get(s) is not desired[s]}
+            changed.update(s for s in applied if s not in desired)
+        return _SyncPlan(full=full or self._needs_full, ensure=self._needs_plumbing,
+                         changed=changed, desired=desired, by_service=by_service)
 
-    def _full_text(self, desired: dict[ServicePortName, Port]) -> str:
-        ports = [desired[spn][1] for spn in sorted(desired)]
+    def _full_text(self, plan: _SyncPlan) -> str:
+        desired = plan.desired
         if self._kernel_chains_known:
-            have = self._chains_of(self._applied)
+            # Chains are named after their own port, so only a changed port
+            # can leave one behind.
+            stale: dict[Table, set[str]] = {t: set() for t in Table}
+            for spn in plan.changed:
+                old = self._applied.get(spn)
+                if old is not None:
+                    new = desired.get(spn)
+                    for t in Table:
+                        keep = new.chains(t) if new is not None else ()
+                        stale[t].update(c for c in old.chains(t) if c not in keep)
         else:
             have = self._applier.current_chains()
-        wanted = self._chains_of(desired)
-        stale = {t: have.get(t, set()) - wanted[t] for t in Table}
-        return full_document(ports, self.config, stale=stale)
-
-    @staticmethod
-    def _chains_of(ports: dict[ServicePortName, Port]) -> dict[Table, set[str]]:
-        out = {t: set(FIXED_CHAINS[t]) for t in Table}
-        for _, rules in ports.values():
-            out[Table.NAT].update(rules.nat_chains)
-        return out
+            stale = {t: have.get(t, set()) - set(FIXED_CHAINS[t]) - desired.chains(t)
+                     for t in Table}
+        return document(self.config, [desired], stale=stale)
 
     def _apply(self, plan: _SyncPlan) -> None:
         """Runs in a worker thread: the only place that touches the kernel."""
         if plan.ensure:
             self._applier.ensure_plumbing()
         if plan.full:
-            text = self._full_text(plan.desired)
+            text = self._full_text(plan)
         else:
             text = partial_document(self._rules_of(self._applied, plan.changed),
                                     self._rules_of(plan.desired, plan.changed), plan.changed)
@@ -172,22 +206,22 @@ class Proxier(SyncLoop):
             self._applier.restore(text)
 
     @staticmethod
-    def _rules_of(ports: dict[ServicePortName, Port],
-                  only: set[ServicePortName]) -> dict[ServicePortName, PortRules]:
-        return {spn: ports[spn][1] for spn in only if spn in ports}
+    def _rules_of(ports: Ports, only: set[ServicePortName]) -> dict[ServicePortName, PortRules]:
+        return {spn: port.rules for spn in only if (port := ports.get(spn)) is not None}
 
     @staticmethod
-    def _views_of(ports: dict[ServicePortName, Port],
-                  only: set[ServicePortName]) -> dict[ServicePortName, PortView]:
-        return {spn: PortView.of(ports[spn][0], ports[spn][1].cluster, ports[spn][1].local)
-                for spn in only if spn in ports}
+    def _views_of(ports: Ports, only: set[ServicePortName]) -> dict[ServicePortName, PortView]:
+        return {spn: PortView.of(port.info, port.rules.cluster, port.rules.local)
+                for spn in only if (port := ports.get(spn)) is not None}
 
     def _clean_conntrack(self, plan: _SyncPlan) -> None:
         if self._conntrack is None:
             return
-        old = self._views_of(self._applied, plan.changed)
-        new = self._views_of(plan.desired, plan.changed)
-        entries = stale_entries(old, new, plan.changed)
+        # Only UDP entries outlive a change (see ``conntrack``).
+        udp = {spn for spn in plan.changed if spn.protocol is IPProtocol.UDP}
+        old = self._views_of(self._applied, udp)
+        new = self._views_of(plan.desired, udp)
+        entries = stale_entries(old, new, udp)
         if entries:
             self._conntrack.delete(entries)
             self.conntrack_deletions += len(entries)
@@ -215,14 +249,14 @@ class Proxier(SyncLoop):
 
     def _committed(self, plan: _SyncPlan, triggers: dict[str, float]) -> None:
         if plan.full:
-            self.rule_count = sum(r.rule_count for _, r in plan.desired.values())
+            self.rule_count = sum(p.rules.rule_count for p in plan.desired.values())
         else:
             # Adjusted by the changed ports only: summing 10,000 ports costs.
             self.rule_count += sum(p.rule_count for p in self._rules_of(
                 plan.desired, plan.changed).values()) - sum(p.rule_count for p in self._rules_of(
                     self._applied, plan.changed).values())
-        self._desired = plan.desired
-        self._applied = dict(plan.desired)
+        self._desired = self._applied = plan.desired
+        self._by_service = plan.by_service
         self._needs_plumbing = False
         self._kernel_chains_known = True
         if plan.full:
@@ -247,8 +281,7 @@ class Proxier(SyncLoop):
 
     def kernel_mismatches(self) -> list[str]:
         """Differences between the kernel and what was last applied (blocking)."""
-        applied = self._applied
-        text = full_document([applied[s][1] for s in sorted(applied)], self.config)
+        text = document(self.config, [self._applied])
         problems = kernel_mismatches(self._applier.save(), text)
         if not self._applier.intact():
             problems.insert(0, "jumps from the built-in chains are missing")
@@ -263,5 +296,5 @@ class Proxier(SyncLoop):
             **self._describe_sync(),
             "kernelMatches": None if mismatches is None else not mismatches,
             "mismatches": mismatches or [],
-            "ports": [describe_port(*applied[spn]) for spn in sorted(applied)],
+            "ports": [describe_port(*applied[spn]) for spn in applied.ordered()],
         }

@@ -2,8 +2,10 @@
 
 Rendering is pure. ``render(services, endpoints, config)`` returns the whole
 text for our chains in the ``raw``, ``nat`` and ``filter`` tables.
-``full_document`` assembles it from per-port ``PortRules``
-(``rules``); ``partial_document`` writes only what changed for some
+``document`` assembles it from the fixed rules here and the kept per-port
+``PortRules`` (``rules``), joined per part of each table (``document``
+module), so that a full sync re-renders only what changed; ``partial_document``
+writes only what changed for some
 ports: their own chains are redeclared (which flushes them) and rewritten,
 their lines in the shared chains are deleted (``-D``) or inserted only when
 they differ, and their chains that are no longer needed are deleted. This
@@ -14,7 +16,8 @@ chains are never rewritten in a partial sync, because rewriting a chain of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 from netplane.api.meta import Obj
 from netplane.proxy import model
@@ -40,14 +43,14 @@ from netplane.proxy.iptables.chains import (
     external_chain,
     firewall_chain,
     host,
-    is_ipv4,
     local_chain,
     probability,
     rule,
     service_chain,
 )
+from netplane.proxy.iptables.document import Joined, Listed, assemble
 from netplane.proxy.iptables.rules import PortRules, render_port
-from netplane.proxy.model import ServicePortName
+from netplane.proxy.model import ServicePortName, is_ipv4, port_order
 
 __all__ = [
     "CHAIN_PREFIX",
@@ -65,6 +68,7 @@ __all__ = [
     "ProxyConfig",
     "Table",
     "declared_chains",
+    "document",
     "endpoint_chain",
     "external_chain",
     "firewall_chain",
@@ -148,31 +152,20 @@ def _decl(chain: str) -> str:
     return f":{chain} - [0:0]"
 
 
+def document(config: ProxyConfig, owners: Sequence[Joined], *,
+             stale: Mapping[Table, set[str]] | None = None) -> str:
+    """Every chain of ours from scratch: the fixed rules, then each kind of
+    owner's kept text (service ports first); ``stale`` chains (ours only)
+    are deleted."""
+    return assemble(owners, head=fixed_rules(config),
+                    tail={Table.NAT: _nodeport_dispatch(config)}, stale=stale)
+
+
 def full_document(ports: Iterable[PortRules], config: ProxyConfig, *,
                   stale: Mapping[Table, set[str]] | None = None) -> str:
-    """Every chain of ours, from scratch; ``stale`` chains (ours only) are deleted."""
-    ports = list(ports)
-    fixed = fixed_rules(config)
-    doomed = {t: sorted(c for c in (stale or {}).get(t, set()) if c.startswith(CHAIN_PREFIX))
-              for t in Table}
-    nat_own = [c for p in ports for c in p.nat_chains]
-    decls = {t: [*FIXED_CHAINS[t], *(nat_own if t == Table.NAT else []), *doomed[t]]
-             for t in Table}
-    body = {
-        Table.RAW: fixed[Table.RAW],
-        Table.NAT: [*fixed[Table.NAT], *(r for p in ports for r in p.nat_shared),
-                    *_nodeport_dispatch(config),
-                    *(r for p in ports for rs in p.nat_chains.values() for r in rs)],
-        Table.FILTER: [*fixed[Table.FILTER], *(r for p in ports for r in p.filter_shared)],
-    }
-    lines: list[str] = []
-    for t in Table:
-        lines.append(f"*{t}")
-        lines.extend(_decl(c) for c in decls[t])
-        lines.extend(body[t])
-        lines.extend(f"-X {c}" for c in doomed[t])
-        lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
+    """Every chain of ours, from scratch, for ``ports`` in the given order;
+    ``stale`` chains (ours only) are deleted."""
+    return document(config, [Listed(ports)], stale=stale)
 
 
 def _chain_of(line: str) -> str:
@@ -206,7 +199,7 @@ def partial_document(old: PortMap, new: PortMap, changed: Iterable[ServicePortNa
     flt_came: list[str] = []
     doomed: list[str] = []
     empty = PortRules()
-    for spn in sorted(set(changed)):
+    for spn in sorted(set(changed), key=port_order):
         o, n = old.get(spn, empty), new.get(spn, empty)
         if o == n:
             continue
@@ -214,12 +207,14 @@ def partial_document(old: PortMap, new: PortMap, changed: Iterable[ServicePortNa
         # Only chains whose rules differ are flushed and rewritten.
         rewrite = {c: rs for c, rs in n.nat_chains.items() if o.nat_chains.get(c) != rs}
         decls += [_decl(c) for c in [*rewrite, *stale]]
-        own += [r for rs in rewrite.values() for r in rs]
+        own += [r for rs in rewrite.values() for r in rs.splitlines()]
         doomed += [f"-X {c}" for c in stale]
-        gone, came = _shared_diff(o.nat_shared, n.nat_shared, Table.NAT)
+        gone, came = _shared_diff(o.nat_shared.splitlines(), n.nat_shared.splitlines(),
+                                  Table.NAT)
         nat_gone += gone
         nat_came += came
-        gone, came = _shared_diff(o.filter_shared, n.filter_shared, Table.FILTER)
+        gone, came = _shared_diff(o.filter_shared.splitlines(), n.filter_shared.splitlines(),
+                                  Table.FILTER)
         flt_gone += gone
         flt_came += came
     lines: list[str] = []
@@ -237,7 +232,7 @@ def render_ports(service_map: model.ServiceMap, config: ProxyConfig, *,
                  node_name: str = "") -> dict[ServicePortName, PortRules]:
     """Each IPv4 service port's rules, in sorted order."""
     out: dict[ServicePortName, PortRules] = {}
-    for spn in sorted(service_map):
+    for spn in sorted(service_map, key=port_order):
         info, eps = service_map[spn]
         if is_ipv4(info.cluster_ip):  # IPv6 service IPs belong to ip6tables
             out[spn] = render_port(info, eps, config=config, node_name=node_name)
@@ -261,17 +256,22 @@ def _table(name: str) -> Table | None:
     return Table(name) if name in {t.value for t in Table} else None
 
 
+_TABLE_LINE = re.compile(r"^\*(.*)$", re.M)
+_OUR_DECLARATION = re.compile(rf"^:({re.escape(CHAIN_PREFIX)}[^ \n]*)", re.M)
+
+
 def declared_chains(text: str) -> dict[Table, set[str]]:
-    """Our chains declared per table in an iptables-save/restore document."""
+    """Our chains declared per table in an iptables-save/restore document.
+
+    Read with regular expressions, table by table: at start and after drift
+    this runs over an ``iptables-save`` of every rule of ours."""
     out: dict[Table, set[str]] = {t: set() for t in Table}
-    table: Table | None = None
-    for line in text.splitlines():
-        if line.startswith("*"):
-            table = _table(line[1:].strip())
-        elif line.startswith(":") and table is not None:
-            chain = line[1:].split(" ", 1)[0]
-            if chain.startswith(CHAIN_PREFIX):
-                out[table].add(chain)
+    tables = list(_TABLE_LINE.finditer(text))
+    for i, found in enumerate(tables):
+        table = _table(found[1].strip())
+        if table is not None:
+            end = tables[i + 1].start() if i + 1 < len(tables) else len(text)
+            out[table].update(_OUR_DECLARATION.findall(text, found.end(), end))
     return out
 
 

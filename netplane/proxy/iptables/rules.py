@@ -19,47 +19,81 @@ only where its lines changed. The chain roles are kube-proxy's:
 Nothing usable -> REJECT in filter; usable endpoints but none for this
 kind of traffic under a Local policy -> DROP in filter (the packet was not
 DNATed, so the filter rule on the original destination catches it).
+
+A port's rules are kept as text, whole lines per chain and per shared part
+(``PortRules``), which is what a full document is joined from and what a
+partial sync compares; nothing is parsed back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from netplane.proxy import model
 from netplane.proxy.config import ProxyConfig
 from netplane.proxy.iptables.chains import (
+    EXT_PREFIX,
     EXTERNAL_SERVICES_CHAIN,
+    FW_PREFIX,
     MARK_MASQ_CHAIN,
     NODEPORTS_CHAIN,
     PROXY_FIREWALL_CHAIN,
+    SEP_PREFIX,
     SERVICES_CHAIN,
-    endpoint_chain,
-    external_chain,
-    firewall_chain,
-    is_ipv4,
-    local_chain,
+    SVC_PREFIX,
+    SVL_PREFIX,
+    Table,
+    hash_input,
     probability,
-    rule,
-    service_chain,
 )
-from netplane.proxy.model import EndpointInfo, ServicePortInfo
+from netplane.proxy.iptables.document import Part, Slot, declaration
+from netplane.proxy.model import EndpointInfo, ServicePortInfo, is_ipv4
+from netplane.proxy.naming import hash16
+
+# Where a service port's text goes in the full document.
+PORT_SLOTS: frozenset[Slot] = frozenset({(Table.NAT, Part.DECLS), (Table.NAT, Part.SHARED),
+                                         (Table.NAT, Part.OWN), (Table.FILTER, Part.SHARED)})
 
 
-@dataclass
+@dataclass(slots=True)
 class PortRules:
-    """Everything one service port contributes to the rule set."""
+    """Everything one service port contributes to the rule set, as restore text.
 
-    nat_chains: dict[str, list[str]] = field(default_factory=dict)
-    nat_shared: list[str] = field(default_factory=list)
-    filter_shared: list[str] = field(default_factory=list)
+    Rules are whole lines, each ending in a newline: a port's rendering is
+    a handful of strings, cheap to keep for every port and to join into a
+    full document, and split into lines only when a partial sync compares
+    a changed port's shared lines."""
+
+    # Own nat chains, in declaration order, each with its rules.
+    nat_chains: dict[str, str] = field(default_factory=dict)
+    # Its lines in the shared nat chains (NP-SERVICES, NP-NODEPORTS).
+    nat_shared: str = ""
+    # Its lines in the shared filter chains.
+    filter_shared: str = ""
     # The endpoints the rules can send to, for conntrack clean-up and inspection.
     cluster: tuple[EndpointInfo, ...] = ()
     local: tuple[EndpointInfo, ...] = ()
+    # Derived from the above, once: what a full document needs of this port.
+    nat_decls: str = field(init=False, compare=False, repr=False)
+    nat_own: str = field(init=False, compare=False, repr=False)
+    rule_count: int = field(init=False, compare=False, repr=False)
 
-    @property
-    def rule_count(self) -> int:
-        own = sum(len(r) for r in self.nat_chains.values())
-        return own + len(self.nat_shared) + len(self.filter_shared)
+    def __post_init__(self) -> None:
+        self.nat_decls = "".join([declaration(c) for c in self.nat_chains])
+        self.nat_own = "".join(self.nat_chains.values())
+        self.rule_count = (self.nat_own.count("\n") + self.nat_shared.count("\n")
+                           + self.filter_shared.count("\n"))
+
+    def text(self, table: Table, part: Part) -> str:
+        if table is Table.NAT:
+            if part is Part.SHARED:
+                return self.nat_shared
+            return self.nat_decls if part is Part.DECLS else self.nat_own
+        return self.filter_shared if table is Table.FILTER and part is Part.SHARED else ""
+
+    def chains(self, table: Table) -> Iterable[str]:
+        return self.nat_chains if table is Table.NAT else ()
 
 
 class _PortWriter:
@@ -70,16 +104,43 @@ class _PortWriter:
         self.config = config
         self.spn = info.key
         self.name = str(self.spn)
+        # Comments are quoted as ``chains.quote`` does; the parts added to
+        # the name (addresses, chain names, fixed words) hold no quote.
+        self.qname = self.name.replace('"', "'")
+        self._hash_input = hash_input(self.spn)
+        self._port_hash = ""
+        self._sep: dict[str, str] = {}
         proto = info.protocol.lower()
         self.proto = f"-p {proto} -m {proto}"
         self.dport = f"--dport {info.port}"
-        self.out = PortRules()
+        self.chains: dict[str, list[str]] = {}
+        self.nat: list[str] = []
+        self.filter: list[str] = []
+
+    def port_chain(self, prefix: str) -> str:
+        """``prefix`` + the port's hash (SVC, SVL, EXT, FW), hashed once per port."""
+        if not self._port_hash:
+            self._port_hash = hash16(self._hash_input)
+        return prefix + self._port_hash
+
+    def sep(self, ep: EndpointInfo) -> str:
+        name = self._sep.get(ep.address)
+        if name is None:
+            name = self._sep[ep.address] = SEP_PREFIX + hash16(self._hash_input + ep.address)
+        return name
+
+    def rule(self, chain: str, comment: str, args: str) -> str:
+        """One ``-A`` line; ``comment`` follows the port's name (may be "")."""
+        return f'-A {chain} -m comment --comment "{self.qname}{comment}" {args}\n'
 
     def dest(self, ip: str) -> str:
         return f"{self.proto} -d {ip}/32 {self.dport}"
 
     def chain(self, chain: str) -> list[str]:
-        return self.out.nat_chains.setdefault(chain, [])
+        found = self.chains.get(chain)
+        if found is None:
+            found = self.chains[chain] = []
+        return found
 
     def endpoint_jumps(self, chain: str, eps: tuple[EndpointInfo, ...]) -> None:
         rules = self.chain(chain)
@@ -87,60 +148,56 @@ class _PortWriter:
         if seconds:
             # ClientIP affinity: a source seen recently goes back to its endpoint.
             for ep in eps:
-                sep = endpoint_chain(self.spn, ep.address)
-                rules.append(rule(chain, f"{self.name} -> {ep.address}",
-                                  f"-m recent --name {sep} --rcheck --seconds {seconds} "
-                                  f"--reap -j {sep}"))
+                sep = self.sep(ep)
+                rules.append(self.rule(chain, f" -> {ep.address}",
+                                       f"-m recent --name {sep} --rcheck --seconds {seconds} "
+                                       f"--reap -j {sep}"))
         n = len(eps)
         for i, ep in enumerate(eps):
             left = n - i
             pick = f"-m statistic --mode random --probability {probability(left)} " \
                 if left > 1 else ""
-            rules.append(rule(chain, f"{self.name} -> {ep.address}",
-                              f"{pick}-j {endpoint_chain(self.spn, ep.address)}"))
+            rules.append(self.rule(chain, f" -> {ep.address}", f"{pick}-j {self.sep(ep)}"))
 
     def endpoint_chain(self, ep: EndpointInfo) -> None:
-        sep = endpoint_chain(self.spn, ep.address)
-        rules = self.chain(sep)
+        sep = self.sep(ep)
+        recent = f"-m recent --name {sep} --set " if self.info.affinity_seconds else ""
         # Hairpin: a backend reaching its own service must be masqueraded, or
         # it would see a reply from itself and drop it.
-        rules.append(rule(sep, self.name, f"-s {ep.ip}/32 -j {MARK_MASQ_CHAIN}"))
-        recent = f"-m recent --name {sep} --set " if self.info.affinity_seconds else ""
-        rules.append(rule(sep, self.name,
-                          f"{self.proto} {recent}-j DNAT --to-destination {ep.address}"))
+        self.chains[sep] = [
+            self.rule(sep, "", f"-s {ep.ip}/32 -j {MARK_MASQ_CHAIN}"),
+            self.rule(sep, "", f"{self.proto} {recent}-j DNAT --to-destination {ep.address}"),
+        ]
 
     def masquerade_off_cluster(self, chain: str) -> None:
         # Traffic from outside the pod network (nodes, hosts) needs SNAT so
         # that replies come back through this node's conntrack entry.
-        self.chain(chain).append(rule(
-            chain, f"{self.name} cluster IP",
+        self.chain(chain).append(self.rule(
+            chain, " cluster IP",
             f"{self.dest(self.info.cluster_ip)} ! -s {self.config.cluster_cidr} "
             f"-j {MARK_MASQ_CHAIN}"))
 
     def nat_shared(self, chain: str, comment: str, args: str) -> None:
-        self.out.nat_shared.append(rule(chain, comment, args))
+        self.nat.append(self.rule(chain, comment, args))
 
     def filter_shared(self, chain: str, comment: str, args: str) -> None:
-        self.out.filter_shared.append(rule(chain, comment, args))
+        self.filter.append(self.rule(chain, comment, args))
 
-
-def _select(info: ServicePortInfo, eps: list[EndpointInfo],
-            node_name: str) -> model.Selection:
-    return model.select([e for e in eps if is_ipv4(e.ip)], node_name=node_name)
+    def done(self, sel: model.Selection) -> PortRules:
+        return PortRules({c: "".join(rules) for c, rules in self.chains.items()},
+                         "".join(self.nat), "".join(self.filter), sel.cluster, sel.local)
 
 
 def render_port(info: ServicePortInfo, eps: list[EndpointInfo], *, config: ProxyConfig,
                 node_name: str) -> PortRules:
     """All rules of one service port on node ``node_name``."""
     w = _PortWriter(info, config)
-    sel = _select(info, eps, node_name)
-    w.out.cluster, w.out.local = sel.cluster, sel.local
-    spn = info.key
+    sel = model.select([e for e in eps if is_ipv4(e.ip)], node_name=node_name)
     # Local endpoints are a subset of usable ones, so "any" is the cluster set.
     uses_cluster = not info.internal_policy_local or info.has_external
     uses_local = info.internal_policy_local or (info.has_external and info.external_policy_local)
-    svc = service_chain(spn) if uses_cluster and sel.cluster else None
-    svl = local_chain(spn) if uses_local and sel.local else None
+    svc = w.port_chain(SVC_PREFIX) if uses_cluster and sel.cluster else None
+    svl = w.port_chain(SVL_PREFIX) if uses_local and sel.local else None
     internal = svl if info.internal_policy_local else svc
     if svc is not None:
         w.chain(svc)
@@ -153,97 +210,101 @@ def render_port(info: ServicePortInfo, eps: list[EndpointInfo], *, config: Proxy
         w.endpoint_jumps(svc, sel.cluster)
     if svl is not None:
         w.endpoint_jumps(svl, sel.local)
-    seen: set[str] = set()
     for ep in (sel.cluster if svc else ()) + (sel.local if svl else ()):
-        if ep.address not in seen:
-            seen.add(ep.address)
+        if w.sep(ep) not in w.chains:
             w.endpoint_chain(ep)
-    return w.out
+    return w.done(sel)
 
 
-def _no_endpoints(w: _PortWriter, *, has_any: bool) -> tuple[str, str]:
-    """(comment, target) of the filter rule for traffic nothing here can serve:
-    refused when the port has no endpoint at all, dropped when it only lacks
-    local ones (kube-proxy's choice: a Local policy never falls back)."""
+def _no_endpoints(*, has_any: bool) -> tuple[str, str]:
+    """(comment after the name, target) of the filter rule for traffic
+    nothing here can serve: refused when the port has no endpoint at all,
+    dropped when it only lacks local ones (kube-proxy's choice: a Local
+    policy never falls back)."""
     if not has_any:
-        return f"{w.name} has no endpoints", "REJECT"
-    return f"{w.name} has no local endpoints", "DROP"
+        return " has no endpoints", "REJECT"
+    return " has no local endpoints", "DROP"
 
 
 def _render_cluster_ip(w: _PortWriter, internal: str | None, *, has_any: bool) -> None:
     vip = w.dest(w.info.cluster_ip)
     if internal is None:
-        comment, target = _no_endpoints(w, has_any=has_any)
+        comment, target = _no_endpoints(has_any=has_any)
         w.filter_shared(SERVICES_CHAIN, comment, f"{vip} -j {target}")
         return
     w.masquerade_off_cluster(internal)
-    w.nat_shared(SERVICES_CHAIN, f"{w.name} cluster IP", f"{vip} -j {internal}")
+    w.nat_shared(SERVICES_CHAIN, " cluster IP", f"{vip} -j {internal}")
 
 
 def _render_external(w: _PortWriter, *, svc: str | None, svl: str | None) -> None:
-    info, spn = w.info, w.spn
+    info = w.info
     has_any = svc is not None
-    ext = external_chain(spn)
+    ext = w.port_chain(EXT_PREFIX)
     if has_any:
         _render_ext_chain(w, ext, svc=svc, svl=svl)
     served = svl is not None if info.external_policy_local else has_any
-    comment, target = _no_endpoints(w, has_any=has_any)
+    comment, target = _no_endpoints(has_any=has_any)
     for ip in info.external_ips:
         if has_any:
-            w.nat_shared(SERVICES_CHAIN, f"{w.name} external IP", f"{w.dest(ip)} -j {ext}")
+            w.nat_shared(SERVICES_CHAIN, " external IP", f"{w.dest(ip)} -j {ext}")
         if not served:
             w.filter_shared(EXTERNAL_SERVICES_CHAIN, comment, f"{w.dest(ip)} -j {target}")
     _render_load_balancer(w, ext, has_any=has_any, served=served)
     if info.node_port:
         ports = f"{w.proto} --dport {info.node_port}"
         if has_any:
-            w.nat_shared(NODEPORTS_CHAIN, w.name, f"{ports} -j {ext}")
+            w.nat_shared(NODEPORTS_CHAIN, "", f"{ports} -j {ext}")
         if not served:
             w.filter_shared(EXTERNAL_SERVICES_CHAIN, comment,
                             f"-m addrtype --dst-type LOCAL {ports} -j {target}")
     if info.health_check_node_port and info.external_policy_local:
-        w.filter_shared(NODEPORTS_CHAIN, f"{w.name} health check node port",
+        w.filter_shared(NODEPORTS_CHAIN, " health check node port",
                         f"-p tcp -m tcp --dport {info.health_check_node_port} -j ACCEPT")
 
 
 def _render_ext_chain(w: _PortWriter, ext: str, *, svc: str | None, svl: str | None) -> None:
     rules = w.chain(ext)
-    n = w.name
+    n = w.qname
     if not w.info.external_policy_local:
         # The endpoint may be on another node: SNAT so the reply comes back here.
-        rules.append(rule(ext, f"masquerade traffic for {n} external destinations",
-                          f"-j {MARK_MASQ_CHAIN}"))
-        rules.append(rule(ext, f"{n} external destinations", f"-j {svc}"))
+        rules.append(_ext_rule(ext, f"masquerade traffic for {n} external destinations",
+                               f"-j {MARK_MASQ_CHAIN}"))
+        rules.append(w.rule(ext, " external destinations", f"-j {svc}"))
         return
     # Pods and the node itself are not subject to the external policy: they
     # reach every endpoint, as if they had gone out to a load balancer and back.
-    rules.append(rule(ext, f"pod traffic for {n} external destinations",
-                      f"-s {w.config.cluster_cidr} -j {svc}"))
-    rules.append(rule(ext, f"masquerade LOCAL traffic for {n} external destinations",
-                      f"-m addrtype --src-type LOCAL -j {MARK_MASQ_CHAIN}"))
-    rules.append(rule(ext, f"route LOCAL traffic for {n} external destinations",
-                      f"-m addrtype --src-type LOCAL -j {svc}"))
+    rules.append(_ext_rule(ext, f"pod traffic for {n} external destinations",
+                           f"-s {w.config.cluster_cidr} -j {svc}"))
+    rules.append(_ext_rule(ext, f"masquerade LOCAL traffic for {n} external destinations",
+                           f"-m addrtype --src-type LOCAL -j {MARK_MASQ_CHAIN}"))
+    rules.append(_ext_rule(ext, f"route LOCAL traffic for {n} external destinations",
+                           f"-m addrtype --src-type LOCAL -j {svc}"))
     if svl is not None:
         # The client's address is kept: no masquerade on this path.
-        rules.append(rule(ext, f"{n} local endpoints", f"-j {svl}"))
+        rules.append(w.rule(ext, " local endpoints", f"-j {svl}"))
+
+
+def _ext_rule(chain: str, comment: str, args: str) -> str:
+    """A rule whose comment does not start with the port's name (already quoted)."""
+    return f'-A {chain} -m comment --comment "{comment}" {args}\n'
 
 
 def _render_load_balancer(w: _PortWriter, ext: str, *, has_any: bool, served: bool) -> None:
     info = w.info
     ranges = info.load_balancer_source_ranges
-    fw = firewall_chain(w.spn)
+    fw = w.port_chain(FW_PREFIX)
     if ranges and has_any and info.load_balancer_ips:
         rules = w.chain(fw)
         for cidr in ranges:
-            rules.append(rule(fw, f"{w.name} loadbalancer IP", f"-s {cidr} -j {ext}"))
-    comment, target = _no_endpoints(w, has_any=has_any)
+            rules.append(w.rule(fw, " loadbalancer IP", f"-s {cidr} -j {ext}"))
+    comment, target = _no_endpoints(has_any=has_any)
     for ip in info.load_balancer_ips:
         if has_any:
-            w.nat_shared(SERVICES_CHAIN, f"{w.name} loadbalancer IP",
+            w.nat_shared(SERVICES_CHAIN, " loadbalancer IP",
                          f"{w.dest(ip)} -j {fw if ranges else ext}")
         if ranges:
             # What the FW chain let through is DNATed; the rest arrives here intact.
-            w.filter_shared(PROXY_FIREWALL_CHAIN, f"{w.name} traffic not accepted by {fw}",
+            w.filter_shared(PROXY_FIREWALL_CHAIN, f" traffic not accepted by {fw}",
                             f"{w.dest(ip)} -j DROP")
         if not served:
             w.filter_shared(EXTERNAL_SERVICES_CHAIN, comment, f"{w.dest(ip)} -j {target}")

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from netplane.proxy import model
+from netplane.proxy import collector, model
 from netplane.proxy.config import ProxyConfig
 from netplane.proxy.model import ServiceMap, ServicePortName
 from netplane.proxy.nftables.conntrack import Flow, stale_udp_flows
@@ -47,6 +47,7 @@ from netplane.proxy.nftables.render import (
     Rendered,
     clean_text,
     full_text,
+    move,
     render,
     stale_text,
     update,
@@ -100,6 +101,11 @@ class NftablesBackend:
         self._runner = runner
         self._applied: Rendered | None = None  # what the kernel holds, as far as we know
         self._pending: Rendered | None = None  # rendered, not applied yet
+        # The last state rendered, whatever became of it in the kernel: a pure
+        # function of its map and node settings, so a full sync moves it to the
+        # new map (rendering only the service ports that differ) instead of
+        # rendering every one again. ``_applied``, when set, is this object.
+        self._rendered: Rendered | None = None
         self._pending_full = False
         self.last_sync: SyncResult | None = None
         self.full_syncs = 0
@@ -110,9 +116,18 @@ class NftablesBackend:
     def render_full(self, service_map: ServiceMap, config: ProxyConfig, *, node_name: str,
                     node_ips: Iterable[str] = ()) -> str:
         """The whole table for ``service_map`` (stale objects are added by apply)."""
-        self._pending = render(service_map, config, node_name=node_name, node_ips=node_ips)
+        ips = tuple(sorted(node_ips))
+        state = self._rendered
+        with collector.paused():
+            if state is not None and state.same_setup(config, node_name, ips):
+                if state is self._applied:
+                    self._applied = None  # moved below, while the kernel has it as it was
+                move(state, service_map)
+            else:
+                state = render(service_map, config, node_name=node_name, node_ips=ips)
+        self._rendered = self._pending = state
         self._pending_full = True
-        return full_text(self._pending)
+        return full_text(state)
 
     def render_partial(self, prev: ServiceMap, cur: ServiceMap, config: ProxyConfig, *,
                        node_name: str, node_ips: Iterable[str] = (),

@@ -9,7 +9,9 @@ take the kernel from the old state to the new one. Items several service
 ports share (a ``cluster-2`` chain, a ClusterIP in ``cluster-ips``, a
 hairpin pair) stay until their last owner goes; when two service ports
 claim the same key with different values (two Services with one external
-IP and port) the first in order wins. No kernel access here.
+IP and port) the first in service port order wins, however the state got
+there, so that a state moved by ``update`` and a fresh ``render`` of the
+same map are the same table. No kernel access here.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from netplane.proxy.config import ProxyConfig
-from netplane.proxy.model import ServiceMap, ServicePortName
+from netplane.proxy.model import ServiceMap, ServicePortName, port_order
 from netplane.proxy.nftables.layout import (
     ALL_MAPS,
     TABLE_REF,
@@ -43,29 +45,38 @@ class Rendered:
     services: ServiceMap = field(default_factory=dict)
     fragments: dict[ServicePortName, tuple[Item, ...]] = field(default_factory=dict)
     owners: Owners = field(default_factory=dict)
+    # Items whose owners have claimed different values; the owners of every
+    # other item agree (a shared chain: thousands of owners, one value).
+    contested: set[tuple[str, str]] = field(default_factory=set)
 
     def same_setup(self, config: ProxyConfig, node_name: str,
                    node_ips: tuple[str, ...]) -> bool:
         return (self.config, self.node_name, self.node_ips) == (config, node_name, node_ips)
 
+    def _winner(self, container: str, key: str, wanted: dict[ServicePortName, str]) -> str:
+        """The value of the first owner in order."""
+        if (container, key) in self.contested:
+            return wanted[min(wanted, key=port_order)]
+        return next(iter(wanted.values()))
+
     def value(self, container: str, key: str) -> str | None:
         """The winning value of one item, or None when nobody wants it."""
         wanted = self.owners.get(container, {}).get(key)
-        return next(iter(wanted.values())) if wanted else None
+        return self._winner(container, key, wanted) if wanted else None
 
     def chains(self) -> dict[str, tuple[str, ...]]:
         """Every chain of the table with its rules, fixed ones first."""
         out = dict(fixed_chains(self.config))
         for name, wanted in self.owners.get(CHAINS, {}).items():
-            out[name] = tuple(next(iter(wanted.values())).split("\n"))
+            out[name] = tuple(self._winner(CHAINS, name, wanted).split("\n"))
         return out
 
     def set_specs(self) -> dict[str, str]:
         """Sets owned by service ports (affinity sets), with their declarations."""
-        return {k: next(iter(v.values())) for k, v in self.owners.get(SETS, {}).items()}
+        return self.elements(SETS)
 
     def elements(self, m: str) -> dict[str, str]:
-        return {k: next(iter(v.values())) for k, v in self.owners.get(m, {}).items()}
+        return {k: self._winner(m, k, v) for k, v in self.owners.get(m, {}).items()}
 
     def rule_count(self) -> int:
         return sum(len(rules) for rules in self.chains().values())
@@ -73,29 +84,40 @@ class Rendered:
     def element_count(self) -> int:
         return sum(len(self.owners.get(m, {})) for m in ALL_MAPS) + len(self.node_ips)
 
+    def own(self, spn: ServicePortName, items: Iterable[Item]) -> None:
+        for container, key, value in items:
+            keys = self.owners.get(container)
+            if keys is None:
+                keys = self.owners[container] = {}
+            wanted = keys.get(key)
+            if wanted is None:
+                keys[key] = {spn: value}
+            else:
+                if value != next(iter(wanted.values())):
+                    self.contested.add((container, key))
+                wanted[spn] = value
 
-def _own(owners: Owners, spn: ServicePortName, items: Iterable[Item]) -> None:
-    for container, key, value in items:
-        owners.setdefault(container, {}).setdefault(key, {})[spn] = value
-
-
-def _disown(owners: Owners, spn: ServicePortName, items: Iterable[Item]) -> None:
-    for container, key, _ in items:
-        wanted = owners[container][key]
-        wanted.pop(spn, None)
-        if not wanted:
-            del owners[container][key]
+    def disown(self, spn: ServicePortName, items: Iterable[Item]) -> None:
+        for container, key, _ in items:
+            keys = self.owners.get(container, {})
+            wanted = keys.get(key)
+            if wanted is None:
+                continue  # a port may claim an item twice (an external IP that is its LB IP)
+            wanted.pop(spn, None)
+            if not wanted:
+                del keys[key]
+                self.contested.discard((container, key))
 
 
 def render(service_map: ServiceMap, config: ProxyConfig, *, node_name: str,
            node_ips: Iterable[str] = ()) -> Rendered:
     """The desired table for ``service_map`` on one node."""
     r = Rendered(config, node_name, tuple(sorted(node_ips)), services=service_map)
-    for spn in sorted(service_map):
+    for spn in sorted(service_map, key=port_order):
         info, eps = service_map[spn]
         items = service_items(info, eps, config=config, node_name=node_name)
         r.fragments[spn] = items
-        _own(r.owners, spn, items)
+        r.own(spn, items)
     return r
 
 
@@ -191,10 +213,17 @@ def update(r: Rendered, service_map: ServiceMap, *,
     """Moves ``r`` to ``service_map`` and returns the ``nft -f`` delta ("" if
     nothing changed). ``changed`` may name the service ports that changed
     (from a change tracker) to skip comparing every one of them."""
+    return _delta_text(move(r, service_map, changed=changed))
+
+
+def move(r: Rendered, service_map: ServiceMap, *,
+         changed: Iterable[ServicePortName] | None = None) -> list[Change]:
+    """Moves ``r`` to ``service_map``, rendering again only the service ports
+    that changed; returns what changed, item by item."""
     if changed is None:
         old = r.services
         changed = [spn for spn in {*old, *service_map} if old.get(spn) != service_map.get(spn)]
-    todo = sorted(set(changed))
+    todo = sorted(set(changed), key=port_order)
     new_items: dict[ServicePortName, tuple[Item, ...]] = {}
     for spn in todo:
         entry = service_map.get(spn)
@@ -204,14 +233,14 @@ def update(r: Rendered, service_map: ServiceMap, *,
                for c, k, _ in (*r.fragments.get(spn, ()), *new_items[spn])}
     before = {ck: r.value(*ck) for ck in touched}
     for spn in todo:
-        _disown(r.owners, spn, r.fragments.pop(spn, ()))
+        r.disown(spn, r.fragments.pop(spn, ()))
         if spn in service_map:
             r.fragments[spn] = new_items[spn]
-            _own(r.owners, spn, new_items[spn])
+            r.own(spn, new_items[spn])
     r.services = service_map
     changes: list[Change] = []
     for (c, k), old_value in sorted(before.items(), key=lambda kv: kv[0]):
         new_value = r.value(c, k)
         if new_value != old_value:
             changes.append((c, k, old_value, new_value))
-    return _delta_text(changes)
+    return changes

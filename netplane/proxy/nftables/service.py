@@ -10,16 +10,14 @@ to remember per client which endpoint it chose. Pure.
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-import ipaddress
 import re
 from collections.abc import Sequence
 
 from netplane.proxy import model
 from netplane.proxy.config import ProxyConfig
-from netplane.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
+from netplane.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName, is_ipv4
+from netplane.proxy.naming import hash16
 from netplane.proxy.nftables.layout import Chain, Map, Pool, endpoint_key, endpoint_map
 
 # Pseudo containers for items that are objects rather than map elements.
@@ -35,21 +33,9 @@ _MASQ = f"jump {Chain.MARK_FOR_MASQUERADE}"
 _REJECT = f"goto {Chain.REJECT}"
 
 
-def _hash16(text: str) -> str:
-    digest = hashlib.sha256(text.encode()).digest()
-    return base64.b32encode(digest).decode()[:16]
-
-
 def port_hash(spn: ServicePortName) -> str:
     """Stable name part for one service port (kube-proxy's portProtoHash)."""
-    return _hash16(f"{spn}{spn.protocol.lower()}")
-
-
-def _is_ipv4(ip: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip).version == 4
-    except ValueError:
-        return False
+    return hash16(f"{spn}{spn.protocol.lower()}")
 
 
 def _pick(pool: Pool, proto: str, n: int) -> str:
@@ -111,7 +97,7 @@ class _Builder:
         proto = info.protocol.lower()
         self.proto = proto
         self.vip = f"{info.cluster_ip} . {proto} . {info.port}"
-        ext_ips = [ip for ip in (*info.external_ips, *info.load_balancer_ips) if _is_ipv4(ip)]
+        ext_ips = [ip for ip in (*info.external_ips, *info.load_balancer_ips) if is_ipv4(ip)]
         self.externals = [f"{ip} . {proto} . {info.port}" for ip in ext_ips]
         # Endpoint maps are per protocol, so their keys leave it out.
         self.external_keys = [f"{ip} . {info.port}" for ip in ext_ips]
@@ -131,7 +117,7 @@ class _Builder:
         if not info.load_balancer_source_ranges:
             return
         for ip in info.load_balancer_ips:
-            if not _is_ipv4(ip):
+            if not is_ipv4(ip):
                 continue
             tup = f"{ip} . {self.proto} . {info.port}"
             self.items.append((Map.FIREWALL_IPS, tup, ""))
@@ -179,11 +165,11 @@ class _Builder:
 def affinity_set(spn: ServicePortName, ep: EndpointInfo, seconds: int) -> str:
     """Name of the set of clients stuck to one endpoint (timeout in the name,
     so a changed timeout is a new set rather than a clash)."""
-    return "affinity-" + _hash16(f"{spn}{spn.protocol.lower()}{ep.address}/{seconds}")
+    return "affinity-" + hash16(f"{spn}{spn.protocol.lower()}{ep.address}/{seconds}")
 
 
 def endpoint_chain(spn: ServicePortName, ep: EndpointInfo) -> str:
-    return "endpoint-" + _hash16(f"{spn}{spn.protocol.lower()}{ep.address}")
+    return "endpoint-" + hash16(f"{spn}{spn.protocol.lower()}{ep.address}")
 
 
 def _affinity_pool(b: _Builder, name: str, eps: Sequence[EndpointInfo]) -> str:
@@ -238,9 +224,9 @@ def _by_affinity(b: _Builder) -> None:
 def service_items(info: ServicePortInfo, eps: list[EndpointInfo], *, config: ProxyConfig,
                   node_name: str) -> tuple[Item, ...]:
     """Everything one service port puts in the table; empty unless IPv4."""
-    if not _is_ipv4(info.cluster_ip):
+    if not is_ipv4(info.cluster_ip):
         return ()
-    sel = model.select([ep for ep in eps if _is_ipv4(ep.ip)], node_name=node_name)
+    sel = model.select([ep for ep in eps if is_ipv4(ep.ip)], node_name=node_name)
     b = _Builder(info, sel, config)
     b.firewall()
     if not b.cluster:
