@@ -4,12 +4,14 @@ Only a connection's first packet meets the NAT rules and the checks of new
 connections; every later one, in either direction, must be sent on by the
 first rule of ours that looks at it, whatever the Services are. Traced with
 the iptables tracer over the rendered rules with the fixed jumps in set-up's
-order.
+order, and with the nftables evaluator over the kernel's listing of the
+golden table (``golden/nft_table_features.json``).
 
-Address plan (the iptables cases'):
+Address plan (the iptables cases' and the nftables trace tests', which agree
+on these):
     this node            node-1, 192.168.56.11, pod gateway 10.244.1.1
     pods on this node    10.244.1.2 (an endpoint), 10.244.1.4 (a client)
-    pod on another node  10.244.2.2, an endpoint
+    pod on another node  10.244.2.3 (nftables) / 10.244.2.2 (iptables), endpoints
     outside host         192.168.56.100
     node-local DNS       10.96.0.10
     a later packet is traced as the filter chains see it: after the
@@ -19,17 +21,23 @@ Address plan (the iptables cases'):
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
 from netplane.api.meta import Obj
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.iptables.render import PLUMBING, render
 from netplane.proxy.iptables.trace import Ruleset, parse, trace_established
+from netplane.proxy.nftables.layout import RAW_CHAINS, Chain, fixed_chains
+from netplane.proxy.nftables.trace import trace_nft_established
 from netplane.proxy.trace import Crossing, Packet, Verdict
 from tests.unit import test_proxy_iptables_cases as cases
 
 NODE_IP, GATEWAY, DNS_IP = "192.168.56.11", "10.244.1.1", "10.96.0.10"
 ENDPOINT, CLIENT, OUTSIDE = "10.244.1.2", "10.244.1.4", "192.168.56.100"
+FEATURES = Path(__file__).parent / "golden" / "nft_table_features.json"
 CONFIG = dataclasses.replace(cases.CONFIG, notrack_dns_ips=(DNS_IP,))
 
 
@@ -119,3 +127,43 @@ def test_iptables_node_local_dns_stays_untracked(rules: Ruleset) -> None:
     assert any(e.endswith("--dport 53 -j NOTRACK") for e in raw.evaluated)
     # Untracked is neither new nor established: no check of ours refuses it.
     assert flt.chain == "filter/INPUT" and flt.verdict == Verdict.ACCEPT
+
+
+# -- nftables ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def listing() -> object:
+    return json.loads(FEATURES.read_text())
+
+
+def test_nft_raw_chains_exist_only_for_node_local_dns() -> None:
+    # A hooked chain costs every packet, even empty.
+    assert not set(RAW_CHAINS) & set(fixed_chains(ProxyConfig()))
+    chains = fixed_chains(ProxyConfig(notrack_dns_ips=(DNS_IP,)))
+    assert all(len(chains[c]) == 2 for c in RAW_CHAINS)
+
+
+@pytest.mark.parametrize("pkt", forwarded("10.244.2.3"))
+def test_nft_later_packets_leave_each_base_chain_at_its_first_rule(
+        listing: object, pkt: Packet) -> None:
+    crossings = trace_nft_established(listing, pkt, local_ips=(NODE_IP, DNS_IP))
+    assert [(c.chain, c.evaluated) for c in crossings] == [
+        (Chain.RAW_PREROUTING, ("raw-prerouting#0", "raw-prerouting#1")),
+        (Chain.FILTER_PREROUTING, ("filter-prerouting#0",)),
+        (Chain.FILTER_FORWARD, ("filter-forward#0",)),
+    ]
+    assert verdicts(crossings) == {Verdict.ACCEPT}
+
+
+@pytest.mark.parametrize(("pkt", "local"), [*((p, False) for p in TO_NODE),
+                                            *((p, True) for p in FROM_NODE)])
+def test_nft_node_traffic_meets_one_rule_per_filter_chain(listing: object, pkt: Packet,
+                                                          local: bool) -> None:
+    crossings = trace_nft_established(listing, pkt, local=local, local_ips=(NODE_IP, DNS_IP))
+    assert verdicts(crossings) == {Verdict.ACCEPT}
+    for c in crossings:
+        # No NAT chain, and no jump into a check of new connections.
+        assert c.chain.startswith(("raw-", "filter-"))
+        assert c.evaluated == tuple(f"{c.chain}#{i}" for i in range(len(c.evaluated)))
+        assert len(c.evaluated) == (2 if c.chain.startswith("raw-") else 1)
