@@ -18,12 +18,24 @@ endpoints each, in throwaway network namespaces:
   as extra columns). A hook whose module or function is missing is skipped.
 
 Data plane: requests/s and p50/p99 latency of HTTP through a ClusterIP vs
-straight to the pod IP, from a client pod, with ``ITERATIONS`` services'
-rules loaded: with keep-alive, and with a new connection per request (each
-one walks the NAT rules). Uses ``wrk`` when installed, else a small asyncio
-load generator. Bounded in time; namespaces only. Needs root.
+straight to the pod IP, from a client pod, with ``DATA_PLANE_SERVICES``
+services' rules loaded and the agent's node-local DNS notrack rules: with
+keep-alive, and with a new connection per request (each one walks the NAT
+rules); iptables mode for each backend, then nftables mode, each on a fresh
+node. The machine is shared, so the figures are built to be compared: the
+load generator and the server are pinned to a CPU each (``taskset``), the
+two paths alternate run by run (ABBA), and "vs direct" is the median, with
+quartiles, of each ClusterIP run over the pod IP run beside it, in
+requests/s and in requests per CPU second of the load generator and the
+server (their time holds the kernel's work on their packets; it moves far
+less than requests/s when other work shares the CPUs). The server
+is the C netplane/echo pods run (``--server python`` for an asyncio one,
+whose own cost hides more of the kernel's). Uses ``wrk`` when installed,
+else a small asyncio load generator. Bounded in time; namespaces only.
+Needs root.
 
     python bench/proxy.py [--sizes 1000,5000] [--backends nft,legacy] [--no-data-plane]
+                          [--runs 9] [--seconds 2] [--server echo|python] [--cpus 0,1]
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import asyncio
 import importlib
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,8 +54,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from netplane.api.meta import Obj
+from netplane.proxy.config import ProxyConfig
 from netplane.proxy.iptables.apply import Backend, IptablesApplier
 from netplane.proxy.iptables.proxier import Proxier
 from netplane.proxy.loop import SyncLoop
@@ -58,8 +73,6 @@ MODE_HOOKS: dict[str, tuple[str, str]] = {
     "ipvs": ("proxy_ipvs", "bench_ipvs"),
 }
 DATA_PLANE_SERVICES = 1_000
-DATA_PLANE_SECONDS = 3
-DATA_PLANE_REPEATS = 3
 
 
 @contextmanager
@@ -257,31 +270,139 @@ async def main():
     await asyncio.gather(*(worker(end) for _ in range(conns)))
 asyncio.run(main())
 lat.sort()
-print(len(lat) / seconds, lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000)
+print(len(lat), lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000)
 """
+
+# A connect loop: the C server prints nothing when it listens.
+WAIT_LISTENING = r"""
+import socket, sys, time
+end = time.monotonic() + 10
+while True:
+    try:
+        socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+        break
+    except OSError:
+        if time.monotonic() > end:
+            raise
+        time.sleep(0.05)
+"""
+
+POD_IP, CLIENT_IP, TARGET_VIP = "10.244.1.2", "10.244.1.3", "10.111.0.1"
+DNS_IP = "10.96.0.10"
+# The agent's settings: node-local DNS kept out of conntrack by raw rules
+# that every packet meets.
+DATA_PLANE_CONFIG = ProxyConfig(notrack_dns_ips=(DNS_IP,))
+CONNECTIONS = 16
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    # CPU time of the load generator and the server per request. It holds
+    # the kernel's work on their packets, the node's rules included (with
+    # veths, softirqs run in the sending task), and moves far less than
+    # requests/s when other work takes the CPUs.
+    cpu_us: float = float("nan")
+
+
+def _task_cpu_ns(pid: int) -> int:
+    """Time on CPU of every thread of a running process (schedstat, in ns)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
+def _children_cpu_s() -> float:
+    # Their sum is the scheduler's exact runtime; only the split is sampled.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def _cpu_of(server_pid: int) -> Iterator[list[float]]:
+    """Seconds of CPU the load generator run inside the block (a child that
+    has exited) and the server used; filled in when the block ends."""
+    out: list[float] = []
+    c0, s0 = _children_cpu_s(), _task_cpu_ns(server_pid)
+    yield out
+    out.append(_children_cpu_s() - c0 + (_task_cpu_ns(server_pid) - s0) / 1e9)
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """CPUs for the load generator and for the server (``taskset``), or none."""
+
+    client: str = ""
+    server: str = ""
+
+    def prefix(self, cpus: str) -> list[str]:
+        return ["taskset", "-c", cpus] if cpus else []
+
+    @property
+    def threads(self) -> int:
+        # One wrk thread per CPU it may run on.
+        return len(self.client.split(",")) if self.client else 2
+
+
+def default_pinning() -> Pinning:
+    cpus = sorted(os.sched_getaffinity(0))
+    return Pinning(str(cpus[0]), str(cpus[1])) if len(cpus) >= 2 else Pinning()
+
+
+@dataclass(frozen=True)
+class DataPlaneOptions:
+    runs: int = 9
+    seconds: int = 2
+    server: str = "echo"  # "echo" (the C netplane/echo server) or "python"
+    pinning: Pinning = field(default_factory=Pinning)
+
+
+_WRK_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _wrk_figure(pattern: str, out: str) -> str:
+    # Per line: the thread statistics end in percentages too ("50.00%").
+    found = re.search(pattern, out, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"wrk printed no {pattern!r}:\n{out}")
+    return found[1]
 
 
 def _ms(value: str) -> float:
-    num, unit = float(re.findall(r"[\d.]+", value)[0]), re.findall(r"[a-z]+", value)[0]
-    return num * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    return float(found[1]) * _WRK_MS[found[2]] if found else float("nan")
 
 
-def _wrk(ns: str, ip: str, *, close: bool) -> tuple[float, float, float]:
+def _wrk(ns: str, ip: str, *, close: bool, opts: DataPlaneOptions, server_pid: int) -> LoadRun:
     header = ["-H", "Connection: close"] if close else []
-    out = subprocess.run(["ip", "netns", "exec", ns, "wrk", "-t2", "-c16",
-                          f"-d{DATA_PLANE_SECONDS}s", "--latency", *header, f"http://{ip}/"],
-                         capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    return rps, p50, p99
+    pin = opts.pinning
+    with _cpu_of(server_pid) as cpu:
+        out = subprocess.run(["ip", "netns", "exec", ns, *pin.prefix(pin.client), "wrk",
+                              f"-t{pin.threads}", f"-c{CONNECTIONS}", f"-d{opts.seconds}s",
+                              "--latency", *header, f"http://{ip}/"],
+                             capture_output=True, text=True, check=True).stdout
+    requests = int(_wrk_figure(r"(\d+) requests in", out))
+    return LoadRun(float(_wrk_figure(r"Requests/sec:\s+([\d.]+)", out)),
+                   _ms(_wrk_figure(r"^\s+50%\s+(\S+)", out)),
+                   _ms(_wrk_figure(r"^\s+99%\s+(\S+)", out)),
+                   cpu[0] / max(requests, 1) * 1e6)
 
 
-def _asyncio_load(ns: str, ip: str, *, close: bool) -> tuple[float, float, float]:
-    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", LOAD, ip,
-                          str(DATA_PLANE_SECONDS), "16", "1" if close else "0"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    return float(out[0]), float(out[1]), float(out[2])
+def _asyncio_load(ns: str, ip: str, *, close: bool, opts: DataPlaneOptions,
+                  server_pid: int) -> LoadRun:
+    pin = opts.pinning
+    with _cpu_of(server_pid) as cpu:
+        out = subprocess.run(["ip", "netns", "exec", ns, *pin.prefix(pin.client),
+                              sys.executable, "-c", LOAD, ip, str(opts.seconds),
+                              str(CONNECTIONS), "1" if close else "0"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    requests = int(out[0])
+    return LoadRun(requests / opts.seconds, float(out[1]), float(out[2]),
+                   cpu[0] / max(requests, 1) * 1e6)
 
 
 def _attach(node: str, pod: str, ip: str, port: str) -> None:
@@ -294,22 +415,23 @@ def _attach(node: str, pod: str, ip: str, port: str) -> None:
     subprocess.run(["ip", "-n", pod, "route", "add", "default", "via", "10.244.1.1"], check=True)
 
 
-def _loaded_proxier(mode: str, node: str) -> SyncLoop:
+def _loaded_proxier(mode: str, node: str, backend: Backend | None) -> SyncLoop:
     proxier: SyncLoop
     if mode == "iptables":
-        proxier = Proxier(node_name=NODE, applier=IptablesApplier(netns=node))
+        proxier = Proxier(node_name=NODE, config=DATA_PLANE_CONFIG,
+                          applier=IptablesApplier(netns=node, backend=backend))
     else:
-        proxier = MapProxier(mode=mode, node_name=NODE,
+        proxier = MapProxier(mode=mode, node_name=NODE, config=DATA_PLANE_CONFIG,
                              backend=NftablesAdapter(NftablesBackend(netns=node)))
     proxier.set_up()
     for i in range(DATA_PLANE_SERVICES):
         proxier.on_service(None, service(i))
         proxier.on_endpoints(None, endpoints(i))
     target = {"metadata": {"namespace": "zz", "name": "target"},
-              "spec": {"clusterIP": "10.111.0.1", "ports": [{"port": 80}]}}
+              "spec": {"clusterIP": TARGET_VIP, "ports": [{"port": 80}]}}
     proxier.on_service(None, target)
     proxier.on_endpoints(None, {"metadata": {"namespace": "zz", "name": "target"},
-                                "subsets": [{"addresses": [{"ip": "10.244.1.2"}],
+                                "subsets": [{"addresses": [{"ip": POD_IP}],
                                              "ports": [{"port": 8080}]}]})
     assert asyncio.run(proxier.sync(full=True))
     return proxier
@@ -317,38 +439,75 @@ def _loaded_proxier(mode: str, node: str) -> SyncLoop:
 
 def _fresh(node: str, cli: str) -> None:
     """Runs with a new connection per request leave tens of thousands of
-    TIME_WAIT entries in conntrack and in the client: start each run clean,
-    or the later runs measure a full table instead of the rules."""
+    entries in conntrack: start each run with an empty table, or later runs
+    measure a full table instead of the rules."""
     subprocess.run(["ip", "netns", "exec", node, "conntrack", "-F"], capture_output=True)
-    subprocess.run(["ip", "netns", "exec", cli, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"],
-                   check=True)
-    time.sleep(1)
+    time.sleep(0.2)
 
 
-def _median_run(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
-    return sorted(runs)[len(runs) // 2]
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    """(median, first quartile, third quartile)."""
+    if len(values) < 4:
+        return statistics.median(values), min(values), max(values)
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q2, q1, q3
 
 
-def _measure(mode: str, node: str, cli: str,
-             load: Callable[..., tuple[float, float, float]]) -> None:
-    # Two cores carry client, server and kernel: alternate the two paths and
-    # keep the median run of each, so one noisy second does not decide.
-    for close in (False, True):
-        runs: dict[str, list[tuple[float, float, float]]] = {"direct": [], "via": []}
-        for _ in range(DATA_PLANE_REPEATS):
-            for key, dest in (("direct", "10.244.1.2:8080"), ("via", "10.111.0.1")):
-                _fresh(node, cli)
-                runs[key].append(load(cli, dest, close=close))
-        direct, via = _median_run(runs["direct"]), _median_run(runs["via"])
-        kind = "new per request" if close else "keep-alive"
-        for name, (rps, p50, p99) in (("pod IP", direct), ("ClusterIP", via)):
-            print(f"| {mode} | {name} | {kind} | {rps:,.0f} | {p50:.2f} ms | {p99:.2f} ms | "
-                  f"{rps / direct[0]:.2f}x |")
+@dataclass(frozen=True)
+class Comparison:
+    """Paired runs of the two paths: each ClusterIP run next to a pod IP run."""
+
+    direct: list[LoadRun]
+    via: list[LoadRun]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [v.rps / d.rps for d, v in zip(self.direct, self.via, strict=True)]
+
+    @property
+    def cpu_ratios(self) -> list[float]:
+        """Requests per CPU second through the ClusterIP over straight to the pod."""
+        return [d.cpu_us / v.cpu_us for d, v in zip(self.direct, self.via, strict=True)]
 
 
-def data_plane() -> None:
-    tool = "wrk" if shutil.which("wrk") else "asyncio load generator"
-    load = _wrk if shutil.which("wrk") else _asyncio_load
+def compare(node: str, cli: str, *, close: bool, opts: DataPlaneOptions,
+            load: Callable[..., LoadRun], server_pid: int) -> Comparison:
+    """Two cores carry client, server and kernel, and other work shares them:
+    the paths alternate (ABBA), and each ClusterIP run is compared with the
+    pod IP run beside it, so load that drifts over a run hits both alike."""
+    paths = (("direct", f"{POD_IP}:8080"), ("via", TARGET_VIP))
+    got: dict[str, list[LoadRun]] = {"direct": [], "via": []}
+    for i in range(opts.runs):
+        for key, dest in paths if i % 2 == 0 else paths[::-1]:
+            _fresh(node, cli)
+            got[key].append(load(cli, dest, close=close, opts=opts, server_pid=server_pid))
+    return Comparison(got["direct"], got["via"])
+
+
+def _ratio_cell(values: list[float]) -> str:
+    ratio, q1, q3 = _spread(values)
+    return f"{ratio:.2f}x ({q1:.2f}-{q3:.2f})"
+
+
+def _row(label: str, kind: str, c: Comparison) -> list[str]:
+    lines = []
+    for name, runs in (("pod IP", c.direct), ("ClusterIP", c.via)):
+        rps, lo, hi = _spread([r.rps for r in runs])
+        cpu, clo, chi = _spread([r.cpu_us for r in runs])
+        p50 = statistics.median(r.p50_ms for r in runs)
+        p99 = statistics.median(r.p99_ms for r in runs)
+        vs = ("1.00x | 1.00x" if runs is c.direct
+              else f"{_ratio_cell(c.ratios)} | {_ratio_cell(c.cpu_ratios)}")
+        lines.append(f"| {label} | {name} | {kind} | {rps:,.0f} ({lo:,.0f}-{hi:,.0f}) | "
+                     f"{p50:.2f} ms | {p99:.2f} ms | {cpu:.1f} us ({clo:.1f}-{chi:.1f}) | "
+                     f"{vs} |")
+    return lines
+
+
+@contextmanager
+def _node_with_pods(opts: DataPlaneOptions) -> Iterator[tuple[str, str, int]]:
+    """A fresh node (its bridge, a server pod, a client pod) for one mode:
+    tables another mode left hooked would tax every packet of this one."""
     with netns("node") as node, netns("srv") as srv, netns("cli") as cli:
         subprocess.run(["ip", "-n", node, "link", "add", "np0", "type", "bridge"], check=True)
         subprocess.run(["ip", "-n", node, "addr", "add", "10.244.1.1/24", "dev", "np0"],
@@ -356,41 +515,96 @@ def data_plane() -> None:
         subprocess.run(["ip", "-n", node, "link", "set", "np0", "up"], check=True)
         subprocess.run(["ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1",
                         "net.bridge.bridge-nf-call-iptables=1"], check=True)
-        _attach(node, srv, "10.244.1.2", "veth-srv")
-        _attach(node, cli, "10.244.1.3", "veth-cli")
-        server = subprocess.Popen(["ip", "netns", "exec", srv, sys.executable, "-c",
-                                   HTTP_SERVER], stdout=subprocess.PIPE, text=True)
+        _attach(node, srv, POD_IP, "veth-srv")
+        _attach(node, cli, CLIENT_IP, "veth-cli")
+        subprocess.run(["ip", "netns", "exec", cli, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1",
+                        "net.ipv4.ip_local_port_range=1024 65000"], check=True)
+        server = _start_server(srv, node, opts)
         try:
-            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-            print(f"\ndata plane ({tool}, 16 connections, median of {DATA_PLANE_REPEATS} "
-                  f"alternating runs of {DATA_PLANE_SECONDS} s, "
-                  f"{DATA_PLANE_SERVICES + 1} services' rules loaded; the measured service "
-                  "sorts last):")
-            print("| mode | path | connections | requests/s | p50 | p99 | vs direct |")
-            print("|---|---|---|---|---|---|---|")
-            for mode in ("iptables", "nftables"):
-                proxier = _loaded_proxier(mode, node)
-                try:
-                    _measure(mode, node, cli, load)
-                finally:
-                    proxier.clean_up()
+            yield node, cli, server.pid
         finally:
             server.kill()
             server.wait()
 
 
+def echo_binary() -> str:
+    """The C server pods run (set-up builds it beside the interpreter), or ""."""
+    path = os.path.join(os.path.dirname(sys.executable), "netplane-echo")
+    return path if os.access(path, os.X_OK) else ""
+
+
+def _start_server(srv: str, node: str, opts: DataPlaneOptions) -> subprocess.Popen[str]:
+    pin = opts.pinning.prefix(opts.pinning.server)
+    argv = [echo_binary()] if opts.server == "echo" else [sys.executable, "-c", HTTP_SERVER]
+    server = subprocess.Popen(["ip", "netns", "exec", srv, *pin, *argv],
+                              stdout=subprocess.DEVNULL, text=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", node, sys.executable, "-c", WAIT_LISTENING,
+                        POD_IP, "8080"], check=True)
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server
+
+
+def data_plane(backends: list[Backend], opts: DataPlaneOptions) -> None:
+    tool = "wrk" if shutil.which("wrk") else "asyncio load generator"
+    load = _wrk if shutil.which("wrk") else _asyncio_load
+    pin = opts.pinning
+    pinned = (f"client on CPU {pin.client}, server on CPU {pin.server}" if pin.client
+              else "not pinned")
+    print(f"\ndata plane ({tool}, {CONNECTIONS} connections, {opts.server} server, {pinned}; "
+          f"{opts.runs} runs of {opts.seconds} s per path, ClusterIP and pod IP alternating; "
+          f"{DATA_PLANE_SERVICES + 1} services' rules loaded, the measured one sorting last; "
+          "requests/s and CPU (load generator + server) per request as median (quartiles); "
+          "vs direct as the median (quartiles) of each ClusterIP run over the pod IP run "
+          "beside it, in requests/s and in requests per CPU second):")
+    print("| mode | path | connections | requests/s | p50 | p99 | CPU/request "
+          "| vs direct | vs direct (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    modes: list[tuple[str, str, Backend | None]] = [
+        (f"iptables/{b}", "iptables", b) for b in backends]
+    modes.append(("nftables", "nftables", None))
+    for label, mode, backend in modes:
+        with _node_with_pods(opts) as (node, cli, server_pid):
+            proxier = _loaded_proxier(mode, node, backend)
+            try:
+                for close in (False, True):
+                    c = compare(node, cli, close=close, opts=opts, load=load,
+                                server_pid=server_pid)
+                    kind = "new per request" if close else "keep-alive"
+                    print("\n".join(_row(label, kind, c)), flush=True)
+            finally:
+                proxier.clean_up()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
-    parser.add_argument("--backends", default="nft,legacy")
+    parser.add_argument("--backends", default="nft,legacy",
+                        help="iptables backends, for the control plane and the data plane")
     parser.add_argument("--no-data-plane", action="store_true")
     parser.add_argument("--no-control-plane", action="store_true")
+    parser.add_argument("--runs", type=int, default=DataPlaneOptions.runs,
+                        help="data plane: runs per path and connection kind")
+    parser.add_argument("--seconds", type=int, default=DataPlaneOptions.seconds,
+                        help="data plane: length of one run")
+    parser.add_argument("--server", choices=("echo", "python"),
+                        default="echo" if echo_binary() else "python",
+                        help="data plane: the C netplane/echo server pods run, or asyncio")
+    parser.add_argument("--cpus", default="",
+                        help="data plane: CLIENT,SERVER CPUs for taskset (default: the first "
+                             "two this process may use); 'none' not to pin")
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
+    backends = [Backend(b) for b in args.backends.split(",")]
     if not args.no_control_plane:
-        control_plane(sizes, [Backend(b) for b in args.backends.split(",")])
+        control_plane(sizes, backends)
     if not args.no_data_plane:
-        data_plane()
+        pinning = (Pinning() if args.cpus == "none" else
+                   Pinning(*args.cpus.split(",", 1)) if args.cpus else default_pinning())
+        data_plane(backends, DataPlaneOptions(args.runs, args.seconds, args.server, pinning))
 
 
 if __name__ == "__main__":

@@ -45,3 +45,16 @@ class Step:
     flow: Flow
     path: tuple[str, ...]
     chance: float
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A later packet of a connection conntrack knows, in one chain a hook
+    runs (iptables: a table's built-in chain, ``filter/FORWARD``; nftables:
+    a base chain), with every rule it was matched against on the way,
+    jumped-to chains' included. What each packet pays, not only the first."""
+
+    hook: str
+    chain: str
+    verdict: Verdict
+    evaluated: tuple[str, ...]

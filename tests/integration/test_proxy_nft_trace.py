@@ -242,4 +242,5 @@ def test_node_local_dns_is_kept_out_of_conntrack(bare: Node) -> None:
     for proto in ("udp", "tcp"):
         [step] = bare.trace(CLIENT_IP, DNS_IP, 53, proto)
         assert (step.flow.notrack, step.flow.to_node, step.flow.dnat) == (True, True, None)
-        assert step.path == (f"raw-prerouting: ip daddr {DNS_IP}, {proto} dport 53 -> notrack",)
+        assert step.path == (f"raw-prerouting: ip daddr {DNS_IP}, meta l4proto {{ tcp, udp }}, "
+                             "th dport 53 -> notrack",)

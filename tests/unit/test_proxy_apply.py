@@ -118,9 +118,10 @@ def test_plumbing_is_idempotent_and_clean_up_removes_only_ours() -> None:
     applier.ensure_plumbing()
     assert len(fake.tables["nat"]["PREROUTING"]) == 1
     assert len(fake.tables["filter"]["FORWARD"]) == 4
-    # In PLUMBING's order, whatever the order of insertion.
+    # In PLUMBING's order, whatever the order of insertion: NP-FORWARD, which
+    # accepts established connections, before the checks of new ones.
     assert [r.rsplit(" ", 1)[1] for r in fake.tables["filter"]["FORWARD"]] == \
-        ["NP-PROXY-FIREWALL", "NP-EXTERNAL-SERVICES", "NP-SERVICES", "NP-FORWARD"]
+        ["NP-FORWARD", "NP-PROXY-FIREWALL", "NP-EXTERNAL-SERVICES", "NP-SERVICES"]
     assert fake.sysctls == ["net.ipv4.conf.all.route_localnet=1"] * 2
     applier.apply(render(SERVICES, eps("10.244.1.2"), ProxyConfig()))
     applier.clean_up()

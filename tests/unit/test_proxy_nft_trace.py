@@ -30,7 +30,12 @@ from typing import Any
 
 import pytest
 
-from netplane.proxy.nftables.trace import NftTraceError, load_table, trace_nft
+from netplane.proxy.nftables.trace import (
+    NftTraceError,
+    load_table,
+    trace_nft,
+    trace_nft_established,
+)
 from netplane.proxy.trace import Packet, Step, Verdict
 
 Json = Any
@@ -280,6 +285,20 @@ def test_the_nodes_own_packet_to_itself_crosses_input_on_loopback() -> None:
     assert [(s.flow.verdict, s.flow.to_node) for s in local] == [(Verdict.REJECT, True)]
     routed = trace_nft(listing(chains), pkt(dst="127.0.0.1", dport=22))
     assert [s.flow.verdict for s in routed] == [Verdict.DROP]
+
+
+def test_a_later_packet_skips_nat_and_lists_every_rule_it_meets() -> None:
+    chains = {"filter-prerouting": [[NEW, jump("check")], [match(DADDR, A), DROP]],
+              "check": [[DROP]],
+              "nat-prerouting": [[dnat_to(B, 8080)]]}
+    crossings = trace_nft_established(listing(chains), pkt(dst=C, dport=8080))
+    assert [(c.chain, c.evaluated, c.verdict) for c in crossings] == [
+        ("filter-prerouting", ("filter-prerouting#0", "filter-prerouting#1"), Verdict.ACCEPT)]
+    # The first packet of the same connection is the one that is checked.
+    [first] = trace_nft(listing(chains), pkt(dst=C, dport=8080))
+    assert first.flow.verdict is Verdict.DROP
+    [dropped] = trace_nft_established(listing(chains), pkt(dst=A, dport=8080))
+    assert dropped.verdict is Verdict.DROP
 
 
 @pytest.mark.parametrize(("expr", "named"), [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from netplane.proxy.iptables.render import PLUMBING, render
-from netplane.proxy.iptables.trace import parse, trace_steps
+from netplane.proxy.iptables.trace import parse, trace_established, trace_steps
 from netplane.proxy.trace import Packet, Verdict
 from tests.unit.test_proxy_iptables_cases import CONFIG
 
@@ -59,3 +59,28 @@ def test_iptables_save_spelling_of_recent_is_understood() -> None:
     check = parse_rule("NP-SVC-X", "-A NP-SVC-X -m recent --rcheck --seconds 10800 --reap "
                        "--name NP-SEP-X --mask 255.255.255.255 --rsource -j NP-SEP-X", 1)
     assert [(c.key, c.value) for c in check.conditions] == [("recent", "NP-SEP-X")]
+
+
+def test_a_later_packet_skips_nat_and_lists_every_rule_it_meets() -> None:
+    rules = parse("""*nat
+:NP-X - [0:0]
+-A PREROUTING -j NP-X
+-A NP-X -p tcp -j DNAT --to-destination 10.244.1.3:8080
+COMMIT
+*filter
+:NP-F - [0:0]
+-A FORWARD -m conntrack --ctstate NEW -j NP-F
+-A FORWARD -d 10.244.1.2/32 -j DROP
+-A NP-F -j REJECT
+COMMIT
+""")
+    [raw, flt] = trace_established(rules, Packet("10.244.1.9", "tcp", "10.244.2.2", 8080))
+    assert (raw.chain, raw.evaluated) == ("raw/PREROUTING", ())
+    assert (flt.chain, flt.verdict) == ("filter/FORWARD", Verdict.ACCEPT)
+    assert flt.evaluated == ("filter/FORWARD: -m conntrack --ctstate NEW -j NP-F",
+                             "filter/FORWARD: -d 10.244.1.2/32 -j DROP")
+    # The first packet of the same connection is the one that is checked.
+    assert trace_steps(rules, Packet("10.244.1.9", "tcp", "10.244.2.2", 8080))[0].flow \
+        .verdict == Verdict.REJECT
+    [_, dropped] = trace_established(rules, Packet("10.244.1.9", "tcp", "10.244.1.2", 8080))
+    assert dropped.verdict == Verdict.DROP

@@ -130,6 +130,9 @@ _NEW = ("-m", "conntrack", "--ctstate", "NEW")
 _PORTALS = "netplane service portals"
 
 # In the order they stand in their built-in chains (set-up keeps it).
+# Nat chains see only a connection's first packet; raw and filter see every
+# packet, so forwarded traffic meets NP-FORWARD first, whose first rule
+# accepts established connections: a later packet walks two rules, not six.
 PLUMBING: tuple[Jump, ...] = (
     Jump(Table.RAW, "PREROUTING", NOTRACK_CHAIN, "netplane node-local DNS notrack"),
     Jump(Table.RAW, "OUTPUT", NOTRACK_CHAIN, "netplane node-local DNS notrack"),
@@ -140,10 +143,10 @@ PLUMBING: tuple[Jump, ...] = (
     Jump(Table.FILTER, "INPUT", EXTERNAL_SERVICES_CHAIN, "netplane external services", _NEW),
     Jump(Table.FILTER, "INPUT", NODEPORTS_CHAIN, "netplane health check node ports"),
     Jump(Table.FILTER, "INPUT", LOCALNET_CHAIN, "netplane localnet guard"),
+    Jump(Table.FILTER, "FORWARD", FORWARD_CHAIN, "netplane forwarding rules"),
     Jump(Table.FILTER, "FORWARD", PROXY_FIREWALL_CHAIN, "netplane load balancer firewall", _NEW),
     Jump(Table.FILTER, "FORWARD", EXTERNAL_SERVICES_CHAIN, "netplane external services", _NEW),
     Jump(Table.FILTER, "FORWARD", SERVICES_CHAIN, _PORTALS, _NEW),
-    Jump(Table.FILTER, "FORWARD", FORWARD_CHAIN, "netplane forwarding rules"),
     Jump(Table.FILTER, "OUTPUT", PROXY_FIREWALL_CHAIN, "netplane load balancer firewall", _NEW),
     Jump(Table.FILTER, "OUTPUT", SERVICES_CHAIN, _PORTALS, _NEW),
     Jump(Table.FILTER, "OUTPUT", LOCALNET_CHAIN, "netplane localnet guard"),

@@ -116,11 +116,16 @@ def _nodeport_dispatch(config: ProxyConfig) -> list[str]:
 def _filter_fixed(config: ProxyConfig) -> list[str]:
     mark = config.masquerade_mark
     return [
-        rule(FORWARD_CHAIN, "netplane forwarding conntrack rule",
-             "-m conntrack --ctstate INVALID -j DROP"),
-        rule(FORWARD_CHAIN, "netplane forwarding rules", f"-m mark --mark {mark}/{mark} -j ACCEPT"),
+        # First: every later packet of a connection ends here. The states are
+        # disjoint from INVALID, and both targets accept, so the order of the
+        # three rules changes no verdict.
         rule(FORWARD_CHAIN, "netplane forwarding conntrack rule",
              "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        rule(FORWARD_CHAIN, "netplane forwarding conntrack rule",
+             "-m conntrack --ctstate INVALID -j DROP"),
+        # Masqueraded traffic was DNATed to an endpoint, so the service checks
+        # after this chain (which match a service address) could not catch it.
+        rule(FORWARD_CHAIN, "netplane forwarding rules", f"-m mark --mark {mark}/{mark} -j ACCEPT"),
         # route_localnet lets 127.0.0.1 NodePorts work; never let other hosts
         # reach the node's loopback services through it (CVE-2020-8558).
         rule(LOCALNET_CHAIN, "netplane block incoming localnet connections",

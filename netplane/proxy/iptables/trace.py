@@ -10,7 +10,10 @@ delivered to the node itself. Random load-balancing rules are followed
 both ways, so every reachable endpoint shows up. ``-m recent`` is answered
 from the source's known affinity lists (``recent``); ``-m addrtype`` from
 the node's addresses (``local_ips``, plus 127.0.0.0/8). The parser lives
-in ``parse``.
+in ``parse``. ``trace_established`` follows a later packet of a known
+connection instead, listing every rule it is matched against: nat is not
+consulted for it (conntrack applies the NAT its first packet chose), raw
+and filter are.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from netplane.proxy.iptables.parse import (
     Ruleset,
     parse,
 )
-from netplane.proxy.trace import Flow, Packet, Step, Verdict
+from netplane.proxy.trace import Crossing, Flow, Packet, Step, Verdict
 
-__all__ = ["BUILTIN_CHAINS", "NONTERMINAL_TARGETS", "TERMINAL_TARGETS", "Condition", "ParseError",
-           "Rule", "Ruleset", "parse", "trace_packet", "trace_steps"]
+__all__ = ["BUILTIN_CHAINS", "NONTERMINAL_TARGETS", "TERMINAL_TARGETS", "Condition", "Crossing",
+           "ParseError", "Rule", "Ruleset", "parse", "trace_established", "trace_packet",
+           "trace_steps"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class _Ctx:
     pkt: Packet
     local_ips: frozenset[str] = field(default_factory=frozenset)
     recent: frozenset[str] = field(default_factory=frozenset)
+    established: bool = False  # a later packet of a connection conntrack knows
+    seen: list[str] | None = None  # when given, every rule matched against, in order
     sets: Mapping[str, frozenset[str]] = field(default_factory=dict)  # ipset name -> networks
 
     def is_local(self, ip: str) -> bool:
@@ -66,9 +72,11 @@ def _mark_match(value: str, mark: int) -> bool:
     return mark & mask == int(v, 0)
 
 
-def _ctstates(st: _State) -> set[str]:
+def _ctstates(ctx: _Ctx, st: _State) -> set[str]:
     if st.notrack:
         return {"UNTRACKED"}
+    if ctx.established:
+        return {"ESTABLISHED"}
     return {"NEW", "DNAT"} if st.dnat else {"NEW"}
 
 
@@ -96,7 +104,7 @@ def _checks(c: Condition, ctx: _Ctx, st: _State) -> dict[str, Callable[[], bool]
         "dport": lambda: _port_in(pkt.dport, c.value),
         "sport": lambda: pkt.sport == int(c.value),
         "mark": lambda: _mark_match(c.value, st.mark),
-        "ctstate": lambda: bool(_ctstates(st) & set(c.value.split(","))),
+        "ctstate": lambda: bool(_ctstates(ctx, st) & set(c.value.split(","))),
         "dsttype": lambda: _addrtype(c.value, ctx.is_local(pkt.dst)),
         "srctype": lambda: _addrtype(c.value, ctx.is_local(pkt.src)),
         "recent": lambda: c.value in ctx.recent,
@@ -161,6 +169,8 @@ def _walk(rs: Ruleset, table: str, chain: str, ctx: _Ctx, st: _State) -> list[_S
     for rule in rs.chain(table, chain):
         nxt: list[_State] = []
         for s in live:
+            if ctx.seen is not None:
+                ctx.seen.append(f"{table}/{chain}: {rule.spec}")
             may, may_not, chance = _matches(rule, ctx, s)
             if may_not:
                 nxt.append(replace(s, chance=s.chance * (1 - chance)) if may else s)
@@ -235,7 +245,7 @@ def trace_steps(rs: Ruleset, pkt: Packet, *, local: bool = False,
                 sets: Mapping[str, frozenset[str]] | None = None) -> list[Step]:
     """Like ``trace_packet``, but every way with its rule path and chance
     (``netplane trace`` prints these)."""
-    ctx = _Ctx(pkt, frozenset(local_ips), frozenset(recent), dict(sets or {}))
+    ctx = _Ctx(pkt, frozenset(local_ips), frozenset(recent), sets=dict(sets or {}))
     hook = "OUTPUT" if local else "PREROUTING"
     steps: list[Step] = []
     for st in _walk(rs, "raw", hook, ctx, _State()):
@@ -244,3 +254,33 @@ def trace_steps(rs: Ruleset, pkt: Packet, *, local: bool = False,
         for s in nat:
             steps.extend(_after_nat(rs, ctx, replace(s, end=None), local=local))
     return steps
+
+
+def _filter_hooks(ctx: _Ctx, *, local: bool) -> list[str]:
+    to_node = ctx.is_local(ctx.pkt.dst)
+    if local:
+        return ["OUTPUT", "INPUT"] if to_node else ["OUTPUT"]
+    return ["INPUT"] if to_node else ["FORWARD"]
+
+
+def trace_established(rs: Ruleset, pkt: Packet, *, local: bool = False,
+                      local_ips: Iterable[str] = ()) -> list[Crossing]:
+    """The raw and filter chains a later packet of a known connection crosses
+    (either direction; ``pkt`` as filter sees it, after the connection's
+    destination NAT), each with the rules it is matched against, until one
+    drops or rejects it. nat chains never see such a packet."""
+    hooks = [("raw", "OUTPUT" if local else "PREROUTING")]
+    ctx = _Ctx(pkt, frozenset(local_ips), established=True)
+    hooks += [("filter", hook) for hook in _filter_hooks(ctx, local=local)]
+    out: list[Crossing] = []
+    st = _State()
+    for table, hook in hooks:
+        seen: list[str] = []
+        # Raw and filter rules are not random: a later packet takes one way.
+        done = _walk(rs, table, hook, replace(ctx, seen=seen), st)[0]
+        verdict = _verdict(done.end)
+        st = replace(done, end=None)
+        out.append(Crossing(hook.lower(), f"{table}/{hook}", verdict, tuple(seen)))
+        if verdict != Verdict.ACCEPT:
+            break
+    return out

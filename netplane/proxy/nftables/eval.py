@@ -143,6 +143,7 @@ class PacketState:
     dnat: str | None = None
     masquerade: bool = False
     settled: bool = False  # conntrack entry confirmed: no more NAT or notrack
+    established: bool = False  # a later packet of the connection, not its first
     loopback: bool = False  # came in on lo
     path: tuple[str, ...] = ()
     chance: float = 1.0
@@ -154,6 +155,7 @@ class TraceContext:
 
     table: NftTable
     local_ips: frozenset[str]
+    seen: list[str] | None = None  # when given, every rule evaluated, as chain#index
 
     def is_local(self, ip: str) -> bool:
         return ip in self.local_ips or ip.startswith("127.")
@@ -245,7 +247,8 @@ def _meta(st: PacketState, a: Json) -> Value:
 def _ct(st: PacketState, a: Json) -> Value:
     key = a.get("key")
     if key == "state":
-        return frozenset({"untracked" if st.notrack else "new"})
+        state = "untracked" if st.notrack else "established" if st.established else "new"
+        return frozenset({state})
     if key == "status":
         return frozenset({"dnat"} if st.dnat and not st.notrack else ())
     raise unmodelled("this conntrack key", {"ct": a})

@@ -10,7 +10,10 @@ verdict maps ``service-ips`` / ``service-nodeports``, which jump to a few
 chains shared by all service ports with the same shape (e.g. "ClusterIP
 with 2 endpoints"); those chains pick an endpoint from the global endpoint
 maps (``service-endpoints-tcp``, ``nodeport-endpoints-udp``, ...) keyed by
-the packet's own address and port plus ``numgen random mod N``. Pure: text in, text out.
+the packet's own address and port plus ``numgen random mod N``. Base chains
+see every packet, NAT ones only a connection's first: each filter base chain
+sends a later packet on at its first rule, and the raw ones exist only for
+node-local DNS. Pure: text in, text out.
 """
 
 from __future__ import annotations
@@ -166,14 +169,19 @@ BASE_CHAINS: tuple[BaseChain, ...] = (
 )
 
 _NEW = "ct state new"
+# Filter base chains see every packet; their checks are for a connection's
+# first one. One test at the top sends every later packet on its way, where
+# a "ct state new" on each rule would be one test per rule.
+_ONLY_NEW = "ct state != new return"
+_DNS = "meta l4proto { tcp, udp }"
 
 
 def _notrack_rules(config: ProxyConfig) -> tuple[str, ...]:
+    # The address first: every other packet is done after one comparison.
     rules: list[str] = []
     for ip in sorted(config.notrack_dns_ips):
-        for proto in ("udp", "tcp"):
-            rules += [f"ip daddr {ip} {proto} dport 53 notrack",
-                      f"ip saddr {ip} {proto} sport 53 notrack"]
+        rules += [f"ip daddr {ip} {_DNS} th dport 53 notrack",
+                  f"ip saddr {ip} {_DNS} th sport 53 notrack"]
     return tuple(rules)
 
 
@@ -188,24 +196,30 @@ def _masquerading_rules(config: ProxyConfig) -> tuple[str, ...]:
     )
 
 
+RAW_CHAINS = (Chain.RAW_PREROUTING, Chain.RAW_OUTPUT)
+
+
 def fixed_chains(config: ProxyConfig) -> dict[str, tuple[str, ...]]:
-    """Rules of every chain that exists whatever the Services are."""
+    """Rules of every chain that exists whatever the Services are. The raw
+    chains only with node-local DNS to keep out of conntrack: a hooked
+    chain costs every packet something even when it is empty."""
     notrack = _notrack_rules(config)
+    raw: dict[str, tuple[str, ...]] = {c: notrack for c in RAW_CHAINS} if notrack else {}
     return {
-        Chain.RAW_PREROUTING: notrack,
-        Chain.RAW_OUTPUT: notrack,
+        **raw,
         Chain.FILTER_PREROUTING: (
-            f"{_NEW} jump {Chain.FIREWALL_CHECK}",
+            _ONLY_NEW,
+            f"jump {Chain.FIREWALL_CHECK}",
             # route_localnet would let other hosts reach 127.0.0.1 services
             # (CVE-2020-8558); only the node itself may use loopback NodePorts.
-            f'iifname != "lo" ip daddr {LOOPBACK} {_NEW} drop',
+            f'iifname != "lo" ip daddr {LOOPBACK} drop',
         ),
-        Chain.FILTER_INPUT: (f"{_NEW} jump {Chain.NODEPORT_ENDPOINTS_CHECK}",
-                             f"{_NEW} jump {Chain.SERVICE_ENDPOINTS_CHECK}"),
-        Chain.FILTER_FORWARD: (f"{_NEW} jump {Chain.SERVICE_ENDPOINTS_CHECK}",
-                               f"{_NEW} jump {Chain.CLUSTER_IPS_CHECK}"),
-        Chain.FILTER_OUTPUT: (f"{_NEW} jump {Chain.SERVICE_ENDPOINTS_CHECK}",
-                              f"{_NEW} jump {Chain.FIREWALL_CHECK}"),
+        Chain.FILTER_INPUT: (_ONLY_NEW, f"jump {Chain.NODEPORT_ENDPOINTS_CHECK}",
+                             f"jump {Chain.SERVICE_ENDPOINTS_CHECK}"),
+        Chain.FILTER_FORWARD: (_ONLY_NEW, f"jump {Chain.SERVICE_ENDPOINTS_CHECK}",
+                               f"jump {Chain.CLUSTER_IPS_CHECK}"),
+        Chain.FILTER_OUTPUT: (_ONLY_NEW, f"jump {Chain.SERVICE_ENDPOINTS_CHECK}",
+                              f"jump {Chain.FIREWALL_CHECK}"),
         Chain.FILTER_OUTPUT_POST_DNAT: (f"{_NEW} jump {Chain.CLUSTER_IPS_CHECK}",),
         Chain.NAT_PREROUTING: (f"jump {Chain.SERVICES}",),
         Chain.NAT_OUTPUT: (

@@ -11,7 +11,9 @@ and postrouting and, when it is for the node, prerouting and input again on
 carries out statements (verdicts, vmaps, NAT, marks, notrack, reject);
 reading the listing and evaluating expressions and lookups is
 :mod:`netplane.proxy.nftables.eval`'s. ``snat`` counts as masquerading (the
-source is rewritten either way).
+source is rewritten either way). ``trace_nft_established`` follows a later
+packet of a known connection instead, listing every rule each base chain
+evaluates for it: NAT chains never see such a packet.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ from netplane.proxy.nftables.eval import (
     values_of,
 )
 from netplane.proxy.nftables.layout import FAMILY
-from netplane.proxy.trace import Flow, Packet, Step, Verdict
+from netplane.proxy.trace import Crossing, Flow, Packet, Step, Verdict
 
-__all__ = ["NftTable", "NftTraceError", "load_table", "trace_nft"]
+__all__ = ["Crossing", "NftTable", "NftTraceError", "load_table", "trace_nft",
+           "trace_nft_established"]
 
 _MAX_DEPTH = 64  # nft refuses loops; this only guards against a broken listing
 _FINAL = (End.DROP, End.REJECT)
@@ -245,9 +248,11 @@ def _walk(ctx: TraceContext, chain: str, st: PacketState, depth: int = 0) -> lis
         raise NftTraceError(f"a rule jumps to {chain}, which the listing does not hold")
     out: list[_Exit] = []
     live = [st]
-    for exprs in ctx.table.rules[chain]:
+    for i, exprs in enumerate(ctx.table.rules[chain]):
         nxt: list[PacketState] = []
         for s in live:
+            if ctx.seen is not None:
+                ctx.seen.append(f"{chain}#{i}")
             for s2, end, target in _rule(ctx, chain, exprs, s):
                 if end is End.NEXT:
                     nxt.append(s2)
@@ -309,9 +314,12 @@ def _after_routing(ctx: TraceContext, st: PacketState, *, local: bool) -> list[_
     return [(s, e) for s, e in sent if e in _FINAL] + _hooks(ctx, ["prerouting", "input"], back)
 
 
+def _verdict_of(end: End) -> Verdict:
+    return {End.DROP: Verdict.DROP, End.REJECT: Verdict.REJECT}.get(end, Verdict.ACCEPT)
+
+
 def _step(ctx: TraceContext, st: PacketState, end: End) -> Step:
-    verdict = {End.DROP: Verdict.DROP, End.REJECT: Verdict.REJECT}.get(end, Verdict.ACCEPT)
-    flow = Flow(verdict, st.dnat, st.masquerade, st.notrack, ctx.is_local(st.pkt.dst))
+    flow = Flow(_verdict_of(end), st.dnat, st.masquerade, st.notrack, ctx.is_local(st.pkt.dst))
     return Step(flow, st.path, st.chance)
 
 
@@ -329,3 +337,36 @@ def trace_nft(table_json: Mapping[str, Json] | str | NftTable, pkt: Packet, *,
         ways = [(st, end)] if end in _FINAL else _after_routing(ctx, st, local=local)
         steps += [_step(ctx, s, e) for s, e in ways]
     return steps
+
+
+def _hooks_crossed(ctx: TraceContext, pkt: Packet, *, local: bool) -> list[str]:
+    to_node = ctx.is_local(pkt.dst)
+    if local:
+        return ["output", "postrouting", *(("prerouting", "input") if to_node else ())]
+    return ["prerouting", *(("input",) if to_node else ("forward", "postrouting"))]
+
+
+def trace_nft_established(table_json: Mapping[str, Json] | str | NftTable, pkt: Packet, *,
+                          local_ips: Iterable[str] = (), local: bool = False) -> list[Crossing]:
+    """The base chains a later packet of a known connection runs through
+    (either direction; ``pkt`` as the filter chains see it, after the
+    connection's destination NAT), each with the rules it evaluates, until
+    one drops or rejects it. NAT base chains are not run for it: conntrack
+    applies what the first packet chose."""
+    table = table_json if isinstance(table_json, NftTable) else load_table(table_json)
+    st = PacketState(replace(pkt, protocol=pkt.protocol.lower()), settled=True,
+                     established=True)
+    out: list[Crossing] = []
+    for hook in _hooks_crossed(TraceContext(table, frozenset(local_ips)), pkt, local=local):
+        for base in table.hooks.get(hook, ()):
+            if base.nat:
+                continue
+            seen: list[str] = []
+            ctx = TraceContext(table, frozenset(local_ips), seen)
+            # Filter rules pick no random way: a later packet takes one.
+            st, end = _walk(ctx, base.chain, st)[0]
+            end = base.policy if end is End.RETURN else end
+            out.append(Crossing(hook, base.chain, _verdict_of(end), tuple(seen)))
+            if end in _FINAL:
+                return out
+    return out
