@@ -263,6 +263,18 @@ def test_nft_rules_read_as_the_specification_says() -> None:
     assert "type filter hook forward priority -5; policy accept;" in script
 
 
+def test_comments_stay_within_what_iptables_takes_under_many_policies() -> None:
+    pods = [info("x", "a", "10.244.1.10", labels={"pod": "a"})]
+    pols = [pc.netpol(f"allow-with-a-long-name-{i}", "x", {"podSelector": {}, "ingress": [{}]})
+            for i in range(40)]
+    plan = policy.plan(policy.compute(pols, pods, {}))
+    rules = [r for c in ipt_policy.chains(plan).values() for r in c]
+    comments = [r.split('--comment "', 1)[1].split('"', 1)[0] for r in rules]
+    assert max(map(len, comments)) == ipt_policy.MAX_COMMENT
+    assert any(c.startswith("x/a is isolated for ingress by x/allow-with") and c.endswith("...")
+               for c in comments)
+
+
 def test_restore_document_holds_only_what_changed() -> None:
     old = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-A": ["-A NPOL-I-A y"]}
     new = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-B": ["-A NPOL-I-B z"]}

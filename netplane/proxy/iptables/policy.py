@@ -47,7 +47,14 @@ JUMPS: tuple[Jump, ...] = (
 )
 
 
+# The comment match holds 255 characters; iptables-restore refuses longer
+# ones ("Parameter too long"), and a pod under a hundred policies names them all.
+MAX_COMMENT = 255
+
+
 def _rule(chain: str, comment: str, args: str) -> str:
+    if len(comment) > MAX_COMMENT:
+        comment = comment[:MAX_COMMENT - 3] + "..."
     return f"-A {chain} -m comment --comment {quote(comment)} {args}"
 
 
