@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
@@ -149,9 +150,18 @@ class NodePolicy:
         return iso.ingress if direction is Direction.INGRESS else iso.egress
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _span(network: str) -> tuple[int, int, str]:
+    """First and last address of an IPv4 network (host bits ignored) and its
+    canonical text. Memoised: the same pod addresses recur in many peer
+    sets, and ``ipaddress`` objects cost microseconds each."""
+    net = ipaddress.IPv4Network(network, strict=False)
+    return int(net.network_address), int(net.broadcast_address), str(net)
+
+
 def _in_networks(ip: str, networks: Iterable[str]) -> bool:
-    addr = ipaddress.ip_address(ip)
-    return any(addr in ipaddress.ip_network(n) for n in networks)
+    addr = _span(ip)[0]
+    return any(first <= addr <= last for first, last, _ in map(_span, networks))
 
 
 def _host(ip: str) -> str:
@@ -159,18 +169,34 @@ def _host(ip: str) -> str:
 
 
 def collapse(networks: Iterable[str]) -> frozenset[str]:
-    """The same addresses as the fewest networks, none overlapping another
-    (nftables' interval sets refuse overlaps)."""
-    nets = [ipaddress.IPv4Network(n, strict=False) for n in networks]
-    return frozenset(str(n) for n in ipaddress.collapse_addresses(nets))
+    """The same addresses as networks none of which overlaps another
+    (nftables' interval sets refuse overlaps). Two CIDRs overlap only when
+    one holds the other, so dropping every network inside another is
+    enough; adjacent ones are not merged, so that a pod that comes or goes
+    adds or removes its own element and never rewrites a neighbour's."""
+    out: list[str] = []
+    end = -1
+    for first, last, text in sorted({_span(n) for n in networks}, key=lambda s: (s[0], -s[1])):
+        if first > end:
+            out.append(text)
+            end = last
+    return frozenset(out)
 
 
 def block_networks(block: Obj) -> list[str]:
     """``cidr`` minus every ``except``, as the fewest networks."""
-    nets = [ipaddress.ip_network(str(block.get("cidr")), strict=False)]
-    for raw in block.get("except") or []:
-        cut = ipaddress.ip_network(str(raw), strict=False)
-        out = []
+    return list(_block_networks(str(block.get("cidr")),
+                                tuple(str(raw) for raw in block.get("except") or [])))
+
+
+@functools.lru_cache(maxsize=4096)
+def _block_networks(cidr: str, excepts: tuple[str, ...]) -> tuple[str, ...]:
+    # Memoised: a pure function of its text, and ``ipaddress`` is slow.
+    Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+    nets: list[Network] = [ipaddress.ip_network(cidr, strict=False)]
+    for raw in excepts:
+        cut = ipaddress.ip_network(raw, strict=False)
+        out: list[Network] = []
         for n in nets:
             if cut.version == n.version and cut.subnet_of(n):  # type: ignore[arg-type]
                 out.extend(n.address_exclude(cut))  # type: ignore[arg-type]
@@ -179,7 +205,7 @@ def block_networks(block: Obj) -> list[str]:
             else:
                 out.append(n)
         nets = out
-    return [str(n) for n in sorted(nets)]  # type: ignore[type-var]
+    return tuple(str(n) for n in sorted(nets))
 
 
 def policy_types(pol: Obj) -> tuple[Direction, ...]:
@@ -377,6 +403,7 @@ POLICY_CHAIN_PREFIX = {Direction.INGRESS: "NPOL-I-", Direction.EGRESS: "NPOL-E-"
 SET_PREFIX = "NPOL-S-"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _hash16(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
 

@@ -275,6 +275,14 @@ def test_comments_stay_within_what_iptables_takes_under_many_policies() -> None:
                for c in comments)
 
 
+def test_collapse_drops_networks_inside_others_and_keeps_neighbours_apart() -> None:
+    assert policy.collapse(["10.0.0.0/24", "10.0.0.7/32", "10.0.1.1/32", "10.0.1.0/32",
+                            "10.0.0.128/25"]) == frozenset(
+        {"10.0.0.0/24", "10.0.1.0/32", "10.0.1.1/32"})
+    assert policy.collapse(["10.0.0.5/24"]) == frozenset({"10.0.0.0/24"})
+    assert policy.collapse([]) == frozenset()
+
+
 def test_restore_document_holds_only_what_changed() -> None:
     old = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-A": ["-A NPOL-I-A y"]}
     new = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-B": ["-A NPOL-I-B z"]}
