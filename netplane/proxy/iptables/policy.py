@@ -17,8 +17,9 @@ rendering here; ``PolicyApplier`` puts it into the kernel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from netplane.proxy.command import CommandResult, Runner, run_command, run_in
 from netplane.proxy.iptables.chains import Jump, Table, quote
@@ -37,6 +38,7 @@ REJECT_CHAIN = "NPOL-REJECT"
 ALLOW_MARK = 0x10000
 _MARK = f"{ALLOW_MARK:#x}/{ALLOW_MARK:#x}"
 REJECT = "REJECT --reject-with icmp-admin-prohibited"
+Chain = TypeVar("Chain", PolicyChain, PodChain)
 
 _FIRST_PACKETS = ("-m", "conntrack", "--ctstate", "NEW,UNTRACKED")
 # They must stand first in their built-in chains: the Service proxy's
@@ -107,15 +109,35 @@ def dispatch_rules(plan: Plan) -> list[str]:
     return lines
 
 
+class Renderer:
+    """``chains`` that keeps each chain's rules, keyed by the chain (a value:
+    an equal chain renders to equal rules), and renders only the chains that
+    are new or changed since the last call, as kube-proxy keeps each
+    service's rules. The lists it returns are shared: read them only."""
+
+    def __init__(self) -> None:
+        self._memo: dict[PolicyChain | PodChain, list[str]] = {}
+
+    def _rules(self, chain: Chain, render: Callable[[Chain], list[str]]) -> list[str]:
+        hit = self._memo.get(chain)
+        return render(chain) if hit is None else hit
+
+    def chains(self, plan: Plan) -> dict[str, list[str]]:
+        """Every chain of ours with its rules, the dispatch chain included."""
+        out = {FILTER_CHAIN: dispatch_rules(plan),
+               REJECT_CHAIN: [_rule(REJECT_CHAIN, "denied by network policy", f"-j {REJECT}")]}
+        memo: dict[PolicyChain | PodChain, list[str]] = {}
+        for c in plan.policy_chains.values():
+            out[c.name] = memo[c] = self._rules(c, policy_chain_rules)
+        for p in plan.pod_chains.values():
+            out[p.name] = memo[p] = self._rules(p, pod_chain_rules)
+        self._memo = memo
+        return out
+
+
 def chains(plan: Plan) -> dict[str, list[str]]:
     """Every chain of ours with its rules, the dispatch chain included."""
-    out = {FILTER_CHAIN: dispatch_rules(plan),
-           REJECT_CHAIN: [_rule(REJECT_CHAIN, "denied by network policy", f"-j {REJECT}")]}
-    for c in plan.policy_chains.values():
-        out[c.name] = policy_chain_rules(c)
-    for p in plan.pod_chains.values():
-        out[p.name] = pod_chain_rules(p)
-    return out
+    return Renderer().chains(plan)
 
 
 def restore_document(new: Mapping[str, list[str]], old: Mapping[str, list[str]] | None = None,
@@ -123,7 +145,7 @@ def restore_document(new: Mapping[str, list[str]], old: Mapping[str, list[str]] 
     """iptables-restore text for the chains that differ from ``old`` (all
     of them without it) and the deletion of ``stale`` ones; None when
     nothing changed. Chains are declared before any rule jumps to them."""
-    changed = [c for c in new if old is None or old.get(c) != new[c]]
+    changed = [c for c in new if old is None or (old.get(c) is not new[c] and old.get(c) != new[c])]
     gone = sorted(set(stale) | (set(old or ()) - set(new)))
     if not changed and not gone:
         return None
@@ -161,6 +183,8 @@ def ipset_updates(new: Mapping[str, frozenset[str]],
             lines.append(f"destroy {_temp(name)}")
             continue
         before = old.get(name, frozenset())
+        if before is new[name]:
+            continue  # the same set as last time: nothing to compare
         lines += [f"del {name} {e} -exist" for e in sorted(before - new[name])]
         lines += [f"add {name} {e} -exist" for e in sorted(new[name] - before)]
     return "".join(line + "\n" for line in lines)
@@ -185,6 +209,7 @@ class PolicyApplier:
         self._netns = netns
         self._runner = runner
         self.applied: Applied | None = None
+        self._renderer = Renderer()
 
     def _run(self, argv: list[str], stdin: str | None = None, *,
              check: bool = True) -> CommandResult:
@@ -222,7 +247,7 @@ class PolicyApplier:
             self._iptables("-I", jump.base_chain, "1", *jump.rule_args())
 
     def render(self, plan: Plan) -> dict[str, list[str]]:
-        return chains(plan)
+        return self._renderer.chains(plan)
 
     def dropped_packets(self) -> int:
         out = self._iptables("-L", REJECT_CHAIN, "-v", "-x", "-n", check=False).stdout

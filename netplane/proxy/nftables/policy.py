@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from netplane.proxy.command import CommandResult, Runner, run_command, run_in
 from netplane.proxy.policy import Direction, Plan, PodChain, PolicyChain, PortRange
@@ -30,6 +32,7 @@ MAPS = {Direction.EGRESS: ("pod-egress", "ip saddr"),
 ALLOW_MARK = 0x10000
 REJECT = "reject with icmp type admin-prohibited"
 DROPPED = "dropped"  # a named counter that every denial counts in
+Chain = TypeVar("Chain", PolicyChain, PodChain)
 
 
 def _comment(text: str) -> str:
@@ -84,13 +87,34 @@ class Rendered:
     sets: dict[str, frozenset[str]]
 
 
+class Renderer:
+    """``render`` that keeps each chain's rules, keyed by the chain (a
+    value), and renders only the chains that are new or changed since the
+    last call. The lists it returns are shared: read them only."""
+
+    def __init__(self) -> None:
+        self._memo: dict[PolicyChain | PodChain, list[str]] = {}
+
+    def _rules(self, chain: Chain, render: Callable[[Chain], list[str]]) -> list[str]:
+        hit = self._memo.get(chain)
+        return render(chain) if hit is None else hit
+
+    def render(self, plan: Plan) -> Rendered:
+        chains: dict[str, list[str]] = {}
+        memo: dict[PolicyChain | PodChain, list[str]] = {}
+        for c in plan.policy_chains.values():
+            chains[c.name] = memo[c] = self._rules(c, policy_chain_rules)
+        for p in plan.pod_chains.values():
+            chains[p.name] = memo[p] = self._rules(p, pod_chain_rules)
+        self._memo = memo
+        maps: dict[str, dict[str, str]] = {m: {} for m, _ in MAPS.values()}
+        for p in plan.pod_chains.values():
+            maps[MAPS[p.direction][0]][p.ip] = p.name
+        return Rendered(chains, maps, dict(plan.sets))
+
+
 def render(plan: Plan) -> Rendered:
-    chains = {c.name: policy_chain_rules(c) for c in plan.policy_chains.values()}
-    chains.update({p.name: pod_chain_rules(p) for p in plan.pod_chains.values()})
-    maps: dict[str, dict[str, str]] = {m: {} for m, _ in MAPS.values()}
-    for p in plan.pod_chains.values():
-        maps[MAPS[p.direction][0]][p.ip] = p.name
-    return Rendered(chains, maps, dict(plan.sets))
+    return Renderer().render(plan)
 
 
 def _elements(items: list[str]) -> str:
@@ -137,23 +161,25 @@ def update_script(new: Rendered, old: Rendered) -> str | None:
         lines.append(f"add set {TABLE_REF} {name} {{ type ipv4_addr; flags interval; }}")
     for name in sorted(new.sets):
         before, after = old.sets.get(name, frozenset()), new.sets[name]
+        if before is after:
+            continue  # the same set as last time: nothing to compare
         if before - after:
             lines.append(f"delete element {TABLE_REF} {name} {_elements(sorted(before - after))}")
         if after - before:
             lines.append(f"add element {TABLE_REF} {name} {_elements(sorted(after - before))}")
     lines.extend(f"add chain {TABLE_REF} {c}" for c in sorted(set(new.chains) - set(old.chains)))
     for c in sorted(new.chains):
-        if old.chains.get(c) == new.chains[c]:
+        if old.chains.get(c) is new.chains[c] or old.chains.get(c) == new.chains[c]:
             continue
         if c in old.chains:
             lines.append(f"flush chain {TABLE_REF} {c}")
         lines.extend(f"add rule {TABLE_REF} {c} {rule}" for rule in new.chains[c])
     for m in sorted(new.maps):
-        before, after = old.maps.get(m, {}), new.maps[m]
-        gone = [ip for ip in sorted(before) if before[ip] != after.get(ip)]
+        was, now = old.maps.get(m, {}), new.maps[m]
+        gone = [ip for ip in sorted(was) if was[ip] != now.get(ip)]
         if gone:
             lines.append(f"delete element {TABLE_REF} {m} {_elements(gone)}")
-        added = [f"{ip} : jump {after[ip]}" for ip in sorted(after) if before.get(ip) != after[ip]]
+        added = [f"{ip} : jump {now[ip]}" for ip in sorted(now) if was.get(ip) != now[ip]]
         if added:
             lines.append(f"add element {TABLE_REF} {m} {_elements(added)}")
     for c in sorted(set(old.chains) - set(new.chains)):
@@ -170,6 +196,7 @@ class NftPolicyApplier:
         self._netns = netns
         self._runner = runner
         self.applied: Rendered | None = None
+        self._renderer = Renderer()
 
     def _run(self, argv: list[str], stdin: str | None = None, *,
              check: bool = True) -> CommandResult:
@@ -179,7 +206,7 @@ class NftPolicyApplier:
         """The base chains come with every full load; nothing to do here."""
 
     def render(self, plan: Plan) -> Rendered:
-        return render(plan)
+        return self._renderer.render(plan)
 
     def dropped_packets(self) -> int:
         out = self._run(["nft", "list", "counter", FAMILY, TABLE, DROPPED], check=False).stdout
