@@ -593,6 +593,7 @@ class Plan:
     of addresses is a set update and leaves every chain as it was."""
 
     sets: dict[str, frozenset[str]] = field(default_factory=dict)
+    networks: set[str] = field(default_factory=set)  # the sets holding more than hosts
     pod_chains: dict[str, PodChain] = field(default_factory=dict)
     policy_chains: dict[str, PolicyChain] = field(default_factory=dict)
 
@@ -613,13 +614,21 @@ def pod_chain_name(pod: str, direction: Direction) -> str:
 class _PolicyPlan:
     chain: PolicyChain
     sets: dict[str, frozenset[str]]
+    networks: frozenset[str]  # those of ``sets`` that hold networks
+
+
+def _set_name(owner: str, hosts: bool) -> str:
+    # Host addresses and networks are different kinds of set in nftables:
+    # the kind is in the name, so that a rule that comes to name a CIDR gets
+    # a new set instead of a set changing its kind under its rules.
+    return SET_PREFIX + _hash16(owner if hosts else owner + "/networks")
 
 
 def _policy_plan(rules: PolicyRules) -> _PolicyPlan:
     """One policy's chain in one direction, and the sets its rules match on."""
     key, direction = rules.policy, rules.direction
     chain = policy_chain_name(key, direction)
-    entries, sets = [], {}
+    entries, sets, networks = [], {}, set()
     rule_peers: dict[int, frozenset[str]] = {}
     for i, c in enumerate(rules.clauses):
         owner = f"{key}/{direction}/{i}"
@@ -629,15 +638,19 @@ def _policy_plan(rules: PolicyRules) -> _PolicyPlan:
             # named port narrows them, and gets a set of its own.
             shared = rule_peers.setdefault(c.rule, c.peers) == c.peers
             peer_owner = f"{key}/{direction}/rule{c.rule}" if shared else owner
-            peer_set = SET_PREFIX + _hash16(peer_owner + "/peers")
+            hosts = all(e.endswith("/32") for e in c.peers)
+            peer_set = _set_name(peer_owner + "/peers", hosts)
             sets[peer_set] = c.peers
+            if not hosts:
+                networks.add(peer_set)
         if c.targets is not None:
-            target_set = SET_PREFIX + _hash16(owner + "/targets")
+            target_set = _set_name(owner + "/targets", True)
             sets[target_set] = frozenset(_host(ip) for ip in c.targets)
         ports = "" if c.ports is None else " on " + ", ".join(map(str, c.ports))
         entries.append(Entry(peer_set, target_set, c.ports,
                              f"{key} {direction.lower()} rule {c.rule}{ports}"))
-    return _PolicyPlan(PolicyChain(chain, key, direction, tuple(entries)), sets)
+    return _PolicyPlan(PolicyChain(chain, key, direction, tuple(entries)), sets,
+                       frozenset(networks))
 
 
 class Planner:
@@ -656,6 +669,7 @@ class Planner:
             memo[rules] = hit
             out.policy_chains[hit.chain.name] = hit.chain
             out.sets.update(hit.sets)
+            out.networks.update(hit.networks)
         self._memo = memo
         for ip, iso in model.pods.items():
             for direction, keys in ((Direction.INGRESS, iso.ingress),

@@ -283,6 +283,24 @@ def test_collapse_drops_networks_inside_others_and_keeps_neighbours_apart() -> N
     assert policy.collapse([]) == frozenset()
 
 
+def test_host_sets_are_plain_sets_in_nftables_and_networks_interval_sets() -> None:
+    pods = [info("a", "web", "10.244.1.2", labels={"app": "web"}),
+            info("a", "db", "10.244.1.3", labels={"app": "db"})]
+    pol = {"metadata": {"namespace": "a", "name": "p"}, "spec": {
+        "podSelector": {"matchLabels": {"app": "web"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "db"}}}]},
+                    {"from": [{"ipBlock": {"cidr": "172.16.0.0/24"}}]}]}}
+    plan = policy.plan(policy.compute([pol], pods, {}))
+    (hosts,) = [s for s, e in plan.sets.items() if e == {"10.244.1.3/32"}]
+    (nets,) = [s for s, e in plan.sets.items() if e == {"172.16.0.0/24"}]
+    assert plan.networks == {nets}
+    script = nft_policy.full_script(nft_policy.render(plan))
+    assert f"add set ip netplane-policy {hosts} {{ type ipv4_addr; }}" in script
+    assert f"add element ip netplane-policy {hosts} {{ 10.244.1.3 }}" in script
+    assert f"add set ip netplane-policy {nets} {{ type ipv4_addr; flags interval; }}" in script
+    assert f"add element ip netplane-policy {nets} {{ 172.16.0.0/24 }}" in script
+
+
 def test_restore_document_holds_only_what_changed() -> None:
     old = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-A": ["-A NPOL-I-A y"]}
     new = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-B": ["-A NPOL-I-B z"]}
