@@ -309,6 +309,38 @@ def test_restore_document_holds_only_what_changed() -> None:
     assert ipt_policy.restore_document(new, new) is None
 
 
+IPSET_SAVE = """\
+create NPOL-S-A hash:net family inet hashsize 64 maxelem 65536 bucketsize 12 initval 0x1
+add NPOL-S-A 10.244.1.2
+add NPOL-S-A 10.0.0.0/24
+create NPOL-S-B hash:ip family inet hashsize 1024 maxelem 65536
+add NPOL-S-B 10.244.1.3
+create NPOL-S-C hash:net family inet hashsize 64 maxelem 65536
+add NPOL-S-C 10.244.1.4 nomatch
+create KUBE-OTHER hash:net family inet hashsize 64 maxelem 65536
+add KUBE-OTHER 10.9.9.9
+"""
+
+
+def test_a_full_sync_reads_the_kernel_sets_and_writes_only_the_difference() -> None:
+    kernel = ipt_policy.parse_ipset_save(IPSET_SAVE)
+    assert kernel.sets == {"NPOL-S-A": frozenset({"10.244.1.2/32", "10.0.0.0/24"}),
+                           "NPOL-S-B": frozenset({"10.244.1.3/32"}),
+                           "NPOL-S-C": frozenset({"10.244.1.4/32"})}
+    assert kernel.odd == {"NPOL-S-B", "NPOL-S-C"}  # a foreign type; an element with options
+    new = {"NPOL-S-A": frozenset({"10.244.1.2/32", "10.244.1.9/32"}),
+           "NPOL-S-B": frozenset({"10.244.1.3/32"}), "NPOL-S-D": frozenset({"10.1.0.0/16"})}
+    text = ipt_policy.ipset_updates(new, kernel.sets, rebuild=kernel.odd)
+    assert text.splitlines() == [
+        "del NPOL-S-A 10.0.0.0/24 -exist", "add NPOL-S-A 10.244.1.9/32 -exist",
+        "create NPOL-S-B hash:net family inet hashsize 64 -exist",
+        "create NPOL-S-B-T hash:net family inet hashsize 64 -exist", "flush NPOL-S-B-T",
+        "add NPOL-S-B-T 10.244.1.3/32", "swap NPOL-S-B-T NPOL-S-B", "destroy NPOL-S-B-T",
+        "create NPOL-S-D hash:net family inet hashsize 64 -exist",
+        "add NPOL-S-D 10.1.0.0/16 -exist"]
+    assert ipt_policy.ipset_updates(kernel.sets, kernel.sets) == ""
+
+
 # -- inputs and conntrack -------------------------------------------------------------
 
 

@@ -164,30 +164,71 @@ def _temp(name: str) -> str:
     return name + "-T"
 
 
+# A small first hash: a node holds thousands of these sets, most of a few
+# addresses, and the default (1024 buckets) makes each one cost 8 KiB and
+# its creation four times as long; the kernel grows a hash that fills up.
+# (``create -exist`` ignores the hash size of a set that exists.)
+_CREATE = "hash:net family inet hashsize 64"
+
+
 def ipset_updates(new: Mapping[str, frozenset[str]],
-                  old: Mapping[str, frozenset[str]] | None) -> str:
+                  old: Mapping[str, frozenset[str]] | None, *,
+                  rebuild: Iterable[str] = ()) -> str:
     """``ipset restore`` text that makes every set hold ``new``: new sets
-    are created, known ones get only their added and removed elements.
-    Without ``old`` (the kernel's content unknown) each set is filled
-    under a temporary name and swapped in, so no lookup sees it half full."""
+    are created, known ones get only their added and removed elements
+    (``old`` is what they hold: what was applied last, or what the kernel
+    was read to hold). Without ``old`` (the kernel's content unknown), and
+    for the sets in ``rebuild``, a set is filled under a temporary name and
+    swapped in, so no lookup sees it half full."""
     lines = []
+    rebuild = set(rebuild)
     for name in sorted(new):
-        elements = sorted(new[name])
-        if old is None or name not in old:
-            lines.append(f"create {name} hash:net family inet -exist")
-        if old is None:
-            lines.append(f"create {_temp(name)} hash:net family inet -exist")
+        if old is None or name in rebuild:
+            lines.append(f"create {name} {_CREATE} -exist")
+            lines.append(f"create {_temp(name)} {_CREATE} -exist")
             lines.append(f"flush {_temp(name)}")
-            lines += [f"add {_temp(name)} {e}" for e in elements]
+            lines += [f"add {_temp(name)} {e}" for e in sorted(new[name])]
             lines.append(f"swap {_temp(name)} {name}")
             lines.append(f"destroy {_temp(name)}")
             continue
+        if name not in old:
+            lines.append(f"create {name} {_CREATE} -exist")
         before = old.get(name, frozenset())
         if before is new[name]:
             continue  # the same set as last time: nothing to compare
         lines += [f"del {name} {e} -exist" for e in sorted(before - new[name])]
         lines += [f"add {name} {e} -exist" for e in sorted(new[name] - before)]
     return "".join(line + "\n" for line in lines)
+
+
+@dataclass
+class KernelSets:
+    """Our sets as ``ipset save`` shows them."""
+
+    sets: dict[str, frozenset[str]]  # elements written as a plan writes them
+    odd: set[str]  # not a plain hash:net of IPv4, or elements with options
+
+
+def parse_ipset_save(text: str) -> KernelSets:
+    """Reads our sets (prefix ``NPOL-``) out of ``ipset save`` output. It
+    writes a host of a hash:net without its /32; a plan writes it with."""
+    members: dict[str, set[str]] = {}
+    odd: set[str] = set()
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 3 or not words[1].startswith(PREFIX):
+            continue
+        name = words[1]
+        if words[0] == "create":
+            members.setdefault(name, set())
+            if words[2:5] != ["hash:net", "family", "inet"]:
+                odd.add(name)
+        elif words[0] == "add":
+            element = words[2] if "/" in words[2] else words[2] + "/32"
+            members.setdefault(name, set()).add(element)
+            if len(words) > 3:
+                odd.add(name)
+    return KernelSets({n: frozenset(e) for n, e in members.items()}, odd)
 
 
 def ipset_destruction(names: Iterable[str]) -> str:
@@ -263,16 +304,23 @@ class PolicyApplier:
         return set(self.applied.chains) <= self.kernel_chains()
 
     def apply(self, plan: Plan, rendered: dict[str, list[str]], *, full: bool) -> None:
-        """Full: the kernel's content is not trusted (start, drift, period)."""
+        """Full: the kernel's content is not trusted (start, drift, period).
+        Its sets are read back instead, and only what differs is written:
+        refilling every set would cost seconds at 100,000 elements."""
         old = None if full or self.applied is None else self.applied
-        sets_text = ipset_updates(plan.sets, None if old is None else old.sets)
+        if old is None:
+            kernel = parse_ipset_save(self._run(["ipset", "save"]).stdout)
+            sets_text = ipset_updates(plan.sets, kernel.sets, rebuild=kernel.odd)
+            have_sets = set(kernel.sets)
+        else:
+            sets_text, have_sets = ipset_updates(plan.sets, old.sets), set(old.sets)
         if sets_text:
             self._run(["ipset", "restore"], sets_text)
         stale_chains = self.kernel_chains() - set(rendered) if old is None else set()
         doc = restore_document(rendered, None if old is None else old.chains, stale=stale_chains)
         if doc is not None:
             self._run([f"{self._tool}-restore", "-w", "--noflush"], doc)
-        gone_sets = (self.kernel_sets() if old is None else set(old.sets)) - set(plan.sets)
+        gone_sets = have_sets - set(plan.sets)
         if gone_sets:
             self._run(["ipset", "restore"], ipset_destruction(gone_sets))
         self.applied = Applied(dict(rendered), dict(plan.sets))
