@@ -23,6 +23,7 @@ import enum
 import functools
 import hashlib
 import ipaddress
+import json
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -112,6 +113,12 @@ class Clause:
     ports: tuple[PortRange, ...] | None
     targets: frozenset[str] | None = None
     rule: int = 0  # index of the rule in the policy, for explanations
+    # What ``peers`` and ``targets`` are worked out from (the peers' spec,
+    # the policy's pod selector, the port name), in words: clauses with the
+    # same key hold the same addresses, in whichever policy they are, so
+    # they share one set in the kernel.
+    peer_key: str = ""
+    target_key: str = ""
 
     def allows(self, peer: str, protocol: str, port: int, target: str) -> bool:
         if self.targets is not None and target not in self.targets:
@@ -344,10 +351,21 @@ def _peer_pods(cluster: Cluster, pol_ns: str, peer: Obj) -> tuple[PodInfo, ...]:
     return cluster.select(pol_ns, peer.get("podSelector"))
 
 
+def _spec_text(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _peers_key(pol_ns: str, peers_spec: list[Obj]) -> str:
+    """What a rule's peers are worked out from: their spec, and the
+    policy's namespace when a pod selector alone looks into it."""
+    relative = any(isinstance(p, dict) and not p.get("ipBlock")
+                   and p.get("namespaceSelector") is None for p in peers_spec)
+    return f"{pol_ns if relative else '*'} {_spec_text(peers_spec)}"
+
+
 def _rule_clauses(cluster: Cluster, pol_ns: str, rule: Obj, index: int, direction: Direction,
-                  selected: tuple[PodInfo, ...]) -> list[Clause]:
-    peer_key = "from" if direction is Direction.INGRESS else "to"
-    peers_spec = rule.get(peer_key) or []
+                  selected: tuple[PodInfo, ...], targets_key: str) -> list[Clause]:
+    peers_spec = rule.get("from" if direction is Direction.INGRESS else "to") or []
     blocks: list[str] = []
     peer_pods: list[PodInfo] = []
     for peer in peers_spec:
@@ -359,6 +377,7 @@ def _rule_clauses(cluster: Cluster, pol_ns: str, rule: Obj, index: int, directio
             peer_pods.extend(_peer_pods(cluster, pol_ns, peer))
     anywhere = not peers_spec
     peers = None if anywhere else collapse([*blocks, *(_host(p.ip) for p in peer_pods)])
+    peer_key = "" if anywhere else _peers_key(pol_ns, peers_spec)
 
     numeric: list[PortRange] = []
     named: list[tuple[str, str]] = []
@@ -373,8 +392,9 @@ def _rule_clauses(cluster: Cluster, pol_ns: str, rule: Obj, index: int, directio
         else:
             named.append((str(port), proto))
     if not rule.get("ports"):
-        return [Clause(peers, None, rule=index)]
-    out = [Clause(peers, tuple(sorted(set(numeric))), rule=index)] if numeric else []
+        return [Clause(peers, None, rule=index, peer_key=peer_key)]
+    out = [Clause(peers, tuple(sorted(set(numeric))), rule=index, peer_key=peer_key)] \
+        if numeric else []
     for port_name, proto in named:
         if direction is Direction.INGRESS:
             # The name means a number on each selected pod: group the pods by it.
@@ -385,7 +405,8 @@ def _rule_clauses(cluster: Cluster, pol_ns: str, rule: Obj, index: int, directio
                     by_number.setdefault(number, set()).add(p.ip)
             for number, ips in sorted(by_number.items()):
                 out.append(Clause(peers, (PortRange(proto, number, number),),
-                                  frozenset(ips), rule=index))
+                                  frozenset(ips), rule=index, peer_key=peer_key,
+                                  target_key=f"{targets_key} {port_name}/{proto}={number}"))
         else:
             # On each peer pod; with no peers given, on every pod there is
             # (a lookup, so that the answer is remembered and tracked).
@@ -397,7 +418,8 @@ def _rule_clauses(cluster: Cluster, pol_ns: str, rule: Obj, index: int, directio
                     by_number.setdefault(number, set()).add(_host(p.ip))
             for number, nets in sorted(by_number.items()):
                 out.append(Clause(collapse(nets), (PortRange(proto, number, number),),
-                                  rule=index))
+                                  rule=index, peer_key=f"{peer_key or '* any'} "
+                                                       f"{port_name}/{proto}={number}"))
     return out
 
 
@@ -442,11 +464,13 @@ class ModelCache:
                                                        spec.get("podSelector") or {})
                              if self._local(p))
             rules = []
+            # The pods a named port's targets set is worked out from.
+            targets_key = f"{namespace(pol)} {_spec_text(spec.get('podSelector') or {})}"
             for direction in policy_types(pol) if selected else ():
                 specs = spec.get("ingress" if direction is Direction.INGRESS else "egress") or []
                 clauses = [c for i, r in enumerate(specs) if isinstance(r, dict)
                            for c in _rule_clauses(cluster, namespace(pol), r, i, direction,
-                                                  selected)]
+                                                  selected, targets_key)]
                 rules.append(PolicyRules(f"{namespace(pol)}/{name(pol)}", direction,
                                          tuple(clauses)))
             reads = tuple(cluster.reads)
@@ -625,26 +649,24 @@ def _set_name(owner: str, hosts: bool) -> str:
 
 
 def _policy_plan(rules: PolicyRules) -> _PolicyPlan:
-    """One policy's chain in one direction, and the sets its rules match on."""
+    """One policy's chain in one direction, and the sets its rules match
+    on, named after what they are worked out from (``Clause.peer_key``):
+    the clauses of a rule share its peers' set, and so do the rules of
+    other policies with the same peers; an egress named port narrows them
+    to a set of its own."""
     key, direction = rules.policy, rules.direction
     chain = policy_chain_name(key, direction)
     entries, sets, networks = [], {}, set()
-    rule_peers: dict[int, frozenset[str]] = {}
-    for i, c in enumerate(rules.clauses):
-        owner = f"{key}/{direction}/{i}"
+    for c in rules.clauses:
         peer_set = target_set = None
         if c.peers is not None:
-            # The clauses of one rule share its peers' set; an egress
-            # named port narrows them, and gets a set of its own.
-            shared = rule_peers.setdefault(c.rule, c.peers) == c.peers
-            peer_owner = f"{key}/{direction}/rule{c.rule}" if shared else owner
             hosts = all(e.endswith("/32") for e in c.peers)
-            peer_set = _set_name(peer_owner + "/peers", hosts)
+            peer_set = _set_name(c.peer_key, hosts)
             sets[peer_set] = c.peers
             if not hosts:
                 networks.add(peer_set)
         if c.targets is not None:
-            target_set = _set_name(owner + "/targets", True)
+            target_set = _set_name(c.target_key, True)
             sets[target_set] = frozenset(_host(ip) for ip in c.targets)
         ports = "" if c.ports is None else " on " + ", ".join(map(str, c.ports))
         entries.append(Entry(peer_set, target_set, c.ports,

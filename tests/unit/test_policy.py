@@ -301,6 +301,26 @@ def test_host_sets_are_plain_sets_in_nftables_and_networks_interval_sets() -> No
     assert f"add element ip netplane-policy {nets} {{ 172.16.0.0/24 }}" in script
 
 
+def test_rules_with_the_same_peers_share_one_set_in_any_policy() -> None:
+    pods = [info("x", "a", "10.244.1.10", labels={"pod": "a"}),
+            info("x", "b", "10.244.1.11", labels={"pod": "b"}),
+            info("y", "b", "10.244.1.21", labels={"pod": "b"})]
+    from_b = {"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}
+    from_ns_y = {"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}
+    pols = [pc.netpol("one", "x", {"podSelector": {}, "ingress": [from_b, from_ns_y]}),
+            pc.netpol("two", "x", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                   "ingress": [from_ns_y, from_b]}),
+            pc.netpol("three", "y", {"podSelector": {}, "ingress": [from_b, from_ns_y]})]
+    plan = policy.plan(policy.compute(pols, pods, {"x": {"ns": "x"}, "y": {"ns": "y"}}))
+    sets = {c.policy: [e.peer_set for e in c.entries] for c in plan.policy_chains.values()}
+    assert sets["x/one"] == sets["x/two"][::-1]  # the same peers, the same sets
+    # A pod selector alone looks into its policy's namespace: y/three's own set.
+    assert sets["y/three"][0] != sets["x/one"][0] and sets["y/three"][1] == sets["x/one"][1]
+    assert plan.sets[sets["x/one"][0]] == frozenset({"10.244.1.11/32"})
+    assert plan.sets[sets["y/three"][0]] == frozenset({"10.244.1.21/32"})
+    assert len(plan.sets) == 3
+
+
 def test_restore_document_holds_only_what_changed() -> None:
     old = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-A": ["-A NPOL-I-A y"]}
     new = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-B": ["-A NPOL-I-B z"]}

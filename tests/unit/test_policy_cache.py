@@ -191,6 +191,12 @@ def test_every_cache_equals_a_cold_computation_over_random_changes(seed: int) ->
         assert model == cold, f"after {history}"
         plan, cold_plan = planner.plan(model), policy.plan(cold)
         assert plan == cold_plan, f"after {history}"
+        # A set shared by several rules holds what each of them needs.
+        for (key, direction), rules in model.rules.items():
+            chain = plan.policy_chains[policy.policy_chain_name(key, direction)]
+            for clause, entry in zip(rules.clauses, chain.entries, strict=True):
+                if entry.peer_set is not None:
+                    assert plan.sets[entry.peer_set] == clause.peers, f"after {history}"
         assert ipt.chains(plan) == ipt_policy.chains(cold_plan), f"after {history}"
         assert nft.render(plan) == nft_policy.render(cold_plan), f"after {history}"
 
