@@ -626,6 +626,11 @@ class Plan:
                       key=lambda c: ipaddress.ip_address(c.ip))
 
 
+def derived_name(prefix: str, owner: str) -> str:
+    """A chain's or a set's name: our prefix and a hash of what owns it."""
+    return prefix + _hash16(owner)
+
+
 def policy_chain_name(policy: str, direction: Direction) -> str:
     return POLICY_CHAIN_PREFIX[direction] + _hash16(f"{policy}/{direction}")
 

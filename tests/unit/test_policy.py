@@ -179,6 +179,34 @@ def test_probe_matrix_on_rendered_iptables_rules(case: pc.Case) -> None:
             assert got == want, f"step {i} ({how}):\n{pc.table(got, want)}"
 
 
+def test_many_isolated_pods_are_dispatched_through_address_blocks() -> None:
+    # 100 pods on node-1 (10.244.1.2-101): even ones web, odd ones client;
+    # the web pods take clients only, the clients may reach web pods only.
+    pods = [info("x", f"p{i}", f"10.244.1.{i + 2}",
+                 labels={"app": "web" if i % 2 == 0 else "client"}) for i in range(100)]
+    pols = [pc.netpol("web", "x", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [
+                {"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
+            pc.netpol("client", "x", {"podSelector": {"matchLabels": {"app": "client"}},
+                                      "policyTypes": ["Egress"], "egress": [
+                {"to": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]})]
+    plan = policy.plan(policy.compute(pols, pods, {}))
+    chains = ipt_policy.chains(plan)
+    # 50 pods each way: 7 blocks of 16 addresses each way, then a rule per pod of the block.
+    assert len(chains[ipt_policy.FILTER_CHAIN]) == 14
+    assert "-s 10.244.1.0/28 -j NPOL-DE-" in chains[ipt_policy.FILTER_CHAIN][0]
+    blocks = [c for c in chains if c.startswith(("NPOL-DE-", "NPOL-DI-"))]
+    assert len(blocks) == 14 and max(len(chains[b]) for b in blocks) <= 8
+    rs = parse(ipt_policy.restore_document(chains) or "").with_jumps(ipt_policy.JUMPS)
+
+    def verdicts(src: int, dst: int) -> set[Verdict]:
+        pkt = Packet(f"10.244.1.{src + 2}", "tcp", f"10.244.1.{dst + 2}", 80)
+        return {f.verdict for f in trace_packet(rs, pkt, sets=plan.sets)}
+    assert verdicts(99, 0) == {Verdict.ACCEPT}  # client -> web
+    assert verdicts(1, 98) == {Verdict.ACCEPT}
+    assert verdicts(98, 0) != {Verdict.ACCEPT}  # web -> web: not from a client
+    assert verdicts(1, 3) != {Verdict.ACCEPT}  # client -> client: egress denied
+
+
 def test_no_policy_renders_no_rule() -> None:
     plan = policy.plan(policy.compute([], [info("x", "a", "10.244.1.2")], {}))
     assert ipt_policy.chains(plan) == {
