@@ -177,6 +177,9 @@ class PolicyEnforcer(SyncLoop):
         self._runner = runner
         self.model = policy.NodePolicy()
         self.plan = policy.Plan()
+        # Each sync works out again only the policies whose inputs changed.
+        self._models = policy.ModelCache(local=lambda p: p.node == node_name)
+        self._planner = policy.Planner()
         self._rendered: Any = None
         self.policy_sync_duration = Histogram(SYNC_BUCKETS)
         self.cut_connections = 0
@@ -212,10 +215,9 @@ class PolicyEnforcer(SyncLoop):
         return self.backend.intact()
 
     def compute(self) -> tuple[policy.NodePolicy, policy.Plan]:
-        node = self.node_name
-        model = policy.compute(self.inputs.policies.values(), self.inputs.pods.values(),
-                               self.inputs.namespaces, local=lambda p: p.node == node)
-        return model, policy.plan(model)
+        model = self._models.compute(self.inputs.policies.values(), self.inputs.pods.values(),
+                                     self.inputs.namespaces)
+        return model, self._planner.plan(model)
 
     async def sync(self, *, full: bool = False) -> bool:
         start = self._clock()

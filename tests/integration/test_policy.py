@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables import policy as ipt_policy
 from netplane.proxy.iptables.apply import Backend, IptablesApplier, tool
 from netplane.proxy.iptables.policy import PolicyApplier
 from netplane.proxy.iptables.proxier import Proxier
@@ -123,6 +124,24 @@ async def test_default_deny_egress(topo: Topology, mode: str) -> None:
     assert topo.probe("tcp", PODS["pod-a"], 8080) == ["ERR:EHOSTUNREACH"]
     assert ok(topo.probe("tcp", PODS["pod-a"], 8080, src=topo.pods["pod-b"]), "pod-a")
     e.clean_up()
+
+
+@pytest.mark.parametrize("mode", ["iptables-nft", "iptables-legacy"])
+async def test_a_dispatch_through_address_blocks_judges_alike(topo: Topology, mode: str,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    monkeypatch.setattr(ipt_policy, "FLAT_DISPATCH", 0)  # blocks from the first pod on
+    e = enforcer(topo, mode)
+    e.on_policy(None, DB_FROM_CLIENT)
+    e.on_policy(None, netpol("no-egress", {"podSelector": {"matchLabels": {"app": "web"}},
+                                           "policyTypes": ["Egress"]}))
+    assert await e.sync(full=True)
+    assert "NPOL-DI-" in sh(f"{mode}-save", netns=topo.node)
+    assert ok(topo.probe("tcp", PODS["pod-a"], 8080), "pod-a")
+    assert topo.probe("tcp", PODS["pod-a"], 8080, src=topo.pods["pod-b"]) == ["ERR:EHOSTUNREACH"]
+    assert ok(topo.probe("tcp", PODS["pod-b"], 8080), "pod-b")  # isolated for egress only
+    e.clean_up()
+    assert "NPOL" not in sh(f"{mode}-save", netns=topo.node)
 
 
 async def test_service_traffic_is_judged_on_the_backend_after_dnat(topo: Topology) -> None:

@@ -179,6 +179,34 @@ def test_probe_matrix_on_rendered_iptables_rules(case: pc.Case) -> None:
             assert got == want, f"step {i} ({how}):\n{pc.table(got, want)}"
 
 
+def test_many_isolated_pods_are_dispatched_through_address_blocks() -> None:
+    # 100 pods on node-1 (10.244.1.2-101): even ones web, odd ones client;
+    # the web pods take clients only, the clients may reach web pods only.
+    pods = [info("x", f"p{i}", f"10.244.1.{i + 2}",
+                 labels={"app": "web" if i % 2 == 0 else "client"}) for i in range(100)]
+    pols = [pc.netpol("web", "x", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [
+                {"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}),
+            pc.netpol("client", "x", {"podSelector": {"matchLabels": {"app": "client"}},
+                                      "policyTypes": ["Egress"], "egress": [
+                {"to": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]})]
+    plan = policy.plan(policy.compute(pols, pods, {}))
+    chains = ipt_policy.chains(plan)
+    # 50 pods each way: 7 blocks of 16 addresses each way, then a rule per pod of the block.
+    assert len(chains[ipt_policy.FILTER_CHAIN]) == 14
+    assert "-s 10.244.1.0/28 -j NPOL-DE-" in chains[ipt_policy.FILTER_CHAIN][0]
+    blocks = [c for c in chains if c.startswith(("NPOL-DE-", "NPOL-DI-"))]
+    assert len(blocks) == 14 and max(len(chains[b]) for b in blocks) <= 8
+    rs = parse(ipt_policy.restore_document(chains) or "").with_jumps(ipt_policy.JUMPS)
+
+    def verdicts(src: int, dst: int) -> set[Verdict]:
+        pkt = Packet(f"10.244.1.{src + 2}", "tcp", f"10.244.1.{dst + 2}", 80)
+        return {f.verdict for f in trace_packet(rs, pkt, sets=plan.sets)}
+    assert verdicts(99, 0) == {Verdict.ACCEPT}  # client -> web
+    assert verdicts(1, 98) == {Verdict.ACCEPT}
+    assert verdicts(98, 0) != {Verdict.ACCEPT}  # web -> web: not from a client
+    assert verdicts(1, 3) != {Verdict.ACCEPT}  # client -> client: egress denied
+
+
 def test_no_policy_renders_no_rule() -> None:
     plan = policy.plan(policy.compute([], [info("x", "a", "10.244.1.2")], {}))
     assert ipt_policy.chains(plan) == {
@@ -263,12 +291,102 @@ def test_nft_rules_read_as_the_specification_says() -> None:
     assert "type filter hook forward priority -5; policy accept;" in script
 
 
+def test_comments_stay_within_what_iptables_takes_under_many_policies() -> None:
+    pods = [info("x", "a", "10.244.1.10", labels={"pod": "a"})]
+    pols = [pc.netpol(f"allow-with-a-long-name-{i}", "x", {"podSelector": {}, "ingress": [{}]})
+            for i in range(40)]
+    plan = policy.plan(policy.compute(pols, pods, {}))
+    rules = [r for c in ipt_policy.chains(plan).values() for r in c]
+    comments = [r.split('--comment "', 1)[1].split('"', 1)[0] for r in rules]
+    assert max(map(len, comments)) == ipt_policy.MAX_COMMENT
+    assert any(c.startswith("x/a is isolated for ingress by x/allow-with") and c.endswith("...")
+               for c in comments)
+
+
+def test_collapse_drops_networks_inside_others_and_keeps_neighbours_apart() -> None:
+    assert policy.collapse(["10.0.0.0/24", "10.0.0.7/32", "10.0.1.1/32", "10.0.1.0/32",
+                            "10.0.0.128/25"]) == frozenset(
+        {"10.0.0.0/24", "10.0.1.0/32", "10.0.1.1/32"})
+    assert policy.collapse(["10.0.0.5/24"]) == frozenset({"10.0.0.0/24"})
+    assert policy.collapse([]) == frozenset()
+
+
+def test_host_sets_are_plain_sets_in_nftables_and_networks_interval_sets() -> None:
+    pods = [info("a", "web", "10.244.1.2", labels={"app": "web"}),
+            info("a", "db", "10.244.1.3", labels={"app": "db"})]
+    pol = {"metadata": {"namespace": "a", "name": "p"}, "spec": {
+        "podSelector": {"matchLabels": {"app": "web"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "db"}}}]},
+                    {"from": [{"ipBlock": {"cidr": "172.16.0.0/24"}}]}]}}
+    plan = policy.plan(policy.compute([pol], pods, {}))
+    (hosts,) = [s for s, e in plan.sets.items() if e == {"10.244.1.3/32"}]
+    (nets,) = [s for s, e in plan.sets.items() if e == {"172.16.0.0/24"}]
+    assert plan.networks == {nets}
+    script = nft_policy.full_script(nft_policy.render(plan))
+    assert f"add set ip netplane-policy {hosts} {{ type ipv4_addr; }}" in script
+    assert f"add element ip netplane-policy {hosts} {{ 10.244.1.3 }}" in script
+    assert f"add set ip netplane-policy {nets} {{ type ipv4_addr; flags interval; }}" in script
+    assert f"add element ip netplane-policy {nets} {{ 172.16.0.0/24 }}" in script
+
+
+def test_rules_with_the_same_peers_share_one_set_in_any_policy() -> None:
+    pods = [info("x", "a", "10.244.1.10", labels={"pod": "a"}),
+            info("x", "b", "10.244.1.11", labels={"pod": "b"}),
+            info("y", "b", "10.244.1.21", labels={"pod": "b"})]
+    from_b = {"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}
+    from_ns_y = {"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}
+    pols = [pc.netpol("one", "x", {"podSelector": {}, "ingress": [from_b, from_ns_y]}),
+            pc.netpol("two", "x", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                   "ingress": [from_ns_y, from_b]}),
+            pc.netpol("three", "y", {"podSelector": {}, "ingress": [from_b, from_ns_y]})]
+    plan = policy.plan(policy.compute(pols, pods, {"x": {"ns": "x"}, "y": {"ns": "y"}}))
+    sets = {c.policy: [e.peer_set for e in c.entries] for c in plan.policy_chains.values()}
+    assert sets["x/one"] == sets["x/two"][::-1]  # the same peers, the same sets
+    # A pod selector alone looks into its policy's namespace: y/three's own set.
+    assert sets["y/three"][0] != sets["x/one"][0] and sets["y/three"][1] == sets["x/one"][1]
+    assert plan.sets[sets["x/one"][0]] == frozenset({"10.244.1.11/32"})
+    assert plan.sets[sets["y/three"][0]] == frozenset({"10.244.1.21/32"})
+    assert len(plan.sets) == 3
+
+
 def test_restore_document_holds_only_what_changed() -> None:
     old = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-A": ["-A NPOL-I-A y"]}
     new = {"NPOL-FILTER": ["-A NPOL-FILTER x"], "NPOL-I-B": ["-A NPOL-I-B z"]}
     assert ipt_policy.restore_document(new, old) == (
         "*filter\n:NPOL-I-B - [0:0]\n:NPOL-I-A - [0:0]\n-A NPOL-I-B z\n-X NPOL-I-A\nCOMMIT\n")
     assert ipt_policy.restore_document(new, new) is None
+
+
+IPSET_SAVE = """\
+create NPOL-S-A hash:net family inet hashsize 64 maxelem 65536 bucketsize 12 initval 0x1
+add NPOL-S-A 10.244.1.2
+add NPOL-S-A 10.0.0.0/24
+create NPOL-S-B hash:ip family inet hashsize 1024 maxelem 65536
+add NPOL-S-B 10.244.1.3
+create NPOL-S-C hash:net family inet hashsize 64 maxelem 65536
+add NPOL-S-C 10.244.1.4 nomatch
+create KUBE-OTHER hash:net family inet hashsize 64 maxelem 65536
+add KUBE-OTHER 10.9.9.9
+"""
+
+
+def test_a_full_sync_reads_the_kernel_sets_and_writes_only_the_difference() -> None:
+    kernel = ipt_policy.parse_ipset_save(IPSET_SAVE)
+    assert kernel.sets == {"NPOL-S-A": frozenset({"10.244.1.2/32", "10.0.0.0/24"}),
+                           "NPOL-S-B": frozenset({"10.244.1.3/32"}),
+                           "NPOL-S-C": frozenset({"10.244.1.4/32"})}
+    assert kernel.odd == {"NPOL-S-B", "NPOL-S-C"}  # a foreign type; an element with options
+    new = {"NPOL-S-A": frozenset({"10.244.1.2/32", "10.244.1.9/32"}),
+           "NPOL-S-B": frozenset({"10.244.1.3/32"}), "NPOL-S-D": frozenset({"10.1.0.0/16"})}
+    text = ipt_policy.ipset_updates(new, kernel.sets, rebuild=kernel.odd)
+    assert text.splitlines() == [
+        "del NPOL-S-A 10.0.0.0/24 -exist", "add NPOL-S-A 10.244.1.9/32 -exist",
+        "create NPOL-S-B hash:net family inet hashsize 64 -exist",
+        "create NPOL-S-B-T hash:net family inet hashsize 64 -exist", "flush NPOL-S-B-T",
+        "add NPOL-S-B-T 10.244.1.3/32", "swap NPOL-S-B-T NPOL-S-B", "destroy NPOL-S-B-T",
+        "create NPOL-S-D hash:net family inet hashsize 64 -exist",
+        "add NPOL-S-D 10.1.0.0/16 -exist"]
+    assert ipt_policy.ipset_updates(kernel.sets, kernel.sets) == ""
 
 
 # -- inputs and conntrack -------------------------------------------------------------

@@ -5,20 +5,24 @@ The first packet of every connection that a node forwards or receives
 conntrack) enters ``NPOL-FILTER`` from the top of FORWARD and INPUT. It
 dispatches on the pod's address: the source's egress chain, then the
 destination's ingress chain (``NPOL-PODE-`` / ``NPOL-PODI-``, only for pods
-that some policy isolates). A pod chain lets a pod reach itself, runs each
-isolating policy's chain (``NPOL-I-`` / ``NPOL-E-``), whose rules only set
-the allow bit of the packet mark, and rejects what no policy marked; it
-clears the bit again so the other direction starts afresh. Addresses live
-in ipsets (``NPOL-S-``, hash:net), one per rule side, so a pod that comes,
-goes or changes labels updates set elements and leaves every chain as it
-was. Replies and the rest of a connection never meet these rules. Pure
-rendering here; ``PolicyApplier`` puts it into the kernel.
+that some policy isolates), through a chain per block of addresses
+(``NPOL-DE-`` / ``NPOL-DI-``) on a node with many of them. A pod chain
+lets a pod reach itself, runs each isolating policy's chain (``NPOL-I-`` /
+``NPOL-E-``), whose rules only set the allow bit of the packet mark, and
+rejects what no policy marked; it clears the bit again so the other
+direction starts afresh. Addresses live in ipsets (``NPOL-S-``, hash:net),
+one per distinct set of peers, so a pod that comes, goes or changes labels
+updates set elements and leaves every chain as it was. Replies and the
+rest of a connection never meet these rules. Pure rendering here;
+``PolicyApplier`` puts it into the kernel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from netplane.proxy.command import CommandResult, Runner, run_command, run_in
 from netplane.proxy.iptables.chains import Jump, Table, quote
@@ -29,6 +33,7 @@ from netplane.proxy.policy import (
     PodChain,
     PolicyChain,
     PortRange,
+    derived_name,
 )
 
 FILTER_CHAIN = "NPOL-FILTER"
@@ -37,6 +42,7 @@ REJECT_CHAIN = "NPOL-REJECT"
 ALLOW_MARK = 0x10000
 _MARK = f"{ALLOW_MARK:#x}/{ALLOW_MARK:#x}"
 REJECT = "REJECT --reject-with icmp-admin-prohibited"
+Chain = TypeVar("Chain", PolicyChain, PodChain)
 
 _FIRST_PACKETS = ("-m", "conntrack", "--ctstate", "NEW,UNTRACKED")
 # They must stand first in their built-in chains: the Service proxy's
@@ -47,7 +53,14 @@ JUMPS: tuple[Jump, ...] = (
 )
 
 
+# The comment match holds 255 characters; iptables-restore refuses longer
+# ones ("Parameter too long"), and a pod under a hundred policies names them all.
+MAX_COMMENT = 255
+
+
 def _rule(chain: str, comment: str, args: str) -> str:
+    if len(comment) > MAX_COMMENT:
+        comment = comment[:MAX_COMMENT - 3] + "..."
     return f"-A {chain} -m comment --comment {quote(comment)} {args}"
 
 
@@ -91,24 +104,72 @@ def pod_chain_rules(chain: PodChain) -> list[str]:
     return lines
 
 
-def dispatch_rules(plan: Plan) -> list[str]:
-    lines = []
+# Past this many pods in one direction, the dispatch is a tree: a first
+# packet meets a rule per block of 16 addresses, then one per pod of its
+# block, instead of one per isolated pod of the node (with default-deny in
+# every namespace, 200 ingress rules on a node of 200 pods: about 30 now).
+FLAT_DISPATCH = 32
+BLOCK_PREFIX = 28
+BLOCK_CHAIN_PREFIX = {Direction.EGRESS: "NPOL-DE-", Direction.INGRESS: "NPOL-DI-"}
+
+
+def _block(ip: str) -> str:
+    host = int(ipaddress.IPv4Address(ip))
+    return f"{ipaddress.IPv4Address(host & ~((1 << (32 - BLOCK_PREFIX)) - 1))}/{BLOCK_PREFIX}"
+
+
+def dispatch_chains(plan: Plan) -> dict[str, list[str]]:
+    """``NPOL-FILTER`` and, for a node with many isolated pods, the block
+    chains it dispatches to (``NPOL-DE-`` / ``NPOL-DI-``, by address block)."""
+    top: list[str] = []
+    out = {FILTER_CHAIN: top}
     for direction, match in ((Direction.EGRESS, "-s"), (Direction.INGRESS, "-d")):
-        for c in plan.dispatch(direction):
-            lines.append(_rule(FILTER_CHAIN, f"{c.pod} {direction.lower()}",
-                               f"{match} {c.ip}/32 -j {c.name}"))
-    return lines
+        pods = plan.dispatch(direction)
+        if len(pods) <= FLAT_DISPATCH:
+            top += [_rule(FILTER_CHAIN, f"{c.pod} {direction.lower()}",
+                          f"{match} {c.ip}/32 -j {c.name}") for c in pods]
+            continue
+        blocks: dict[str, list[PodChain]] = {}
+        for c in pods:
+            blocks.setdefault(_block(c.ip), []).append(c)
+        for block, members in blocks.items():
+            chain = derived_name(BLOCK_CHAIN_PREFIX[direction], f"{block}/{direction}")
+            top.append(_rule(FILTER_CHAIN, f"{block} {direction.lower()}",
+                             f"{match} {block} -j {chain}"))
+            out[chain] = [_rule(chain, f"{c.pod} {direction.lower()}",
+                                f"{match} {c.ip}/32 -j {c.name}") for c in members]
+    return out
+
+
+class Renderer:
+    """``chains`` that keeps each chain's rules, keyed by the chain (a value:
+    an equal chain renders to equal rules), and renders only the chains that
+    are new or changed since the last call, as kube-proxy keeps each
+    service's rules. The lists it returns are shared: read them only."""
+
+    def __init__(self) -> None:
+        self._memo: dict[PolicyChain | PodChain, list[str]] = {}
+
+    def _rules(self, chain: Chain, render: Callable[[Chain], list[str]]) -> list[str]:
+        hit = self._memo.get(chain)
+        return render(chain) if hit is None else hit
+
+    def chains(self, plan: Plan) -> dict[str, list[str]]:
+        """Every chain of ours with its rules, the dispatch chain included."""
+        out = {**dispatch_chains(plan),
+               REJECT_CHAIN: [_rule(REJECT_CHAIN, "denied by network policy", f"-j {REJECT}")]}
+        memo: dict[PolicyChain | PodChain, list[str]] = {}
+        for c in plan.policy_chains.values():
+            out[c.name] = memo[c] = self._rules(c, policy_chain_rules)
+        for p in plan.pod_chains.values():
+            out[p.name] = memo[p] = self._rules(p, pod_chain_rules)
+        self._memo = memo
+        return out
 
 
 def chains(plan: Plan) -> dict[str, list[str]]:
     """Every chain of ours with its rules, the dispatch chain included."""
-    out = {FILTER_CHAIN: dispatch_rules(plan),
-           REJECT_CHAIN: [_rule(REJECT_CHAIN, "denied by network policy", f"-j {REJECT}")]}
-    for c in plan.policy_chains.values():
-        out[c.name] = policy_chain_rules(c)
-    for p in plan.pod_chains.values():
-        out[p.name] = pod_chain_rules(p)
-    return out
+    return Renderer().chains(plan)
 
 
 def restore_document(new: Mapping[str, list[str]], old: Mapping[str, list[str]] | None = None,
@@ -116,7 +177,7 @@ def restore_document(new: Mapping[str, list[str]], old: Mapping[str, list[str]] 
     """iptables-restore text for the chains that differ from ``old`` (all
     of them without it) and the deletion of ``stale`` ones; None when
     nothing changed. Chains are declared before any rule jumps to them."""
-    changed = [c for c in new if old is None or old.get(c) != new[c]]
+    changed = [c for c in new if old is None or (old.get(c) is not new[c] and old.get(c) != new[c])]
     gone = sorted(set(stale) | (set(old or ()) - set(new)))
     if not changed and not gone:
         return None
@@ -135,28 +196,71 @@ def _temp(name: str) -> str:
     return name + "-T"
 
 
+# A small first hash: a node holds thousands of these sets, most of a few
+# addresses, and the default (1024 buckets) makes each one cost 8 KiB and
+# its creation four times as long; the kernel grows a hash that fills up.
+# (``create -exist`` ignores the hash size of a set that exists.)
+_CREATE = "hash:net family inet hashsize 64"
+
+
 def ipset_updates(new: Mapping[str, frozenset[str]],
-                  old: Mapping[str, frozenset[str]] | None) -> str:
+                  old: Mapping[str, frozenset[str]] | None, *,
+                  rebuild: Iterable[str] = ()) -> str:
     """``ipset restore`` text that makes every set hold ``new``: new sets
-    are created, known ones get only their added and removed elements.
-    Without ``old`` (the kernel's content unknown) each set is filled
-    under a temporary name and swapped in, so no lookup sees it half full."""
+    are created, known ones get only their added and removed elements
+    (``old`` is what they hold: what was applied last, or what the kernel
+    was read to hold). Without ``old`` (the kernel's content unknown), and
+    for the sets in ``rebuild``, a set is filled under a temporary name and
+    swapped in, so no lookup sees it half full."""
     lines = []
+    rebuild = set(rebuild)
     for name in sorted(new):
-        elements = sorted(new[name])
-        if old is None or name not in old:
-            lines.append(f"create {name} hash:net family inet -exist")
-        if old is None:
-            lines.append(f"create {_temp(name)} hash:net family inet -exist")
+        if old is None or name in rebuild:
+            lines.append(f"create {name} {_CREATE} -exist")
+            lines.append(f"create {_temp(name)} {_CREATE} -exist")
             lines.append(f"flush {_temp(name)}")
-            lines += [f"add {_temp(name)} {e}" for e in elements]
+            lines += [f"add {_temp(name)} {e}" for e in sorted(new[name])]
             lines.append(f"swap {_temp(name)} {name}")
             lines.append(f"destroy {_temp(name)}")
             continue
+        if name not in old:
+            lines.append(f"create {name} {_CREATE} -exist")
         before = old.get(name, frozenset())
+        if before is new[name]:
+            continue  # the same set as last time: nothing to compare
         lines += [f"del {name} {e} -exist" for e in sorted(before - new[name])]
         lines += [f"add {name} {e} -exist" for e in sorted(new[name] - before)]
     return "".join(line + "\n" for line in lines)
+
+
+@dataclass
+class KernelSets:
+    """Our sets as ``ipset save`` shows them."""
+
+    sets: dict[str, frozenset[str]]  # elements written as a plan writes them
+    odd: set[str]  # not a plain hash:net of IPv4, or elements with options
+
+
+def parse_ipset_save(text: str) -> KernelSets:
+    """Reads our sets (prefix ``NPOL-``) out of ``ipset save`` output. It
+    writes a host of a hash:net without its /32; a plan writes it with."""
+    members: dict[str, set[str]] = {}
+    odd: set[str] = set()
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 3 or not words[1].startswith(PREFIX):
+            continue
+        name = words[1]
+        if words[0] == "create":
+            members.setdefault(name, set())
+            if words[2:5] != ["hash:net", "family", "inet"]:
+                odd.add(name)
+        elif words[0] == "add":
+            element = words[2] if "/" in words[2] else words[2] + "/32"
+            members.setdefault(name, set()).add(element)
+            if len(words) > 3:
+                odd.add(name)
+    return KernelSets({n: frozenset(e) for n, e in members.items()}, odd)
 
 
 def ipset_destruction(names: Iterable[str]) -> str:
@@ -178,6 +282,7 @@ class PolicyApplier:
         self._netns = netns
         self._runner = runner
         self.applied: Applied | None = None
+        self._renderer = Renderer()
 
     def _run(self, argv: list[str], stdin: str | None = None, *,
              check: bool = True) -> CommandResult:
@@ -215,7 +320,7 @@ class PolicyApplier:
             self._iptables("-I", jump.base_chain, "1", *jump.rule_args())
 
     def render(self, plan: Plan) -> dict[str, list[str]]:
-        return chains(plan)
+        return self._renderer.chains(plan)
 
     def dropped_packets(self) -> int:
         out = self._iptables("-L", REJECT_CHAIN, "-v", "-x", "-n", check=False).stdout
@@ -231,16 +336,23 @@ class PolicyApplier:
         return set(self.applied.chains) <= self.kernel_chains()
 
     def apply(self, plan: Plan, rendered: dict[str, list[str]], *, full: bool) -> None:
-        """Full: the kernel's content is not trusted (start, drift, period)."""
+        """Full: the kernel's content is not trusted (start, drift, period).
+        Its sets are read back instead, and only what differs is written:
+        refilling every set would cost seconds at 100,000 elements."""
         old = None if full or self.applied is None else self.applied
-        sets_text = ipset_updates(plan.sets, None if old is None else old.sets)
+        if old is None:
+            kernel = parse_ipset_save(self._run(["ipset", "save"]).stdout)
+            sets_text = ipset_updates(plan.sets, kernel.sets, rebuild=kernel.odd)
+            have_sets = set(kernel.sets)
+        else:
+            sets_text, have_sets = ipset_updates(plan.sets, old.sets), set(old.sets)
         if sets_text:
             self._run(["ipset", "restore"], sets_text)
         stale_chains = self.kernel_chains() - set(rendered) if old is None else set()
         doc = restore_document(rendered, None if old is None else old.chains, stale=stale_chains)
         if doc is not None:
             self._run([f"{self._tool}-restore", "-w", "--noflush"], doc)
-        gone_sets = (self.kernel_sets() if old is None else set(old.sets)) - set(plan.sets)
+        gone_sets = have_sets - set(plan.sets)
         if gone_sets:
             self._run(["ipset", "restore"], ipset_destruction(gone_sets))
         self.applied = Applied(dict(rendered), dict(plan.sets))

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from netplane.proxy.command import CommandResult, Runner, run_command, run_in
 from netplane.proxy.policy import Direction, Plan, PodChain, PolicyChain, PortRange
@@ -30,6 +32,7 @@ MAPS = {Direction.EGRESS: ("pod-egress", "ip saddr"),
 ALLOW_MARK = 0x10000
 REJECT = "reject with icmp type admin-prohibited"
 DROPPED = "dropped"  # a named counter that every denial counts in
+Chain = TypeVar("Chain", PolicyChain, PodChain)
 
 
 def _comment(text: str) -> str:
@@ -82,19 +85,56 @@ class Rendered:
     chains: dict[str, list[str]]
     maps: dict[str, dict[str, str]]  # map -> pod IP -> its chain
     sets: dict[str, frozenset[str]]
+    # The sets holding networks: interval sets. The others hold host
+    # addresses, in plain sets: an element update of an interval set makes
+    # nft 1.0 read every interval set of the table first (a quarter of a
+    # second at 25,000 elements), one of a plain set does not.
+    networks: frozenset[str] = frozenset()
+
+
+class Renderer:
+    """``render`` that keeps each chain's rules, keyed by the chain (a
+    value), and renders only the chains that are new or changed since the
+    last call. The lists it returns are shared: read them only."""
+
+    def __init__(self) -> None:
+        self._memo: dict[PolicyChain | PodChain, list[str]] = {}
+
+    def _rules(self, chain: Chain, render: Callable[[Chain], list[str]]) -> list[str]:
+        hit = self._memo.get(chain)
+        return render(chain) if hit is None else hit
+
+    def render(self, plan: Plan) -> Rendered:
+        chains: dict[str, list[str]] = {}
+        memo: dict[PolicyChain | PodChain, list[str]] = {}
+        for c in plan.policy_chains.values():
+            chains[c.name] = memo[c] = self._rules(c, policy_chain_rules)
+        for p in plan.pod_chains.values():
+            chains[p.name] = memo[p] = self._rules(p, pod_chain_rules)
+        self._memo = memo
+        maps: dict[str, dict[str, str]] = {m: {} for m, _ in MAPS.values()}
+        for p in plan.pod_chains.values():
+            maps[MAPS[p.direction][0]][p.ip] = p.name
+        return Rendered(chains, maps, dict(plan.sets), frozenset(plan.networks))
 
 
 def render(plan: Plan) -> Rendered:
-    chains = {c.name: policy_chain_rules(c) for c in plan.policy_chains.values()}
-    chains.update({p.name: pod_chain_rules(p) for p in plan.pod_chains.values()})
-    maps: dict[str, dict[str, str]] = {m: {} for m, _ in MAPS.values()}
-    for p in plan.pod_chains.values():
-        maps[MAPS[p.direction][0]][p.ip] = p.name
-    return Rendered(chains, maps, dict(plan.sets))
+    return Renderer().render(plan)
 
 
 def _elements(items: list[str]) -> str:
     return "{ " + ", ".join(items) + " }"
+
+
+def _set_elements(r: Rendered, name: str, elements: frozenset[str]) -> str:
+    if name in r.networks:
+        return _elements(sorted(elements))
+    return _elements(sorted(e.removesuffix("/32") for e in elements))
+
+
+def _declare_set(r: Rendered, name: str) -> str:
+    flags = " flags interval;" if name in r.networks else ""
+    return f"add set {TABLE_REF} {name} {{ type ipv4_addr;{flags} }}"
 
 
 def _fixed() -> list[str]:
@@ -115,9 +155,9 @@ def full_script(r: Rendered) -> str:
     lines = [f"add table {TABLE_REF}", f"delete table {TABLE_REF}", f"add table {TABLE_REF}",
              f"add counter {TABLE_REF} {DROPPED}"]
     for name in sorted(r.sets):
-        lines.append(f"add set {TABLE_REF} {name} {{ type ipv4_addr; flags interval; }}")
+        lines.append(_declare_set(r, name))
         if r.sets[name]:
-            lines.append(f"add element {TABLE_REF} {name} {_elements(sorted(r.sets[name]))}")
+            lines.append(f"add element {TABLE_REF} {name} {_set_elements(r, name, r.sets[name])}")
     lines.extend(f"add chain {TABLE_REF} {c}" for c in sorted(r.chains))
     for c in sorted(r.chains):
         lines.extend(f"add rule {TABLE_REF} {c} {rule}" for rule in r.chains[c])
@@ -134,16 +174,20 @@ def update_script(new: Rendered, old: Rendered) -> str | None:
     chains first, then rules and elements, then what went away."""
     lines: list[str] = []
     for name in sorted(set(new.sets) - set(old.sets)):
-        lines.append(f"add set {TABLE_REF} {name} {{ type ipv4_addr; flags interval; }}")
+        lines.append(_declare_set(new, name))
     for name in sorted(new.sets):
         before, after = old.sets.get(name, frozenset()), new.sets[name]
+        if before is after:
+            continue  # the same set as last time: nothing to compare
         if before - after:
-            lines.append(f"delete element {TABLE_REF} {name} {_elements(sorted(before - after))}")
+            lines.append(f"delete element {TABLE_REF} {name} "
+                         f"{_set_elements(new, name, before - after)}")
         if after - before:
-            lines.append(f"add element {TABLE_REF} {name} {_elements(sorted(after - before))}")
+            lines.append(f"add element {TABLE_REF} {name} "
+                         f"{_set_elements(new, name, after - before)}")
     lines.extend(f"add chain {TABLE_REF} {c}" for c in sorted(set(new.chains) - set(old.chains)))
     for c in sorted(new.chains):
-        if old.chains.get(c) == new.chains[c]:
+        if old.chains.get(c) is new.chains[c] or old.chains.get(c) == new.chains[c]:
             continue
         if c in old.chains:
             lines.append(f"flush chain {TABLE_REF} {c}")
@@ -170,6 +214,7 @@ class NftPolicyApplier:
         self._netns = netns
         self._runner = runner
         self.applied: Rendered | None = None
+        self._renderer = Renderer()
 
     def _run(self, argv: list[str], stdin: str | None = None, *,
              check: bool = True) -> CommandResult:
@@ -179,7 +224,7 @@ class NftPolicyApplier:
         """The base chains come with every full load; nothing to do here."""
 
     def render(self, plan: Plan) -> Rendered:
-        return render(plan)
+        return self._renderer.render(plan)
 
     def dropped_packets(self) -> int:
         out = self._run(["nft", "list", "counter", FAMILY, TABLE, DROPPED], check=False).stdout
