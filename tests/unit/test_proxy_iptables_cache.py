@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ import pytest
 from netplane.proxy.config import ProxyConfig
 from netplane.proxy.iptables import proxier as proxier_module
 from netplane.proxy.iptables.chains import Table
-from netplane.proxy.iptables.document import Part, Pieces
+from netplane.proxy.iptables.document import Layout, Part, Pieces
 from netplane.proxy.iptables.proxier import Proxier
 from netplane.proxy.iptables.render import render
 from netplane.proxy.iptables.rules import PortRules
@@ -34,30 +35,27 @@ from tests.unit.proxy_churn import CONFIGS, NODE, Churn, Event
 from tests.unit.test_proxy_iptables_partial import canonical
 from tests.unit.test_proxy_proxier import WEB, FakeKernel, endpoints
 
-SLOTS = {(Table.NAT, Part.SHARED), (Table.NAT, Part.OWN)}
-
 
 @pytest.fixture
 def kernel() -> FakeKernel:
     return FakeKernel()
 
 
+@dataclass(frozen=True)
 class Text:
     """A piece with fixed text, for the generic ``Pieces``."""
 
-    def __init__(self, shared: str, own: str = "", chains: tuple[str, ...] = ()) -> None:
-        self._text = {Part.SHARED: shared, Part.OWN: own}
-        self._chains = chains
+    shared: str
+    own: str = ""
+    chains: tuple[str, ...] = ()
 
-    def text(self, table: Table, part: Part) -> str:
-        return self._text.get(part, "") if table is Table.NAT else ""
 
-    def chains(self, table: Table) -> tuple[str, ...]:
-        return self._chains if table is Table.NAT else ()
+LAYOUT: Layout[Text] = Layout.of_fields({(Table.NAT, Part.SHARED): "shared",
+                                         (Table.NAT, Part.OWN): "own"}, {Table.NAT: "chains"})
 
 
 def pieces(**items: Text) -> Pieces[str, Text]:
-    return Pieces(items, slots=SLOTS, order=str)
+    return Pieces(items, layout=LAYOUT, order=str)
 
 
 def test_pieces_join_in_owner_order_and_only_their_slots() -> None:
@@ -76,7 +74,7 @@ def test_pieces_keep_the_joined_text_of_slots_no_change_touched() -> None:
     assert q.joined(Table.NAT, Part.SHARED) is shared  # reused, not joined again
     assert q.joined(Table.NAT, Part.OWN) == "A\nB2\n"
     # The old version is left as it was: it is what the kernel still holds.
-    assert p.joined(Table.NAT, Part.OWN) is own and p["b"].text(Table.NAT, Part.OWN) == "B\n"
+    assert p.joined(Table.NAT, Part.OWN) is own and p["b"].own == "B\n"
 
 
 def test_pieces_added_and_removed_owners_take_their_place() -> None:
@@ -88,6 +86,9 @@ def test_pieces_added_and_removed_owners_take_their_place() -> None:
     r = q.with_changes({"a": None, "zz": None})
     assert r.ordered() == ["b", "c"] and r.joined(Table.NAT, Part.SHARED) == "b\nc\n"
     assert "a" not in r and len(r) == 2 and r.chains(Table.NAT) == set()
+    s = r.with_changes({"b": Text("b\n", chains=("NP-B",))})
+    assert s.chains(Table.NAT) == {"NP-B"} and list(s.owned("b", Table.NAT)) == ["NP-B"]
+    assert s.owned("c", Table.FILTER) == () and s.owned("zz", Table.NAT) == ()
 
 
 def test_port_rules_compare_by_content() -> None:

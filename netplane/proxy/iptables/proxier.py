@@ -27,9 +27,9 @@ from netplane.proxy.config import ProxyConfig
 from netplane.proxy.conntrack import Entry, PortView, stale_entries
 from netplane.proxy.iptables.chains import FIXED_CHAINS, Table
 from netplane.proxy.iptables.describe import describe_port, kernel_mismatches
-from netplane.proxy.iptables.document import Part, Pieces
+from netplane.proxy.iptables.document import Layout, Pieces
 from netplane.proxy.iptables.render import document, partial_document, render
-from netplane.proxy.iptables.rules import PORT_SLOTS, PortRules, render_port
+from netplane.proxy.iptables.rules import PORT_CHAINS, PORT_TEXTS, PortRules, render_port
 from netplane.proxy.loop import SyncLoop
 from netplane.proxy.model import Protocol as IPProtocol
 from netplane.proxy.model import ServicePortInfo, ServicePortName, is_ipv4, port_order
@@ -63,24 +63,18 @@ class ConntrackCleaner(Protocol):
 
 
 class Port(NamedTuple):
-    """One service port as rendered: what it is and its rules (a ``Piece``
-    of the full document)."""
+    """One service port as rendered: what it is and its rules."""
 
     info: ServicePortInfo
     rules: PortRules
 
-    def text(self, table: Table, part: Part) -> str:
-        return self.rules.text(table, part)
-
-    def chains(self, table: Table) -> Iterable[str]:
-        return self.rules.chains(table)
-
 
 Ports = Pieces[ServicePortName, Port]
+_LAYOUT: Layout[Port] = Layout.of_fields(PORT_TEXTS, PORT_CHAINS, prefix="rules.")
 
 
 def _ports() -> Ports:
-    return Pieces(slots=PORT_SLOTS, order=port_order)
+    return Pieces(layout=_LAYOUT, order=port_order)
 
 
 @dataclass
@@ -181,12 +175,11 @@ class Proxier(SyncLoop):
             # can leave one behind.
             stale: dict[Table, set[str]] = {t: set() for t in Table}
             for spn in plan.changed:
-                old = self._applied.get(spn)
-                if old is not None:
-                    new = desired.get(spn)
-                    for t in Table:
-                        keep = new.chains(t) if new is not None else ()
-                        stale[t].update(c for c in old.chains(t) if c not in keep)
+                if spn not in self._applied:
+                    continue  # a new port: nothing of it to leave behind
+                for t in Table:
+                    keep = desired.owned(spn, t)
+                    stale[t].update(c for c in self._applied.owned(spn, t) if c not in keep)
         else:
             have = self._applier.current_chains()
             stale = {t: have.get(t, set()) - set(FIXED_CHAINS[t]) - desired.chains(t)

@@ -48,8 +48,8 @@ from netplane.proxy.iptables.chains import (
     rule,
     service_chain,
 )
-from netplane.proxy.iptables.document import Joined, Listed, assemble
-from netplane.proxy.iptables.rules import PortRules, render_port
+from netplane.proxy.iptables.document import Joined, Layout, Listed, assemble
+from netplane.proxy.iptables.rules import PORT_CHAINS, PORT_TEXTS, PortRules, render_port
 from netplane.proxy.model import ServicePortName, is_ipv4, port_order
 
 __all__ = [
@@ -86,6 +86,7 @@ __all__ = [
 ]
 
 PortMap = Mapping[ServicePortName, PortRules]
+_PORTS: Layout[PortRules] = Layout.of_fields(PORT_TEXTS, PORT_CHAINS)
 
 
 def _postrouting(config: ProxyConfig) -> list[str]:
@@ -170,7 +171,7 @@ def full_document(ports: Iterable[PortRules], config: ProxyConfig, *,
                   stale: Mapping[Table, set[str]] | None = None) -> str:
     """Every chain of ours, from scratch, for ``ports`` in the given order;
     ``stale`` chains (ours only) are deleted."""
-    return document(config, [Listed(ports)], stale=stale)
+    return document(config, [Listed(ports, layout=_PORTS)], stale=stale)
 
 
 def _chain_of(line: str) -> str:

@@ -27,7 +27,6 @@ partial sync compares; nothing is parsed back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from netplane.proxy import model
@@ -44,16 +43,18 @@ from netplane.proxy.iptables.chains import (
     SVC_PREFIX,
     SVL_PREFIX,
     Table,
-    hash_input,
     probability,
 )
-from netplane.proxy.iptables.document import Part, Slot, declaration
+from netplane.proxy.iptables.document import Part, Slot
 from netplane.proxy.model import EndpointInfo, ServicePortInfo, is_ipv4
 from netplane.proxy.naming import hash16
 
-# Where a service port's text goes in the full document.
-PORT_SLOTS: frozenset[Slot] = frozenset({(Table.NAT, Part.DECLS), (Table.NAT, Part.SHARED),
-                                         (Table.NAT, Part.OWN), (Table.FILTER, Part.SHARED)})
+# Where a service port's text goes in the full document, and its chains.
+PORT_TEXTS: dict[Slot, str] = {(Table.NAT, Part.DECLS): "nat_decls",
+                               (Table.NAT, Part.SHARED): "nat_shared",
+                               (Table.NAT, Part.OWN): "nat_own",
+                               (Table.FILTER, Part.SHARED): "filter_shared"}
+PORT_CHAINS: dict[Table, str] = {Table.NAT: "nat_chains"}
 
 
 @dataclass(slots=True)
@@ -80,20 +81,10 @@ class PortRules:
     rule_count: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.nat_decls = "".join([declaration(c) for c in self.nat_chains])
+        self.nat_decls = "".join([f":{c} - [0:0]\n" for c in self.nat_chains])  # declaration()
         self.nat_own = "".join(self.nat_chains.values())
         self.rule_count = (self.nat_own.count("\n") + self.nat_shared.count("\n")
                            + self.filter_shared.count("\n"))
-
-    def text(self, table: Table, part: Part) -> str:
-        if table is Table.NAT:
-            if part is Part.SHARED:
-                return self.nat_shared
-            return self.nat_decls if part is Part.DECLS else self.nat_own
-        return self.filter_shared if table is Table.FILTER and part is Part.SHARED else ""
-
-    def chains(self, table: Table) -> Iterable[str]:
-        return self.nat_chains if table is Table.NAT else ()
 
 
 class _PortWriter:
@@ -107,10 +98,10 @@ class _PortWriter:
         # Comments are quoted as ``chains.quote`` does; the parts added to
         # the name (addresses, chain names, fixed words) hold no quote.
         self.qname = self.name.replace('"', "'")
-        self._hash_input = hash_input(self.spn)
+        proto = info.protocol.lower()
+        self._hash_input = self.name + proto  # ``chains.hash_input``, from what is at hand
         self._port_hash = ""
         self._sep: dict[str, str] = {}
-        proto = info.protocol.lower()
         self.proto = f"-p {proto} -m {proto}"
         self.dport = f"--dport {info.port}"
         self.chains: dict[str, list[str]] = {}
@@ -123,10 +114,11 @@ class _PortWriter:
             self._port_hash = hash16(self._hash_input)
         return prefix + self._port_hash
 
-    def sep(self, ep: EndpointInfo) -> str:
-        name = self._sep.get(ep.address)
+    def sep(self, address: str) -> str:
+        """The endpoint chain of ``ip:port``, hashed once per port."""
+        name = self._sep.get(address)
         if name is None:
-            name = self._sep[ep.address] = SEP_PREFIX + hash16(self._hash_input + ep.address)
+            name = self._sep[address] = SEP_PREFIX + hash16(self._hash_input + address)
         return name
 
     def rule(self, chain: str, comment: str, args: str) -> str:
@@ -148,8 +140,9 @@ class _PortWriter:
         if seconds:
             # ClientIP affinity: a source seen recently goes back to its endpoint.
             for ep in eps:
-                sep = self.sep(ep)
-                rules.append(self.rule(chain, f" -> {ep.address}",
+                address = ep.address
+                sep = self.sep(address)
+                rules.append(self.rule(chain, f" -> {address}",
                                        f"-m recent --name {sep} --rcheck --seconds {seconds} "
                                        f"--reap -j {sep}"))
         n = len(eps)
@@ -157,16 +150,16 @@ class _PortWriter:
             left = n - i
             pick = f"-m statistic --mode random --probability {probability(left)} " \
                 if left > 1 else ""
-            rules.append(self.rule(chain, f" -> {ep.address}", f"{pick}-j {self.sep(ep)}"))
+            address = ep.address
+            rules.append(self.rule(chain, f" -> {address}", f"{pick}-j {self.sep(address)}"))
 
-    def endpoint_chain(self, ep: EndpointInfo) -> None:
-        sep = self.sep(ep)
+    def endpoint_chain(self, ep: EndpointInfo, sep: str) -> None:
         recent = f"-m recent --name {sep} --set " if self.info.affinity_seconds else ""
         # Hairpin: a backend reaching its own service must be masqueraded, or
         # it would see a reply from itself and drop it.
         self.chains[sep] = [
             self.rule(sep, "", f"-s {ep.ip}/32 -j {MARK_MASQ_CHAIN}"),
-            self.rule(sep, "", f"{self.proto} {recent}-j DNAT --to-destination {ep.address}"),
+            self.rule(sep, "", f"{self.proto} {recent}-j DNAT --to-destination {ep.ip}:{ep.port}"),
         ]
 
     def masquerade_off_cluster(self, chain: str) -> None:
@@ -194,8 +187,9 @@ def render_port(info: ServicePortInfo, eps: list[EndpointInfo], *, config: Proxy
     w = _PortWriter(info, config)
     sel = model.select([e for e in eps if is_ipv4(e.ip)], node_name=node_name)
     # Local endpoints are a subset of usable ones, so "any" is the cluster set.
-    uses_cluster = not info.internal_policy_local or info.has_external
-    uses_local = info.internal_policy_local or (info.has_external and info.external_policy_local)
+    has_external = info.has_external
+    uses_cluster = not info.internal_policy_local or has_external
+    uses_local = info.internal_policy_local or (has_external and info.external_policy_local)
     svc = w.port_chain(SVC_PREFIX) if uses_cluster and sel.cluster else None
     svl = w.port_chain(SVL_PREFIX) if uses_local and sel.local else None
     internal = svl if info.internal_policy_local else svc
@@ -204,15 +198,16 @@ def render_port(info: ServicePortInfo, eps: list[EndpointInfo], *, config: Proxy
     if svl is not None:
         w.chain(svl)
     _render_cluster_ip(w, internal, has_any=bool(sel.cluster))
-    if info.has_external:
+    if has_external:
         _render_external(w, svc=svc, svl=svl)
     if svc is not None:
         w.endpoint_jumps(svc, sel.cluster)
     if svl is not None:
         w.endpoint_jumps(svl, sel.local)
     for ep in (sel.cluster if svc else ()) + (sel.local if svl else ()):
-        if w.sep(ep) not in w.chains:
-            w.endpoint_chain(ep)
+        sep = w.sep(ep.address)
+        if sep not in w.chains:
+            w.endpoint_chain(ep, sep)
     return w.done(sel)
 
 
