@@ -33,7 +33,7 @@ Service proxy's partial syncs) are printed beside the figures.
 Namespaces only, all removed afterwards; needs root. Not a test.
 
     python bench/policy.py [--sizes 100,1000,5000] [--modes iptables-nft,iptables-legacy,nftables]
-                           [--data-modes iptables-nft,nftables] [--repeats 6] [--seconds 3]
+                           [--data-modes iptables-nft,nftables] [--repeats 10] [--seconds 2]
                            [--no-control-plane] [--no-data-plane] [--no-anchors]
 """
 
@@ -62,8 +62,8 @@ SIZES = (100, 1_000, 5_000)
 MODES = ("iptables-nft", "iptables-legacy", "nftables")
 DATA_MODES = ("iptables-nft", "nftables")
 CHANGES = 9
-DATA_PLANE_SECONDS = 3.0
-DATA_PLANE_REPEATS = 6
+DATA_PLANE_SECONDS = 2.0
+DATA_PLANE_REPEATS = 10
 
 
 # -- control plane --------------------------------------------------------------------
@@ -272,6 +272,8 @@ def main() -> None:
     if not args.no_data_plane:
         policy_data.data_plane(args.data_modes.split(","), args.repeats, args.seconds)
     anchors(ours=not args.no_anchors)
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end: other work on the machine "
+          "shows in the figures")
 
 
 if __name__ == "__main__":

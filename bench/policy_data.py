@@ -7,12 +7,12 @@ namespaces. The probed pods are the two last of the node, so that both
 sort last in its dispatch (the worst case for iptables' chains); in B they
 are isolated both ways and allow rules let the traffic through, as a
 request made before the runs checks. Each cycle runs A and B back to back
-(AB, then BA: other load on the machine drifts, the order alternates),
-keep-alive and a new connection per request; the client (wrk) and the
-server are pinned to CPUs 0 and 1. Reported: median requests/s with the
-range, median p50 and p99, and B/A as the median of each cycle's ratio
-with its range (a cycle's two runs are seconds apart, so the ratio holds
-where machine-wide load swings the absolute figures).
+for keep-alive, then for a new connection per request (AB, then BA in the
+next cycle: other load on the machine drifts, the order alternates); the
+client (wrk) and the server are pinned to CPUs 0 and 1. Reported: median
+requests/s with the range, median p50 and p99, and B/A as the median of
+the cycles' ratios with their range (a pair's two runs are seconds apart,
+so the ratio holds where machine-wide load swings the absolute figures).
 """
 
 from __future__ import annotations
@@ -97,11 +97,13 @@ def measure_mode(mode: str, repeats: int, seconds: float) -> dict[str, Runs]:
                 _check_in_force(e, client, server, node)
                 current = many
                 for r in range(repeats):
-                    for variant in ("ab" if r % 2 == 0 else "ba"):
-                        wanted = many if variant == "b" else []
-                        set_policies(loop, e, runner, current, wanted)
-                        current = wanted
-                        for kind, rs in runs.items():
+                    for kind, rs in runs.items():
+                        # A and B of a pair back to back, the order alternating.
+                        for variant in ("ab" if r % 2 == 0 else "ba"):
+                            wanted = many if variant == "b" else []
+                            if wanted is not current:
+                                set_policies(loop, e, runner, current, wanted)
+                                current = wanted
                             node.fresh("client")
                             got = podnet.http_load(node.pods["client"], server.ip,
                                                    seconds=seconds, close=kind != "keep-alive",
