@@ -31,14 +31,14 @@ NETPLANE_IP, DNSMASQ_IP = "127.0.0.11", "127.0.0.12"
 ZONE = "cluster.local"
 
 SERVER_SCRIPT = """
-import json, sys
+import asyncio, json, sys
 from netplane.dns.index import RecordIndex
-from netplane.dns.server import loop_factory, run
+from netplane.dns.server import run
 index = RecordIndex()
 for svc in json.load(open(sys.argv[1])):
     index.on_service(None, svc)
 def ready(server):
-    loop = "uvloop" if loop_factory() else "asyncio"
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(json.dumps({"port": server.port, "loop": loop}), flush=True)
 run(index, address=sys.argv[2], port=int(sys.argv[3]), ready=ready)
 """

@@ -20,7 +20,9 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, cast
+from typing import Any
+
+import uvloop
 
 from netplane.dns.answer import reject
 from netplane.dns.forward import DEFAULT_CACHE_ENTRIES, DEFAULT_MAX_IN_FLIGHT, Forwarder
@@ -357,13 +359,9 @@ def _qtype(query: Query) -> str:
     return _QTYPE_NAMES.get(query.qtype, "other")
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when it is installed (faster UDP), else None (asyncio's)."""
-    try:
-        import uvloop  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return cast(Callable[[], asyncio.AbstractEventLoop], uvloop.new_event_loop)
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop: cheaper per socket callback than asyncio's own."""
+    return uvloop.new_event_loop
 
 
 async def serve_forever(index: RecordIndex, *, address: str, port: int = 53,
@@ -383,6 +381,6 @@ async def serve_forever(index: RecordIndex, *, address: str, port: int = 53,
 
 def run(index: RecordIndex, *, address: str, port: int = 53,
         ready: Callable[[DNSServer], None] | None = None, **options: Any) -> None:
-    """Serve in a fresh event loop (uvloop's if available) until interrupted."""
+    """Serve in a fresh uvloop event loop until interrupted."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve_forever(index, address=address, port=port, ready=ready, **options))
