@@ -100,7 +100,8 @@ class Query:
         return udp_limit(self.udp_size if self.edns else NO_EDNS, cap=cap)
 
 
-_SIMPLE_COUNTS = b"\x00\x01\x00\x00\x00\x00"  # one question, no answer or authority
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # counts: one question, nothing else
+_WITH_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # one question and one additional record
 _BARE_OPT_START = b"\x00\x00\x29"  # the question's last byte, then OPT's root owner and type
 _BARE_OPT_SIZE = 11
 NO_EDNS = -1
@@ -116,14 +117,14 @@ def simple_question(data: bytes) -> tuple[int, int] | None:
     (lower-cased) key among valid names, or checks it, knows the message
     has exactly this layout, since a name's end is fixed by its labels.
     """
-    if len(data) < HEADER_SIZE + 5 or data[2] & 0xF8 or data[4:10] != _SIMPLE_COUNTS:
-        return None  # a response, another opcode or other sections
-    arcount = data[10:12]
-    if arcount == b"\x00\x00":
+    if len(data) < HEADER_SIZE + 5 or data[2] & 0xF8:
+        return None  # short, a response or another opcode
+    counts = data[4:HEADER_SIZE]
+    if counts == _ONE_QUESTION:
         return len(data), NO_EDNS
-    if (arcount == b"\x00\x01" and len(data) >= HEADER_SIZE + 5 + _BARE_OPT_SIZE
+    if (counts == _WITH_OPT and len(data) >= HEADER_SIZE + 5 + _BARE_OPT_SIZE
             and data[-11:-8] == _BARE_OPT_START and data[-5] == 0 and data[-2:] == b"\x00\x00"):
-        return len(data) - _BARE_OPT_SIZE, int.from_bytes(data[-8:-6], "big")
+        return len(data) - _BARE_OPT_SIZE, (data[-8] << 8) | data[-7]
     return None
 
 
