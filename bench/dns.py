@@ -1,13 +1,25 @@
 """DNS benchmark: netplane's DNS server against dnsmasq, same names, same run.
 
 Both servers hold the same 1,000 service names and listen on loopback
-(127.0.0.x, free ports; nothing else is touched). dnsperf drives each one:
-at full speed for cluster names and for unknown (NXDOMAIN) names, then at a
-fixed 20,000 queries/s for the tail latency. Prints a table; not a test.
+(127.0.0.x, free ports; nothing else is touched). dnsperf drives each one
+at full speed with four query streams, then at a fixed 20,000 queries/s
+for the tail latency:
+
+- ``cluster``: the service names, over and over;
+- ``cluster first-seen``: the service names in mixes of upper and lower
+  case (as resolvers using 0x20 send them), no query of a run repeating
+  another after its id, so that nothing keyed by a query's bytes helps;
+- ``nxdomain``: 1,000 unknown names under the cluster zone, over and over;
+- ``nxdomain first-seen``: a new unknown name in every query.
+
+Runs alternate between the two servers, which goes first alternating too
+(``--runs`` of each row, medians shown), so that the machine's other work
+falls on both alike. Prints a
+table; not a test.
 
 Needs the Debian packages dnsperf and dnsmasq-base. Usage:
 
-    python bench/dns.py [--seconds 10] [--names 1000] [--rate 20000]
+    python bench/dns.py [--seconds 10] [--runs 3] [--names 1000] [--rate 20000]
 """
 
 from __future__ import annotations
@@ -16,9 +28,11 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 NETPLANE_IP, DNSMASQ_IP = "127.0.0.11", "127.0.0.12"
 ZONE = "cluster.local"
+FIRST_SEEN_PER_SECOND = 150_000  # more queries than either server answers in the time
 
 SERVER_SCRIPT = """
 import asyncio, json, sys
@@ -77,16 +92,47 @@ def services(count: int) -> list[dict[str, object]]:
 
 
 def write_inputs(workdir: Path, count: int) -> dict[str, Path]:
+    """Both servers' names, and the query files of the repeated streams."""
     svcs = services(count)
     (workdir / "services.json").write_text(json.dumps(svcs))
     hosts = [f"{s['spec']['clusterIP']} {s['metadata']['name']}.bench.svc.{ZONE}"  # type: ignore[index]
              for s in svcs]
     (workdir / "hosts").write_text("\n".join(hosts) + "\n")
-    files = {"cluster": workdir / "cluster.txt", "nxdomain": workdir / "nxdomain.txt"}
-    files["cluster"].write_text("".join(f"svc-{i}.bench.svc.{ZONE} A\n" for i in range(count)))
-    files["nxdomain"].write_text("".join(f"missing-{i}.bench.svc.{ZONE} A\n"
-                                         for i in range(count)))
-    return files
+    streams = {"cluster": (f"svc-{i}.bench.svc.{ZONE}" for i in range(count)),
+               "nxdomain": (f"missing-{i}.bench.svc.{ZONE}" for i in range(count))}
+    return {stream: write_queries(workdir / f"{stream}.txt", names)
+            for stream, names in streams.items()}
+
+
+def first_seen_queries(workdir: Path, stream: str, *, run: int, count: int,
+                       queries: int) -> Path:
+    """A query file for one run of a first-seen stream: no query in it repeats."""
+    rng = random.Random(run)
+    if stream == "cluster first-seen":
+        names = distinct_spellings(
+            (f"svc-{rng.randrange(count)}.bench.svc.{ZONE}" for _ in range(queries)), rng)
+    else:
+        names = (f"new-{run}-{i}.bench.svc.{ZONE}" for i in range(queries))
+    return write_queries(workdir / "first-seen.txt", names)
+
+
+def write_queries(path: Path, names: Iterator[str]) -> Path:
+    with path.open("w") as out:
+        out.writelines(f"{name} A\n" for name in names)
+    return path
+
+
+def distinct_spellings(names: Iterator[str], rng: random.Random) -> Iterator[str]:
+    """Each name in a mix of upper and lower case not given before."""
+    seen: set[str] = set()
+    for name in names:
+        while True:
+            spelled = "".join(c.upper() if c.isalpha() and rng.random() < 0.5 else c
+                              for c in name)
+            if spelled not in seen:
+                break
+        seen.add(spelled)
+        yield spelled
 
 
 @contextlib.contextmanager
@@ -133,13 +179,16 @@ def wait_answering(address: str, port: int) -> None:
     raise RuntimeError(f"nothing answers on {address}:{port}")
 
 
-def dnsperf(address: str, port: int, datafile: Path, *, seconds: int,
+def dnsperf(address: str, port: int, datafile: Path, *, seconds: int, once: bool,
             rate: int | None = None) -> tuple[float, float, float | None, int]:
-    """qps, average latency (ms), p99 (ms, from per-query lines) and lost queries."""
+    """qps, average latency (ms), p99 (ms, from per-query lines, only at a
+    fixed rate: printing them costs dnsperf time at full speed) and lost queries."""
     cmd = ["dnsperf", "-s", address, "-p", str(port), "-d", str(datafile), "-l", str(seconds),
-           "-c", "4", "-q", "200", "-t", "2", "-v"]
+           "-c", "4", "-q", "200", "-t", "2"]
+    if once:
+        cmd += ["-n", "1"]
     if rate is not None:
-        cmd += ["-Q", str(rate)]
+        cmd += ["-Q", str(rate), "-v"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     qps = float(_field(out, r"Queries per second:\s+([\d.]+)"))
     avg = float(_field(out, r"Average Latency \(s\):\s+([\d.]+)")) * 1000
@@ -156,7 +205,7 @@ def _field(text: str, pattern: str) -> str:
     return match.group(1)
 
 
-def run(seconds: int, count: int, rate: int) -> list[Result]:
+def run(seconds: int, runs: int, count: int, rate: int) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="netplane-bench-dns-") as tmp:
         workdir = Path(tmp)
@@ -164,41 +213,67 @@ def run(seconds: int, count: int, rate: int) -> list[Result]:
         with netplane_server(workdir) as (np_port, loop), dnsmasq_server(workdir) as dm_port:
             targets = [(f"netplane ({loop})", NETPLANE_IP, np_port),
                        ("dnsmasq", DNSMASQ_IP, dm_port)]
-            for label, address, port in targets:
-                for names in ("cluster", "nxdomain"):
-                    wait_answering(address, port)
-                    qps, avg, p99, lost = dnsperf(address, port, files[names], seconds=seconds)
-                    results.append(Result(label, names, qps, avg, p99, lost))
-                qps, avg, p99, lost = dnsperf(address, port, files["cluster"], seconds=seconds,
-                                              rate=rate)
-                results.append(Result(label, f"cluster @{rate} qps", qps, avg, p99, lost))
+            rows: list[tuple[str, int | None]] = [
+                ("cluster", None), ("cluster first-seen", None), ("nxdomain", None),
+                ("nxdomain first-seen", None), (f"cluster @{rate} qps", rate)]
+            for names, fixed in rows:
+                samples: dict[str, list[tuple[float, float, float | None, int]]] = {}
+                for number in range(runs):
+                    once = "first-seen" in names
+                    path = (first_seen_queries(workdir, names, run=number, count=count,
+                                               queries=seconds * FIRST_SEEN_PER_SECOND)
+                            if once else files[names.split()[0]])
+                    for label, address, port in (targets if number % 2 == 0
+                                                 else targets[::-1]):
+                        wait_answering(address, port)
+                        samples.setdefault(label, []).append(dnsperf(
+                            address, port, path, seconds=seconds, rate=fixed, once=once))
+                results += [median_result(label, names, runs) for label, runs in samples.items()]
     return results
 
 
-def print_table(results: list[Result]) -> None:
-    print(f"{'server':<20} {'names':<22} {'queries/s':>10} {'avg ms':>8} {'p99 ms':>8} "
-          f"{'lost':>6}")
+def median_result(server: str, names: str,
+                  runs: list[tuple[float, float, float | None, int]]) -> Result:
+    p99s = [r[2] for r in runs if r[2] is not None]
+    return Result(server, names, statistics.median(r[0] for r in runs),
+                  statistics.median(r[1] for r in runs),
+                  statistics.median(p99s) if p99s else None, max(r[3] for r in runs))
+
+
+def print_table(results: list[Result], runs: int) -> None:
+    """Ours beside dnsmasq's, row by row (medians of ``runs``), with the ratios."""
+    print(f"medians of {runs} alternating runs; lost: the most in one run")
+    print(f"{'names':<24} {'server':<20} {'queries/s':>10} {'avg ms':>8} {'p99 ms':>8} "
+          f"{'lost':>6} {'ours/dnsmasq':>13}")
+    by_names: dict[str, list[Result]] = {}
     for r in results:
-        p99 = f"{r.p99_ms:.3f}" if r.p99_ms is not None else "-"
-        print(f"{r.server:<20} {r.names:<22} {r.qps:>10.0f} {r.avg_ms:>8.3f} {p99:>8} "
-              f"{r.lost:>6}")
-    by_key = {(r.server.split()[0], r.names): r for r in results}
-    for names in ("cluster", "nxdomain"):
-        ours, theirs = by_key.get(("netplane", names)), by_key.get(("dnsmasq", names))
-        if ours and theirs and theirs.qps:
-            print(f"netplane/dnsmasq queries/s, {names} names: {ours.qps / theirs.qps:.2f}x")
+        by_names.setdefault(r.names, []).append(r)
+    for names, pair in by_names.items():
+        ours = next(r for r in pair if r.server.startswith("netplane"))
+        theirs = next(r for r in pair if r.server == "dnsmasq")
+        for r in (ours, theirs):
+            p99 = f"{r.p99_ms:.3f}" if r.p99_ms is not None else "-"
+            if r is theirs:
+                ratio = ""
+            elif ours.p99_ms is not None and theirs.p99_ms:
+                ratio = f"p99 {ours.p99_ms / theirs.p99_ms:.2f}x"
+            else:
+                ratio = f"{ours.qps / theirs.qps:.2f}x" if theirs.qps else "-"
+            print(f"{names if r is ours else '':<24} {r.server:<20} {r.qps:>10.0f} "
+                  f"{r.avg_ms:>8.3f} {p99:>8} {r.lost:>6} {ratio:>13}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="length of each dnsperf run")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each row per server")
     parser.add_argument("--names", type=int, default=1000, help="number of service names")
     parser.add_argument("--rate", type=int, default=20000, help="fixed rate for the p99 run")
     args = parser.parse_args()
     missing = [tool for tool in ("dnsperf", "dnsmasq") if shutil.which(tool) is None]
     if missing:
         sys.exit(f"missing tools: {', '.join(missing)} (apt-get install dnsperf dnsmasq-base)")
-    print_table(run(args.seconds, args.names, args.rate))
+    print_table(run(args.seconds, args.runs, args.names, args.rate), args.runs)
 
 
 if __name__ == "__main__":

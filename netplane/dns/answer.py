@@ -3,6 +3,8 @@ answer to one query built afresh (the slow path; the table keeps its results).
 
 Packing happens when the index changes, never per query for names the table
 holds, so it may use dnslib's general encoder (with name compression).
+Negative answers, which clients ask for many distinct names (search lists),
+come from ``negative``'s forms, the same bytes without packing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dnslib import (
 )
 
 from netplane.dns.index import RecordIndex
+from netplane.dns.negative import form_for
 from netplane.dns.records import Outcome, Record, resolve
 from netplane.dns.wire import (
     CLASS_ANY,
@@ -94,9 +97,13 @@ def build(index: RecordIndex, query: Query, *, config: ZoneConfig,
         refused = Outcome(Rcode.REFUSED, authoritative=False)
         return Prebuilt(encode(name_wire, query.qtype, query.qclass, refused,
                                recursion=recursion))
-    outcome = resolve(index, query.labels(), query.qtype, config=config)
+    labels = query.labels()
+    outcome = resolve(index, labels, query.qtype, config=config)
     if outcome.forward:
         return None
+    form = form_for(outcome, recursion=recursion)
+    if form is not None and form.covers(labels):
+        return Prebuilt(form.plain(name_wire, query.qtype, query.qclass))
     return Prebuilt(encode(name_wire, query.qtype, query.qclass, outcome, recursion=recursion))
 
 

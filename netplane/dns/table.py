@@ -6,19 +6,34 @@ id and spelling. When the index changes, only the Services and addresses it
 reports as changed are rebuilt. Anything else inside our zones (other types,
 unknown names, pod names) is built on first use and kept in a bounded cache
 that is emptied on every change, since any change may alter such answers.
+
+Names under ``svc.<zone>`` that name no Service (what search lists ask for
+most) are NXDOMAIN whatever their type and depth; ``negative`` says so from
+the index itself, so such answers need no cache and cannot be stale.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from netplane.dns.answer import build, encode
 from netplane.dns.index import RecordIndex, ServiceView
-from netplane.dns.parse import split_name
-from netplane.dns.records import Outcome, resolve
+from netplane.dns.negative import NegativeForm, negative_form
+from netplane.dns.parse import Kind, split_name
+from netplane.dns.records import Outcome, resolve, soa
 from netplane.dns.sources import IPAddress, ServiceType
-from netplane.dns.wire import CLASS_IN, Prebuilt, Query, RType, name_to_wire
+from netplane.dns.wire import (
+    CLASS_IN,
+    MAX_LABEL_LENGTH,
+    MAX_NAME_LENGTH,
+    Prebuilt,
+    Query,
+    Rcode,
+    RType,
+    name_to_wire,
+)
 from netplane.dns.zone import ZoneConfig
 
 DEFAULT_LAZY_ENTRIES = 20_000
@@ -39,8 +54,10 @@ class AnswerTable:
         self._on_programmed = on_programmed
         self._clock = clock
         self._prebuilt: dict[bytes, Prebuilt] = {}
-        self._lazy: dict[bytes, Prebuilt] = {}
+        self._lazy: OrderedDict[bytes, Prebuilt] = OrderedDict()
         self._owned: dict[Owner, list[bytes]] = {}
+        self._services_under = name_to_wire((Kind.SERVICE.value, *config.labels))
+        self._missing = _missing_service_form(config, recursion=recursion)
         self.version = -1
         self.sync()
 
@@ -51,19 +68,48 @@ class AnswerTable:
         """Keys of the pre-built replies."""
         return iter(list(self._prebuilt))
 
-    def lookup(self, query: Query) -> Prebuilt | None:
-        """The reply for the query's question, or None when it is outside our zones."""
+    def get(self, key: bytes) -> Prebuilt | None:
+        """The reply already built for a question key, if any (nothing is built)."""
         if self.version != self.index.version:
             self.sync()
-        key = query.key
-        found = self._prebuilt.get(key) or self._lazy.get(key)
+        return self._prebuilt.get(key) or self._lazy.get(key)
+
+    def negative(self, key: bytes) -> NegativeForm | None:
+        """The NXDOMAIN form when the key's name lies under ``svc.<zone>`` at or
+        below a Service name that the index does not have, else None.
+
+        Such a name is NXDOMAIN for any type: it parses as a Service name, an
+        endpoint or a port below one, or nothing, and all of those need the
+        Service. The key's name is checked label by label here, since the
+        caller has not parsed it.
+        """
+        under, form = self._services_under, self._missing
+        if form is None or key[-2:] != b"\x00\x01" or key[-4 - len(under):-4] != under:
+            return None
+        end = len(key) - 4 - len(under)
+        pos, last, before = 0, -1, -1
+        while pos < end:
+            length = key[pos]
+            if not 0 < length <= MAX_LABEL_LENGTH:
+                return None
+            before, last = last, pos
+            pos += length + 1
+        if pos != end or before < 0 or len(key) - 4 > MAX_NAME_LENGTH:
+            return None
+        namespace = key[last + 1:end].decode("latin-1")
+        name = key[before + 1:last].decode("latin-1")
+        return form if self.index.view(namespace, name) is None else None
+
+    def lookup(self, query: Query) -> Prebuilt | None:
+        """The reply for the query's question, or None when it is outside our zones."""
+        found = self.get(query.key)
         if found is not None:
             return found
         built = build(self.index, query, config=self.config, recursion=self.recursion)
         if built is not None:
             if len(self._lazy) >= self.lazy_entries:
-                del self._lazy[next(iter(self._lazy))]  # oldest first
-            self._lazy[key] = built
+                self._lazy.popitem(last=False)  # oldest first
+            self._lazy[query.key] = built
         return built
 
     def sync(self) -> None:
@@ -131,6 +177,17 @@ def service_names(view: ServiceView,
                  for b in view.backends if b.in_service for p in b.ports if p.name}
     names += [((f"_{name}", f"_{protocol}", *base), (RType.SRV,)) for name, protocol in ports]
     return names
+
+
+def _missing_service_form(config: ZoneConfig, *, recursion: bool) -> NegativeForm | None:
+    """The NXDOMAIN form for names under ``svc.<zone>``, unless a reverse zone
+    holds them (then they are not the cluster zone's to judge) or the form is
+    not exact there."""
+    labels = (Kind.SERVICE.value, *config.labels)
+    if config.reverse_zone(labels) is not None:
+        return None
+    form = negative_form(soa(config.origin, config), rcode=Rcode.NXDOMAIN, recursion=recursion)
+    return form if form is not None and form.covers(labels) else None
 
 
 def _stable(view: ServiceView, config: ZoneConfig) -> bool:

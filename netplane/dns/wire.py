@@ -6,11 +6,16 @@ and turn a pre-built reply into the reply for one query by patching its id,
 flags and question spelling. Building replies from records is ``encode``'s
 job; nothing here follows a compression pointer, so no packet can make the
 parser loop.
+
+``simple_question`` recognises, by a few byte comparisons, the shape nearly
+every stub resolver sends (one question, at most a bare OPT record), so that
+the server can answer those by exact key without building a ``Query``.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 
 HEADER_SIZE = 12
 MAX_NAME_LENGTH = 255  # RFC 1035 3.1, counting length octets
@@ -92,9 +97,42 @@ class Query:
 
     def udp_limit(self, *, cap: int = DEFAULT_UDP_SIZE) -> int:
         """The largest UDP reply this client takes (RFC 6891 6.2.5: never below 512)."""
-        if not self.edns:
-            return PLAIN_UDP_SIZE
-        return max(PLAIN_UDP_SIZE, min(self.udp_size, cap))
+        return udp_limit(self.udp_size if self.edns else NO_EDNS, cap=cap)
+
+
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # counts: one question, nothing else
+_WITH_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # one question and one additional record
+_BARE_OPT_START = b"\x00\x00\x29"  # the question's last byte, then OPT's root owner and type
+_BARE_OPT_SIZE = 11
+NO_EDNS = -1
+
+
+def simple_question(data: bytes) -> tuple[int, int] | None:
+    """Where the question ends and the client's EDNS0 UDP size (``NO_EDNS``
+    without OPT), for a standard query with one question and either nothing
+    after it or only an OPT record of version 0 without options; None for
+    anything else (``parse_query`` reads those).
+
+    The name is not read: a caller that finds ``data[12:qend]`` by exact
+    (lower-cased) key among valid names, or checks it, knows the message
+    has exactly this layout, since a name's end is fixed by its labels.
+    """
+    if len(data) < HEADER_SIZE + 5 or data[2] & 0xF8:
+        return None  # short, a response or another opcode
+    counts = data[4:HEADER_SIZE]
+    if counts == _ONE_QUESTION:
+        return len(data), NO_EDNS
+    if (counts == _WITH_OPT and len(data) >= HEADER_SIZE + 5 + _BARE_OPT_SIZE
+            and data[-11:-8] == _BARE_OPT_START and data[-5] == 0 and data[-2:] == b"\x00\x00"):
+        return len(data) - _BARE_OPT_SIZE, (data[-8] << 8) | data[-7]
+    return None
+
+
+def udp_limit(udp_size: int, *, cap: int = DEFAULT_UDP_SIZE) -> int:
+    """The largest UDP reply for a client's EDNS0 size (RFC 6891 6.2.5: never below 512)."""
+    if udp_size == NO_EDNS:
+        return PLAIN_UDP_SIZE
+    return max(PLAIN_UDP_SIZE, min(udp_size, cap))
 
 
 def is_response(data: bytes) -> bool:
@@ -207,6 +245,12 @@ def name_to_wire(labels: tuple[str, ...]) -> bytes:
     return bytes(out)
 
 
+def with_opt(reply: bytes, *, udp_size: int = DEFAULT_UDP_SIZE) -> bytes:
+    """The reply with our OPT record appended to its additional section."""
+    arcount = int.from_bytes(reply[10:12], "big") + 1
+    return reply[:10] + arcount.to_bytes(2, "big") + reply[12:] + opt_record(udp_size=udp_size)
+
+
 def opt_record(*, udp_size: int = DEFAULT_UDP_SIZE, extended_rcode: int = 0) -> bytes:
     """Our OPT record: root owner, our UDP size, version 0, no options."""
     ttl = (extended_rcode >> 4) << 24
@@ -214,29 +258,56 @@ def opt_record(*, udp_size: int = DEFAULT_UDP_SIZE, extended_rcode: int = 0) -> 
             + ttl.to_bytes(4, "big") + b"\x00\x00")
 
 
-def with_opt(reply: bytes, *, udp_size: int = DEFAULT_UDP_SIZE) -> bytes:
-    """The reply with our OPT record appended to its additional section."""
-    arcount = int.from_bytes(reply[10:12], "big") + 1
-    return reply[:10] + arcount.to_bytes(2, "big") + reply[12:] + opt_record(udp_size=udp_size)
+@functools.lru_cache(maxsize=4096)
+def header_variants(header: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """A reply's header after the id (flags and counts) with the query's RD
+    and CD copied in, indexed by ``copied_bits``. Replies share few headers,
+    so these are computed once for all of them."""
+    first, second, rest = header[0], header[1], header[2:]
+    plain, rd = bytes((first, second)) + rest, bytes((first | _RD, second)) + rest
+    cd, both = bytes((first, second | _CD)) + rest, bytes((first | _RD, second | _CD)) + rest
+    return plain, rd, cd, both
+
+
+def copied_bits(data: bytes) -> int:
+    """The query's RD and CD bits as an index into ``header_variants``."""
+    return (data[2] & _RD) | (2 if data[3] & _CD else 0)
 
 
 class Prebuilt:
     """A reply ready to be patched for any query of the same (name, type, class).
 
-    The question section inside is the lower-cased one; ``finalize`` splices
+    The question section inside is the lower-cased one; ``reply`` splices
     in the client's own spelling, which name compression then carries into
     every record owned by the question name.
     """
 
-    __slots__ = ("edns", "plain", "qend")
+    __slots__ = ("_edns_heads", "_edns_tail", "_heads", "plain", "qend", "tail", "udp_size")
 
     def __init__(self, plain: bytes, *, udp_size: int = DEFAULT_UDP_SIZE) -> None:
         self.plain = plain
-        self.edns = with_opt(plain, udp_size=udp_size)
+        self.udp_size = udp_size
         self.qend = skip_question(plain)
+        self.tail = plain[self.qend:]
+        self._edns_tail = self.tail + opt_record(udp_size=udp_size)
+        self._heads = header_variants(plain[2:HEADER_SIZE])
+        self._edns_heads = header_variants(with_opt(plain[:HEADER_SIZE])[2:HEADER_SIZE])
+
+    @property
+    def edns(self) -> bytes:
+        """The reply with our OPT record, as sent to clients that speak EDNS0."""
+        return with_opt(self.plain, udp_size=self.udp_size)
 
     def rcode(self) -> int:
         return self.plain[3] & 0x0F
+
+    def reply(self, data: bytes, qend: int, edns: bool) -> bytes:
+        """The whole reply, untruncated, to a query whose question is
+        ``data[12:qend]`` and of this reply's (name, type, class)."""
+        bits = (data[2] & 0x01) | ((data[3] >> 3) & 0x02)  # copied_bits, inline: per query
+        if edns:
+            return data[:2] + self._edns_heads[bits] + data[HEADER_SIZE:qend] + self._edns_tail
+        return data[:2] + self._heads[bits] + data[HEADER_SIZE:qend] + self.tail
 
 
 def finalize(built: Prebuilt, query: Query, *, limit: int) -> tuple[bytes, bool]:
@@ -246,14 +317,13 @@ def finalize(built: Prebuilt, query: Query, *, limit: int) -> tuple[bytes, bool]
     OPT when the client spoke EDNS0, and truncates (TC, no records) when the
     reply exceeds ``limit``.
     """
-    body = built.edns if query.edns else built.plain
-    truncated = len(body) > limit
-    if truncated:
-        body = truncate(body, built.qend, edns=query.edns)
+    reply = built.reply(query.data, query.qend, query.edns)
+    if len(reply) <= limit:
+        return reply, False
+    body = truncate(built.edns if query.edns else built.plain, built.qend, edns=query.edns)
     data = query.data
-    flags = bytes((body[2] | (data[2] & _RD), body[3] | (data[3] & _CD)))
-    return b"".join((data[:2], flags, body[4:HEADER_SIZE], data[HEADER_SIZE:query.qend],
-                     body[built.qend:])), truncated
+    return (data[:2] + header_variants(body[2:HEADER_SIZE])[copied_bits(data)]
+            + data[HEADER_SIZE:query.qend] + body[built.qend:]), True
 
 
 def truncate(reply: bytes, qend: int, *, edns: bool) -> bytes:

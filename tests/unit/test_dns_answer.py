@@ -307,7 +307,7 @@ def test_served_replies_equal_freshly_built_ones(server: DNSServer, case: Case) 
         fresh = answer_wire(server.index, data, config=CONFIG, limit=512)
         assert server.handle(data, Transport.TCP) == answer_wire(server.index, data,
                                                                  config=CONFIG)
-        # Over UDP twice: the second reply comes from the replay memory.
+        # Over UDP twice: the same reply, the second from what the first left built.
         assert server.handle(data, Transport.UDP) == server.handle(data, Transport.UDP) == fresh
 
 
@@ -346,7 +346,7 @@ def test_changes_rebuild_the_affected_answers() -> None:
     index = build_index()
     server = DNSServer(index, address="127.0.0.1", config=CONFIG)
     before = len(server.table)
-    for _ in range(2):  # the second time from the UDP replay memory
+    for _ in range(2):  # the second time from what the first left built
         assert sections(ask(server, "web.default.svc.cluster.local", "A"))[0] == [
             a(f"web.default{Z}", "10.96.0.20")]
     index.on_service(None, service("web", clusterIP="10.96.0.21"))
