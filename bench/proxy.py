@@ -57,6 +57,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from netplane.api.meta import Obj
+from netplane.proxy.command import Input
 from netplane.proxy.config import ProxyConfig
 from netplane.proxy.iptables.apply import Backend, IptablesApplier
 from netplane.proxy.iptables.proxier import Proxier
@@ -116,6 +117,27 @@ class RecordingApplier(IptablesApplier):
     def restore(self, text: str) -> None:
         self.last = text
         super().restore(text)
+
+    def open_restore(self) -> Input:
+        return _Tee(super().open_restore(), self)
+
+
+class _Tee:
+    """A streamed restore whose whole text is kept as well."""
+
+    def __init__(self, inner: Input, keeper: RecordingApplier) -> None:
+        self._inner, self._keeper, self._parts = inner, keeper, list[str]()
+
+    def write(self, text: str) -> None:
+        self._parts.append(text)
+        self._inner.write(text)
+
+    def close(self) -> None:
+        self._inner.close()
+        self._keeper.last = "".join(self._parts)
+
+    def abort(self) -> None:
+        self._inner.abort()
 
 
 def _timed_sync(proxier: Proxier, *, full: bool = False) -> float:

@@ -21,6 +21,7 @@ import pytest
 
 from netplane.api.meta import Obj
 from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables import proxier as proxier_module
 from netplane.proxy.iptables.apply import Backend, IptablesApplier
 from netplane.proxy.iptables.proxier import Proxier
 from netplane.proxy.iptables.render import endpoint_chain, service_chain
@@ -137,3 +138,39 @@ async def test_clean_up_leaves_no_chain_or_jump_of_ours(topo: Topology) -> None:
     proxier.clean_up()
     assert "NP-" not in sh("iptables-save", netns=topo.node)
     assert "NP-" not in sh("iptables-legacy-save", netns=topo.node)
+
+
+@pytest.mark.parametrize("backend", [Backend.NFT, Backend.LEGACY])
+async def test_full_sync_streamed_over_a_previous_run_leaves_what_a_document_would(
+        topo: Topology, backend: Backend) -> None:
+    old = proxier_for(topo, backend)
+    old.on_endpoints(None, web_endpoints("pod-a", "pod-b"))
+    assert await old.sync()
+    gone = endpoint_chain(HTTP, f"{PODS['pod-b']}:8080")
+    # A new proxier (an agent restart) knows nothing of the chains left in
+    # the kernel; its first full sync streams the rules while rendering.
+    new = proxier_for(topo, backend)
+    new.on_endpoints(None, web_endpoints("pod-a"))
+    assert await new.sync(full=True)
+    assert new.kernel_mismatches() == []
+    assert gone not in nat_rules(topo, backend)
+    assert set(topo.probe("tcp", VIP, 80, 6)) == {"pod-a"}
+
+
+async def test_a_full_sync_that_fails_while_rendering_changes_nothing(
+        topo: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxier = proxier_for(topo)
+    proxier.on_endpoints(None, web_endpoints("pod-a"))
+    assert await proxier.sync()
+    before = nat_rules(topo)
+    proxier.on_endpoints(web_endpoints("pod-a"), web_endpoints("pod-b"))
+
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("a bug while rendering")
+
+    monkeypatch.setattr(proxier_module, "render_port", broken)
+    assert not await proxier.sync(full=True)  # the restore was open and is stopped
+    assert nat_rules(topo) == before
+    monkeypatch.undo()
+    assert await proxier.sync()
+    assert set(topo.probe("tcp", VIP, 80, 6)) == {"pod-b"}

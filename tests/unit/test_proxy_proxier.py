@@ -20,6 +20,7 @@ import pytest
 
 from netplane.api.meta import Obj
 from netplane.proxy import metrics
+from netplane.proxy.command import BufferedInput
 from netplane.proxy.conntrack import Entry
 from netplane.proxy.iptables.proxier import TRIGGER_TIME_ANNOTATION, Proxier
 from netplane.proxy.iptables.render import PLUMBING, Table, declared_chains
@@ -53,6 +54,9 @@ class FakeKernel:
             raise RuntimeError("iptables-restore: line 3 failed")
         self.rules = self.rules.restore(text)
         self.restores.append(text)
+
+    def open_restore(self) -> BufferedInput:
+        return BufferedInput(self.restore)
 
     def current_chains(self) -> dict[Table, set[str]]:
         return declared_chains(self.save())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import shutil
 
-from netplane.proxy.command import CommandResult, Runner, run_command, run_in
+from netplane.proxy.command import CommandResult, Input, Runner, open_input, run_command, run_in
 from netplane.proxy.iptables.chains import CHAIN_PREFIX, FIXED_CHAINS, PLUMBING, Jump, Table
 from netplane.proxy.iptables.render import declared_chains, with_stale_chains
 
@@ -71,6 +71,11 @@ class IptablesApplier:
     def restore(self, text: str) -> None:
         """Plays ``text`` onto the current rules (``--noflush``), all or nothing."""
         self._run([self._tool("-restore"), "-w", "--noflush"], text)
+
+    def open_restore(self) -> Input:
+        """A restore whose text is written in pieces; each table is played
+        at its COMMIT, and ``abort`` before the end plays nothing more."""
+        return open_input(self._runner, self._netns, [self._tool("-restore"), "-w", "--noflush"])
 
     def save(self) -> str:
         """Every table's rules as ``iptables-save`` prints them."""

@@ -13,7 +13,8 @@ Per table the document reads: declarations (fixed chains, each kind of
 owner's own chains, the stale chains, which a declaration flushes), the
 fixed rules, each kind's lines in shared chains, the fixed rules that must
 come after those (nat NP-SERVICES' NodePort catch-all), each kind's own
-chains' rules, the deletion of the stale chains.
+chains' rules, the deletion of the stale chains. ``Streamed`` writes the
+same rules in another order, while they are still being rendered.
 """
 
 from __future__ import annotations
@@ -171,6 +172,25 @@ def declaration(chain: str) -> str:
     return f":{chain} - [0:0]\n"
 
 
+def _ours(chains: Iterable[str]) -> list[str]:
+    return sorted(c for c in chains if c.startswith(CHAIN_PREFIX))
+
+
+def _table(t: Table, owners: Sequence[Joined], *, head: Sequence[str], tail: Sequence[str],
+           doomed: Sequence[str]) -> list[str]:
+    """One table of the document, from ``*table`` to ``COMMIT``."""
+    out = [f"*{t}\n", *(declaration(c) for c in FIXED_CHAINS[t])]
+    out += [o.joined(t, Part.DECLS) for o in owners]
+    out += [declaration(c) for c in doomed]
+    out += [line + "\n" for line in head]
+    out += [o.joined(t, Part.SHARED) for o in owners]
+    out += [line + "\n" for line in tail]
+    out += [o.joined(t, Part.OWN) for o in owners]
+    out += [f"-X {c}\n" for c in doomed]
+    out.append("COMMIT\n")
+    return out
+
+
 def assemble(owners: Sequence[Joined], *, head: Mapping[Table, Sequence[str]],
              tail: Mapping[Table, Sequence[str]],
              stale: Mapping[Table, Iterable[str]] | None = None) -> str:
@@ -180,15 +200,57 @@ def assemble(owners: Sequence[Joined], *, head: Mapping[Table, Sequence[str]],
     only) are flushed and deleted."""
     out: list[str] = []
     for t in Table:
-        doomed = sorted(c for c in (stale or {}).get(t, ()) if c.startswith(CHAIN_PREFIX))
-        out.append(f"*{t}\n")
-        out += [declaration(c) for c in FIXED_CHAINS[t]]
-        out += [o.joined(t, Part.DECLS) for o in owners]
-        out += [declaration(c) for c in doomed]
-        out += [line + "\n" for line in head.get(t, ())]
-        out += [o.joined(t, Part.SHARED) for o in owners]
-        out += [line + "\n" for line in tail.get(t, ())]
-        out += [o.joined(t, Part.OWN) for o in owners]
-        out += [f"-X {c}\n" for c in doomed]
-        out.append("COMMIT\n")
+        out += _table(t, owners, head=head.get(t, ()), tail=tail.get(t, ()),
+                      doomed=_ours((stale or {}).get(t, ())))
     return "".join(out)
+
+
+class Streamed:
+    """The document ``assemble`` makes, written while the owners of one
+    table are still being rendered.
+
+    ``iptables-restore`` parses line by line, and at 10,000 Services its
+    parsing costs more than our rendering: fed as each owner is rendered,
+    it parses on another CPU instead of after us. The restore takes a
+    chain's declaration anywhere in its table, so each owner's chains are
+    declared just before their rules; its lines in the shared chains (which
+    the fixed chains' declarations at the top emptied) follow once every
+    owner is known. The streamed table comes first, the others after it,
+    whole (each table commits on its own in any case).
+
+    ``flush`` names the chains that might be left over (the caller cannot
+    know which before rendering): they are emptied at the top, and those
+    that no owner declared are deleted at the end.
+    """
+
+    def __init__(self, write: Callable[[str], None], table: Table, *,
+                 head: Mapping[Table, Sequence[str]], tail: Mapping[Table, Sequence[str]],
+                 flush: Iterable[str] = ()) -> None:
+        self._write, self.table = write, table
+        self._head, self._tail = head, tail
+        self._flush = _ours(flush)
+        write("".join([f"*{table}\n", *(declaration(c) for c in FIXED_CHAINS[table]),
+                       *(declaration(c) for c in self._flush),
+                       *(line + "\n" for line in head.get(table, ()))]))
+
+    def owner(self, text: str) -> None:
+        """One owner's declarations and own chains' rules in the streamed table."""
+        if text:
+            self._write(text)
+
+    def finish(self, owners: Sequence[Joined], *, rest: str, declared: Callable[[], set[str]],
+               stale: Mapping[Table, Iterable[str]] | None = None) -> None:
+        """Everything after the streamed owners: ``rest`` is the text (as
+        ``owner`` takes it) of the owners that were not streamed,
+        ``declared()`` every chain the owners hold in the streamed table, and
+        ``stale`` the leftover chains of the other tables."""
+        t, head, tail = self.table, self._head, self._tail
+        doomed = sorted(set(self._flush) - declared()) if self._flush else []
+        out = [rest, *(o.joined(t, Part.SHARED) for o in owners),
+               *(line + "\n" for line in tail.get(t, ())), *(f"-X {c}\n" for c in doomed),
+               "COMMIT\n"]
+        for other in Table:
+            if other is not t:
+                out += _table(other, owners, head=head.get(other, ()), tail=tail.get(other, ()),
+                              doomed=_ours((stale or {}).get(other, ())))
+        self._write("".join(out))

@@ -3,10 +3,11 @@
 Watch handlers (``on_service``, ``on_endpoints``) only record the newest
 object and which Service it concerns, dropping updates that change nothing
 the rules depend on. A sync re-renders only the Services that changed
-(pure, on the event loop), then applies in a worker thread either a
-partial document (their chains, and their lines in the shared chains) or,
-every ``sync_period`` and after any failure or detected drift, the full
-one. Every ``check_interval`` a cheap check looks for our jumps in the
+(pure, on the event loop), then applies in a worker thread a partial
+document (their chains, and their lines in the shared chains). Every
+``sync_period`` and after any failure or detected drift it writes the full
+one instead, into an ``iptables-restore`` started before rendering, so
+that the restore parses what is rendered while the rest is rendered. Every ``check_interval`` a cheap check looks for our jumps in the
 built-in chains, so a flushed table is repaired long before the period
 ends. After rules are applied, stale UDP conntrack entries are deleted.
 """
@@ -23,12 +24,18 @@ from typing import NamedTuple, Protocol
 from netplane.api.meta import Obj
 from netplane.proxy import collector
 from netplane.proxy.changes import TRIGGER_TIME_ANNOTATION, ChangeTracker
+from netplane.proxy.command import Input
 from netplane.proxy.config import ProxyConfig
 from netplane.proxy.conntrack import Entry, PortView, stale_entries
 from netplane.proxy.iptables.chains import FIXED_CHAINS, Table
 from netplane.proxy.iptables.describe import describe_port, kernel_mismatches
-from netplane.proxy.iptables.document import Layout, Pieces
-from netplane.proxy.iptables.render import document, partial_document, render
+from netplane.proxy.iptables.document import Layout, Part, Pieces, Streamed
+from netplane.proxy.iptables.render import (
+    document,
+    partial_document,
+    render,
+    streamed_document,
+)
 from netplane.proxy.iptables.rules import PORT_CHAINS, PORT_TEXTS, PortRules, render_port
 from netplane.proxy.loop import SyncLoop
 from netplane.proxy.model import Protocol as IPProtocol
@@ -44,6 +51,8 @@ class RuleApplier(Protocol):
     """Puts rendered rules in the kernel (``apply.IptablesApplier`` or a fake)."""
 
     def restore(self, text: str) -> None: ...
+
+    def open_restore(self) -> Input: ...
 
     def current_chains(self) -> dict[Table, set[str]]: ...
 
@@ -85,6 +94,18 @@ class _SyncPlan:
     changed: set[ServicePortName]
     desired: Ports
     by_service: dict[str, tuple[ServicePortName, ...]]
+
+
+@dataclass
+class _FullStream:
+    """A full sync's restore, open before rendering starts (``Streamed``)."""
+
+    restore: Input
+    document: Streamed
+    # Our chains in the kernel when they were not known (read before the restore).
+    kernel: dict[Table, set[str]] | None
+    # The ports whose text went into the restore as they were rendered.
+    streamed: set[ServicePortName]
 
 
 class Proxier(SyncLoop):
@@ -134,10 +155,13 @@ class Proxier(SyncLoop):
 
     # -- syncing ---------------------------------------------------------
 
-    def _rerender(self, keys: set[str]) -> tuple[dict[ServicePortName, Port | None],
-                                                 dict[str, tuple[ServicePortName, ...]]]:
+    def _rerender(self, keys: set[str], stream: _FullStream | None = None) -> tuple[
+            dict[ServicePortName, Port | None], dict[str, tuple[ServicePortName, ...]]]:
         """The ports of the Services named by ``keys``, rendered again (None
-        for a port that went), and which ports each Service now has."""
+        for a port that went), and which ports each Service now has; each
+        port's nat chains also go into ``stream`` as soon as it is rendered."""
+        streamed = stream.streamed if stream is not None else None
+        write = stream.document.owner if stream is not None else None
         by_service = dict(self._by_service) if keys else self._by_service
         changes: dict[ServicePortName, Port | None] = {}
         for key in keys:
@@ -148,16 +172,20 @@ class Proxier(SyncLoop):
                 spn = info.key
                 if not is_ipv4(info.cluster_ip):
                     continue  # IPv6 service IPs belong to ip6tables
-                changes[spn] = Port(info, render_port(info, eps, config=self.config,
-                                                      node_name=self.node_name))
+                rules = render_port(info, eps, config=self.config, node_name=self.node_name)
+                changes[spn] = Port(info, rules)
                 ports.append(spn)
+                if write is not None and streamed is not None:
+                    write(rules.nat_decls + rules.nat_own)
+                    streamed.add(spn)
             if ports:
                 by_service[key] = tuple(ports)
         return changes, by_service
 
-    def _plan(self, keys: set[str], *, full: bool) -> _SyncPlan:
+    def _plan(self, keys: set[str], *, full: bool,
+              stream: _FullStream | None = None) -> _SyncPlan:
         with collector.paused():
-            changes, by_service = self._rerender(keys)
+            changes, by_service = self._rerender(keys, stream)
         desired = self._desired.with_changes(changes)
         applied = self._applied
         if applied is self._desired:
@@ -165,36 +193,57 @@ class Proxier(SyncLoop):
         else:  # the kernel was emptied (clean-up): every port differs
             changed = {s for s in desired if applied.get(s) is not desired[s]}
             changed.update(s for s in applied if s not in desired)
-        return _SyncPlan(full=full or self._needs_full, ensure=self._needs_plumbing,
+        return _SyncPlan(full=full, ensure=self._needs_plumbing and stream is None,
                          changed=changed, desired=desired, by_service=by_service)
 
-    def _full_text(self, plan: _SyncPlan) -> str:
-        desired = plan.desired
-        if self._kernel_chains_known:
-            # Chains are named after their own port, so only a changed port
-            # can leave one behind.
-            stale: dict[Table, set[str]] = {t: set() for t in Table}
-            for spn in plan.changed:
-                if spn not in self._applied:
-                    continue  # a new port: nothing of it to leave behind
-                for t in Table:
-                    keep = desired.owned(spn, t)
-                    stale[t].update(c for c in self._applied.owned(spn, t) if c not in keep)
-        else:
-            have = self._applier.current_chains()
-            stale = {t: have.get(t, set()) - set(FIXED_CHAINS[t]) - desired.chains(t)
-                     for t in Table}
-        return document(self.config, [desired], stale=stale)
+    def _open_full(self, keys: set[str]) -> _FullStream:
+        """Runs in a worker thread: what must precede a full restore (the
+        plumbing, the kernel's chains when unknown), then the restore itself.
 
-    def _apply(self, plan: _SyncPlan) -> None:
+        Which chains a changed Service leaves behind is known only after
+        rendering, so the chains its ports had are all emptied first."""
+        if self._needs_plumbing:
+            self._applier.ensure_plumbing()
+        kernel: dict[Table, set[str]] | None = None
+        if self._kernel_chains_known:
+            flush = {c for key in keys for spn in self._by_service.get(key, ())
+                     for c in self._applied.owned(spn, Table.NAT)}
+        else:
+            kernel = self._applier.current_chains()
+            flush = kernel.get(Table.NAT, set()) - set(FIXED_CHAINS[Table.NAT])
+        restore = self._applier.open_restore()
+        try:
+            doc = streamed_document(restore.write, self.config, flush=flush)
+        except BaseException:
+            restore.abort()
+            raise
+        return _FullStream(restore, doc, kernel, set())
+
+    def _finish_full(self, plan: _SyncPlan, stream: _FullStream) -> None:
+        """Runs in a worker thread: the rest of the document, and the restore's end."""
+        desired = plan.desired
+        if not stream.streamed:
+            rest = (desired.joined(Table.NAT, Part.DECLS) + desired.joined(Table.NAT, Part.OWN))
+        else:
+            rest = "".join([desired[spn].rules.nat_decls + desired[spn].rules.nat_own
+                            for spn in desired.ordered() if spn not in stream.streamed])
+        stale: dict[Table, set[str]] | None = None
+        if stream.kernel is not None:
+            stale = {t: have - set(FIXED_CHAINS[t]) - desired.chains(t)
+                     for t, have in stream.kernel.items() if t is not Table.NAT}
+        stream.document.finish([desired], rest=rest,
+                               declared=lambda: desired.chains(Table.NAT), stale=stale)
+        stream.restore.close()
+
+    def _apply(self, plan: _SyncPlan, stream: _FullStream | None = None) -> None:
         """Runs in a worker thread: the only place that touches the kernel."""
+        if stream is not None:
+            self._finish_full(plan, stream)
+            return
         if plan.ensure:
             self._applier.ensure_plumbing()
-        if plan.full:
-            text = self._full_text(plan)
-        else:
-            text = partial_document(self._rules_of(self._applied, plan.changed),
-                                    self._rules_of(plan.desired, plan.changed), plan.changed)
+        text = partial_document(self._rules_of(self._applied, plan.changed),
+                                self._rules_of(plan.desired, plan.changed), plan.changed)
         if text:
             self._applier.restore(text)
 
@@ -223,9 +272,14 @@ class Proxier(SyncLoop):
         """Applies what changed (everything when ``full``); returns whether it worked."""
         start = self._clock()
         keys, triggers = self._tracker.take()
+        full = full or self._needs_full
+        stream: _FullStream | None = None
         try:
-            plan = self._plan(keys, full=full)
-            await asyncio.to_thread(self._apply, plan)
+            if full:
+                stream = await asyncio.to_thread(self._open_full, keys)
+            plan = self._plan(keys, full=full, stream=stream)
+            await asyncio.to_thread(self._apply, plan, stream)
+            stream = None
             await asyncio.to_thread(self._clean_conntrack, plan)
         except Exception:
             # Keep the loop alive: the next sync retries everything, in full.
@@ -237,6 +291,9 @@ class Proxier(SyncLoop):
             self.last_sync_ok = False
         else:
             self._committed(plan, triggers)
+        finally:
+            if stream is not None:  # failed or cancelled mid-way: the restore plays nothing more
+                stream.restore.abort()
         self._record_sync(start)
         return self.last_sync_ok
 

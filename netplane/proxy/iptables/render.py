@@ -17,7 +17,7 @@ chains are never rewritten in a partial sync, because rewriting a chain of
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from netplane.api.meta import Obj
 from netplane.proxy import model
@@ -48,7 +48,7 @@ from netplane.proxy.iptables.chains import (
     rule,
     service_chain,
 )
-from netplane.proxy.iptables.document import Joined, Layout, Listed, assemble
+from netplane.proxy.iptables.document import Joined, Layout, Listed, Streamed, assemble
 from netplane.proxy.iptables.rules import PORT_CHAINS, PORT_TEXTS, PortRules, render_port
 from netplane.proxy.model import ServicePortName, is_ipv4, port_order
 
@@ -82,6 +82,7 @@ __all__ = [
     "render_ports",
     "rule_count",
     "service_chain",
+    "streamed_document",
     "with_stale_chains",
 ]
 
@@ -163,8 +164,18 @@ def document(config: ProxyConfig, owners: Sequence[Joined], *,
     """Every chain of ours from scratch: the fixed rules, then each kind of
     owner's kept text (service ports first); ``stale`` chains (ours only)
     are deleted."""
-    return assemble(owners, head=fixed_rules(config),
-                    tail={Table.NAT: _nodeport_dispatch(config)}, stale=stale)
+    return assemble(owners, head=fixed_rules(config), tail=_tail(config), stale=stale)
+
+
+def streamed_document(write: Callable[[str], None], config: ProxyConfig, *,
+                      flush: Iterable[str] = ()) -> Streamed:
+    """``document``'s rules, written to ``write`` while the service ports'
+    nat chains are rendered (see ``Streamed``)."""
+    return Streamed(write, Table.NAT, head=fixed_rules(config), tail=_tail(config), flush=flush)
+
+
+def _tail(config: ProxyConfig) -> dict[Table, list[str]]:
+    return {Table.NAT: _nodeport_dispatch(config)}
 
 
 def full_document(ports: Iterable[PortRules], config: ProxyConfig, *,
