@@ -60,6 +60,12 @@ def _label(res: Resource, obj: Obj) -> str:
     return f"{res.singular}{group}/{meta.name(obj)}"
 
 
+def _deleted(res: Resource, name: str) -> str:
+    """kubectl's words for a deletion: ``deployment.apps "web" deleted``."""
+    group = f".{res.group}" if res.group else ""
+    return f'{res.singular}{group} "{name}" deleted'
+
+
 async def apply(client: Client, sources: list[str], namespace: str | None) -> list[str]:
     docs = read_manifests(sources)
     if not docs:
@@ -158,7 +164,7 @@ async def delete(client: Client, kind: str, names: list[str], *, namespace: str 
     for name in names:
         await client.delete(res, name, ns, grace_period=grace_period,
                             propagation_policy=CASCADE[cascade])
-        out.append(f'{res.singular} "{name}" deleted')
+        out.append(_deleted(res, name))
     return out
 
 
@@ -169,7 +175,7 @@ async def delete_files(client: Client, sources: list[str], namespace: str | None
         res = _check_locally(src, obj)
         ns = (namespace or meta.namespace(obj) or "default") if res.namespaced else None
         await client.delete(res, meta.name(obj), ns, propagation_policy=CASCADE[cascade])
-        out.append(f'{_label(res, obj)} deleted')
+        out.append(_deleted(res, meta.name(obj)))
     return out
 
 

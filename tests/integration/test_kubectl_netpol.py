@@ -248,9 +248,14 @@ def test_the_netplane_command_handles_the_kind(cluster: Cluster, ns: str) -> Non
     refused = netplane(cluster, "apply", "-n", ns, "-f", "-", stdin=BAD, check=False)
     assert refused.returncode == 1 and "spec.ingress[0].ports[0].endPort" in refused.stderr
     deleted = netplane(cluster, "delete", "netpol", "deny-all", "-n", ns)
-    assert deleted.stdout.strip() == 'networkpolicy "deny-all" deleted'
+    assert deleted.stdout.strip() == 'networkpolicy.networking.k8s.io "deny-all" deleted'
+    netplane(cluster, "apply", "-n", ns, "-f", "-", stdin=DENY_ALL)
+    # kubectl's own words for the same deletion.
+    by_kubectl = cluster.kubectl("delete", "netpol", "deny-all", "-n", ns)
+    assert by_kubectl.stdout.strip() == deleted.stdout.strip()
     netplane(cluster, "apply", "-n", ns, "-f", "-", stdin=DENY_ALL)
     every = netplane(cluster, "delete", "networkpolicy", "--all", "-n", ns)
-    assert sorted(every.stdout.splitlines()) == ['networkpolicy "deny-all" deleted',
-                                                 'networkpolicy "web-allow" deleted']
+    assert sorted(every.stdout.splitlines()) == [
+        'networkpolicy.networking.k8s.io "deny-all" deleted',
+        'networkpolicy.networking.k8s.io "web-allow" deleted']
     assert "No resources found" in netplane(cluster, "get", "networkpolicies", "-n", ns).stdout
