@@ -127,6 +127,24 @@ async def test_default_deny_egress(topo: Topology, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["iptables-nft", "iptables-legacy"])
+async def test_a_flushed_dispatch_chain_is_noticed_and_written_again(topo: Topology,
+                                                                     mode: str) -> None:
+    e = enforcer(topo, mode)
+    e.on_policy(None, netpol("no-egress", {"podSelector": {"matchLabels": {"app": "client"}},
+                                           "policyTypes": ["Egress"]}))
+    assert await e.sync(full=True)
+    assert e.backend.intact()
+    sh(mode, "-F", "NPOL-FILTER",
+       netns=topo.node)
+    assert ok(topo.probe("tcp", PODS["pod-a"], 8080), "pod-a")  # nothing isolates it now
+    assert await e.check() is False
+    assert await e.sync(full=True)
+    assert e.backend.intact()
+    assert topo.probe("tcp", PODS["pod-a"], 8080) == ["ERR:EHOSTUNREACH"]
+    e.clean_up()
+
+
+@pytest.mark.parametrize("mode", ["iptables-nft", "iptables-legacy"])
 async def test_a_dispatch_through_address_blocks_judges_alike(topo: Topology, mode: str,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:

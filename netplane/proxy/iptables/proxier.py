@@ -7,9 +7,10 @@ the rules depend on. A sync re-renders only the Services that changed
 document (their chains, and their lines in the shared chains). Every
 ``sync_period`` and after any failure or detected drift it writes the full
 one instead, into an ``iptables-restore`` started before rendering, so
-that the restore parses what is rendered while the rest is rendered. Every ``check_interval`` a cheap check looks for our jumps in the
-built-in chains, so a flushed table is repaired long before the period
-ends. After rules are applied, stale UDP conntrack entries are deleted.
+that the restore parses what is rendered while the rest is rendered.
+Every ``check_interval`` a cheap check looks for our jumps in the built-in
+chains, so a flushed table is repaired long before the period ends.
+After rules are applied, stale UDP conntrack entries are deleted.
 """
 
 from __future__ import annotations
