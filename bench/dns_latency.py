@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 from dnslib import DNSRecord
+from figures import pct
 
 from netplane.api import resources
 from netplane.cluster.client import Client, Connection
@@ -97,11 +98,6 @@ async def measure(lab: LabPaths, socks: dict[str, socket.socket], n: int) -> dic
             got = await asyncio.to_thread(wait_all, socks, fqdn, start, want_address=False)
             out["delete"] += list(got.values()) + [float("inf")] * (len(socks) - len(got))
     return out
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from figures import pct
+
 from netplane.api import resources
 from netplane.cluster.client import Client, Connection
 from netplane.lab.paths import LabPaths
@@ -92,11 +94,6 @@ async def measure(lab: LabPaths, mode: str, rounds: int) -> dict[str, list[float
                 got = await asyncio.to_thread(wait_all, checks, want, start)
                 out[kind] += list(got.values()) + [float("inf")] * (len(checks) - len(got))
     return out
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:
