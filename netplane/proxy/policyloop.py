@@ -37,6 +37,7 @@ class Backend(Protocol):
     applied: Any
 
     def render(self, plan: policy.Plan) -> Any: ...
+    def rule_count(self, rendered: Any) -> int: ...
     def apply(self, plan: policy.Plan, rendered: Any, *, full: bool) -> None: ...
     def ensure_jumps(self) -> None: ...
     def dropped_packets(self) -> int: ...
@@ -244,8 +245,7 @@ class PolicyEnforcer(SyncLoop):
             self.last_full_sync_time = self._clock()
         else:
             self.partial_syncs += 1
-        self.rule_count = sum(len(v) for v in rendered.values()) if isinstance(rendered, dict) \
-            else sum(len(v) for v in rendered.chains.values())
+        self.rule_count = self.backend.rule_count(rendered)
         self.last_sync_ok = True
         self._record_sync(start)
         self.policy_sync_duration.observe(self.last_sync_duration)

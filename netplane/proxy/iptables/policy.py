@@ -322,6 +322,10 @@ class PolicyApplier:
     def render(self, plan: Plan) -> dict[str, list[str]]:
         return self._renderer.chains(plan)
 
+    @staticmethod
+    def rule_count(rendered: dict[str, list[str]]) -> int:
+        return sum(map(len, rendered.values()))
+
     def dropped_packets(self) -> int:
         out = self._iptables("-L", REJECT_CHAIN, "-v", "-x", "-n", check=False).stdout
         rows = [line.split() for line in out.splitlines()[2:]]

@@ -226,6 +226,10 @@ class NftPolicyApplier:
     def render(self, plan: Plan) -> Rendered:
         return self._renderer.render(plan)
 
+    @staticmethod
+    def rule_count(rendered: Rendered) -> int:
+        return sum(map(len, rendered.chains.values()))
+
     def dropped_packets(self) -> int:
         out = self._run(["nft", "list", "counter", FAMILY, TABLE, DROPPED], check=False).stdout
         m = re.search(r"packets (\d+)", out)
