@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 
 from netplane.api import meta, resources
+from netplane.api.meta import Obj
 from netplane.cli.objects import CliError
 from netplane.cluster.client import Client
 from netplane.proxy import policy
 from netplane.proxy.policy import Clause, Direction, NodePolicy, PodInfo
 
 
-async def load(client: Client) -> tuple[NodePolicy, list[PodInfo]]:
-    pols, pods, nss = await asyncio.gather(*(client.list(r) for r in (
-        resources.NETWORKPOLICY, resources.POD, resources.NAMESPACE)))
-    infos = [i for i in map(policy.pod_info, pods.get("items") or []) if i is not None]
+async def load(client: Client, pods: list[Obj] | None = None
+               ) -> tuple[NodePolicy, list[PodInfo]]:
+    """The cluster's policy model; ``pods`` when the caller has listed them."""
+    pols, nss = await asyncio.gather(*(client.list(r) for r in (
+        resources.NETWORKPOLICY, resources.NAMESPACE)))
+    if pods is None:
+        pods = (await client.list(resources.POD)).get("items") or []
+    infos = [i for i in map(policy.pod_info, pods) if i is not None]
     namespaces = {meta.name(n): meta.labels(n) for n in nss.get("items") or []}
     return policy.compute(pols.get("items") or [], infos, namespaces), infos
 

@@ -188,7 +188,7 @@ async def _policy_lines(client: Client, lab: LabPaths, state: Obj, node: str, po
                         protocol: str) -> list[str]:
     from netplane.cli.policycmd import load
 
-    model, infos = await load(client)
+    model, infos = await load(client, list(pods.values()))
     names = {i.ip: i.key for i in infos}
     src = pod["status"]["podIP"]
     lines = []
