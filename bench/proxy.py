@@ -21,8 +21,10 @@ Data plane: requests/s and p50/p99 latency of HTTP through a ClusterIP vs
 straight to the pod IP, from a client pod, with ``DATA_PLANE_SERVICES``
 services' rules loaded and the agent's node-local DNS notrack rules: with
 keep-alive, and with a new connection per request (each one walks the NAT
-rules); iptables mode for each backend, then nftables mode, each on a fresh
-node. The machine is shared, so the figures are built to be compared: the
+rules); iptables mode for each backend, then nftables mode, then the
+kernel's floor (one DNAT rule for the ClusterIP and no other rule: what
+any rule-based proxy pays per packet for NAT), each on a fresh node. The
+machine is shared, so the figures are built to be compared: the
 load generator and the server are pinned to a CPU each (``taskset``), the
 two paths alternate run by run (ABBA), and "vs direct" is the median, with
 quartiles, of each ClusterIP run over the pod IP run beside it, in
@@ -437,8 +439,27 @@ def _attach(node: str, pod: str, ip: str, port: str) -> None:
     subprocess.run(["ip", "-n", pod, "route", "add", "default", "via", "10.244.1.1"], check=True)
 
 
-def _loaded_proxier(mode: str, node: str, backend: Backend | None) -> SyncLoop:
+class _BareDnat:
+    """The kernel's floor for a ClusterIP: one DNAT rule in PREROUTING and
+    nothing else, so every packet still pays conntrack and NAT but no rule
+    of ours."""
+
+    def __init__(self, node: str) -> None:
+        self._node = node
+        self._rule = ["PREROUTING", "-d", f"{TARGET_VIP}/32", "-p", "tcp", "-m", "tcp",
+                      "--dport", "80", "-j", "DNAT", "--to-destination", f"{POD_IP}:8080"]
+        subprocess.run(["ip", "netns", "exec", node, "iptables-legacy", "-t", "nat", "-A",
+                        *self._rule], check=True)
+
+    def clean_up(self) -> None:
+        subprocess.run(["ip", "netns", "exec", self._node, "iptables-legacy", "-t", "nat", "-D",
+                        *self._rule], check=True)
+
+
+def _loaded_proxier(mode: str, node: str, backend: Backend | None) -> SyncLoop | _BareDnat:
     proxier: SyncLoop
+    if mode == "floor":
+        return _BareDnat(node)
     if mode == "iptables":
         proxier = Proxier(node_name=NODE, config=DATA_PLANE_CONFIG,
                           applier=IptablesApplier(netns=node, backend=backend))
@@ -588,6 +609,7 @@ def data_plane(backends: list[Backend], opts: DataPlaneOptions) -> None:
     modes: list[tuple[str, str, Backend | None]] = [
         (f"iptables/{b}", "iptables", b) for b in backends]
     modes.append(("nftables", "nftables", None))
+    modes.append(("floor: 1 DNAT rule", "floor", None))
     for label, mode, backend in modes:
         with _node_with_pods(opts) as (node, cli, server_pid):
             proxier = _loaded_proxier(mode, node, backend)
