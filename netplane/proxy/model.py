@@ -174,6 +174,14 @@ def _lb_ips(service: Obj) -> tuple[str, ...]:
     return tuple(str(i["ip"]) for i in ingress if i.get("ip"))
 
 
+def _source_ranges(spec: Obj) -> tuple[str, ...]:
+    """The IPv4 ``loadBalancerSourceRanges`` (validation lets whitespace
+    through); none when one of them is a /0, which allows any source."""
+    ranges = [r.strip() for r in map(str, spec.get("loadBalancerSourceRanges") or [])]
+    ours = tuple(r for r in ranges if is_ipv4(r.partition("/")[0]))
+    return () if any(r.endswith("/0") for r in ours) else ours
+
+
 def service_ports(service: Obj) -> list[ServicePortInfo]:
     """The proxied ports of a Service; empty for headless or ExternalName Services."""
     if not is_proxied(service):
@@ -184,9 +192,11 @@ def service_ports(service: Obj) -> list[ServicePortInfo]:
     lb = stype == ServiceType.LOAD_BALANCER
     # What every port of the Service shares, read once.
     ns, svc_name, cluster_ip = namespace(service), name(service), str(spec["clusterIP"])
-    external_ips = tuple(str(ip) for ip in spec.get("externalIPs") or [])
-    lb_ips = _lb_ips(service) if lb else ()
-    ranges = tuple(str(r) for r in spec.get("loadBalancerSourceRanges") or []) if lb else ()
+    # The rules are IPv4 only: addresses of the other family are left out,
+    # as kube-proxy leaves them to the proxier of their own family.
+    external_ips = tuple(ip for ip in map(str, spec.get("externalIPs") or []) if is_ipv4(ip))
+    lb_ips = tuple(ip for ip in _lb_ips(service) if is_ipv4(ip)) if lb else ()
+    ranges = _source_ranges(spec) if lb else ()
     affinity = _affinity_seconds(spec)
     external_local = spec.get("externalTrafficPolicy") == "Local"
     internal_local = spec.get("internalTrafficPolicy") == "Local"

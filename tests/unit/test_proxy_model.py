@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from netplane.api.meta import Obj
+from netplane.proxy import model
+from netplane.proxy.config import ProxyConfig
+from netplane.proxy.iptables.render import render
+from netplane.proxy.iptables.trace import parse
 from netplane.proxy.model import EndpointInfo, Protocol, ServicePortName, build
 
 
@@ -72,3 +76,30 @@ def test_headless_and_external_name_services_are_skipped() -> None:
     node_port = svc("np", "10.96.0.8", [{"port": 80, "nodePort": 30080}], type="NodePort")
     got = build([headless, empty, external, node_port], [])
     assert [str(k) for k in got] == ["default/np"]
+
+
+def test_addresses_of_the_other_family_are_left_out_as_kube_proxy_does() -> None:
+    svc = {"metadata": {"namespace": "default", "name": "dual"},
+           "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.9",
+                    "externalIPs": ["192.0.2.10", "2001:db8::10"],
+                    "loadBalancerSourceRanges": [" 198.51.100.0/24", "2001:db8:1::/48"],
+                    "ports": [{"port": 80, "nodePort": 30080}]},
+           "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.20"},
+                                                   {"ip": "2001:db8::20"}]}}}
+    (info,) = model.service_ports(svc)
+    assert info.external_ips == ("192.0.2.10",)
+    assert info.load_balancer_ips == ("192.0.2.20",)
+    assert info.load_balancer_source_ranges == ("198.51.100.0/24",)
+    # The rules of such a Service restore: no IPv6 address in an IPv4 document.
+    text = render([svc], [], ProxyConfig())
+    assert "2001:db8" not in text
+    parse(text)
+
+
+def test_a_zero_source_range_allows_every_source() -> None:
+    svc = {"metadata": {"namespace": "default", "name": "open"},
+           "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.9",
+                    "loadBalancerSourceRanges": ["198.51.100.0/24", "0.0.0.0/0"],
+                    "ports": [{"port": 80, "nodePort": 30080}]}}
+    (info,) = model.service_ports(svc)
+    assert info.load_balancer_source_ranges == ()
