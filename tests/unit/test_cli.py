@@ -107,7 +107,7 @@ async def test_delete_cascade_sends_kubectls_policies(cli: Client) -> None:
     for name in ("kept", "held", "gone"):
         await cli.create(resources.DEPLOYMENT, deployment(name))
     assert await objects.delete(cli, "deploy", ["kept"], namespace=None, grace_period=None,
-                                cascade="orphan") == ['deployment "kept" deleted']
+                                cascade="orphan") == ['deployment.apps "kept" deleted']
     await objects.delete(cli, "deploy", ["held"], namespace=None, grace_period=None,
                          cascade="foreground")
     await objects.delete(cli, "deploy", ["gone"], namespace=None, grace_period=None)
@@ -135,9 +135,10 @@ async def test_delete_all_or_by_selector_in_one_namespace(cli: Client) -> None:
                          ns)
     assert await objects.delete(cli, "netpol", [], namespace="np-x", grace_period=None,
                                 selector="keep=False") == [
-        'networkpolicy "a" deleted', 'networkpolicy "b" deleted']
+        'networkpolicy.networking.k8s.io "a" deleted',
+        'networkpolicy.networking.k8s.io "b" deleted']
     assert await objects.delete(cli, "networkpolicies", [], namespace="np-x", grace_period=None,
-                                everything=True) == ['networkpolicy "c" deleted']
+                                everything=True) == ['networkpolicy.networking.k8s.io "c" deleted']
     assert await objects.delete(cli, "networkpolicy", [], namespace="np-x", grace_period=None,
                                 everything=True) == ["No resources found"]
     assert [p["metadata"]["name"] for p in
@@ -145,7 +146,7 @@ async def test_delete_all_or_by_selector_in_one_namespace(cli: Client) -> None:
     with pytest.raises(CliError, match="name cannot be provided"):
         await objects.delete(cli, "netpol", ["a"], namespace=None, grace_period=None,
                              everything=True)
-    assert await objects.delete(cli, "netpol/a", [], namespace=None,
-                                grace_period=None) == ['networkpolicy "a" deleted']
+    deleted = await objects.delete(cli, "netpol/a", [], namespace=None, grace_period=None)
+    assert deleted == ['networkpolicy.networking.k8s.io "a" deleted']
     args = cli_main.parser().parse_args(["delete", "networkpolicy", "--all", "-n", "np-x"])
     assert (args.all, args.namespace, args.names) == (True, "np-x", [])
