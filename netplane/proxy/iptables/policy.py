@@ -108,7 +108,9 @@ def pod_chain_rules(chain: PodChain) -> list[str]:
 # packet meets a rule per block of 16 addresses, then one per pod of its
 # block, instead of one per isolated pod of the node (with default-deny in
 # every namespace, 200 ingress rules on a node of 200 pods: about 30 now).
-FLAT_DISPATCH = 32
+# The tree costs a rule per block more, so it pays once a direction has
+# more pods than a block usually holds.
+FLAT_DISPATCH = 8
 BLOCK_PREFIX = 28
 BLOCK_CHAIN_PREFIX = {Direction.EGRESS: "NPOL-DE-", Direction.INGRESS: "NPOL-DI-"}
 
