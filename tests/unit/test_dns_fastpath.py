@@ -10,6 +10,7 @@ for 512 bytes), and ``fresh.default`` added and removed by the tests.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from dnslib import EDNS0, DNSRecord, EDNSOption
@@ -45,6 +46,14 @@ OTHER = ["10-244-1-9.default.pod.cluster.local", "google.com.cluster.local", "cl
          "svc.cluster.local", "default.svc.cluster.local", "example.com",
          "alias.default.svc.cluster.local", "9.3.244.10.in-addr.arpa"]
 QTYPES = ["A", "AAAA", "SRV", "PTR", "CNAME", "MX", "TXT", "ANY", "NS", "SOA"]
+
+
+def test_the_module_is_built_from_the_current_source() -> None:
+    from netplane.dns import _fastpath
+
+    source = Path(fastpath.__file__).with_name("_fastpath.c")
+    assert Path(_fastpath.__file__).stat().st_mtime >= source.stat().st_mtime, (
+        "the compiled fast path is older than _fastpath.c: run scripts/setup.sh")
 
 
 def build() -> RecordIndex:
