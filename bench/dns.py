@@ -14,12 +14,18 @@ for the tail latency:
 
 Runs alternate between the two servers, which goes first alternating too
 (``--runs`` of each row, medians shown), so that the machine's other work
-falls on both alike. Prints a
-table; not a test.
+falls on both alike. Beside queries/s, each server's CPU time (user and
+system, from /proc) per query answered: where dnsperf, not the server, is
+what runs out of CPU (a small machine), queries/s says as much about the
+client as about the server, and the CPU time is the server's own cost.
+Prints a table; not a test.
+
+Ours answers these queries in its compiled fast path when it is built
+(``netplane (uvloop, C)``); ``--python`` measures the Python path alone.
 
 Needs the Debian packages dnsperf and dnsmasq-base. Usage:
 
-    python bench/dns.py [--seconds 10] [--runs 3] [--names 1000] [--rate 20000]
+    python bench/dns.py [--seconds 10] [--runs 3] [--names 1000] [--rate 20000] [--python]
 """
 
 from __future__ import annotations
@@ -54,9 +60,23 @@ for svc in json.load(open(sys.argv[1])):
     index.on_service(None, svc)
 def ready(server):
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    print(json.dumps({"port": server.port, "loop": loop}), flush=True)
-run(index, address=sys.argv[2], port=int(sys.argv[3]), ready=ready)
+    print(json.dumps({"port": server.port, "loop": loop, "compiled": server.compiled}),
+          flush=True)
+run(index, address=sys.argv[2], port=int(sys.argv[3]), ready=ready,
+    compiled=sys.argv[4] == "compiled")
 """
+
+
+@dataclass
+class Sample:
+    """One dnsperf run against one server."""
+
+    qps: float
+    avg_ms: float
+    p99_ms: float | None
+    lost: int
+    completed: int
+    cpu_us: float = 0.0  # the server's CPU time per completed query
 
 
 @dataclass
@@ -67,6 +87,7 @@ class Result:
     avg_ms: float
     p99_ms: float | None
     lost: int
+    cpu_us: float
 
 
 def free_port(address: str) -> int:
@@ -136,22 +157,25 @@ def distinct_spellings(names: Iterator[str], rng: random.Random) -> Iterator[str
 
 
 @contextlib.contextmanager
-def netplane_server(workdir: Path) -> Iterator[tuple[int, str]]:
+def netplane_server(workdir: Path, *, compiled: bool) -> Iterator[tuple[int, int, str]]:
+    """Our server's port, process id and label: the event loop, and C when
+    the compiled fast path serves."""
     port = free_port(NETPLANE_IP)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(workdir / "services.json"),
-                             NETPLANE_IP, str(port)], stdout=subprocess.PIPE, text=True, env=env)
+                             NETPLANE_IP, str(port), "compiled" if compiled else "python"],
+                            stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
-        yield port, info["loop"]
+        yield port, proc.pid, info["loop"] + (", C" if info["compiled"] else "")
     finally:
         proc.kill()
         proc.wait()
 
 
 @contextlib.contextmanager
-def dnsmasq_server(workdir: Path) -> Iterator[int]:
+def dnsmasq_server(workdir: Path) -> Iterator[tuple[int, int]]:
     port = free_port(DNSMASQ_IP)
     proc = subprocess.Popen(
         ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
@@ -161,7 +185,7 @@ def dnsmasq_server(workdir: Path) -> Iterator[int]:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_answering(DNSMASQ_IP, port)
-        yield port
+        yield port, proc.pid
     finally:
         proc.kill()
         proc.wait()
@@ -179,10 +203,17 @@ def wait_answering(address: str, port: int) -> None:
     raise RuntimeError(f"nothing answers on {address}:{port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def dnsperf(address: str, port: int, datafile: Path, *, seconds: int, once: bool,
-            rate: int | None = None) -> tuple[float, float, float | None, int]:
+            rate: int | None = None) -> Sample:
     """qps, average latency (ms), p99 (ms, from per-query lines, only at a
-    fixed rate: printing them costs dnsperf time at full speed) and lost queries."""
+    fixed rate: printing them costs dnsperf time at full speed), lost and
+    completed queries."""
     cmd = ["dnsperf", "-s", address, "-p", str(port), "-d", str(datafile), "-l", str(seconds),
            "-c", "4", "-q", "200", "-t", "2"]
     if once:
@@ -193,9 +224,10 @@ def dnsperf(address: str, port: int, datafile: Path, *, seconds: int, once: bool
     qps = float(_field(out, r"Queries per second:\s+([\d.]+)"))
     avg = float(_field(out, r"Average Latency \(s\):\s+([\d.]+)")) * 1000
     lost = int(_field(out, r"Queries lost:\s+(\d+)"))
+    completed = int(_field(out, r"Queries completed:\s+(\d+)"))
     latencies = sorted(float(m) for m in re.findall(r"^> \S+ .* ([\d.]+)$", out, re.MULTILINE))
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else None
-    return qps, avg, p99, lost
+    return Sample(qps, avg, p99, lost, completed)
 
 
 def _field(text: str, pattern: str) -> str:
@@ -205,46 +237,52 @@ def _field(text: str, pattern: str) -> str:
     return match.group(1)
 
 
-def run(seconds: int, runs: int, count: int, rate: int) -> list[Result]:
+def run(seconds: int, runs: int, count: int, rate: int, *, compiled: bool) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="netplane-bench-dns-") as tmp:
         workdir = Path(tmp)
         files = write_inputs(workdir, count)
-        with netplane_server(workdir) as (np_port, loop), dnsmasq_server(workdir) as dm_port:
-            targets = [(f"netplane ({loop})", NETPLANE_IP, np_port),
-                       ("dnsmasq", DNSMASQ_IP, dm_port)]
+        with (netplane_server(workdir, compiled=compiled) as (np_port, np_pid, loop),
+              dnsmasq_server(workdir) as (dm_port, dm_pid)):
+            targets = [(f"netplane ({loop})", NETPLANE_IP, np_port, np_pid),
+                       ("dnsmasq", DNSMASQ_IP, dm_port, dm_pid)]
             rows: list[tuple[str, int | None]] = [
                 ("cluster", None), ("cluster first-seen", None), ("nxdomain", None),
                 ("nxdomain first-seen", None), (f"cluster @{rate} qps", rate)]
             for names, fixed in rows:
-                samples: dict[str, list[tuple[float, float, float | None, int]]] = {}
+                samples: dict[str, list[Sample]] = {}
                 for number in range(runs):
                     once = "first-seen" in names
                     path = (first_seen_queries(workdir, names, run=number, count=count,
                                                queries=seconds * FIRST_SEEN_PER_SECOND)
                             if once else files[names.split()[0]])
-                    for label, address, port in (targets if number % 2 == 0
-                                                 else targets[::-1]):
+                    for label, address, port, pid in (targets if number % 2 == 0
+                                                      else targets[::-1]):
                         wait_answering(address, port)
-                        samples.setdefault(label, []).append(dnsperf(
-                            address, port, path, seconds=seconds, rate=fixed, once=once))
+                        before = cpu_seconds(pid)
+                        sample = dnsperf(address, port, path, seconds=seconds, rate=fixed,
+                                         once=once)
+                        used = cpu_seconds(pid) - before
+                        sample.cpu_us = used * 1e6 / sample.completed if sample.completed else 0
+                        samples.setdefault(label, []).append(sample)
                 results += [median_result(label, names, runs) for label, runs in samples.items()]
     return results
 
 
-def median_result(server: str, names: str,
-                  runs: list[tuple[float, float, float | None, int]]) -> Result:
-    p99s = [r[2] for r in runs if r[2] is not None]
-    return Result(server, names, statistics.median(r[0] for r in runs),
-                  statistics.median(r[1] for r in runs),
-                  statistics.median(p99s) if p99s else None, max(r[3] for r in runs))
+def median_result(server: str, names: str, runs: list[Sample]) -> Result:
+    p99s = [r.p99_ms for r in runs if r.p99_ms is not None]
+    return Result(server, names, statistics.median(r.qps for r in runs),
+                  statistics.median(r.avg_ms for r in runs),
+                  statistics.median(p99s) if p99s else None, max(r.lost for r in runs),
+                  statistics.median(r.cpu_us for r in runs))
 
 
 def print_table(results: list[Result], runs: int) -> None:
     """Ours beside dnsmasq's, row by row (medians of ``runs``), with the ratios."""
-    print(f"medians of {runs} alternating runs; lost: the most in one run")
+    print(f"medians of {runs} alternating runs; lost: the most in one run; "
+          "cpu: the server's CPU time per query")
     print(f"{'names':<24} {'server':<20} {'queries/s':>10} {'avg ms':>8} {'p99 ms':>8} "
-          f"{'lost':>6} {'ours/dnsmasq':>13}")
+          f"{'lost':>6} {'cpu us/q':>9} {'ours/dnsmasq':>13}")
     by_names: dict[str, list[Result]] = {}
     for r in results:
         by_names.setdefault(r.names, []).append(r)
@@ -260,7 +298,7 @@ def print_table(results: list[Result], runs: int) -> None:
             else:
                 ratio = f"{ours.qps / theirs.qps:.2f}x" if theirs.qps else "-"
             print(f"{names if r is ours else '':<24} {r.server:<20} {r.qps:>10.0f} "
-                  f"{r.avg_ms:>8.3f} {p99:>8} {r.lost:>6} {ratio:>13}")
+                  f"{r.avg_ms:>8.3f} {p99:>8} {r.lost:>6} {r.cpu_us:>9.2f} {ratio:>13}")
 
 
 def main() -> None:
@@ -269,11 +307,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each row per server")
     parser.add_argument("--names", type=int, default=1000, help="number of service names")
     parser.add_argument("--rate", type=int, default=20000, help="fixed rate for the p99 run")
+    parser.add_argument("--python", action="store_true",
+                        help="serve without the compiled fast path")
     args = parser.parse_args()
     missing = [tool for tool in ("dnsperf", "dnsmasq") if shutil.which(tool) is None]
     if missing:
         sys.exit(f"missing tools: {', '.join(missing)} (apt-get install dnsperf dnsmasq-base)")
-    print_table(run(args.seconds, args.runs, args.names, args.rate), args.runs)
+    print_table(run(args.seconds, args.runs, args.names, args.rate, compiled=not args.python),
+                args.runs)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what netplane needs on a Debian 12 machine: the kernel tools it
 # drives (iproute2, iptables, nftables, conntrack, ipset), the tools users and
-# tests run inside pods (curl, dig), a C compiler for the runtime's C
-# programs (the netplane/echo image's server, the container launcher), and a
-# virtualenv with the project.
+# tests run inside pods (curl, dig), the benchmarks' tools (dnsperf,
+# dnsmasq, wrk), a C compiler and the interpreter's headers for the C parts
+# (the netplane/echo image's server, the container launcher, the DNS
+# server's compiled fast path), and a virtualenv with the project.
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(iproute2 iptables nftables conntrack ipset dnsutils curl iputils-ping dnsperf dnsmasq-base wrk
-          python3 python3-venv procps psmisc util-linux kmod gcc libc6-dev)
+          python3 python3-venv python3-dev procps psmisc util-linux kmod gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
@@ -51,6 +52,14 @@ for program in echo launcher; do
         bash scripts/build-c.sh "$program" "$bin"
     fi
 done
+# The DNS server's compiled fast path, beside its module; without it the
+# server answers every query in Python.
+suffix=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+ext=netplane/dns/_fastpath$suffix
+if [ ! -f "$ext" ] || [ netplane/dns/_fastpath.c -nt "$ext" ] || [ scripts/build-ext.sh -nt "$ext" ]; then
+    echo "setup: building $ext"
+    bash scripts/build-ext.sh .venv/bin/python >/dev/null
+fi
 # `netplane` on root's PATH, unless another one is already there.
 link=/usr/local/bin/netplane
 if [ ! -e "$link" ]; then

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from netplane.api import meta
@@ -111,7 +111,7 @@ class RecordIndex:
         self._slices: dict[Key, dict[str, tuple[Endpoint, ...]]] = {}
         self._endpoints: dict[Key, tuple[Endpoint, ...]] = {}
         self._pods: dict[Key, dict[str, PodEntry]] = {}  # (ns, subdomain) -> pod name -> entry
-        self._views: dict[Key, ServiceView] = {}
+        self._views: dict[Key, ServiceView] = {}  # changed in place only: ``views`` gives it out
         self._ptr: dict[IPAddress, dict[Key, tuple[PtrTarget, ...]]] = {}
         self._ptr_of: dict[Key, dict[IPAddress, tuple[PtrTarget, ...]]] = {}
         self._namespaces: dict[str, int] = {}  # namespace -> number of services
@@ -197,6 +197,11 @@ class RecordIndex:
 
     def view(self, namespace: str, name: str) -> ServiceView | None:
         return self._views.get(_key(namespace, name))
+
+    def views(self) -> Mapping[Key, ServiceView]:
+        """Every Service's view by lower-cased (namespace, name): the live
+        mapping itself, never replaced, so a reader holding it sees each change."""
+        return self._views
 
     def ptr(self, address: IPAddress) -> tuple[PtrTarget, ...]:
         """Names the address points back to, in a stable order."""

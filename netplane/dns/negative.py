@@ -71,6 +71,16 @@ class NegativeForm:
         question = name_wire + qtype.to_bytes(2, "big") + qclass.to_bytes(2, "big")
         return self.reply(bytes(HEADER_SIZE) + question, HEADER_SIZE + len(question), False)
 
+    def layout(self) -> tuple[tuple[bytes, ...], tuple[bytes, ...], int,
+                              tuple[bytes, bytes, bytes], bytes]:
+        """What ``reply`` puts together, for the compiled fast path: the heads
+        without and with EDNS0 (by ``copied_bits``), the zone's wire size,
+        and the tail as three segments, each after a pointer to the zone's
+        name in the question, then the OPT record sent with EDNS0."""
+        owner_fields, mname, rname, numbers = self._parts
+        return (self._heads, self._edns_heads, self.zone_size,
+                (owner_fields + mname, rname, numbers), opt_record())
+
     def _tails_at(self, zone_at: int) -> tuple[bytes, bytes]:
         pointer = (_POINTER | zone_at).to_bytes(2, "big")
         owner_fields, mname, rname, numbers = self._parts

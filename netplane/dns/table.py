@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple
 
 from netplane.dns.answer import build, encode
 from netplane.dns.index import RecordIndex, ServiceView
@@ -41,6 +42,16 @@ ADDRESS_QTYPES = (RType.A, RType.AAAA)
 Owner = tuple[str, str] | IPAddress  # a Service (namespace, name) or an address (its PTR)
 
 
+class SharedTable(NamedTuple):
+    """An answer table's lookups, as ``AnswerTable.shared`` gives them out."""
+
+    prebuilt: Mapping[bytes, Prebuilt]
+    lazy: Mapping[bytes, Prebuilt]
+    services: Mapping[tuple[str, str], object]  # the index's Service views
+    services_under: bytes  # svc.<zone> in wire form
+    missing: NegativeForm | None  # the NXDOMAIN form under it, if exact there
+
+
 class AnswerTable:
     """Replies for the names of one index; call ``sync`` after the index changes
     (``lookup`` does so itself when it notices)."""
@@ -53,6 +64,7 @@ class AnswerTable:
         self.lazy_entries = lazy_entries
         self._on_programmed = on_programmed
         self._clock = clock
+        # Changed in place, never replaced: the compiled fast path holds them (``shared``).
         self._prebuilt: dict[bytes, Prebuilt] = {}
         self._lazy: OrderedDict[bytes, Prebuilt] = OrderedDict()
         self._owned: dict[Owner, list[bytes]] = {}
@@ -67,6 +79,12 @@ class AnswerTable:
     def keys(self) -> Iterator[bytes]:
         """Keys of the pre-built replies."""
         return iter(list(self._prebuilt))
+
+    def shared(self) -> SharedTable:
+        """What ``get`` and ``negative`` read, the live objects themselves,
+        for a reader outside Python that must see every ``sync``."""
+        return SharedTable(self._prebuilt, self._lazy, self.index.views(),
+                           self._services_under, self._missing)
 
     def get(self, key: bytes) -> Prebuilt | None:
         """The reply already built for a question key, if any (nothing is built)."""

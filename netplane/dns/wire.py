@@ -279,19 +279,22 @@ class Prebuilt:
 
     The question section inside is the lower-cased one; ``reply`` splices
     in the client's own spelling, which name compression then carries into
-    every record owned by the question name.
+    every record owned by the question name. A reply is the query's id, one
+    of ``heads`` (``edns_heads`` with EDNS0) by ``copied_bits``, the query's
+    question, then ``tail`` (``edns_tail``): the compiled fast path reads
+    these four as they are.
     """
 
-    __slots__ = ("_edns_heads", "_edns_tail", "_heads", "plain", "qend", "tail", "udp_size")
+    __slots__ = ("edns_heads", "edns_tail", "heads", "plain", "qend", "tail", "udp_size")
 
     def __init__(self, plain: bytes, *, udp_size: int = DEFAULT_UDP_SIZE) -> None:
         self.plain = plain
         self.udp_size = udp_size
         self.qend = skip_question(plain)
         self.tail = plain[self.qend:]
-        self._edns_tail = self.tail + opt_record(udp_size=udp_size)
-        self._heads = header_variants(plain[2:HEADER_SIZE])
-        self._edns_heads = header_variants(with_opt(plain[:HEADER_SIZE])[2:HEADER_SIZE])
+        self.edns_tail = self.tail + opt_record(udp_size=udp_size)
+        self.heads = header_variants(plain[2:HEADER_SIZE])
+        self.edns_heads = header_variants(with_opt(plain[:HEADER_SIZE])[2:HEADER_SIZE])
 
     @property
     def edns(self) -> bytes:
@@ -306,8 +309,8 @@ class Prebuilt:
         ``data[12:qend]`` and of this reply's (name, type, class)."""
         bits = (data[2] & 0x01) | ((data[3] >> 3) & 0x02)  # copied_bits, inline: per query
         if edns:
-            return data[:2] + self._edns_heads[bits] + data[HEADER_SIZE:qend] + self._edns_tail
-        return data[:2] + self._heads[bits] + data[HEADER_SIZE:qend] + self.tail
+            return data[:2] + self.edns_heads[bits] + data[HEADER_SIZE:qend] + self.edns_tail
+        return data[:2] + self.heads[bits] + data[HEADER_SIZE:qend] + self.tail
 
 
 def finalize(built: Prebuilt, query: Query, *, limit: int) -> tuple[bytes, bool]:

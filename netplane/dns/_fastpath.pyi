@@ -1,0 +1,13 @@
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+class Responder:
+    def __init__(self, *, prebuilt: Mapping[bytes, Any], lazy: Mapping[bytes, Any],
+                 services: Mapping[tuple[str, str], object], prebuilt_type: type,
+                 under: bytes,
+                 negative: tuple[tuple[bytes, ...], tuple[bytes, ...], int,
+                                 tuple[bytes, bytes, bytes], bytes] | None,
+                 max_udp_size: int, qtypes: Sequence[int], buckets: Sequence[float]) -> None: ...
+    def serve(self, fd: int, limit: int, /) -> list[tuple[bytes, Any]]: ...
+    def reply(self, data: bytes, /) -> bytes | None: ...
+    def take(self) -> tuple[list[tuple[int, int, int]], list[int], float]: ...
