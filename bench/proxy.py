@@ -22,8 +22,9 @@ straight to the pod IP, from a client pod, with ``DATA_PLANE_SERVICES``
 services' rules loaded and the agent's node-local DNS notrack rules: with
 keep-alive, and with a new connection per request (each one walks the NAT
 rules); iptables mode for each backend, then nftables mode, then the
-kernel's floor (one DNAT rule for the ClusterIP and no other rule: what
-any rule-based proxy pays per packet for NAT), each on a fresh node. The
+kernel's floor (one DNAT rule for the ClusterIP and no other rule, in
+iptables and in nftables: what any rule-based proxy pays for NAT), each on
+a fresh node. The
 machine is shared, so the figures are built to be compared: the
 load generator and the server are pinned to a CPU each (``taskset``), the
 two paths alternate run by run (ABBA), and "vs direct" is the median, with
@@ -440,26 +441,40 @@ def _attach(node: str, pod: str, ip: str, port: str) -> None:
 
 
 class _BareDnat:
-    """The kernel's floor for a ClusterIP: one DNAT rule in PREROUTING and
-    nothing else, so every packet still pays conntrack and NAT but no rule
-    of ours."""
+    """The kernel's floor for a ClusterIP: one DNAT rule and nothing else
+    (in iptables' PREROUTING, or in an nftables nat chain of its own), so
+    every packet still pays conntrack and NAT but no rule of ours."""
 
-    def __init__(self, node: str) -> None:
-        self._node = node
-        self._rule = ["PREROUTING", "-d", f"{TARGET_VIP}/32", "-p", "tcp", "-m", "tcp",
-                      "--dport", "80", "-j", "DNAT", "--to-destination", f"{POD_IP}:8080"]
-        subprocess.run(["ip", "netns", "exec", node, "iptables-legacy", "-t", "nat", "-A",
-                        *self._rule], check=True)
+    def __init__(self, node: str, *, nft: bool) -> None:
+        self._node, self._nft = node, nft
+        if nft:
+            self._run(["nft", "-f", "-"], (
+                "table ip netplane-floor {\n chain prerouting {\n"
+                "  type nat hook prerouting priority dstnat; policy accept;\n"
+                f"  ip daddr {TARGET_VIP} tcp dport 80 dnat to {POD_IP}:8080\n }}\n}}\n"))
+        else:
+            self._run(["iptables-legacy", "-t", "nat", "-A", *self._rule()])
+
+    @staticmethod
+    def _rule() -> list[str]:
+        return ["PREROUTING", "-d", f"{TARGET_VIP}/32", "-p", "tcp", "-m", "tcp",
+                "--dport", "80", "-j", "DNAT", "--to-destination", f"{POD_IP}:8080"]
+
+    def _run(self, argv: list[str], stdin: str | None = None) -> None:
+        subprocess.run(["ip", "netns", "exec", self._node, *argv], input=stdin, text=True,
+                       check=True)
 
     def clean_up(self) -> None:
-        subprocess.run(["ip", "netns", "exec", self._node, "iptables-legacy", "-t", "nat", "-D",
-                        *self._rule], check=True)
+        if self._nft:
+            self._run(["nft", "delete", "table", "ip", "netplane-floor"])
+        else:
+            self._run(["iptables-legacy", "-t", "nat", "-D", *self._rule()])
 
 
 def _loaded_proxier(mode: str, node: str, backend: Backend | None) -> SyncLoop | _BareDnat:
     proxier: SyncLoop
-    if mode == "floor":
-        return _BareDnat(node)
+    if mode in ("floor", "nft floor"):
+        return _BareDnat(node, nft=mode == "nft floor")
     if mode == "iptables":
         proxier = Proxier(node_name=NODE, config=DATA_PLANE_CONFIG,
                           applier=IptablesApplier(netns=node, backend=backend))
@@ -609,7 +624,8 @@ def data_plane(backends: list[Backend], opts: DataPlaneOptions) -> None:
     modes: list[tuple[str, str, Backend | None]] = [
         (f"iptables/{b}", "iptables", b) for b in backends]
     modes.append(("nftables", "nftables", None))
-    modes.append(("floor: 1 DNAT rule", "floor", None))
+    modes += [("floor: 1 iptables DNAT rule", "floor", None),
+              ("floor: 1 nft DNAT rule", "nft floor", None)]
     for label, mode, backend in modes:
         with _node_with_pods(opts) as (node, cli, server_pid):
             proxier = _loaded_proxier(mode, node, backend)
