@@ -8,15 +8,28 @@ import pytest
 from netplane.api import meta, scheduling
 from netplane.api.meta import Obj
 from netplane.cluster.scheduler import plugins
-from netplane.cluster.scheduler.framework import NodeInfo, schedule
+from netplane.cluster.scheduler.framework import schedule
+from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo
+from netplane.cluster.scheduler.profiles import default_profile
+
+ALLOCATABLE = {"cpu": "4", "memory": "8Gi", "pods": "110"}
 
 
 def node(name: str, *, ready: bool = True, labels: dict[str, str] | None = None,
          unschedulable: bool = False) -> Obj:
     return {"metadata": {"name": name, "labels": labels or {}},
             "spec": {"unschedulable": unschedulable},
-            "status": {"conditions": [{"type": "Ready",
+            "status": {"allocatable": dict(ALLOCATABLE),
+                       "conditions": [{"type": "Ready",
                                        "status": "True" if ready else "False"}]}}
+
+
+def with_pods(n: Obj, count: int) -> NodeInfo:
+    """The node running ``count`` pods that request nothing."""
+    return NodeInfo(n, [PodInfo.of({"metadata": {"name": f"{meta.name(n)}-{i}",
+                                                 "namespace": "default", "uid": f"u{i}"},
+                                    "spec": {"containers": [{"name": "c"}]}})
+                        for i in range(count)])
 
 
 def pod(selector: dict[str, str] | None = None) -> Obj:
@@ -25,37 +38,39 @@ def pod(selector: dict[str, str] | None = None) -> Obj:
 
 
 def decide(p: Obj, infos: list[NodeInfo]) -> tuple[str | None, str]:
-    d = schedule(p, infos, plugins.DEFAULT_FILTERS, plugins.DEFAULT_SCORERS)
+    d = schedule(p, infos, default_profile())
     return d.node, d.message
 
 
-def test_fewest_pods_wins() -> None:
-    infos = [NodeInfo(node("node-1"), 3), NodeInfo(node("node-2"), 1),
-             NodeInfo(node("node-3"), 2)]
+def test_the_least_allocated_node_wins() -> None:
+    # Pods that request nothing still count (100m, 200Mi) when ranking.
+    infos = [with_pods(node("node-1"), 3), with_pods(node("node-2"), 1),
+             with_pods(node("node-3"), 2)]
     assert decide(pod(), infos)[0] == "node-2"
 
 
 def test_ties_go_to_the_first_name() -> None:
-    assert decide(pod(), [NodeInfo(node("node-2"), 0), NodeInfo(node("node-1"), 0)])[0] \
+    assert decide(pod(), [NodeInfo(node("node-2")), NodeInfo(node("node-1"))])[0] \
         == "node-1"
 
 
 def test_not_ready_and_unschedulable_nodes_are_filtered_with_reasons() -> None:
-    infos = [NodeInfo(node("a", ready=False), 0), NodeInfo(node("b", unschedulable=True), 0)]
+    infos = [NodeInfo(node("a", ready=False)), NodeInfo(node("b", unschedulable=True))]
     name, message = decide(pod(), infos)
     assert name is None
     assert message == ("0/2 nodes are available: 1 node(s) were not ready, "
-                       "1 node(s) were unschedulable.")
+                       "1 node(s) were unschedulable. preemption: 0/2 nodes are available: "
+                       "2 Preemption is not helpful for scheduling.")
 
 
 def test_node_selector() -> None:
-    infos = [NodeInfo(node("a"), 0), NodeInfo(node("b", labels={"disk": "ssd"}), 5)]
+    infos = [NodeInfo(node("a")), with_pods(node("b", labels={"disk": "ssd"}), 5)]
     assert decide(pod({"disk": "ssd"}), infos)[0] == "b"
     assert decide(pod({"disk": "nvme"}), infos)[0] is None
 
 
 def test_no_nodes() -> None:
-    assert decide(pod(), []) == (None, "0/0 nodes are available.")
+    assert decide(pod(), []) == (None, "no nodes available to schedule pods")
 
 
 def with_affinity(p: Obj, *terms: Obj) -> Obj:
@@ -65,14 +80,16 @@ def with_affinity(p: Obj, *terms: Obj) -> Obj:
 
 
 def test_match_fields_on_the_node_name_pins_a_pod_as_daemon_pods_are_pinned() -> None:
-    infos = [NodeInfo(node("node-1"), 0), NodeInfo(node("node-2"), 9)]
+    infos = [NodeInfo(node("node-1")), with_pods(node("node-2"), 9)]
     pinned = with_affinity(pod(), {"matchFields": [
         {"key": "metadata.name", "operator": "In", "values": ["node-2"]}]})
     assert decide(pinned, infos)[0] == "node-2"
     gone = with_affinity(pod(), {"matchFields": [
         {"key": "metadata.name", "operator": "In", "values": ["node-9"]}]})
     assert decide(gone, infos) == (None, "0/2 nodes are available: 2 node(s) didn't match "
-                                         "Pod's node affinity/selector.")
+                                         "Pod's node affinity/selector. preemption: 0/2 nodes "
+                                         "are available: 2 Preemption is not helpful for "
+                                         "scheduling.")
     not_one = with_affinity(pod(), {"matchFields": [
         {"key": "metadata.name", "operator": "NotIn", "values": ["node-1"]}]})
     assert decide(not_one, infos)[0] == "node-2"
@@ -98,12 +115,12 @@ def test_required_node_affinity_terms(term: Obj, fits: list[str]) -> None:
              node("n-b", labels={"zone": "b", "cores": "8"}), node("n-none")]
     p = with_affinity(pod(), term)
     assert [meta.name(n) for n in nodes if plugins.NodeAffinity().filter(
-        p, NodeInfo(n, 0)).ok] == fits
+        {}, p, NodeInfo(n)).ok] == fits
 
 
 def test_any_term_may_match_and_node_selector_still_applies() -> None:
-    infos = [NodeInfo(node("a", labels={"zone": "a"}), 0),
-             NodeInfo(node("b", labels={"zone": "b", "disk": "ssd"}), 0)]
+    infos = [NodeInfo(node("a", labels={"zone": "a"})),
+             NodeInfo(node("b", labels={"zone": "b", "disk": "ssd"}))]
     p = with_affinity(pod({"disk": "ssd"}),
                       {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
                       {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]})
@@ -118,15 +135,17 @@ def tainted(name: str, *taints: Obj) -> Obj:
 
 def test_taints_keep_off_pods_that_do_not_tolerate_them() -> None:
     gpu = {"key": "gpu", "value": "yes", "effect": "NoSchedule"}
-    infos = [NodeInfo(tainted("a", gpu), 0),
-             NodeInfo(tainted("b", {"key": "x", "effect": "PreferNoSchedule"}), 5)]
+    infos = [NodeInfo(tainted("a", gpu)),
+             with_pods(tainted("b", {"key": "x", "effect": "PreferNoSchedule"}), 5)]
     assert decide(pod(), infos)[0] == "b"  # PreferNoSchedule does not filter
     p = pod()
     p["spec"]["tolerations"] = [{"key": "gpu", "operator": "Equal", "value": "yes"}]
     assert decide(p, infos)[0] == "a"
-    only = [NodeInfo(tainted("a", gpu), 0)]
+    only = [NodeInfo(tainted("a", gpu))]
     assert decide(pod(), only) == (None, "0/1 nodes are available: 1 node(s) had untolerated "
-                                         "taint {gpu: yes}.")
+                                         "taint {gpu: yes}. preemption: 0/1 nodes are "
+                                         "available: 1 Preemption is not helpful for "
+                                         "scheduling.")
 
 
 def test_cordoned_and_not_ready_nodes_take_pods_that_tolerate_their_taints() -> None:
@@ -134,13 +153,13 @@ def test_cordoned_and_not_ready_nodes_take_pods_that_tolerate_their_taints() -> 
     daemon["spec"]["tolerations"] = [
         {"key": "node.kubernetes.io/unschedulable", "operator": "Exists",
          "effect": "NoSchedule"}]
-    assert decide(daemon, [NodeInfo(node("a", unschedulable=True), 0)])[0] == "a"
+    assert decide(daemon, [NodeInfo(node("a", unschedulable=True))])[0] == "a"
     # DaemonSet pods tolerate not-ready only for NoExecute: not scheduled there.
     daemon["spec"]["tolerations"].append(
         {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"})
-    assert decide(daemon, [NodeInfo(node("b", ready=False), 0)])[0] is None
+    assert decide(daemon, [NodeInfo(node("b", ready=False))])[0] is None
     daemon["spec"]["tolerations"].append({"operator": "Exists"})  # tolerates everything
-    assert decide(daemon, [NodeInfo(node("b", ready=False), 0)])[0] == "b"
+    assert decide(daemon, [NodeInfo(node("b", ready=False))])[0] == "b"
 
 
 @pytest.mark.parametrize(("toleration", "taint", "tolerated"), [
