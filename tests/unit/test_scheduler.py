@@ -3,13 +3,15 @@ selectors, required node affinity, taints and tolerations), scores."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from netplane.api import meta, scheduling
 from netplane.api.meta import Obj
 from netplane.cluster.scheduler import plugins
 from netplane.cluster.scheduler.framework import schedule
-from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo
+from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo, snapshot
 from netplane.cluster.scheduler.profiles import default_profile
 
 ALLOCATABLE = {"cpu": "4", "memory": "8Gi", "pods": "110"}
@@ -195,3 +197,96 @@ def test_condition_taints_stand_in_for_the_node_lifecycle_controller() -> None:
     already["spec"]["unschedulable"] = True
     assert [t["key"] for t in scheduling.node_taints(already)] == [
         "node.kubernetes.io/unschedulable"]
+
+
+def hungry(cpu: str) -> Obj:
+    p = pod()
+    p["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
+    return p
+
+
+def test_failed_scheduling_reads_as_kube_scheduler_writes_it() -> None:
+    control = tainted("control", {"key": "node-role", "value": "control",
+                                  "effect": "NoSchedule"})
+    infos = [NodeInfo(control), NodeInfo(node("node-1")), NodeInfo(node("node-2"))]
+    assert decide(hungry("8"), infos) == (None, (
+        "0/3 nodes are available: 1 node(s) had untolerated taint {node-role: control}, "
+        "2 Insufficient cpu. preemption: 0/3 nodes are available: "
+        "1 Preemption is not helpful for scheduling, "
+        "2 No preemption victims found for incoming pod."))
+    never = hungry("8")
+    never["spec"]["preemptionPolicy"] = "Never"
+    assert decide(never, infos)[1].endswith(
+        "2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.")
+
+
+def test_reasons_are_counted_per_node_and_sorted_as_strings() -> None:
+    # A node short of two things counts under both; "12 ..." sorts before "2 ...".
+    infos = [NodeInfo(node(f"n{i:02}")) for i in range(12)]
+    for i in infos[:2]:
+        i.allocatable = dataclasses.replace(i.allocatable, memory=1)
+    p = hungry("8")
+    p["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
+    message = decide(p, infos)[1]
+    assert message.startswith("0/12 nodes are available: 12 Insufficient cpu, "
+                              "2 Insufficient memory. preemption: 0/12 nodes are available: "
+                              "12 No preemption victims found for incoming pod.")
+
+
+def test_assumed_pods_count_for_the_next_decision_of_the_pass() -> None:
+    infos = [NodeInfo(node("node-1")), NodeInfo(node("node-2"))]
+    placed = []
+    for i in range(4):
+        p = hungry("1500m")
+        p["metadata"].update(name=f"p{i}", uid=f"u{i}")
+        name = decide(p, infos)[0]
+        placed.append(name)
+        for info in infos:
+            if info.name == name:
+                info.add_pod(PodInfo.of(p))
+    # 4 cpus a node: two such pods each, spread, then nothing left.
+    assert sorted(placed) == ["node-1", "node-1", "node-2", "node-2"]
+    assert infos[0].requested.milli_cpu == 3000
+    assert decide(hungry("1500m"), infos)[0] is None
+    infos[0].remove_pod("u0")
+    assert infos[0].requested.milli_cpu == 1500 and len(infos[0].pods) == 1
+    assert decide(hungry("1500m"), infos)[0] == infos[0].name
+
+
+def test_snapshot_counts_bound_and_assumed_pods_but_not_finished_ones() -> None:
+    nodes = [node("node-1"), node("node-2")]
+
+    def placed(name: str, where: str | None, phase: str = "Running") -> Obj:
+        p = hungry("1")
+        p["metadata"].update(name=name, uid=name)
+        p["spec"]["nodeName"] = where
+        p["status"] = {"phase": phase}
+        return p
+    pods = [placed("a", "node-1"), placed("b", None), placed("c", "node-2", "Succeeded"),
+            placed("d", "node-9")]
+    infos = {i.name: i for i in snapshot(nodes, pods, {"b": "node-2"})}
+    assert [meta.name(p.pod) for p in infos["node-1"].pods] == ["a"]
+    assert [meta.name(p.pod) for p in infos["node-2"].pods] == ["b"]
+    assert infos["node-2"].requested.milli_cpu == 1000
+
+
+def test_weights_and_normalisation_decide_between_plugins() -> None:
+    profile = default_profile()
+    assert {w.plugin.name: w.weight for w in profile.scorers} == {
+        "TaintToleration": 3, "NodeAffinity": 2, "PodTopologySpread": 2,
+        "InterPodAffinity": 2, "NodeResourcesFit": 1, "NodeResourcesBalancedAllocation": 1,
+        "ImageLocality": 1}
+    # A soft taint (3 x 100 lost) outweighs a preferred label (2 x 100).
+    soft = tainted("soft", {"key": "k", "effect": "PreferNoSchedule"})
+    soft["metadata"]["labels"] = {"ssd": ""}
+    p = pod()
+    p["spec"]["affinity"] = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "preference": {"matchExpressions": [{"key": "ssd",
+                                                           "operator": "Exists"}]}}]}}
+    assert decide(p, [NodeInfo(soft), NodeInfo(node("plain"))])[0] == "plain"
+    # Normalised: weight 1 or 100 on the preference makes no difference.
+    p["spec"]["affinity"]["nodeAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] = 100
+    assert decide(p, [NodeInfo(soft), NodeInfo(node("plain"))])[0] == "plain"
+    soft["spec"]["taints"] = []
+    assert decide(p, [NodeInfo(soft), NodeInfo(node("plain"))])[0] == "soft"
