@@ -161,3 +161,26 @@ async def test_a_failed_unschedulable_update_is_retried_and_the_cache_left_as_it
     await scheduler.schedule_one(cached)
     assert fake.status_updates == 2  # the second round tried again
     assert cached == before  # the informer's copy still says what the server said
+
+
+def hungry(name: str, cpu: str) -> Obj:
+    p = pod(name)
+    p["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
+    return p
+
+
+async def test_a_pod_short_of_cpu_is_bound_when_the_pod_holding_it_is_deleted(
+        client: Client) -> None:
+    await add_node(client, "node-1")  # 2 cpus
+    await client.create(resources.POD, hungry("hog", "1500m"), NS)
+    await eventually(get_pod(client, "hog"), bound)
+    await client.create(resources.POD, hungry("web", "1"), NS)
+    waiting = await eventually(get_pod(client, "web"), unschedulable)
+    cond = meta.condition(waiting, "PodScheduled")
+    assert cond is not None and cond["message"] == (
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+        "1 No preemption victims found for incoming pod.")
+    # No agent here to see it stop: gone at once.
+    await client.delete(resources.POD, "hog", NS, grace_period=0)
+    placed = await eventually(get_pod(client, "web"), bound)
+    assert placed["spec"]["nodeName"] == "node-1"

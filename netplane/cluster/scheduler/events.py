@@ -23,8 +23,9 @@ def _bound(pod: Obj | None) -> bool:
 
 
 def _holds_node(pod: Obj | None) -> bool:
-    """Bound and still counted on its node."""
-    return _bound(pod) and pod is not None and not meta.is_deleting(pod) and \
+    """Bound and still counted on its node: a terminating pod holds its
+    share until it is gone, as in the snapshot."""
+    return _bound(pod) and pod is not None and \
         (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
