@@ -231,3 +231,12 @@ def test_a_pod_frees_its_node_when_it_is_gone_or_finished_not_when_terminating()
     assert events.pod_event_cures(running, finished) == events.POD_GONE_CURES
     assert events.pod_event_cures(pod("a", "1"), running) == events.POD_ARRIVED_CURES
     assert events.pod_event_cures(None, pod("b", "1")) == frozenset()
+
+
+def test_only_an_event_that_could_cure_it_sends_a_failure_to_back_off() -> None:
+    q = SchedulingQueue(clock=Clock())
+    q.add("ns/a")
+    q.pop_ready()
+    q.move(events.POD_ARRIVED_CURES)  # a pod bound elsewhere: no help for a taint
+    q.failed("ns/a", {"TaintToleration"})
+    assert "ns/a" in q.unschedulable

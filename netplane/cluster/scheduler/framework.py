@@ -91,9 +91,10 @@ class Profile:
     pre_filters: Sequence[PreFilterPlugin] = field(init=False)
 
     def __post_init__(self) -> None:
+        # A plugin that both filters and scores prepares once.
+        unique = {id(p): p for p in (*self.filters, *(w.plugin for w in self.scorers))}
         object.__setattr__(self, "pre_filters", [
-            p for p in (*self.filters, *(w.plugin for w in self.scorers))
-            if isinstance(p, PreFilterPlugin)])
+            p for p in unique.values() if isinstance(p, PreFilterPlugin)])
 
 
 def default_normalize(scores: list[int], *, reverse: bool = False) -> None:

@@ -27,9 +27,10 @@ class SchedulingQueue:
         self.unschedulable: dict[str, tuple[float, frozenset[str]]] = {}  # since, rejectors
         self.attempts: dict[str, int] = {}
         self.failed_at: dict[str, float] = {}
-        # A move asked for while pods were out being tried: those that then
-        # fail go to back-off, not to wait for an event that already passed.
-        self.moved_while_out = False
+        # What the moves asked for while pods were out being tried could
+        # cure (None: anything): a pod that then fails for one of those
+        # goes to back-off, not to wait for an event that already passed.
+        self.moved_while_out: set[str] | None = set()
 
     def __contains__(self, key: str) -> bool:
         return key in self.active or key in self.backoff or key in self.unschedulable
@@ -55,10 +56,12 @@ class SchedulingQueue:
         now = self.clock()
         self.attempts[key] = self.attempts.get(key, 0) + 1
         self.failed_at[key] = now
-        if self.moved_while_out:
+        rejected = frozenset(rejectors)
+        missed = self.moved_while_out
+        if missed is None or (missed and (not rejected or rejected & missed)):
             self.backoff[key] = self.backoff_ends(key)
         else:
-            self.unschedulable[key] = (now, frozenset(rejectors))
+            self.unschedulable[key] = (now, rejected)
 
     def errored(self, key: str) -> None:
         """Binding failed: tried again after back-off, whatever happens."""
@@ -79,7 +82,10 @@ class SchedulingQueue:
         """A cluster event: pods rejected by a plugin in ``cures`` (any, when
         None, or when nothing is known of what rejected them) go back."""
         cured = None if cures is None else set(cures)
-        self.moved_while_out = True
+        if cured is None or self.moved_while_out is None:
+            self.moved_while_out = None
+        else:
+            self.moved_while_out |= cured
         for key, (_, rejectors) in list(self.unschedulable.items()):
             if cured is None or not rejectors or rejectors & cured:
                 self._move(key)
@@ -101,7 +107,7 @@ class SchedulingQueue:
             if now - since >= self.max_unschedulable:
                 self._move(key)
         ready, self.active = list(self.active), {}
-        self.moved_while_out = False
+        self.moved_while_out = set()
         return ready
 
     def next_deadline(self) -> float | None:
