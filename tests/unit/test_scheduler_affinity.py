@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from netplane.api import selectors
 from netplane.api.meta import Obj
 from netplane.cluster.scheduler.interpod import (
     AFFINITY,
@@ -14,7 +15,12 @@ from netplane.cluster.scheduler.interpod import (
     InterPodAffinity,
 )
 from netplane.cluster.scheduler.nodeinfo import NodeInfo
-from netplane.cluster.scheduler.spread import LABEL_MISSING, NOT_MATCH, PodTopologySpread
+from netplane.cluster.scheduler.spread import (
+    LABEL_MISSING,
+    NOT_MATCH,
+    PodTopologySpread,
+    default_selector,
+)
 from tests.unit.test_scheduler_plugins import info, make_node, make_pod, run_filter, run_score
 
 ZONE, HOST = "topology.kubernetes.io/zone", "kubernetes.io/hostname"
@@ -180,4 +186,32 @@ def test_pod_topology_spread_score() -> None:
     scores = run_score(PodTopologySpread(), zones, spread(placed))
     assert scores[3] == 0  # no zone: ignored
     assert scores[2] == 100 and scores[0] == scores[1] < 100
+    assert run_score(PodTopologySpread(), app("p"), spread(placed)) == [0, 0, 0, 0]
+
+
+def test_default_selector_merges_the_services_and_the_owner_that_select_the_pod() -> None:
+    pod = make_pod(labels={"app": "web", "tier": "front", "pod-template-hash": "h"})
+    services = [{"spec": {"selector": {"app": "web"}}}, {"spec": {"selector": {"tier": "front"}}},
+                {"spec": {"selector": {"app": "db"}}}, {"spec": {}}]
+    rs = {"spec": {"selector": {"matchLabels": {"app": "web", "pod-template-hash": "h"}}}}
+    sel = default_selector(pod, services, rs)
+    assert sel is not None
+    assert sel.matches({"app": "web", "tier": "front", "pod-template-hash": "h"})
+    assert not sel.matches({"app": "web", "tier": "front", "pod-template-hash": "other"})
+    assert not sel.matches({"app": "web", "pod-template-hash": "h"})
+    assert default_selector(pod, [], None) is None
+    assert default_selector(pod, services[2:], None) is None
+
+
+def test_system_default_spreading_ranks_pods_their_owners_select() -> None:
+    selector = selectors.from_map({"app": "web"})
+    plugin = PodTopologySpread(lambda pod: selector)
+    placed = {"node-1": [app("a"), app("b")], "node-2": [app("c")]}
+    scores = run_score(plugin, app("p"), spread(placed))
+    # Fewest selected pods first. node-4, without a zone, is still ranked,
+    # and best: the zone constraint adds nothing to it (kube does the same).
+    assert scores == [14, 28, 71, 100]
+    # A pod with constraints of its own gets no defaults.
+    own = spreading(constraint(key=HOST, when="DoNotSchedule"))
+    assert run_score(plugin, own, spread(placed)) == [0, 0, 0, 0]
     assert run_score(PodTopologySpread(), app("p"), spread(placed)) == [0, 0, 0, 0]

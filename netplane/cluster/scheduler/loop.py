@@ -10,7 +10,7 @@ import copy
 import logging
 import time
 
-from netplane.api import meta, resources, storage
+from netplane.api import meta, resources, selectors, storage
 from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client, Informer
 from netplane.cluster.events import Reason, Recorder, Source
@@ -19,6 +19,7 @@ from netplane.cluster.scheduler.framework import schedule
 from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo, snapshot
 from netplane.cluster.scheduler.profiles import default_profile
 from netplane.cluster.scheduler.queue import Clock, SchedulingQueue
+from netplane.cluster.scheduler.spread import default_selector
 from netplane.cluster.scheduler.volumes import VolumeBinding
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,15 @@ class Scheduler:
         self.claims = Informer(client, resources.PERSISTENTVOLUMECLAIM)
         self.volumes = Informer(client, resources.PERSISTENTVOLUME)
         self.classes = Informer(client, resources.STORAGECLASS)
+        # What the system-default spreading reads: who selects a pod.
+        self.services = Informer(client, resources.SERVICE)
+        self.owners = {"ReplicaSet": Informer(client, resources.REPLICASET),
+                       "StatefulSet": Informer(client, resources.STATEFULSET)}
         self.volume_binding = VolumeBinding(lambda ns, n: self.claims.get(n, ns),
                                             self.volumes.get, self.classes.get)
         self.profile = default_profile(volume_binding=self.volume_binding,
-                                       namespace_labels=self._namespace_labels)
+                                       namespace_labels=self._namespace_labels,
+                                       default_selector=self._default_selector)
         self.queue = SchedulingQueue(clock=clock)
         self.clock = clock
         self.wake = asyncio.Event()
@@ -58,6 +64,12 @@ class Scheduler:
     def _namespace_labels(self, name: str) -> dict[str, str]:
         ns = self.namespaces.get(name)
         return meta.labels(ns) if ns is not None else {}
+
+    def _default_selector(self, pod: Obj) -> selectors.Selector | None:
+        ref = meta.controller_of(pod)
+        owners = self.owners.get(str(ref.get("kind"))) if ref else None
+        owner = owners.get(str(ref["name"]), meta.namespace(pod)) if owners and ref else None
+        return default_selector(pod, self.services.in_namespace(meta.namespace(pod)), owner)
 
     def _cached(self, key: str) -> Obj | None:
         namespace, name = key.split("/", 1)
@@ -167,9 +179,10 @@ class Scheduler:
                     (self.volumes, self.on_storage), (self.classes, self.on_storage))
         for inf, handler in handlers:
             inf.add_handler(handler)
-        tasks = [asyncio.create_task(inf.run()) for inf, _ in handlers]
+        informers = [*(inf for inf, _ in handlers), self.services, *self.owners.values()]
+        tasks = [asyncio.create_task(inf.run()) for inf in informers]
         try:
-            await asyncio.gather(*(inf.synced.wait() for inf, _ in handlers))
+            await asyncio.gather(*(inf.synced.wait() for inf in informers))
             while True:
                 self.wake.clear()
                 await self.run_pass()

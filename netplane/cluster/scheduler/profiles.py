@@ -13,15 +13,16 @@ from netplane.cluster.scheduler.fit import (
 )
 from netplane.cluster.scheduler.framework import FilterPlugin, Profile, Weighted
 from netplane.cluster.scheduler.interpod import InterPodAffinity, NamespaceLabels
-from netplane.cluster.scheduler.spread import PodTopologySpread
+from netplane.cluster.scheduler.spread import DefaultSelector, PodTopologySpread
 
 
 def default_profile(*, volume_binding: FilterPlugin | None = None,
                     namespace_labels: NamespaceLabels = lambda ns: {},
+                    default_selector: DefaultSelector = lambda pod: None,
                     strategy: Strategy = Strategy.LEAST_ALLOCATED) -> Profile:
     taints, affinity, fit = plugins.TaintToleration(), plugins.NodeAffinity(), \
         NodeResourcesFit(strategy)
-    spread, inter = PodTopologySpread(), InterPodAffinity(namespace_labels)
+    spread, inter = PodTopologySpread(default_selector), InterPodAffinity(namespace_labels)
     volumes = (volume_binding,) if volume_binding is not None else ()
     return Profile(
         filters=(plugins.NodeUnschedulable(), plugins.NodeName(), plugins.NodeReady(), taints,

@@ -4,13 +4,16 @@ raise that domain's matching pods more than maxSkew above the emptiest
 domain (taken as 0 while fewer than minDomains domains exist); the
 ScheduleAnyway constraints rank the nodes, fewer matching pods first.
 Domains are counted over the nodes the inclusion policies admit
-(nodeAffinityPolicy Honor, nodeTaintsPolicy Ignore by default)."""
+(nodeAffinityPolicy Honor, nodeTaintsPolicy Ignore by default). A pod
+with no constraints of its own that a Service, ReplicaSet or StatefulSet
+selects is spread softly by kube's system defaults: over hostnames
+(maxSkew 3) and zones (maxSkew 5), among the pods those select."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from netplane.api import meta, scheduling, selectors
@@ -18,7 +21,8 @@ from netplane.api.meta import Obj
 from netplane.cluster.scheduler.framework import MAX_SCORE, OK, Code, CycleState, Status
 from netplane.cluster.scheduler.nodeinfo import NodeInfo
 
-HOSTNAME = "kubernetes.io/hostname"
+HOSTNAME, ZONE = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
+DefaultSelector = Callable[[Obj], "selectors.Selector | None"]
 DO_NOT_SCHEDULE, SCHEDULE_ANYWAY = "DoNotSchedule", "ScheduleAnyway"
 NOT_MATCH = "node(s) didn't match pod topology spread constraints"
 LABEL_MISSING = NOT_MATCH + " (missing required label)"
@@ -65,6 +69,27 @@ def constraints(pod: Obj, when: str) -> list[Constraint]:
         "topologySpreadConstraints") or [] if c.get("whenUnsatisfiable") == when]
 
 
+def default_selector(pod: Obj, services: Iterable[Obj],
+                     owner: Obj | None) -> selectors.Selector | None:
+    """kube's DefaultSelector: the selectors of the Services that select the
+    pod, merged, and that of its ReplicaSet or StatefulSet; None if none."""
+    labels, merged = meta.labels(pod), dict[str, str]()
+    for svc in services:
+        sel = (svc.get("spec") or {}).get("selector") or {}
+        if sel and all(labels.get(k) == v for k, v in sel.items()):
+            merged.update(sel)
+    reqs = selectors.from_map(merged).requirements
+    if owner is not None:
+        reqs += selectors.from_label_selector((owner.get("spec") or {}).get(
+            "selector") or {"matchLabels": {}}).requirements
+    return selectors.Selector(reqs) if reqs else None
+
+
+def system_defaults(selector: selectors.Selector) -> list[Constraint]:
+    return [Constraint(3, HOSTNAME, selector, 1, True, False),
+            Constraint(5, ZONE, selector, 1, True, False)]
+
+
 def matching(info: NodeInfo, c: Constraint, namespace: str) -> int:
     """Pods on the node that the constraint counts: same namespace, not
     being deleted, selected."""
@@ -79,6 +104,17 @@ def _has_keys(node: Obj, cs: Sequence[Constraint]) -> bool:
 
 class PodTopologySpread:
     name = "PodTopologySpread"
+
+    def __init__(self, defaults: DefaultSelector = lambda pod: None) -> None:
+        self.defaults = defaults
+
+    def _soft(self, pod: Obj) -> tuple[list[Constraint], bool]:
+        """The ScheduleAnyway constraints, and whether a node must have all
+        their keys to be ranked (not so for the system defaults)."""
+        if (pod.get("spec") or {}).get("topologySpreadConstraints"):
+            return constraints(pod, SCHEDULE_ANYWAY), True
+        sel = self.defaults(pod)
+        return (system_defaults(sel), False) if sel is not None else ([], True)
 
     def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> None:
         cs = constraints(pod, DO_NOT_SCHEDULE)
@@ -108,25 +144,26 @@ class PodTopologySpread:
 
     def pre_score(self, state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
                   nodes: Sequence[NodeInfo]) -> None:
-        cs = constraints(pod, SCHEDULE_ANYWAY)
-        ignored = {f.name for f in feasible if not _has_keys(f.node, cs)}
+        cs, require_all = self._soft(pod)
+        ignored = {f.name for f in feasible if require_all and not _has_keys(f.node, cs)}
         domains: list[Counter[str]] = [Counter() for _ in cs]
         for i, c in enumerate(cs):
             for f in feasible:
-                if f.name not in ignored and c.topology_key != HOSTNAME:
-                    domains[i][meta.labels(f.node)[c.topology_key]] = 0
+                value = meta.labels(f.node).get(c.topology_key)
+                if f.name not in ignored and c.topology_key != HOSTNAME and value is not None:
+                    domains[i][value] = 0
         # Each constraint weighs by the log of its domain count, so that a
         # key with many domains (hostname) does not drown one with few (zone).
         sizes = [len(feasible) - len(ignored) if c.topology_key == HOSTNAME else len(d)
                  for c, d in zip(cs, domains, strict=True)]
         weights = [math.log(s + 2) for s in sizes]
         for info in nodes if cs else ():
-            if not _has_keys(info.node, cs):
+            if require_all and not _has_keys(info.node, cs):
                 continue
             for i, c in enumerate(cs):
-                value = meta.labels(info.node)[c.topology_key]
-                if c.topology_key != HOSTNAME and value in domains[i] \
-                        and c.admits(pod, info.node):
+                value = meta.labels(info.node).get(c.topology_key)
+                if c.topology_key != HOSTNAME and value is not None \
+                        and value in domains[i] and c.admits(pod, info.node):
                     domains[i][value] += matching(info, c, meta.namespace(pod))
         state[self.name + "/score"] = (cs, domains, weights, ignored)
         state[self.name + "/order"] = [f.name for f in feasible]
@@ -137,7 +174,9 @@ class PodTopologySpread:
             return 0
         total = 0.0
         for c, d, w in zip(cs, domains, weights, strict=True):
-            value = meta.labels(info.node)[c.topology_key]
+            value = meta.labels(info.node).get(c.topology_key)
+            if value is None:
+                continue  # only the system defaults rank such a node
             count = matching(info, c, meta.namespace(pod)) if c.topology_key == HOSTNAME \
                 else d[value]
             total += count * w + (c.max_skew - 1)
