@@ -7,7 +7,7 @@ would be used in like proportion."""
 from __future__ import annotations
 
 import enum
-import statistics
+import math
 
 from netplane.api.meta import Obj
 from netplane.cluster.scheduler.framework import MAX_SCORE, OK, Code, CycleState, Status
@@ -86,5 +86,13 @@ class NodeResourcesBalancedAllocation:
             return 0
         used = info.requested + want
         fractions = [min(u / a, 1.0) for u, a in _pairs(used, info)]
-        spread = statistics.pstdev(fractions) if fractions else 0.0
-        return int((1 - spread) * MAX_SCORE)
+        return int((1 - deviation(fractions)) * MAX_SCORE)
+
+
+def deviation(values: list[float]) -> float:
+    """The population standard deviation, in floats: statistics.pstdev
+    works in exact fractions, a hundred times slower, on every node."""
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
