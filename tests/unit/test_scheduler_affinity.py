@@ -215,3 +215,13 @@ def test_system_default_spreading_ranks_pods_their_owners_select() -> None:
     own = spreading(constraint(key=HOST, when="DoNotSchedule"))
     assert run_score(plugin, own, spread(placed)) == [0, 0, 0, 0]
     assert run_score(PodTopologySpread(), app("p"), spread(placed)) == [0, 0, 0, 0]
+
+
+def test_plugins_with_nothing_to_judge_are_skipped() -> None:
+    state: dict[str, object] = {}
+    plain = spread({"node-1": [app("w")]})
+    assert InterPodAffinity().pre_filter(state, app("p"), plain)
+    guarded = spread({"node-1": [with_affinity("podAntiAffinity", term(app="web"), name="x")]})
+    assert not InterPodAffinity().pre_filter(state, app("p"), guarded)
+    assert PodTopologySpread().pre_filter(state, app("p"), plain)
+    assert not PodTopologySpread().pre_filter(state, spreading(constraint()), plain)

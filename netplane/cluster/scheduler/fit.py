@@ -55,8 +55,9 @@ class NodeResourcesFit:
     def __init__(self, strategy: Strategy = Strategy.LEAST_ALLOCATED) -> None:
         self.strategy = strategy
 
-    def pre_filter(self, state: CycleState, pod: Obj, nodes: object) -> None:
+    def pre_filter(self, state: CycleState, pod: Obj, nodes: object) -> bool:
         state[self.name] = (pod_requests(pod), pod_requests(pod, non_zero=True))
+        return False
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         reasons = insufficient(state[self.name][0], info)
@@ -75,15 +76,14 @@ class NodeResourcesFit:
 class NodeResourcesBalancedAllocation:
     name = "NodeResourcesBalancedAllocation"
 
-    def pre_filter(self, state: CycleState, pod: Obj, nodes: object) -> None:
-        state[self.name] = pod_requests(pod)
+    def pre_score(self, state: CycleState, pod: Obj, feasible: object, nodes: object) -> bool:
+        want = state[self.name] = pod_requests(pod)
+        # Skipped for best-effort pods, as kube does since issue 129138:
+        # otherwise they would all crowd the most balanced node.
+        return want.milli_cpu == 0 and want.memory == 0
 
     def score(self, state: CycleState, pod: Obj, info: NodeInfo) -> int:
         want: Resource = state[self.name]
-        if want.milli_cpu == 0 and want.memory == 0:
-            # Skipped for best-effort pods, as kube does since issue 129138:
-            # otherwise they would all crowd the most balanced node.
-            return 0
         used = info.requested + want
         fractions = [min(u / a, 1.0) for u, a in _pairs(used, info)]
         return int((1 - deviation(fractions)) * MAX_SCORE)

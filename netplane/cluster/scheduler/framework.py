@@ -56,9 +56,16 @@ class FilterPlugin(Protocol):
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status: ...
 
 
+# What pre-filter and pre-score return: True when the pod gives the plugin
+# nothing to judge (kube's Skip), so that its filter or score is not run.
+Skip = bool
+
+
 @runtime_checkable
 class PreFilterPlugin(Protocol):
-    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> None: ...
+    name: str
+
+    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> Skip: ...
 
 
 class ScorePlugin(Protocol):
@@ -70,7 +77,7 @@ class ScorePlugin(Protocol):
 @runtime_checkable
 class PreScorePlugin(Protocol):
     def pre_score(self, state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
-                  nodes: Sequence[NodeInfo]) -> None: ...
+                  nodes: Sequence[NodeInfo]) -> Skip: ...
 
 
 @runtime_checkable
@@ -153,8 +160,9 @@ def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
     """Each plugin's scores over the feasible nodes, normalised, weighted, summed."""
     totals = [0] * len(feasible)
     for w in scorers:
-        if isinstance(w.plugin, PreScorePlugin):
-            w.plugin.pre_score(state, pod, feasible, nodes)
+        if isinstance(w.plugin, PreScorePlugin) and \
+                w.plugin.pre_score(state, pod, feasible, nodes):
+            continue  # the same for every node: no say in the ranking
         scores = [w.plugin.score(state, pod, info) for info in feasible]
         if isinstance(w.plugin, NormalizePlugin):
             w.plugin.normalize(state, scores)
@@ -167,13 +175,13 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile) -> Decision:
     if not nodes:
         return Decision(None, NO_NODES)
     state: CycleState = {}
-    for p in profile.pre_filters:
-        p.pre_filter(state, pod, nodes)
+    skipped = {p.name for p in profile.pre_filters if p.pre_filter(state, pod, nodes)}
+    filters = [f for f in profile.filters if f.name not in skipped]
     feasible: list[NodeInfo] = []
     failed: list[Status] = []
     rejectors: set[str] = set()
     for info in nodes:
-        st, by = run_filters(state, pod, info, profile.filters)
+        st, by = run_filters(state, pod, info, filters)
         if st.ok:
             feasible.append(info)
         else:

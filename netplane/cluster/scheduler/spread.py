@@ -116,17 +116,20 @@ class PodTopologySpread:
         sel = self.defaults(pod)
         return (system_defaults(sel), False) if sel is not None else ([], True)
 
-    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> None:
+    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> bool:
         cs = constraints(pod, DO_NOT_SCHEDULE)
+        if not cs:
+            return True
         counts: list[Counter[str]] = [Counter() for _ in cs]
         for info in nodes:
-            if not cs or not _has_keys(info.node, cs):
+            if not _has_keys(info.node, cs):
                 continue
             for i, c in enumerate(cs):
                 if c.admits(pod, info.node):
                     value = meta.labels(info.node)[c.topology_key]
                     counts[i][value] += matching(info, c, meta.namespace(pod))
         state[self.name] = (cs, counts)
+        return False
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         cs, counts = state[self.name]
@@ -143,8 +146,10 @@ class PodTopologySpread:
         return OK
 
     def pre_score(self, state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
-                  nodes: Sequence[NodeInfo]) -> None:
+                  nodes: Sequence[NodeInfo]) -> bool:
         cs, require_all = self._soft(pod)
+        if not cs:
+            return True
         ignored = {f.name for f in feasible if require_all and not _has_keys(f.node, cs)}
         domains: list[Counter[str]] = [Counter() for _ in cs]
         for i, c in enumerate(cs):
@@ -167,6 +172,7 @@ class PodTopologySpread:
                     domains[i][value] += matching(info, c, meta.namespace(pod))
         state[self.name + "/score"] = (cs, domains, weights, ignored)
         state[self.name + "/order"] = [f.name for f in feasible]
+        return False
 
     def score(self, state: CycleState, pod: Obj, info: NodeInfo) -> int:
         cs, domains, weights, ignored = state[self.name + "/score"]
