@@ -62,7 +62,7 @@ def test_not_ready_and_unschedulable_nodes_are_filtered_with_reasons() -> None:
     assert name is None
     assert message == ("0/2 nodes are available: 1 node(s) were not ready, "
                        "1 node(s) were unschedulable. preemption: 0/2 nodes are available: "
-                       "2 Preemption is not helpful for scheduling.")
+                       "2 Preemption is not helpful for scheduling..")
 
 
 def test_node_selector() -> None:
@@ -91,7 +91,7 @@ def test_match_fields_on_the_node_name_pins_a_pod_as_daemon_pods_are_pinned() ->
     assert decide(gone, infos) == (None, "0/2 nodes are available: 2 node(s) didn't match "
                                          "Pod's node affinity/selector. preemption: 0/2 nodes "
                                          "are available: 2 Preemption is not helpful for "
-                                         "scheduling.")
+                                         "scheduling..")
     not_one = with_affinity(pod(), {"matchFields": [
         {"key": "metadata.name", "operator": "NotIn", "values": ["node-1"]}]})
     assert decide(not_one, infos)[0] == "node-2"
@@ -147,7 +147,7 @@ def test_taints_keep_off_pods_that_do_not_tolerate_them() -> None:
     assert decide(pod(), only) == (None, "0/1 nodes are available: 1 node(s) had untolerated "
                                          "taint {gpu: yes}. preemption: 0/1 nodes are "
                                          "available: 1 Preemption is not helpful for "
-                                         "scheduling.")
+                                         "scheduling..")
 
 
 def test_cordoned_and_not_ready_nodes_take_pods_that_tolerate_their_taints() -> None:
@@ -213,11 +213,11 @@ def test_failed_scheduling_reads_as_kube_scheduler_writes_it() -> None:
         "0/3 nodes are available: 1 node(s) had untolerated taint {node-role: control}, "
         "2 Insufficient cpu. preemption: 0/3 nodes are available: "
         "1 Preemption is not helpful for scheduling, "
-        "2 No preemption victims found for incoming pod."))
+        "2 No preemption victims found for incoming pod.."))
     never = hungry("8")
     never["spec"]["preemptionPolicy"] = "Never"
     assert decide(never, infos)[1].endswith(
-        "2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.")
+        "2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never..")
 
 
 def test_reasons_are_counted_per_node_and_sorted_as_strings() -> None:
@@ -228,9 +228,9 @@ def test_reasons_are_counted_per_node_and_sorted_as_strings() -> None:
     p = hungry("8")
     p["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
     message = decide(p, infos)[1]
-    assert message.startswith("0/12 nodes are available: 12 Insufficient cpu, "
+    assert message == ("0/12 nodes are available: 12 Insufficient cpu, "
                               "2 Insufficient memory. preemption: 0/12 nodes are available: "
-                              "12 No preemption victims found for incoming pod.")
+                              "12 No preemption victims found for incoming pod..")
 
 
 def test_assumed_pods_count_for_the_next_decision_of_the_pass() -> None:

@@ -114,7 +114,7 @@ async def test_no_feasible_node_is_reported_then_the_pod_is_bound_when_one_is_re
     assert cond is not None
     assert cond["message"] == ("0/1 nodes are available: 1 node(s) were not ready. preemption: "
                                "0/1 nodes are available: 1 Preemption is not helpful for "
-                               "scheduling.")
+                               "scheduling..")
     assert not bound(waiting) and waiting["status"]["phase"] == "Pending"
     await set_ready(client, "node-1")
     placed = await eventually(get_pod(client, "web"), bound)
@@ -129,7 +129,7 @@ async def test_node_selector_that_no_node_matches_is_unschedulable(client: Clien
     cond = meta.condition(waiting, "PodScheduled")
     assert cond is not None and cond["message"] == (
         "0/2 nodes are available: 2 node(s) didn't match Pod's node selector. preemption: "
-        "0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+        "0/2 nodes are available: 2 Preemption is not helpful for scheduling..")
     await add_node(client, "node-3", labels={"disk": "ssd"})
     placed = await eventually(get_pod(client, "db"), bound)
     assert placed["spec"]["nodeName"] == "node-3"
@@ -179,7 +179,7 @@ async def test_a_pod_short_of_cpu_is_bound_when_the_pod_holding_it_is_deleted(
     cond = meta.condition(waiting, "PodScheduled")
     assert cond is not None and cond["message"] == (
         "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
-        "1 No preemption victims found for incoming pod.")
+        "1 No preemption victims found for incoming pod..")
     # No agent here to see it stop: gone at once.
     await client.delete(resources.POD, "hog", NS, grace_period=0)
     placed = await eventually(get_pod(client, "web"), bound)

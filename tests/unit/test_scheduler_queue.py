@@ -190,7 +190,7 @@ async def test_a_pod_waiting_for_cpu_is_bound_once_the_pod_holding_it_goes() -> 
     assert client.bound == {}
     assert client.messages == [
         "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
-        "1 No preemption victims found for incoming pod."]
+        "1 No preemption victims found for incoming pod.."]
     # Our own status write, a heartbeat, a new pod elsewhere: no retry.
     written = copy.deepcopy(s.pods.get("web", "default"))
     assert written is not None

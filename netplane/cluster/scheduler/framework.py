@@ -188,8 +188,10 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile) -> Decision:
             failed.append(st)
             rejectors.add(by)
     if not feasible:
+        # kube appends what preemption said as one more sentence, though it
+        # ends in a full stop already: the message ends in "..".
         message = f"{fit_error(len(nodes), failed)} " \
-                  f"{preemption_message(pod, len(nodes), failed)}"
+                  f"{preemption_message(pod, len(nodes), failed)}."
         return Decision(None, message, frozenset(rejectors))
     if len(feasible) == 1:
         return Decision(feasible[0].name, "")
