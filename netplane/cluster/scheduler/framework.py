@@ -123,8 +123,8 @@ class Decision:
 
 
 def fit_error(total: int, statuses: Sequence[Status]) -> str:
-    """kube's FitError.Error(): each reason counted over the nodes it
-    rejected, the "N reason" strings sorted, then what preemption said."""
+    """kube's FitError.Error() without its preemption sentence: each reason
+    counted over the nodes it rejected, the "N reason" strings sorted."""
     counts: dict[str, int] = {}
     for st in statuses:
         for r in st.reasons:
