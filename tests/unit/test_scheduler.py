@@ -13,6 +13,7 @@ from netplane.cluster.scheduler import plugins
 from netplane.cluster.scheduler.framework import schedule
 from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo, snapshot
 from netplane.cluster.scheduler.profiles import default_profile
+from netplane.cluster.scheduler.volumes import VolumeBinding
 
 ALLOCATABLE = {"cpu": "4", "memory": "8Gi", "pods": "110"}
 
@@ -290,3 +291,15 @@ def test_weights_and_normalisation_decide_between_plugins() -> None:
     assert decide(p, [NodeInfo(soft), NodeInfo(node("plain"))])[0] == "plain"
     soft["spec"]["taints"] = []
     assert decide(p, [NodeInfo(soft), NodeInfo(node("plain"))])[0] == "soft"
+
+
+def test_a_pre_filter_rejection_is_said_once_not_counted_per_node() -> None:
+    claims = VolumeBinding(lambda ns, n: None, lambda n: None, lambda n: None)
+    p = pod()
+    p["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    d = schedule(p, [NodeInfo(node("a")), NodeInfo(node("b"))],
+                 default_profile(volume_binding=claims))
+    assert (d.node, d.message) == (None, (
+        '0/2 nodes are available: persistentvolumeclaim "data" not found. preemption: '
+        "0/2 nodes are available: 2 Preemption is not helpful for scheduling.."))
+    assert d.rejectors == {"VolumeBinding"}

@@ -8,6 +8,7 @@ import pytest
 
 from netplane.api import selectors
 from netplane.api.meta import Obj
+from netplane.cluster.scheduler.framework import OK, SKIP
 from netplane.cluster.scheduler.interpod import (
     AFFINITY,
     ANTI_AFFINITY,
@@ -220,8 +221,8 @@ def test_system_default_spreading_ranks_pods_their_owners_select() -> None:
 def test_plugins_with_nothing_to_judge_are_skipped() -> None:
     state: dict[str, object] = {}
     plain = spread({"node-1": [app("w")]})
-    assert InterPodAffinity().pre_filter(state, app("p"), plain)
+    assert InterPodAffinity().pre_filter(state, app("p"), plain) == SKIP
     guarded = spread({"node-1": [with_affinity("podAntiAffinity", term(app="web"), name="x")]})
-    assert not InterPodAffinity().pre_filter(state, app("p"), guarded)
-    assert PodTopologySpread().pre_filter(state, app("p"), plain)
-    assert not PodTopologySpread().pre_filter(state, spreading(constraint()), plain)
+    assert InterPodAffinity().pre_filter(state, app("p"), guarded) == OK
+    assert PodTopologySpread().pre_filter(state, app("p"), plain) == SKIP
+    assert PodTopologySpread().pre_filter(state, spreading(constraint()), plain) == OK

@@ -60,8 +60,12 @@ def info(node: Obj, *pods: Obj) -> NodeInfo:
 def run_filter(plugin: FilterPlugin, pod: Obj, infos: list[NodeInfo]) -> list[str]:
     """Each node's verdict: "" when the pod fits, else the reasons."""
     state: CycleState = {}
-    if isinstance(plugin, PreFilterPlugin) and plugin.pre_filter(state, pod, infos):
-        return [""] * len(infos)  # skipped: nothing to judge
+    if isinstance(plugin, PreFilterPlugin):
+        st = plugin.pre_filter(state, pod, infos)
+        if st.code is Code.SKIP:
+            return [""] * len(infos)  # nothing to judge
+        if not st.ok:
+            return [st.reason] * len(infos)
     out = []
     for i in infos:
         st = plugin.filter(state, pod, i)
@@ -74,8 +78,9 @@ def run_score(plugin: ScorePlugin, pod: Obj, infos: list[NodeInfo]) -> list[int]
     state: CycleState = {}
     if isinstance(plugin, PreFilterPlugin):
         plugin.pre_filter(state, pod, infos)
-    if isinstance(plugin, PreScorePlugin) and plugin.pre_score(state, pod, infos, infos):
-        return [0] * len(infos)  # skipped: no say in the ranking
+    if isinstance(plugin, PreScorePlugin) and \
+            plugin.pre_score(state, pod, infos, infos).code is Code.SKIP:
+        return [0] * len(infos)  # no say in the ranking
     scores = [plugin.score(state, pod, i) for i in infos]
     if isinstance(plugin, NormalizePlugin):
         plugin.normalize(state, scores)

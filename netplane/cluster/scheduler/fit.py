@@ -10,7 +10,7 @@ import enum
 import math
 
 from netplane.api.meta import Obj
-from netplane.cluster.scheduler.framework import MAX_SCORE, OK, Code, CycleState, Status
+from netplane.cluster.scheduler.framework import MAX_SCORE, OK, SKIP, Code, CycleState, Status
 from netplane.cluster.scheduler.nodeinfo import NodeInfo, Resource, pod_requests
 
 
@@ -55,9 +55,9 @@ class NodeResourcesFit:
     def __init__(self, strategy: Strategy = Strategy.LEAST_ALLOCATED) -> None:
         self.strategy = strategy
 
-    def pre_filter(self, state: CycleState, pod: Obj, nodes: object) -> bool:
+    def pre_filter(self, state: CycleState, pod: Obj, nodes: object) -> Status:
         state[self.name] = (pod_requests(pod), pod_requests(pod, non_zero=True))
-        return False
+        return OK
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         reasons = insufficient(state[self.name][0], info)
@@ -76,11 +76,11 @@ class NodeResourcesFit:
 class NodeResourcesBalancedAllocation:
     name = "NodeResourcesBalancedAllocation"
 
-    def pre_score(self, state: CycleState, pod: Obj, feasible: object, nodes: object) -> bool:
+    def pre_score(self, state: CycleState, pod: Obj, feasible: object, nodes: object) -> Status:
         want = state[self.name] = pod_requests(pod)
         # Skipped for best-effort pods, as kube does since issue 129138:
         # otherwise they would all crowd the most balanced node.
-        return want.milli_cpu == 0 and want.memory == 0
+        return SKIP if want.milli_cpu == 0 and want.memory == 0 else OK
 
     def score(self, state: CycleState, pod: Obj, info: NodeInfo) -> int:
         want: Resource = state[self.name]

@@ -25,6 +25,9 @@ class Code(enum.Enum):
     UNSCHEDULABLE = "Unschedulable"
     UNRESOLVABLE = "UnschedulableAndUnresolvable"
     ERROR = "Error"
+    # From a pre-filter or pre-score: the pod gives the plugin nothing to
+    # judge, so its filter or score is not run this cycle.
+    SKIP = "Skip"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Status:
 
 
 OK = Status()
+SKIP = Status(Code.SKIP)
 # What plugins keep about the pod for one cycle, by plugin name (kube's CycleState).
 CycleState = dict[str, Any]
 
@@ -56,16 +60,12 @@ class FilterPlugin(Protocol):
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status: ...
 
 
-# What pre-filter and pre-score return: True when the pod gives the plugin
-# nothing to judge (kube's Skip), so that its filter or score is not run.
-Skip = bool
-
-
 @runtime_checkable
 class PreFilterPlugin(Protocol):
     name: str
 
-    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> Skip: ...
+    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> Status:
+        """OK, SKIP, or a rejection that holds for every node."""
 
 
 class ScorePlugin(Protocol):
@@ -77,7 +77,7 @@ class ScorePlugin(Protocol):
 @runtime_checkable
 class PreScorePlugin(Protocol):
     def pre_score(self, state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
-                  nodes: Sequence[NodeInfo]) -> Skip: ...
+                  nodes: Sequence[NodeInfo]) -> Status: ...
 
 
 @runtime_checkable
@@ -145,6 +145,13 @@ def preemption_message(pod: Obj, total: int, statuses: Sequence[Status]) -> str:
     return "preemption: " + fit_error(total, said)
 
 
+def _rejected_by_pre_filter(pod: Obj, total: int, st: Status, by: str) -> Decision:
+    """kube's FitError with a PreFilterMsg: the reason once, not counted."""
+    message = f"0/{total} nodes are available: {st.reason}. " \
+              f"{preemption_message(pod, total, [st] * total)}."
+    return Decision(None, message, frozenset({by}))
+
+
 def run_filters(state: CycleState, pod: Obj, info: NodeInfo,
                 filters: Sequence[FilterPlugin]) -> tuple[Status, str]:
     """The first rejection and the plugin's name; the rest are not asked."""
@@ -161,7 +168,7 @@ def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
     totals = [0] * len(feasible)
     for w in scorers:
         if isinstance(w.plugin, PreScorePlugin) and \
-                w.plugin.pre_score(state, pod, feasible, nodes):
+                w.plugin.pre_score(state, pod, feasible, nodes).code is Code.SKIP:
             continue  # the same for every node: no say in the ranking
         scores = [w.plugin.score(state, pod, info) for info in feasible]
         if isinstance(w.plugin, NormalizePlugin):
@@ -175,7 +182,13 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile) -> Decision:
     if not nodes:
         return Decision(None, NO_NODES)
     state: CycleState = {}
-    skipped = {p.name for p in profile.pre_filters if p.pre_filter(state, pod, nodes)}
+    skipped = set()
+    for p in profile.pre_filters:
+        st = p.pre_filter(state, pod, nodes)
+        if st.code is Code.SKIP:
+            skipped.add(p.name)
+        elif not st.ok:
+            return _rejected_by_pre_filter(pod, len(nodes), st, p.name)
     filters = [f for f in profile.filters if f.name not in skipped]
     feasible: list[NodeInfo] = []
     failed: list[Status] = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from netplane.api import meta, selectors
 from netplane.api.meta import Obj
-from netplane.cluster.scheduler.framework import MAX_SCORE, OK, Code, CycleState, Status
+from netplane.cluster.scheduler.framework import MAX_SCORE, OK, SKIP, Code, CycleState, Status
 from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo
 
 NamespaceLabels = Callable[[str], dict[str, str]]
@@ -86,7 +86,7 @@ class InterPodAffinity:
     def _matches(self, term: AffinityTerm, pod: Obj) -> bool:
         return term.matches(pod, self.namespace_labels)
 
-    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> bool:
+    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> Status:
         me = PodInfo.of(pod)
         st = FilterState(terms(me.required_affinity, pod), terms(me.required_anti_affinity, pod),
                          Counter(), Counter(), Counter())
@@ -109,7 +109,7 @@ class InterPodAffinity:
                     if (pair := _pair(info, t.topology_key)) and self._matches(t, other.pod):
                         st.anti_counts[pair] += 1
         state[self.name] = st
-        return not (st.affinity or st.anti_affinity or st.existing_anti)
+        return OK if st.affinity or st.anti_affinity or st.existing_anti else SKIP
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         st: FilterState = state[self.name]
@@ -137,7 +137,7 @@ class InterPodAffinity:
                          and all(self._matches(t, pod) for t in st.affinity))
 
     def pre_score(self, state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
-                  nodes: Sequence[NodeInfo]) -> bool:
+                  nodes: Sequence[NodeInfo]) -> Status:
         me = PodInfo.of(pod)
         pref = weighted(me.preferred_affinity, pod)
         anti = [(t, -w) for t, w in weighted(me.preferred_anti_affinity, pod)]
@@ -148,7 +148,7 @@ class InterPodAffinity:
             for other in (info.pods if pref or anti else info.pods_with_affinity):
                 self._score_existing(scores, pod, [*pref, *anti], other, info)
         state[self.name + "/score"] = scores
-        return not scores
+        return OK if scores else SKIP
 
     def _score_existing(self, scores: Counter[Pair], pod: Obj,
                         mine: list[tuple[AffinityTerm, int]], other: PodInfo,

@@ -11,6 +11,7 @@ from netplane.api.meta import Obj
 from netplane.cluster.scheduler.framework import (
     MAX_SCORE,
     OK,
+    SKIP,
     Code,
     CycleState,
     Status,
@@ -167,7 +168,7 @@ class ImageLocality:
     name = "ImageLocality"
 
     def pre_score(self, state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
-                  nodes: Sequence[NodeInfo]) -> bool:
+                  nodes: Sequence[NodeInfo]) -> Status:
         spec = pod.get("spec") or {}
         containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
         wanted = {normalized_image(str(c.get("image") or "")) for c in containers}
@@ -176,7 +177,7 @@ class ImageLocality:
             for name in node_images(info.node).keys() & wanted:
                 spread[name] += 1
         state[self.name] = (containers, spread, len(nodes))
-        return not any(spread.values())  # no node has any: all score 0
+        return OK if any(spread.values()) else SKIP  # no node has any: all score 0
 
     def score(self, state: CycleState, pod: Obj, info: NodeInfo) -> int:
         containers: list[Obj]

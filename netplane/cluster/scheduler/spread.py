@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from netplane.api import meta, scheduling, selectors
 from netplane.api.meta import Obj
-from netplane.cluster.scheduler.framework import MAX_SCORE, OK, Code, CycleState, Status
+from netplane.cluster.scheduler.framework import MAX_SCORE, OK, SKIP, Code, CycleState, Status
 from netplane.cluster.scheduler.nodeinfo import NodeInfo
 
 HOSTNAME, ZONE = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
@@ -116,10 +116,10 @@ class PodTopologySpread:
         sel = self.defaults(pod)
         return (system_defaults(sel), False) if sel is not None else ([], True)
 
-    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> bool:
+    def pre_filter(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> Status:
         cs = constraints(pod, DO_NOT_SCHEDULE)
         if not cs:
-            return True
+            return SKIP
         counts: list[Counter[str]] = [Counter() for _ in cs]
         for info in nodes:
             if not _has_keys(info.node, cs):
@@ -129,7 +129,7 @@ class PodTopologySpread:
                     value = meta.labels(info.node)[c.topology_key]
                     counts[i][value] += matching(info, c, meta.namespace(pod))
         state[self.name] = (cs, counts)
-        return False
+        return OK
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         cs, counts = state[self.name]
@@ -146,10 +146,10 @@ class PodTopologySpread:
         return OK
 
     def pre_score(self, state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
-                  nodes: Sequence[NodeInfo]) -> bool:
+                  nodes: Sequence[NodeInfo]) -> Status:
         cs, require_all = self._soft(pod)
         if not cs:
-            return True
+            return SKIP
         ignored = {f.name for f in feasible if require_all and not _has_keys(f.node, cs)}
         domains: list[Counter[str]] = [Counter() for _ in cs]
         for i, c in enumerate(cs):
@@ -172,7 +172,7 @@ class PodTopologySpread:
                     domains[i][value] += matching(info, c, meta.namespace(pod))
         state[self.name + "/score"] = (cs, domains, weights, ignored)
         state[self.name + "/order"] = [f.name for f in feasible]
-        return False
+        return OK
 
     def score(self, state: CycleState, pod: Obj, info: NodeInfo) -> int:
         cs, domains, weights, ignored = state[self.name + "/score"]
