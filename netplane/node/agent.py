@@ -18,7 +18,7 @@ from netplane.cluster.client import Client, Connection, Informer
 from netplane.net import netns, routes
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
-from netplane.node import kubeletapi, registration
+from netplane.node import capacity, kubeletapi, registration
 from netplane.node.localpath import LocalPathProvisioner
 from netplane.node.nodedns import NodeDNS, upstream_list
 from netplane.node.pods import NodeContext, PodManager
@@ -94,7 +94,8 @@ def ensure_local_address(ip: str) -> None:
 async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     client = Client(Connection(url=cfg.server, token=cfg.token, ca_file=cfg.ca_file),
                     user_agent="kubelet")
-    node = await registration.register(client, cfg.node_name, cfg.node_ip)
+    machine = capacity.read(cfg.state_dir)
+    node = await registration.register(client, cfg.node_name, cfg.node_ip, machine=machine)
     pod_cidr = node["spec"]["podCIDR"]
     log.info("node %s registered with pod CIDR %s", cfg.node_name, pod_cidr)
     network = NodeNetwork(pod_cidr=pod_cidr, cluster_cidr=cfg.cluster_cidr)
@@ -159,7 +160,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         proxier.run(stop), policies.run(), namespaces.run(), policy.run(stop),
         pods.run(), duties.run(),
         RouteSyncer(nodes, cfg.node_name).run(),
-        registration.heartbeat(client, cfg.node_name, cfg.node_ip))]
+        registration.heartbeat(client, cfg.node_name, cfg.node_ip, machine=machine))]
     status = StatusServer(socket_path=cfg.state_dir / "agent.sock", address=cfg.node_ip)
     status.add_metrics(lambda: proxy_metrics.render(proxier))
     status.add_metrics(lambda: proxy_metrics.render_policy(policy))

@@ -10,6 +10,7 @@ from netplane import __version__
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client
+from netplane.node.capacity import MAX_PODS, Machine
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
@@ -25,7 +26,11 @@ def node_object(name: str, ip: str) -> Obj:
     }
 
 
-def node_status(name: str, ip: str, *, ready: bool = True) -> Obj:
+def node_status(name: str, ip: str, *, ready: bool = True,
+                machine: Machine | None = None) -> Obj:
+    """The status the agent reports; without ``machine``, pods only."""
+    capacity = machine.capacity() if machine else {"pods": str(MAX_PODS)}
+    allocatable = machine.allocatable() if machine else {"pods": str(MAX_PODS)}
     node: Obj = {"status": {
         "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname",
                                                                 "address": name}],
@@ -33,7 +38,7 @@ def node_status(name: str, ip: str, *, ready: bool = True) -> Obj:
                      "kernelVersion": platform.release(), "osImage": "netplane lab node",
                      "containerRuntimeVersion": "process://netplane",
                      "operatingSystem": "linux", "architecture": platform.machine()},
-        "capacity": {"pods": "110"}, "allocatable": {"pods": "110"},
+        "capacity": capacity, "allocatable": allocatable,
     }}
     if ready:
         meta.set_condition(node, "Ready", True, "NodeReady",
@@ -46,7 +51,8 @@ def node_status(name: str, ip: str, *, ready: bool = True) -> Obj:
     return node
 
 
-async def register(client: Client, name: str, ip: str) -> Obj:
+async def register(client: Client, name: str, ip: str, *,
+                   machine: Machine | None = None) -> Obj:
     """Creates the Node (or finds it) and returns it with its pod CIDR."""
     while True:
         try:
@@ -55,8 +61,8 @@ async def register(client: Client, name: str, ip: str) -> Obj:
             except AlreadyExists:
                 node = await client.get(resources.NODE, name)
             # Not Ready until the pod network, proxy and DNS are in place.
-            node = await client.patch(resources.NODE, name, node_status(name, ip, ready=False),
-                                      subresource="status")
+            starting = node_status(name, ip, ready=False, machine=machine)
+            node = await client.patch(resources.NODE, name, starting, subresource="status")
             if node.get("spec", {}).get("podCIDR"):
                 return node
             log.warning("node %s has no podCIDR yet", name)
@@ -65,11 +71,12 @@ async def register(client: Client, name: str, ip: str) -> Obj:
         await asyncio.sleep(1.0)
 
 
-async def heartbeat(client: Client, name: str, ip: str) -> None:
+async def heartbeat(client: Client, name: str, ip: str, *,
+                    machine: Machine | None = None) -> None:
     """Ready at once (the agent calls this when set up), then every few seconds."""
     while True:
         try:
-            await client.patch(resources.NODE, name, node_status(name, ip),
+            await client.patch(resources.NODE, name, node_status(name, ip, machine=machine),
                                subresource="status")
         except (ApiError, OSError) as e:
             log.warning("heartbeat failed: %s", e)

@@ -21,6 +21,7 @@ from tests.unit.test_client import Server
 
 HANG = 60.0  # only a guard against a hung test
 NS = "default"
+ALLOCATABLE = {"cpu": "2", "memory": "4Gi", "pods": "110"}
 
 
 @pytest.fixture
@@ -53,6 +54,8 @@ async def add_node(c: Client, name: str, *, ready: bool = True,
                    labels: dict[str, str] | None = None) -> None:
     node = await c.create(resources.NODE, {"apiVersion": "v1", "kind": "Node",
                                            "metadata": {"name": name, "labels": labels or {}}})
+    # What an agent reports of its machine.
+    node["status"] = {"capacity": dict(ALLOCATABLE), "allocatable": dict(ALLOCATABLE)}
     meta.set_condition(node, "Ready", ready, "AgentReady" if ready else "AgentNotReady")
     await c.update_status(resources.NODE, node)
 
@@ -109,7 +112,9 @@ async def test_no_feasible_node_is_reported_then_the_pod_is_bound_when_one_is_re
     waiting = await eventually(get_pod(client, "web"), unschedulable)
     cond = meta.condition(waiting, "PodScheduled")
     assert cond is not None
-    assert cond["message"] == "0/1 nodes are available: 1 node(s) were not ready."
+    assert cond["message"] == ("0/1 nodes are available: 1 node(s) were not ready. preemption: "
+                               "0/1 nodes are available: 1 Preemption is not helpful for "
+                               "scheduling..")
     assert not bound(waiting) and waiting["status"]["phase"] == "Pending"
     await set_ready(client, "node-1")
     placed = await eventually(get_pod(client, "web"), bound)
@@ -123,7 +128,8 @@ async def test_node_selector_that_no_node_matches_is_unschedulable(client: Clien
     waiting = await eventually(get_pod(client, "db"), unschedulable)
     cond = meta.condition(waiting, "PodScheduled")
     assert cond is not None and cond["message"] == (
-        "0/2 nodes are available: 2 node(s) didn't match Pod's node selector.")
+        "0/2 nodes are available: 2 node(s) didn't match Pod's node selector. preemption: "
+        "0/2 nodes are available: 2 Preemption is not helpful for scheduling..")
     await add_node(client, "node-3", labels={"disk": "ssd"})
     placed = await eventually(get_pod(client, "db"), bound)
     assert placed["spec"]["nodeName"] == "node-3"
@@ -155,3 +161,26 @@ async def test_a_failed_unschedulable_update_is_retried_and_the_cache_left_as_it
     await scheduler.schedule_one(cached)
     assert fake.status_updates == 2  # the second round tried again
     assert cached == before  # the informer's copy still says what the server said
+
+
+def hungry(name: str, cpu: str) -> Obj:
+    p = pod(name)
+    p["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
+    return p
+
+
+async def test_a_pod_short_of_cpu_is_bound_when_the_pod_holding_it_is_deleted(
+        client: Client) -> None:
+    await add_node(client, "node-1")  # 2 cpus
+    await client.create(resources.POD, hungry("hog", "1500m"), NS)
+    await eventually(get_pod(client, "hog"), bound)
+    await client.create(resources.POD, hungry("web", "1"), NS)
+    waiting = await eventually(get_pod(client, "web"), unschedulable)
+    cond = meta.condition(waiting, "PodScheduled")
+    assert cond is not None and cond["message"] == (
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+        "1 No preemption victims found for incoming pod..")
+    # No agent here to see it stop: gone at once.
+    await client.delete(resources.POD, "hog", NS, grace_period=0)
+    placed = await eventually(get_pod(client, "web"), bound)
+    assert placed["spec"]["nodeName"] == "node-1"

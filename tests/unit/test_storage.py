@@ -15,7 +15,8 @@ from netplane.api import meta, resources, storage
 from netplane.api.meta import Obj
 from netplane.cluster.client import Client
 from netplane.cluster.controllers.persistentvolume import PersistentVolumeController, best_fit
-from netplane.cluster.scheduler.framework import Code, NodeInfo
+from netplane.cluster.scheduler.framework import Code, CycleState, Status
+from netplane.cluster.scheduler.nodeinfo import NodeInfo
 from netplane.cluster.scheduler.volumes import VolumeBinding, node_affinity_allows
 from netplane.node.localpath import folder_name, local_volume, pinned_to
 from tests.unit.test_apiserver import TABLE, call, ok
@@ -148,6 +149,15 @@ def _pod(*claims: str) -> Obj:
         {"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims]}}
 
 
+def judge(plugin: VolumeBinding, pod: Obj, info: NodeInfo) -> Status:
+    """Pre-filter, then filter, as the framework runs them."""
+    state: CycleState = {}
+    st = plugin.pre_filter(state, pod, [info])
+    if st.code is Code.SKIP:
+        return Status()
+    return st if not st.ok else plugin.filter(state, pod, info)
+
+
 def test_volume_binding_filter() -> None:
     pinned = local_volume({"metadata": {"name": "a", "namespace": "default", "uid": "u-a"},
                            "spec": {"accessModes": ["ReadWriteOnce"],
@@ -158,16 +168,17 @@ def test_volume_binding_filter() -> None:
               "now": {"metadata": {"name": "now"}, "spec": {"storageClassName": "now"}}}
     plugin = VolumeBinding(lambda ns, n: claims.get(n), {"pvc-u-a": pinned}.get,
                            {"local-path": WAITING_CLASS, "now": NOW_CLASS}.get)
-    on = {n: NodeInfo(node, 0) for n, node in (("node-1", NODE_1), ("node-2", NODE_2))}
-    assert plugin.filter(_pod("bound"), on["node-1"]).ok
-    conflict = plugin.filter(_pod("bound"), on["node-2"])
+    on = {n: NodeInfo(node) for n, node in (("node-1", NODE_1), ("node-2", NODE_2))}
+    assert judge(plugin, _pod("bound"), on["node-1"]).ok
+    conflict = judge(plugin, _pod("bound"), on["node-2"])
     assert conflict.code is Code.UNSCHEDULABLE
     assert conflict.reason == "node(s) had volume node affinity conflict"
-    assert plugin.filter(_pod("later"), on["node-2"]).ok
+    assert judge(plugin, _pod("later"), on["node-2"]).ok
     assert [meta.name(p) for p in plugin.to_provision(_pod("later", "bound"))] == ["later"]
-    assert plugin.filter(_pod("now"), on["node-1"]).reason == \
+    assert judge(plugin, _pod("now"), on["node-1"]).reason == \
         "pod has unbound immediate PersistentVolumeClaims"
-    assert plugin.filter(_pod("gone"), on["node-1"]).reason == \
+    assert judge(plugin, _pod(), on["node-1"]).ok  # no claims: skipped
+    assert judge(plugin, _pod("gone"), on["node-1"]).reason == \
         'persistentvolumeclaim "gone" not found'
 
 

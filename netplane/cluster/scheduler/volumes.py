@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from netplane.api import meta, selectors, storage
 from netplane.api.meta import Obj
-from netplane.cluster.scheduler.framework import Code, NodeInfo, Status
+from netplane.cluster.scheduler.framework import OK, SKIP, Code, CycleState, Status
+from netplane.cluster.scheduler.nodeinfo import NodeInfo
 
 Lookup = Callable[[str, str], Obj | None]
 
@@ -33,27 +34,38 @@ class VolumeBinding:
                  classes: Callable[[str], Obj | None]) -> None:
         self.claims, self.volumes, self.classes = claims, volumes, classes
 
-    def filter(self, pod: Obj, info: NodeInfo) -> Status:
-        ns = meta.namespace(pod)
-        for name in storage.pod_claims(pod):
+    def pre_filter(self, state: CycleState, pod: Obj, nodes: object) -> Status:
+        """The claims must exist, not be going, and be bound or wait for
+        their first consumer: what holds for every node, checked once."""
+        ns, bound = meta.namespace(pod), []
+        claims = storage.pod_claims(pod)
+        if not claims:
+            return SKIP
+        for name in claims:
             pvc = self.claims(ns, name)
             if pvc is None:
-                return Status(Code.UNRESOLVABLE, f'persistentvolumeclaim "{name}" not found')
+                return Status.fail(Code.UNRESOLVABLE, f'persistentvolumeclaim "{name}" not found')
             if meta.is_deleting(pvc):
-                return Status(Code.UNRESOLVABLE,
-                              f'persistentvolumeclaim "{name}" is being deleted')
-            bound = (pvc.get("spec") or {}).get("volumeName")
-            if bound:
-                pv = self.volumes(str(bound))
-                if pv is None or not node_affinity_allows(pv, info.node):
-                    return Status(Code.UNSCHEDULABLE, "node(s) had volume node affinity "
-                                  "conflict")
+                return Status.fail(Code.UNRESOLVABLE,
+                                   f'persistentvolumeclaim "{name}" is being deleted')
+            volume = (pvc.get("spec") or {}).get("volumeName")
+            if volume:
+                bound.append(self.volumes(str(volume)))
                 continue
             cls = self.classes(storage.claim_class(pvc))
             if cls is None or cls.get("volumeBindingMode") != "WaitForFirstConsumer":
-                return Status(Code.UNRESOLVABLE,
-                              "pod has unbound immediate PersistentVolumeClaims")
-        return Status()
+                return Status.fail(Code.UNRESOLVABLE,
+                                   "pod has unbound immediate PersistentVolumeClaims")
+        state[self.name] = bound
+        return OK
+
+    def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
+        """A bound claim's volume must be reachable from the node."""
+        for pv in state[self.name]:
+            if pv is None or not node_affinity_allows(pv, info.node):
+                return Status.fail(Code.UNSCHEDULABLE,
+                                   "node(s) had volume node affinity conflict")
+        return OK
 
     def to_provision(self, pod: Obj) -> list[Obj]:
         """The pod's claims that wait for it: the node chosen is to be named

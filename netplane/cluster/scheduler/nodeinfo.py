@@ -1,0 +1,202 @@
+"""What the plugins know of a node: the node, the pods on it (bound or
+assumed) with their requests, host ports and pod-affinity terms parsed once,
+and its allocatable. A snapshot is built once per scheduling pass; a pod
+assumed on a node is added to that node's entry, so the next decision of
+the pass sees it without rebuilding anything (kube's NodeInfo and cache)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from netplane.api import meta
+from netplane.api.meta import Obj
+from netplane.api.quantity import quantity
+
+CPU, MEMORY, EPHEMERAL_STORAGE, PODS = "cpu", "memory", "ephemeral-storage", "pods"
+# What a container that requests nothing counts for when nodes are ranked
+# (kube's DefaultMilliCPURequest, DefaultMemoryRequest): without these,
+# best-effort pods would all look free and pile onto one node.
+DEFAULT_MILLI_CPU = 100
+DEFAULT_MEMORY = 200 * 2**20
+WILDCARD_IP = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Requested or allocatable amounts: cpu in millicores, bytes otherwise."""
+
+    milli_cpu: int = 0
+    memory: int = 0
+    ephemeral_storage: int = 0
+
+    def __add__(self, other: Resource) -> Resource:
+        return Resource(self.milli_cpu + other.milli_cpu, self.memory + other.memory,
+                        self.ephemeral_storage + other.ephemeral_storage)
+
+    def __sub__(self, other: Resource) -> Resource:
+        return Resource(self.milli_cpu - other.milli_cpu, self.memory - other.memory,
+                        self.ephemeral_storage - other.ephemeral_storage)
+
+    def max(self, other: Resource) -> Resource:
+        return Resource(max(self.milli_cpu, other.milli_cpu), max(self.memory, other.memory),
+                        max(self.ephemeral_storage, other.ephemeral_storage))
+
+    @property
+    def zero(self) -> bool:
+        return not (self.milli_cpu or self.memory or self.ephemeral_storage)
+
+
+def resource_list(amounts: Obj | None) -> Resource:
+    """A ResourceList (``{"cpu": "500m", "memory": "64Mi"}``) as a Resource."""
+    amounts = amounts or {}
+
+    def read(name: str, scale: int) -> int:
+        text = amounts.get(name)
+        return 0 if text is None else round(quantity(str(text)) * scale)
+    return Resource(read(CPU, 1000), read(MEMORY, 1), read(EPHEMERAL_STORAGE, 1))
+
+
+def _container_requests(c: Obj, *, non_zero: bool) -> Resource:
+    res = c.get("resources") or {}
+    # Requests default to limits, as the API server's defaulting does.
+    given = {**(res.get("limits") or {}), **(res.get("requests") or {})}
+    r = resource_list(given)
+    if non_zero:
+        r = Resource(r.milli_cpu if CPU in given else DEFAULT_MILLI_CPU,
+                     r.memory if MEMORY in given else DEFAULT_MEMORY, r.ephemeral_storage)
+    return r
+
+
+def pod_requests(pod: Obj, *, non_zero: bool = False) -> Resource:
+    """kube's PodRequests: the containers' sum, raised to any one init
+    container's need (sidecar init containers, restartPolicy Always, run on
+    beside the others and add to both), plus the pod's overhead."""
+    spec = pod.get("spec") or {}
+    total = Resource()
+    for c in spec.get("containers") or []:
+        total += _container_requests(c, non_zero=non_zero)
+    sidecars, init_peak = Resource(), Resource()
+    for c in spec.get("initContainers") or []:
+        need = _container_requests(c, non_zero=non_zero)
+        if c.get("restartPolicy") == "Always":
+            total += need
+            sidecars += need
+            need = sidecars
+        else:
+            need += sidecars
+        init_peak = init_peak.max(need)
+    return total.max(init_peak) + resource_list(spec.get("overhead"))
+
+
+@dataclass(frozen=True)
+class HostPort:
+    ip: str
+    protocol: str
+    port: int
+
+
+def host_ports(pod: Obj) -> tuple[HostPort, ...]:
+    out = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            if int(p.get("hostPort") or 0) > 0:
+                out.append(HostPort(str(p.get("hostIP") or WILDCARD_IP),
+                                    str(p.get("protocol") or "TCP"), int(p["hostPort"])))
+    return tuple(out)
+
+
+def ports_conflict(used: Iterable[HostPort], wanted: HostPort) -> bool:
+    """0.0.0.0 takes the port on every address, so it conflicts with any."""
+    for u in used:
+        if u.protocol == wanted.protocol and u.port == wanted.port and (
+                u.ip == wanted.ip or WILDCARD_IP in (u.ip, wanted.ip)):
+            return True
+    return False
+
+
+def _pod_affinity(pod: Obj, kind: str) -> Obj:
+    return ((pod.get("spec") or {}).get("affinity") or {}).get(kind) or {}
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    pod: Obj
+    requests: Resource
+    non_zero: Resource
+    ports: tuple[HostPort, ...]
+    required_affinity: tuple[Obj, ...]
+    required_anti_affinity: tuple[Obj, ...]
+    preferred_affinity: tuple[Obj, ...]
+    preferred_anti_affinity: tuple[Obj, ...]
+
+    @classmethod
+    def of(cls, pod: Obj) -> PodInfo:
+        aff, anti = _pod_affinity(pod, "podAffinity"), _pod_affinity(pod, "podAntiAffinity")
+        req = "requiredDuringSchedulingIgnoredDuringExecution"
+        pref = "preferredDuringSchedulingIgnoredDuringExecution"
+        return cls(pod, pod_requests(pod), pod_requests(pod, non_zero=True), host_ports(pod),
+                   tuple(aff.get(req) or ()), tuple(anti.get(req) or ()),
+                   tuple(aff.get(pref) or ()), tuple(anti.get(pref) or ()))
+
+    @property
+    def has_affinity(self) -> bool:
+        return bool(self.required_affinity or self.required_anti_affinity
+                    or self.preferred_affinity or self.preferred_anti_affinity)
+
+
+@dataclass
+class NodeInfo:
+    node: Obj
+    pods: list[PodInfo] = field(default_factory=list)
+    requested: Resource = Resource()
+    non_zero_requested: Resource = Resource()
+    used_ports: list[HostPort] = field(default_factory=list)
+    # Kept apart so that affinity checks walk only the pods that have terms.
+    pods_with_affinity: list[PodInfo] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        status = self.node.get("status") or {}
+        alloc = status.get("allocatable") or {}
+        self.allocatable = resource_list(alloc)
+        self.allowed_pods = int(quantity(str(alloc.get(PODS, "0"))))
+        pods, self.pods = self.pods, []
+        for p in pods:
+            self.add_pod(p)
+
+    @property
+    def name(self) -> str:
+        return meta.name(self.node)
+
+    def add_pod(self, info: PodInfo) -> None:
+        self.pods.append(info)
+        self.requested += info.requests
+        self.non_zero_requested += info.non_zero
+        self.used_ports.extend(info.ports)
+        if info.has_affinity:
+            self.pods_with_affinity.append(info)
+
+    def remove_pod(self, uid: str) -> None:
+        for i, info in enumerate(self.pods):
+            if meta.uid(info.pod) == uid:
+                del self.pods[i]
+                self.requested -= info.requests
+                self.non_zero_requested -= info.non_zero
+                for port in info.ports:
+                    self.used_ports.remove(port)
+                if info in self.pods_with_affinity:
+                    self.pods_with_affinity.remove(info)
+                return
+
+
+def snapshot(nodes: Iterable[Obj], pods: Iterable[Obj],
+             assumed: dict[str, str] | None = None) -> list[NodeInfo]:
+    """One NodeInfo per node, holding the pods bound to it or assumed there."""
+    infos = {meta.name(n): NodeInfo(n) for n in nodes}
+    assumed = assumed or {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName") or assumed.get(meta.uid(pod))
+        if node in infos and (pod.get("status") or {}).get("phase") not in ("Succeeded",
+                                                                             "Failed"):
+            infos[node].add_pod(PodInfo.of(pod))
+    return list(infos.values())

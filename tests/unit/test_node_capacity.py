@@ -1,0 +1,34 @@
+"""The node's capacity and allocatable, as the kubelet would report them,
+and the scheduler's reading of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netplane.cluster.scheduler.nodeinfo import NodeInfo, Resource
+from netplane.node import capacity, registration
+
+MEMINFO = "MemTotal:        8000000 kB\nMemFree:         1000000 kB\n"
+
+
+def test_capacity_and_allocatable_less_the_eviction_thresholds() -> None:
+    machine = capacity.Machine(cpus=2, memory=capacity.mem_total(MEMINFO),
+                               ephemeral_storage=100 * 2**30)
+    status = registration.node_status("node-1", "192.168.56.11", machine=machine)["status"]
+    assert status["capacity"] == {"cpu": "2", "memory": "8000000Ki",
+                                  "ephemeral-storage": f"{100 * 2**20}Ki", "pods": "110"}
+    assert status["allocatable"] == {"cpu": "2", "memory": f"{8000000 - 100 * 1024}Ki",
+                                     "ephemeral-storage": f"{90 * 2**20}Ki", "pods": "110"}
+    info = NodeInfo({"metadata": {"name": "node-1"}, "status": status})
+    assert info.allocatable == Resource(2000, (8000000 - 100 * 1024) * 1024, 90 * 2**30)
+    assert info.allowed_pods == 110
+
+
+def test_the_machine_is_read(tmp_path: Path) -> None:
+    m = capacity.read(tmp_path)
+    assert m.cpus >= 1 and m.memory > 0 and m.ephemeral_storage > 0
+
+
+def test_without_a_machine_only_pods_are_reported() -> None:
+    status = registration.node_status("n", "192.168.56.11")["status"]
+    assert status["allocatable"] == {"pods": "110"}
