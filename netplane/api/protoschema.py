@@ -33,7 +33,7 @@ PACKAGES = {
     "discovery": "discovery/v1", "meta": "meta/v1", "runtime": "runtime",
     "intstr": "util/intstr", "resource": "api/resource",
     "authentication": "authentication/v1", "authorization": "authorization/v1",
-    "networking": "networking/v1",
+    "networking": "networking/v1", "coordination": "coordination/v1",
 }
 
 # The message a ``runtime.Unknown`` envelope's apiVersion and kind name.
@@ -53,6 +53,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("batch/v1", "CronJob"): "batch.CronJob",
     ("discovery.k8s.io/v1", "EndpointSlice"): "discovery.EndpointSlice",
     ("networking.k8s.io/v1", "NetworkPolicy"): "networking.NetworkPolicy",
+    ("coordination.k8s.io/v1", "Lease"): "coordination.Lease",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.RoleBinding",
@@ -486,6 +487,10 @@ networking.NetworkPolicyPort: 1 protocol!; 2 port:ios!; 3 endPort:i32!
 networking.NetworkPolicyPeer: 1 podSelector:meta.LabelSelector!;
     2 namespaceSelector:meta.LabelSelector!; 3 ipBlock:networking.IPBlock!
 networking.IPBlock: 1 cidr!; 2 except:[s]
+coordination.Lease: 1 metadata:meta.ObjectMeta; 2 spec:coordination.LeaseSpec
+coordination.LeaseSpec: 1 holderIdentity!; 2 leaseDurationSeconds:i32!;
+    3 acquireTime:mtime!; 4 renewTime:mtime!; 5 leaseTransitions:i32!; 6 strategy!;
+    7 preferredHolder!
 authentication.TokenRequest: 1 metadata:meta.ObjectMeta;
     2 spec:authentication.TokenRequestSpec!; 3 status:authentication.TokenRequestStatus
 authentication.TokenRequestSpec: 1 audiences:[s]!;

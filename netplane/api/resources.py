@@ -86,6 +86,7 @@ ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "di
                          "v1", True)
 NETWORKPOLICY = Resource("NetworkPolicy", "networkpolicies", "networkpolicy",
                          "networking.k8s.io", "v1", True, ("netpol",))
+LEASE = Resource("Lease", "leases", "lease", "coordination.k8s.io", "v1", True)
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
 CLUSTERROLE = Resource("ClusterRole", "clusterroles", "clusterrole", RBAC, "v1", False)
 ROLEBINDING = Resource("RoleBinding", "rolebindings", "rolebinding", RBAC, "v1", True)
@@ -109,7 +110,7 @@ ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP
                              SERVICEACCOUNT, EVENT, REPLICASET, DEPLOYMENT, ENDPOINTSLICE,
                              EVENT_V1, JOB, CRONJOB,
                              PERSISTENTVOLUME, PERSISTENTVOLUMECLAIM, STORAGECLASS,
-                             DAEMONSET, STATEFULSET, CONTROLLERREVISION, NETWORKPOLICY,
+                             DAEMONSET, STATEFULSET, CONTROLLERREVISION, NETWORKPOLICY, LEASE,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)

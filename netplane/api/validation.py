@@ -630,6 +630,17 @@ def _storage(obj: Obj, errs: Errors) -> None:
      "StorageClass": storage.validate_class}[str(obj.get("kind"))](obj, errs)
 
 
+def _lease(obj: Obj, errs: Errors) -> None:
+    """kube's ValidateLeaseSpec (the strategy fields are behind an alpha gate)."""
+    spec = obj.get("spec") or {}
+    duration = spec.get("leaseDurationSeconds")
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)
+                                 or duration <= 0):
+        errs.append(FieldError("spec.leaseDurationSeconds",
+                               f"Invalid value: {duration!r}: must be greater than 0"))
+    non_negative(spec.get("leaseTransitions"), "spec.leaseTransitions", errs)
+
+
 def _netpol(obj: Obj, errs: Errors) -> None:
     from netplane.api import netpol  # netpol builds on the checks above: imported late
 
@@ -660,6 +671,7 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "StorageClass": _storage,
     "CronJob": _batch,
     "NetworkPolicy": _netpol,
+    "Lease": _lease,
 }
 
 

@@ -1,19 +1,25 @@
-"""Registers this node with the API and keeps its Ready condition fresh."""
+"""Registers this node with the API, keeps its Ready condition fresh and
+renews its Lease in ``kube-node-lease``, as the kubelet does."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import platform
 
 from netplane import __version__
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
-from netplane.cluster.client import AlreadyExists, ApiError, Client
+from netplane.cluster.client import AlreadyExists, ApiError, Client, Conflict, NotFound
 from netplane.node.capacity import MAX_PODS, Machine
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
+LEASE_NAMESPACE = "kube-node-lease"
+# The kubelet's nodeLeaseDurationSeconds; it renews every quarter of it.
+LEASE_DURATION_SECONDS = 40
+RENEW_FRACTION = 0.25
 
 
 def node_object(name: str, ip: str) -> Obj:
@@ -81,3 +87,52 @@ async def heartbeat(client: Client, name: str, ip: str, *,
         except (ApiError, OSError) as e:
             log.warning("heartbeat failed: %s", e)
         await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+def micro_time(at: datetime.datetime | None = None) -> str:
+    """A MicroTime as Kubernetes writes it (RFC 3339, microseconds, UTC)."""
+    at = at or datetime.datetime.now(datetime.UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease_object(node: Obj, *, duration: int = LEASE_DURATION_SECONDS) -> Obj:
+    """The node's Lease, owned by its Node so that it goes with it."""
+    name = meta.name(node)
+    return {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name, "namespace": LEASE_NAMESPACE,
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
+                                          "uid": meta.uid(node)}]},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": duration,
+                 "renewTime": micro_time()},
+    }
+
+
+async def renew_lease_once(client: Client, node: Obj, lease: Obj | None, *,
+                           duration: int = LEASE_DURATION_SECONDS) -> Obj:
+    """The Lease renewed now: created when missing, read again after a conflict."""
+    name = meta.name(node)
+    if lease is None:
+        try:
+            lease = await client.get(resources.LEASE, name, LEASE_NAMESPACE)
+        except NotFound:
+            return await client.create(resources.LEASE, lease_object(node, duration=duration))
+    renewed = {**lease, "spec": {**(lease.get("spec") or {}), "holderIdentity": name,
+                                 "leaseDurationSeconds": duration,
+                                 "renewTime": micro_time()}}
+    return await client.update(resources.LEASE, renewed)
+
+
+async def renew_lease(client: Client, node: Obj, *,
+                      duration: int = LEASE_DURATION_SECONDS) -> None:
+    """Renews the node's Lease every quarter of its duration, for ever."""
+    lease: Obj | None = None
+    while True:
+        try:
+            lease = await renew_lease_once(client, node, lease, duration=duration)
+        except Conflict:
+            lease = None  # someone else wrote it: read it again next time
+        except (ApiError, OSError) as e:
+            log.warning("lease renewal failed: %s", e)
+            lease = None
+        await asyncio.sleep(duration * RENEW_FRACTION)

@@ -529,3 +529,17 @@ def test_cascade_foreground_waits_for_the_pods_to_stop_on_their_nodes(
             "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]')
     kubectl("wait", "--for=delete", "deploy/cascade", "--timeout=60s")
     assert not kubectl.json("get", "rs,pods", "-l", "app=cascade")["items"]
+
+
+def test_every_node_renews_its_lease(kubectl: Kubectl, lab: Lab) -> None:
+    nodes = sorted(n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"])
+    table = kubectl("get", "leases", "-n", "kube-node-lease").stdout.splitlines()
+    assert table[0].split() == ["NAME", "HOLDER", "AGE"]
+    assert sorted(r.split()[:2] for r in table[1:]) == [[n, n] for n in nodes]
+    first = kubectl.json("get", "lease", nodes[0], "-n", "kube-node-lease")
+    assert first["spec"]["leaseDurationSeconds"] == 40
+    assert first["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    # Renewed every quarter of the duration: a newer renewTime comes within one.
+    wait_for("the lease renewed", lambda: kubectl.json(
+        "get", "lease", nodes[0], "-n", "kube-node-lease")["spec"]["renewTime"]
+        > first["spec"]["renewTime"], timeout=40)

@@ -81,6 +81,9 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
          "verbs": [*READ, *WRITE]},
         # The node enforces network policy (a policy plugin's own role in kube).
         NETPOL_READ,
+        # Its heartbeat: the node's Lease in kube-node-lease.
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": [*READ, *WRITE]},
     ],
     "view": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",

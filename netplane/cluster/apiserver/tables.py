@@ -394,6 +394,8 @@ COLUMNS: dict[str, list[Column]] = {
                            ("Users", "string", _subjects("User"), 1),
                            ("Groups", "string", _subjects("Group"), 1),
                            ("ServiceAccounts", "string", _subjects("ServiceAccount"), 1)],
+    "Lease": [NAME, ("Holder", "string", lambda o: str(
+        (o.get("spec") or {}).get("holderIdentity") or ""), 0), AGE],
     "NetworkPolicy": [NAME, ("Pod-Selector", "string", lambda p: format_selector(
         (p.get("spec") or {}).get("podSelector")), 0), AGE],
     "Namespace": [NAME, ("Status", "string",
