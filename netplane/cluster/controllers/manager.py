@@ -14,6 +14,7 @@ from netplane.cluster.controllers.endpointslice import EndpointSliceController
 from netplane.cluster.controllers.gc import GarbageCollector
 from netplane.cluster.controllers.job import JobController
 from netplane.cluster.controllers.loadbalancer import LoadBalancerController
+from netplane.cluster.controllers.nodelifecycle import NodeLifecycleController
 from netplane.cluster.controllers.persistentvolume import PersistentVolumeController
 from netplane.cluster.controllers.replicaset import ReplicaSetController
 from netplane.cluster.controllers.serviceaccount import ServiceAccountController
@@ -40,7 +41,9 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      TTLAfterFinishedController(client, informers),
                                      CronJobController(client, informers),
                                      DaemonSetController(client, informers),
-                                     StatefulSetController(client, informers)]
+                                     StatefulSetController(client, informers),
+                                     NodeLifecycleController(client, informers.nodes,
+                                                             informers.leases)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))

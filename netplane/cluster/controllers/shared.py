@@ -26,6 +26,7 @@ class Informers:
     daemonsets: Informer
     statefulsets: Informer
     controllerrevisions: Informer
+    leases: Informer
 
     @classmethod
     def for_client(cls, client: Client) -> Informers:
@@ -33,13 +34,13 @@ class Informers:
             resources.POD, resources.SERVICE, resources.ENDPOINTS, resources.REPLICASET,
             resources.DEPLOYMENT, resources.NODE, resources.ENDPOINTSLICE, resources.NAMESPACE,
             resources.SERVICEACCOUNT, resources.JOB, resources.CRONJOB, resources.DAEMONSET,
-            resources.STATEFULSET, resources.CONTROLLERREVISION)))
+            resources.STATEFULSET, resources.CONTROLLERREVISION, resources.LEASE)))
 
     def all(self) -> list[Informer]:
         return [self.pods, self.services, self.endpoints, self.replicasets, self.deployments,
                 self.nodes, self.endpointslices, self.namespaces, self.serviceaccounts,
                 self.jobs, self.cronjobs, self.daemonsets, self.statefulsets,
-                self.controllerrevisions]
+                self.controllerrevisions, self.leases]
 
 
 def owned_by(obj: Obj, owner: Obj) -> bool:

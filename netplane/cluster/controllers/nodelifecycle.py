@@ -1,0 +1,116 @@
+"""Node lifecycle controller (kube's pkg/controller/nodelifecycle), its
+monitoring half: a node whose agent has neither renewed its Lease nor
+posted its status for ``grace`` seconds (kube's node-monitor-grace-period)
+gets every condition set to Unknown, with kube's reason and words. ``kubectl
+get nodes`` then says NotReady, and the scheduler, which reads conditions
+as kube's taints, sends no new pod there. When the agent is heard again it
+posts Ready itself. Taint-based eviction of the node's pods is not done
+here yet."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Callable
+
+from netplane.api import meta, resources
+from netplane.api.meta import Obj
+from netplane.cluster.client import ApiError, Client, Informer
+
+log = logging.getLogger(__name__)
+
+GRACE_SECONDS = 40.0  # kube's node-monitor-grace-period
+PERIOD_SECONDS = 5.0  # kube's node-monitor-period
+LEASE_NAMESPACE = "kube-node-lease"
+UNKNOWN_REASON = "NodeStatusUnknown"
+UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
+
+
+def _seconds(stamp: object) -> float | None:
+    """A Time or MicroTime (RFC 3339, UTC) as seconds since the epoch."""
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    for form in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            at = datetime.datetime.strptime(stamp, form).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            continue
+        return at.timestamp()
+    return None
+
+
+def last_heard(node: Obj, lease: Obj | None) -> float | None:
+    """When the node's agent was last heard from: its Lease's renewTime or
+    its Ready condition's heartbeat, whichever is later."""
+    ready = meta.condition(node, "Ready") or {}
+    times = [_seconds(ready.get("lastHeartbeatTime"))]
+    if lease is not None:
+        times.append(_seconds((lease.get("spec") or {}).get("renewTime")))
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def silent(node: Obj, lease: Obj | None, now: float, grace: float = GRACE_SECONDS, *,
+           seen: float | None = None) -> bool:
+    """Whether the node must be marked Unknown: it said Ready (or not) once,
+    is not Unknown already, and nothing was heard for longer than ``grace``
+    since it was heard or, for a node that never gave a time, since the
+    controller first ``seen`` it (kube's probe timestamp)."""
+    ready = meta.condition(node, "Ready")
+    if ready is None or ready.get("status") == "Unknown":
+        return False
+    heard = last_heard(node, lease)
+    if heard is None:
+        heard = seen
+    return heard is None or now - heard > grace
+
+
+def unknown_conditions(node: Obj, now: str) -> list[Obj]:
+    """Every condition of the node as Unknown, heartbeats kept (kube's
+    tryUpdateNodeHealth)."""
+    out = []
+    for c in (node.get("status") or {}).get("conditions") or []:
+        c = dict(c)
+        if c.get("status") != "Unknown":
+            c.update(status="Unknown", reason=UNKNOWN_REASON, message=UNKNOWN_MESSAGE,
+                     lastTransitionTime=now)
+        out.append(c)
+    return out
+
+
+class NodeLifecycleController:
+    def __init__(self, client: Client, nodes: Informer, leases: Informer, *,
+                 grace: float = GRACE_SECONDS, period: float = PERIOD_SECONDS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client, self.nodes, self.leases = client, nodes, leases
+        self.grace, self.period, self.clock = grace, period, clock
+        self._seen: dict[str, float] = {}  # when each node was first seen
+
+    async def monitor(self) -> list[str]:
+        """One pass over the nodes; the names of those marked Unknown."""
+        marked = []
+        now = self.clock()
+        nodes = self.nodes.items()
+        self._seen = {meta.name(n): self._seen.get(meta.name(n), now) for n in nodes}
+        for node in nodes:
+            name = meta.name(node)
+            if not silent(node, self.leases.get(name, LEASE_NAMESPACE), now, self.grace,
+                          seen=self._seen[name]):
+                continue
+            patch = {"status": {"conditions": unknown_conditions(node, meta.now())}}
+            try:
+                await self.client.patch(resources.NODE, name, patch, subresource="status")
+            except ApiError as e:
+                log.warning("marking node %s unknown failed: %s", name, e)
+                continue
+            log.info("node %s: nothing heard for %.0f s; its status is now Unknown",
+                     name, self.grace)
+            marked.append(name)
+        return marked
+
+    async def run(self) -> None:
+        while True:
+            await self.monitor()
+            await asyncio.sleep(self.period)
