@@ -89,6 +89,8 @@ class PodRecord:
     # "own" (a PID namespace per container) or the pod's shared one.
     pid_ns: str = ""
     reported: Obj = field(default_factory=dict)
+    # The pod's resourceVersion that our last status write made.
+    reported_version: int = 0
     # The service account folder, and when its token is to be refreshed.
     service_account: Path | None = None
     token_refresh: float = 0.0
@@ -576,13 +578,19 @@ class PodManager:
         status = podstatus.build(pod, views, pod_ip=rec.ip, host_ip=self.ctx.node_ip,
                                  started_at=rec.started_at, init_views=init_views,
                                  initialized=rec.initialized, init_failed=rec.init_failed)
-        if podstatus.same(status, rec.reported) or podstatus.same(status, pod.get("status", {})):
+        if podstatus.same(status, pod.get("status", {})):
             rec.reported = status
             return
+        if podstatus.same(status, rec.reported) and _version(pod) <= rec.reported_version:
+            return  # our last write is not in the cache yet
+        # Written again when someone else changed it since (the node lifecycle
+        # controller marks pods not ready on a silent node), as the kubelet's
+        # status manager does.
         try:
-            await self.client.patch(resources.POD, meta.name(pod), {"status": status},
-                                    meta.namespace(pod), subresource="status")
-            rec.reported = status
+            written = await self.client.patch(resources.POD, meta.name(pod),
+                                              {"status": status}, meta.namespace(pod),
+                                              subresource="status")
+            rec.reported, rec.reported_version = status, _version(written)
         except NotFound:
             pass
 
@@ -730,3 +738,9 @@ class PodManager:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+
+
+def _version(obj: Obj) -> int:
+    """The object's resourceVersion as a number (this store's revisions)."""
+    rv = str(obj.get("metadata", {}).get("resourceVersion") or "0")
+    return int(rv) if rv.isdigit() else 0

@@ -117,7 +117,9 @@ def build(pod: Obj, views: list[ContainerView], *, pod_ip: str, host_ip: str,
         status["initContainerStatuses"] = [container_status(v) for v in init_views]
     if pod_ip:
         status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]
-    holder: Obj = {"status": {"conditions": list(pod.get("status", {}).get("conditions") or [])}}
+    # Copies: the pod is the informer's, and set_condition changes them in place.
+    holder: Obj = {"status": {"conditions": [
+        dict(c) for c in pod.get("status", {}).get("conditions") or []]}}
     meta.set_condition(holder, "PodScheduled", True)
     meta.set_condition(holder, "Initialized", initialized,
                        "" if initialized else "ContainersNotInitialized")

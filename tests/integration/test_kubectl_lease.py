@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from netplane.api import resources
 from netplane.cluster.client import Client, Connection
 from netplane.node import registration
 from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server
@@ -85,7 +86,8 @@ def test_the_agent_creates_then_renews_its_node_lease(cluster: Cluster) -> None:
     async def scenario() -> tuple[Any, Any]:
         api = Client(Connection(socket=sock))
         try:
-            node = {"metadata": {"name": "lease-node", "uid": str(uuid.uuid4())}}
+            # A real Node: the garbage collector deletes a Lease whose owner is missing.
+            node = await api.create(resources.NODE, {"metadata": {"name": "lease-node"}})
             first = await registration.renew_lease_once(api, node, None)
             again = await registration.renew_lease_once(api, node, first)
             stale = await registration.renew_lease_once(api, node, None)  # reads it first

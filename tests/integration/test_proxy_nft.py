@@ -94,7 +94,7 @@ def test_cluster_ip_balances_tcp_and_udp_keeping_the_pod_source(
     assert set(tcp) == {f"pod-a {CLIENT_IP}", f"pod-b {CLIENT_IP}"}
     assert set(topo.probe("udp", VIP, 9000, 30)) == {f"pod-a {CLIENT_IP}", f"pod-b {CLIENT_IP}"}
     # From the node itself (outside the pod network), masqueraded to the bridge address.
-    assert names(topo.probe("tcp", VIP, 80, 10, src=topo.node)) == {"pod-a", "pod-b"}
+    assert names(topo.probe("tcp", VIP, 80, 30, src=topo.node)) == {"pod-a", "pod-b"}
 
 
 def test_node_port_from_outside_from_the_node_and_from_loopback(
@@ -103,8 +103,8 @@ def test_node_port_from_outside_from_the_node_and_from_loopback(
     outside = topo.probe("tcp", NODE_IP, 30080, 20, src=topo.ext)
     assert set(outside) == {f"pod-a {POD_GATEWAY}", f"pod-b {POD_GATEWAY}"}  # masqueraded
     assert names(topo.probe("udp", NODE_IP, 30090, 20, src=topo.ext)) == {"pod-a", "pod-b"}
-    assert names(topo.probe("tcp", NODE_IP, 30080, 10, src=topo.node)) == {"pod-a", "pod-b"}
-    assert names(topo.probe("tcp", "127.0.0.1", 30080, 10, src=topo.node)) == {"pod-a", "pod-b"}
+    assert names(topo.probe("tcp", NODE_IP, 30080, 30, src=topo.node)) == {"pod-a", "pod-b"}
+    assert names(topo.probe("tcp", "127.0.0.1", 30080, 30, src=topo.node)) == {"pod-a", "pod-b"}
 
 
 def test_load_balancer_ip_honours_source_ranges_and_external_ips_answer(
@@ -112,10 +112,10 @@ def test_load_balancer_ip_honours_source_ranges_and_external_ips_answer(
     svc = service(type="LoadBalancer", loadBalancerSourceRanges=[f"{EXT_CLIENT}/32"],
                   externalIPs=[EXT_IP])
     sync(backend, [svc], [endpoints("pod-a", "pod-b")])
-    allowed = topo.probe("tcp", LB_IP, 80, 10, src=topo.ext, src_ip=EXT_CLIENT)
+    allowed = topo.probe("tcp", LB_IP, 80, 30, src=topo.ext, src_ip=EXT_CLIENT)
     assert names(allowed) == {"pod-a", "pod-b"}
     assert topo.probe("tcp", LB_IP, 80, 1, src=topo.ext, src_ip=EXT_OTHER) == ["ERR:TIMEOUT"]
-    assert names(topo.probe("tcp", EXT_IP, 80, 10, src=topo.ext, src_ip=EXT_OTHER)) \
+    assert names(topo.probe("tcp", EXT_IP, 80, 30, src=topo.ext, src_ip=EXT_OTHER)) \
         == {"pod-a", "pod-b"}
 
 
@@ -194,7 +194,7 @@ def test_rules_come_back_after_someone_removes_them(
     assert not backend.kernel_matches()
     assert sync(backend, [service()], [endpoints("pod-a", "pod-b")], full=True) == SyncKind.FULL
     assert backend.kernel_matches()
-    assert names(topo.probe("tcp", VIP, 80, 10)) == {"pod-a", "pod-b"}
+    assert names(topo.probe("tcp", VIP, 80, 30)) == {"pod-a", "pod-b"}
 
 
 def test_partial_sync_changes_only_the_changed_elements(

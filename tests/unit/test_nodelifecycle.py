@@ -58,7 +58,7 @@ async def test_a_silent_node_is_marked_unknown_once(tmp_path: Path) -> None:
     made: list[NodeLifecycleController] = []
 
     def make(client: Any, informers: Any) -> NodeLifecycleController:
-        c = NodeLifecycleController(client, informers.nodes, informers.leases,
+        c = NodeLifecycleController(client, informers.nodes, informers.leases, informers.pods,
                                     period=3600, clock=lambda: clock[0])
         made.append(c)
         return c
@@ -74,6 +74,17 @@ async def test_a_silent_node_is_marked_unknown_once(tmp_path: Path) -> None:
             if name == "alive":
                 fresh = lease_object(created)
                 await client.create(resources.LEASE, fresh)
+        for name in ("quiet", "alive"):
+            await client.create(resources.POD, {
+                "metadata": {"name": f"on-{name}"},
+                "spec": {"nodeName": name, "containers": [{"name": "c", "image": "i"}]}},
+                "default")
+            await client.patch(resources.POD, f"on-{name}", {"status": {"phase": "Running",
+                               "conditions": [{"type": "Ready", "status": "True"}]}},
+                               "default", subresource="status")
+        async with asyncio.timeout(30):
+            while sum(meta.pod_ready(p) for p in informers.pods.items()) < 2:
+                await asyncio.sleep(0.01)
         async with asyncio.timeout(30):
             while len(informers.nodes.items()) < 2 or informers.leases.get(
                     "alive", "kube-node-lease") is None or not all(
@@ -86,6 +97,9 @@ async def test_a_silent_node_is_marked_unknown_once(tmp_path: Path) -> None:
         assert (ready["status"], ready["reason"], ready["message"]) == \
             ("Unknown", UNKNOWN_REASON, UNKNOWN_MESSAGE)
         assert meta.condition_true(await client.get(resources.NODE, "alive"), "Ready")
+        # Its pods are not ready any more, so their endpoints go; the others stay.
+        assert not meta.pod_ready(await client.get(resources.POD, "on-quiet", "default"))
+        assert meta.pod_ready(await client.get(resources.POD, "on-alive", "default"))
         async with asyncio.timeout(30):
             while (meta.condition(informers.nodes.get("quiet") or {}, "Ready") or {}).get(
                     "status") != "Unknown":

@@ -33,6 +33,19 @@ def test_running_and_ready() -> None:
     assert st["containerStatuses"][0]["containerID"] == "process://42"
 
 
+def test_the_pod_given_is_left_as_it_was() -> None:
+    """It is the informer's copy: changed in place, it would already look
+    like the status to write, and a Ready=False set by someone else (the
+    node lifecycle controller) would never be written over."""
+    cached = pod()
+    cached["status"] = {"conditions": [{"type": "Ready", "status": "False"}]}
+    st = podstatus.build(cached, [view(RUNNING, True)], pod_ip="10.244.1.2",
+                         host_ip="192.168.56.11", started_at="t")
+    assert meta.condition_true({"status": st}, "Ready")
+    assert cached["status"] == {"conditions": [{"type": "Ready", "status": "False"}]}
+    assert not podstatus.same(st, cached["status"])
+
+
 def test_running_but_not_ready() -> None:
     st = podstatus.build(pod(), [view(RUNNING, False)], pod_ip="x", host_ip="y",
                          started_at="t")

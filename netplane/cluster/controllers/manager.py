@@ -43,7 +43,8 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      DaemonSetController(client, informers),
                                      StatefulSetController(client, informers),
                                      NodeLifecycleController(client, informers.nodes,
-                                                             informers.leases)]
+                                                             informers.leases,
+                                                             informers.pods)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))

@@ -1,11 +1,13 @@
 """Node lifecycle controller (kube's pkg/controller/nodelifecycle), its
 monitoring half: a node whose agent has neither renewed its Lease nor
 posted its status for ``grace`` seconds (kube's node-monitor-grace-period)
-gets every condition set to Unknown, with kube's reason and words. ``kubectl
-get nodes`` then says NotReady, and the scheduler, which reads conditions
-as kube's taints, sends no new pod there. When the agent is heard again it
-posts Ready itself. Taint-based eviction of the node's pods is not done
-here yet."""
+gets every condition set to Unknown, with kube's reason and words, and its
+pods' Ready condition set to False (kube's MarkPodsNotReady), so that their
+endpoints stop taking traffic at once. ``kubectl get nodes`` then says
+NotReady, and the scheduler, which reads conditions as kube's taints, sends
+no new pod there. When the agent is heard again it posts Ready for the node
+and its pods itself. Taint-based eviction of the pods is not done here
+yet."""
 
 from __future__ import annotations
 
@@ -81,10 +83,11 @@ def unknown_conditions(node: Obj, now: str) -> list[Obj]:
 
 
 class NodeLifecycleController:
-    def __init__(self, client: Client, nodes: Informer, leases: Informer, *,
-                 grace: float = GRACE_SECONDS, period: float = PERIOD_SECONDS,
+    def __init__(self, client: Client, nodes: Informer, leases: Informer,
+                 pods: Informer | None = None, *, grace: float = GRACE_SECONDS,
+                 period: float = PERIOD_SECONDS,
                  clock: Callable[[], float] = time.time) -> None:
-        self.client, self.nodes, self.leases = client, nodes, leases
+        self.client, self.nodes, self.leases, self.pods = client, nodes, leases, pods
         self.grace, self.period, self.clock = grace, period, clock
         self._seen: dict[str, float] = {}  # when each node was first seen
 
@@ -108,7 +111,28 @@ class NodeLifecycleController:
             log.info("node %s: nothing heard for %.0f s; its status is now Unknown",
                      name, self.grace)
             marked.append(name)
+        for name in marked:
+            await self.mark_pods_not_ready(name)
         return marked
+
+    async def mark_pods_not_ready(self, node: str) -> None:
+        """Every ready pod of ``node`` not ready any more."""
+        if self.pods is None:
+            return
+        for pod in self.pods.items():
+            if (pod.get("spec") or {}).get("nodeName") != node or \
+                    not meta.condition_true(pod, "Ready"):
+                continue
+            conditions = [dict(c, status="False", lastTransitionTime=meta.now())
+                          if c.get("type") == "Ready" else c
+                          for c in (pod.get("status") or {}).get("conditions") or []]
+            try:
+                await self.client.patch(resources.POD, meta.name(pod),
+                                        {"status": {"conditions": conditions}},
+                                        meta.namespace(pod), subresource="status")
+            except ApiError as e:
+                log.warning("marking pod %s not ready failed: %s",
+                            meta.namespaced_name(pod), e)
 
     async def run(self) -> None:
         while True:
