@@ -53,6 +53,12 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def micro_time(at: datetime.datetime | None = None) -> str:
+    """A MicroTime as Kubernetes writes it (RFC 3339, microseconds, UTC)."""
+    at = at or datetime.datetime.now(datetime.UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def parse_time(value: str) -> datetime.datetime:
     return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
 

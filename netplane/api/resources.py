@@ -87,6 +87,7 @@ ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "di
 NETWORKPOLICY = Resource("NetworkPolicy", "networkpolicies", "networkpolicy",
                          "networking.k8s.io", "v1", True, ("netpol",))
 LEASE = Resource("Lease", "leases", "lease", "coordination.k8s.io", "v1", True)
+NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each node's heartbeat Lease lives
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
 CLUSTERROLE = Resource("ClusterRole", "clusterroles", "clusterrole", RBAC, "v1", False)
 ROLEBINDING = Resource("RoleBinding", "rolebindings", "rolebinding", RBAC, "v1", True)

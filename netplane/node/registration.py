@@ -4,7 +4,6 @@ renews its Lease in ``kube-node-lease``, as the kubelet does."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import platform
 
@@ -16,7 +15,6 @@ from netplane.node.capacity import MAX_PODS, Machine
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
-LEASE_NAMESPACE = "kube-node-lease"
 # The kubelet's nodeLeaseDurationSeconds; it renews every quarter of it.
 LEASE_DURATION_SECONDS = 40
 RENEW_FRACTION = 0.25
@@ -89,22 +87,16 @@ async def heartbeat(client: Client, name: str, ip: str, *,
         await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
-def micro_time(at: datetime.datetime | None = None) -> str:
-    """A MicroTime as Kubernetes writes it (RFC 3339, microseconds, UTC)."""
-    at = at or datetime.datetime.now(datetime.UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def lease_object(node: Obj, *, duration: int = LEASE_DURATION_SECONDS) -> Obj:
     """The node's Lease, owned by its Node so that it goes with it."""
     name = meta.name(node)
     return {
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": name, "namespace": LEASE_NAMESPACE,
+        "metadata": {"name": name, "namespace": resources.NODE_LEASE_NAMESPACE,
                      "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
                                           "uid": meta.uid(node)}]},
         "spec": {"holderIdentity": name, "leaseDurationSeconds": duration,
-                 "renewTime": micro_time()},
+                 "renewTime": meta.micro_time()},
     }
 
 
@@ -114,12 +106,12 @@ async def renew_lease_once(client: Client, node: Obj, lease: Obj | None, *,
     name = meta.name(node)
     if lease is None:
         try:
-            lease = await client.get(resources.LEASE, name, LEASE_NAMESPACE)
+            lease = await client.get(resources.LEASE, name, resources.NODE_LEASE_NAMESPACE)
         except NotFound:
             return await client.create(resources.LEASE, lease_object(node, duration=duration))
     renewed = {**lease, "spec": {**(lease.get("spec") or {}), "holderIdentity": name,
                                  "leaseDurationSeconds": duration,
-                                 "renewTime": micro_time()}}
+                                 "renewTime": meta.micro_time()}}
     return await client.update(resources.LEASE, renewed)
 
 

@@ -16,7 +16,7 @@ from netplane.cluster.controllers.nodelifecycle import (
     NodeLifecycleController,
     silent,
 )
-from netplane.node.registration import lease_object, micro_time
+from netplane.node.registration import lease_object
 from tests.unit.test_client import one_controller
 
 NOW = 1_800_000_000.0
@@ -24,7 +24,7 @@ NOW = 1_800_000_000.0
 
 def stamp(at: float, *, micro: bool = False) -> str:
     when = datetime.datetime.fromtimestamp(at, datetime.UTC)
-    return micro_time(when) if micro else when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return meta.micro_time(when) if micro else when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def node(name: str = "n1", *, heartbeat: float | None = None, status: str = "True") -> Obj:

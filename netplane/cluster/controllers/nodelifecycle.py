@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 40.0  # kube's node-monitor-grace-period
 PERIOD_SECONDS = 5.0  # kube's node-monitor-period
-LEASE_NAMESPACE = "kube-node-lease"
 UNKNOWN_REASON = "NodeStatusUnknown"
 UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
 
@@ -99,8 +98,8 @@ class NodeLifecycleController:
         self._seen = {meta.name(n): self._seen.get(meta.name(n), now) for n in nodes}
         for node in nodes:
             name = meta.name(node)
-            if not silent(node, self.leases.get(name, LEASE_NAMESPACE), now, self.grace,
-                          seen=self._seen[name]):
+            lease = self.leases.get(name, resources.NODE_LEASE_NAMESPACE)
+            if not silent(node, lease, now, self.grace, seen=self._seen[name]):
                 continue
             patch = {"status": {"conditions": unknown_conditions(node, meta.now())}}
             try:
