@@ -128,7 +128,7 @@ async def test_node_selector_that_no_node_matches_is_unschedulable(client: Clien
     waiting = await eventually(get_pod(client, "db"), unschedulable)
     cond = meta.condition(waiting, "PodScheduled")
     assert cond is not None and cond["message"] == (
-        "0/2 nodes are available: 2 node(s) didn't match Pod's node selector. preemption: "
+        "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. preemption: "
         "0/2 nodes are available: 2 Preemption is not helpful for scheduling..")
     await add_node(client, "node-3", labels={"disk": "ssd"})
     placed = await eventually(get_pod(client, "db"), bound)

@@ -95,25 +95,17 @@ class TaintToleration:
         default_normalize(scores, reverse=True)
 
 
-class NodeSelector:
-    name = "NodeSelector"
-
-    def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
-        if not scheduling.selector_matches(pod, info.node):
-            return Status.fail(Code.UNRESOLVABLE, "node(s) didn't match Pod's node selector")
-        return OK
-
-
 class NodeAffinity:
-    """Filter: one of the required terms must match the node's labels
-    (``matchExpressions``) and name (``matchFields`` on ``metadata.name``,
+    """Filter: the pod's ``nodeSelector`` and one of the required terms must
+    match the node's labels (``matchExpressions``) and name (``matchFields`` on ``metadata.name``,
     which DaemonSet pods use to name their node). Score: the weights of the
     preferred terms the node matches."""
 
     name = "NodeAffinity"
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
-        if not scheduling.affinity_matches(pod, info.node):
+        if not (scheduling.selector_matches(pod, info.node)
+                and scheduling.affinity_matches(pod, info.node)):
             return Status.fail(Code.UNRESOLVABLE,
                                "node(s) didn't match Pod's node affinity/selector")
         return OK

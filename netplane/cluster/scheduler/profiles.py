@@ -1,7 +1,6 @@
 """The default profile: kube-scheduler 1.32's default plugins, in its
 order, with its score weights. netplane adds NodeReady (kube's node
-lifecycle controller would taint the node instead) and a NodeSelector of
-its own (kube folds it into NodeAffinity)."""
+lifecycle controller would taint the node instead)."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ def default_profile(*, volume_binding: FilterPlugin | None = None,
     volumes = (volume_binding,) if volume_binding is not None else ()
     return Profile(
         filters=(plugins.NodeUnschedulable(), plugins.NodeName(), plugins.NodeReady(), taints,
-                 plugins.NodeSelector(), affinity, plugins.NodePorts(), fit, *volumes, spread,
+                 affinity, plugins.NodePorts(), fit, *volumes, spread,
                  inter),
         scorers=(Weighted(taints, 3), Weighted(affinity, 2), Weighted(spread, 2),
                  Weighted(inter, 2), Weighted(fit, 1),
