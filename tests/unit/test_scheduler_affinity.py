@@ -90,6 +90,11 @@ def app(name: str, value: str = "web", namespace: str = "default") -> Obj:
      ["", "", EXISTING_ANTI, ""]),
     (app("p", "api"), {"node-3": [with_affinity("podAntiAffinity", term(app="web"),
                                                 name="x")]}, ["", "", "", ""]),
+    # Both at once, as replicas of one Deployment: the pod's own terms speak first.
+    (with_affinity("podAntiAffinity", term(key=HOST, app="web"), labels={"app": "web"}),
+     {"node-1": [with_affinity("podAntiAffinity", term(key=HOST, app="web"),
+                               labels={"app": "web"}, name="x")]},
+     [ANTI_AFFINITY, "", "", ""]),
 ])
 def test_inter_pod_affinity_filter(pod: Obj, placed: dict[str, list[Obj]],
                                    verdicts: list[str]) -> None:

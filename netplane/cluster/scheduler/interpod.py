@@ -113,14 +113,14 @@ class InterPodAffinity:
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         st: FilterState = state[self.name]
-        labels = meta.labels(info.node)
-        if any(st.existing_anti.get(p) for p in labels.items()):
-            return Status.fail(Code.UNSCHEDULABLE, EXISTING_ANTI)
+        # kube's order: the pod's own terms, then the existing pods' ones.
         if not self._affinity_satisfied(st, pod, info):
             return Status.fail(Code.UNRESOLVABLE, AFFINITY)
         for t in st.anti_affinity:
             if (pair := _pair(info, t.topology_key)) and st.anti_counts.get(pair):
                 return Status.fail(Code.UNSCHEDULABLE, ANTI_AFFINITY)
+        if any(st.existing_anti.get(p) for p in meta.labels(info.node).items()):
+            return Status.fail(Code.UNSCHEDULABLE, EXISTING_ANTI)
         return OK
 
     def _affinity_satisfied(self, st: FilterState, pod: Obj, info: NodeInfo) -> bool:
