@@ -19,6 +19,7 @@ from netplane.net import netns, routes
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
 from netplane.node import capacity, kubeletapi, registration
+from netplane.node.hostports import HostPorts
 from netplane.node.localpath import LocalPathProvisioner
 from netplane.node.nodedns import NodeDNS, upstream_list
 from netplane.node.pods import NodeContext, PodManager
@@ -151,6 +152,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     provisioner = LocalPathProvisioner(client, node_name=cfg.node_name,
                                        base=cfg.state_dir / "storage", claims=claims,
                                        volumes=persistent_volumes, classes=storage_classes)
+    host_ports = HostPorts(node_name=cfg.node_name, pods=all_pods)
     duties = ServiceDuties(node_name=cfg.node_name, node_ip=cfg.node_ip, services=services,
                            slices=slices, nodes=nodes)
     tasks = [asyncio.create_task(c) for c in (
@@ -158,7 +160,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         configmaps.run(), secrets.run(), claims.run(), persistent_volumes.run(),
         storage_classes.run(), provisioner.run(),
         proxier.run(stop), policies.run(), namespaces.run(), policy.run(stop),
-        pods.run(), duties.run(),
+        pods.run(), duties.run(), host_ports.run(),
         RouteSyncer(nodes, cfg.node_name).run(),
         registration.heartbeat(client, cfg.node_name, cfg.node_ip, machine=machine),
         registration.renew_lease(client, node))]
