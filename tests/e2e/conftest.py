@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,14 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+@contextmanager
+def started_lab(nodes: int = 2) -> Iterator[Lab]:
+    """A lab of ``nodes`` workers, removed when the block ends however it ends."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the lab creates network namespaces")
     the_lab = Lab(LabPaths(f"e2e{uuid.uuid4().hex[:8]}"))
     try:
-        the_lab.netplane("lab", "up", "--nodes", "2", timeout=120)
+        the_lab.netplane("lab", "up", "--nodes", str(nodes), timeout=120)
         yield the_lab
     finally:
         logs = the_lab.paths.state_dir / "logs"
@@ -77,3 +79,9 @@ def lab() -> Iterator[Lab]:
             subprocess.run(["cp", "-r", str(logs), os.environ["NETPLANE_KEEP_LOGS"]],
                            check=False)
         the_lab.netplane("lab", "down", check=False, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with started_lab() as the_lab:
+        yield the_lab
