@@ -161,8 +161,6 @@ class Proxier(SyncLoop):
         """The ports of the Services named by ``keys``, rendered again (None
         for a port that went), and which ports each Service now has; each
         port's nat chains also go into ``stream`` as soon as it is rendered."""
-        streamed = stream.streamed if stream is not None else None
-        write = stream.document.owner if stream is not None else None
         by_service = dict(self._by_service) if keys else self._by_service
         changes: dict[ServicePortName, Port | None] = {}
         for key in keys:
@@ -176,9 +174,9 @@ class Proxier(SyncLoop):
                 rules = render_port(info, eps, config=self.config, node_name=self.node_name)
                 changes[spn] = Port(info, rules)
                 ports.append(spn)
-                if write is not None and streamed is not None:
-                    write(rules.nat_decls + rules.nat_own)
-                    streamed.add(spn)
+                if stream is not None:
+                    stream.document.owner(rules.nat_chain_text)
+                    stream.streamed.add(spn)
             if ports:
                 by_service[key] = tuple(ports)
         return changes, by_service
@@ -226,7 +224,7 @@ class Proxier(SyncLoop):
         if not stream.streamed:
             rest = (desired.joined(Table.NAT, Part.DECLS) + desired.joined(Table.NAT, Part.OWN))
         else:
-            rest = "".join([desired[spn].rules.nat_decls + desired[spn].rules.nat_own
+            rest = "".join([desired[spn].rules.nat_chain_text
                             for spn in desired.ordered() if spn not in stream.streamed])
         stale: dict[Table, set[str]] | None = None
         if stream.kernel is not None:

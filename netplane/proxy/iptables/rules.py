@@ -86,6 +86,12 @@ class PortRules:
         self.rule_count = (self.nat_own.count("\n") + self.nat_shared.count("\n")
                            + self.filter_shared.count("\n"))
 
+    @property
+    def nat_chain_text(self) -> str:
+        """The port's own nat chains, declared and filled: what a streamed
+        full sync writes for it before the shared chains."""
+        return self.nat_decls + self.nat_own
+
 
 class _PortWriter:
     """Builds one PortRules; holds the strings every rule of the port repeats."""
