@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from netplane.api.meta import Obj
-from netplane.node.hostports import Mapping, mappings, render
+from netplane.node.hostports import COMMENT, JUMPS, Mapping, mappings, render
+from netplane.proxy.iptables.trace import parse, trace_steps
+from netplane.proxy.trace import Packet
 
 
 def pod(name: str, *, node: str = "node-1", ip: str = "10.244.1.2", phase: str = "Running",
@@ -54,3 +56,21 @@ def test_rules_dnat_the_port_and_masquerade_hairpin_and_localhost() -> None:
         "COMMIT"]
     assert render([]).splitlines() == ["*nat", ":NPHOSTPORT-DNAT - [0:0]",
                                        ":NPHOSTPORT-MASQ - [0:0]", "COMMIT"]
+
+
+def test_the_iptables_trace_follows_a_host_port_to_its_pod() -> None:
+    nat = render([Mapping("tcp", 18080, "", "10.244.1.2", 8080, "default/a")]).splitlines()
+    jumps = [f"-A {base} {' '.join(match)} -m comment --comment \"{COMMENT}\" -j {chain}"
+             for base, chain, match in JUMPS]
+    saved = [nat[0], ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+             ":POSTROUTING ACCEPT [0:0]", *nat[1:-1], *jumps, "COMMIT",
+             "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+             "COMMIT"]
+    rules = parse("\n".join(saved) + "\n")
+    (outside,) = trace_steps(rules, Packet("10.244.2.5", "tcp", "192.168.56.11", 18080),
+                             local_ips=["192.168.56.11"])
+    assert (outside.flow.dnat, outside.flow.masquerade) == ("10.244.1.2:8080", False)
+    assert outside.path == ("nat/PREROUTING -> NPHOSTPORT-DNAT", "nat/NPHOSTPORT-DNAT -> DNAT")
+    (node,) = trace_steps(rules, Packet("127.0.0.1", "tcp", "127.0.0.1", 18080), local=True,
+                          local_ips=["192.168.56.11"])
+    assert (node.flow.dnat, node.flow.masquerade) == ("10.244.1.2:8080", True)
