@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from netplane.api import resources
 from netplane.cluster.client import Client, Connection
 from netplane.node import registration
-from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server
+from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server, scratch_namespace
 
 pytestmark = pytest.mark.skipif(not HAVE_KUBECTL, reason="kubectl is not installed (looked "
                                                          "on PATH and in /usr/bin/kubectl)")
@@ -36,12 +35,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def ns(cluster: Cluster) -> Iterator[str]:
-    name = f"ls-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    try:
+    with scratch_namespace(cluster, "ls") as name:
         yield name
-    finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def test_kubectl_applies_lists_and_refuses_a_bad_lease(cluster: Cluster, ns: str) -> None:

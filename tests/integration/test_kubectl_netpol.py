@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server
+from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server, scratch_namespace
 
 pytestmark = pytest.mark.skipif(not HAVE_KUBECTL, reason="kubectl is not installed (looked "
                                                          "on PATH and in /usr/bin/kubectl)")
@@ -98,12 +97,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def ns(cluster: Cluster) -> Iterator[str]:
-    name = f"np-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    try:
+    with scratch_namespace(cluster, "np") as name:
         yield name
-    finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def netplane(cluster: Cluster, *args: str, stdin: str | None = None,
