@@ -174,6 +174,10 @@ def _storage(obj: Obj) -> None:
      "StorageClass": storage.class_defaults}[str(obj.get("kind"))](obj)
 
 
+def _priority_class(obj: Obj) -> None:
+    obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+
 def _netpol(obj: Obj) -> None:
     from netplane.api import netpol  # netpol builds on validation: imported late
 
@@ -186,7 +190,8 @@ _BY_KIND = {"Namespace": namespace, "NetworkPolicy": _netpol,
             "ReplicaSet": workload, "Service": service, "DaemonSet": daemon_set,
             "StatefulSet": stateful_set,
             "Job": _batch, "CronJob": _batch, "PersistentVolume": _storage,
-            "PersistentVolumeClaim": _storage, "StorageClass": _storage}
+            "PersistentVolumeClaim": _storage, "StorageClass": _storage,
+            "PriorityClass": _priority_class}
 
 
 def apply(obj: Obj) -> None:

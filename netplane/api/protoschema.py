@@ -34,6 +34,7 @@ PACKAGES = {
     "intstr": "util/intstr", "resource": "api/resource",
     "authentication": "authentication/v1", "authorization": "authorization/v1",
     "networking": "networking/v1", "coordination": "coordination/v1",
+    "scheduling": "scheduling/v1",
 }
 
 # The message a ``runtime.Unknown`` envelope's apiVersion and kind name.
@@ -54,6 +55,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("discovery.k8s.io/v1", "EndpointSlice"): "discovery.EndpointSlice",
     ("networking.k8s.io/v1", "NetworkPolicy"): "networking.NetworkPolicy",
     ("coordination.k8s.io/v1", "Lease"): "coordination.Lease",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "scheduling.PriorityClass",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.RoleBinding",
@@ -491,6 +493,8 @@ coordination.Lease: 1 metadata:meta.ObjectMeta; 2 spec:coordination.LeaseSpec
 coordination.LeaseSpec: 1 holderIdentity!; 2 leaseDurationSeconds:i32!;
     3 acquireTime:mtime!; 4 renewTime:mtime!; 5 leaseTransitions:i32!; 6 strategy!;
     7 preferredHolder!
+scheduling.PriorityClass: 1 metadata:meta.ObjectMeta; 2 value:i32!; 3 globalDefault:bool;
+    4 description; 5 preemptionPolicy!
 authentication.TokenRequest: 1 metadata:meta.ObjectMeta;
     2 spec:authentication.TokenRequestSpec!; 3 status:authentication.TokenRequestStatus
 authentication.TokenRequestSpec: 1 audiences:[s]!;

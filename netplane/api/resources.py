@@ -87,6 +87,10 @@ ENDPOINTSLICE = Resource("EndpointSlice", "endpointslices", "endpointslice", "di
 NETWORKPOLICY = Resource("NetworkPolicy", "networkpolicies", "networkpolicy",
                          "networking.k8s.io", "v1", True, ("netpol",))
 LEASE = Resource("Lease", "leases", "lease", "coordination.k8s.io", "v1", True)
+PRIORITYCLASS = Resource("PriorityClass", "priorityclasses", "priorityclass", "scheduling.k8s.io",
+                         "v1", False, ("pc",))
+PODDISRUPTIONBUDGET = Resource("PodDisruptionBudget", "poddisruptionbudgets",
+                               "poddisruptionbudget", "policy", "v1", True, ("pdb",))
 NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each node's heartbeat Lease lives
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
 CLUSTERROLE = Resource("ClusterRole", "clusterroles", "clusterrole", RBAC, "v1", False)
@@ -112,6 +116,7 @@ ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP
                              EVENT_V1, JOB, CRONJOB,
                              PERSISTENTVOLUME, PERSISTENTVOLUMECLAIM, STORAGECLASS,
                              DAEMONSET, STATEFULSET, CONTROLLERREVISION, NETWORKPOLICY, LEASE,
+                             PRIORITYCLASS, PODDISRUPTIONBUDGET,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)

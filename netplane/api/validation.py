@@ -641,6 +641,12 @@ def _lease(obj: Obj, errs: Errors) -> None:
     non_negative(spec.get("leaseTransitions"), "spec.leaseTransitions", errs)
 
 
+def _priority_class(obj: Obj, errs: Errors) -> None:
+    from netplane.api import priority  # priority builds on the checks above: imported late
+
+    priority.validate_class(obj, errs)
+
+
 def _netpol(obj: Obj, errs: Errors) -> None:
     from netplane.api import netpol  # netpol builds on the checks above: imported late
 
@@ -672,6 +678,7 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "CronJob": _batch,
     "NetworkPolicy": _netpol,
     "Lease": _lease,
+    "PriorityClass": _priority_class,
 }
 
 

@@ -32,6 +32,7 @@ class Reason(enum.StrEnum):
 
     SCHEDULED = "Scheduled"
     FAILED_SCHEDULING = "FailedScheduling"
+    PREEMPTED = "Preempted"
     PULLED = "Pulled"
     FAILED = "Failed"
     CREATED = "Created"

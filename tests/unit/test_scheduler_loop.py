@@ -184,3 +184,34 @@ async def test_a_pod_short_of_cpu_is_bound_when_the_pod_holding_it_is_deleted(
     await client.delete(resources.POD, "hog", NS, grace_period=0)
     placed = await eventually(get_pod(client, "web"), bound)
     assert placed["spec"]["nodeName"] == "node-1"
+
+
+async def test_a_high_priority_pod_preempts_and_is_nominated_then_bound(
+        client: Client) -> None:
+    await add_node(client, "node-1")  # 2 cpus
+    await client.create(resources.PRIORITYCLASS, {
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": "vip"}, "value": 1000})
+    await client.create(resources.POD, hungry("hog", "1500m"), NS)
+    await eventually(get_pod(client, "hog"), bound)
+    vip = hungry("vip", "1")
+    vip["spec"]["priorityClassName"] = "vip"
+    await client.create(resources.POD, vip, NS)
+    victim = await eventually(get_pod(client, "hog"), meta.is_deleting)
+    cond = meta.condition(victim, "DisruptionTarget")
+    assert cond is not None and (cond["status"], cond["reason"], cond["message"]) == (
+        "True", "PreemptionByScheduler",
+        "default-scheduler: preempting to accommodate a higher priority pod")
+    waiting = await eventually(get_pod(client, "vip"), lambda p: p.get("status", {}).get(
+        "nominatedNodeName") == "node-1")
+    scheduled = meta.condition(waiting, "PodScheduled")
+    assert scheduled is not None and scheduled["message"] == \
+        "0/1 nodes are available: 1 Insufficient cpu."
+    # The victim holds its cpu until it is gone; no agent here to see it stop.
+    await client.delete(resources.POD, "hog", NS, grace_period=0)
+    placed = await eventually(get_pod(client, "vip"), bound)
+    assert placed["spec"]["nodeName"] == "node-1"
+    said = f"Preempted by pod {meta.uid(placed)} on node node-1"
+    await eventually(lambda: client.list(resources.EVENT, NS), lambda events: any(
+        e.get("reason") == "Preempted" and e["involvedObject"]["name"] == "hog"
+        and e["message"] == said for e in events["items"]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netplane.api import batch, meta, resources
+from netplane.api import batch, meta, priority, resources
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
 from netplane.api.validation import FieldError
@@ -94,6 +94,7 @@ class Admission:
                     raise _immutable("Node", new, "spec.podCIDR", cidr)
                 spec["podCIDR"], spec["podCIDRs"] = cidr, [cidr]
         elif res is resources.POD:
+            priority.keep_on_update(old, new)
             self._pod_immutable(old, new)
         elif res.kind in ("RoleBinding", "ClusterRoleBinding") \
                 and old.get("roleRef") != new.get("roleRef"):

@@ -1,10 +1,10 @@
 """Objects every cluster has from its first start: the namespaces, the
 ``kubernetes`` Service pointing at the API server, and the ``kube-dns``
-Service on the well-known DNS address."""
+Service on the well-known DNS address, the system PriorityClasses."""
 
 from __future__ import annotations
 
-from netplane.api import defaults, meta, resources, storage
+from netplane.api import defaults, meta, priority, resources, storage
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import status
 from netplane.cluster.apiserver.registry import Query, Registry
@@ -187,6 +187,9 @@ def ensure(registry: Registry, *, advertise_address: str, port: int, api_ip: str
         "metadata": {"name": "kubernetes", "namespace": "default"},
         "subsets": [{"addresses": [{"ip": advertise_address}],
                      "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]})
+    # kube-apiserver's built-in priorities, above any a user may define.
+    for name in priority.SYSTEM_CLASSES:
+        _ensure(registry, resources.PRIORITYCLASS, priority.system_class(name))
     # k3s's default: a folder per claim on the node its first pod lands on.
     _ensure(registry, resources.STORAGECLASS, {
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from netplane.api import decoding, defaults, meta, resources, schema, storage, validation
+from netplane.api import decoding, defaults, meta, priority, resources, schema, storage, validation
 from netplane.api.deletion import DeleteOptions, Propagation
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
@@ -149,6 +149,10 @@ class Registry:
         defaults.apply(obj)
         if res is resources.PERSISTENTVOLUMECLAIM:
             self._default_storage_class(obj)
+        elif res is resources.POD:
+            self._admit_priority(obj)
+        elif res is resources.PRIORITYCLASS:
+            self._one_default_class(obj, creating=True)
         self._validate(res, obj)
         fieldmanager.track(res, None, obj, manager=manager)
         # An existing name is AlreadyExists, before admission calls its ClusterIP taken.
@@ -181,6 +185,28 @@ class Registry:
         found = storage.default_class([_read(kv) for kv in kvs])
         if found is not None:
             spec["storageClassName"] = meta.name(found)
+
+    def _priority_classes(self) -> dict[str, Obj]:
+        kvs, _ = self.store.list(prefix_for(resources.PRIORITYCLASS, None))
+        return {meta.name(o): o for o in (_read(kv) for kv in kvs)}
+
+    def _admit_priority(self, pod: Obj) -> None:
+        """The Priority admission plugin: the pod's priority from its class."""
+        try:
+            priority.admit_pod(pod, self._priority_classes())
+        except priority.Refused as e:
+            raise status.forbidden("pods", meta.name(pod), str(e)) from None
+
+    def _one_default_class(self, pc: Obj, *, creating: bool) -> None:
+        """The Priority admission plugin on classes: one global default at most."""
+        if not pc.get("globalDefault"):
+            return
+        found = priority.default_class(self._priority_classes().values())
+        if found is not None and (creating or meta.name(found) != meta.name(pc)):
+            raise status.forbidden(
+                resources.PRIORITYCLASS.plural, meta.name(pc),
+                f"PriorityClass {meta.name(found)} is already marked as default. Only one "
+                "default can exist", group=resources.PRIORITYCLASS.group)
 
     def update(self, res: Resource, namespace: str | None, name: str, body: Obj, *,
                subresource: str = "", dry_run: bool = False, manager: str = "") -> Obj:
@@ -273,6 +299,10 @@ class Registry:
         """Remove the object, or mark it deleted until its finalizers (and,
         for a pod, its node) let it go; ``options`` as a DELETE's body has them."""
         opts = options or DeleteOptions(grace_period=grace_period, dry_run=dry_run)
+        if res is resources.PRIORITYCLASS and name in priority.SYSTEM_CLASSES:
+            # kube's PriorityClass storage names the class where the resource goes.
+            raise status.forbidden(name, "", "this is a system priority class and cannot be "
+                                   "deleted", group=res.group)
         for _ in range(3):  # the object changed between read and write: decide again
             try:
                 return self._delete_once(res, namespace, name, opts)
@@ -433,6 +463,10 @@ class Registry:
         if "generation" in old["metadata"] and new.get("spec") != old.get("spec"):
             md["generation"] = int(old["metadata"]["generation"]) + 1
         self.admission.on_update(res, old, new)
+        if res is resources.PRIORITYCLASS:
+            if errs := priority.update_errors(old, new):
+                raise status.invalid(res.kind, meta.name(new), errs, group=res.group)
+            self._one_default_class(new, creating=False)
         self._validate(res, new)
         return new
 

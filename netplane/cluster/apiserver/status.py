@@ -46,6 +46,13 @@ def already_exists(resource: str, name: str, *, group: str = "") -> ApiError:
                     details=details)
 
 
+def forbidden(resource: str, name: str, why: str, *, group: str = "") -> ApiError:
+    """An admission plugin's refusal (kube's admission.NewForbidden)."""
+    qualified, details = _about(resource, name, group)
+    return ApiError(403, "Forbidden", f'{qualified} "{name}" is forbidden: {why}',
+                    details=details)
+
+
 def conflict(resource: str, name: str, *, group: str = "") -> ApiError:
     qualified, details = _about(resource, name, group)
     return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {qualified} "{name}": '

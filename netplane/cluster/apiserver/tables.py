@@ -394,6 +394,10 @@ COLUMNS: dict[str, list[Column]] = {
                            ("Users", "string", _subjects("User"), 1),
                            ("Groups", "string", _subjects("Group"), 1),
                            ("ServiceAccounts", "string", _subjects("ServiceAccount"), 1)],
+    "PriorityClass": [NAME, ("Value", "integer", lambda o: o.get("value", 0), 0),
+                      ("Global-Default", "boolean", lambda o: bool(o.get("globalDefault")), 0),
+                      AGE, ("PreemptionPolicy", "string",
+                            lambda o: o.get("preemptionPolicy") or "<unset>", 0)],
     "Lease": [NAME, ("Holder", "string", lambda o: str(
         (o.get("spec") or {}).get("holderIdentity") or ""), 0), AGE],
     "NetworkPolicy": [NAME, ("Pod-Selector", "string", lambda p: format_selector(

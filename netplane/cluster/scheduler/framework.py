@@ -1,18 +1,21 @@
 """The scheduling framework, as kube-scheduler's: pre-filter plugins look
 at the pod once per cycle, filter plugins say whether it fits a node (with
 reasons when it does not), score plugins rank the nodes that fit, each
-normalised to 0..100 and weighted. A pod that fits nowhere gets the
-FitError message kube-scheduler writes."""
+normalised to 0..100 and weighted. A pod that fits nowhere goes to the
+post-filter (preemption), and gets the FitError message kube-scheduler
+writes. Pods nominated to a node (preemptors waiting for their victims to
+go) count there for every pod of no higher priority."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from netplane.api import meta, priority
 from netplane.api.meta import Obj
-from netplane.cluster.scheduler.nodeinfo import NodeInfo
+from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo
 
 MAX_SCORE = 100
 NO_NODES = "no nodes available to schedule pods"
@@ -86,6 +89,28 @@ class NormalizePlugin(Protocol):
 
 
 @dataclass(frozen=True)
+class PostFilterResult:
+    """What the post-filter did: the node the pod is nominated to (None:
+    leave the pod's nomination as it is; "": clear it), the pods to evict
+    for it, and what it says for the FitError ("" when it helped)."""
+
+    nominated: str | None = None
+    victims: tuple[Obj, ...] = ()
+    message: str = ""
+
+
+# Pods nominated to each node, as the scheduler's nominator keeps them.
+Nominated = Mapping[str, Sequence[PodInfo]]
+
+
+class PostFilterPlugin(Protocol):
+    name: str
+
+    def post_filter(self, pod: Obj, nodes: Sequence[NodeInfo], statuses: Mapping[str, Status],
+                    profile: Profile, nominated: Nominated) -> PostFilterResult: ...
+
+
+@dataclass(frozen=True)
 class Weighted:
     plugin: ScorePlugin
     weight: int
@@ -95,6 +120,7 @@ class Weighted:
 class Profile:
     filters: Sequence[FilterPlugin]
     scorers: Sequence[Weighted] = ()
+    post_filter: PostFilterPlugin | None = None
     pre_filters: Sequence[PreFilterPlugin] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +146,8 @@ class Decision:
     # The filters that rejected some node: the queue retries the pod on
     # events that could change their minds.
     rejectors: frozenset[str] = frozenset()
+    # What the post-filter did when the pod fit nowhere.
+    preempted: PostFilterResult = PostFilterResult()
 
 
 def fit_error(total: int, statuses: Sequence[Status]) -> str:
@@ -135,21 +163,14 @@ def fit_error(total: int, statuses: Sequence[Status]) -> str:
 
 
 def preemption_message(pod: Obj, total: int, statuses: Sequence[Status]) -> str:
-    """What kube's DefaultPreemption says when it finds no candidate. No
-    PriorityClass exists yet, so every pod has the same priority and a node
-    rejected for a reason that removing pods could cure has no victims."""
+    """What kube's DefaultPreemption says when no pod could be evicted for
+    ``pod``: nodes rejected for a reason that removing pods could cure have
+    no victims (when none has lower priority), the others would not help."""
     if (pod.get("spec") or {}).get("preemptionPolicy") == "Never":
         return "preemption: not eligible due to preemptionPolicy=Never."
     said = [Status.fail(st.code, NOT_HELPFUL if st.code is Code.UNRESOLVABLE else NO_VICTIMS)
             for st in statuses]
     return "preemption: " + fit_error(total, said)
-
-
-def _rejected_by_pre_filter(pod: Obj, total: int, st: Status, by: str) -> Decision:
-    """kube's FitError with a PreFilterMsg: the reason once, not counted."""
-    message = f"0/{total} nodes are available: {st.reason}. " \
-              f"{preemption_message(pod, total, [st] * total)}."
-    return Decision(None, message, frozenset({by}))
 
 
 def run_filters(state: CycleState, pod: Obj, info: NodeInfo,
@@ -160,6 +181,33 @@ def run_filters(state: CycleState, pod: Obj, info: NodeInfo,
         if not st.ok:
             return st, f.name
     return OK, ""
+
+
+def with_nominated(pod: Obj, info: NodeInfo, nominated: Nominated) -> NodeInfo | None:
+    """``info`` with the pods nominated to it that ``pod`` must leave room
+    for (no lower priority than its own, not itself); None when there are none."""
+    prio, uid = priority.of(pod), meta.uid(pod)
+    extra = [p for p in nominated.get(info.name, ())
+             if priority.of(p.pod) >= prio and meta.uid(p.pod) != uid]
+    if not extra:
+        return None
+    out = info.clone()
+    for p in extra:
+        out.add_pod(p)
+    return out
+
+
+def run_filters_with_nominated(state: CycleState, pod: Obj, info: NodeInfo,
+                               filters: Sequence[FilterPlugin],
+                               nominated: Nominated) -> tuple[Status, str]:
+    """kube's RunFilterPluginsWithNominatedPods: the pod must fit beside the
+    nominated pods, and without them too (for affinity to them)."""
+    crowded = with_nominated(pod, info, nominated)
+    if crowded is not None:
+        st, by = run_filters(state, pod, crowded, filters)
+        if not st.ok:
+            return st, by
+    return run_filters(state, pod, info, filters)
 
 
 def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
@@ -178,34 +226,60 @@ def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
     return totals
 
 
-def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile) -> Decision:
-    if not nodes:
-        return Decision(None, NO_NODES)
-    state: CycleState = {}
+def pre_filter(state: CycleState, pod: Obj, nodes: Sequence[NodeInfo],
+               profile: Profile) -> tuple[Status, str, list[FilterPlugin]]:
+    """The pre-filters over ``nodes``: a rejection for every node and its
+    plugin, or OK and the filters left to run."""
     skipped = set()
     for p in profile.pre_filters:
         st = p.pre_filter(state, pod, nodes)
         if st.code is Code.SKIP:
             skipped.add(p.name)
         elif not st.ok:
-            return _rejected_by_pre_filter(pod, len(nodes), st, p.name)
-    filters = [f for f in profile.filters if f.name not in skipped]
+            return st, p.name, []
+    return OK, "", [f for f in profile.filters if f.name not in skipped]
+
+
+def _unschedulable(pod: Obj, nodes: Sequence[NodeInfo], statuses: dict[str, Status],
+                   profile: Profile, nominated: Nominated, rejectors: frozenset[str],
+                   reason: str) -> Decision:
+    """The post-filter's turn, then kube's FitError message: ``reason`` and,
+    unless preemption found a way, what preemption said, as one more
+    sentence though it ends in a full stop already (the message ends in "..")."""
+    if profile.post_filter is not None:
+        done = profile.post_filter.post_filter(pod, nodes, statuses, profile, nominated)
+    else:
+        done = PostFilterResult(message=preemption_message(pod, len(nodes),
+                                                           list(statuses.values())))
+    message = f"{reason} {done.message}." if done.message else reason
+    return Decision(None, message, rejectors, done)
+
+
+def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
+             nominated: Nominated | None = None) -> Decision:
+    if not nodes:
+        return Decision(None, NO_NODES)
+    nominated = nominated or {}
+    state: CycleState = {}
+    st, by, filters = pre_filter(state, pod, nodes, profile)
+    if not st.ok:
+        # kube's FitError with a PreFilterMsg: the reason once, not counted.
+        return _unschedulable(pod, nodes, {n.name: st for n in nodes}, profile, nominated,
+                              frozenset({by}), f"0/{len(nodes)} nodes are available: "
+                              f"{st.reason}.")
     feasible: list[NodeInfo] = []
-    failed: list[Status] = []
+    failed: dict[str, Status] = {}
     rejectors: set[str] = set()
     for info in nodes:
-        st, by = run_filters(state, pod, info, filters)
+        st, by = run_filters_with_nominated(state, pod, info, filters, nominated)
         if st.ok:
             feasible.append(info)
         else:
-            failed.append(st)
+            failed[info.name] = st
             rejectors.add(by)
     if not feasible:
-        # kube appends what preemption said as one more sentence, though it
-        # ends in a full stop already: the message ends in "..".
-        message = f"{fit_error(len(nodes), failed)} " \
-                  f"{preemption_message(pod, len(nodes), failed)}."
-        return Decision(None, message, frozenset(rejectors))
+        return _unschedulable(pod, nodes, failed, profile, nominated, frozenset(rejectors),
+                              fit_error(len(nodes), list(failed.values())))
     if len(feasible) == 1:
         return Decision(feasible[0].name, "")
     totals = run_scores(state, pod, feasible, nodes, profile.scorers)

@@ -1,7 +1,9 @@
-"""The scheduling loop: watches pods, nodes and what volumes and affinity
-depend on; each pass takes the pods the queue says are ready, builds one
-snapshot of the nodes and decides them in turn, each pod assumed on its
-node before the next is decided."""
+"""The scheduling loop: watches pods, nodes and what volumes, affinity and
+preemption depend on; each pass takes the pods the queue says are ready,
+highest priority first, builds one snapshot of the nodes and decides them
+in turn, each pod assumed on its node before the next is decided. A pod
+that fits nowhere may preempt: its victims are evicted, and it is
+nominated to their node, where pods of lower priority leave it room."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ import copy
 import logging
 import time
 
-from netplane.api import meta, resources, selectors, storage
+from netplane.api import meta, priority, resources, selectors, storage
 from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client, Informer
 from netplane.cluster.events import Reason, Recorder, Source
 from netplane.cluster.scheduler import events
-from netplane.cluster.scheduler.framework import schedule
+from netplane.cluster.scheduler.framework import Nominated, PostFilterResult, schedule
 from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo, snapshot
+from netplane.cluster.scheduler.preemption import PREEMPTION_BY_SCHEDULER
 from netplane.cluster.scheduler.profiles import default_profile
 from netplane.cluster.scheduler.queue import Clock, SchedulingQueue
 from netplane.cluster.scheduler.spread import default_selector
@@ -32,6 +35,15 @@ def _pending(pod: Obj) -> bool:
 
 def _key(pod: Obj) -> str:
     return meta.namespaced_name(pod)
+
+
+def _renominate(nominated: dict[str, list[PodInfo]], pod: Obj, node: str) -> None:
+    """The pass's nominations with ``pod`` moved to ``node`` (or nowhere)."""
+    uid = meta.uid(pod)
+    for infos in nominated.values():
+        infos[:] = [p for p in infos if meta.uid(p.pod) != uid]
+    if node:
+        nominated.setdefault(node, []).append(PodInfo.of(pod))
 
 
 class Scheduler:
@@ -50,9 +62,11 @@ class Scheduler:
                        "StatefulSet": Informer(client, resources.STATEFULSET)}
         self.volume_binding = VolumeBinding(lambda ns, n: self.claims.get(n, ns),
                                             self.volumes.get, self.classes.get)
+        self.budgets = Informer(client, resources.PODDISRUPTIONBUDGET)
         self.profile = default_profile(volume_binding=self.volume_binding,
                                        namespace_labels=self._namespace_labels,
-                                       default_selector=self._default_selector)
+                                       default_selector=self._default_selector,
+                                       budgets=self.budgets.items)
         self.queue = SchedulingQueue(clock=clock)
         self.clock = clock
         self.wake = asyncio.Event()
@@ -60,6 +74,9 @@ class Scheduler:
         # cache, so that the next snapshot still counts them on their node.
         self.assumed: dict[str, str] = {}
         self.binding: set[asyncio.Task[None]] = set()
+        # Nominations this scheduler made or cleared ("") that the cache may
+        # not show yet, by pod uid.
+        self.nominations: dict[str, str] = {}
 
     def _namespace_labels(self, name: str) -> dict[str, str]:
         ns = self.namespaces.get(name)
@@ -106,17 +123,36 @@ class Scheduler:
     def node_infos(self) -> list[NodeInfo]:
         return snapshot(self.nodes.items(), self.pods.items(), self.assumed)
 
-    async def schedule_one(self, pod: Obj, infos: list[NodeInfo] | None = None) -> None:
+    def nominated(self) -> dict[str, list[PodInfo]]:
+        """The waiting pods nominated to each node (kube's nominator)."""
+        out: dict[str, list[PodInfo]] = {}
+        for pod in self.pods.items():
+            if not _pending(pod) or meta.uid(pod) in self.assumed:
+                continue
+            node = self.nominations.get(meta.uid(pod),
+                                        (pod.get("status") or {}).get("nominatedNodeName"))
+            if node:
+                out.setdefault(node, []).append(PodInfo.of(pod))
+        return out
+
+    async def schedule_one(self, pod: Obj, infos: list[NodeInfo] | None = None,
+                           nominated: dict[str, list[PodInfo]] | None = None) -> None:
         """The scheduling cycle: a decision, the pod assumed on its node (so
         the next decision counts it), then the binding cycle in a task of its
         own, as kube-scheduler runs it, so that one bind's round trip holds
         up no other pod."""
         infos = self.node_infos() if infos is None else infos
-        decision = schedule(pod, infos, self.profile)
+        nominated = self.nominated() if nominated is None else nominated
+        decision = schedule(pod, infos, self.profile, nominated)
         if decision.node is None:
             self.queue.failed(_key(pod), decision.rejectors)
-            await self._unschedulable(pod, decision.message)
+            if decision.preempted.victims:
+                await self._preempt(pod, decision.preempted, nominated)
+            if decision.preempted.nominated is not None:
+                _renominate(nominated, pod, decision.preempted.nominated)
+            await self._unschedulable(pod, decision.message, decision.preempted.nominated)
             return
+        self.nominations.pop(meta.uid(pod), None)
         self.assumed[meta.uid(pod)] = decision.node
         for info in infos:
             if info.name == decision.node:
@@ -145,15 +181,67 @@ class Scheduler:
         self.events.normal(pod, Reason.SCHEDULED, f"Successfully assigned "
                            f"{meta.namespaced_name(pod)} to {node}")
 
-    async def _unschedulable(self, pod: Obj, message: str) -> None:
+    async def _preempt(self, pod: Obj, done: PostFilterResult, nominated: Nominated) -> None:
+        """kube's prepareCandidate: each victim marked as a disruption target
+        and deleted (gracefully: it holds its room until it is gone), and
+        pods of lower priority nominated to the same node lose that."""
+        node = str(done.nominated)
+        for victim in done.victims:
+            if meta.is_deleting(victim):
+                continue
+            name, namespace = meta.name(victim), meta.namespace(victim)
+            scheduler = (pod.get("spec") or {}).get("schedulerName") or "default-scheduler"
+            condition = {"type": "DisruptionTarget", "status": "True",
+                         "reason": PREEMPTION_BY_SCHEDULER, "lastTransitionTime": meta.now(),
+                         "message": f"{scheduler}: preempting to accommodate a higher "
+                                    "priority pod"}
+            try:
+                await self.client.patch(resources.POD, name, {"status": {
+                    "conditions": [condition]}}, namespace, subresource="status",
+                    content_type="application/strategic-merge-patch+json")
+                await self.client.delete(resources.POD, name, namespace)
+            except ApiError as e:
+                if e.code != 404:
+                    log.warning("preempting %s failed: %s", meta.namespaced_name(victim), e)
+                    continue
+            log.info("%s preempted %s on %s", meta.namespaced_name(pod),
+                     meta.namespaced_name(victim), node)
+            self.events.normal(victim, Reason.PREEMPTED,
+                               f"Preempted by pod {meta.uid(pod)} on node {node}")
+        prio = priority.of(pod)
+        for other in nominated.get(node, ()):
+            if priority.of(other.pod) < prio and meta.uid(other.pod) != meta.uid(pod):
+                self.nominations[meta.uid(other.pod)] = ""
+                try:
+                    await self.client.patch(resources.POD, meta.name(other.pod), {
+                        "status": {"nominatedNodeName": None}}, meta.namespace(other.pod),
+                        subresource="status")
+                except ApiError:
+                    pass
+                self.queue.update(_key(other.pod))
+
+    async def _unschedulable(self, pod: Obj, message: str,
+                             nominated: str | None = None) -> None:
+        """PodScheduled false with the FitError message; the nomination set
+        (a node), cleared ("") or left (None) as the post-filter said."""
         cond = meta.condition(pod, "PodScheduled")
-        if cond and cond.get("message") == message:
+        status = pod.get("status") or {}
+        if nominated is not None:
+            self.nominations[meta.uid(pod)] = nominated
+        same_nomination = nominated is None or \
+            (status.get("nominatedNodeName") or "") == nominated
+        if cond and cond.get("message") == message and same_nomination:
             return
         # A copy: the informer's cached pod must stay what the server said, or
         # a failed update would look done and never be retried.
         pod = copy.deepcopy(pod)
         meta.set_condition(pod, "PodScheduled", False, "Unschedulable", message)
-        self.events.warning(pod, Reason.FAILED_SCHEDULING, message)
+        if nominated:
+            pod["status"]["nominatedNodeName"] = nominated
+        elif nominated == "":
+            pod["status"].pop("nominatedNodeName", None)
+        if not cond or cond.get("message") != message:
+            self.events.warning(pod, Reason.FAILED_SCHEDULING, message)
         try:
             await self.client.update_status(resources.POD, pod)
         except ApiError:
@@ -167,11 +255,15 @@ class Scheduler:
         waiting = {meta.uid(p) for p in self.pods.items()
                    if not p.get("spec", {}).get("nodeName")}
         self.assumed = {u: n for u, n in self.assumed.items() if u in waiting}
+        self.nominations = {u: n for u, n in self.nominations.items() if u in waiting}
         infos = self.node_infos()
+        nominated = self.nominated()
         ready = [p for k in keys if (p := self._cached(k)) is not None]
-        for pod in sorted(ready, key=lambda p: p["metadata"].get("creationTimestamp", "")):
+        # kube's PrioritySort: the highest priority first, then the oldest.
+        for pod in sorted(ready, key=lambda p: (-priority.of(p),
+                                                p["metadata"].get("creationTimestamp", ""))):
             if _pending(pod) and meta.uid(pod) not in self.assumed:
-                await self.schedule_one(pod, infos)
+                await self.schedule_one(pod, infos, nominated)
 
     async def run(self) -> None:
         handlers = ((self.pods, self.on_pod), (self.nodes, self.on_node),
@@ -179,7 +271,8 @@ class Scheduler:
                     (self.volumes, self.on_storage), (self.classes, self.on_storage))
         for inf, handler in handlers:
             inf.add_handler(handler)
-        informers = [*(inf for inf, _ in handlers), self.services, *self.owners.values()]
+        informers = [*(inf for inf, _ in handlers), self.services, self.budgets,
+                     *self.owners.values()]
         tasks = [asyncio.create_task(inf.run()) for inf in informers]
         try:
             await asyncio.gather(*(inf.synced.wait() for inf in informers))

@@ -168,6 +168,10 @@ class NodeInfo:
     def name(self) -> str:
         return meta.name(self.node)
 
+    def clone(self) -> NodeInfo:
+        """A copy whose pods can change without touching this one."""
+        return NodeInfo(self.node, list(self.pods))
+
     def add_pod(self, info: PodInfo) -> None:
         self.pods.append(info)
         self.requested += info.requests

@@ -12,12 +12,14 @@ from netplane.cluster.scheduler.fit import (
 )
 from netplane.cluster.scheduler.framework import FilterPlugin, Profile, Weighted
 from netplane.cluster.scheduler.interpod import InterPodAffinity, NamespaceLabels
+from netplane.cluster.scheduler.preemption import Budgets, DefaultPreemption
 from netplane.cluster.scheduler.spread import DefaultSelector, PodTopologySpread
 
 
 def default_profile(*, volume_binding: FilterPlugin | None = None,
                     namespace_labels: NamespaceLabels = lambda ns: {},
                     default_selector: DefaultSelector = lambda pod: None,
+                    budgets: Budgets = lambda: (),
                     strategy: Strategy = Strategy.LEAST_ALLOCATED) -> Profile:
     taints, affinity, fit = plugins.TaintToleration(), plugins.NodeAffinity(), \
         NodeResourcesFit(strategy)
@@ -30,4 +32,5 @@ def default_profile(*, volume_binding: FilterPlugin | None = None,
         scorers=(Weighted(taints, 3), Weighted(affinity, 2), Weighted(spread, 2),
                  Weighted(inter, 2), Weighted(fit, 1),
                  Weighted(NodeResourcesBalancedAllocation(), 1),
-                 Weighted(plugins.ImageLocality(), 1)))
+                 Weighted(plugins.ImageLocality(), 1)),
+        post_filter=DefaultPreemption(budgets))
