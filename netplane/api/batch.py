@@ -259,7 +259,7 @@ def validate_job(obj: Obj, errs: Errors) -> None:
     if not selector:
         errs.append(FieldError("spec.selector", "Required value", "FieldValueRequired"))
         return
-    validation._label_selector(selector, "spec.selector", errs)
+    validation.label_selector(selector, "spec.selector", errs)
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     try:
         if not selectors.from_label_selector(selector).matches(labels):

@@ -34,7 +34,7 @@ PACKAGES = {
     "intstr": "util/intstr", "resource": "api/resource",
     "authentication": "authentication/v1", "authorization": "authorization/v1",
     "networking": "networking/v1", "coordination": "coordination/v1",
-    "scheduling": "scheduling/v1",
+    "scheduling": "scheduling/v1", "policy": "policy/v1",
 }
 
 # The message a ``runtime.Unknown`` envelope's apiVersion and kind name.
@@ -56,6 +56,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): "networking.NetworkPolicy",
     ("coordination.k8s.io/v1", "Lease"): "coordination.Lease",
     ("scheduling.k8s.io/v1", "PriorityClass"): "scheduling.PriorityClass",
+    ("policy/v1", "PodDisruptionBudget"): "policy.PodDisruptionBudget",
+    ("policy/v1", "Eviction"): "policy.Eviction",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.RoleBinding",
@@ -495,6 +497,14 @@ coordination.LeaseSpec: 1 holderIdentity!; 2 leaseDurationSeconds:i32!;
     7 preferredHolder!
 scheduling.PriorityClass: 1 metadata:meta.ObjectMeta; 2 value:i32!; 3 globalDefault:bool;
     4 description; 5 preemptionPolicy!
+policy.PodDisruptionBudget: 1 metadata:meta.ObjectMeta; 2 spec:policy.PodDisruptionBudgetSpec;
+    3 status:policy.PodDisruptionBudgetStatus
+policy.PodDisruptionBudgetSpec: 1 minAvailable:ios!; 2 selector:meta.LabelSelector!;
+    3 maxUnavailable:ios!; 4 unhealthyPodEvictionPolicy!
+policy.PodDisruptionBudgetStatus: 1 observedGeneration:i64; 2 disruptedPods:{time};
+    3 disruptionsAllowed:i32!; 4 currentHealthy:i32!; 5 desiredHealthy:i32!;
+    6 expectedPods:i32!; 7 conditions:[meta.Condition]
+policy.Eviction: 1 metadata:meta.ObjectMeta; 2 deleteOptions:meta.DeleteOptions!
 authentication.TokenRequest: 1 metadata:meta.ObjectMeta;
     2 spec:authentication.TokenRequestSpec!; 3 status:authentication.TokenRequestStatus
 authentication.TokenRequestSpec: 1 audiences:[s]!;

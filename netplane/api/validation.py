@@ -172,7 +172,7 @@ def _metadata(obj: Obj, res: resources.Resource, errs: Errors) -> None:
         errs.append(FieldError("metadata.annotations", "must be a map of strings"))
 
 
-def _label_selector(sel: Any, path: str, errs: Errors) -> None:
+def label_selector(sel: Any, path: str, errs: Errors) -> None:
     if sel is None:
         return
     if not isinstance(sel, dict):
@@ -252,7 +252,7 @@ def _selected_template(spec: Obj, errs: Errors, *, empty: str = "") -> Obj | Non
         errs.append(FieldError("spec.selector", f"Invalid value: {{}}: {empty}"))
     elif not sel:
         errs.append(FieldError("spec.selector", "Required value", "FieldValueRequired"))
-    _label_selector(sel, "spec.selector", errs)
+    label_selector(sel, "spec.selector", errs)
     template = spec.get("template")
     if not isinstance(template, dict):
         errs.append(FieldError("spec.template", "Required value", "FieldValueRequired"))
@@ -647,6 +647,12 @@ def _priority_class(obj: Obj, errs: Errors) -> None:
     priority.validate_class(obj, errs)
 
 
+def _budget(obj: Obj, errs: Errors) -> None:
+    from netplane.api import disruption  # builds on the checks above: imported late
+
+    disruption.validate(obj, errs)
+
+
 def _netpol(obj: Obj, errs: Errors) -> None:
     from netplane.api import netpol  # netpol builds on the checks above: imported late
 
@@ -679,6 +685,7 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "NetworkPolicy": _netpol,
     "Lease": _lease,
     "PriorityClass": _priority_class,
+    "PodDisruptionBudget": _budget,
 }
 
 

@@ -73,6 +73,10 @@ class Reason(enum.StrEnum):
     SUCCEEDED_DAEMON_POD = "SucceededDaemonPod"
     RECREATING_FAILED_POD = "RecreatingFailedPod"
     RECREATING_TERMINATED_POD = "RecreatingTerminatedPod"
+    # The disruption controller's.
+    NO_PODS = "NoPods"
+    CALCULATE_EXPECTED_POD_COUNT_FAILED = "CalculateExpectedPodCountFailed"
+    UNMANAGED_PODS = "UnmanagedPods"
 
 
 @dataclass(frozen=True)

@@ -239,3 +239,107 @@ def test_a_host_port_is_taken_once_per_node_and_answers_on_the_node(
         out := lab.curl("client", f"http://{node_1}:18080")).returncode == 0 and out.stdout,
         timeout=60)
     assert "hp-a" in answered
+
+
+def test_kubectl_drain_waits_on_a_budget_then_moves_the_pod(
+        kubectl: Kubectl, applied: list[str]) -> None:
+    apply(kubectl, applied, """\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: guarded}
+        spec:
+          replicas: 2
+          selector: {matchLabels: {app: guarded}}
+          template:
+            metadata: {labels: {app: guarded}}
+            spec:
+              affinity:
+                podAntiAffinity:
+                  requiredDuringSchedulingIgnoredDuringExecution:
+                  - labelSelector: {matchLabels: {app: guarded}}
+                    topologyKey: kubernetes.io/hostname
+              containers:
+              - name: echo
+                image: netplane/echo
+                readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+        ---
+        apiVersion: policy/v1
+        kind: PodDisruptionBudget
+        metadata: {name: guarded}
+        spec:
+          minAvailable: 2
+          selector: {matchLabels: {app: guarded}}
+        """)
+    wait_for("the budget counting two healthy pods", lambda: kubectl.json(
+        "get", "pdb", "guarded").get("status", {}).get("currentHealthy") == 2, timeout=90)
+    node = placed(kubectl, "app=guarded")[0]
+    try:
+        blocked = kubectl("drain", node, "--ignore-daemonsets", "--timeout=12s", check=False)
+        assert blocked.returncode != 0
+        assert "Cannot evict pod as it would violate the pod's disruption budget." in \
+            blocked.stderr
+        assert node in placed(kubectl, "app=guarded")  # still there
+        kubectl("patch", "pdb", "guarded", "--type=merge", "-p", '{"spec":{"minAvailable":1}}')
+        wait_for("room in the budget", lambda: kubectl.json("get", "pdb", "guarded").get(
+            "status", {}).get("disruptionsAllowed") == 1, timeout=60)
+        drained = kubectl("drain", node, "--ignore-daemonsets", "--timeout=90s")
+        assert f"node/{node} drained" in drained.stdout
+        wait_for("the pod replaced on the node left", lambda: len(
+            [n for n in placed(kubectl, "app=guarded") if n]) == 2 and node not in placed(
+            kubectl, "app=guarded"), timeout=90)
+    finally:
+        kubectl("uncordon", node, check=False)
+
+
+def test_a_high_priority_pod_preempts_a_low_one(kubectl: Kubectl,
+                                                applied: list[str]) -> None:
+    free = min(quantity.quantity(kubectl.json("get", "node", n)["status"]["allocatable"]["cpu"])
+               for n in NODES)
+    filler = int(free * 1000) - 500
+    apply(kubectl, applied, f"""\
+        apiVersion: scheduling.k8s.io/v1
+        kind: PriorityClass
+        metadata: {{name: e2e-urgent}}
+        value: 1000
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: filler}}
+        spec:
+          replicas: 3
+          selector: {{matchLabels: {{app: filler}}}}
+          template:
+            metadata: {{labels: {{app: filler}}}}
+            spec:
+              terminationGracePeriodSeconds: 2
+              containers:
+              - {{name: echo, image: netplane/echo, resources: {{requests: {{cpu: {filler}m}}}}}}
+        """)
+    wait_for("a filler on each node", lambda: placed(kubectl, "app=filler") == list(NODES))
+    before = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods(kubectl, "app=filler")}
+    apply(kubectl, applied, """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: urgent, labels: {app: urgent}}
+        spec:
+          priorityClassName: e2e-urgent
+          containers:
+          - {name: echo, image: netplane/echo, resources: {requests: {cpu: "1"}}}
+        """)
+    running = wait_for("urgent running", lambda: (p := kubectl.json("get", "pod", "urgent"))[
+        "status"].get("phase") == "Running" and p, timeout=90)
+    assert running["spec"]["priority"] == 1000
+    node = running["spec"]["nodeName"]
+    assert running["status"]["nominatedNodeName"] == node
+    wide = kubectl("get", "pod", "urgent", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-5:] == ["NODE", "NOMINATED", "NODE", "READINESS", "GATES"]
+    assert wide[1].split()[-3:] == [node, node, "<none>"]
+    (victim,) = [name for name, n in before.items() if n == node]
+    events = kubectl("get", "events", "--field-selector",
+                     f"involvedObject.name={victim},reason=Preempted",
+                     "-o", "jsonpath={.items[*].message}").stdout
+    assert f"Preempted by pod {running['metadata']['uid']} on node {node}" in events
+    # Its replacement, of no higher priority than the others, waits.
+    replacement = wait_for("the replacement pending", lambda: pending_pod(kubectl, "app=filler"))
+    fit_message(kubectl, replacement, "0/3 nodes are available: 3 Insufficient cpu. "
+                f"preemption: 0/3 nodes are available: 3 {NO_VICTIMS}..")

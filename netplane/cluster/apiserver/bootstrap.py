@@ -45,6 +45,12 @@ NETWORKING = "networking.k8s.io"
 NETPOL_READ = {"apiGroups": [NETWORKING], "resources": ["networkpolicies"], "verbs": READ}
 NETPOL_WRITE = {"apiGroups": [NETWORKING], "resources": ["networkpolicies"],
                 "verbs": [*READ, *WRITE, "deletecollection"]}
+PDB_READ = {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets",
+                                                   "poddisruptionbudgets/status"],
+            "verbs": READ}
+PDB_WRITE = {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"],
+             "verbs": [*READ, *WRITE, "deletecollection"]}
+EVICT = {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]}
 
 # ClusterRoles every cluster has, and who holds them (kube-apiserver's
 # bootstrap policy, trimmed to the kinds netplane serves).
@@ -92,7 +98,7 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
                             "persistentvolumeclaims"],
               "verbs": READ}, BATCH_READ,
              {"apiGroups": ["apps"], "resources": [*APPS_SETS, "controllerrevisions"],
-              "verbs": READ}, NETPOL_READ],
+              "verbs": READ}, NETPOL_READ, PDB_READ],
     "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
                             "services", "endpoints", "configmaps", "secrets",
@@ -103,7 +109,7 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
              {"apiGroups": ["apps"], "resources": APPS_SETS,
               "verbs": [*READ, *WRITE, "deletecollection"]},
              {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": READ},
-             NETPOL_WRITE],
+             NETPOL_WRITE, PDB_WRITE, EVICT],
 }
 # admin: edit, and the namespace's roles and bindings (kube's admin role).
 CLUSTER_ROLES["admin"] = [*CLUSTER_ROLES["edit"], {

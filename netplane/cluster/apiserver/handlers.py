@@ -15,6 +15,7 @@ from aiohttp import web
 from netplane.api import deletion, meta, resources, selectors
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import (
+    eviction,
     fieldmanager,
     fieldvalidation,
     nodeproxy,
@@ -166,6 +167,9 @@ async def resource(request: web.Request) -> web.StreamResponse:
                                     manager=fieldmanager.manager(request)))
     if method == "POST" and sub == "binding" and ns:
         return _json(registry.bind(ns, name, await _body(request)), 201)
+    if method == "POST" and sub == "eviction" and ns:
+        return _json(eviction.evict(registry, ns, name, await _body(request),
+                                    dry_run=_dry_run(request)), 201)
     if method == "DELETE":
         return await _delete(request, registry, target)
     raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")

@@ -22,7 +22,8 @@ _BY_GV_PLURAL = {(r.api_version, r.plural): r for r in resources.ALL}
 # Subresources served, by kind ("*": every kind).
 SUBRESOURCES: dict[str, frozenset[str]] = {
     "*": frozenset({""}),
-    "Pod": frozenset({"status", "binding", "log", "exec", "attach", "portforward"}),
+    "Pod": frozenset({"status", "binding", "eviction", "log", "exec", "attach", "portforward"}),
+    "PodDisruptionBudget": frozenset({"status"}),
     "Node": frozenset({"status"}),
     "Service": frozenset({"status"}),
     "Namespace": frozenset({"status"}),

@@ -26,9 +26,10 @@ from netplane.cluster.store.base import EventType, KeyValue, Store
 # Kinds whose status is written through the /status subresource only.
 STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace", "Job",
                 "CronJob", "PersistentVolume", "PersistentVolumeClaim", "DaemonSet",
-                "StatefulSet"}
+                "StatefulSet", "PodDisruptionBudget"}
 # Kinds whose metadata.generation counts the changes of their spec.
-GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet"}
+GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet",
+                    "PodDisruptionBudget"}
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public"}
 # How a namespace's contents go when it is deleted, as kube's namespace controller does it.
 NAMESPACE_CONTENT = DeleteOptions(grace_period=0, propagation=Propagation.BACKGROUND)

@@ -171,6 +171,22 @@ def _nominal(key: str) -> Callable[[Obj], Any]:
     return cell
 
 
+def _budget(key: str) -> Callable[[Obj], str]:
+    def cell(pdb: Obj) -> str:
+        value = (pdb.get("spec") or {}).get(key)
+        return "N/A" if value is None else str(value)
+    return cell
+
+
+def _readiness_gates(pod: Obj) -> str:
+    """kubectl's "true/all" of the pod's readiness gates."""
+    gates = (pod.get("spec") or {}).get("readinessGates") or []
+    if not gates:
+        return "<none>"
+    true = sum(1 for g in gates if meta.condition_true(pod, str(g.get("conditionType"))))
+    return f"{true}/{len(gates)}"
+
+
 def format_selector(sel: Obj | None) -> str:
     """metav1.FormatLabelSelector: ``k=v`` and expressions, ordered by key."""
     return selectors.format_label_selector(sel)
@@ -278,7 +294,9 @@ COLUMNS: dict[str, list[Column]] = {
     "Pod": [NAME, ("Ready", "string", _pod_ready, 0), ("Status", "string", pod_status, 0),
             ("Restarts", "integer", _restarts, 0), AGE,
             ("IP", "string", _nominal("status.podIP"), 1),
-            ("Node", "string", _nominal("spec.nodeName"), 1)],
+            ("Node", "string", _nominal("spec.nodeName"), 1),
+            ("Nominated Node", "string", _nominal("status.nominatedNodeName"), 1),
+            ("Readiness Gates", "string", _readiness_gates, 1)],
     "Service": [NAME, ("Type", "string", _nominal("spec.type"), 0),
                 ("Cluster-IP", "string", _nominal("spec.clusterIP"), 0),
                 ("External-IP", "string", _external_ips, 0),
@@ -394,6 +412,11 @@ COLUMNS: dict[str, list[Column]] = {
                            ("Users", "string", _subjects("User"), 1),
                            ("Groups", "string", _subjects("Group"), 1),
                            ("ServiceAccounts", "string", _subjects("ServiceAccount"), 1)],
+    "PodDisruptionBudget": [NAME, ("Min Available", "string", _budget("minAvailable"), 0),
+                            ("Max Unavailable", "string", _budget("maxUnavailable"), 0),
+                            ("Allowed Disruptions", "integer", lambda b: int(
+                                (b.get("status") or {}).get("disruptionsAllowed") or 0), 0),
+                            AGE],
     "PriorityClass": [NAME, ("Value", "integer", lambda o: o.get("value", 0), 0),
                       ("Global-Default", "boolean", lambda o: bool(o.get("globalDefault")), 0),
                       AGE, ("PreemptionPolicy", "string",

@@ -9,6 +9,7 @@ from netplane.cluster.client import Client
 from netplane.cluster.controllers.cronjob import CronJobController
 from netplane.cluster.controllers.daemonset import DaemonSetController
 from netplane.cluster.controllers.deployment import DeploymentController
+from netplane.cluster.controllers.disruption import DisruptionController
 from netplane.cluster.controllers.endpoints import EndpointsController
 from netplane.cluster.controllers.endpointslice import EndpointSliceController
 from netplane.cluster.controllers.gc import GarbageCollector
@@ -42,6 +43,7 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      CronJobController(client, informers),
                                      DaemonSetController(client, informers),
                                      StatefulSetController(client, informers),
+                                     DisruptionController(client, informers),
                                      NodeLifecycleController(client, informers.nodes,
                                                              informers.leases,
                                                              informers.pods)]

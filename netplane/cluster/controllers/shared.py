@@ -27,6 +27,7 @@ class Informers:
     statefulsets: Informer
     controllerrevisions: Informer
     leases: Informer
+    pdbs: Informer
 
     @classmethod
     def for_client(cls, client: Client) -> Informers:
@@ -34,13 +35,14 @@ class Informers:
             resources.POD, resources.SERVICE, resources.ENDPOINTS, resources.REPLICASET,
             resources.DEPLOYMENT, resources.NODE, resources.ENDPOINTSLICE, resources.NAMESPACE,
             resources.SERVICEACCOUNT, resources.JOB, resources.CRONJOB, resources.DAEMONSET,
-            resources.STATEFULSET, resources.CONTROLLERREVISION, resources.LEASE)))
+            resources.STATEFULSET, resources.CONTROLLERREVISION, resources.LEASE,
+            resources.PODDISRUPTIONBUDGET)))
 
     def all(self) -> list[Informer]:
         return [self.pods, self.services, self.endpoints, self.replicasets, self.deployments,
                 self.nodes, self.endpointslices, self.namespaces, self.serviceaccounts,
                 self.jobs, self.cronjobs, self.daemonsets, self.statefulsets,
-                self.controllerrevisions, self.leases]
+                self.controllerrevisions, self.leases, self.pdbs]
 
 
 def owned_by(obj: Obj, owner: Obj) -> bool:
