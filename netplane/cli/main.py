@@ -107,6 +107,14 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain_schedule(args: argparse.Namespace) -> int:
+    from netplane.cli import schedcmd
+
+    for line in _run(_with_client(args, schedcmd.explain, args.pod, namespace=args.namespace)):
+        print(line)
+    return 0
+
+
 def cmd_dns(args: argparse.Namespace) -> int:
     from netplane.cli import dnscmd
 
@@ -147,14 +155,24 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
+    from netplane.cluster.scheduler import config as scheduler_config
     from netplane.cluster.server import ServerConfig, run
+
+    if args.scheduler_config:
+        try:  # a bad file stops the server before it serves
+            scheduler_config.load(Path(args.scheduler_config))
+        except (OSError, scheduler_config.ConfigError) as e:
+            print(f"error: --scheduler-config: {e}", file=sys.stderr)
+            return 1
 
     run(ServerConfig(data_dir=Path(args.data_dir), socket=Path(args.socket_path),
                      bind_address=args.bind_address, port=args.port,
                      advertise_address=args.advertise_address,
                      listen_fds=args.listen_fd or [], service_cidr=args.service_cidr,
                      cluster_cidr=args.cluster_cidr,
-                     load_balancer_pool=args.load_balancer_pool))
+                     load_balancer_pool=args.load_balancer_pool,
+                     scheduler_config=Path(args.scheduler_config) if args.scheduler_config
+                     else None))
     return 0
 
 
@@ -277,6 +295,12 @@ def parser() -> argparse.ArgumentParser:
     _namespaced(p)
     p.set_defaults(fn=cmd_policy)
 
+    p = sub.add_parser("explain-schedule", help="why the scheduler puts a pod where it does: "
+                                                "each node's filter verdict and scores")
+    p.add_argument("pod")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_explain_schedule)
+
     p = sub.add_parser("routes", help="what each node's proxy programmed for Services")
     p.add_argument("service", nargs="?")
     p.add_argument("--node", help="only this node")
@@ -305,6 +329,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--load-balancer-pool", default="",
                    help="addresses for LoadBalancer Services: A-B ranges or CIDRs, comma-"
                         "separated (default: none)")
+    p.add_argument("--scheduler-config", metavar="FILE",
+                   help="a KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1): "
+                        "profiles, plugins and weights, as kube-scheduler's --config")
     p.set_defaults(fn=cmd_server)
 
     p = sub.add_parser("agent", help="run the node agent")

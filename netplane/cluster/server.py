@@ -33,6 +33,7 @@ from netplane.cluster.apiserver.registry import Registry
 from netplane.cluster.client import Client, Connection
 from netplane.cluster.controllers import manager
 from netplane.cluster.controllers.loadbalancer import parse_pool
+from netplane.cluster.scheduler import config as scheduler_config
 from netplane.cluster.scheduler.loop import Scheduler
 from netplane.cluster.store.sqlite import SQLiteStore
 
@@ -51,6 +52,8 @@ class ServerConfig:
     cluster_cidr: str = "10.244.0.0/16"
     controllers: bool = True
     load_balancer_pool: str = ""
+    # A KubeSchedulerConfiguration (kube-scheduler's --config); None: the default profile.
+    scheduler_config: Path | None = None
 
 
 def service_ip(cidr: str, offset: int) -> str:
@@ -136,7 +139,9 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
     client = Client(Connection(socket=str(cfg.socket)), user_agent="kube-controller-manager")
     scheduler_client = Client(Connection(socket=str(cfg.socket)), user_agent="kube-scheduler")
     if cfg.controllers:
-        tasks.append(asyncio.create_task(Scheduler(scheduler_client).run()))
+        profiles = scheduler_config.load(cfg.scheduler_config) if cfg.scheduler_config \
+            else None
+        tasks.append(asyncio.create_task(Scheduler(scheduler_client, profiles=profiles).run()))
         pool = parse_pool(cfg.load_balancer_pool) if cfg.load_balancer_pool else []
         tasks.append(asyncio.create_task(manager.run(client, lb_pool=pool)))
     try:

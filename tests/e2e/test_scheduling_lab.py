@@ -343,3 +343,30 @@ def test_a_high_priority_pod_preempts_a_low_one(kubectl: Kubectl,
     replacement = wait_for("the replacement pending", lambda: pending_pod(kubectl, "app=filler"))
     fit_message(kubectl, replacement, "0/3 nodes are available: 3 Insufficient cpu. "
                 f"preemption: 0/3 nodes are available: 3 {NO_VICTIMS}..")
+
+
+def test_explain_schedule_shows_each_nodes_verdict_and_scores(
+        lab: Lab, kubectl: Kubectl, applied: list[str]) -> None:
+    kubectl("taint", "nodes", "node-1", "e2e=why:NoSchedule")
+    try:
+        apply(kubectl, applied, """\
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: why, labels: {app: why}}
+            spec:
+              containers:
+              - {name: echo, image: netplane/echo, resources: {requests: {cpu: 100m}}}
+            """)
+        wait_for("why placed", lambda: placed(kubectl, "app=why") != [""])
+        (node,) = placed(kubectl, "app=why")
+        out = lab.netplane("explain-schedule", "why").stdout.splitlines()
+        assert out[0] == f"pod default/why: priority 0, profile default-scheduler, bound to " \
+                         f"{node} (judged again as if pending now)"
+        text = "\n".join(out)
+        assert "node-1  rejected by TaintToleration: node(s) had untolerated taint " \
+               "{e2e: why}" in text
+        assert f"{node}  fits, total" in text and "<- chosen" in text
+        assert "NodeResourcesFit" in text
+        assert out[-1].startswith(f"decision: {node} (")
+    finally:
+        kubectl("taint", "nodes", "node-1", "e2e-", check=False)

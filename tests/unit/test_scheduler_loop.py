@@ -215,3 +215,40 @@ async def test_a_high_priority_pod_preempts_and_is_nominated_then_bound(
     await eventually(lambda: client.list(resources.EVENT, NS), lambda events: any(
         e.get("reason") == "Preempted" and e["involvedObject"]["name"] == "hog"
         and e["message"] == said for e in events["items"]))
+
+
+async def test_each_profile_schedules_its_own_pods_and_no_others(tmp_path: Path) -> None:
+    from netplane.cluster.scheduler.config import ProfileSpec
+
+    server = Server(tmp_path)
+    await server.start()
+    packer = ProfileSpec(name="packer", args={"NodeResourcesFit": {
+        "scoringStrategy": {"type": "MostAllocated"}}})
+    try:
+        async with Client(Connection(socket=str(server.cfg.socket))) as c:
+            task = asyncio.create_task(Scheduler(c, profiles=[ProfileSpec(), packer]).run())
+            try:
+                await add_node(c, "node-1")
+                await add_node(c, "node-2")
+                await c.create(resources.POD, {**hungry("first", "1"), "spec": {
+                    **hungry("first", "1")["spec"], "nodeName": "node-1"}}, NS)
+                for name, scheduler in (("packed", "packer"), ("spread", "default-scheduler"),
+                                        ("foreign", "someone-else")):
+                    p = hungry(name, "500m")
+                    p["spec"]["schedulerName"] = scheduler
+                    await c.create(resources.POD, p, NS)
+                packed = await eventually(get_pod(c, "packed"), bound)
+                spread = await eventually(get_pod(c, "spread"), bound)
+                assert (packed["spec"]["nodeName"], spread["spec"]["nodeName"]) == \
+                    ("node-1", "node-2")
+                await eventually(lambda: c.list(resources.EVENT, NS), lambda got: any(
+                    e["involvedObject"]["name"] == "packed" and e["reason"] == "Scheduled"
+                    and e["source"]["component"] == "packer" for e in got["items"]))
+                foreign = await c.get(resources.POD, "foreign", NS)
+                assert not foreign["spec"].get("nodeName")
+                assert meta.condition(foreign, "PodScheduled") is None  # not ours to judge
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await server.stop()

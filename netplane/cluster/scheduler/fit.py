@@ -1,7 +1,8 @@
 """Resource plugins, as kube's noderesources: NodeResourcesFit filters out
 nodes whose allocatable, less what the pods on them request, cannot hold
-the pod's requests, and ranks the rest (LeastAllocated, or MostAllocated to
-pack); NodeResourcesBalancedAllocation prefers nodes whose cpu and memory
+the pod's requests, and ranks the rest (LeastAllocated; MostAllocated to
+pack; RequestedToCapacityRatio along a shape of points), each resource
+weighted; NodeResourcesBalancedAllocation prefers nodes whose cpu and memory
 would be used in like proportion."""
 
 from __future__ import annotations
@@ -32,6 +33,27 @@ def insufficient(pod_request: Resource, info: NodeInfo) -> list[str]:
 class Strategy(enum.Enum):
     LEAST_ALLOCATED = "LeastAllocated"
     MOST_ALLOCATED = "MostAllocated"
+    REQUESTED_TO_CAPACITY_RATIO = "RequestedToCapacityRatio"
+
+
+# A RequestedToCapacityRatio shape: (utilization %, score 0..10) points.
+Shape = tuple[tuple[int, int], ...]
+# kube's default for MostAllocated-like packing with this strategy.
+DEFAULT_SHAPE: Shape = ((0, 0), (100, 10))
+MAX_CUSTOM_SCORE = 10
+
+
+def _on_shape(shape: Shape, utilization: int) -> int:
+    """kube's buildBrokenLinearFunction, scaled to 0..100."""
+    for i, (x, y) in enumerate(shape):
+        if utilization <= x:
+            if i == 0:
+                return y * MAX_SCORE // MAX_CUSTOM_SCORE
+            x0, y0 = shape[i - 1]
+            y_at = y0 * MAX_SCORE // MAX_CUSTOM_SCORE + \
+                (y - y0) * MAX_SCORE // MAX_CUSTOM_SCORE * (utilization - x0) // (x - x0)
+            return y_at
+    return shape[-1][1] * MAX_SCORE // MAX_CUSTOM_SCORE
 
 
 def _least(requested: int, capacity: int) -> int:
@@ -49,11 +71,20 @@ def _pairs(used: Resource, info: NodeInfo) -> list[tuple[int, int]]:
                                 (used.memory, info.allocatable.memory)) if a > 0]
 
 
+def _weighted(used: Resource, info: NodeInfo, weights: tuple[int, int]) -> list[
+        tuple[int, int, int]]:
+    """(requested, allocatable, weight) of cpu and memory, as ``_pairs``."""
+    return [(u, a, w) for u, a, w in ((used.milli_cpu, info.allocatable.milli_cpu, weights[0]),
+                                      (used.memory, info.allocatable.memory, weights[1]))
+            if a > 0 and w > 0]
+
+
 class NodeResourcesFit:
     name = "NodeResourcesFit"
 
-    def __init__(self, strategy: Strategy = Strategy.LEAST_ALLOCATED) -> None:
-        self.strategy = strategy
+    def __init__(self, strategy: Strategy = Strategy.LEAST_ALLOCATED, *,
+                 weights: tuple[int, int] = (1, 1), shape: Shape = DEFAULT_SHAPE) -> None:
+        self.strategy, self.weights, self.shape = strategy, weights, shape
 
     def pre_filter(self, state: CycleState, pod: Obj, nodes: object) -> Status:
         state[self.name] = (pod_requests(pod), pod_requests(pod, non_zero=True))
@@ -68,9 +99,16 @@ class NodeResourcesFit:
         # as a little, so best-effort pods still spread.
         want: Resource = state[self.name][1]
         used = info.non_zero_requested + want
-        each = _least if self.strategy is Strategy.LEAST_ALLOCATED else _most
-        pairs = _pairs(used, info)
-        return sum(each(u, a) for u, a in pairs) // len(pairs) if pairs else 0
+        parts = _weighted(used, info, self.weights)
+        total = sum(w for _, _, w in parts)
+        return sum(self._one(u, a) * w for u, a, w in parts) // total if total else 0
+
+    def _one(self, requested: int, capacity: int) -> int:
+        if self.strategy is Strategy.LEAST_ALLOCATED:
+            return _least(requested, capacity)
+        if self.strategy is Strategy.MOST_ALLOCATED:
+            return _most(requested, capacity)
+        return _on_shape(self.shape, min(requested, capacity) * 100 // capacity)
 
 
 class NodeResourcesBalancedAllocation:

@@ -121,6 +121,9 @@ class Profile:
     filters: Sequence[FilterPlugin]
     scorers: Sequence[Weighted] = ()
     post_filter: PostFilterPlugin | None = None
+    name: str = "default-scheduler"
+    # kube's percentageOfNodesToScore: None (or 0) adapts to the cluster's size.
+    percentage: int | None = None
     pre_filters: Sequence[PreFilterPlugin] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +151,35 @@ class Decision:
     rejectors: frozenset[str] = frozenset()
     # What the post-filter did when the pod fit nowhere.
     preempted: PostFilterResult = PostFilterResult()
+    # How many nodes the filters looked at (kube starts the next pod after them).
+    processed: int = 0
+
+
+@dataclass
+class Trace:
+    """Everything one decision looked at, for explaining it: each node's
+    verdict (the rejecting plugin and why, or None when it fit), and each
+    score plugin's raw and normalised scores by node (None: it had no say)."""
+
+    pre_filter: tuple[str, Status] | None = None
+    verdicts: dict[str, tuple[str, Status] | None] = field(default_factory=dict)
+    scores: dict[str, dict[str, tuple[int, int]] | None] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+MIN_FEASIBLE_NODES, MIN_FEASIBLE_PERCENT = 100, 5
+
+
+def nodes_to_find(percentage: int | None, total: int) -> int:
+    """kube's numFeasibleNodesToFind: in a large cluster, filtering stops
+    once this many nodes fit (50%, less 1% per 125 nodes, at least 5%),
+    and only those are scored; small clusters are looked at whole."""
+    if total < MIN_FEASIBLE_NODES:
+        return total
+    if not percentage:
+        percentage = max(50 - total // 125, MIN_FEASIBLE_PERCENT)
+    return max(total * percentage // 100, MIN_FEASIBLE_NODES)
 
 
 def fit_error(total: int, statuses: Sequence[Status]) -> str:
@@ -211,16 +243,26 @@ def run_filters_with_nominated(state: CycleState, pod: Obj, info: NodeInfo,
 
 
 def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
-               nodes: Sequence[NodeInfo], scorers: Sequence[Weighted]) -> list[int]:
+               nodes: Sequence[NodeInfo], scorers: Sequence[Weighted],
+               trace: Trace | None = None) -> list[int]:
     """Each plugin's scores over the feasible nodes, normalised, weighted, summed."""
     totals = [0] * len(feasible)
     for w in scorers:
+        name = str(getattr(w.plugin, "name", type(w.plugin).__name__))
+        if trace is not None:
+            trace.weights[name] = w.weight
         if isinstance(w.plugin, PreScorePlugin) and \
                 w.plugin.pre_score(state, pod, feasible, nodes).code is Code.SKIP:
+            if trace is not None:
+                trace.scores[name] = None
             continue  # the same for every node: no say in the ranking
         scores = [w.plugin.score(state, pod, info) for info in feasible]
+        raw = list(scores)
         if isinstance(w.plugin, NormalizePlugin):
             w.plugin.normalize(state, scores)
+        if trace is not None:
+            trace.scores[name] = {info.name: (raw[i], scores[i])
+                                  for i, info in enumerate(feasible)}
         for i, s in enumerate(scores):
             totals[i] += s * w.weight
     return totals
@@ -256,22 +298,45 @@ def _unschedulable(pod: Obj, nodes: Sequence[NodeInfo], statuses: dict[str, Stat
 
 
 def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
-             nominated: Nominated | None = None) -> Decision:
+             nominated: Nominated | None = None, *, start: int = 0,
+             trace: Trace | None = None) -> Decision:
+    """One scheduling cycle. Filtering starts at node ``start`` (kube goes
+    round the nodes from one pod to the next) and, in a large cluster,
+    stops once enough nodes fit; a ``trace`` looks at every node."""
     if not nodes:
         return Decision(None, NO_NODES)
     nominated = nominated or {}
     state: CycleState = {}
     st, by, filters = pre_filter(state, pod, nodes, profile)
     if not st.ok:
+        if trace is not None:
+            trace.pre_filter = (by, st)
         # kube's FitError with a PreFilterMsg: the reason once, not counted.
         return _unschedulable(pod, nodes, {n.name: st for n in nodes}, profile, nominated,
                               frozenset({by}), f"0/{len(nodes)} nodes are available: "
                               f"{st.reason}.")
+    # kube's evaluateNominatedNode: a pod that preempted goes where it
+    # made room, if it fits there.
+    wanted = (pod.get("status") or {}).get("nominatedNodeName")
+    if wanted and trace is None:
+        for info in nodes:
+            if info.name == wanted and run_filters_with_nominated(
+                    state, pod, info, filters, nominated)[0].ok:
+                return Decision(info.name, "", processed=0)
+    to_find = len(nodes) if trace is not None else nodes_to_find(profile.percentage,
+                                                                   len(nodes))
+    start %= len(nodes)
     feasible: list[NodeInfo] = []
     failed: dict[str, Status] = {}
     rejectors: set[str] = set()
-    for info in nodes:
+    processed = 0
+    for info in (*nodes[start:], *nodes[:start]):
+        if len(feasible) >= to_find:
+            break
+        processed += 1
         st, by = run_filters_with_nominated(state, pod, info, filters, nominated)
+        if trace is not None:
+            trace.verdicts[info.name] = None if st.ok else (by, st)
         if st.ok:
             feasible.append(info)
         else:
@@ -280,9 +345,11 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     if not feasible:
         return _unschedulable(pod, nodes, failed, profile, nominated, frozenset(rejectors),
                               fit_error(len(nodes), list(failed.values())))
-    if len(feasible) == 1:
-        return Decision(feasible[0].name, "")
-    totals = run_scores(state, pod, feasible, nodes, profile.scorers)
+    if len(feasible) == 1 and trace is None:
+        return Decision(feasible[0].name, "", processed=processed)
+    totals = run_scores(state, pod, feasible, nodes, profile.scorers, trace)
+    if trace is not None:
+        trace.totals = {info.name: totals[i] for i, info in enumerate(feasible)}
     # Ties go to the first name, for stable tests (kube picks one at random).
     best = min(range(len(feasible)), key=lambda i: (-totals[i], feasible[i].name))
-    return Decision(feasible[best].name, "")
+    return Decision(feasible[best].name, "", processed=processed)

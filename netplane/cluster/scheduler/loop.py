@@ -8,19 +8,27 @@ nominated to their node, where pods of lower priority leave it room."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from netplane.api import meta, priority, resources, selectors, storage
 from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client, Informer
 from netplane.cluster.events import Reason, Recorder, Source
 from netplane.cluster.scheduler import events
-from netplane.cluster.scheduler.framework import Nominated, PostFilterResult, schedule
+from netplane.cluster.scheduler.config import DEFAULT_SCHEDULER, Deps, ProfileSpec, build
+from netplane.cluster.scheduler.framework import (
+    Nominated,
+    PostFilterResult,
+    Profile,
+    Trace,
+    schedule,
+)
 from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo, snapshot
 from netplane.cluster.scheduler.preemption import PREEMPTION_BY_SCHEDULER
-from netplane.cluster.scheduler.profiles import default_profile
 from netplane.cluster.scheduler.queue import Clock, SchedulingQueue
 from netplane.cluster.scheduler.spread import default_selector
 from netplane.cluster.scheduler.volumes import VolumeBinding
@@ -31,6 +39,10 @@ log = logging.getLogger(__name__)
 def _pending(pod: Obj) -> bool:
     return not pod.get("spec", {}).get("nodeName") and not meta.is_deleting(pod) \
         and pod.get("status", {}).get("phase", "Pending") == "Pending"
+
+
+def scheduler_name(pod: Obj) -> str:
+    return str((pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER)
 
 
 def _key(pod: Obj) -> str:
@@ -47,9 +59,9 @@ def _renominate(nominated: dict[str, list[PodInfo]], pod: Obj, node: str) -> Non
 
 
 class Scheduler:
-    def __init__(self, client: Client, *, clock: Clock = time.monotonic) -> None:
+    def __init__(self, client: Client, *, clock: Clock = time.monotonic,
+                 profiles: list[ProfileSpec] | None = None) -> None:
         self.client = client
-        self.events = Recorder(client, Source("default-scheduler"))
         self.pods = Informer(client, resources.POD)
         self.nodes = Informer(client, resources.NODE)
         self.namespaces = Informer(client, resources.NAMESPACE)
@@ -63,10 +75,14 @@ class Scheduler:
         self.volume_binding = VolumeBinding(lambda ns, n: self.claims.get(n, ns),
                                             self.volumes.get, self.classes.get)
         self.budgets = Informer(client, resources.PODDISRUPTIONBUDGET)
-        self.profile = default_profile(volume_binding=self.volume_binding,
-                                       namespace_labels=self._namespace_labels,
-                                       default_selector=self._default_selector,
-                                       budgets=self.budgets.items)
+        deps = Deps(self.volume_binding, self._namespace_labels, self._default_selector,
+                    self.budgets.items)
+        # One profile per schedulerName; pods naming another are not ours.
+        self.profiles = {spec.name: build(spec, deps) for spec in profiles or [ProfileSpec()]}
+        self.profile = self.profiles.get(DEFAULT_SCHEDULER) or next(iter(self.profiles.values()))
+        self.recorders = {name: Recorder(client, Source(name)) for name in self.profiles}
+        # Where the next pod's filtering starts (kube goes round the nodes).
+        self.next_start = 0
         self.queue = SchedulingQueue(clock=clock)
         self.clock = clock
         self.wake = asyncio.Event()
@@ -96,8 +112,11 @@ class Scheduler:
         self.queue.move(cures)
         self.wake.set()
 
+    def ours(self, pod: Obj) -> bool:
+        return scheduler_name(pod) in self.profiles
+
     def on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
-        if cur is None or not _pending(cur):
+        if cur is None or not _pending(cur) or not self.ours(cur):
             gone = prev if cur is None else cur
             if gone is not None:
                 self.queue.remove(_key(gone))
@@ -119,6 +138,22 @@ class Scheduler:
 
     def on_storage(self, prev: Obj | None, cur: Obj | None) -> None:
         self._moved(events.STORAGE_CURES)
+
+    def _events(self, pod: Obj) -> Recorder:
+        return self.recorders.get(scheduler_name(pod)) or self.recorders[self.profile.name]
+
+    def explain(self, pod: Obj) -> tuple[Profile, Trace, str | None, str]:
+        """What this scheduler would decide for ``pod`` now, with every
+        node's verdict and scores: the pod taken off its node if bound."""
+        profile = self.profiles.get(scheduler_name(pod), self.profile)
+        infos = self.node_infos()
+        for info in infos:
+            info.remove_pod(meta.uid(pod))
+        unbound = copy.deepcopy(pod)
+        unbound.setdefault("spec", {}).pop("nodeName", None)
+        trace = Trace()
+        decision = schedule(unbound, infos, profile, self.nominated(), trace=trace)
+        return profile, trace, decision.node, decision.message
 
     def node_infos(self) -> list[NodeInfo]:
         return snapshot(self.nodes.items(), self.pods.items(), self.assumed)
@@ -143,7 +178,10 @@ class Scheduler:
         up no other pod."""
         infos = self.node_infos() if infos is None else infos
         nominated = self.nominated() if nominated is None else nominated
-        decision = schedule(pod, infos, self.profile, nominated)
+        profile = self.profiles[scheduler_name(pod)]
+        decision = schedule(pod, infos, profile, nominated, start=self.next_start)
+        if infos:
+            self.next_start = (self.next_start + decision.processed) % len(infos)
         if decision.node is None:
             self.queue.failed(_key(pod), decision.rejectors)
             if decision.preempted.victims:
@@ -178,7 +216,7 @@ class Scheduler:
             return
         self.queue.succeeded(_key(pod))
         log.info("bound %s to %s", meta.namespaced_name(pod), node)
-        self.events.normal(pod, Reason.SCHEDULED, f"Successfully assigned "
+        self._events(pod).normal(pod, Reason.SCHEDULED, f"Successfully assigned "
                            f"{meta.namespaced_name(pod)} to {node}")
 
     async def _preempt(self, pod: Obj, done: PostFilterResult, nominated: Nominated) -> None:
@@ -206,7 +244,7 @@ class Scheduler:
                     continue
             log.info("%s preempted %s on %s", meta.namespaced_name(pod),
                      meta.namespaced_name(victim), node)
-            self.events.normal(victim, Reason.PREEMPTED,
+            self._events(pod).normal(victim, Reason.PREEMPTED,
                                f"Preempted by pod {meta.uid(pod)} on node {node}")
         prio = priority.of(pod)
         for other in nominated.get(node, ()):
@@ -241,7 +279,7 @@ class Scheduler:
         elif nominated == "":
             pod["status"].pop("nominatedNodeName", None)
         if not cond or cond.get("message") != message:
-            self.events.warning(pod, Reason.FAILED_SCHEDULING, message)
+            self._events(pod).warning(pod, Reason.FAILED_SCHEDULING, message)
         try:
             await self.client.update_status(resources.POD, pod)
         except ApiError:
@@ -262,8 +300,24 @@ class Scheduler:
         # kube's PrioritySort: the highest priority first, then the oldest.
         for pod in sorted(ready, key=lambda p: (-priority.of(p),
                                                 p["metadata"].get("creationTimestamp", ""))):
-            if _pending(pod) and meta.uid(pod) not in self.assumed:
+            if _pending(pod) and meta.uid(pod) not in self.assumed and self.ours(pod):
                 await self.schedule_one(pod, infos, nominated)
+
+    def informers(self) -> list[Informer]:
+        return [self.pods, self.nodes, self.namespaces, self.claims, self.volumes,
+                self.classes, self.services, self.budgets, *self.owners.values()]
+
+    @contextlib.asynccontextmanager
+    async def synced(self) -> AsyncIterator[None]:
+        """The caches filled and kept up to date while the block runs."""
+        tasks = [asyncio.create_task(inf.run()) for inf in self.informers()]
+        try:
+            await asyncio.gather(*(inf.synced.wait() for inf in self.informers()))
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self) -> None:
         handlers = ((self.pods, self.on_pod), (self.nodes, self.on_node),
@@ -271,21 +325,20 @@ class Scheduler:
                     (self.volumes, self.on_storage), (self.classes, self.on_storage))
         for inf, handler in handlers:
             inf.add_handler(handler)
-        informers = [*(inf for inf, _ in handlers), self.services, self.budgets,
-                     *self.owners.values()]
-        tasks = [asyncio.create_task(inf.run()) for inf in informers]
         try:
-            await asyncio.gather(*(inf.synced.wait() for inf in informers))
-            while True:
-                self.wake.clear()
-                await self.run_pass()
-                deadline = self.queue.next_deadline()
-                timeout = None if deadline is None else max(deadline - self.clock(), 0.0)
-                try:
-                    await asyncio.wait_for(self.wake.wait(), timeout)
-                except TimeoutError:
-                    pass
+            async with self.synced():
+                await self._loop()
         finally:
-            for t in [*tasks, *self.binding]:
+            for t in self.binding:
                 t.cancel()
 
+    async def _loop(self) -> None:
+        while True:
+            self.wake.clear()
+            await self.run_pass()
+            deadline = self.queue.next_deadline()
+            timeout = None if deadline is None else max(deadline - self.clock(), 0.0)
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except TimeoutError:
+                pass

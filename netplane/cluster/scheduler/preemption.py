@@ -99,8 +99,9 @@ def _importance(info: PodInfo) -> tuple[int, float]:
 class DefaultPreemption:
     name = "DefaultPreemption"
 
-    def __init__(self, budgets: Budgets = lambda: ()) -> None:
-        self.budgets = budgets
+    def __init__(self, budgets: Budgets = lambda: (), *, percent: int = MIN_CANDIDATE_PERCENT,
+                 absolute: int = MIN_CANDIDATE_NODES) -> None:
+        self.budgets, self.percent, self.absolute = budgets, percent, absolute
 
     def eligible(self, pod: Obj, nodes: Sequence[NodeInfo],
                  statuses: Mapping[str, Status]) -> str:
@@ -176,7 +177,7 @@ class DefaultPreemption:
         """kube's DryRunPreemption, from the first node in name order (kube
         starts at a random one): it stops once enough candidates that break
         no budget are found."""
-        wanted = max(len(potential) * MIN_CANDIDATE_PERCENT // 100, MIN_CANDIDATE_NODES)
+        wanted = max(len(potential) * self.percent // 100, self.absolute)
         wanted = min(wanted, len(potential))
         budgets = list(self.budgets())
         clean: list[Candidate] = []

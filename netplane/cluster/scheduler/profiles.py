@@ -1,19 +1,15 @@
 """The default profile: kube-scheduler 1.32's default plugins, in its
-order, with its score weights. netplane adds NodeReady (kube's node
-lifecycle controller would taint the node instead)."""
+order, with its score weights (see ``config`` for the lists and for
+profiles read from a KubeSchedulerConfiguration)."""
 
 from __future__ import annotations
 
-from netplane.cluster.scheduler import plugins
-from netplane.cluster.scheduler.fit import (
-    NodeResourcesBalancedAllocation,
-    NodeResourcesFit,
-    Strategy,
-)
-from netplane.cluster.scheduler.framework import FilterPlugin, Profile, Weighted
-from netplane.cluster.scheduler.interpod import InterPodAffinity, NamespaceLabels
-from netplane.cluster.scheduler.preemption import Budgets, DefaultPreemption
-from netplane.cluster.scheduler.spread import DefaultSelector, PodTopologySpread
+from netplane.cluster.scheduler.config import Deps, ProfileSpec, build
+from netplane.cluster.scheduler.fit import Strategy
+from netplane.cluster.scheduler.framework import FilterPlugin, Profile
+from netplane.cluster.scheduler.interpod import NamespaceLabels
+from netplane.cluster.scheduler.preemption import Budgets
+from netplane.cluster.scheduler.spread import DefaultSelector
 
 
 def default_profile(*, volume_binding: FilterPlugin | None = None,
@@ -21,16 +17,5 @@ def default_profile(*, volume_binding: FilterPlugin | None = None,
                     default_selector: DefaultSelector = lambda pod: None,
                     budgets: Budgets = lambda: (),
                     strategy: Strategy = Strategy.LEAST_ALLOCATED) -> Profile:
-    taints, affinity, fit = plugins.TaintToleration(), plugins.NodeAffinity(), \
-        NodeResourcesFit(strategy)
-    spread, inter = PodTopologySpread(default_selector), InterPodAffinity(namespace_labels)
-    volumes = (volume_binding,) if volume_binding is not None else ()
-    return Profile(
-        filters=(plugins.NodeUnschedulable(), plugins.NodeName(), plugins.NodeReady(), taints,
-                 affinity, plugins.NodePorts(), fit, *volumes, spread,
-                 inter),
-        scorers=(Weighted(taints, 3), Weighted(affinity, 2), Weighted(spread, 2),
-                 Weighted(inter, 2), Weighted(fit, 1),
-                 Weighted(NodeResourcesBalancedAllocation(), 1),
-                 Weighted(plugins.ImageLocality(), 1)),
-        post_filter=DefaultPreemption(budgets))
+    spec = ProfileSpec(args={"NodeResourcesFit": {"scoringStrategy": {"type": strategy.value}}})
+    return build(spec, Deps(volume_binding, namespace_labels, default_selector, budgets))
