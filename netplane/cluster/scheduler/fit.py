@@ -81,6 +81,7 @@ def _weighted(used: Resource, info: NodeInfo, weights: tuple[int, int]) -> list[
 
 class NodeResourcesFit:
     name = "NodeResourcesFit"
+    node_local = True
 
     def __init__(self, strategy: Strategy = Strategy.LEAST_ALLOCATED, *,
                  weights: tuple[int, int] = (1, 1), shape: Shape = DEFAULT_SHAPE) -> None:
@@ -113,6 +114,7 @@ class NodeResourcesFit:
 
 class NodeResourcesBalancedAllocation:
     name = "NodeResourcesBalancedAllocation"
+    node_local = True
 
     def pre_score(self, state: CycleState, pod: Obj, feasible: object, nodes: object) -> Status:
         want = state[self.name] = pod_requests(pod)

@@ -9,6 +9,8 @@ go) count there for every pod of no higher priority."""
 from __future__ import annotations
 
 import enum
+import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -114,6 +116,14 @@ class PostFilterPlugin(Protocol):
 class Weighted:
     plugin: ScorePlugin
     weight: int
+    # Which optional steps the plugin has, found once (a runtime check of a
+    # Protocol costs more than the step itself).
+    pre_scores: bool = field(init=False)
+    normalizes: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pre_scores", isinstance(self.plugin, PreScorePlugin))
+        object.__setattr__(self, "normalizes", isinstance(self.plugin, NormalizePlugin))
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,51 @@ class Trace:
 
 
 MIN_FEASIBLE_NODES, MIN_FEASIBLE_PERCENT = 100, 5
+
+
+def node_local(plugin: object) -> bool:
+    """A plugin whose verdict and score on a node depend only on the pod and
+    that node (not on other nodes, nor on other pods' labels elsewhere)."""
+    return bool(getattr(plugin, "node_local", False))
+
+
+def shape(pod: Obj) -> str:
+    """What node-local plugins read of a pod: pods of one shape (the replicas
+    of one template) get the same verdict and score on an unchanged node."""
+    spec = pod.get("spec") or {}
+    containers = [(c.get("resources"), c.get("ports"), c.get("restartPolicy"), c.get("image"))
+                  for c in (*(spec.get("initContainers") or []), *(spec.get("containers") or []))]
+    return json.dumps((containers, spec.get("overhead"), spec.get("nodeSelector"),
+                       (spec.get("affinity") or {}).get("nodeAffinity"),
+                       spec.get("tolerations"), spec.get("nodeName")),
+                      sort_keys=True, default=str)
+
+
+# One node's memo for one shape: the node's version then, its filter
+# verdict (status, plugin), and the raw scores by plugin name.
+Memo = dict[str, tuple[tuple[object, int, int], tuple[Status, str], dict[str, int]]]
+
+
+class Equivalence:
+    """Node-local verdicts and raw scores by pod shape, kept while the node
+    is unchanged (kube once had such an equivalence cache): the replicas
+    of a Deployment after the first are judged on the nodes that changed
+    only. A few hundred shapes at most, the oldest forgotten first."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.memos: OrderedDict[str, Memo] = OrderedDict()
+
+    def memo(self, pod: Obj) -> Memo:
+        key = shape(pod)
+        memo = self.memos.get(key)
+        if memo is None:
+            memo = self.memos[key] = {}
+            if len(self.memos) > self.size:
+                self.memos.popitem(last=False)
+        else:
+            self.memos.move_to_end(key)
+        return memo
 
 
 def nodes_to_find(percentage: int | None, total: int) -> int:
@@ -242,24 +297,38 @@ def run_filters_with_nominated(state: CycleState, pod: Obj, info: NodeInfo,
     return run_filters(state, pod, info, filters)
 
 
+def _scores(state: CycleState, pod: Obj, plugin: ScorePlugin, name: str,
+            feasible: Sequence[NodeInfo], memos: Sequence[dict[str, int]] | None) -> list[int]:
+    """The plugin's raw scores, from each node's memo (of its version now)
+    where the plugin is node-local."""
+    if memos is None or not node_local(plugin):
+        return [plugin.score(state, pod, info) for info in feasible]
+    out = [m.get(name) for m in memos]
+    for i, raw in enumerate(out):
+        if raw is None:
+            out[i] = memos[i][name] = plugin.score(state, pod, feasible[i])
+    return out  # type: ignore[return-value]
+
+
 def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
                nodes: Sequence[NodeInfo], scorers: Sequence[Weighted],
-               trace: Trace | None = None) -> list[int]:
+               trace: Trace | None = None,
+               memos: Sequence[dict[str, int]] | None = None) -> list[int]:
     """Each plugin's scores over the feasible nodes, normalised, weighted, summed."""
     totals = [0] * len(feasible)
     for w in scorers:
         name = str(getattr(w.plugin, "name", type(w.plugin).__name__))
         if trace is not None:
             trace.weights[name] = w.weight
-        if isinstance(w.plugin, PreScorePlugin) and \
-                w.plugin.pre_score(state, pod, feasible, nodes).code is Code.SKIP:
+        if w.pre_scores and w.plugin.pre_score(  # type: ignore[attr-defined]
+                state, pod, feasible, nodes).code is Code.SKIP:
             if trace is not None:
                 trace.scores[name] = None
             continue  # the same for every node: no say in the ranking
-        scores = [w.plugin.score(state, pod, info) for info in feasible]
+        scores = _scores(state, pod, w.plugin, name, feasible, memos)
         raw = list(scores)
-        if isinstance(w.plugin, NormalizePlugin):
-            w.plugin.normalize(state, scores)
+        if w.normalizes:
+            w.plugin.normalize(state, scores)  # type: ignore[attr-defined]
         if trace is not None:
             trace.scores[name] = {info.name: (raw[i], scores[i])
                                   for i, info in enumerate(feasible)}
@@ -299,10 +368,12 @@ def _unschedulable(pod: Obj, nodes: Sequence[NodeInfo], statuses: dict[str, Stat
 
 def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
              nominated: Nominated | None = None, *, start: int = 0,
-             trace: Trace | None = None) -> Decision:
+             trace: Trace | None = None, cache: Equivalence | None = None) -> Decision:
     """One scheduling cycle. Filtering starts at node ``start`` (kube goes
     round the nodes from one pod to the next) and, in a large cluster,
-    stops once enough nodes fit; a ``trace`` looks at every node."""
+    stops once enough nodes fit; a ``trace`` looks at every node. With a
+    ``cache``, node-local work done for an earlier pod of the same shape on
+    a node unchanged since is not done again."""
     if not nodes:
         return Decision(None, NO_NODES)
     nominated = nominated or {}
@@ -326,7 +397,12 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     to_find = len(nodes) if trace is not None else nodes_to_find(profile.percentage,
                                                                    len(nodes))
     start %= len(nodes)
+    memo = cache.memo(pod) if cache is not None and trace is None else None
+    # The filters' verdicts are memoised only when every filter left is node-local.
+    filter_memo = memo if memo is not None and all(node_local(f) for f in filters) else None
     feasible: list[NodeInfo] = []
+    # The score memo of each feasible node, when filters were memoised.
+    memos: list[dict[str, int]] | None = [] if filter_memo is not None else None
     failed: dict[str, Status] = {}
     rejectors: set[str] = set()
     processed = 0
@@ -334,7 +410,16 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
         if len(feasible) >= to_find:
             break
         processed += 1
-        st, by = run_filters_with_nominated(state, pod, info, filters, nominated)
+        scores: dict[str, int] = {}
+        entry = filter_memo.get(info.name) if filter_memo is not None else None
+        if entry is not None and entry[0] == info.version and not nominated.get(info.name):
+            (st, by), scores = entry[1], entry[2]
+        else:
+            st, by = run_filters_with_nominated(state, pod, info, filters, nominated)
+            if filter_memo is not None and not nominated.get(info.name):
+                filter_memo[info.name] = (info.version, (st, by), scores)
+        if st.ok and memos is not None:
+            memos.append(scores)
         if trace is not None:
             trace.verdicts[info.name] = None if st.ok else (by, st)
         if st.ok:
@@ -347,7 +432,7 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
                               fit_error(len(nodes), list(failed.values())))
     if len(feasible) == 1 and trace is None:
         return Decision(feasible[0].name, "", processed=processed)
-    totals = run_scores(state, pod, feasible, nodes, profile.scorers, trace)
+    totals = run_scores(state, pod, feasible, nodes, profile.scorers, trace, memos)
     if trace is not None:
         trace.totals = {info.name: totals[i] for i, info in enumerate(feasible)}
     # Ties go to the first name, for stable tests (kube picks one at random).

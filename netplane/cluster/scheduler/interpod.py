@@ -142,7 +142,9 @@ class InterPodAffinity:
         pref = weighted(me.preferred_affinity, pod)
         anti = [(t, -w) for t, w in weighted(me.preferred_anti_affinity, pod)]
         scores: Counter[Pair] = Counter()
-        for info in nodes:
+        # Without terms of its own, only pods with terms can score it.
+        walked = nodes if pref or anti else [n for n in nodes if n.pods_with_affinity]
+        for info in walked:
             if not meta.labels(info.node):
                 continue
             for other in (info.pods if pref or anti else info.pods_with_affinity):

@@ -21,6 +21,7 @@ from netplane.cluster.events import Reason, Recorder, Source
 from netplane.cluster.scheduler import events
 from netplane.cluster.scheduler.config import DEFAULT_SCHEDULER, Deps, ProfileSpec, build
 from netplane.cluster.scheduler.framework import (
+    Equivalence,
     Nominated,
     PostFilterResult,
     Profile,
@@ -83,6 +84,7 @@ class Scheduler:
         self.recorders = {name: Recorder(client, Source(name)) for name in self.profiles}
         # Where the next pod's filtering starts (kube goes round the nodes).
         self.next_start = 0
+        self.equivalence = Equivalence()
         self.queue = SchedulingQueue(clock=clock)
         self.clock = clock
         self.wake = asyncio.Event()
@@ -179,7 +181,8 @@ class Scheduler:
         infos = self.node_infos() if infos is None else infos
         nominated = self.nominated() if nominated is None else nominated
         profile = self.profiles[scheduler_name(pod)]
-        decision = schedule(pod, infos, profile, nominated, start=self.next_start)
+        decision = schedule(pod, infos, profile, nominated, start=self.next_start,
+                            cache=self.equivalence)
         if infos:
             self.next_start = (self.next_start + decision.processed) % len(infos)
         if decision.node is None:

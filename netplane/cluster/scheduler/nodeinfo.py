@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from netplane.api import meta
 from netplane.api.meta import Obj
@@ -158,15 +159,29 @@ class NodeInfo:
     def __post_init__(self) -> None:
         status = self.node.get("status") or {}
         alloc = status.get("allocatable") or {}
+        self.name = meta.name(self.node)
         self.allocatable = resource_list(alloc)
         self.allowed_pods = int(quantity(str(alloc.get(PODS, "0"))))
+        # An order-free sum over the pods' uids: with the node's
+        # resourceVersion, it tells whether anything a node-local plugin
+        # reads has changed since a pod of the same shape was judged here.
+        self._pods_sum = 0
+        self._rv = meta.meta(self.node).get("resourceVersion")
+        self.version: tuple[object, int, int] = (self._rv, 0, 0)
+        self._images: dict[str, int] | None = None
         pods, self.pods = self.pods, []
         for p in pods:
             self.add_pod(p)
 
     @property
-    def name(self) -> str:
-        return meta.name(self.node)
+    def images(self) -> dict[str, int]:
+        """The images the node reports, by every name of each, with their sizes."""
+        if self._images is None:
+            self._images = {}
+            for image in (self.node.get("status") or {}).get("images") or []:
+                for n in image.get("names") or []:
+                    self._images[str(n)] = int(image.get("sizeBytes") or 0)
+        return self._images
 
     def clone(self) -> NodeInfo:
         """A copy whose pods can change without touching this one."""
@@ -174,6 +189,8 @@ class NodeInfo:
 
     def add_pod(self, info: PodInfo) -> None:
         self.pods.append(info)
+        self._pods_sum += hash(meta.uid(info.pod))
+        self.version = (self._rv, len(self.pods), self._pods_sum)
         self.requested += info.requests
         self.non_zero_requested += info.non_zero
         self.used_ports.extend(info.ports)
@@ -184,6 +201,8 @@ class NodeInfo:
         for i, info in enumerate(self.pods):
             if meta.uid(info.pod) == uid:
                 del self.pods[i]
+                self._pods_sum -= hash(uid)
+                self.version = (self._rv, len(self.pods), self._pods_sum)
                 self.requested -= info.requests
                 self.non_zero_requested -= info.non_zero
                 for port in info.ports:
@@ -193,8 +212,18 @@ class NodeInfo:
                 return
 
 
+class Snapshot(list[NodeInfo]):
+    """The nodes of one scheduling pass, with what plugins work out once
+    for all of them (``memo``); pods assumed in the pass change no node
+    property kept there."""
+
+    def __init__(self, infos: Iterable[NodeInfo] = ()) -> None:
+        super().__init__(infos)
+        self.memo: dict[str, Any] = {}
+
+
 def snapshot(nodes: Iterable[Obj], pods: Iterable[Obj],
-             assumed: dict[str, str] | None = None) -> list[NodeInfo]:
+             assumed: dict[str, str] | None = None) -> Snapshot:
     """One NodeInfo per node, holding the pods bound to it or assumed there."""
     infos = {meta.name(n): NodeInfo(n) for n in nodes}
     assumed = assumed or {}
@@ -203,4 +232,4 @@ def snapshot(nodes: Iterable[Obj], pods: Iterable[Obj],
         if node in infos and (pod.get("status") or {}).get("phase") not in ("Succeeded",
                                                                              "Failed"):
             infos[node].add_pod(PodInfo.of(pod))
-    return list(infos.values())
+    return Snapshot(infos.values())

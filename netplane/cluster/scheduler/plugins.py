@@ -17,7 +17,7 @@ from netplane.cluster.scheduler.framework import (
     Status,
     default_normalize,
 )
-from netplane.cluster.scheduler.nodeinfo import NodeInfo, host_ports, ports_conflict
+from netplane.cluster.scheduler.nodeinfo import NodeInfo, Snapshot, host_ports, ports_conflict
 
 
 def _tolerations(pod: Obj) -> list[Obj]:
@@ -28,6 +28,7 @@ class NodeName:
     """A pod that names its node fits only there."""
 
     name = "NodeName"
+    node_local = True
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         wanted = (pod.get("spec") or {}).get("nodeName")
@@ -41,6 +42,7 @@ class NodeReady:
     NoSchedule taint: only pods that tolerate it go there."""
 
     name = "NodeReady"
+    node_local = True
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         if meta.node_ready(info.node):
@@ -57,6 +59,7 @@ class NodeUnschedulable:
     (DaemonSet pods do), as kube's plugin of that name."""
 
     name = "NodeUnschedulable"
+    node_local = True
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         taint = {"key": scheduling.UNSCHEDULABLE, "effect": scheduling.NO_SCHEDULE}
@@ -75,6 +78,7 @@ class TaintToleration:
     tolerated. Score: fewer untolerated PreferNoSchedule taints is better."""
 
     name = "TaintToleration"
+    node_local = True
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         taint = scheduling.untolerated(_taints(info), _tolerations(pod))
@@ -102,6 +106,7 @@ class NodeAffinity:
     preferred terms the node matches."""
 
     name = "NodeAffinity"
+    node_local = True
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         if not (scheduling.selector_matches(pod, info.node)
@@ -124,6 +129,7 @@ class NodePorts:
     """The pod's host ports must be free on the node, per protocol and host IP."""
 
     name = "NodePorts"
+    node_local = True
 
     def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
         if any(ports_conflict(info.used_ports, p) for p in host_ports(pod)):
@@ -144,14 +150,6 @@ def normalized_image(name: str) -> str:
     return name
 
 
-def node_images(node: Obj) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for image in (node.get("status") or {}).get("images") or []:
-        for n in image.get("names") or []:
-            out[str(n)] = int(image.get("sizeBytes") or 0)
-    return out
-
-
 class ImageLocality:
     """Nodes that already hold the pod's images score higher, by image size
     scaled by how many nodes have it (so that one node does not draw every
@@ -159,15 +157,26 @@ class ImageLocality:
 
     name = "ImageLocality"
 
+    @staticmethod
+    def _holders(nodes: Sequence[NodeInfo]) -> dict[str, int]:
+        """How many nodes hold each image: counted once per snapshot, which
+        one scheduling pass decides many pods over."""
+        memo = nodes.memo if isinstance(nodes, Snapshot) else {}
+        counts: dict[str, int] | None = memo.get("image-holders")
+        if counts is None:
+            counts = memo["image-holders"] = {}
+            for info in nodes:
+                for name in info.images:
+                    counts[name] = counts.get(name, 0) + 1
+        return counts
+
     def pre_score(self, state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
                   nodes: Sequence[NodeInfo]) -> Status:
         spec = pod.get("spec") or {}
         containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
         wanted = {normalized_image(str(c.get("image") or "")) for c in containers}
-        spread: dict[str, int] = dict.fromkeys(wanted, 0)
-        for info in nodes:
-            for name in node_images(info.node).keys() & wanted:
-                spread[name] += 1
+        holders = self._holders(nodes)
+        spread = {name: holders.get(name, 0) for name in wanted}
         state[self.name] = (containers, spread, len(nodes))
         return OK if any(spread.values()) else SKIP  # no node has any: all score 0
 
@@ -175,7 +184,7 @@ class ImageLocality:
         containers: list[Obj]
         spread: dict[str, int]
         containers, spread, total = state[self.name]
-        images = node_images(info.node)
+        images = info.images
         total_size = 0
         for c in containers:
             name = normalized_image(str(c.get("image") or ""))
