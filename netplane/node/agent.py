@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from netplane.net import netns, routes
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
 from netplane.node import capacity, kubeletapi, registration
+from netplane.node.cgroups import Hierarchy
 from netplane.node.hostports import HostPorts
 from netplane.node.localpath import LocalPathProvisioner
 from netplane.node.nodedns import NodeDNS, upstream_list
@@ -143,7 +145,8 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
                       cluster_domain=cfg.cluster_domain, api_ip=cfg.api_ip,
                       node_resolv_conf=read_text(Path("/etc/resolv.conf")),
                       ca_cert=read_text(Path(cfg.ca_file)))
-    runtime = ProcessRuntime(state_dir=cfg.state_dir / "runtime")
+    runtime = ProcessRuntime(state_dir=cfg.state_dir / "runtime",
+                             cgroups=node_cgroups(cfg.node_name))
     pods = PodManager(client=client, pods=all_pods,
                       runtime=runtime,
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
@@ -186,6 +189,22 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         await status.stop()
         await dns.stop()
         await client.close()
+
+
+def node_cgroups(node_name: str) -> Hierarchy | None:
+    """The node's cgroups, ``netplane/<node>`` (nodes of a lab share one
+    kernel: each keeps its pods apart); None where the agent may not make
+    them (not root, no usable hierarchy)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        cgroups = Hierarchy.detect(f"netplane/{node_name}")
+    except OSError as e:
+        log.warning("no cgroups for containers: %s", e)
+        return None
+    if cgroups is None:
+        log.warning("no cgroups for containers: neither v1 cpu and memory nor v2 offers them")
+    return cgroups
 
 
 def run(cfg: AgentConfig) -> None:

@@ -38,7 +38,8 @@ def container_id(state: ContainerState) -> str:
 def terminated(state: ContainerState, *, reason: str = "") -> Obj:
     """A ``terminated`` state block, for ``state`` or ``lastState``."""
     code = state.exit_code if state.exit_code is not None else 137
-    out: Obj = {"exitCode": code, "reason": reason or ("Completed" if code == 0 else "Error")}
+    reason = reason or state.reason or ("Completed" if code == 0 else "Error")
+    out: Obj = {"exitCode": code, "reason": reason}
     if (started := stamp(state.started_at)) is not None:
         out["startedAt"] = started
     if (finished := stamp(state.finished_at or state.started_at)) is not None:
