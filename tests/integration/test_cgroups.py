@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from netplane.node import podstatus
 from netplane.node.cgrouplimits import PodCgroup
 from netplane.node.cgroups import Hierarchy, Version
 from netplane.node.runtime.process import ContainerState, ContainerStatus, ProcessRuntime
+from tests.integration.scratchcgroups import scratch_cgroups
 
 pytestmark = pytest.mark.root
 
@@ -60,17 +60,8 @@ class Pod:
 
 @pytest.fixture
 def cgroups() -> Iterator[Hierarchy]:
-    name = f"netplane-test/{uuid.uuid4().hex[:8]}"
-    found = Hierarchy.detect(name)
-    if found is None:
-        pytest.skip("no usable cgroup hierarchy")
-    yield found
-    assert found.remove("")
-    for root in found.roots.values():
-        try:
-            root.parent.rmdir()
-        except OSError:
-            pass  # another run's node is still there
+    with scratch_cgroups() as found:
+        yield found
 
 
 @pytest.fixture
