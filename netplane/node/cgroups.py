@@ -32,6 +32,7 @@ V2_CONTROLLERS = ("cpu", "memory", "pids")
 MOUNTINFO = Path("/proc/self/mountinfo")
 SELF_CGROUP = Path("/proc/self/cgroup")
 REMOVE_WAIT = 2.0  # a killed process leaves its cgroup once its parent reaps it
+RECORD_FILE = "cgroups"  # in the agent's state dir: where its node's cgroups are
 
 
 class Version(enum.Enum):
@@ -105,11 +106,13 @@ class Hierarchy:
     folder in that controller's hierarchy (all the same folder in v2)."""
 
     def __init__(self, version: Version, roots: dict[str, Path],
-                 parent: Path | None = None) -> None:
-        """``parent``: in v2, the folder the node's root goes under."""
+                 parent: Path | None = None, name: str = "") -> None:
+        """``parent``: in v2, the folder the node's root goes under;
+        ``name``: the node's root relative to the agent's cgroup."""
         self.version = version
         self.roots = roots
         self.parent = parent
+        self.name = name
 
     @classmethod
     def detect(cls, name: str, *, mountinfo: str | None = None,
@@ -121,13 +124,15 @@ class Hierarchy:
         v1 = {c: m for m in mounts if m.fstype == "cgroup" for c in V1_CONTROLLERS
               if c in m.options}
         if {"cpu", "memory"} <= set(v1):
-            return cls(Version.V1, {c: _inside(m, own.get(c, "/")) / name for c, m in v1.items()})
+            return cls(Version.V1, {c: _inside(m, own.get(c, "/")) / name for c, m in v1.items()},
+                       name=name)
         for m in mounts:
             if m.fstype == "cgroup2" and {"cpu", "memory"} <= _offered(m.point):
                 parent = _inside(m, own.get("", "/"))
                 if not {"cpu", "memory"} <= _enabled(parent):
                     parent = m.point
-                return cls(Version.V2, {c: parent / name for c in V2_CONTROLLERS}, parent)
+                return cls(Version.V2, {c: parent / name for c in V2_CONTROLLERS}, parent,
+                           name=name)
         return None
 
     def folders(self, rel: str) -> list[Path]:
@@ -223,6 +228,32 @@ class Hierarchy:
                 break
             time.sleep(0.05)
         return not left
+
+
+def record(cgroups: Hierarchy, file: Path) -> None:
+    """Writes where the node's cgroups are, for :func:`remove_recorded`: the
+    agent's cgroup (so the folders) is not one that a later command shares."""
+    file.write_text("\n".join([cgroups.name, *map(str, cgroups.folders(""))]) + "\n")
+
+
+def remove_recorded(file: Path, *, wait: float = REMOVE_WAIT) -> bool:
+    """Removes the node's cgroups that :func:`record` wrote down, and the
+    folders of its name above them when they are left empty (``lab down``,
+    once the pods are killed). True when all are gone."""
+    try:
+        name, *folders = file.read_text().split("\n")
+    except FileNotFoundError:
+        return True
+    roots = [Path(f) for f in folders if f]
+    deadline = time.monotonic() + wait
+    while (left := [r for r in roots if r.exists() and not _rmtree(r)]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    for root in roots:
+        for parent in list(root.parents)[:len(Path(name).parts) - 1]:
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # only when empty: other nodes may still be there
+    return not left
 
 
 def _rmtree(folder: Path) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from netplane.api import meta
 from netplane.api.meta import Obj
+from netplane.node.cgrouplimits import qos_class
 from netplane.node.runtime.process import ContainerState, ContainerStatus
 
 
@@ -112,7 +113,7 @@ def build(pod: Obj, views: list[ContainerView], *, pod_ip: str, host_ip: str,
     sidecars = [v for v in init_views if is_sidecar(v.container)]
     ready = ph == "Running" and all(v.ready for v in (*views, *sidecars))
     status: Obj = {"phase": ph, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
-                   "startTime": started_at,
+                   "startTime": started_at, "qosClass": qos_class(pod).value,
                    "containerStatuses": [container_status(v) for v in views]}
     if init_views:
         status["initContainerStatuses"] = [container_status(v) for v in init_views]

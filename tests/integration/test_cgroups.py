@@ -46,6 +46,7 @@ class Pod:
     netns: str
     resolv: Path
     hosts: Path
+    pid_ns: str | None = None
 
     def start(self, *containers: Obj) -> PodCgroup:
         spec = {"metadata": {"uid": UID}, "spec": {"containers": list(containers)}}
@@ -54,7 +55,7 @@ class Pod:
             self.runtime.start_container(
                 pod_uid=UID, pod_name="hog", namespace="default", container=c,
                 netns=self.netns, hostname="hog", resolv_conf=self.resolv, hosts=self.hosts,
-                env={}, pod_cgroup=cgroup)
+                env={}, pod_cgroup=cgroup, pid_ns=self.pid_ns)
         return cgroup
 
 
@@ -97,6 +98,15 @@ def test_a_memory_hog_over_its_limit_is_oom_killed(pod: Pod) -> None:
     assert fresh.container_state(UID, "main").reason == "OOMKilled"
 
 
+def test_an_oom_kill_in_a_pid_namespace_of_its_own_is_oom_killed_too(pod: Pod) -> None:
+    """Its command's parent is unshare, which does not pass a SIGKILL on."""
+    pod.pid_ns = "own"
+    pod.start(python("import time; x = 'x' * (256 * 2**20); time.sleep(60)",
+                     limits={"memory": "64Mi"}))
+    state = wait_for(lambda: exited(pod.runtime.container_state(UID, "main")), 30)
+    assert (state.exit_code, state.reason) == (137, "OOMKilled")
+
+
 def test_a_kill_that_is_no_oom_is_an_error(pod: Pod) -> None:
     pod.start(python("import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
                      limits={"memory": "64Mi"}))
@@ -136,7 +146,8 @@ def test_limits_are_written_and_the_cgroups_go_with_the_pod(pod: Pod) -> None:
     else:
         assert (folder / "cpu.weight").read_text() == "10\n"
         assert (folder / "memory.max").read_text() == f"{128 * 2**20}\n"
-    usage = pod.cgroups.usage(cgroup.path)
-    assert usage is not None and usage.memory_usage > 0 and usage.cpu_seconds > 0
+    usage = wait_for(lambda: u if (u := pod.cgroups.usage(cgroup.path)) and u.cpu_seconds > 0
+                     else None, 10)
+    assert usage.memory_usage > 0
     pod.runtime.stop_pod(UID, grace=0)
     assert not any(f.exists() for f in pod.cgroups.folders(cgroup.path))

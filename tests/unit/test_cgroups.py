@@ -20,7 +20,14 @@ from netplane.node.cgrouplimits import (
     pod_limits,
     qos_class,
 )
-from netplane.node.cgroups import Hierarchy, Version, parse_mountinfo, parse_self_cgroup
+from netplane.node.cgroups import (
+    Hierarchy,
+    Version,
+    parse_mountinfo,
+    parse_self_cgroup,
+    record,
+    remove_recorded,
+)
 
 HYBRID_MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -177,3 +184,14 @@ def test_v1_limits(tmp_path: Path) -> None:
     assert (roots["memory"] / pod2 / "memory.limit_in_bytes").read_text() == "-1\n"
     assert (roots["pids"] / pod2 / "pids.max").read_text() == "max\n"
     assert h.procs_files(pod1)[0] == roots["cpu"] / pod1 / "cgroup.procs"
+
+
+def test_recorded_cgroups_are_removed_with_their_empty_parents(tmp_path: Path) -> None:
+    roots = {c: tmp_path / c / "netplane/lab-a/node-1" for c in ("cpu", "memory")}
+    h = Hierarchy(Version.V1, roots, name="netplane/lab-a/node-1")
+    h.create("kubepods/besteffort/podu1/web")
+    (tmp_path / "memory/netplane/lab-b").mkdir()  # another lab's
+    record(h, tmp_path / "cgroups")
+    assert remove_recorded(tmp_path / "cgroups")
+    assert not (tmp_path / "cpu/netplane").exists()
+    assert sorted(p.name for p in (tmp_path / "memory/netplane").iterdir()) == ["lab-b"]

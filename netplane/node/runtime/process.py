@@ -422,14 +422,20 @@ class ProcessRuntime:
         del self._children[(pod_uid, name)]
         pod_dir = self.pod_dir(pod_uid)
         if pod_dir.is_dir():
-            reason = OOM_KILLED if self._oom_killed(pod_uid, name, code) else ""
+            reason = ""
+            if self._oom_killed(pod_uid, name, code):
+                # As a runtime reports it: the kernel's SIGKILL. (util-linux's
+                # unshare, the parent of a command in a PID namespace of its
+                # own, exits 1 when its child is killed by SIGKILL.)
+                code, reason = SIGKILL_EXIT, OOM_KILLED
             _write_atomic(pod_dir / f"{name}.exit", f"{code}\n{reason}\n")
 
     def _oom_killed(self, pod_uid: str, name: str, code: int) -> bool:
-        """A SIGKILL exit while the container's cgroup counted an OOM kill."""
+        """A failed exit while the container's cgroup counted an OOM kill,
+        as containerd judges it (whichever of its processes was killed)."""
         base = self._oom_base.pop((pod_uid, name), 0)
         rel = self.cgroup_path(pod_uid, name)
-        if code != SIGKILL_EXIT or self.cgroups is None or rel is None:
+        if code == 0 or self.cgroups is None or rel is None:
             return False
         return self.cgroups.oom_kills(rel) > base
 
