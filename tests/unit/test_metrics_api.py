@@ -168,6 +168,17 @@ async def test_metrics_are_read_only_and_discovered(api: TestClient[Any, Any],
     assert found["pods"]["namespaced"] and found["pods"]["kind"] == "PodMetrics"
 
 
+async def test_kubectl_get_reads_metrics_as_tables(api: TestClient[Any, Any],
+                                                  store: MetricsStore) -> None:
+    table = "application/json;as=Table;v=v1;g=meta.k8s.io"
+    pods = await ok(api, "GET", f"{BASE}/namespaces/shop/pods", accept=table)
+    assert [c["name"] for c in pods["columnDefinitions"]] == ["Name", "CPU", "Memory", "Window"]
+    assert [r["cells"] for r in pods["rows"]] == [["idle-0", "0", "1000", "10s"],
+                                                  ["web-0", "250m", "4436Ki", "10s"]]
+    node = await ok(api, "GET", f"{BASE}/nodes/node-1", accept=table)
+    assert node["rows"][0]["cells"] == ["node-1", "500m", "512Mi", "10s"]
+
+
 def test_kubelet_endpoint_is_the_internal_ip_and_reported_port() -> None:
     assert metricsapi.kubelet_endpoint(node("node-1")) == "192.168.56.11:10250"
     moved = node("node-1")

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
-from netplane.cluster.apiserver import paths, status
+from netplane.cluster.apiserver import paths, status, tables
 from netplane.cluster.apiserver.metricsstore import MetricsStore, list_body, parse
 from netplane.cluster.apiserver.registry import Query, Registry
 
@@ -112,8 +112,13 @@ async def handle(request: web.Request, registry: Registry, target: paths.Target,
         found = of(obj) if obj is not None else None
         if found is None:
             raise status.not_found(target.resource.plural, target.name, group=GROUP)
-        return _json(found)
+        return _json(tables.table(kind, [found], "") if _wants_table(request) else found)
     items, _ = registry.list(source, query)
     out = [m for obj in items if (m := of(obj)) is not None]
     out.sort(key=lambda m: (m["metadata"].get("namespace", ""), m["metadata"]["name"]))
-    return _json(list_body(kind, out))
+    return _json(tables.table(kind, out, "") if _wants_table(request) else list_body(kind, out))
+
+
+def _wants_table(request: web.Request) -> bool:
+    """``kubectl get podmetrics``: metrics-server's Name, CPU, Memory, Window."""
+    return "as=Table" in request.headers.get("Accept", "")
