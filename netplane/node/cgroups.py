@@ -230,6 +230,32 @@ class Hierarchy:
         return not left
 
 
+def procs_files_of(pid: int, *, mountinfo: str | None = None,
+                   own: str | None = None, theirs: str | None = None) -> list[Path]:
+    """The cgroup.procs files of the cgroups process ``pid`` is in, where
+    they are not this process's own: what an exec into its container joins,
+    as runc's exec does."""
+    mounts = parse_mountinfo(MOUNTINFO.read_text() if mountinfo is None else mountinfo)
+    mine = parse_self_cgroup(SELF_CGROUP.read_text() if own is None else own)
+    try:
+        target = parse_self_cgroup(Path(f"/proc/{pid}/cgroup").read_text()
+                                   if theirs is None else theirs)
+    except FileNotFoundError:
+        return []
+    out: list[Path] = []
+    for m in mounts:
+        if m.fstype == "cgroup2":
+            controller = ""
+        elif m.fstype == "cgroup":
+            controller = next((c for c in V1_CONTROLLERS if c in m.options), "-")
+        else:
+            continue
+        path = target.get(controller)
+        if path is not None and path != mine.get(controller):
+            out.append(_inside(m, path) / "cgroup.procs")
+    return list(dict.fromkeys(out))
+
+
 def record(cgroups: Hierarchy, file: Path) -> None:
     """Writes where the node's cgroups are, for :func:`remove_recorded`: the
     agent's cgroup (so the folders) is not one that a later command shares."""

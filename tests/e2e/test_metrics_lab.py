@@ -123,6 +123,15 @@ def test_top_pods_shows_the_busy_pod_busier(lab: Lab, home: Path) -> None:
     assert everywhere is not None and {f"{NS} busy", f"{NS} idle"} <= set(everywhere)
 
 
+def test_kubectl_exec_runs_in_the_containers_cgroup(lab: Lab, home: Path) -> None:
+    uid = kubectl(lab, home, "get", "pod", "-n", NS, "busy", "-o",
+                  "jsonpath={.metadata.uid}").stdout
+    out = kubectl(lab, home, "exec", "-n", NS, "busy", "-c", "web", "--",
+                  "cat", "/proc/self/cgroup").stdout
+    memory = next(line for line in out.splitlines() if ":memory:" in line)
+    assert memory.endswith(f"/kubepods/burstable/pod{uid}/web")
+
+
 def test_top_nodes_lists_every_node(lab: Lab, home: Path) -> None:
     def all_nodes() -> list[list[str]] | None:
         out = kubectl(lab, home, "top", "nodes", check=False)

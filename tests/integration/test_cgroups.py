@@ -7,6 +7,7 @@ networked."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from typing import TypeVar
 import pytest
 
 from netplane.api.meta import Obj
-from netplane.node import podstatus
+from netplane.node import execsession, podstatus
 from netplane.node.cgrouplimits import PodCgroup
 from netplane.node.cgroups import Hierarchy, Version
 from netplane.node.runtime.process import ContainerState, ContainerStatus, ProcessRuntime
@@ -127,6 +128,16 @@ def test_a_cpu_limit_of_100m_holds_a_busy_loop_to_a_tenth_of_a_cpu(pod: Pod) -> 
     print(f"busy loop under a 100m limit: {rate:.3f} CPU")
     assert rate < 0.5
     assert last.memory_working_set > 0
+
+
+def test_an_exec_runs_in_the_containers_cgroups(pod: Pod) -> None:
+    cgroup = pod.start(python("import time; time.sleep(60)", limits={"memory": "64Mi"}))
+    pid = pod.runtime.container_state(UID, "main").pid
+    assert pid is not None
+    out = subprocess.run(execsession.exec_argv(pid, ["cat", "/proc/self/cgroup"]),
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    memory = next(line for line in out.splitlines() if ":memory:" in line)
+    assert memory.endswith(f"/{cgroup.path}/main")
 
 
 def test_limits_are_written_and_the_cgroups_go_with_the_pod(pod: Pod) -> None:

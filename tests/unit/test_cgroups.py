@@ -25,6 +25,7 @@ from netplane.node.cgroups import (
     Version,
     parse_mountinfo,
     parse_self_cgroup,
+    procs_files_of,
     record,
     remove_recorded,
 )
@@ -195,3 +196,15 @@ def test_recorded_cgroups_are_removed_with_their_empty_parents(tmp_path: Path) -
     assert remove_recorded(tmp_path / "cgroups")
     assert not (tmp_path / "cpu/netplane").exists()
     assert sorted(p.name for p in (tmp_path / "memory/netplane").iterdir()) == ["lab-b"]
+
+
+def test_an_exec_joins_the_cgroups_its_container_is_in_that_are_not_ours() -> None:
+    theirs = ("8:pids:/n/kubepods/podu1/web\n4:memory:/sandbox/a1/n/kubepods/podu1/web\n"
+              "2:cpuacct:/n/kubepods/podu1/web\n1:cpu:/n/kubepods/podu1/web\n0::/\n")
+    found = procs_files_of(1, mountinfo=HYBRID_MOUNTINFO, own=HYBRID_SELF, theirs=theirs)
+    assert found == [Path(f"/sys/fs/cgroup/{c}/n/kubepods/podu1/web/cgroup.procs")
+                     for c in ("cpu", "cpuacct")] + [
+        Path("/sys/fs/cgroup/memory/sandbox/a1/n/kubepods/podu1/web/cgroup.procs"),
+        Path("/sys/fs/cgroup/pids/n/kubepods/podu1/web/cgroup.procs")]
+    assert procs_files_of(1, mountinfo=HYBRID_MOUNTINFO, own=HYBRID_SELF,
+                          theirs=HYBRID_SELF) == []
