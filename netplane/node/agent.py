@@ -200,10 +200,13 @@ def node_cgroups(cfg: AgentConfig) -> Hierarchy | None:
     not make them (not root, no usable hierarchy)."""
     if os.geteuid() != 0:
         return None
+    name, file = cfg.cgroup_root or f"netplane/{cfg.node_name}", cfg.state_dir / cgroups.RECORD_FILE
     try:
-        found = Hierarchy.detect(cfg.cgroup_root or f"netplane/{cfg.node_name}")
+        found = cgroups.recorded(file)
+        if found is None or found.name != name:
+            found = Hierarchy.detect(name)
         if found is not None:
-            cgroups.record(found, cfg.state_dir / cgroups.RECORD_FILE)
+            cgroups.record(found, file)
     except OSError as e:
         log.warning("no cgroups for containers: %s", e)
         return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
 import time
 from collections.abc import Iterable
@@ -182,6 +183,14 @@ class Hierarchy:
             _write(self.roots["pids"] / rel / "pids.max",
                    limits.pids if limits.pids is not None else "max")
 
+    def kill_together_on_oom(self, rel: str) -> None:
+        """v2: the OOM killer takes every process of the cgroup at once, as
+        the kubelet asks of a container's (memory.oom.group); v1 has no such
+        switch."""
+        oom_group = self.roots["memory"] / rel / "memory.oom.group"
+        if self.version is Version.V2 and oom_group.exists():
+            _write(oom_group, 1)
+
     def create_qos(self) -> None:
         """kubepods and its QoS folders; BestEffort pods get the least CPU
         weight there is, as the kubelet gives them."""
@@ -257,9 +266,27 @@ def procs_files_of(pid: int, *, mountinfo: str | None = None,
 
 
 def record(cgroups: Hierarchy, file: Path) -> None:
-    """Writes where the node's cgroups are, for :func:`remove_recorded`: the
-    agent's cgroup (so the folders) is not one that a later command shares."""
-    file.write_text("\n".join([cgroups.name, *map(str, cgroups.folders(""))]) + "\n")
+    """Writes where the node's cgroups are, for :func:`recorded` and
+    :func:`remove_recorded`: the agent's own cgroup, under which they were
+    made, need not be that of a later agent or command."""
+    file.write_text(json.dumps({
+        "name": cgroups.name, "version": cgroups.version.value,
+        "roots": {c: str(p) for c, p in cgroups.roots.items()},
+        "parent": str(cgroups.parent) if cgroups.parent else None}) + "\n")
+
+
+def recorded(file: Path) -> Hierarchy | None:
+    """The cgroups :func:`record` wrote down, when they are still there: a
+    restarted agent keeps its pods' cgroups wherever it runs now."""
+    try:
+        data = json.loads(file.read_text())
+        found = Hierarchy(Version(data["version"]),
+                          {c: Path(p) for c, p in data["roots"].items()},
+                          Path(data["parent"]) if data.get("parent") else None,
+                          name=str(data["name"]))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return found if all(r.is_dir() for r in found.roots.values()) else None
 
 
 def remove_recorded(file: Path, *, wait: float = REMOVE_WAIT) -> bool:
@@ -267,10 +294,11 @@ def remove_recorded(file: Path, *, wait: float = REMOVE_WAIT) -> bool:
     folders of its name above them when they are left empty (``lab down``,
     once the pods are killed). True when all are gone."""
     try:
-        name, *folders = file.read_text().split("\n")
-    except FileNotFoundError:
+        data = json.loads(file.read_text())
+        name, roots = str(data["name"]), [Path(p) for p in data["roots"].values()]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
         return True
-    roots = [Path(f) for f in folders if f]
+    roots = list(dict.fromkeys(roots))
     deadline = time.monotonic() + wait
     while (left := [r for r in roots if r.exists() and not _rmtree(r)]) and \
             time.monotonic() < deadline:

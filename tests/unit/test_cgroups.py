@@ -27,6 +27,7 @@ from netplane.node.cgroups import (
     parse_self_cgroup,
     procs_files_of,
     record,
+    recorded,
     remove_recorded,
 )
 
@@ -156,6 +157,9 @@ def test_v2_limits_and_usage(v2: Hierarchy, tmp_path: Path) -> None:
                                                    "pids.max")} == {
         "cpu.weight": "4\n", "cpu.max": "10000 100000\n", "memory.max": "67108864\n",
         "pids.max": "100\n"}
+    (folder / "memory.oom.group").write_text("0\n")
+    v2.kill_together_on_oom("kubepods/burstable/podu1/web")
+    assert (folder / "memory.oom.group").read_text() == "1\n"
     v2.set_limits("kubepods/burstable/podu1/web", Limits())
     assert (folder / "cpu.max").read_text() == "max 100000\n"
     assert (folder / "memory.max").read_text() == "max\n"
@@ -193,7 +197,10 @@ def test_recorded_cgroups_are_removed_with_their_empty_parents(tmp_path: Path) -
     h.create("kubepods/besteffort/podu1/web")
     (tmp_path / "memory/netplane/lab-b").mkdir()  # another lab's
     record(h, tmp_path / "cgroups")
+    again = recorded(tmp_path / "cgroups")
+    assert again is not None and (again.roots, again.name) == (h.roots, h.name)
     assert remove_recorded(tmp_path / "cgroups")
+    assert recorded(tmp_path / "cgroups") is None  # gone from the kernel
     assert not (tmp_path / "cpu/netplane").exists()
     assert sorted(p.name for p in (tmp_path / "memory/netplane").iterdir()) == ["lab-b"]
 

@@ -284,6 +284,7 @@ class ProcessRuntime:
         rel = f"{pod_cgroup.path}/{name}"
         self.cgroups.remove(rel, wait=0)  # the last instance's: fresh counters
         self.cgroups.create(rel, container_limits(container))
+        self.cgroups.kill_together_on_oom(rel)
         self._oom_base[(pod_uid, name)] = self.cgroups.oom_kills(rel)
         return self.cgroups.procs_files(rel)
 
