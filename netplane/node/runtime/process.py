@@ -12,8 +12,8 @@ time recorded in the pid file guarding against PID reuse.
 
 Given the node's cgroups, each container runs in its own cgroup under its
 pod's (``kubepods/<qos>/pod<uid>/<container>``, limits from ``resources``),
-made afresh at each start so that its counters are the instance's; an exit
-by SIGKILL that the cgroup's OOM kill count explains is ``OOMKilled``.
+made afresh at each start so that its counters are the instance's; a
+failed exit while its cgroup counted an OOM kill is ``OOMKilled`` (137).
 """
 
 from __future__ import annotations
