@@ -99,7 +99,9 @@ def snapshot(pods: Iterable[Obj], runtime: ProcessRuntime) -> Snapshot:
             continue
         if (sample := _read(cgroups.usage(rel))) is not None:
             pod_samples.append(PodSample(ns, name, sample))
-        for c in (pod.get("spec") or {}).get("containers") or []:
+        spec = pod.get("spec") or {}
+        # Every running container, as the kubelet reports them: sidecars too.
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
             state = runtime.container_state(uid, c["name"])
             if state.status is not ContainerStatus.RUNNING:
                 continue

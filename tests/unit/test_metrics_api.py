@@ -108,6 +108,18 @@ def test_rates_need_two_scrapes_and_no_restart_between() -> None:
     assert store.pod_metrics(web) is None
 
 
+def test_a_running_sidecar_counts_in_its_pods_metrics() -> None:
+    store = MetricsStore()
+    web = pod("web-0", ["web"], {})
+    web["spec"]["initContainers"] = [{"name": "log", "image": "busybox",
+                                      "restartPolicy": "Always"},
+                                     {"name": "setup", "image": "busybox"}]
+    for at, cpu in ((T0, 2.0), (T0 + 10, 3.0)):
+        store.record("node-1", parse(scrape(at, node_cpu=100, web_cpu=cpu)))
+    got = store.pod_metrics(web)
+    assert got is not None and [c["name"] for c in got["containers"]] == ["log", "web"]
+
+
 @pytest.fixture
 def store(api: TestClient[Any, Any], registry: Registry) -> MetricsStore:
     registry.create(resources.NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace",

@@ -152,11 +152,16 @@ class MetricsStore:
         prev, last = pair[0], pair[1]
         ns, name = meta.namespace(pod), meta.name(pod)
         containers, stamps, windows = [], [], []
-        for c in (pod.get("spec") or {}).get("containers") or []:
+        spec = pod.get("spec") or {}
+        sidecars = [c for c in spec.get("initContainers") or []
+                    if c.get("restartPolicy") == "Always"]
+        for c in [*sidecars, *(spec.get("containers") or [])]:
             key = (ns, name, c["name"])
             before, now = prev.containers.get(key), last.containers.get(key)
             cores = _rate(before, now) if before and now else None
             if cores is None or now is None or before is None:
+                if c in sidecars:
+                    continue  # not started yet, or restarting: the pod goes on
                 return None
             containers.append({"name": c["name"], "usage": _usage(cores, now.memory)})
             stamps.append(now.timestamp)
