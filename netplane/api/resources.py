@@ -20,11 +20,15 @@ class Resource:
     categories: tuple[str, ...] = ()
     # Kinds that are only ever created (reviews): nothing stored, no reads.
     create_only: bool = False
+    # Kinds computed on each read (resource metrics): nothing stored, no writes.
+    read_only: bool = False
 
     @property
     def verbs(self) -> tuple[str, ...]:
         if self.create_only:
             return ("create",)
+        if self.read_only:
+            return ("get", "list")
         return ("create", "delete", "deletecollection", "get", "list", "patch", "update",
                 "watch")
 
@@ -121,6 +125,15 @@ ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)
 
+# metrics.k8s.io, as metrics-server serves it: read from the nodes' agents,
+# never stored (so not in ALL, which the store, GC and namespaces walk).
+NODEMETRICS = Resource("NodeMetrics", "nodes", "", "metrics.k8s.io", "v1beta1", False,
+                       read_only=True)
+PODMETRICS = Resource("PodMetrics", "pods", "", "metrics.k8s.io", "v1beta1", True,
+                      read_only=True)
+METRICS: tuple[Resource, ...] = (NODEMETRICS, PODMETRICS)
+SERVED: tuple[Resource, ...] = (*ALL, *METRICS)
+
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 _BY_SPELLING: dict[str, Resource] = {}
 for _r in ALL:
@@ -158,7 +171,7 @@ def by_name(spelling: str) -> Resource:
 def group_versions() -> dict[str, list[Resource]]:
     """Resources grouped by ``apiVersion``, for discovery."""
     out: dict[str, list[Resource]] = {}
-    for r in ALL:
+    for r in SERVED:
         out.setdefault(r.api_version, []).append(r)
     return out
 

@@ -182,7 +182,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     run(AgentConfig(server=args.server, token=args.token or os.environ.get("NETPLANE_TOKEN"),
                     ca_file=args.ca_file, node_name=args.node_name, node_ip=args.node_ip,
                     state_dir=Path(args.state_dir), netns_prefix=args.netns_prefix,
-                    proxy_mode=args.proxy_mode, upstream=args.upstream))
+                    proxy_mode=args.proxy_mode, upstream=args.upstream,
+                    cgroup_root=args.cgroup_root))
     return 0
 
 
@@ -344,6 +345,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--netns-prefix", default="np-")
     p.add_argument("--proxy-mode", default="iptables", choices=["iptables", "nftables", "ipvs"])
     p.add_argument("--upstream", default="none", help="DNS upstream servers, or none")
+    p.add_argument("--cgroup-root", default="",
+                   help="the node's cgroups under the agent's own (default netplane/NODE)")
     p.set_defaults(fn=cmd_agent)
 
     from netplane.lab import cli as labcli

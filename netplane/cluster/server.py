@@ -17,7 +17,15 @@ from pathlib import Path
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from netplane.cluster.apiserver import access, bootstrap, durability, handlers, nodeproxy, pki
+from netplane.cluster.apiserver import (
+    access,
+    bootstrap,
+    durability,
+    handlers,
+    metricsapi,
+    nodeproxy,
+    pki,
+)
 from netplane.cluster.apiserver.admission import Allocators
 from netplane.cluster.apiserver.allocators import ClusterIPAllocator, PodCIDRAllocator
 from netplane.cluster.apiserver.authn import (
@@ -28,6 +36,7 @@ from netplane.cluster.apiserver.authn import (
     User,
     load_signing_key,
 )
+from netplane.cluster.apiserver.metricsstore import MetricsStore
 from netplane.cluster.apiserver.rbac import RBAC
 from netplane.cluster.apiserver.registry import Registry
 from netplane.cluster.client import Client, Connection
@@ -69,6 +78,7 @@ def build_app(registry: Registry, tokens: frozenset[str], *,
                                        access.authenticate, access.authorize],
                           client_max_size=handlers.MAX_BODY)
     app[handlers.REGISTRY] = registry
+    app[metricsapi.METRICS] = MetricsStore()
     app[durability.STORE] = registry.store
     static = {t: User("admin", (MASTERS, AUTHENTICATED)) for t in tokens}
     static.update({t: User("system:node-agent", (NODES, AUTHENTICATED)) for t in join_tokens})
@@ -117,6 +127,7 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
                     signing_key=load_signing_key(cfg.data_dir / "pki" / "sa.key"))
     app[nodeproxy.KUBELET_TLS] = nodeproxy.client_tls(creds.kubelet_client_cert,
                                                       creds.kubelet_client_key)
+    app.cleanup_ctx.append(metricsapi.scraping(registry, app[nodeproxy.KUBELET_TLS]))
     runner = web.AppRunner(app,
                            access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()

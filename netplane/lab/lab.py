@@ -20,7 +20,7 @@ from netplane.cluster.client import AlreadyExists, ApiError, Client, Connection
 from netplane.lab import processes, topology
 from netplane.lab.paths import CONTROL, LabPaths
 from netplane.net import netns, routes
-from netplane.node import registration
+from netplane.node import cgroups, registration
 from netplane.node.runtime.process import unmount_under
 
 Say = Callable[[str], None]
@@ -93,7 +93,8 @@ def start_agent(lab: LabPaths, node: str, *, proxy_mode: str, say: Say) -> None:
               "--ca-file", str(lab.data_dir / "pki" / "ca.crt"),
               "--node-name", node, "--node-ip", lab.node_ip(node),
               "--state-dir", str(lab.node_dir(node)), "--netns-prefix", lab.prefix,
-              "--proxy-mode", proxy_mode, "--upstream", "none"])
+              "--proxy-mode", proxy_mode, "--upstream", "none",
+              "--cgroup-root", lab.cgroup_root(node)])
 
 
 def write_kubeconfig(lab: LabPaths) -> Path:
@@ -214,6 +215,8 @@ def down(lab: LabPaths, *, say: Say) -> None:
     every = [*pods, *(lab.node_netns(n) for n in nodes), lab.underlay_netns]
     for ns in every:
         processes.kill_netns_processes(ns)
+    for node in nodes:
+        cgroups.remove_recorded(lab.node_dir(node) / cgroups.RECORD_FILE)
     topology.remove(every)
     if lab.state_dir.exists():
         # Pods still running kept their IPC namespace binds and tmpfs volumes.

@@ -56,6 +56,11 @@ class LabPaths:
     def node_dir(self, node: str) -> Path:
         return self.state_dir / "nodes" / node
 
+    def cgroup_root(self, node: str) -> str:
+        """The node agent's cgroups: one folder per lab, so that labs side
+        by side, whose nodes share names, keep their pods apart."""
+        return f"netplane/lab-{self.name}/{node}"
+
     @staticmethod
     def node_ip(node: str) -> str:
         if node == CONTROL:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from netplane.cluster.client import Client, Connection, Informer
 from netplane.net import netns, routes
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
-from netplane.node import capacity, kubeletapi, registration
+from netplane.node import capacity, cgroups, kubeletapi, registration
+from netplane.node.cgroups import Hierarchy
 from netplane.node.hostports import HostPorts
 from netplane.node.localpath import LocalPathProvisioner
 from netplane.node.nodedns import NodeDNS, upstream_list
@@ -49,6 +51,9 @@ class AgentConfig:
     dns_ip: str = "10.96.0.10"
     api_ip: str = "10.96.0.1"
     cluster_domain: str = "cluster.local"
+    # The node's cgroups, under the agent's own (the kubelet's --cgroup-root);
+    # "" for netplane/<node name>.
+    cgroup_root: str = ""
 
 
 class RouteSyncer:
@@ -143,7 +148,8 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
                       cluster_domain=cfg.cluster_domain, api_ip=cfg.api_ip,
                       node_resolv_conf=read_text(Path("/etc/resolv.conf")),
                       ca_cert=read_text(Path(cfg.ca_file)))
-    runtime = ProcessRuntime(state_dir=cfg.state_dir / "runtime")
+    runtime = ProcessRuntime(state_dir=cfg.state_dir / "runtime",
+                             cgroups=node_cgroups(cfg))
     pods = PodManager(client=client, pods=all_pods,
                       runtime=runtime,
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
@@ -186,6 +192,27 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         await status.stop()
         await dns.stop()
         await client.close()
+
+
+def node_cgroups(cfg: AgentConfig) -> Hierarchy | None:
+    """The node's cgroups, ``netplane/<node>`` by default (nodes of a lab
+    share one kernel: each keeps its pods apart); None where the agent may
+    not make them (not root, no usable hierarchy)."""
+    if os.geteuid() != 0:
+        return None
+    name, file = cfg.cgroup_root or f"netplane/{cfg.node_name}", cfg.state_dir / cgroups.RECORD_FILE
+    try:
+        found = cgroups.recorded(file)
+        if found is None or found.name != name:
+            found = Hierarchy.detect(name)
+        if found is not None:
+            cgroups.record(found, file)
+    except OSError as e:
+        log.warning("no cgroups for containers: %s", e)
+        return None
+    if found is None:
+        log.warning("no cgroups for containers: neither v1 cpu and memory nor v2 offers them")
+    return found
 
 
 def run(cfg: AgentConfig) -> None:

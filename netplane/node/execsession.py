@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 
 from netplane.api import streams
 from netplane.api.streams import Channel, TerminalSize
-from netplane.node import podlogs
+from netplane.node import cgroups, podlogs
 from netplane.node.runtime.process import init_pid
 
 READ_SIZE = 64 * 1024
@@ -43,11 +43,23 @@ class ExecOptions:
     tty: bool = False
 
 
+# A shell that writes itself into the cgroups named before "--", then
+# becomes the rest: nsenter joins namespaces only.
+JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; ' \
+    'shift; exec "$@"'
+
+
 def exec_argv(pid: int, command: list[str]) -> list[str]:
     """Runs ``command`` in every namespace of the container whose process is
-    ``pid`` (its PID namespace too: nsenter forks into it)."""
-    return ["nsenter", "-t", str(init_pid(pid)), "--net", "--mount", "--uts", "--ipc", "--pid",
+    ``pid`` (its PID namespace too: nsenter forks into it) and in its
+    cgroups, so that its limits hold it and its usage counts."""
+    main = init_pid(pid)
+    argv = ["nsenter", "-t", str(main), "--net", "--mount", "--uts", "--ipc", "--pid",
             "--", *command]
+    procs = cgroups.procs_files_of(main)
+    if not procs:
+        return argv
+    return ["sh", "-c", JOIN_CGROUPS, "sh", *map(str, procs), "--", *argv]
 
 
 def process_env(pid: int) -> dict[str, str]:

@@ -6,6 +6,7 @@ and ``portforward`` to it):
     GET /exec/{ns}/{pod}/{container}?command=..&stdin=&stdout=&stderr=&tty=
     GET /attach/{ns}/{pod}/{container}?stdin=&stdout=&stderr=&tty=
     GET /portForward/{ns}/{pod}?ports=..   (WebSocket channels or SPDY tunnel)
+    GET /metrics/resource                  (CPU and memory, see resourcemetrics)
 
 Only the API server may call it: the client must present a certificate
 signed by the cluster CA with the API server's kubelet-client name. The
@@ -34,7 +35,7 @@ from cryptography.x509.oid import NameOID
 from netplane.api import meta, streams
 from netplane.api.meta import Obj
 from netplane.api.streams import Channel
-from netplane.node import execsession, podlogs, portforward
+from netplane.node import execsession, podlogs, portforward, resourcemetrics
 from netplane.node.runtime.process import ContainerState, ContainerStatus, ProcessRuntime
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ CLIENT_NAME = "kube-apiserver-kubelet-client"
 
 class PodLookup(Protocol):
     def get(self, name: str, namespace: str | None = None) -> Obj | None: ...
+
+    def items(self) -> list[Obj]: ...
 
 
 def _error(code: int, message: str) -> web.Response:
@@ -135,6 +138,7 @@ class KubeletApi:
         app.router.add_post("/attach/{ns}/{pod}/{container}", self.attach)
         app.router.add_get("/portForward/{ns}/{pod}", self.port_forward)
         app.router.add_post("/portForward/{ns}/{pod}", self.port_forward)
+        app.router.add_get("/metrics/resource", self.resource_metrics)
         app.router.add_get("/healthz", self.healthz)
         return app
 
@@ -156,6 +160,12 @@ class KubeletApi:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def resource_metrics(self, request: web.Request) -> web.Response:
+        mine = [p for p in self.pods.items()
+                if (p.get("spec") or {}).get("nodeName") == self.node_name]
+        body = resourcemetrics.render(resourcemetrics.snapshot(mine, self.runtime))
+        return web.Response(body=body, headers={"Content-Type": resourcemetrics.CONTENT_TYPE})
 
     # -- lookups --
 

@@ -20,6 +20,7 @@ from netplane.net import netns
 from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
 from netplane.node import actions, envvars, podstatus
+from netplane.node.cgrouplimits import PodCgroup
 from netplane.node.containers import ContainerRecord, should_restart
 from netplane.node.podstatus import is_sidecar
 from netplane.node.runtime import podfiles
@@ -532,7 +533,8 @@ class PodManager:
                 self.runtime.start_container, pod_uid=uid, pod_name=meta.name(pod),
                 namespace=meta.namespace(pod), container=spec, netns=self.ctx.pod_netns(uid),
                 hostname=self._hostname(pod), resolv_conf=resolv, hosts=hosts, env=env,
-                mounts=all_mounts, ipc=rec.ipc, pid_ns=rec.pid_ns)
+                mounts=all_mounts, ipc=rec.ipc, pid_ns=rec.pid_ns,
+                pod_cgroup=PodCgroup.of(pod))
         except (ImageNotRunnable, OSError) as e:
             if crec.waiting != ("ErrImagePull", str(e)):
                 self.events.warning(pod, Reason.FAILED, f"Error: {e}", field_path=field)

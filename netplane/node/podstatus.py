@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from netplane.api import meta
 from netplane.api.meta import Obj
+from netplane.node.cgrouplimits import qos_class
 from netplane.node.runtime.process import ContainerState, ContainerStatus
 
 
@@ -38,7 +39,8 @@ def container_id(state: ContainerState) -> str:
 def terminated(state: ContainerState, *, reason: str = "") -> Obj:
     """A ``terminated`` state block, for ``state`` or ``lastState``."""
     code = state.exit_code if state.exit_code is not None else 137
-    out: Obj = {"exitCode": code, "reason": reason or ("Completed" if code == 0 else "Error")}
+    reason = reason or state.reason or ("Completed" if code == 0 else "Error")
+    out: Obj = {"exitCode": code, "reason": reason}
     if (started := stamp(state.started_at)) is not None:
         out["startedAt"] = started
     if (finished := stamp(state.finished_at or state.started_at)) is not None:
@@ -111,7 +113,7 @@ def build(pod: Obj, views: list[ContainerView], *, pod_ip: str, host_ip: str,
     sidecars = [v for v in init_views if is_sidecar(v.container)]
     ready = ph == "Running" and all(v.ready for v in (*views, *sidecars))
     status: Obj = {"phase": ph, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
-                   "startTime": started_at,
+                   "startTime": started_at, "qosClass": qos_class(pod).value,
                    "containerStatuses": [container_status(v) for v in views]}
     if init_views:
         status["initContainerStatuses"] = [container_status(v) for v in init_views]

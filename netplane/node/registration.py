@@ -12,6 +12,7 @@ from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client, Conflict, NotFound
 from netplane.node.capacity import MAX_PODS, Machine
+from netplane.node.kubeletapi import KUBELET_PORT
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
@@ -43,6 +44,8 @@ def node_status(name: str, ip: str, *, ready: bool = True,
                      "containerRuntimeVersion": "process://netplane",
                      "operatingSystem": "linux", "architecture": platform.machine()},
         "capacity": capacity, "allocatable": allocatable,
+        # Where the agent's API listens: what the API server scrapes for metrics.
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
     }}
     if ready:
         meta.set_condition(node, "Ready", True, "NodeReady",

@@ -43,6 +43,9 @@ class Pods:
     def get(self, name: str, namespace: str | None = None) -> Obj | None:
         return self.pods.get(f"{namespace}/{name}")
 
+    def items(self) -> list[Obj]:
+        return list(self.pods.values())
+
 
 @dataclass
 class Agent:

@@ -163,3 +163,13 @@ def test_crash_loop_shows_waiting_with_the_last_exit() -> None:
     assert cs["state"] == {"waiting": {"reason": "CrashLoopBackOff",
                                        "message": "back-off 20s restarting failed"}}
     assert cs["lastState"] == last and cs["restartCount"] == 3 and cs["started"] is False
+
+
+def test_status_carries_the_pods_qos_class() -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "c", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}
+    assert podstatus.build(pod, [], pod_ip="", host_ip="192.168.56.11",
+                           started_at="")["qosClass"] == "Guaranteed"
+    pod["spec"]["containers"][0]["resources"] = {}
+    assert podstatus.build(pod, [], pod_ip="", host_ip="192.168.56.11",
+                           started_at="")["qosClass"] == "BestEffort"

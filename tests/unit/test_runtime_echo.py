@@ -187,11 +187,17 @@ def test_a_delayed_answer_holds_back_its_connection_only(echo: Echo) -> None:
 
 def dry_run(argv: list[str], env: dict[str, str], path: str = "/") -> tuple[str, int, float]:
     """(address, port, delay) as the server would take them."""
+    return dry_run_all(argv, env, path)[:3]
+
+
+def dry_run_all(argv: list[str], env: dict[str, str],
+                path: str = "/") -> tuple[str, int, float, float]:
+    """(address, port, delay, burn milliseconds) as the server would take them."""
     out = subprocess.run([*argv, "--dry-run", path], env=env, capture_output=True, text=True,
                          check=True).stdout
-    m = re.fullmatch(r"listen (\S+):(\d+) delay (\S+)\n", out)
+    m = re.fullmatch(r"listen (\S+):(\d+) delay (\S+) burn (\S+)\n", out)
     assert m, out
-    return m[1], int(m[2]), float(m[3])
+    return m[1], int(m[2]), float(m[3]), float(m[4])
 
 
 @pytest.mark.parametrize(("env", "port"), [
@@ -226,6 +232,32 @@ def test_listen_address_is_an_ipv4_address(argv: list[str]) -> None:
 ])
 def test_delay_parameter(argv: list[str], path: str, seconds: float) -> None:
     assert dry_run(argv, {}, path)[2] == seconds
+
+
+@pytest.mark.parametrize(("path", "ms"), [
+    ("/burn?ms=250", 250.0), ("/burn?ms=99999", 10_000.0), ("/burn?ms=-5", 0.0),
+    ("/burn?ms=lots", 0.0), ("/burn", 0.0), ("/burn/?ms=5", 0.0), ("/burnt?ms=5", 0.0),
+    ("/x/burn?ms=5", 0.0), ("/?ms=5", 0.0), ("/burn?delay=1&ms=7.5", 7.5),
+    ("/burn#?ms=5", 0.0), ("/burn?ms=5#x", 5.0), ("http://host/burn?ms=6", 6.0),
+    ("http://host?ms=6", 0.0), ("/burn?m%73=8", 8.0),
+])
+def test_burn_parameter(argv: list[str], path: str, ms: float) -> None:
+    assert dry_run_all(argv, {}, path)[3] == ms
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_burn_spins_cpu_then_answers(echo: Echo) -> None:
+    before = cpu_seconds(echo.proc.pid)
+    conn = echo.http()
+    conn.request("GET", "/burn?ms=400")
+    assert conn.getresponse().read() == ANSWER
+    conn.close()
+    assert cpu_seconds(echo.proc.pid) - before >= 0.3
 
 
 def test_sigterm_drains_like_go_http_server_shutdown(echo: Echo) -> None:

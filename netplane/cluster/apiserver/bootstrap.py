@@ -43,6 +43,9 @@ BATCH_WRITE = {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"],
                "verbs": [*READ, *WRITE, "deletecollection"]}
 NETWORKING = "networking.k8s.io"
 NETPOL_READ = {"apiGroups": [NETWORKING], "resources": ["networkpolicies"], "verbs": READ}
+# metrics-server's system:aggregated-metrics-reader, which view, edit and
+# admin aggregate (kubectl top for whoever may read pods).
+METRICS_READ = {"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": READ}
 NETPOL_WRITE = {"apiGroups": [NETWORKING], "resources": ["networkpolicies"],
                 "verbs": [*READ, *WRITE, "deletecollection"]}
 PDB_READ = {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets",
@@ -98,7 +101,8 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
                             "persistentvolumeclaims"],
               "verbs": READ}, BATCH_READ,
              {"apiGroups": ["apps"], "resources": [*APPS_SETS, "controllerrevisions"],
-              "verbs": READ}, NETPOL_READ, PDB_READ],
+              "verbs": READ}, NETPOL_READ, PDB_READ, METRICS_READ],
+    "system:aggregated-metrics-reader": [METRICS_READ],
     "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
                             "services", "endpoints", "configmaps", "secrets",
@@ -109,7 +113,7 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
              {"apiGroups": ["apps"], "resources": APPS_SETS,
               "verbs": [*READ, *WRITE, "deletecollection"]},
              {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": READ},
-             NETPOL_WRITE, PDB_WRITE, EVICT],
+             NETPOL_WRITE, PDB_WRITE, EVICT, METRICS_READ],
 }
 # admin: edit, and the namespace's roles and bindings (kube's admin role).
 CLUSTER_ROLES["admin"] = [*CLUSTER_ROLES["edit"], {

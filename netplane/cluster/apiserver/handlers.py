@@ -18,6 +18,7 @@ from netplane.cluster.apiserver import (
     eviction,
     fieldmanager,
     fieldvalidation,
+    metricsapi,
     nodeproxy,
     openapi,
     paths,
@@ -116,6 +117,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
     registry = request.app[REGISTRY]
     target = paths.parse(request.path)
     res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
+    if res.read_only:
+        return await metricsapi.handle(request, registry, target, _query(request, target))
     registry = views.for_resource(registry, res)
     method = request.method
     if not fieldmanager.is_apply(request):  # apply judges its body itself

@@ -17,7 +17,7 @@ class Target:
     subresource: str = ""
 
 
-_BY_GV_PLURAL = {(r.api_version, r.plural): r for r in resources.ALL}
+_BY_GV_PLURAL = {(r.api_version, r.plural): r for r in resources.SERVED}
 
 # Subresources served, by kind ("*": every kind).
 SUBRESOURCES: dict[str, frozenset[str]] = {

@@ -9,6 +9,8 @@ from typing import Any
 
 from netplane.api import eventsv1, meta, selectors
 from netplane.api.meta import Obj
+from netplane.api.quantity import quantity
+from netplane.cluster.apiserver.metricsstore import cpu_quantity, memory_quantity
 
 Column = tuple[str, str, Callable[[Obj], Any], int]  # name, type, cell, priority
 
@@ -428,6 +430,26 @@ COLUMNS: dict[str, list[Column]] = {
     "Namespace": [NAME, ("Status", "string",
                          lambda n: n.get("status", {}).get("phase", "Active"), 0), AGE],
 }
+
+
+def _usage_sum(key: str) -> Callable[[Obj], Any]:
+    """A PodMetrics' usage of ``key``, its containers summed (metrics-server's table)."""
+    fmt = cpu_quantity if key == "cpu" else memory_quantity
+
+    def cell(pm: Obj) -> Any:
+        return fmt(sum(quantity(c["usage"][key]) for c in pm.get("containers") or []))
+    return cell
+
+
+METRICS_COLUMNS: dict[str, list[Column]] = {
+    "NodeMetrics": [NAME, ("CPU", "string", _nominal("usage.cpu"), 0),
+                    ("Memory", "string", _nominal("usage.memory"), 0),
+                    ("Window", "string", lambda m: m.get("window", ""), 0)],
+    "PodMetrics": [NAME, ("CPU", "string", _usage_sum("cpu"), 0),
+                   ("Memory", "string", _usage_sum("memory"), 0),
+                   ("Window", "string", lambda m: m.get("window", ""), 0)],
+}
+COLUMNS.update(METRICS_COLUMNS)
 
 
 def columns(kind: str) -> list[Column]:

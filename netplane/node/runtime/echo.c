@@ -7,7 +7,8 @@
  *
  * One epoll loop serves the TCP listener, the UDP socket, a signalfd for
  * SIGTERM and SIGINT, and every connection; a ?delay= holds back its own
- * connection only (a deadline, not a thread). Requests are read as Python's
+ * connection only (a deadline, not a thread); a /burn spins in the loop,
+ * so other connections wait for it as they wait on a busy CPU. Requests are read as Python's
  * http.server reads them: lines of at most 65536 bytes, at most 100 header
  * lines, HTTP/0.9 and 1.0 rules, the first header of a name counts, errors
  * written as its send_error writes them.
@@ -36,6 +37,8 @@
 
 #define DEFAULT_PORT 8080
 #define MAX_DELAY 30.0
+#define MAX_BURN_MS 10000.0
+#define BURN_PATH "/burn"
 #define MAX_LINE 65536          /* http.client._MAXLINE */
 #define MAX_HEADERS 100         /* http.client._MAXHEADERS, the blank line included */
 #define BACKLOG 1024            /* EchoServer.request_queue_size */
@@ -67,6 +70,7 @@ struct request {
 	char *command;          /* the command when unsupported, for the 501 */
 	size_t command_len;
 	double delay;
+	double burn_ms;
 	int broken;             /* a line that is no header ended the headers */
 	enum header cur;        /* what a continuation line extends */
 	int seen[H_OTHER];
@@ -331,9 +335,9 @@ static size_t unquote(const char *s, size_t n, char *out, size_t cap)
 	return k;
 }
 
-/* Seconds asked for with ?delay= in a request target: the first non-empty
- * "delay" field of the query, capped at MAX_DELAY; 0 when absent or bad. */
-static double delay_of(const char *path, size_t n)
+/* The first non-empty NAME field of the query of a request target, as a
+ * number in [0, cap]; 0 when absent or bad. */
+static double query_number(const char *path, size_t n, const char *want, double cap)
 {
 	const char *hash = memchr(path, '#', n);
 	if (hash)
@@ -342,6 +346,7 @@ static double delay_of(const char *path, size_t n)
 	if (!q)
 		return 0;
 	const char *end = path + n;
+	size_t want_len = strlen(want);
 	for (const char *f = q + 1; f < end;) {
 		const char *amp = memchr(f, '&', end - f);
 		const char *fend = amp ? amp : end;
@@ -349,17 +354,54 @@ static double delay_of(const char *path, size_t n)
 		if (eq && eq + 1 < fend) {
 			char name[16], value[128];
 			size_t nn = unquote(f, eq - f, name, sizeof name);
-			if (nn == 5 && !memcmp(name, "delay", 5)) {
+			if (nn == want_len && !memcmp(name, want, want_len)) {
 				double d;
 				size_t vn = unquote(eq + 1, fend - eq - 1, value, sizeof value);
 				if (vn >= sizeof value || !py_float(value, vn, &d) || isnan(d))
 					return 0;
-				return d < 0 ? 0 : d > MAX_DELAY ? MAX_DELAY : d;
+				return d < 0 ? 0 : d > cap ? cap : d;
 			}
 		}
 		f = fend + 1;
 	}
 	return 0;
+}
+
+/* Seconds asked for with ?delay=, capped at MAX_DELAY. */
+static double delay_of(const char *path, size_t n)
+{
+	return query_number(path, n, "delay", MAX_DELAY);
+}
+
+/* CPU milliseconds a /burn?ms=N asks for, capped; 0 for other paths. The
+ * path ends at the first '?' or '#' and starts past "scheme://host". */
+static double burn_of(const char *target, size_t n)
+{
+	size_t len = 0;
+	while (len < n && target[len] != '?' && target[len] != '#')
+		len++;
+	const char *path = target;
+	const char *sep = memmem(path, len, "://", 3);
+	if (sep && !memchr(path, '/', sep - path)) {
+		const char *rest = sep + 3, *stop = target + len;
+		const char *slash = memchr(rest, '/', stop - rest);
+		path = slash ? slash : stop;
+		len = stop - path;
+	}
+	if (len != strlen(BURN_PATH) || memcmp(path, BURN_PATH, len))
+		return 0;
+	return query_number(target, n, "ms", MAX_BURN_MS);
+}
+
+/* Spins until this thread has used MS milliseconds of CPU. */
+static void burn(double ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	long long until = ts.tv_sec * 1000000000LL + ts.tv_nsec + (long long)(ms * 1e6);
+	do
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	while (ts.tv_sec * 1000000000LL + ts.tv_nsec < until);
 }
 
 /* ---- answers ---- */
@@ -565,6 +607,7 @@ static int request_line(struct conn *c, const char *line, size_t n)
 		rq->command_len = wl[0];
 	}
 	rq->delay = delay_of(w[1], wl[1]);
+	rq->burn_ms = burn_of(w[1], wl[1]);
 	return 1;
 }
 
@@ -851,6 +894,8 @@ static void progress(struct conn *c)
 			if (c->due)
 				ndelayed--;
 			c->due = 0;
+			if (c->rq.burn_ms > 0)
+				burn(c->rq.burn_ms);
 			answer(c);
 		} else {  /* WRITE */
 			int r = flush(c);
@@ -1127,10 +1172,13 @@ static void add(int fd, struct conn *tag)
 		die("epoll: %s", strerror(errno));
 }
 
-/* `--dry-run PATH`: where it would listen and how long PATH would wait. */
+/* `--dry-run PATH`: where it would listen, how long PATH would wait and
+ * how much CPU it would burn. */
 static int dry_run(const char *address, int port, const char *path)
 {
-	printf("listen %s:%d delay %g\n", address, port, delay_of(path, strlen(path)));
+	size_t n = strlen(path);
+	printf("listen %s:%d delay %g burn %g\n", address, port, delay_of(path, n),
+	       burn_of(path, n));
 	return 0;
 }
 

@@ -15,8 +15,11 @@ Port: ``$PORT``, else ``$NETPLANE_CONTAINER_PORT`` (the container's first
 ``$NETPLANE_ECHO_ADDRESS`` names one (an IPv4 address). HTTP/1.1 with
 keep-alive, a thread per connection. ``?delay=SECONDS`` (up to 30) holds
 the answer back: a request in flight to watch a rollout or a drain with.
-``--dry-run PATH`` prints where it would listen and how long a request for
-PATH would be held, and exits.
+``/burn?ms=N`` spins N milliseconds of CPU time (up to 10 s) before the
+answer: load for CPU limits, ``kubectl top`` and autoscaling to see. The
+path is the target up to its first ``?`` or ``#``, past ``scheme://host``
+when it has one. ``--dry-run PATH`` prints where it would listen, how long
+a request for PATH would be held and how much CPU it would burn, and exits.
 
 On SIGTERM it shuts down as a well-behaved server does (Go's
 ``http.Server.Shutdown``): it serves what is already queued on the listening
@@ -30,6 +33,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -45,6 +49,8 @@ DEFAULT_PORT = 8080
 DEFAULT_ADDRESS = "0.0.0.0"
 ADDRESS_ENV = "NETPLANE_ECHO_ADDRESS"
 MAX_DELAY = 30.0
+MAX_BURN_MS = 10_000.0
+BURN_PATH = "/burn"
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -74,14 +80,44 @@ def render(who: Mapping[str, str], *, accept: str) -> tuple[bytes, str]:
     return text.encode() + b"\n", "text/plain; charset=utf-8"
 
 
-def delay(path: str) -> float:
-    """Seconds asked for with ``?delay=``, capped; 0 when absent or bad."""
-    values = parse_qs(urlsplit(path).query).get("delay") or ["0"]
+def _query_number(target: str, name: str, cap: float) -> float:
+    """The first non-empty ``name`` field of the query as a number in
+    [0, cap]; 0 when absent or bad."""
+    values = parse_qs(urlsplit(target).query).get(name) or ["0"]
     try:
-        seconds = float(values[0])
+        number = float(values[0])
     except ValueError:
         return 0.0
-    return 0.0 if math.isnan(seconds) else min(max(seconds, 0.0), MAX_DELAY)
+    return 0.0 if math.isnan(number) else min(max(number, 0.0), cap)
+
+
+def delay(target: str) -> float:
+    """Seconds asked for with ``?delay=``, capped; 0 when absent or bad."""
+    return _query_number(target, "delay", MAX_DELAY)
+
+
+def request_path(target: str) -> str:
+    """The path of a request target, as the module docstring defines it."""
+    path = re.split(r"[?#]", target, maxsplit=1)[0]
+    scheme, sep, rest = path.partition("://")
+    if sep and "/" not in scheme:
+        path = rest[rest.find("/"):] if "/" in rest else ""
+    return path
+
+
+def burn_ms(target: str) -> float:
+    """CPU milliseconds a ``/burn?ms=N`` asks for, capped; 0 for other paths."""
+    if request_path(target) != BURN_PATH:
+        return 0.0
+    return _query_number(target, "ms", MAX_BURN_MS)
+
+
+def burn(ms: float) -> None:
+    """Spins until this thread has used ``ms`` milliseconds of CPU: under a
+    CPU limit the answer takes longer, the work stays the same."""
+    until = time.thread_time() + ms / 1000.0
+    while time.thread_time() < until:
+        pass
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -133,6 +169,8 @@ class EchoHandler(BaseHTTPRequestHandler):
         body, ctype = render(who, accept=self.headers.get("Accept", ""))
         if wait := delay(self.path):
             time.sleep(wait)
+        if ms := burn_ms(self.path):
+            burn(ms)
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -232,7 +270,8 @@ def serve(env: Mapping[str, str], stop: threading.Event) -> None:
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--dry-run":
         address, port = listen_address(os.environ), listen_port(os.environ)
-        print(f"listen {address}:{port} delay {delay(sys.argv[2]):g}")
+        target = sys.argv[2]
+        print(f"listen {address}:{port} delay {delay(target):g} burn {burn_ms(target):g}")
         return
     stop = threading.Event()
 

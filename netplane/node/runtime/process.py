@@ -9,6 +9,11 @@ instance adopts containers started by an old one. Containers run in their own
 session: the agent's signals don't reach them and they outlive its restart.
 A process that is not our child is judged alive through /proc, with the start
 time recorded in the pid file guarding against PID reuse.
+
+Given the node's cgroups, each container runs in its own cgroup under its
+pod's (``kubepods/<qos>/pod<uid>/<container>``, limits from ``resources``),
+made afresh at each start so that its counters are the instance's; a
+failed exit while its cgroup counted an OOM kill is ``OOMKilled`` (137).
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from netplane.api.meta import Obj
+from netplane.node.cgrouplimits import PodCgroup, container_limits
+from netplane.node.cgroups import Hierarchy
 from netplane.node.runtime import command as cmd
 from netplane.node.runtime import podfiles
 from netplane.node.runtime.launcher import DEFAULT_PATH
@@ -50,6 +57,9 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _POLL = 0.05
 # The longest a start waits for the launcher to become the command.
 EXEC_TIMEOUT = 10.0
+OOM_KILLED = "OOMKilled"
+SIGKILL_EXIT = 128 + signal.SIGKILL
+POD_CGROUP = "cgroup"  # the pod's cgroup, relative to the node's root
 
 
 class ContainerStatus(enum.Enum):
@@ -63,6 +73,8 @@ class ContainerState:
     status: ContainerStatus
     pid: int | None = None
     exit_code: int | None = None
+    # Why it ended when the runtime knows better than its exit code (OOMKilled).
+    reason: str = field(default="", compare=False)
     # Seconds since the epoch, when known: from the state files' times.
     started_at: float | None = field(default=None, compare=False)
     finished_at: float | None = field(default=None, compare=False)
@@ -134,13 +146,18 @@ class ProcessRuntime:
     """Starts, inspects and stops pods' containers as processes."""
 
     def __init__(self, *, state_dir: Path, python: str = sys.executable,
-                 launcher: Sequence[str] | None = None) -> None:
+                 launcher: Sequence[str] | None = None,
+                 cgroups: Hierarchy | None = None) -> None:
         """``launcher``: the argv that starts the launcher of each container;
-        by default :func:`default_launcher`, looked up at each start."""
+        by default :func:`default_launcher`, looked up at each start.
+        ``cgroups``: the node's, when containers get cgroups and limits."""
         self.state_dir = state_dir
+        self.cgroups = cgroups
         self._python = python
         self._launcher = list(launcher) if launcher is not None else None
         self._children: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        # OOM kills a container's cgroup had already counted at its start.
+        self._oom_base: dict[tuple[str, str], int] = {}
 
     def pod_dir(self, pod_uid: str) -> Path:
         return self.state_dir / "pods" / _check_name("pod uid", pod_uid)
@@ -224,9 +241,11 @@ class ProcessRuntime:
     def start_container(self, *, pod_uid: str, pod_name: str, namespace: str, container: Obj,
                         netns: str, hostname: str, resolv_conf: Path, hosts: Path,
                         env: dict[str, str], mounts: tuple[Mount, ...] = (),
-                        ipc: Path | None = None, pid_ns: str | None = None) -> int:
+                        ipc: Path | None = None, pid_ns: str | None = None,
+                        pod_cgroup: PodCgroup | None = None) -> int:
         """Starts a container (or returns the pid of its running process).
-        ``mounts`` are (node path, container path, read-only)."""
+        ``mounts`` are (node path, container path, read-only); ``pod_cgroup``
+        places it (with the node's cgroups)."""
         name = _check_name("container name", str(container.get("name", "")))
         current = self.container_state(pod_uid, name)
         if current.status is ContainerStatus.RUNNING and current.pid is not None:
@@ -244,12 +263,39 @@ class ProcessRuntime:
                    *mounts],
             env=full_env, cwd=container.get("workingDir"), argv=argv)
         launcher = [*(self._launcher or default_launcher(self._python)), *args]
-        pid = self._spawn(pod_uid, name, launcher, stdin=bool(container.get("stdin")))
+        procs = self._container_cgroup(pod_uid, name, container, pod_cgroup)
+        pid = self._spawn(pod_uid, name, launcher, stdin=bool(container.get("stdin")),
+                          cgroup_procs=procs)
         # The C launcher hands a container needing a root of its own to the
         # Python one: that is not the command yet either.
         handover = [*python_launcher(self._python), *args]
         wait_for_exec(self._children[(pod_uid, name)], [launcher, handover])
         return pid
+
+    def _container_cgroup(self, pod_uid: str, name: str, container: Obj,
+                          pod_cgroup: PodCgroup | None) -> list[Path]:
+        """Makes the container's cgroup (its pod's first) with its limits;
+        the files its process joins it through (none without cgroups)."""
+        if self.cgroups is None or pod_cgroup is None:
+            return []
+        self.cgroups.create_qos()
+        self.cgroups.create(pod_cgroup.path, pod_cgroup.limits)
+        _write_atomic(self.pod_dir(pod_uid) / POD_CGROUP, pod_cgroup.path + "\n")
+        rel = f"{pod_cgroup.path}/{name}"
+        self.cgroups.remove(rel, wait=0)  # the last instance's: fresh counters
+        self.cgroups.create(rel, container_limits(container))
+        self.cgroups.kill_together_on_oom(rel)
+        self._oom_base[(pod_uid, name)] = self.cgroups.oom_kills(rel)
+        return self.cgroups.procs_files(rel)
+
+    def cgroup_path(self, pod_uid: str, container_name: str | None = None) -> str | None:
+        """The pod's (or one container's) cgroup relative to the node's
+        root, None when the pod has none."""
+        try:
+            pod = (self.pod_dir(pod_uid) / POD_CGROUP).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return pod if container_name is None else f"{pod}/{container_name}"
 
     def container_state(self, pod_uid: str, container_name: str) -> ContainerState:
         proc = self._children.get((pod_uid, container_name))
@@ -309,6 +355,8 @@ class ProcessRuntime:
             _signal_group(pid, signal.SIGKILL)
         self._wait_gone(pod_uid, left, 5.0)
         self._stop_pid_holder(pod_uid)
+        if self.cgroups is not None and (rel := self.cgroup_path(pod_uid)) is not None:
+            self.cgroups.remove(rel)
         for c in list(self._children):
             if c[0] == pod_uid:
                 del self._children[c]
@@ -345,7 +393,7 @@ class ProcessRuntime:
         return os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
 
     def _spawn(self, pod_uid: str, name: str, launcher: list[str], *,
-               stdin: bool = False) -> int:
+               stdin: bool = False, cgroup_procs: Sequence[Path] = ()) -> int:
         pod_dir = self.pod_dir(pod_uid)
         pod_dir.mkdir(parents=True, exist_ok=True)
         (pod_dir / f"{name}.exit").unlink(missing_ok=True)
@@ -360,7 +408,8 @@ class ProcessRuntime:
                     launcher, stdin=stdin_fd, stdout=log, stderr=subprocess.STDOUT,
                     cwd="/", start_new_session=True,
                     env={"PATH": DEFAULT_PATH, "PYTHONPATH": cmd.package_root(),
-                         PYTHON_ENV: self._python})
+                         PYTHON_ENV: self._python},
+                    preexec_fn=_joiner(cgroup_procs) if cgroup_procs else None)
         finally:
             if stdin_fd != subprocess.DEVNULL:
                 os.close(stdin_fd)
@@ -374,16 +423,32 @@ class ProcessRuntime:
         del self._children[(pod_uid, name)]
         pod_dir = self.pod_dir(pod_uid)
         if pod_dir.is_dir():
-            _write_atomic(pod_dir / f"{name}.exit", f"{code}\n")
+            reason = ""
+            if self._oom_killed(pod_uid, name, code):
+                # As a runtime reports it: the kernel's SIGKILL. (util-linux's
+                # unshare, the parent of a command in a PID namespace of its
+                # own, exits 1 when its child is killed by SIGKILL.)
+                code, reason = SIGKILL_EXIT, OOM_KILLED
+            _write_atomic(pod_dir / f"{name}.exit", f"{code}\n{reason}\n")
+
+    def _oom_killed(self, pod_uid: str, name: str, code: int) -> bool:
+        """A failed exit while the container's cgroup counted an OOM kill,
+        as containerd judges it (whichever of its processes was killed)."""
+        base = self._oom_base.pop((pod_uid, name), 0)
+        rel = self.cgroup_path(pod_uid, name)
+        if code == 0 or self.cgroups is None or rel is None:
+            return False
+        return self.cgroups.oom_kills(rel) > base
 
     def _state_from_disk(self, pod_uid: str, name: str) -> ContainerState:
         pod_dir = self.pod_dir(pod_uid)
         started = self._mtime(pod_uid, name, "pid")
         record = self._pid_record(pod_uid, name)
         try:
-            code = int((pod_dir / f"{name}.exit").read_text())
+            code_text, _, reason = (pod_dir / f"{name}.exit").read_text().partition("\n")
             return ContainerState(ContainerStatus.EXITED, pid=record.pid if record else None,
-                                  exit_code=code, started_at=started,
+                                  exit_code=int(code_text), reason=reason.strip(),
+                                  started_at=started,
                                   finished_at=self._mtime(pod_uid, name, "exit"))
         except (FileNotFoundError, ValueError):
             pass
@@ -414,6 +479,24 @@ class ProcessRuntime:
                 break
             time.sleep(_POLL)
         return left
+
+
+def _joiner(procs: Sequence[Path]) -> Callable[[], None]:
+    """What the forked child runs before it execs the launcher: it writes
+    itself into the container's cgroups, so that it and every process it
+    starts are in them from the first instruction (moving it after the fork
+    would race its own forks). Only system calls: the child of a threaded
+    parent must take no lock."""
+    paths = [bytes(p) for p in procs]
+
+    def join() -> None:
+        for path in paths:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+    return join
 
 
 def mount_points() -> list[str]:

@@ -1,0 +1,26 @@
+"""A node cgroup root of its own for a test (``netplane-test/<id>`` under
+the test's cgroup), removed afterwards: what the cgroup tests share."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from netplane.node.cgroups import Hierarchy
+
+
+@contextlib.contextmanager
+def scratch_cgroups() -> Iterator[Hierarchy]:
+    found = Hierarchy.detect(f"netplane-test/{uuid.uuid4().hex[:8]}")
+    if found is None:
+        pytest.skip("no usable cgroup hierarchy")
+    try:
+        yield found
+    finally:
+        assert found.remove("")
+        for root in found.roots.values():
+            with contextlib.suppress(OSError):
+                root.parent.rmdir()  # unless another run's node is still there
