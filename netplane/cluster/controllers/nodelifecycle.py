@@ -1,25 +1,28 @@
-"""Node lifecycle controller (kube's pkg/controller/nodelifecycle), its
+"""Node lifecycle controller (kube's pkg/controller/nodelifecycle). Its
 monitoring half: a node whose agent has neither renewed its Lease nor
 posted its status for ``grace`` seconds (kube's node-monitor-grace-period)
 gets every condition set to Unknown, with kube's reason and words, and its
 pods' Ready condition set to False (kube's MarkPodsNotReady), so that their
 endpoints stop taking traffic at once. ``kubectl get nodes`` then says
-NotReady, and the scheduler, which reads conditions as kube's taints, sends
-no new pod there. When the agent is heard again it posts Ready for the node
-and its pods itself. Taint-based eviction of the pods is not done here
-yet."""
+NotReady. Its tainting half keeps the node's condition taints
+(nodetaints.py) in ``spec.taints`` whenever the node changes: the
+scheduler sends no new pod to a tainted node, and the taint eviction
+controller deletes pods that do not tolerate a NoExecute one. When the
+agent is heard again it posts Ready for the node and its pods itself, and
+the taints go."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 from collections.abc import Callable
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
-from netplane.cluster.client import ApiError, Client, Informer
+from netplane.cluster.client import ApiError, Client, Conflict, Informer, NotFound
+from netplane.cluster.controllers import nodetaints
+from netplane.cluster.controllers.queue import WorkQueue, drain
 
 log = logging.getLogger(__name__)
 
@@ -29,26 +32,13 @@ UNKNOWN_REASON = "NodeStatusUnknown"
 UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
 
 
-def _seconds(stamp: object) -> float | None:
-    """A Time or MicroTime (RFC 3339, UTC) as seconds since the epoch."""
-    if not isinstance(stamp, str) or not stamp:
-        return None
-    for form in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            at = datetime.datetime.strptime(stamp, form).replace(tzinfo=datetime.UTC)
-        except ValueError:
-            continue
-        return at.timestamp()
-    return None
-
-
 def last_heard(node: Obj, lease: Obj | None) -> float | None:
     """When the node's agent was last heard from: its Lease's renewTime or
     its Ready condition's heartbeat, whichever is later."""
     ready = meta.condition(node, "Ready") or {}
-    times = [_seconds(ready.get("lastHeartbeatTime"))]
+    times = [meta.timestamp(ready.get("lastHeartbeatTime"))]
     if lease is not None:
-        times.append(_seconds((lease.get("spec") or {}).get("renewTime")))
+        times.append(meta.timestamp((lease.get("spec") or {}).get("renewTime")))
     known = [t for t in times if t is not None]
     return max(known) if known else None
 
@@ -89,6 +79,31 @@ class NodeLifecycleController:
         self.client, self.nodes, self.leases, self.pods = client, nodes, leases, pods
         self.grace, self.period, self.clock = grace, period, clock
         self._seen: dict[str, float] = {}  # when each node was first seen
+        self.taint_queue = WorkQueue()
+        nodes.add_handler(self._on_node)
+
+    def _on_node(self, prev: Obj | None, cur: Obj | None) -> None:
+        if cur is not None and nodetaints.reconciled(cur, "") is not None:
+            self.taint_queue.add(meta.name(cur))
+
+    async def sync_taints(self, name: str) -> None:
+        """Brings the node's condition taints in line with its conditions;
+        a write that lost a race is retried by the queue on a fresher copy."""
+        node = self.nodes.get(name)
+        taints = nodetaints.reconciled(node, meta.now()) if node is not None else None
+        if node is None or taints is None:
+            return
+        patch = {"metadata": {"resourceVersion": node["metadata"].get("resourceVersion")},
+                 "spec": {"taints": taints}}
+        try:
+            await self.client.patch(resources.NODE, name, patch)
+        except NotFound:
+            return
+        except Conflict:
+            self.taint_queue.add_after(name, 0.05)
+            return
+        log.info("node %s: taints now %s", name,
+                 ", ".join(f"{t['key']}:{t['effect']}" for t in taints) or "none")
 
     async def monitor(self) -> list[str]:
         """One pass over the nodes; the names of those marked Unknown."""
@@ -134,6 +149,12 @@ class NodeLifecycleController:
                             meta.namespaced_name(pod), e)
 
     async def run(self) -> None:
-        while True:
-            await self.monitor()
-            await asyncio.sleep(self.period)
+        for node in self.nodes.items():
+            self._on_node(None, node)
+        tainting = asyncio.create_task(drain("node-taints", self.taint_queue, self.sync_taints))
+        try:
+            while True:
+                await self.monitor()
+                await asyncio.sleep(self.period)
+        finally:
+            tainting.cancel()

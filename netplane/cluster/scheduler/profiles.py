@@ -1,6 +1,7 @@
 """The default profile: kube-scheduler 1.32's default plugins, in its
-order, with its score weights. netplane adds NodeReady (kube's node
-lifecycle controller would taint the node instead)."""
+order, with its score weights. A node that is not Ready, under pressure or
+cordoned carries the node lifecycle controller's taints, so TaintToleration
+keeps pods off it, as in kube."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def default_profile(*, volume_binding: FilterPlugin | None = None,
     spread, inter = PodTopologySpread(default_selector), InterPodAffinity(namespace_labels)
     volumes = (volume_binding,) if volume_binding is not None else ()
     return Profile(
-        filters=(plugins.NodeUnschedulable(), plugins.NodeName(), plugins.NodeReady(), taints,
+        filters=(plugins.NodeUnschedulable(), plugins.NodeName(), taints,
                  affinity, plugins.NodePorts(), fit, *volumes, spread,
                  inter),
         scorers=(Weighted(taints, 3), Weighted(affinity, 2), Weighted(spread, 2),
