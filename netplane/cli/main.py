@@ -154,7 +154,10 @@ def cmd_server(args: argparse.Namespace) -> int:
                      advertise_address=args.advertise_address,
                      listen_fds=args.listen_fd or [], service_cidr=args.service_cidr,
                      cluster_cidr=args.cluster_cidr,
-                     load_balancer_pool=args.load_balancer_pool))
+                     load_balancer_pool=args.load_balancer_pool,
+                     default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+                     default_unreachable_toleration_seconds=(
+                         args.default_unreachable_toleration_seconds)))
     return 0
 
 
@@ -305,6 +308,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--load-balancer-pool", default="",
                    help="addresses for LoadBalancer Services: A-B ranges or CIDRs, comma-"
                         "separated (default: none)")
+    for state in ("not-ready", "unreachable"):
+        p.add_argument(f"--default-{state}-toleration-seconds", type=int, default=300,
+                       help=f"tolerationSeconds of the {state}:NoExecute toleration added to "
+                            "every pod that has none (default 300)")
     p.set_defaults(fn=cmd_server)
 
     p = sub.add_parser("agent", help="run the node agent")

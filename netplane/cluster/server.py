@@ -30,6 +30,7 @@ from netplane.cluster.apiserver.authn import (
 )
 from netplane.cluster.apiserver.rbac import RBAC
 from netplane.cluster.apiserver.registry import Registry
+from netplane.cluster.apiserver.tolerations import DEFAULT_SECONDS, DefaultTolerationSeconds
 from netplane.cluster.client import Client, Connection
 from netplane.cluster.controllers import manager
 from netplane.cluster.controllers.loadbalancer import parse_pool
@@ -51,6 +52,8 @@ class ServerConfig:
     cluster_cidr: str = "10.244.0.0/16"
     controllers: bool = True
     load_balancer_pool: str = ""
+    default_not_ready_toleration_seconds: int = DEFAULT_SECONDS
+    default_unreachable_toleration_seconds: int = DEFAULT_SECONDS
 
 
 def service_ip(cidr: str, offset: int) -> str:
@@ -83,7 +86,9 @@ def open_registry(cfg: ServerConfig) -> Registry:
     api_ip, dns_ip = service_ip(cfg.service_cidr, 1), service_ip(cfg.service_cidr, 10)
     allocators = Allocators(ClusterIPAllocator(cfg.service_cidr, reserved=(api_ip, dns_ip)),
                             PodCIDRAllocator(cfg.cluster_cidr))
-    registry = Registry(store, allocators)
+    seconds = DefaultTolerationSeconds(not_ready=cfg.default_not_ready_toleration_seconds,
+                                       unreachable=cfg.default_unreachable_toleration_seconds)
+    registry = Registry(store, allocators, toleration_seconds=seconds)
     bootstrap.ensure(registry, advertise_address=cfg.advertise_address, port=cfg.port,
                      api_ip=api_ip, dns_ip=dns_ip)
     return registry
