@@ -157,7 +157,9 @@ def cmd_server(args: argparse.Namespace) -> int:
                      load_balancer_pool=args.load_balancer_pool,
                      default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
                      default_unreachable_toleration_seconds=(
-                         args.default_unreachable_toleration_seconds)))
+                         args.default_unreachable_toleration_seconds),
+                     node_monitor_grace_period=args.node_monitor_grace_period,
+                     node_monitor_period=args.node_monitor_period))
     return 0
 
 
@@ -192,6 +194,11 @@ def _seconds(text: str) -> int:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 10s, 5m, 2h)")
     return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def _duration(text: str) -> float:
+    """A duration as kube's components take it (40s, 1m30s), or seconds."""
+    return float(text) if re.fullmatch(r"\d+(\.\d+)?", text) else float(_seconds(text))
 
 
 def _namespaced(p: argparse.ArgumentParser) -> None:
@@ -312,6 +319,11 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument(f"--default-{state}-toleration-seconds", type=int, default=300,
                        help=f"tolerationSeconds of the {state}:NoExecute toleration added to "
                             "every pod that has none (default 300)")
+    p.add_argument("--node-monitor-grace-period", type=_duration, default=40.0,
+                   help="how long a silent node's agent may go unheard before the node is "
+                        "NotReady (a Go duration or seconds; default 40s)")
+    p.add_argument("--node-monitor-period", type=_duration, default=5.0,
+                   help="how often nodes are checked (default 5s)")
     p.set_defaults(fn=cmd_server)
 
     p = sub.add_parser("agent", help="run the node agent")

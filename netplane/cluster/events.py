@@ -72,6 +72,8 @@ class Reason(enum.StrEnum):
     SUCCEEDED_DAEMON_POD = "SucceededDaemonPod"
     RECREATING_FAILED_POD = "RecreatingFailedPod"
     RECREATING_TERMINATED_POD = "RecreatingTerminatedPod"
+    # The taint eviction controller's.
+    TAINT_MANAGER_EVICTION = "TaintManagerEviction"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from netplane.cluster.apiserver.tolerations import DEFAULT_SECONDS, DefaultToler
 from netplane.cluster.client import Client, Connection
 from netplane.cluster.controllers import manager
 from netplane.cluster.controllers.loadbalancer import parse_pool
+from netplane.cluster.controllers.nodelifecycle import GRACE_SECONDS, PERIOD_SECONDS
 from netplane.cluster.scheduler.loop import Scheduler
 from netplane.cluster.store.sqlite import SQLiteStore
 
@@ -54,6 +55,8 @@ class ServerConfig:
     load_balancer_pool: str = ""
     default_not_ready_toleration_seconds: int = DEFAULT_SECONDS
     default_unreachable_toleration_seconds: int = DEFAULT_SECONDS
+    node_monitor_grace_period: float = GRACE_SECONDS
+    node_monitor_period: float = PERIOD_SECONDS
 
 
 def service_ip(cidr: str, offset: int) -> str:
@@ -143,7 +146,9 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
     if cfg.controllers:
         tasks.append(asyncio.create_task(Scheduler(scheduler_client).run()))
         pool = parse_pool(cfg.load_balancer_pool) if cfg.load_balancer_pool else []
-        tasks.append(asyncio.create_task(manager.run(client, lb_pool=pool)))
+        tasks.append(asyncio.create_task(manager.run(
+            client, lb_pool=pool, node_grace=cfg.node_monitor_grace_period,
+            node_period=cfg.node_monitor_period)))
     try:
         await stop.wait()
     finally:
