@@ -17,6 +17,7 @@ import pytest
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import Client
+from netplane.cluster.controllers import daemonset
 from netplane.cluster.controllers.tainteviction import (
     DISRUPTION_REASON,
     TaintEvictionController,
@@ -168,3 +169,13 @@ async def test_a_taint_without_time_counts_from_when_it_was_seen(tmp_path: Path)
         clock[0] = T0 + 15
         await c.sync("default/web")
         assert c.scheduled["default/web"] == T0 + 20
+
+
+def test_daemon_pods_stay_on_a_failed_node() -> None:
+    spec: Obj = {"containers": [{"name": "c"}]}
+    daemonset.with_daemon_tolerations(spec)
+    not_ready = {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}
+    assert eviction_time(spec["tolerations"], [UNREACHABLE], added) is None
+    assert eviction_time(spec["tolerations"], [not_ready], added) is None
+    # Their own taints are another matter.
+    assert eviction_time(spec["tolerations"], [DRAIN], added) == -math.inf
