@@ -164,3 +164,31 @@ def test_a_stopped_node_s_pods_are_replaced_and_it_comes_back_clean(lab: Lab) ->
         ns = pod_netns_name(lab.paths.prefix, uid)
         assert not netns.exists(ns) or not netns.pids(ns)
     assert failure.stopped(lab.paths, "node-2") is None
+
+
+def test_a_killed_node_back_in_time_keeps_its_pods(lab: Lab) -> None:
+    """``lab stop --kill``: agent and containers killed. Started again before
+    the pods' toleration runs out, the new agent takes the node's pods
+    back (their containers started again) and the pending evictions are
+    cancelled: the same four pods, none twice."""
+    wait_for("four ready web pods", lambda: len(ready_web_pods(lab)) == 4, timeout=90)
+    counts: dict[str, int] = {}
+    for p in web_pods(lab):
+        counts[p["spec"]["nodeName"]] = counts.get(p["spec"]["nodeName"], 0) + 1
+    node = max(sorted(n for n in counts if n != "node-1"), key=lambda n: counts[n])
+    before = {meta.name(p): meta.uid(p) for p in web_pods(lab)}
+    kept = sorted(meta.name(p) for p in web_pods(lab) if p["spec"]["nodeName"] == node)
+
+    lab.netplane("lab", "stop", node, "--kill")
+    try:
+        assert failure.stopped(lab.paths, node) is failure.StopMode.KILL
+        wait_for(f"{node} NotReady", lambda: node_row(lab, node) == "NotReady",
+                 timeout=GRACE + 30)
+    finally:
+        lab.netplane("lab", "start", node, timeout=120)
+
+    assert node_row(lab, node) == "Ready"
+    wait_for(f"{node}'s pods ready again", lambda: len(ready_web_pods(lab)) == 4, timeout=60)
+    assert {meta.name(p): meta.uid(p) for p in web_pods(lab)} == before
+    wait_for(f"{node}'s taints gone", lambda: not taints(lab, node))
+    assert {f"Cancelling deletion of Pod default/{n}" for n in kept} <= eviction_events(lab)
