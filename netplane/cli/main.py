@@ -159,7 +159,8 @@ def cmd_server(args: argparse.Namespace) -> int:
                      default_unreachable_toleration_seconds=(
                          args.default_unreachable_toleration_seconds),
                      node_monitor_grace_period=args.node_monitor_grace_period,
-                     node_monitor_period=args.node_monitor_period))
+                     node_monitor_period=args.node_monitor_period,
+                     node_startup_grace_period=args.node_startup_grace_period))
     return 0
 
 
@@ -324,6 +325,9 @@ def parser() -> argparse.ArgumentParser:
                         "NotReady (a Go duration or seconds; default 40s)")
     p.add_argument("--node-monitor-period", type=_duration, default=5.0,
                    help="how often nodes are checked (default 5s)")
+    p.add_argument("--node-startup-grace-period", type=_duration, default=60.0,
+                   help="how long a new node may go without posting its status before it is "
+                        "NotReady (default 1m)")
     p.set_defaults(fn=cmd_server)
 
     p = sub.add_parser("agent", help="run the node agent")

@@ -34,7 +34,11 @@ from netplane.cluster.apiserver.tolerations import DEFAULT_SECONDS, DefaultToler
 from netplane.cluster.client import Client, Connection
 from netplane.cluster.controllers import manager
 from netplane.cluster.controllers.loadbalancer import parse_pool
-from netplane.cluster.controllers.nodelifecycle import GRACE_SECONDS, PERIOD_SECONDS
+from netplane.cluster.controllers.nodelifecycle import (
+    GRACE_SECONDS,
+    PERIOD_SECONDS,
+    STARTUP_GRACE_SECONDS,
+)
 from netplane.cluster.scheduler.loop import Scheduler
 from netplane.cluster.store.sqlite import SQLiteStore
 
@@ -57,6 +61,7 @@ class ServerConfig:
     default_unreachable_toleration_seconds: int = DEFAULT_SECONDS
     node_monitor_grace_period: float = GRACE_SECONDS
     node_monitor_period: float = PERIOD_SECONDS
+    node_startup_grace_period: float = STARTUP_GRACE_SECONDS
 
 
 def service_ip(cidr: str, offset: int) -> str:
@@ -148,7 +153,8 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
         pool = parse_pool(cfg.load_balancer_pool) if cfg.load_balancer_pool else []
         tasks.append(asyncio.create_task(manager.run(
             client, lb_pool=pool, node_grace=cfg.node_monitor_grace_period,
-            node_period=cfg.node_monitor_period)))
+            node_period=cfg.node_monitor_period,
+            node_startup_grace=cfg.node_startup_grace_period)))
     try:
         await stop.wait()
     finally:

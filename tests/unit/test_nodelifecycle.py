@@ -12,10 +12,13 @@ from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.controllers import nodetaints
 from netplane.cluster.controllers.nodelifecycle import (
+    NEVER_MESSAGE,
+    NEVER_REASON,
     UNKNOWN_MESSAGE,
     UNKNOWN_REASON,
     NodeLifecycleController,
     silent,
+    unknown_conditions,
 )
 from netplane.node.registration import lease_object
 from tests.unit.test_client import one_controller
@@ -46,7 +49,7 @@ def test_silent_after_the_grace_period_from_whatever_was_heard_last() -> None:
     assert not silent(node(heartbeat=NOW - 300), lease(NOW - 5), NOW)
     assert silent(node(heartbeat=NOW - 300), lease(NOW - 40.5), NOW)
     assert not silent(node(heartbeat=NOW - 300), lease(NOW - 5), NOW, grace=10)
-    # Already Unknown, or never said anything: nothing to mark.
+    # Already Unknown, or never said anything and no time known: nothing to mark.
     assert not silent(node(heartbeat=NOW - 300, status="Unknown"), None, NOW)
     assert not silent({"metadata": {"name": "n1"}}, None, NOW)
     # No time at all: counted from when the controller first saw the node.
@@ -196,3 +199,33 @@ def test_times_and_micro_times_read_as_seconds() -> None:
     assert meta.timestamp(stamp(NOW + 0.25, micro=True)) == NOW + 0.25
     assert meta.timestamp("yesterday") is None
     assert meta.timestamp(None) is None
+
+
+def test_a_node_that_never_posted_gets_the_startup_grace() -> None:
+    new = {"metadata": {"name": "n1", "creationTimestamp": stamp(NOW - 50)}}
+    assert not silent(new, None, NOW)
+    assert silent(new, None, NOW + 11)
+    assert not silent(new, None, NOW + 11, startup_grace=120)
+    assert not silent(new, lease(NOW), NOW + 11)  # its Lease is renewed
+    # No time at all: from when the controller first saw it.
+    assert not silent({"metadata": {"name": "n1"}}, None, NOW, seen=NOW - 30)
+    assert silent({"metadata": {"name": "n1"}}, None, NOW, seen=NOW - 61)
+
+
+def test_unknown_conditions_as_kube_writes_them() -> None:
+    n = node(status="True")
+    n["metadata"]["creationTimestamp"] = "T0"
+    n["status"]["conditions"] += [{"type": "MemoryPressure", "status": "False"},
+                                  {"type": "NetworkUnavailable", "status": "False"}]
+    got = {c["type"]: c for c in unknown_conditions(n, "T9")}
+    assert [(t, c["status"], c.get("reason")) for t, c in got.items()] == [
+        ("Ready", "Unknown", UNKNOWN_REASON), ("MemoryPressure", "Unknown", UNKNOWN_REASON),
+        ("NetworkUnavailable", "False", None),  # the network's own, left alone
+        ("DiskPressure", "Unknown", NEVER_REASON), ("PIDPressure", "Unknown", NEVER_REASON)]
+    assert got["DiskPressure"]["message"] == NEVER_MESSAGE
+    assert (got["DiskPressure"]["lastHeartbeatTime"],
+            got["DiskPressure"]["lastTransitionTime"]) == ("T0", "T9")
+    never = unknown_conditions({"metadata": {"name": "n1"}}, "T9")
+    assert [(c["type"], c["reason"]) for c in never] == [
+        ("Ready", NEVER_REASON), ("MemoryPressure", NEVER_REASON),
+        ("DiskPressure", NEVER_REASON), ("PIDPressure", NEVER_REASON)]

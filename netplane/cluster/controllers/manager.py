@@ -17,6 +17,7 @@ from netplane.cluster.controllers.loadbalancer import LoadBalancerController
 from netplane.cluster.controllers.nodelifecycle import (
     GRACE_SECONDS,
     PERIOD_SECONDS,
+    STARTUP_GRACE_SECONDS,
     NodeLifecycleController,
 )
 from netplane.cluster.controllers.persistentvolume import PersistentVolumeController
@@ -33,7 +34,8 @@ class Controller(Protocol):
 
 
 async def run(client: Client, *, lb_pool: list[str] | None = None,
-              node_grace: float = GRACE_SECONDS, node_period: float = PERIOD_SECONDS) -> None:
+              node_grace: float = GRACE_SECONDS, node_period: float = PERIOD_SECONDS,
+              node_startup_grace: float = STARTUP_GRACE_SECONDS) -> None:
     informers = Informers.for_client(client)
     controllers: list[Controller] = [DeploymentController(client, informers),
                                      ReplicaSetController(client, informers),
@@ -51,7 +53,8 @@ async def run(client: Client, *, lb_pool: list[str] | None = None,
                                      NodeLifecycleController(client, informers.nodes,
                                                              informers.leases,
                                                              informers.pods, grace=node_grace,
-                                                             period=node_period),
+                                                             period=node_period,
+                                                             startup_grace=node_startup_grace),
                                      TaintEvictionController(client, informers.pods,
                                                              informers.nodes)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]

@@ -1,7 +1,8 @@
 """Node lifecycle controller (kube's pkg/controller/nodelifecycle). Its
 monitoring half: a node whose agent has neither renewed its Lease nor
-posted its status for ``grace`` seconds (kube's node-monitor-grace-period)
-gets every condition set to Unknown, with kube's reason and words, and its
+posted its status for ``grace`` seconds (kube's node-monitor-grace-period;
+one that never posted it, ``startup_grace`` after its creation) gets its
+agent's conditions set to Unknown, with kube's reasons and words, and its
 pods' Ready condition set to False (kube's MarkPodsNotReady), so that their
 endpoints stop taking traffic at once. ``kubectl get nodes`` then says
 NotReady. Its tainting half keeps the node's condition taints
@@ -28,8 +29,14 @@ log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 40.0  # kube's node-monitor-grace-period
 PERIOD_SECONDS = 5.0  # kube's node-monitor-period
+STARTUP_GRACE_SECONDS = 60.0  # kube's node-startup-grace-period
 UNKNOWN_REASON = "NodeStatusUnknown"
 UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
+NEVER_REASON = "NodeStatusNeverUpdated"
+NEVER_MESSAGE = "Kubelet never posted node status."
+# The conditions a silent node's are set Unknown (kube leaves
+# NetworkUnavailable to whoever manages the network).
+AGENT_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 
 
 def last_heard(node: Obj, lease: Obj | None) -> float | None:
@@ -44,40 +51,53 @@ def last_heard(node: Obj, lease: Obj | None) -> float | None:
 
 
 def silent(node: Obj, lease: Obj | None, now: float, grace: float = GRACE_SECONDS, *,
-           seen: float | None = None) -> bool:
-    """Whether the node must be marked Unknown: it said Ready (or not) once,
-    is not Unknown already, and nothing was heard for longer than ``grace``
-    since it was heard or, for a node that never gave a time, since the
-    controller first ``seen`` it (kube's probe timestamp)."""
+           seen: float | None = None, startup_grace: float = STARTUP_GRACE_SECONDS) -> bool:
+    """Whether the node must be marked Unknown: it is not Unknown already,
+    and nothing was heard for longer than ``grace`` since it was heard or,
+    for a node that never gave a time, since the controller first ``seen``
+    it (kube's probe timestamp). A node that never posted its status gets
+    ``startup_grace`` from its creation or its Lease's last renewal."""
     ready = meta.condition(node, "Ready")
-    if ready is None or ready.get("status") == "Unknown":
+    if ready is not None and ready.get("status") == "Unknown":
         return False
     heard = last_heard(node, lease)
+    if ready is None:
+        created = meta.timestamp((node.get("metadata") or {}).get("creationTimestamp"))
+        known = [t for t in (heard, created) if t is not None]
+        since = max(known) if known else seen
+        return since is not None and now - since > startup_grace
     if heard is None:
         heard = seen
     return heard is None or now - heard > grace
 
 
 def unknown_conditions(node: Obj, now: str) -> list[Obj]:
-    """Every condition of the node as Unknown, heartbeats kept (kube's
-    tryUpdateNodeHealth)."""
-    out = []
+    """The node's agent conditions as Unknown, heartbeats kept, and those it
+    never posted added as such (kube's tryUpdateNodeHealth); the others as
+    they are."""
+    out, posted = [], set()
     for c in (node.get("status") or {}).get("conditions") or []:
         c = dict(c)
-        if c.get("status") != "Unknown":
+        posted.add(c.get("type"))
+        if c.get("type") in AGENT_CONDITIONS and c.get("status") != "Unknown":
             c.update(status="Unknown", reason=UNKNOWN_REASON, message=UNKNOWN_MESSAGE,
                      lastTransitionTime=now)
         out.append(c)
+    created = (node.get("metadata") or {}).get("creationTimestamp") or now
+    out += [{"type": t, "status": "Unknown", "reason": NEVER_REASON, "message": NEVER_MESSAGE,
+             "lastHeartbeatTime": created, "lastTransitionTime": now}
+            for t in AGENT_CONDITIONS if t not in posted]
     return out
 
 
 class NodeLifecycleController:
     def __init__(self, client: Client, nodes: Informer, leases: Informer,
                  pods: Informer | None = None, *, grace: float = GRACE_SECONDS,
-                 period: float = PERIOD_SECONDS,
+                 startup_grace: float = STARTUP_GRACE_SECONDS, period: float = PERIOD_SECONDS,
                  clock: Callable[[], float] = time.time) -> None:
         self.client, self.nodes, self.leases, self.pods = client, nodes, leases, pods
-        self.grace, self.period, self.clock = grace, period, clock
+        self.grace, self.startup_grace = grace, startup_grace
+        self.period, self.clock = period, clock
         self._seen: dict[str, float] = {}  # when each node was first seen
         self.taint_queue = WorkQueue()
         nodes.add_handler(self._on_node)
@@ -114,7 +134,8 @@ class NodeLifecycleController:
         for node in nodes:
             name = meta.name(node)
             lease = self.leases.get(name, resources.NODE_LEASE_NAMESPACE)
-            if not silent(node, lease, now, self.grace, seen=self._seen[name]):
+            if not silent(node, lease, now, self.grace, seen=self._seen[name],
+                          startup_grace=self.startup_grace):
                 continue
             patch = {"status": {"conditions": unknown_conditions(node, meta.now())}}
             try:
