@@ -318,14 +318,15 @@ def parser() -> argparse.ArgumentParser:
                         "separated (default: none)")
     for state in ("not-ready", "unreachable"):
         p.add_argument(f"--default-{state}-toleration-seconds", type=int, default=300,
+                       metavar="SECONDS",
                        help=f"tolerationSeconds of the {state}:NoExecute toleration added to "
                             "every pod that has none (default 300)")
-    p.add_argument("--node-monitor-grace-period", type=_duration, default=40.0,
+    p.add_argument("--node-monitor-grace-period", type=_duration, metavar="DURATION", default=40.0,
                    help="how long a silent node's agent may go unheard before the node is "
                         "NotReady (a Go duration or seconds; default 40s)")
-    p.add_argument("--node-monitor-period", type=_duration, default=5.0,
+    p.add_argument("--node-monitor-period", type=_duration, metavar="DURATION", default=5.0,
                    help="how often nodes are checked (default 5s)")
-    p.add_argument("--node-startup-grace-period", type=_duration, default=60.0,
+    p.add_argument("--node-startup-grace-period", type=_duration, metavar="DURATION", default=60.0,
                    help="how long a new node may go without posting its status before it is "
                         "NotReady (default 1m)")
     p.set_defaults(fn=cmd_server)
