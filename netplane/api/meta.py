@@ -59,8 +59,28 @@ def micro_time(at: datetime.datetime | None = None) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+TIME_FORMS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ")  # Time, MicroTime
+
+
 def parse_time(value: str) -> datetime.datetime:
-    return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    """A Time or MicroTime (RFC 3339, UTC); ValueError if it is neither."""
+    for form in TIME_FORMS:
+        try:
+            return datetime.datetime.strptime(value, form).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            continue
+    raise ValueError(f"time {value!r} is not RFC 3339 in UTC")
+
+
+def timestamp(value: object) -> float | None:
+    """A Time or MicroTime as seconds since the epoch; None when absent or
+    malformed (a field written by someone else must not break a reader)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_time(value).timestamp()
+    except ValueError:
+        return None
 
 
 def owner_ref(owner: Obj, *, controller: bool = True) -> Obj:

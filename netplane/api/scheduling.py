@@ -3,9 +3,10 @@ node affinity, as kube's component-helpers judge them. Pure; the scheduler
 filters with these, and the DaemonSet controller decides with them which
 nodes get a daemon pod.
 
-A node's taints here include the ones kube's node lifecycle controller
-would put on it from its conditions (``node.kubernetes.io/not-ready`` and
-the others): netplane has no such controller, so they are derived."""
+``condition_taints`` are the NoSchedule taints the node lifecycle
+controller keeps on a node for its conditions (kube's
+TaintNodesByCondition); ``node_taints`` adds them to what the node carries
+now, for readers that must not wait for the controller's write."""
 
 from __future__ import annotations
 

@@ -172,7 +172,13 @@ def cmd_server(args: argparse.Namespace) -> int:
                      cluster_cidr=args.cluster_cidr,
                      load_balancer_pool=args.load_balancer_pool,
                      scheduler_config=Path(args.scheduler_config) if args.scheduler_config
-                     else None))
+                     else None,
+                     default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+                     default_unreachable_toleration_seconds=(
+                         args.default_unreachable_toleration_seconds),
+                     node_monitor_grace_period=args.node_monitor_grace_period,
+                     node_monitor_period=args.node_monitor_period,
+                     node_startup_grace_period=args.node_startup_grace_period))
     return 0
 
 
@@ -208,6 +214,11 @@ def _seconds(text: str) -> int:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 10s, 5m, 2h)")
     return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def _duration(text: str) -> float:
+    """A duration as kube's components take it (40s, 1m30s), or seconds."""
+    return float(text) if re.fullmatch(r"\d+(\.\d+)?", text) else float(_seconds(text))
 
 
 def _namespaced(p: argparse.ArgumentParser) -> None:
@@ -333,6 +344,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler-config", metavar="FILE",
                    help="a KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1): "
                         "profiles, plugins and weights, as kube-scheduler's --config")
+    for state in ("not-ready", "unreachable"):
+        p.add_argument(f"--default-{state}-toleration-seconds", type=int, default=300,
+                       metavar="SECONDS",
+                       help=f"tolerationSeconds of the {state}:NoExecute toleration added to "
+                            "every pod that has none (default 300)")
+    p.add_argument("--node-monitor-grace-period", type=_duration, metavar="DURATION", default=40.0,
+                   help="how long a silent node's agent may go unheard before the node is "
+                        "NotReady (a Go duration or seconds; default 40s)")
+    p.add_argument("--node-monitor-period", type=_duration, metavar="DURATION", default=5.0,
+                   help="how often nodes are checked (default 5s)")
+    p.add_argument("--node-startup-grace-period", type=_duration, metavar="DURATION", default=60.0,
+                   help="how long a new node may go without posting its status before it is "
+                        "NotReady (default 1m)")
     p.set_defaults(fn=cmd_server)
 
     p = sub.add_parser("agent", help="run the node agent")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -73,6 +74,23 @@ class Connection:
         return "http://localhost" if self.socket else (self.url or "").rstrip("/")
 
 
+# TCP keepalive on the client's connections: one cut off from the server
+# (a node whose link went down) fails within about 25 s of silence, so its
+# watches start again at once when the link is back, instead of waiting for
+# the server's retransmissions, which back off for up to minutes.
+KEEPALIVE = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+
+
+def keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    family, kind, proto = addr_info[:3]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in KEEPALIVE.items():
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    return sock
+
+
 class Client:
     def __init__(self, conn: Connection, *, user_agent: str = "netplane") -> None:
         self.conn = conn
@@ -93,7 +111,7 @@ class Client:
                 connector = aiohttp.UnixConnector(path=self.conn.socket)
             else:
                 ctx = ssl.create_default_context(cafile=self.conn.ca_file)
-                connector = aiohttp.TCPConnector(ssl=ctx)
+                connector = aiohttp.TCPConnector(ssl=ctx, socket_factory=keepalive_socket)
             headers = {"User-Agent": self.user_agent}
             if self.conn.token:
                 headers["Authorization"] = f"Bearer {self.conn.token}"

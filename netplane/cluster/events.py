@@ -77,6 +77,8 @@ class Reason(enum.StrEnum):
     NO_PODS = "NoPods"
     CALCULATE_EXPECTED_POD_COUNT_FAILED = "CalculateExpectedPodCountFailed"
     UNMANAGED_PODS = "UnmanagedPods"
+    # The taint eviction controller's.
+    TAINT_MANAGER_EVICTION = "TaintManagerEviction"
 
 
 @dataclass(frozen=True)

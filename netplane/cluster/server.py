@@ -39,9 +39,15 @@ from netplane.cluster.apiserver.authn import (
 from netplane.cluster.apiserver.metricsstore import MetricsStore
 from netplane.cluster.apiserver.rbac import RBAC
 from netplane.cluster.apiserver.registry import Registry
+from netplane.cluster.apiserver.tolerations import DEFAULT_SECONDS, DefaultTolerationSeconds
 from netplane.cluster.client import Client, Connection
 from netplane.cluster.controllers import manager
 from netplane.cluster.controllers.loadbalancer import parse_pool
+from netplane.cluster.controllers.nodelifecycle import (
+    GRACE_SECONDS,
+    PERIOD_SECONDS,
+    STARTUP_GRACE_SECONDS,
+)
 from netplane.cluster.scheduler import config as scheduler_config
 from netplane.cluster.scheduler.loop import Scheduler
 from netplane.cluster.store.sqlite import SQLiteStore
@@ -63,6 +69,11 @@ class ServerConfig:
     load_balancer_pool: str = ""
     # A KubeSchedulerConfiguration (kube-scheduler's --config); None: the default profile.
     scheduler_config: Path | None = None
+    default_not_ready_toleration_seconds: int = DEFAULT_SECONDS
+    default_unreachable_toleration_seconds: int = DEFAULT_SECONDS
+    node_monitor_grace_period: float = GRACE_SECONDS
+    node_monitor_period: float = PERIOD_SECONDS
+    node_startup_grace_period: float = STARTUP_GRACE_SECONDS
 
 
 def service_ip(cidr: str, offset: int) -> str:
@@ -96,7 +107,9 @@ def open_registry(cfg: ServerConfig) -> Registry:
     api_ip, dns_ip = service_ip(cfg.service_cidr, 1), service_ip(cfg.service_cidr, 10)
     allocators = Allocators(ClusterIPAllocator(cfg.service_cidr, reserved=(api_ip, dns_ip)),
                             PodCIDRAllocator(cfg.cluster_cidr))
-    registry = Registry(store, allocators)
+    seconds = DefaultTolerationSeconds(not_ready=cfg.default_not_ready_toleration_seconds,
+                                       unreachable=cfg.default_unreachable_toleration_seconds)
+    registry = Registry(store, allocators, toleration_seconds=seconds)
     bootstrap.ensure(registry, advertise_address=cfg.advertise_address, port=cfg.port,
                      api_ip=api_ip, dns_ip=dns_ip)
     return registry
@@ -154,7 +167,10 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
             else None
         tasks.append(asyncio.create_task(Scheduler(scheduler_client, profiles=profiles).run()))
         pool = parse_pool(cfg.load_balancer_pool) if cfg.load_balancer_pool else []
-        tasks.append(asyncio.create_task(manager.run(client, lb_pool=pool)))
+        tasks.append(asyncio.create_task(manager.run(
+            client, lb_pool=pool, node_grace=cfg.node_monitor_grace_period,
+            node_period=cfg.node_monitor_period,
+            node_startup_grace=cfg.node_startup_grace_period)))
     try:
         await stop.wait()
     finally:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from netplane.lab import failure
 from netplane.lab import lab as labmod
 from netplane.lab.paths import LabPaths, check_name, lab_from_env
 
@@ -16,8 +17,23 @@ def add_parser(sub: Any) -> None:
     up = verbs.add_parser("up", help="bring up (or repair) a lab")
     up.add_argument("--nodes", type=int, default=2, help="worker nodes (default 2)")
     up.add_argument("--name", "--lab", dest="name", help="lab name, to run labs side by side")
-    up.add_argument("--proxy-mode", default="iptables", choices=["iptables", "nftables", "ipvs"],
+    up.add_argument("--proxy-mode", choices=["iptables", "nftables", "ipvs"],
                     help="how every node's proxy programs Services (default iptables)")
+    up.add_argument("--node-grace", type=float, metavar="SECONDS",
+                    help="how long a silent node stays Ready (the server's "
+                         "--node-monitor-grace-period; default 40)")
+    up.add_argument("--toleration-seconds", type=int, metavar="SECONDS",
+                    help="how long pods stay on a NotReady or unreachable node (the server's "
+                         "--default-*-toleration-seconds; default 300)")
+    stop = verbs.add_parser("stop", help="make a worker fail as a machine would: its processes "
+                                         "frozen (or killed), its network link down")
+    stop.add_argument("node")
+    stop.add_argument("--name", "--lab", dest="name", help="lab name")
+    stop.add_argument("--kill", action="store_true",
+                      help="kill the node's agent and pods instead of freezing them")
+    start = verbs.add_parser("start", help="bring a stopped worker back")
+    start.add_argument("node")
+    start.add_argument("--name", "--lab", dest="name", help="lab name")
     down = verbs.add_parser("down", help="remove a lab and everything it made")
     down.add_argument("--name", "--lab", dest="name", help="lab name")
     ex = verbs.add_parser("exec", help="run a command on a node")
@@ -44,8 +60,15 @@ def dispatch(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.lab_verb == "up":
-            workers = labmod.up(lab, nodes=args.nodes, proxy_mode=args.proxy_mode, say=_say)
+            workers = labmod.up(lab, nodes=args.nodes, proxy_mode=args.proxy_mode,
+                                node_grace=args.node_grace,
+                                toleration_seconds=args.toleration_seconds, say=_say)
             print(usage(lab, workers))
+        elif args.lab_verb == "stop":
+            failure.stop(lab, args.node, say=_say,
+                         mode=failure.StopMode.KILL if args.kill else failure.StopMode.FREEZE)
+        elif args.lab_verb == "start":
+            failure.start(lab, args.node, say=_say)
         elif args.lab_verb == "down":
             labmod.down(lab, say=_say)
         elif args.lab_verb == "exec":

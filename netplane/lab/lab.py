@@ -1,6 +1,6 @@
 """``netplane lab up|down``: a whole cluster on one machine, inside network
 namespaces. Every step checks what is already there, so ``up`` can be run
-again to repair or finish a lab."""
+again to repair or finish a lab, or with more ``--nodes`` to add workers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client, Connection
+from netplane.lab import options as labopts
 from netplane.lab import processes, topology
 from netplane.lab.paths import CONTROL, LabPaths
 from netplane.net import netns, routes
@@ -59,7 +60,7 @@ def _loopback_listener(lab: LabPaths) -> socket.socket:
     return sock
 
 
-def start_server(lab: LabPaths, say: Say) -> None:
+def start_server(lab: LabPaths, say: Say, *, flags: list[str] | None = None) -> None:
     pidfile = lab.state_dir / "server.pid"
     if processes.alive(pidfile):
         return
@@ -74,7 +75,7 @@ def start_server(lab: LabPaths, say: Say) -> None:
                   "--bind-address", lab.node_ip(CONTROL),
                   "--advertise-address", lab.node_ip(CONTROL), "--port", str(API_PORT),
                   "--listen-fd", str(listener.fileno()),
-                  "--load-balancer-pool", LB_POOL])
+                  "--load-balancer-pool", LB_POOL, *(flags or [])])
     finally:
         listener.close()
 
@@ -165,14 +166,23 @@ async def _wait_api(lab: LabPaths, deadline: float) -> None:
     raise LabError(f"the API server did not start; see {lab.state_dir}/logs/server.log")
 
 
+def _heard_since(node: Obj, since: float) -> bool:
+    """Whether the node's agent posted Ready at ``since`` or later (Times
+    are whole seconds)."""
+    beat = meta.timestamp((meta.condition(node, "Ready") or {}).get("lastHeartbeatTime"))
+    return beat is not None and beat >= int(since)
+
+
 async def wait_nodes_ready(lab: LabPaths, nodes: list[str], say: Say, *,
-                           timeout: float = 60.0) -> list[Obj]:
+                           timeout: float = 60.0, since: float | None = None) -> list[Obj]:
+    """Waits until every node is Ready, as posted at ``since`` or later."""
     deadline = time.monotonic() + timeout
     last = ""
     async with Client(Connection(socket=str(lab.socket))) as c:
         while True:
             items = (await c.list(resources.NODE)).get("items", [])
-            ready = {meta.name(n) for n in items if meta.node_ready(n)}
+            ready = {meta.name(n) for n in items if meta.node_ready(n)
+                     and (since is None or _heard_since(n, since))}
             line = ", ".join(f"{n} {'Ready' if n in ready else 'NotReady'}" for n in nodes)
             if line != last:
                 say(f"nodes: {line}")
@@ -185,25 +195,40 @@ async def wait_nodes_ready(lab: LabPaths, nodes: list[str], say: Say, *,
             await asyncio.sleep(0.2)
 
 
-def up(lab: LabPaths, *, nodes: int, proxy_mode: str, say: Say) -> list[str]:
+def up(lab: LabPaths, *, nodes: int, proxy_mode: str | None = None,
+       node_grace: float | None = None, toleration_seconds: int | None = None,
+       say: Say) -> list[str]:
+    """Brings the lab up; options not given are those of the lab's first ``up``."""
     if os.geteuid() != 0:
         raise LabError("netplane lab needs root: it creates network namespaces")
-    workers = sorted(set(worker_names(nodes)) | set(_recorded_nodes(lab)))
+    workers = sorted(set(worker_names(nodes)) | set(_recorded_nodes(lab)), key=_number)
     lab.state_dir.mkdir(parents=True, exist_ok=True)
+    saved = labopts.load(lab)
+    opts = labopts.merged(saved, proxy_mode=proxy_mode, node_grace=node_grace,
+                          toleration_seconds=toleration_seconds)
+    if opts.server_flags() != saved.server_flags() and \
+            processes.alive(lab.state_dir / "server.pid"):
+        say("restarting the API server with the new options")
+        processes.stop(lab.state_dir / "server.pid")
+    labopts.save(lab, opts)
     say(f"lab {lab.name!r}: underlay bridge {topology.BRIDGE} in netns {lab.underlay_netns}")
     topology.underlay(lab)
     for node in [CONTROL, *workers]:
         topology.node(lab, node)
         lab.node_dir(node).mkdir(parents=True, exist_ok=True)
-    start_server(lab, say)
+    start_server(lab, say, flags=opts.server_flags())
     asyncio.run(_wait_api(lab, time.monotonic() + 30))
     write_kubeconfig(lab)
     asyncio.run(_declare_nodes(lab, workers))
     route_control_to_pods(lab, workers)
     for node in workers:
-        start_agent(lab, node, proxy_mode=proxy_mode, say=say)
+        start_agent(lab, node, proxy_mode=opts.proxy_mode, say=say)
     asyncio.run(wait_nodes_ready(lab, workers, say))
     return workers
+
+
+def _number(node: str) -> int:
+    return int(node.rsplit("-", 1)[1])
 
 
 def down(lab: LabPaths, *, say: Say) -> None:

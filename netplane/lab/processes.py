@@ -52,6 +52,7 @@ def stop(pidfile: Path, *, timeout: float = 5.0) -> None:
     pid = alive(pidfile)
     if pid is not None:
         _signal(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGCONT)  # a frozen one (lab stop) must run to see it
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and alive(pidfile) is not None:
             _reap(pid)

@@ -53,6 +53,12 @@ def node(lab: LabPaths, name: str) -> None:
     _ip("-n", ns, "link", "set", "eth0", "up")
 
 
+def set_underlay_link(lab: LabPaths, name: str, *, up: bool) -> None:
+    """The node's port on the underlay bridge up or down: down, the node is
+    cut off from every other node as if its cable were pulled."""
+    _ip("-n", lab.underlay_netns, "link", "set", port_name(name), "up" if up else "down")
+
+
 def remove(names: list[str]) -> None:
     for name in names:
         netns.delete(name)

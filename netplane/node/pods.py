@@ -54,6 +54,12 @@ def still_ready_in(slices: Iterable[Obj], uid: str) -> list[str]:
             and (ep.get("conditions") or {}).get("ready") is not False]
 
 
+def pod_netns_name(netns_prefix: str, uid: str) -> str:
+    """The network namespace of the pod of ``uid`` (the lab finds a node's
+    pods by it too)."""
+    return f"{netns_prefix}pod-{uid.replace('-', '')[:12]}"
+
+
 @dataclass(frozen=True)
 class NodeContext:
     node_name: str
@@ -66,7 +72,7 @@ class NodeContext:
     ca_cert: str = ""  # the cluster CA, for pods' service account folder
 
     def pod_netns(self, uid: str) -> str:
-        return f"{self.netns_prefix}pod-{uid.replace('-', '')[:12]}"
+        return pod_netns_name(self.netns_prefix, uid)
 
 
 @dataclass

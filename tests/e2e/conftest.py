@@ -65,13 +65,14 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
 
 
 @contextmanager
-def started_lab(nodes: int = 2) -> Iterator[Lab]:
-    """A lab of ``nodes`` workers, removed when the block ends however it ends."""
+def started_lab(nodes: int = 2, *options: str) -> Iterator[Lab]:
+    """A lab of ``nodes`` workers (``options`` go to ``lab up``), removed when
+    the block ends however it ends."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the lab creates network namespaces")
     the_lab = Lab(LabPaths(f"e2e{uuid.uuid4().hex[:8]}"))
     try:
-        the_lab.netplane("lab", "up", "--nodes", str(nodes), timeout=120)
+        the_lab.netplane("lab", "up", "--nodes", str(nodes), *options, timeout=120)
         yield the_lab
     finally:
         logs = the_lab.paths.state_dir / "logs"

@@ -78,13 +78,14 @@ def write_kubeconfig(path: Path, *, port: int, ca: Path, token: str) -> None:
 
 
 @contextlib.contextmanager
-def api_server(base: Path) -> Iterator[Cluster]:
-    """``netplane server`` in ``base``, stopped (by its PID) afterwards."""
+def api_server(base: Path, *flags: str) -> Iterator[Cluster]:
+    """``netplane server`` in ``base`` with ``flags`` added, stopped (by its
+    PID) afterwards."""
     data, log = base / "data", base / "server.log"
     cmd = [sys.executable, "-c", "import sys; from netplane.cli.main import main; "
            "sys.exit(main())", "server", "--data-dir", str(data),
            "--socket-path", str(base / "api.sock"), "--bind-address", "127.0.0.1",
-           "--advertise-address", "127.0.0.1", "--port", "0"]
+           "--advertise-address", "127.0.0.1", "--port", "0", *flags]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -383,3 +383,13 @@ async def test_abandoned_watch_does_not_hold_the_server(
             while open_watches:  # no event will ever come: only the hang-up ends it
                 await asyncio.sleep(0.01)
     await server.stop()
+
+
+def test_tcp_connections_are_kept_alive_so_that_a_cut_off_one_fails() -> None:
+    import socket
+
+    sock = api_client.keepalive_socket((socket.AF_INET, socket.SOCK_STREAM, 0, "", ("", 0)))
+    with sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3

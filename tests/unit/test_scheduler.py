@@ -9,6 +9,7 @@ import pytest
 
 from netplane.api import meta, scheduling
 from netplane.api.meta import Obj
+from netplane.cluster.controllers import nodetaints
 from netplane.cluster.scheduler import plugins
 from netplane.cluster.scheduler.framework import schedule
 from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo, snapshot
@@ -20,11 +21,14 @@ ALLOCATABLE = {"cpu": "4", "memory": "8Gi", "pods": "110"}
 
 def node(name: str, *, ready: bool = True, labels: dict[str, str] | None = None,
          unschedulable: bool = False) -> Obj:
-    return {"metadata": {"name": name, "labels": labels or {}},
-            "spec": {"unschedulable": unschedulable},
-            "status": {"allocatable": dict(ALLOCATABLE),
-                       "conditions": [{"type": "Ready",
-                                       "status": "True" if ready else "False"}]}}
+    """A node with the taints the node lifecycle controller gives it."""
+    n: Obj = {"metadata": {"name": name, "labels": labels or {}},
+              "spec": {"unschedulable": unschedulable},
+              "status": {"allocatable": dict(ALLOCATABLE),
+                         "conditions": [{"type": "Ready",
+                                         "status": "True" if ready else "False"}]}}
+    n["spec"]["taints"] = nodetaints.reconciled(n, "2026-01-01T00:00:00Z") or []
+    return n
 
 
 def with_pods(n: Obj, count: int) -> NodeInfo:
@@ -61,8 +65,9 @@ def test_not_ready_and_unschedulable_nodes_are_filtered_with_reasons() -> None:
     infos = [NodeInfo(node("a", ready=False)), NodeInfo(node("b", unschedulable=True))]
     name, message = decide(pod(), infos)
     assert name is None
-    assert message == ("0/2 nodes are available: 1 node(s) were not ready, "
-                       "1 node(s) were unschedulable. preemption: 0/2 nodes are available: "
+    assert message == ("0/2 nodes are available: 1 node(s) had untolerated taint "
+                       "{node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable. "
+                       "preemption: 0/2 nodes are available: "
                        "2 Preemption is not helpful for scheduling..")
 
 

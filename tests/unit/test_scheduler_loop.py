@@ -16,6 +16,7 @@ import pytest
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client, Connection
+from netplane.cluster.controllers import nodetaints
 from netplane.cluster.scheduler.loop import Scheduler
 from tests.unit.test_client import Server
 
@@ -57,13 +58,20 @@ async def add_node(c: Client, name: str, *, ready: bool = True,
     # What an agent reports of its machine.
     node["status"] = {"capacity": dict(ALLOCATABLE), "allocatable": dict(ALLOCATABLE)}
     meta.set_condition(node, "Ready", ready, "AgentReady" if ready else "AgentNotReady")
-    await c.update_status(resources.NODE, node)
+    await taint_as_the_controller(c, await c.update_status(resources.NODE, node))
 
 
 async def set_ready(c: Client, name: str) -> None:
     node = await c.get(resources.NODE, name)
     meta.set_condition(node, "Ready", True, "AgentReady")
-    await c.update_status(resources.NODE, node)
+    await taint_as_the_controller(c, await c.update_status(resources.NODE, node))
+
+
+async def taint_as_the_controller(c: Client, node: Obj) -> None:
+    """The node's condition taints, as the node lifecycle controller keeps them."""
+    taints = nodetaints.reconciled(node, meta.now())
+    if taints is not None:
+        await c.patch(resources.NODE, meta.name(node), {"spec": {"taints": taints}})
 
 
 def pod(name: str, **node_selector: str) -> Obj:
@@ -112,7 +120,8 @@ async def test_no_feasible_node_is_reported_then_the_pod_is_bound_when_one_is_re
     waiting = await eventually(get_pod(client, "web"), unschedulable)
     cond = meta.condition(waiting, "PodScheduled")
     assert cond is not None
-    assert cond["message"] == ("0/1 nodes are available: 1 node(s) were not ready. preemption: "
+    assert cond["message"] == ("0/1 nodes are available: 1 node(s) had untolerated taint "
+                               "{node.kubernetes.io/not-ready: }. preemption: "
                                "0/1 nodes are available: 1 Preemption is not helpful for "
                                "scheduling..")
     assert not bound(waiting) and waiting["status"]["phase"] == "Pending"

@@ -1,6 +1,7 @@
 """Admission: what the API server adds to or checks on an object beyond its
 schema. Services get a ClusterIP, Nodes a pod CIDR; both are released when
-the object goes, and immutable once set."""
+the object goes, and immutable once set. New Pods get the default
+tolerations of the not-ready and unreachable taints (tolerations.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ from netplane.cluster.apiserver.allocators import (
     ClusterIPAllocator,
     PodCIDRAllocator,
     PortAllocator,
+)
+from netplane.cluster.apiserver.tolerations import (
+    KUBE_DEFAULTS,
+    DefaultTolerationSeconds,
+    add_default_tolerations,
 )
 
 Undo = Callable[[], None]
@@ -53,8 +59,10 @@ def service_node_ports(svc: Obj) -> set[int]:
 
 
 class Admission:
-    def __init__(self, allocators: Allocators) -> None:
-        self.alloc = allocators
+    def __init__(self, allocators: Allocators, *,
+                 toleration_seconds: DefaultTolerationSeconds = KUBE_DEFAULTS,
+                 ) -> None:
+        self.alloc, self.toleration_seconds = allocators, toleration_seconds
 
     def recover(self, services: list[Obj], nodes: list[Obj]) -> None:
         """Rebuild allocator state from the stored objects."""
@@ -79,6 +87,8 @@ class Admission:
             return undo
         if res is resources.NODE:
             return self._node_cidr(obj)
+        if res is resources.POD:
+            add_default_tolerations(obj, self.toleration_seconds)
         if res.kind in APPS_SETS:
             _new_set(obj)
         return _noop

@@ -20,6 +20,7 @@ from netplane.api.resources import Resource
 from netplane.api.selectors import EVERYTHING, NO_FIELDS, FieldSelector, Selector
 from netplane.cluster.apiserver import admission, deleting, fieldmanager, status
 from netplane.cluster.apiserver.patch import JSONPatchError, apply_patch
+from netplane.cluster.apiserver.tolerations import KUBE_DEFAULTS, DefaultTolerationSeconds
 from netplane.cluster.store import base as store_base
 from netplane.cluster.store.base import EventType, KeyValue, Store
 
@@ -116,12 +117,15 @@ def _stored(obj: Obj) -> Obj:
 
 
 class Registry:
-    def __init__(self, store: Store, allocators: admission.Allocators) -> None:
+    def __init__(self, store: Store, allocators: admission.Allocators, *,
+                 toleration_seconds: DefaultTolerationSeconds = KUBE_DEFAULTS,
+                 ) -> None:
         self.store = store
         # Writes so far by kind: a cache of one kind (RBAC's rules) is stale
         # only when a write of that kind went through here.
         self.writes: collections.Counter[str] = collections.Counter()
-        self.admission = admission.Admission(allocators)
+        self.admission = admission.Admission(allocators,
+                                             toleration_seconds=toleration_seconds)
         self.admission.recover(self._all(resources.SERVICE), self._all(resources.NODE))
 
     def _all(self, res: Resource) -> list[Obj]:

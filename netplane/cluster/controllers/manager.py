@@ -15,12 +15,18 @@ from netplane.cluster.controllers.endpointslice import EndpointSliceController
 from netplane.cluster.controllers.gc import GarbageCollector
 from netplane.cluster.controllers.job import JobController
 from netplane.cluster.controllers.loadbalancer import LoadBalancerController
-from netplane.cluster.controllers.nodelifecycle import NodeLifecycleController
+from netplane.cluster.controllers.nodelifecycle import (
+    GRACE_SECONDS,
+    PERIOD_SECONDS,
+    STARTUP_GRACE_SECONDS,
+    NodeLifecycleController,
+)
 from netplane.cluster.controllers.persistentvolume import PersistentVolumeController
 from netplane.cluster.controllers.replicaset import ReplicaSetController
 from netplane.cluster.controllers.serviceaccount import ServiceAccountController
 from netplane.cluster.controllers.shared import Informers
 from netplane.cluster.controllers.statefulset import StatefulSetController
+from netplane.cluster.controllers.tainteviction import TaintEvictionController
 from netplane.cluster.controllers.ttl import TTLAfterFinishedController
 
 
@@ -28,7 +34,9 @@ class Controller(Protocol):
     async def run(self) -> None: ...
 
 
-async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
+async def run(client: Client, *, lb_pool: list[str] | None = None,
+              node_grace: float = GRACE_SECONDS, node_period: float = PERIOD_SECONDS,
+              node_startup_grace: float = STARTUP_GRACE_SECONDS) -> None:
     informers = Informers.for_client(client)
     controllers: list[Controller] = [DeploymentController(client, informers),
                                      ReplicaSetController(client, informers),
@@ -46,7 +54,11 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      DisruptionController(client, informers),
                                      NodeLifecycleController(client, informers.nodes,
                                                              informers.leases,
-                                                             informers.pods)]
+                                                             informers.pods, grace=node_grace,
+                                                             period=node_period,
+                                                             startup_grace=node_startup_grace),
+                                     TaintEvictionController(client, informers.pods,
+                                                             informers.nodes)]
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))

@@ -1,94 +1,129 @@
-"""Node lifecycle controller (kube's pkg/controller/nodelifecycle), its
+"""Node lifecycle controller (kube's pkg/controller/nodelifecycle). Its
 monitoring half: a node whose agent has neither renewed its Lease nor
-posted its status for ``grace`` seconds (kube's node-monitor-grace-period)
-gets every condition set to Unknown, with kube's reason and words, and its
+posted its status for ``grace`` seconds (kube's node-monitor-grace-period;
+one that never posted it, ``startup_grace`` after its creation) gets its
+agent's conditions set to Unknown, with kube's reasons and words, and its
 pods' Ready condition set to False (kube's MarkPodsNotReady), so that their
 endpoints stop taking traffic at once. ``kubectl get nodes`` then says
-NotReady, and the scheduler, which reads conditions as kube's taints, sends
-no new pod there. When the agent is heard again it posts Ready for the node
-and its pods itself. Taint-based eviction of the pods is not done here
-yet."""
+NotReady. Its tainting half keeps the node's condition taints
+(nodetaints.py) in ``spec.taints`` whenever the node changes: the
+scheduler sends no new pod to a tainted node, and the taint eviction
+controller deletes pods that do not tolerate a NoExecute one. When the
+agent is heard again it posts Ready for the node and its pods itself, and
+the taints go."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 from collections.abc import Callable
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
-from netplane.cluster.client import ApiError, Client, Informer
+from netplane.cluster.client import ApiError, Client, Conflict, Informer, NotFound
+from netplane.cluster.controllers import nodetaints
+from netplane.cluster.controllers.queue import WorkQueue, drain
 
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 40.0  # kube's node-monitor-grace-period
 PERIOD_SECONDS = 5.0  # kube's node-monitor-period
+STARTUP_GRACE_SECONDS = 60.0  # kube's node-startup-grace-period
 UNKNOWN_REASON = "NodeStatusUnknown"
 UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
-
-
-def _seconds(stamp: object) -> float | None:
-    """A Time or MicroTime (RFC 3339, UTC) as seconds since the epoch."""
-    if not isinstance(stamp, str) or not stamp:
-        return None
-    for form in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            at = datetime.datetime.strptime(stamp, form).replace(tzinfo=datetime.UTC)
-        except ValueError:
-            continue
-        return at.timestamp()
-    return None
+NEVER_REASON = "NodeStatusNeverUpdated"
+NEVER_MESSAGE = "Kubelet never posted node status."
+# The conditions a silent node's are set Unknown (kube leaves
+# NetworkUnavailable to whoever manages the network).
+AGENT_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 
 
 def last_heard(node: Obj, lease: Obj | None) -> float | None:
     """When the node's agent was last heard from: its Lease's renewTime or
     its Ready condition's heartbeat, whichever is later."""
     ready = meta.condition(node, "Ready") or {}
-    times = [_seconds(ready.get("lastHeartbeatTime"))]
+    times = [meta.timestamp(ready.get("lastHeartbeatTime"))]
     if lease is not None:
-        times.append(_seconds((lease.get("spec") or {}).get("renewTime")))
+        times.append(meta.timestamp((lease.get("spec") or {}).get("renewTime")))
     known = [t for t in times if t is not None]
     return max(known) if known else None
 
 
 def silent(node: Obj, lease: Obj | None, now: float, grace: float = GRACE_SECONDS, *,
-           seen: float | None = None) -> bool:
-    """Whether the node must be marked Unknown: it said Ready (or not) once,
-    is not Unknown already, and nothing was heard for longer than ``grace``
-    since it was heard or, for a node that never gave a time, since the
-    controller first ``seen`` it (kube's probe timestamp)."""
+           seen: float | None = None, startup_grace: float = STARTUP_GRACE_SECONDS) -> bool:
+    """Whether the node must be marked Unknown: it is not Unknown already,
+    and nothing was heard for longer than ``grace`` since it was heard or,
+    for a node that never gave a time, since the controller first ``seen``
+    it (kube's probe timestamp). A node that never posted its status gets
+    ``startup_grace`` from its creation or its Lease's last renewal."""
     ready = meta.condition(node, "Ready")
-    if ready is None or ready.get("status") == "Unknown":
+    if ready is not None and ready.get("status") == "Unknown":
         return False
     heard = last_heard(node, lease)
+    if ready is None:
+        created = meta.timestamp((node.get("metadata") or {}).get("creationTimestamp"))
+        known = [t for t in (heard, created) if t is not None]
+        since = max(known) if known else seen
+        return since is not None and now - since > startup_grace
     if heard is None:
         heard = seen
     return heard is None or now - heard > grace
 
 
 def unknown_conditions(node: Obj, now: str) -> list[Obj]:
-    """Every condition of the node as Unknown, heartbeats kept (kube's
-    tryUpdateNodeHealth)."""
-    out = []
+    """The node's agent conditions as Unknown, heartbeats kept, and those it
+    never posted added as such (kube's tryUpdateNodeHealth); the others as
+    they are."""
+    out, posted = [], set()
     for c in (node.get("status") or {}).get("conditions") or []:
         c = dict(c)
-        if c.get("status") != "Unknown":
+        posted.add(c.get("type"))
+        if c.get("type") in AGENT_CONDITIONS and c.get("status") != "Unknown":
             c.update(status="Unknown", reason=UNKNOWN_REASON, message=UNKNOWN_MESSAGE,
                      lastTransitionTime=now)
         out.append(c)
+    created = (node.get("metadata") or {}).get("creationTimestamp") or now
+    out += [{"type": t, "status": "Unknown", "reason": NEVER_REASON, "message": NEVER_MESSAGE,
+             "lastHeartbeatTime": created, "lastTransitionTime": now}
+            for t in AGENT_CONDITIONS if t not in posted]
     return out
 
 
 class NodeLifecycleController:
     def __init__(self, client: Client, nodes: Informer, leases: Informer,
                  pods: Informer | None = None, *, grace: float = GRACE_SECONDS,
-                 period: float = PERIOD_SECONDS,
+                 startup_grace: float = STARTUP_GRACE_SECONDS, period: float = PERIOD_SECONDS,
                  clock: Callable[[], float] = time.time) -> None:
         self.client, self.nodes, self.leases, self.pods = client, nodes, leases, pods
-        self.grace, self.period, self.clock = grace, period, clock
+        self.grace, self.startup_grace = grace, startup_grace
+        self.period, self.clock = period, clock
         self._seen: dict[str, float] = {}  # when each node was first seen
+        self.taint_queue = WorkQueue()
+        nodes.add_handler(self._on_node)
+
+    def _on_node(self, prev: Obj | None, cur: Obj | None) -> None:
+        if cur is not None and nodetaints.reconciled(cur, "") is not None:
+            self.taint_queue.add(meta.name(cur))
+
+    async def sync_taints(self, name: str) -> None:
+        """Brings the node's condition taints in line with its conditions;
+        a write that lost a race is retried by the queue on a fresher copy."""
+        node = self.nodes.get(name)
+        taints = nodetaints.reconciled(node, meta.now()) if node is not None else None
+        if node is None or taints is None:
+            return
+        patch = {"metadata": {"resourceVersion": node["metadata"].get("resourceVersion")},
+                 "spec": {"taints": taints}}
+        try:
+            await self.client.patch(resources.NODE, name, patch)
+        except NotFound:
+            return
+        except Conflict:
+            self.taint_queue.add_after(name, 0.05)
+            return
+        log.info("node %s: taints now %s", name,
+                 ", ".join(f"{t['key']}:{t['effect']}" for t in taints) or "none")
 
     async def monitor(self) -> list[str]:
         """One pass over the nodes; the names of those marked Unknown."""
@@ -99,7 +134,8 @@ class NodeLifecycleController:
         for node in nodes:
             name = meta.name(node)
             lease = self.leases.get(name, resources.NODE_LEASE_NAMESPACE)
-            if not silent(node, lease, now, self.grace, seen=self._seen[name]):
+            if not silent(node, lease, now, self.grace, seen=self._seen[name],
+                          startup_grace=self.startup_grace):
                 continue
             patch = {"status": {"conditions": unknown_conditions(node, meta.now())}}
             try:
@@ -134,6 +170,12 @@ class NodeLifecycleController:
                             meta.namespaced_name(pod), e)
 
     async def run(self) -> None:
-        while True:
-            await self.monitor()
-            await asyncio.sleep(self.period)
+        for node in self.nodes.items():
+            self._on_node(None, node)
+        tainting = asyncio.create_task(drain("node-taints", self.taint_queue, self.sync_taints))
+        try:
+            while True:
+                await self.monitor()
+                await asyncio.sleep(self.period)
+        finally:
+            tainting.cancel()

@@ -33,10 +33,8 @@ from netplane.cluster.scheduler.spread import DefaultSelector, PodTopologySpread
 API_VERSION = "kubescheduler.config.k8s.io/v1"
 KIND = "KubeSchedulerConfiguration"
 DEFAULT_SCHEDULER = "default-scheduler"
-# kube-scheduler 1.32's default plugins, in its order, with its score
-# weights. netplane adds NodeReady (kube's node lifecycle controller would
-# taint the node instead).
-DEFAULT_FILTERS = ("NodeUnschedulable", "NodeName", "NodeReady", "TaintToleration",
+# kube-scheduler 1.32's default plugins, in its order, with its score weights.
+DEFAULT_FILTERS = ("NodeUnschedulable", "NodeName", "TaintToleration",
                    "NodeAffinity", "NodePorts", "NodeResourcesFit", "VolumeBinding",
                    "PodTopologySpread", "InterPodAffinity")
 DEFAULT_SCORES = (("TaintToleration", 3), ("NodeAffinity", 2), ("PodTopologySpread", 2),
@@ -223,7 +221,6 @@ def _preemption(args: Obj, deps: Deps) -> DefaultPreemption:
 PLUGINS: dict[str, Callable[[Obj, Deps], Any]] = {
     "NodeUnschedulable": lambda a, d: plugins.NodeUnschedulable(),
     "NodeName": lambda a, d: plugins.NodeName(),
-    "NodeReady": lambda a, d: plugins.NodeReady(),
     "TaintToleration": lambda a, d: plugins.TaintToleration(),
     "NodeAffinity": lambda a, d: plugins.NodeAffinity(),
     "NodePorts": lambda a, d: plugins.NodePorts(),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from netplane.api import meta, scheduling
+from netplane.api import scheduling
 from netplane.api.meta import Obj
 from netplane.cluster.scheduler.framework import (
     MAX_SCORE,
@@ -34,23 +34,6 @@ class NodeName:
         wanted = (pod.get("spec") or {}).get("nodeName")
         if wanted and wanted != info.name:
             return Status.fail(Code.UNRESOLVABLE, "node(s) didn't match the requested node name")
-        return OK
-
-
-class NodeReady:
-    """A node that is not Ready carries kube's not-ready (or unreachable)
-    NoSchedule taint: only pods that tolerate it go there."""
-
-    name = "NodeReady"
-    node_local = True
-
-    def filter(self, state: CycleState, pod: Obj, info: NodeInfo) -> Status:
-        if meta.node_ready(info.node):
-            return OK
-        taints = [t for t in scheduling.condition_taints(info.node)
-                  if t["key"] in (scheduling.NOT_READY, scheduling.UNREACHABLE)]
-        if scheduling.untolerated(taints, _tolerations(pod)) is not None:
-            return Status.fail(Code.UNRESOLVABLE, "node(s) were not ready")
         return OK
 
 

@@ -1,6 +1,8 @@
 """The default profile: kube-scheduler 1.32's default plugins, in its
 order, with its score weights (see ``config`` for the lists and for
-profiles read from a KubeSchedulerConfiguration)."""
+profiles read from a KubeSchedulerConfiguration). A node that is not
+Ready, under pressure or cordoned carries the node lifecycle controller's
+taints, so TaintToleration keeps pods off it, as in kube."""
 
 from __future__ import annotations
 
