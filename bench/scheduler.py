@@ -199,10 +199,12 @@ async def main(sizes: list[tuple[int, int]], cases: list[str], profile: str | No
     for case in cases:
         for nodes, pods in sizes:
             for live in (False, True):
+                mode = "live" if live else "backlog"
                 got = await run_case(case, nodes, pods, live=live,
-                                     profile=profile if not live else None)
+                                     profile=f"{profile}.{case}-{nodes}-{mode}" if profile
+                                     else None)
                 anchor = ANCHOR.get((case, nodes, pods))
-                rows.append((case, str(nodes), str(pods), "live" if live else "backlog",
+                rows.append((case, str(nodes), str(pods), mode,
                              f"{got['rate']:.0f}",
                              f"{got['p50']:.0f}" if live else "-",
                              f"{got['p99']:.0f}" if live else "-",
@@ -218,7 +220,8 @@ if __name__ == "__main__":
     ap.add_argument("--sizes", default="500x1000,5000x10000",
                     help="NODESxPODS, comma-separated")
     ap.add_argument("--cases", default="basic,constrained")
-    ap.add_argument("--profile", help="write a cProfile of the backlog runs' server here")
+    ap.add_argument("--profile", metavar="PREFIX",
+                    help="write a cProfile of each run's server to PREFIX.CASE-NODES-MODE")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:

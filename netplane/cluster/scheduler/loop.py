@@ -28,7 +28,7 @@ from netplane.cluster.scheduler.framework import (
     Trace,
     schedule,
 )
-from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo, snapshot
+from netplane.cluster.scheduler.nodeinfo import NodeCache, NodeInfo, PodInfo, snapshot
 from netplane.cluster.scheduler.preemption import PREEMPTION_BY_SCHEDULER
 from netplane.cluster.scheduler.queue import Clock, SchedulingQueue
 from netplane.cluster.scheduler.spread import default_selector
@@ -92,6 +92,8 @@ class Scheduler:
         # cache, so that the next snapshot still counts them on their node.
         self.assumed: dict[str, str] = {}
         self.binding: set[asyncio.Task[None]] = set()
+        # The nodes and the pods they hold, kept from events (and assumptions).
+        self.cache = NodeCache()
         # Nominations this scheduler made or cleared ("") that the cache may
         # not show yet, by pod uid.
         self.nominations: dict[str, str] = {}
@@ -117,7 +119,20 @@ class Scheduler:
     def ours(self, pod: Obj) -> bool:
         return scheduler_name(pod) in self.profiles
 
+    def _cache_pod(self, prev: Obj | None, cur: Obj | None) -> None:
+        """Bound pods go to the cache as the API has them; an assumed pod's
+        assumption holds until its binding is seen (kube's cache takes only
+        assigned pods), unless it is deleted."""
+        if cur is None:
+            if prev is not None:
+                self.cache.remove_pod(meta.uid(prev))
+        elif (cur.get("spec") or {}).get("nodeName"):
+            self.cache.set_pod(cur)
+        elif meta.uid(cur) not in self.assumed:
+            self.cache.remove_pod(meta.uid(cur))
+
     def on_pod(self, prev: Obj | None, cur: Obj | None) -> None:
+        self._cache_pod(prev, cur)
         if cur is None or not _pending(cur) or not self.ours(cur):
             gone = prev if cur is None else cur
             if gone is not None:
@@ -131,6 +146,10 @@ class Scheduler:
         self.wake.set()
 
     def on_node(self, prev: Obj | None, cur: Obj | None) -> None:
+        if cur is not None:
+            self.cache.set_node(cur)
+        elif prev is not None:
+            self.cache.remove_node(meta.name(prev))
         if events.node_event_matters(prev, cur):
             self._moved(None)
 
@@ -148,7 +167,7 @@ class Scheduler:
         """What this scheduler would decide for ``pod`` now, with every
         node's verdict and scores: the pod taken off its node if bound."""
         profile = self.profiles.get(scheduler_name(pod), self.profile)
-        infos = self.node_infos()
+        infos = snapshot(self.nodes.items(), self.pods.items(), self.assumed)
         for info in infos:
             info.remove_pod(meta.uid(pod))
         unbound = copy.deepcopy(pod)
@@ -158,7 +177,8 @@ class Scheduler:
         return profile, trace, decision.node, decision.message
 
     def node_infos(self) -> list[NodeInfo]:
-        return snapshot(self.nodes.items(), self.pods.items(), self.assumed)
+        """This pass's nodes: the cache's own NodeInfos, in name order."""
+        return self.cache.snapshot()
 
     def nominated(self) -> dict[str, list[PodInfo]]:
         """The waiting pods nominated to each node (kube's nominator)."""
@@ -195,8 +215,10 @@ class Scheduler:
             return
         self.nominations.pop(meta.uid(pod), None)
         self.assumed[meta.uid(pod)] = decision.node
+        self.cache.assume(pod, decision.node)
+        cached = self.cache.infos.get(decision.node)
         for info in infos:
-            if info.name == decision.node:
+            if info.name == decision.node and info is not cached:
                 info.add_pod(PodInfo.of(pod))
         task = asyncio.create_task(self._bind(pod, decision.node))
         self.binding.add(task)
@@ -214,6 +236,11 @@ class Scheduler:
             # Forgotten, and tried again after back-off (kube's unreserve).
             log.debug("binding %s failed: %s", meta.namespaced_name(pod), e)
             self.assumed.pop(meta.uid(pod), None)
+            current = self._cached(_key(pod))
+            if current is not None and (current.get("spec") or {}).get("nodeName"):
+                self.cache.set_pod(current)  # bound by someone else meanwhile
+            else:
+                self.cache.forget(pod)
             self.queue.errored(_key(pod))
             self.wake.set()
             return

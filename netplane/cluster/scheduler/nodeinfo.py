@@ -6,6 +6,7 @@ the pass sees it without rebuilding anything (kube's NodeInfo and cache)."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,21 +158,24 @@ class NodeInfo:
     pods_with_affinity: list[PodInfo] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        status = self.node.get("status") or {}
-        alloc = status.get("allocatable") or {}
-        self.name = meta.name(self.node)
-        self.allocatable = resource_list(alloc)
-        self.allowed_pods = int(quantity(str(alloc.get(PODS, "0"))))
         # An order-free sum over the pods' uids: with the node's
         # resourceVersion, it tells whether anything a node-local plugin
         # reads has changed since a pod of the same shape was judged here.
         self._pods_sum = 0
-        self._rv = meta.meta(self.node).get("resourceVersion")
-        self.version: tuple[object, int, int] = (self._rv, 0, 0)
-        self._images: dict[str, int] | None = None
+        self.set_node(self.node)
         pods, self.pods = self.pods, []
         for p in pods:
             self.add_pod(p)
+
+    def set_node(self, node: Obj) -> None:
+        """The node object as it is now; its pods stay."""
+        alloc = (node.get("status") or {}).get("allocatable") or {}
+        self.node, self.name = node, meta.name(node)
+        self.allocatable = resource_list(alloc)
+        self.allowed_pods = int(quantity(str(alloc.get(PODS, "0"))))
+        self._rv = meta.meta(node).get("resourceVersion")
+        self.version: tuple[object, int, int] = (self._rv, len(self.pods), self._pods_sum)
+        self._images: dict[str, int] | None = None
 
     @property
     def images(self) -> dict[str, int]:
@@ -233,3 +237,83 @@ def snapshot(nodes: Iterable[Obj], pods: Iterable[Obj],
                                                                              "Failed"):
             infos[node].add_pod(PodInfo.of(pod))
     return Snapshot(infos.values())
+
+
+def counted(pod: Obj) -> str | None:
+    """The node whose room ``pod`` takes: bound, and not done (a pod being
+    deleted holds its share until it is gone)."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    return str(node)
+
+
+class NodeCache:
+    """The scheduler's cache (kube's): a NodeInfo per node, kept up to date
+    from node and pod events rather than built again for every pass, with
+    the pods this scheduler has assumed on a node before their binding is
+    seen. Pods bound to a node not seen yet wait for it."""
+
+    def __init__(self) -> None:
+        self.infos: dict[str, NodeInfo] = {}
+        self.names: list[str] = []  # in order, for a stable snapshot
+        self.where: dict[str, str] = {}  # pod uid -> node
+        self.waiting: dict[str, dict[str, PodInfo]] = {}  # node not seen -> its pods
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.infos[n] for n in self.names)
+
+    def set_node(self, node: Obj) -> None:
+        name = meta.name(node)
+        old = self.infos.get(name)
+        if old is None:
+            bisect.insort(self.names, name)
+            self.infos[name] = NodeInfo(node, list(self.waiting.pop(name, {}).values()))
+        else:
+            # Changed in place: a pass under way holds this NodeInfo.
+            old.set_node(node)
+
+    def remove_node(self, name: str) -> None:
+        info = self.infos.pop(name, None)
+        if info is None:
+            return
+        self.names.remove(name)
+        # Its pods wait: a node deleted and made again keeps counting them.
+        self.waiting[name] = {meta.uid(p.pod): p for p in info.pods}
+
+    def _drop(self, uid: str) -> None:
+        node = self.where.pop(uid, None)
+        if node is None:
+            return
+        if node in self.infos:
+            self.infos[node].remove_pod(uid)
+        else:
+            self.waiting.get(node, {}).pop(uid, None)
+
+    def _put(self, info: PodInfo, node: str) -> None:
+        uid = meta.uid(info.pod)
+        self.where[uid] = node
+        if node in self.infos:
+            self.infos[node].add_pod(info)
+        else:
+            self.waiting.setdefault(node, {})[uid] = info
+
+    def set_pod(self, pod: Obj) -> None:
+        """A pod as the API says it is now (bound or not, running or done)."""
+        uid = meta.uid(pod)
+        self._drop(uid)
+        node = counted(pod)
+        if node is not None:
+            self._put(PodInfo.of(pod), node)
+
+    def assume(self, pod: Obj, node: str) -> None:
+        """Counted on ``node`` from now, before the binding is seen."""
+        self._drop(meta.uid(pod))
+        self._put(PodInfo.of(pod), node)
+
+    def forget(self, pod: Obj) -> None:
+        """An assumed pod whose binding failed: counted nowhere again."""
+        self._drop(meta.uid(pod))
+
+    def remove_pod(self, uid: str) -> None:
+        self._drop(uid)
