@@ -83,6 +83,25 @@ def test_kubectl_autoscale_and_table(cluster: Cluster, ns: str) -> None:
         "get", "all", "-n", ns).stdout
 
 
+def test_no_metrics_api_says_so(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("create", "deployment", "web", "--image=netplane/echo", "-n", ns)
+    cluster.kubectl("autoscale", "deployment", "web", "--max=3", "-n", ns)
+
+    def inactive() -> Any:
+        c = condition(hpa_json(cluster, ns, "web"), "ScalingActive")
+        return c if c and c["status"] == "False" else None
+    active = wait_for("ScalingActive=False", inactive)
+    assert active["reason"] == "FailedGetResourceMetric"
+    assert active["message"].startswith("the HPA was unable to compute the replica count: "
+                                        "failed to get cpu utilization: ")
+    able = condition(hpa_json(cluster, ns, "web"), "AbleToScale")
+    assert (able["status"], able["reason"]) == ("True", "SucceededGetScale")
+    events = cluster.kubectl("get", "events", "-n", ns, "--field-selector",
+                             "involvedObject.kind=HorizontalPodAutoscaler").stdout
+    assert "FailedGetResourceMetric" in events
+    assert "cpu: <unknown>/80%" in cluster.kubectl("get", "hpa", "web", "-n", ns).stdout
+
+
 def test_validation_as_kubectl_shows_it(cluster: Cluster, ns: str) -> None:
     manifest = json.dumps({
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",

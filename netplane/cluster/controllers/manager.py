@@ -13,6 +13,7 @@ from netplane.cluster.controllers.disruption import DisruptionController
 from netplane.cluster.controllers.endpoints import EndpointsController
 from netplane.cluster.controllers.endpointslice import EndpointSliceController
 from netplane.cluster.controllers.gc import GarbageCollector
+from netplane.cluster.controllers.hpa import HorizontalController
 from netplane.cluster.controllers.job import JobController
 from netplane.cluster.controllers.loadbalancer import LoadBalancerController
 from netplane.cluster.controllers.nodelifecycle import NodeLifecycleController
@@ -44,6 +45,7 @@ async def run(client: Client, *, lb_pool: list[str] | None = None) -> None:
                                      DaemonSetController(client, informers),
                                      StatefulSetController(client, informers),
                                      DisruptionController(client, informers),
+                                     HorizontalController(client, informers),
                                      NodeLifecycleController(client, informers.nodes,
                                                              informers.leases,
                                                              informers.pods)]
