@@ -156,8 +156,13 @@ class HorizontalController:
         version, kind = str(ref.get("apiVersion") or ""), str(ref.get("kind") or "")
         res = SCALABLE.get((version, kind))
         if res is None:
-            group = version.rpartition("/")[0] if "/" in version else ""
-            raise NoScale(f'no matches for kind "{kind}" in group "{group}"')
+            try:
+                resources.by_kind(version, kind)
+            except resources.UnknownKind:
+                group = version.rpartition("/")[0] if "/" in version else ""
+                raise NoScale(f'no matches for kind "{kind}" in group "{group}"') from None
+            # A kind without a scale subresource: what its /scale would answer.
+            raise NoScale("the server could not find the requested resource")
         path = res.object_path(str(ref.get("name")), meta.namespace(hpa)) + "/scale"
         try:
             return res, await self.client.request("GET", path)
