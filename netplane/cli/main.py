@@ -154,7 +154,10 @@ def cmd_server(args: argparse.Namespace) -> int:
                      advertise_address=args.advertise_address,
                      listen_fds=args.listen_fd or [], service_cidr=args.service_cidr,
                      cluster_cidr=args.cluster_cidr,
-                     load_balancer_pool=args.load_balancer_pool))
+                     load_balancer_pool=args.load_balancer_pool,
+                     hpa_sync_period=args.horizontal_pod_autoscaler_sync_period,
+                     hpa_downscale_stabilization=(
+                         args.horizontal_pod_autoscaler_downscale_stabilization)))
     return 0
 
 
@@ -305,6 +308,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--load-balancer-pool", default="",
                    help="addresses for LoadBalancer Services: A-B ranges or CIDRs, comma-"
                         "separated (default: none)")
+    p.add_argument("--horizontal-pod-autoscaler-sync-period", type=_seconds, default=15.0,
+                   metavar="DURATION", help="how often each HPA is synced (default 15s)")
+    p.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=_seconds,
+                   default=300.0, metavar="DURATION", help="how long an HPA without a "
+                   "behavior waits before scaling down (default 5m0s)")
     p.set_defaults(fn=cmd_server)
 
     p = sub.add_parser("agent", help="run the node agent")

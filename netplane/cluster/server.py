@@ -51,6 +51,9 @@ class ServerConfig:
     cluster_cidr: str = "10.244.0.0/16"
     controllers: bool = True
     load_balancer_pool: str = ""
+    # kube-controller-manager's --horizontal-pod-autoscaler-* flags, in seconds.
+    hpa_sync_period: float = 15.0
+    hpa_downscale_stabilization: float = 300.0
 
 
 def service_ip(cidr: str, offset: int) -> str:
@@ -138,7 +141,9 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
     if cfg.controllers:
         tasks.append(asyncio.create_task(Scheduler(scheduler_client).run()))
         pool = parse_pool(cfg.load_balancer_pool) if cfg.load_balancer_pool else []
-        tasks.append(asyncio.create_task(manager.run(client, lb_pool=pool)))
+        tasks.append(asyncio.create_task(manager.run(
+            client, lb_pool=pool, hpa_sync_period=cfg.hpa_sync_period,
+            hpa_downscale_stabilization=cfg.hpa_downscale_stabilization)))
     try:
         await stop.wait()
     finally:

@@ -13,6 +13,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from netplane.api import meta, resources, selectors
 from netplane.api.meta import Obj
@@ -41,6 +42,14 @@ SCALABLE = {(r.api_version, r.kind): r for r in (resources.DEPLOYMENT, resources
 
 class NoScale(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int
+    reason: str  # what SuccessfulRescale says
+    statuses: list[Obj]  # the currentMetrics entries
+    rescale: bool = True
 
 
 class HorizontalController:
@@ -97,7 +106,6 @@ class HorizontalController:
     async def sync(self, key: str, hpa: Obj) -> None:
         before = copy.deepcopy(hpa.get("status") or {})
         hpa.setdefault("status", {})
-        spec = hpa.get("spec") or {}
         try:
             res, scale = await self._scale(hpa)
         except NoScale as e:
@@ -113,43 +121,49 @@ class HorizontalController:
         current = int((scale.get("spec") or {}).get("replicas") or 0)
         now = self.clock()
         history = self.histories.setdefault(key, History([Recommendation(current, now)]))
-        least, most = int(spec.get("minReplicas", 1)), int(spec.get("maxReplicas") or 0)
-        desired, reason, rescale = 0, "", True
-        statuses: list[Obj] = []
-        if current == 0 and least != 0:
-            rescale = False
-            self._condition(hpa, Condition("ScalingActive", False, "ScalingDisabled",
-                                           "scaling is disabled since the replica count of "
-                                           "the target is zero"))
-        elif current > most:
-            desired, reason = most, "Current number of replicas above Spec.MaxReplicas"
-        elif current < least:
-            desired, reason = least, "Current number of replicas below Spec.MinReplicas"
-        else:
-            proposal = await self._from_metrics(hpa, scale, current)
-            if proposal is None:
-                await self._write_status(hpa, before, current=current)
-                return
-            desired, metric_name, statuses = proposal
-            reason = f"{metric_name} above target" if desired > current else \
-                "All metrics below target" if desired < current else ""
-            desired = self._normalize(hpa, history, current, desired, least, most, now)
-            rescale = desired != current
-        if rescale and not await self._rescale(hpa, res, scale, desired, reason, before,
-                                               current, statuses):
+        decision = await self._decide(hpa, scale, history, current, now)
+        if decision is None:
+            await self._write_status(hpa, before, current=current)
             return
-        if rescale:
-            record_scale(history, spec.get("behavior"), current, desired, now)
+        desired = decision.replicas
+        if decision.rescale:
+            if not await self._rescale(hpa, res, scale, decision, before, current):
+                return
+            record_scale(history, (hpa.get("spec") or {}).get("behavior"), current, desired,
+                         now)
+            hpa["status"]["lastScaleTime"] = _stamp(now)
         else:
             desired = current
         status = hpa["status"]
         status.update(currentReplicas=current, desiredReplicas=desired)
         status.pop("currentMetrics", None)
-        if statuses:
-            status["currentMetrics"] = statuses
-        if rescale:
-            status["lastScaleTime"] = _stamp(now)
+        if decision.statuses:
+            status["currentMetrics"] = decision.statuses
         await self._write_status(hpa, before)
+
+    async def _decide(self, hpa: Obj, scale: Obj, history: History, current: int,
+                      now: float) -> Decision | None:
+        """What to scale to and why (the middle of kube's reconcileAutoscaler);
+        None when the metrics give nothing to act on."""
+        spec = hpa.get("spec") or {}
+        least, most = int(spec.get("minReplicas", 1)), int(spec.get("maxReplicas") or 0)
+        if current == 0 and least != 0:
+            self._condition(hpa, Condition("ScalingActive", False, "ScalingDisabled",
+                                           "scaling is disabled since the replica count of "
+                                           "the target is zero"))
+            return Decision(0, "", [], rescale=False)
+        if current > most:
+            return Decision(most, "Current number of replicas above Spec.MaxReplicas", [])
+        if current < least:
+            return Decision(least, "Current number of replicas below Spec.MinReplicas", [])
+        proposal = await self._from_metrics(hpa, scale, current)
+        if proposal is None:
+            return None
+        desired, metric_name, statuses = proposal
+        reason = f"{metric_name} above target" if desired > current else \
+            "All metrics below target" if desired < current else ""
+        desired = self._normalize(hpa, history, current, desired, least, most, now)
+        return Decision(desired, reason, statuses, rescale=desired != current)
 
     async def _scale(self, hpa: Obj) -> tuple[resources.Resource, Obj]:
         ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
@@ -233,8 +247,9 @@ class HorizontalController:
             self._condition(hpa, c)
         return out.replicas
 
-    async def _rescale(self, hpa: Obj, res: resources.Resource, scale: Obj, desired: int,
-                       reason: str, before: Obj, current: int, statuses: list[Obj]) -> bool:
+    async def _rescale(self, hpa: Obj, res: resources.Resource, scale: Obj,
+                       decision: Decision, before: Obj, current: int) -> bool:
+        desired, reason, statuses = decision.replicas, decision.reason, decision.statuses
         body = {**scale, "spec": {**(scale.get("spec") or {}), "replicas": desired}}
         ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
         path = res.object_path(str(ref.get("name")), meta.namespace(hpa)) + "/scale"

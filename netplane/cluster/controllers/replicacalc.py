@@ -212,12 +212,13 @@ def pod_metrics(items: Sequence[Obj], resource: str, container: str = "") -> dic
             total += round(quantity.quantity(str(value)) * 1000)
         if complete and containers:
             out[meta.name(item)] = PodMetric(total, _time(item.get("timestamp")) or 0.0,
-                                             _window(item.get("window")))
+                                             duration(item.get("window")))
     return out
 
 
-def _window(value: object) -> float:
-    """A metav1.Duration as metrics-server writes it (``30s``, ``1m0s``)."""
+def duration(value: object) -> float:
+    """A Go duration in seconds, as metrics-server writes a window and kube
+    takes its flags (``30s``, ``1m0s``, ``1.5h``, ``500ms``)."""
     text, total, number = str(value or ""), 0.0, ""
     units = {"h": 3600.0, "m": 60.0, "s": 1.0}
     i = 0
