@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from netplane.api import autoscaling, defaults, resources, validation
 from netplane.api.meta import Obj
+from netplane.cli.autoscaler import lines as describe_lines
 from netplane.cluster.apiserver.tables import hpa_targets
 
 REF = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
@@ -114,3 +115,43 @@ def test_targets_column() -> None:
             "type": "Value", "value": "30"}}}])
     assert hpa_targets(obj) == "memory: <unknown>/100Mi, <unknown>/10 + 1 more..."
     assert hpa_targets(hpa()) == "<none>"
+
+
+def test_describe_lays_out_as_kubectl() -> None:
+    obj = hpa(minReplicas=1, metrics=[autoscaling.cpu_metric(50), {
+        "type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {
+            "type": "AverageValue", "averageValue": "10"}}}],
+        behavior={"scaleUp": autoscaling.default_scale_up(),
+                  "scaleDown": {"selectPolicy": "Max", "policies": [
+                      {"type": "Percent", "value": 100, "periodSeconds": 15}]}})
+    obj["status"] = {"currentReplicas": 2, "desiredReplicas": 3, "currentMetrics": [
+        {"type": "Resource", "resource": {"name": "cpu", "current": {
+            "averageUtilization": 250, "averageValue": "501m"}}}, {"type": ""}],
+        "conditions": [{"type": "AbleToScale", "status": "True", "reason": "SucceededRescale",
+                        "message": "the HPA controller was able to update the target scale "
+                                   "to 3"}]}
+    assert describe_lines(obj) == [
+        "Reference:                                             Deployment/web",
+        "Metrics:                                               ( current / target )",
+        "  resource cpu on pods  (as a percentage of request):  250% (501m) / 50%",
+        '  "qps" on pods:                                       <unknown> / 10',
+        "Min replicas:                                          1",
+        "Max replicas:                                          5",
+        "Behavior:",
+        "  Scale Up:",
+        "    Stabilization Window: 0 seconds",
+        "    Select Policy: Max",
+        "    Policies:",
+        "      - Type: Pods     Value: 4    Period: 15 seconds",
+        "      - Type: Percent  Value: 100  Period: 15 seconds",
+        "  Scale Down:",
+        "    Select Policy: Max",
+        "    Policies:",
+        "      - Type: Percent  Value: 100  Period: 15 seconds",
+        # One tabwriter block with the policies, as kubectl prints it.
+        "Deployment pods:       2 current / 3 desired",
+        "Conditions:",
+        "  Type         Status  Reason            Message",
+        "  ----         ------  ------            -------",
+        "  AbleToScale  True    SucceededRescale  the HPA controller was able to update the "
+        "target scale to 3"]
