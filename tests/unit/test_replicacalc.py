@@ -11,6 +11,7 @@ import datetime
 import pytest
 
 from netplane.api.meta import Obj
+from netplane.cluster.controllers.hpametrics import milli
 from netplane.cluster.controllers.replicacalc import (
     MetricError,
     PodMetric,
@@ -153,3 +154,8 @@ def test_pod_metrics_list_read_as_metrics_server_serves_it() -> None:
     assert got == {"a": PodMetric(300, NOW - 10, 30.0)}
     assert pod_metrics(items, "cpu", "s")["a"].value == 50
     assert pod_metrics(items, "memory")["b"].window == 60.0
+
+
+def test_status_values_are_written_as_kube_writes_milli_quantities() -> None:
+    assert [milli(v) for v in (0, 150, 1000, 1500, 2_000_000_000, 95_779_498_666)] == [
+        "0", "150m", "1", "1500m", "2M", "95779498666m"]

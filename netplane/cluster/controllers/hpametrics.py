@@ -51,8 +51,16 @@ class Inputs:
 
 
 def milli(value: int) -> str:
-    """resource.NewMilliQuantity(value, DecimalSI).String()."""
-    return str(value // 1000) if value % 1000 == 0 else f"{value}m"
+    """resource.NewMilliQuantity(value, DecimalSI).String(): the largest
+    decimal suffix that keeps the number whole (``150m``, ``2``, ``3M``)."""
+    if value == 0:
+        return "0"
+    suffix, scale = "m", 1
+    for unit in ("", "k", "M", "G", "T", "P", "E"):
+        if value % (scale * 1000):
+            break
+        suffix, scale = unit, scale * 1000
+    return f"{value // scale}{suffix}"
 
 
 async def compute(metric: Obj, source: MetricsSource, given: Inputs) -> Computed:
