@@ -300,6 +300,12 @@ class HorizontalController:
             if e.code == 404:
                 return
             self.events.warning(hpa, Reason.FAILED_UPDATE_STATUS, e.message)
+            if e.code == 409:
+                # Changed meanwhile: the next period's sync writes it again, as
+                # kube's rate-limited requeue does, rather than a quick retry
+                # that would judge the new scale on the old pods' metrics.
+                log.debug("status of HPA %s not written: %s", meta.namespaced_name(hpa), e)
+                return
             raise
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import aiohttp
+
 from netplane.api.meta import Obj
 from netplane.cluster.client import ApiError, Client
 from netplane.cluster.controllers.replicacalc import MetricError
@@ -36,7 +38,7 @@ class ResourceMetricsApi:
                 if e.code == 404 else e.message
             raise MetricError(f"unable to fetch metrics from resource metrics API: {why}") \
                 from None
-        except OSError as e:
+        except (OSError, TimeoutError, aiohttp.ClientError) as e:
             raise MetricError(f"unable to fetch metrics from resource metrics API: {e}") \
                 from None
         items = list(out.get("items") or [])
