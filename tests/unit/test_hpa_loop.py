@@ -205,3 +205,23 @@ async def test_an_unscalable_kind_is_failed_get_scale(c: Cluster, kind: str, why
     able = next(x for x in hpa["status"]["conditions"] if x["type"] == "AbleToScale")
     assert able["message"] == f"the HPA controller was unable to get the target's current " \
                               f"scale: {why}"
+
+
+async def test_a_behavior_limits_the_rate_of_scaling_up(c: Cluster) -> None:
+    await c.client.create(resources.DEPLOYMENT, deployment(), NS)
+    await c.add_pod("web-a")
+    hpa = autoscaler()
+    hpa["spec"]["behavior"] = {"scaleUp": {"policies": [
+        {"type": "Pods", "value": 1, "periodSeconds": 60}]}}
+    await c.client.create(resources.HORIZONTALPODAUTOSCALER, hpa, NS)
+    c.metrics.cpu = {"web-a": "400m"}  # wants 8
+
+    got = await c.sync()
+    assert await c.replicas() == 2
+    assert conditions(got)["ScalingLimited"] == ("True", "ScaleUpLimit")
+    c.clock.now += 10  # the policy's minute is spent
+    await c.sync()
+    assert await c.replicas() == 2
+    c.clock.now += 55
+    await c.sync()
+    assert await c.replicas() == 3
