@@ -178,6 +178,12 @@ def _priority_class(obj: Obj) -> None:
     obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
 
 
+def _autoscaler(obj: Obj) -> None:
+    from netplane.api import autoscaling  # builds on validation: imported late
+
+    autoscaling.defaults(obj)
+
+
 def _netpol(obj: Obj) -> None:
     from netplane.api import netpol  # netpol builds on validation: imported late
 
@@ -191,7 +197,7 @@ _BY_KIND = {"Namespace": namespace, "NetworkPolicy": _netpol,
             "StatefulSet": stateful_set,
             "Job": _batch, "CronJob": _batch, "PersistentVolume": _storage,
             "PersistentVolumeClaim": _storage, "StorageClass": _storage,
-            "PriorityClass": _priority_class}
+            "PriorityClass": _priority_class, "HorizontalPodAutoscaler": _autoscaler}
 
 
 def apply(obj: Obj) -> None:

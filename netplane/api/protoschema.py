@@ -34,7 +34,8 @@ PACKAGES = {
     "intstr": "util/intstr", "resource": "api/resource",
     "authentication": "authentication/v1", "authorization": "authorization/v1",
     "networking": "networking/v1", "coordination": "coordination/v1",
-    "scheduling": "scheduling/v1", "policy": "policy/v1",
+    "scheduling": "scheduling/v1", "policy": "policy/v1", "autoscaling": "autoscaling/v2",
+    "autoscalingv1": "autoscaling/v1",
 }
 
 # The message a ``runtime.Unknown`` envelope's apiVersion and kind name.
@@ -58,6 +59,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("scheduling.k8s.io/v1", "PriorityClass"): "scheduling.PriorityClass",
     ("policy/v1", "PodDisruptionBudget"): "policy.PodDisruptionBudget",
     ("policy/v1", "Eviction"): "policy.Eviction",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "autoscaling.HorizontalPodAutoscaler",
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): "autoscalingv1.HorizontalPodAutoscaler",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.RoleBinding",
@@ -505,6 +508,61 @@ policy.PodDisruptionBudgetStatus: 1 observedGeneration:i64; 2 disruptedPods:{tim
     3 disruptionsAllowed:i32!; 4 currentHealthy:i32!; 5 desiredHealthy:i32!;
     6 expectedPods:i32!; 7 conditions:[meta.Condition]
 policy.Eviction: 1 metadata:meta.ObjectMeta; 2 deleteOptions:meta.DeleteOptions!
+autoscaling.HorizontalPodAutoscaler: 1 metadata:meta.ObjectMeta;
+    2 spec:autoscaling.HorizontalPodAutoscalerSpec;
+    3 status:autoscaling.HorizontalPodAutoscalerStatus
+autoscaling.HorizontalPodAutoscalerSpec: 1 scaleTargetRef:autoscaling.CrossVersionObjectReference;
+    2 minReplicas:i32!; 3 maxReplicas:i32!; 4 metrics:[autoscaling.MetricSpec];
+    5 behavior:autoscaling.HorizontalPodAutoscalerBehavior!
+autoscaling.CrossVersionObjectReference: 1 kind!; 2 name!; 3 apiVersion
+autoscaling.MetricSpec: 1 type!; 2 object:autoscaling.ObjectMetricSource!;
+    3 pods:autoscaling.PodsMetricSource!; 4 resource:autoscaling.ResourceMetricSource!;
+    5 external:autoscaling.ExternalMetricSource!;
+    7 containerResource:autoscaling.ContainerResourceMetricSource!
+autoscaling.ObjectMetricSource: 1 describedObject:autoscaling.CrossVersionObjectReference;
+    2 target:autoscaling.MetricTarget; 3 metric:autoscaling.MetricIdentifier
+autoscaling.PodsMetricSource: 1 metric:autoscaling.MetricIdentifier;
+    2 target:autoscaling.MetricTarget
+autoscaling.ResourceMetricSource: 1 name!; 2 target:autoscaling.MetricTarget
+autoscaling.ContainerResourceMetricSource: 1 name!; 2 target:autoscaling.MetricTarget;
+    3 container!
+autoscaling.ExternalMetricSource: 1 metric:autoscaling.MetricIdentifier;
+    2 target:autoscaling.MetricTarget
+autoscaling.MetricIdentifier: 1 name!; 2 selector:meta.LabelSelector!
+autoscaling.MetricTarget: 1 type!; 2 value:qty!; 3 averageValue:qty!; 4 averageUtilization:i32!
+autoscaling.HorizontalPodAutoscalerBehavior: 1 scaleUp:autoscaling.HPAScalingRules!;
+    2 scaleDown:autoscaling.HPAScalingRules!
+autoscaling.HPAScalingRules: 3 stabilizationWindowSeconds:i32!; 1 selectPolicy!;
+    2 policies:[autoscaling.HPAScalingPolicy]
+autoscaling.HPAScalingPolicy: 1 type!; 2 value:i32!; 3 periodSeconds:i32!
+autoscaling.HorizontalPodAutoscalerStatus: 1 observedGeneration:i64!; 2 lastScaleTime:time!;
+    3 currentReplicas:i32; 4 desiredReplicas:i32!; 5 currentMetrics:[autoscaling.MetricStatus];
+    6 conditions:[autoscaling.HorizontalPodAutoscalerCondition]
+autoscaling.HorizontalPodAutoscalerCondition: 1 type!; 2 status!; 3 lastTransitionTime:time;
+    4 reason; 5 message
+autoscaling.MetricStatus: 1 type!; 2 object:autoscaling.ObjectMetricStatus!;
+    3 pods:autoscaling.PodsMetricStatus!; 4 resource:autoscaling.ResourceMetricStatus!;
+    5 external:autoscaling.ExternalMetricStatus!;
+    7 containerResource:autoscaling.ContainerResourceMetricStatus!
+autoscaling.ObjectMetricStatus: 1 metric:autoscaling.MetricIdentifier;
+    2 current:autoscaling.MetricValueStatus;
+    3 describedObject:autoscaling.CrossVersionObjectReference
+autoscaling.PodsMetricStatus: 1 metric:autoscaling.MetricIdentifier;
+    2 current:autoscaling.MetricValueStatus
+autoscaling.ResourceMetricStatus: 1 name!; 2 current:autoscaling.MetricValueStatus
+autoscaling.ContainerResourceMetricStatus: 1 name!; 2 current:autoscaling.MetricValueStatus;
+    3 container!
+autoscaling.ExternalMetricStatus: 1 metric:autoscaling.MetricIdentifier;
+    2 current:autoscaling.MetricValueStatus
+autoscaling.MetricValueStatus: 1 value:qty!; 2 averageValue:qty!; 3 averageUtilization:i32!
+autoscalingv1.HorizontalPodAutoscaler: 1 metadata:meta.ObjectMeta;
+    2 spec:autoscalingv1.HorizontalPodAutoscalerSpec;
+    3 status:autoscalingv1.HorizontalPodAutoscalerStatus
+autoscalingv1.HorizontalPodAutoscalerSpec:
+    1 scaleTargetRef:autoscaling.CrossVersionObjectReference; 2 minReplicas:i32!;
+    3 maxReplicas:i32!; 4 targetCPUUtilizationPercentage:i32!
+autoscalingv1.HorizontalPodAutoscalerStatus: 1 observedGeneration:i64!; 2 lastScaleTime:time!;
+    3 currentReplicas:i32!; 4 desiredReplicas:i32!; 5 currentCPUUtilizationPercentage:i32!
 authentication.TokenRequest: 1 metadata:meta.ObjectMeta;
     2 spec:authentication.TokenRequestSpec!; 3 status:authentication.TokenRequestStatus
 authentication.TokenRequestSpec: 1 audiences:[s]!;

@@ -95,6 +95,13 @@ PRIORITYCLASS = Resource("PriorityClass", "priorityclasses", "priorityclass", "s
                          "v1", False, ("pc",))
 PODDISRUPTIONBUDGET = Resource("PodDisruptionBudget", "poddisruptionbudgets",
                                "poddisruptionbudget", "policy", "v1", True, ("pdb",))
+HORIZONTALPODAUTOSCALER = Resource("HorizontalPodAutoscaler", "horizontalpodautoscalers",
+                                   "horizontalpodautoscaler", "autoscaling", "v2", True,
+                                   ("hpa",), ALL_CATEGORY)
+# The same objects in the older version, which speaks of a CPU target only.
+HORIZONTALPODAUTOSCALER_V1 = Resource("HorizontalPodAutoscaler", "horizontalpodautoscalers",
+                                      "horizontalpodautoscaler", "autoscaling", "v1", True,
+                                      ("hpa",), ALL_CATEGORY)
 NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each node's heartbeat Lease lives
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
 CLUSTERROLE = Resource("ClusterRole", "clusterroles", "clusterrole", RBAC, "v1", False)
@@ -121,6 +128,7 @@ ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP
                              PERSISTENTVOLUME, PERSISTENTVOLUMECLAIM, STORAGECLASS,
                              DAEMONSET, STATEFULSET, CONTROLLERREVISION, NETWORKPOLICY, LEASE,
                              PRIORITYCLASS, PODDISRUPTIONBUDGET,
+                             HORIZONTALPODAUTOSCALER, HORIZONTALPODAUTOSCALER_V1,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)

@@ -653,6 +653,13 @@ def _budget(obj: Obj, errs: Errors) -> None:
     disruption.validate(obj, errs)
 
 
+def _autoscaler(obj: Obj, errs: Errors) -> None:
+    from netplane.api import autoscaling  # builds on the checks above: imported late
+
+    autoscaling.validate(obj, errs)
+    autoscaling.validate_status(obj, errs)
+
+
 def _netpol(obj: Obj, errs: Errors) -> None:
     from netplane.api import netpol  # netpol builds on the checks above: imported late
 
@@ -686,6 +693,7 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "Lease": _lease,
     "PriorityClass": _priority_class,
     "PodDisruptionBudget": _budget,
+    "HorizontalPodAutoscaler": _autoscaler,
 }
 
 

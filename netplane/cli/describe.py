@@ -8,6 +8,7 @@ from collections.abc import Callable
 from netplane.api import codec, meta, netpol
 from netplane.api.meta import Obj
 from netplane.api.resources import EVENT, Resource
+from netplane.cli import autoscaler
 from netplane.cli.printing import format_table
 from netplane.cluster.apiserver.tables import event_last_seen, format_selector, pod_status
 from netplane.cluster.client import Client
@@ -164,6 +165,7 @@ def ignored_fields(obj: Obj) -> list[str]:
 
 _BY_KIND: dict[str, Callable[[Obj], Lines]] = {
     "Pod": _pod, "Service": _service, "Deployment": _workload, "ReplicaSet": _workload,
+    "HorizontalPodAutoscaler": autoscaler.lines,
 }
 
 

@@ -178,7 +178,10 @@ def cmd_server(args: argparse.Namespace) -> int:
                          args.default_unreachable_toleration_seconds),
                      node_monitor_grace_period=args.node_monitor_grace_period,
                      node_monitor_period=args.node_monitor_period,
-                     node_startup_grace_period=args.node_startup_grace_period))
+                     node_startup_grace_period=args.node_startup_grace_period,
+                     hpa_sync_period=args.horizontal_pod_autoscaler_sync_period,
+                     hpa_downscale_stabilization=(
+                         args.horizontal_pod_autoscaler_downscale_stabilization)))
     return 0
 
 
@@ -357,6 +360,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--node-startup-grace-period", type=_duration, metavar="DURATION", default=60.0,
                    help="how long a new node may go without posting its status before it is "
                         "NotReady (default 1m)")
+    p.add_argument("--horizontal-pod-autoscaler-sync-period", type=_seconds, default=15.0,
+                   metavar="DURATION", help="how often each HPA is synced (default 15s)")
+    p.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=_seconds,
+                   default=300.0, metavar="DURATION", help="how long an HPA without a "
+                   "behavior waits before scaling down (default 5m0s)")
     p.set_defaults(fn=cmd_server)
 
     p = sub.add_parser("agent", help="run the node agent")

@@ -79,6 +79,18 @@ class Reason(enum.StrEnum):
     UNMANAGED_PODS = "UnmanagedPods"
     # The taint eviction controller's.
     TAINT_MANAGER_EVICTION = "TaintManagerEviction"
+    # The horizontal pod autoscaler's.
+    SUCCESSFUL_RESCALE = "SuccessfulRescale"
+    FAILED_RESCALE = "FailedRescale"
+    FAILED_GET_SCALE = "FailedGetScale"
+    FAILED_GET_RESOURCE_METRIC = "FailedGetResourceMetric"
+    FAILED_GET_CONTAINER_RESOURCE_METRIC = "FailedGetContainerResourceMetric"
+    FAILED_GET_PODS_METRIC = "FailedGetPodsMetric"
+    FAILED_GET_OBJECT_METRIC = "FailedGetObjectMetric"
+    FAILED_GET_EXTERNAL_METRIC = "FailedGetExternalMetric"
+    FAILED_COMPUTE_METRICS_REPLICAS = "FailedComputeMetricsReplicas"
+    SELECTOR_REQUIRED = "SelectorRequired"
+    FAILED_UPDATE_STATUS = "FailedUpdateStatus"
 
 
 @dataclass(frozen=True)

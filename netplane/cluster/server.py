@@ -74,6 +74,9 @@ class ServerConfig:
     node_monitor_grace_period: float = GRACE_SECONDS
     node_monitor_period: float = PERIOD_SECONDS
     node_startup_grace_period: float = STARTUP_GRACE_SECONDS
+    # kube-controller-manager's --horizontal-pod-autoscaler-* flags, in seconds.
+    hpa_sync_period: float = 15.0
+    hpa_downscale_stabilization: float = 300.0
 
 
 def service_ip(cidr: str, offset: int) -> str:
@@ -170,7 +173,9 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
         tasks.append(asyncio.create_task(manager.run(
             client, lb_pool=pool, node_grace=cfg.node_monitor_grace_period,
             node_period=cfg.node_monitor_period,
-            node_startup_grace=cfg.node_startup_grace_period)))
+            node_startup_grace=cfg.node_startup_grace_period,
+            hpa_sync_period=cfg.hpa_sync_period,
+            hpa_downscale_stabilization=cfg.hpa_downscale_stabilization)))
     try:
         await stop.wait()
     finally:

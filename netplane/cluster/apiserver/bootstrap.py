@@ -54,6 +54,11 @@ PDB_READ = {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets",
 PDB_WRITE = {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"],
              "verbs": [*READ, *WRITE, "deletecollection"]}
 EVICT = {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]}
+HPA_READ = {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers",
+                                                       "horizontalpodautoscalers/status"],
+            "verbs": READ}
+HPA_WRITE = {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
+             "verbs": [*READ, *WRITE, "deletecollection"]}
 
 # ClusterRoles every cluster has, and who holds them (kube-apiserver's
 # bootstrap policy, trimmed to the kinds netplane serves).
@@ -101,7 +106,7 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
                             "persistentvolumeclaims"],
               "verbs": READ}, BATCH_READ,
              {"apiGroups": ["apps"], "resources": [*APPS_SETS, "controllerrevisions"],
-              "verbs": READ}, NETPOL_READ, PDB_READ, METRICS_READ],
+              "verbs": READ}, NETPOL_READ, PDB_READ, HPA_READ, METRICS_READ],
     "system:aggregated-metrics-reader": [METRICS_READ],
     "edit": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward",
@@ -113,7 +118,7 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
              {"apiGroups": ["apps"], "resources": APPS_SETS,
               "verbs": [*READ, *WRITE, "deletecollection"]},
              {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": READ},
-             NETPOL_WRITE, PDB_WRITE, EVICT, METRICS_READ],
+             NETPOL_WRITE, PDB_WRITE, EVICT, HPA_WRITE, METRICS_READ],
 }
 # admin: edit, and the namespace's roles and bindings (kube's admin role).
 CLUSTER_ROLES["admin"] = [*CLUSTER_ROLES["edit"], {

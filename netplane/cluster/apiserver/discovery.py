@@ -43,14 +43,16 @@ async def api_versions(request: web.Request) -> web.Response:
 
 
 async def api_groups(request: web.Request) -> web.Response:
-    groups = []
+    groups: dict[str, Obj] = {}
     for gv in resources.group_versions():
         if "/" not in gv:
             continue
         group, ver = gv.split("/")
         entry = {"groupVersion": gv, "version": ver}
-        groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
-    return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        # A group's versions in the order served, the first one preferred.
+        groups.setdefault(group, {"name": group, "versions": [], "preferredVersion": entry})
+        groups[group]["versions"].append(entry)
+    return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": list(groups.values())})
 
 
 def resource_entries(res: resources.Resource) -> list[Obj]:

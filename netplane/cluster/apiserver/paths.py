@@ -24,6 +24,7 @@ SUBRESOURCES: dict[str, frozenset[str]] = {
     "*": frozenset({""}),
     "Pod": frozenset({"status", "binding", "eviction", "log", "exec", "attach", "portforward"}),
     "PodDisruptionBudget": frozenset({"status"}),
+    "HorizontalPodAutoscaler": frozenset({"status"}),
     "Node": frozenset({"status"}),
     "Service": frozenset({"status"}),
     "Namespace": frozenset({"status"}),

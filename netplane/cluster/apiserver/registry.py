@@ -27,7 +27,7 @@ from netplane.cluster.store.base import EventType, KeyValue, Store
 # Kinds whose status is written through the /status subresource only.
 STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace", "Job",
                 "CronJob", "PersistentVolume", "PersistentVolumeClaim", "DaemonSet",
-                "StatefulSet", "PodDisruptionBudget"}
+                "StatefulSet", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
 # Kinds whose metadata.generation counts the changes of their spec.
 GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet",
                     "PodDisruptionBudget"}

@@ -7,7 +7,7 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from netplane.api import eventsv1, meta, selectors
+from netplane.api import autoscaling, eventsv1, meta, selectors
 from netplane.api.meta import Obj
 from netplane.api.quantity import quantity
 from netplane.cluster.apiserver.metricsstore import cpu_quantity, memory_quantity
@@ -187,6 +187,47 @@ def _readiness_gates(pod: Obj) -> str:
         return "<none>"
     true = sum(1 for g in gates if meta.condition_true(pod, str(g.get("conditionType"))))
     return f"{true}/{len(gates)}"
+
+
+def _metric(spec: Obj, current: Obj | None) -> str:
+    """One metric of kubectl's TARGETS (printers.go formatHPAMetrics)."""
+    kind = spec.get("type")
+    field = autoscaling.SOURCES.get(str(kind))
+    if field is None:
+        return "<unknown type>"
+    source, now = spec.get(field) or {}, ((current or {}).get(field) or {}).get("current")
+    target = source.get("target") or {}
+    if field in ("resource", "containerResource"):
+        name = source.get("name", "")
+        if target.get("averageValue") is not None:
+            shown = (now or {}).get("averageValue", "<unknown>")
+            return f"{name}: {shown}/{target['averageValue']}"
+        util = (now or {}).get("averageUtilization")
+        shown = "<unknown>" if util is None else f"{util}%"
+        want = target.get("averageUtilization")
+        return f"{name}: {shown}/{'<auto>' if want is None else f'{want}%'}"
+    if field == "pods":
+        return f"{(now or {}).get('averageValue', '<unknown>')}/{target.get('averageValue')}"
+    if target.get("averageValue") is not None:
+        return f"{(now or {}).get('averageValue', '<unknown>')}/{target['averageValue']} (avg)"
+    return f"{(now or {}).get('value', '<unknown>')}/{target.get('value')}"
+
+
+def hpa_targets(hpa: Obj) -> str:
+    specs = (hpa.get("spec") or {}).get("metrics") or []
+    if not specs:
+        return "<none>"
+    statuses = (hpa.get("status") or {}).get("currentMetrics") or []
+    shown = [_metric(m, statuses[i] if i < len(statuses) else None)
+             for i, m in enumerate(specs)]
+    if len(shown) > 2:
+        return f"{', '.join(shown[:2])} + {len(shown) - 2} more..."
+    return ", ".join(shown)
+
+
+def _hpa_reference(hpa: Obj) -> str:
+    ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+    return f"{ref.get('kind', '')}/{ref.get('name', '')}"
 
 
 def format_selector(sel: Obj | None) -> str:
@@ -419,6 +460,13 @@ COLUMNS: dict[str, list[Column]] = {
                             ("Allowed Disruptions", "integer", lambda b: int(
                                 (b.get("status") or {}).get("disruptionsAllowed") or 0), 0),
                             AGE],
+    "HorizontalPodAutoscaler": [
+        NAME, ("Reference", "string", _hpa_reference, 0), ("Targets", "string", hpa_targets, 0),
+        ("MinPods", "string", lambda h: str((h.get("spec") or {}).get("minReplicas", "<unset>")),
+         0),
+        ("MaxPods", "integer", lambda h: int((h.get("spec") or {}).get("maxReplicas") or 0), 0),
+        ("Replicas", "integer", lambda h: int(
+            (h.get("status") or {}).get("currentReplicas") or 0), 0), AGE],
     "PriorityClass": [NAME, ("Value", "integer", lambda o: o.get("value", 0), 0),
                       ("Global-Default", "boolean", lambda o: bool(o.get("globalDefault")), 0),
                       AGE, ("PreemptionPolicy", "string",
@@ -457,8 +505,13 @@ def columns(kind: str) -> list[Column]:
 
 
 def _printable(obj: Obj) -> Obj:
-    """The v1 spelling of what the columns read (events.k8s.io Events)."""
-    return eventsv1.to_core(obj) if obj.get("apiVersion") == eventsv1.API_VERSION else obj
+    """The spelling the columns read: v1 Events, autoscaling/v2 HPAs."""
+    if obj.get("apiVersion") == eventsv1.API_VERSION:
+        return eventsv1.to_core(obj)
+    if obj.get("apiVersion") == autoscaling.API_V1 and obj.get("kind") == \
+            "HorizontalPodAutoscaler":
+        return autoscaling.from_v1(obj, None)
+    return obj
 
 
 def _row_object(obj: Obj, include: str) -> Obj | None:

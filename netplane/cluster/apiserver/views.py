@@ -1,6 +1,8 @@
 """Kinds served under two group-versions but stored once: events.k8s.io/v1
-Events are v1 Events with other field names. The view converts on the way
-in and out, so both spellings see, write and watch the same objects."""
+Events are v1 Events with other field names; autoscaling/v1
+HorizontalPodAutoscalers are the stored v2 ones with a CPU target only. The
+view converts on the way in and out, so both spellings see, write and watch
+the same objects."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import builtins
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from netplane.api import eventsv1, resources
+from netplane.api import autoscaling, eventsv1, resources
 from netplane.api.deletion import DeleteOptions
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
@@ -23,6 +25,7 @@ from netplane.cluster.apiserver.patch import (
 from netplane.cluster.apiserver.registry import Query, Registry
 
 CORE = resources.EVENT
+HPA = resources.HORIZONTALPODAUTOSCALER
 
 
 class EventsV1(Registry):
@@ -54,14 +57,7 @@ class EventsV1(Registry):
               content_type: str, *, subresource: str = "", dry_run: bool = False,
               manager: str = "") -> Obj:
         """The patch applies to the events.k8s.io form, then is written as v1."""
-        current = self.get(res, namespace, name)
-        try:
-            patched = json_patch(current, patch) if content_type == JSON_PATCH else \
-                merge_patch(current, patch, strategic=content_type == STRATEGIC)
-        except JSONPatchError as e:
-            raise status.ApiError(422, "Invalid", str(e)) from None
-        if not isinstance(patched, dict):
-            raise status.bad_request("the patch must produce an object")
+        patched = _patched(self.get(res, namespace, name), patch, content_type)
         return self.update(res, namespace, name, patched, dry_run=dry_run, manager=manager)
 
     def apply(self, res: Resource, namespace: str | None, name: str, body: Any, *,
@@ -92,6 +88,87 @@ class EventsV1(Registry):
             await events.aclose()
 
 
+class AutoscalingV1(Registry):
+    """The Registry's verbs for ``autoscaling/v1`` HorizontalPodAutoscalers."""
+
+    def __init__(self, inner: Registry) -> None:  # a view: no store of its own
+        self.inner = inner
+        self.store = inner.store
+        self.admission = inner.admission
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
+        return autoscaling.to_v1(self.inner.get(HPA, namespace, name))
+
+    def list(self, res: Resource, query: Query) -> tuple[list[Obj], int]:
+        items, rev = self.inner.list(HPA, query)
+        return [autoscaling.to_v1(i) for i in items], rev
+
+    def create(self, res: Resource, namespace: str | None, body: Obj, *,
+               dry_run: bool = False, manager: str = "") -> Obj:
+        return autoscaling.to_v1(self.inner.create(HPA, namespace, _to_v2(body, None),
+                                                   dry_run=dry_run, manager=manager))
+
+    def update(self, res: Resource, namespace: str | None, name: str, body: Obj, *,
+               subresource: str = "", dry_run: bool = False, manager: str = "") -> Obj:
+        stored = self.inner.get(HPA, namespace, name)
+        return autoscaling.to_v1(self.inner.update(
+            HPA, namespace, name, _to_v2(body, stored), subresource=subresource,
+            dry_run=dry_run, manager=manager))
+
+    def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,
+              content_type: str, *, subresource: str = "", dry_run: bool = False,
+              manager: str = "") -> Obj:
+        """The patch applies to the v1 form, then is written as v2."""
+        patched = _patched(self.get(res, namespace, name), patch, content_type)
+        return self.update(res, namespace, name, patched, subresource=subresource,
+                           dry_run=dry_run, manager=manager)
+
+    def apply(self, res: Resource, namespace: str | None, name: str, body: Any, *,
+              manager: str, force: bool = False, subresource: str = "",
+              dry_run: bool = False) -> tuple[Obj, bool]:
+        raise status.ApiError(415, "UnsupportedMediaType", "server-side apply of "
+                              "autoscaling/v1 HorizontalPodAutoscalers is not supported; "
+                              "apply autoscaling/v2")
+
+    def delete(self, res: Resource, namespace: str | None, name: str, *,
+               grace_period: int | None = None, dry_run: bool = False,
+               options: DeleteOptions | None = None) -> Obj:
+        return autoscaling.to_v1(self.inner.delete(HPA, namespace, name, dry_run=dry_run,
+                                                   options=options))
+
+    def delete_collection(self, res: Resource, query: Query, *, grace_period: int | None = None,
+                          dry_run: bool = False,
+                          options: DeleteOptions | None = None) -> builtins.list[Obj]:
+        return [autoscaling.to_v1(o) for o in self.inner.delete_collection(
+            HPA, query, dry_run=dry_run, options=options)]
+
+    async def watch(self, res: Resource, query: Query,
+                    resource_version: str | None) -> AsyncGenerator[tuple[str, Obj], None]:
+        events = self.inner.watch(HPA, query, resource_version)
+        try:
+            async for kind, obj in events:
+                yield kind, autoscaling.to_v1(obj)
+        finally:
+            await events.aclose()
+
+
+def _patched(current: Obj, patch: Any, content_type: str) -> Obj:
+    try:
+        patched = json_patch(current, patch) if content_type == JSON_PATCH else \
+            merge_patch(current, patch, strategic=content_type == STRATEGIC)
+    except JSONPatchError as e:
+        raise status.ApiError(422, "Invalid", str(e)) from None
+    if not isinstance(patched, dict):
+        raise status.bad_request("the patch must produce an object")
+    return patched
+
+
+def _to_v2(body: Any, stored: Obj | None) -> Obj:
+    if not isinstance(body, dict):
+        raise status.bad_request("the body must be an autoscaling/v1 HorizontalPodAutoscaler")
+    return autoscaling.from_v1(body, stored)
+
+
 def _to_core(body: Any) -> Obj:
     if not isinstance(body, dict):
         raise status.bad_request("the body must be an events.k8s.io/v1 Event")
@@ -100,4 +177,8 @@ def _to_core(body: Any) -> Obj:
 
 def for_resource(registry: Registry, res: Resource) -> Registry:
     """The registry that serves ``res``: a view where the kind is stored as another."""
-    return EventsV1(registry) if res is resources.EVENT_V1 else registry
+    if res is resources.EVENT_V1:
+        return EventsV1(registry)
+    if res is resources.HORIZONTALPODAUTOSCALER_V1:
+        return AutoscalingV1(registry)
+    return registry

@@ -13,6 +13,7 @@ from netplane.cluster.controllers.disruption import DisruptionController
 from netplane.cluster.controllers.endpoints import EndpointsController
 from netplane.cluster.controllers.endpointslice import EndpointSliceController
 from netplane.cluster.controllers.gc import GarbageCollector
+from netplane.cluster.controllers.hpa import SYNC_PERIOD, HorizontalController
 from netplane.cluster.controllers.job import JobController
 from netplane.cluster.controllers.loadbalancer import LoadBalancerController
 from netplane.cluster.controllers.nodelifecycle import (
@@ -23,6 +24,7 @@ from netplane.cluster.controllers.nodelifecycle import (
 )
 from netplane.cluster.controllers.persistentvolume import PersistentVolumeController
 from netplane.cluster.controllers.replicaset import ReplicaSetController
+from netplane.cluster.controllers.scalerules import DOWNSCALE_STABILIZATION
 from netplane.cluster.controllers.serviceaccount import ServiceAccountController
 from netplane.cluster.controllers.shared import Informers
 from netplane.cluster.controllers.statefulset import StatefulSetController
@@ -36,7 +38,9 @@ class Controller(Protocol):
 
 async def run(client: Client, *, lb_pool: list[str] | None = None,
               node_grace: float = GRACE_SECONDS, node_period: float = PERIOD_SECONDS,
-              node_startup_grace: float = STARTUP_GRACE_SECONDS) -> None:
+              node_startup_grace: float = STARTUP_GRACE_SECONDS,
+              hpa_sync_period: float = SYNC_PERIOD,
+              hpa_downscale_stabilization: float = DOWNSCALE_STABILIZATION) -> None:
     informers = Informers.for_client(client)
     controllers: list[Controller] = [DeploymentController(client, informers),
                                      ReplicaSetController(client, informers),
@@ -52,6 +56,9 @@ async def run(client: Client, *, lb_pool: list[str] | None = None,
                                      DaemonSetController(client, informers),
                                      StatefulSetController(client, informers),
                                      DisruptionController(client, informers),
+                                     HorizontalController(
+                                         client, informers, sync_period=hpa_sync_period,
+                                         downscale_window=hpa_downscale_stabilization),
                                      NodeLifecycleController(client, informers.nodes,
                                                              informers.leases,
                                                              informers.pods, grace=node_grace,

@@ -28,6 +28,7 @@ class Informers:
     controllerrevisions: Informer
     leases: Informer
     pdbs: Informer
+    hpas: Informer
 
     @classmethod
     def for_client(cls, client: Client) -> Informers:
@@ -36,13 +37,13 @@ class Informers:
             resources.DEPLOYMENT, resources.NODE, resources.ENDPOINTSLICE, resources.NAMESPACE,
             resources.SERVICEACCOUNT, resources.JOB, resources.CRONJOB, resources.DAEMONSET,
             resources.STATEFULSET, resources.CONTROLLERREVISION, resources.LEASE,
-            resources.PODDISRUPTIONBUDGET)))
+            resources.PODDISRUPTIONBUDGET, resources.HORIZONTALPODAUTOSCALER)))
 
     def all(self) -> list[Informer]:
         return [self.pods, self.services, self.endpoints, self.replicasets, self.deployments,
                 self.nodes, self.endpointslices, self.namespaces, self.serviceaccounts,
                 self.jobs, self.cronjobs, self.daemonsets, self.statefulsets,
-                self.controllerrevisions, self.leases, self.pdbs]
+                self.controllerrevisions, self.leases, self.pdbs, self.hpas]
 
 
 def owned_by(obj: Obj, owner: Obj) -> bool:
