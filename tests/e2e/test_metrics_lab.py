@@ -190,3 +190,88 @@ def test_the_python_client_reads_metrics_k8s_io(lab: Lab, home: Path) -> None:
     assert pods[0]["window"].endswith("s") and pods[0]["timestamp"].endswith("Z")
     node = api.get_cluster_custom_object("metrics.k8s.io", "v1beta1", "nodes", "node-1")
     assert node["kind"] == "NodeMetrics" and set(node["usage"]) == {"cpu", "memory"}
+
+
+AUTOSCALED = f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: burner, namespace: {NS}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: burner}}}}
+  template:
+    metadata: {{labels: {{app: burner}}}}
+    spec:
+      containers:
+      - name: web
+        image: netplane/echo
+        ports: [{{containerPort: 8080}}]
+        resources: {{requests: {{cpu: 100m}}, limits: {{cpu: 500m}}}}
+        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: burner, namespace: {NS}}}
+spec:
+  selector: {{app: burner}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: burner, namespace: {NS}}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: burner}}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 0
+      policies: [{{type: Percent, value: 100, periodSeconds: 15}}]
+"""
+LOADER = f"""\
+apiVersion: v1
+kind: Pod
+metadata: {{name: loader, namespace: {NS}}}
+spec:
+  containers:
+  - name: load
+    image: busybox
+    command: [sh, -c, "while :; do curl -s -o /dev/null 'http://burner/burn?ms=100'; done"]
+"""
+
+
+def replicas(lab: Lab, home: Path) -> int:
+    out = kubectl(lab, home, "get", "deployment", "-n", NS, "burner", "-o",
+                  "jsonpath={.spec.replicas}").stdout
+    return int(out or 0)
+
+
+def test_an_hpa_scales_up_under_cpu_load_and_back_down(lab: Lab, home: Path) -> None:
+    kubectl(lab, home, "apply", "-f", "-", stdin=AUTOSCALED)
+    try:
+        kubectl(lab, home, "wait", "-n", NS, "--for=condition=Available", "deployment/burner",
+                "--timeout=90s")
+        kubectl(lab, home, "apply", "-f", "-", stdin=LOADER)
+        # Two scrapes for metrics, then an HPA sync every 15 s.
+        wait_for("the HPA scaling burner up to 3", lambda: replicas(lab, home) >= 3,
+                 timeout=240)
+        row = table(kubectl(lab, home, "get", "hpa", "-n", NS, "burner").stdout)
+        assert row[0] == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS",
+                          "AGE"]
+        assert row[1][:2] == ["burner", "Deployment/burner"]
+        assert row[1][2] == "cpu:" and row[1][3].endswith("%/50%") and row[1][3] != \
+            "<unknown>/50%"
+        events = kubectl(lab, home, "get", "events", "-n", NS, "--field-selector",
+                         "involvedObject.name=burner,reason=SuccessfulRescale",
+                         "-o", "jsonpath={.items[*].message}").stdout
+        assert "New size: 3; reason: cpu resource utilization (percentage of request) above " \
+               "target" in events
+        kubectl(lab, home, "delete", "pod", "-n", NS, "loader", "--wait=false")
+        wait_for("the HPA scaling burner back to 1", lambda: replicas(lab, home) == 1,
+                 timeout=240)
+    finally:
+        kubectl(lab, home, "delete", "-n", NS, "--ignore-not-found", "--wait=false",
+                "pod/loader", "hpa/burner", "deployment/burner", "service/burner", check=False)
