@@ -168,7 +168,8 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         proxier.run(stop), policies.run(), namespaces.run(), policy.run(stop),
         pods.run(), duties.run(), host_ports.run(),
         RouteSyncer(nodes, cfg.node_name).run(),
-        registration.heartbeat(client, cfg.node_name, cfg.node_ip, machine=machine),
+        registration.heartbeat(client, cfg.node_name, cfg.node_ip, machine=machine,
+                               pressure=lambda: capacity.readings(cfg.state_dir).pressure()),
         registration.renew_lease(client, node))]
     status = StatusServer(socket_path=cfg.state_dir / "agent.sock", address=cfg.node_ip)
     status.add_metrics(lambda: proxy_metrics.render(proxier))

@@ -46,6 +46,55 @@ def mem_total(meminfo: str) -> int:
     raise ValueError("no MemTotal line in /proc/meminfo")
 
 
+def mem_available(meminfo: str) -> int:
+    """MemAvailable in bytes: what the kernel could give without swapping."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError("no MemAvailable line in /proc/meminfo")
+
+
+# The kubelet's conditions for its default hard eviction thresholds: the
+# condition, then (reason, message) when false and when true.
+PRESSURE_WORDS = {
+    "MemoryPressure": (("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                       ("KubeletHasInsufficientMemory",
+                        "kubelet has insufficient memory available")),
+    "DiskPressure": (("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                     ("KubeletHasDiskPressure", "kubelet has disk pressure")),
+    "PIDPressure": (("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                    ("KubeletHasInsufficientPID", "kubelet has insufficient PID available")),
+}
+EVICTION_INODES_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What the kubelet's eviction manager measures, from the machine now."""
+
+    memory_available: int
+    nodefs_available: int
+    nodefs_total: int
+    inodes_free: int
+    inodes_total: int
+
+    def pressure(self) -> dict[str, bool]:
+        """kube's default hard thresholds (memory.available<100Mi,
+        nodefs.available<10%, nodefs.inodesFree<5%); pid.available has none
+        by default, so PIDPressure stays false, as on a default kubelet."""
+        disk = self.nodefs_available < self.nodefs_total * EVICTION_NODEFS_FRACTION or \
+            (self.inodes_total > 0 and
+             self.inodes_free < self.inodes_total * EVICTION_INODES_FRACTION)
+        return {"MemoryPressure": self.memory_available < EVICTION_MEMORY,
+                "DiskPressure": disk, "PIDPressure": False}
+
+
+def readings(state_dir: Path) -> Readings:
+    fs = os.statvfs(state_dir)
+    return Readings(mem_available(MEMINFO.read_text()), fs.f_bavail * fs.f_frsize,
+                    fs.f_blocks * fs.f_frsize, fs.f_favail, fs.f_files)
+
+
 def read(state_dir: Path) -> Machine:
     fs = os.statvfs(state_dir)
     return Machine(os.cpu_count() or 1, mem_total(MEMINFO.read_text()),

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+from collections.abc import Callable
 
 from netplane import __version__
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client, Conflict, NotFound
-from netplane.node.capacity import MAX_PODS, Machine
+from netplane.node.capacity import MAX_PODS, PRESSURE_WORDS, Machine
 from netplane.node.kubeletapi import KUBELET_PORT
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,10 @@ def node_object(name: str, ip: str) -> Obj:
 
 
 def node_status(name: str, ip: str, *, ready: bool = True,
-                machine: Machine | None = None) -> Obj:
-    """The status the agent reports; without ``machine``, pods only."""
+                machine: Machine | None = None,
+                pressure: dict[str, bool] | None = None) -> Obj:
+    """The status the agent reports; without ``machine``, pods only; with
+    ``pressure``, the kubelet's memory, disk and PID pressure conditions."""
     capacity = machine.capacity() if machine else {"pods": str(MAX_PODS)}
     allocatable = machine.allocatable() if machine else {"pods": str(MAX_PODS)}
     node: Obj = {"status": {
@@ -53,6 +56,9 @@ def node_status(name: str, ip: str, *, ready: bool = True,
     else:
         meta.set_condition(node, "Ready", False, "AgentStarting",
                            "netplane agent is setting up the node's network and services")
+    for cond, under in (pressure or {}).items():
+        reason, message = PRESSURE_WORDS[cond][under]
+        meta.set_condition(node, cond, under, reason, message)
     for c in node["status"]["conditions"]:
         c["lastHeartbeatTime"] = meta.now()
     return node
@@ -79,13 +85,16 @@ async def register(client: Client, name: str, ip: str, *,
 
 
 async def heartbeat(client: Client, name: str, ip: str, *,
-                    machine: Machine | None = None) -> None:
-    """Ready at once (the agent calls this when set up), then every few seconds."""
+                    machine: Machine | None = None,
+                    pressure: Callable[[], dict[str, bool]] | None = None) -> None:
+    """Ready at once (the agent calls this when set up), then every few
+    seconds, with the pressure conditions read from the machine each time."""
     while True:
         try:
-            await client.patch(resources.NODE, name, node_status(name, ip, machine=machine),
-                               subresource="status")
-        except (ApiError, OSError) as e:
+            await client.patch(resources.NODE, name, node_status(
+                name, ip, machine=machine, pressure=pressure() if pressure else None),
+                subresource="status")
+        except (ApiError, OSError, ValueError) as e:
             log.warning("heartbeat failed: %s", e)
         await asyncio.sleep(HEARTBEAT_SECONDS)
 

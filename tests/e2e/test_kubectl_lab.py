@@ -543,3 +543,18 @@ def test_every_node_renews_its_lease(kubectl: Kubectl, lab: Lab) -> None:
     wait_for("the lease renewed", lambda: kubectl.json(
         "get", "lease", nodes[0], "-n", "kube-node-lease")["spec"]["renewTime"]
         > first["spec"]["renewTime"], timeout=40)
+
+
+def test_every_node_reports_its_pressure_conditions(kubectl: Kubectl) -> None:
+    def reported() -> Any:
+        nodes = kubectl.json("get", "nodes")["items"]
+        by = [{c["type"]: c for c in n["status"]["conditions"]} for n in nodes]
+        return by if all({"MemoryPressure", "DiskPressure", "PIDPressure"} <= set(b)
+                         for b in by) else None
+    for conds in wait_for("pressure conditions on every node", reported, timeout=30):
+        # Not under pressure on the machines CI runs on; read from it, not assumed.
+        assert conds["MemoryPressure"]["reason"] in ("KubeletHasSufficientMemory",
+                                                     "KubeletHasInsufficientMemory")
+        assert conds["PIDPressure"]["reason"] == "KubeletHasSufficientPID"
+        assert conds["DiskPressure"]["message"] in ("kubelet has no disk pressure",
+                                                    "kubelet has disk pressure")

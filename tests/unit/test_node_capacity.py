@@ -32,3 +32,33 @@ def test_the_machine_is_read(tmp_path: Path) -> None:
 def test_without_a_machine_only_pods_are_reported() -> None:
     status = registration.node_status("n", "192.168.56.11")["status"]
     assert status["allocatable"] == {"pods": "110"}
+
+
+def test_pressure_follows_the_kubelets_default_thresholds() -> None:
+    from netplane.node.capacity import Readings
+
+    gib = 2**30
+    calm = Readings(memory_available=4 * gib, nodefs_available=50 * gib, nodefs_total=100 * gib,
+                    inodes_free=900, inodes_total=1000)
+    assert calm.pressure() == {"MemoryPressure": False, "DiskPressure": False,
+                               "PIDPressure": False}
+    short = Readings(memory_available=99 * 2**20, nodefs_available=9 * gib,
+                     nodefs_total=100 * gib, inodes_free=900, inodes_total=1000)
+    assert short.pressure() == {"MemoryPressure": True, "DiskPressure": True,
+                                "PIDPressure": False}
+    no_inodes = Readings(4 * gib, 50 * gib, 100 * gib, inodes_free=40, inodes_total=1000)
+    assert no_inodes.pressure()["DiskPressure"] is True
+
+
+def test_the_status_carries_the_pressure_conditions_in_kubes_words() -> None:
+    from netplane.api import meta
+    from netplane.node.registration import node_status
+
+    node = node_status("n", "10.0.0.1", pressure={"MemoryPressure": False,
+                                                  "DiskPressure": True, "PIDPressure": False})
+    mem, disk = meta.condition(node, "MemoryPressure"), meta.condition(node, "DiskPressure")
+    assert mem is not None and (mem["status"], mem["reason"], mem["message"]) == (
+        "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available")
+    assert disk is not None and (disk["status"], disk["reason"]) == ("True",
+                                                                     "KubeletHasDiskPressure")
+    assert all(c.get("lastHeartbeatTime") for c in node["status"]["conditions"])
