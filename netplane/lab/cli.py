@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from netplane.lab import failure
@@ -22,6 +23,9 @@ def add_parser(sub: Any) -> None:
     up.add_argument("--node-grace", type=float, metavar="SECONDS",
                     help="how long a silent node stays Ready (the server's "
                          "--node-monitor-grace-period; default 40)")
+    up.add_argument("--scheduler-config", type=Path, metavar="FILE",
+                    help="a KubeSchedulerConfiguration for the lab's scheduler (profiles, "
+                         "plugins, weights); kept for later ups")
     up.add_argument("--toleration-seconds", type=int, metavar="SECONDS",
                     help="how long pods stay on a NotReady or unreachable node (the server's "
                          "--default-*-toleration-seconds; default 300)")
@@ -62,7 +66,8 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.lab_verb == "up":
             workers = labmod.up(lab, nodes=args.nodes, proxy_mode=args.proxy_mode,
                                 node_grace=args.node_grace,
-                                toleration_seconds=args.toleration_seconds, say=_say)
+                                toleration_seconds=args.toleration_seconds,
+                                scheduler_config=args.scheduler_config, say=_say)
             print(usage(lab, workers))
         elif args.lab_verb == "stop":
             failure.stop(lab, args.node, say=_say,

@@ -197,16 +197,17 @@ async def wait_nodes_ready(lab: LabPaths, nodes: list[str], say: Say, *,
 
 def up(lab: LabPaths, *, nodes: int, proxy_mode: str | None = None,
        node_grace: float | None = None, toleration_seconds: int | None = None,
-       say: Say) -> list[str]:
+       scheduler_config: Path | None = None, say: Say) -> list[str]:
     """Brings the lab up; options not given are those of the lab's first ``up``."""
     if os.geteuid() != 0:
         raise LabError("netplane lab needs root: it creates network namespaces")
     workers = sorted(set(worker_names(nodes)) | set(_recorded_nodes(lab)), key=_number)
     lab.state_dir.mkdir(parents=True, exist_ok=True)
     saved = labopts.load(lab)
+    copied = _copy_scheduler_config(lab, scheduler_config) if scheduler_config else None
     opts = labopts.merged(saved, proxy_mode=proxy_mode, node_grace=node_grace,
-                          toleration_seconds=toleration_seconds)
-    if opts.server_flags() != saved.server_flags() and \
+                          toleration_seconds=toleration_seconds, scheduler_config=copied)
+    if (opts.server_flags() != saved.server_flags() or copied is not None) and \
             processes.alive(lab.state_dir / "server.pid"):
         say("restarting the API server with the new options")
         processes.stop(lab.state_dir / "server.pid")
@@ -225,6 +226,20 @@ def up(lab: LabPaths, *, nodes: int, proxy_mode: str | None = None,
         start_agent(lab, node, proxy_mode=opts.proxy_mode, say=say)
     asyncio.run(wait_nodes_ready(lab, workers, say))
     return workers
+
+
+def _copy_scheduler_config(lab: LabPaths, given: Path) -> str:
+    """The file checked as the server will read it, then kept in the lab's
+    state, so that a later ``up`` or repair runs the same profiles."""
+    from netplane.cluster.scheduler import config as scheduler_config
+
+    try:
+        scheduler_config.load(given)
+    except (OSError, scheduler_config.ConfigError) as e:
+        raise LabError(f"--scheduler-config: {e}") from None
+    kept = lab.state_dir / "scheduler-config.yaml"
+    kept.write_text(given.read_text())
+    return str(kept)
 
 
 def _number(node: str) -> int:

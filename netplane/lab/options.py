@@ -19,9 +19,13 @@ class LabOptions:
     # None: kube's defaults (40 s, 300 s).
     node_grace: float | None = None
     toleration_seconds: int | None = None
+    # The lab's copy of a KubeSchedulerConfiguration; None: the default profile.
+    scheduler_config: str | None = None
 
     def server_flags(self) -> list[str]:
         out: list[str] = []
+        if self.scheduler_config is not None:
+            out += ["--scheduler-config", self.scheduler_config]
         if self.node_grace is not None:
             # The monitor looks a few times per grace period, as kube's 5 s in 40 s.
             out += ["--node-monitor-grace-period", str(self.node_grace),
@@ -46,10 +50,13 @@ def save(lab: LabPaths, options: LabOptions) -> None:
 
 
 def merged(saved: LabOptions, *, proxy_mode: str | None = None, node_grace: float | None = None,
-           toleration_seconds: int | None = None) -> LabOptions:
+           toleration_seconds: int | None = None,
+           scheduler_config: str | None = None) -> LabOptions:
     """What was saved, with what the user gave now in its place."""
     return LabOptions(
         proxy_mode=proxy_mode if proxy_mode is not None else saved.proxy_mode,
         node_grace=node_grace if node_grace is not None else saved.node_grace,
         toleration_seconds=(toleration_seconds if toleration_seconds is not None
-                            else saved.toleration_seconds))
+                            else saved.toleration_seconds),
+        scheduler_config=(scheduler_config if scheduler_config is not None
+                          else saved.scheduler_config))

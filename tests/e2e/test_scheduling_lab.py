@@ -370,3 +370,42 @@ def test_explain_schedule_shows_each_nodes_verdict_and_scores(
         assert out[-1].startswith(f"decision: {node} (")
     finally:
         kubectl("taint", "nodes", "node-1", "e2e-", check=False)
+
+
+PACKER = """\
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+- schedulerName: packer
+  pluginConfig:
+  - name: NodeResourcesFit
+    args: {scoringStrategy: {type: MostAllocated}}
+  plugins:
+    score:
+      disabled: [{name: NodeResourcesBalancedAllocation}, {name: PodTopologySpread}]
+"""
+
+
+def test_a_second_profile_from_lab_up_scheduler_config_packs_pods(
+        lab: Lab, kubectl: Kubectl, applied: list[str], tmp_path: Any) -> None:
+    config = tmp_path / "scheduler.yaml"
+    config.write_text(PACKER)
+    lab.netplane("lab", "up", "--nodes", "3", "--scheduler-config", str(config), timeout=120)
+    for name in ("pack-a", "pack-b"):
+        apply(kubectl, applied, f"""\
+            apiVersion: v1
+            kind: Pod
+            metadata: {{name: {name}, labels: {{app: packed}}}}
+            spec:
+              schedulerName: packer
+              containers:
+              - {{name: echo, image: netplane/echo, resources: {{requests: {{cpu: 200m}}}}}}
+            """)
+        wait_for(f"{name} placed", lambda: "" not in placed(kubectl, "app=packed"))
+    where = placed(kubectl, "app=packed")
+    assert len(set(where)) == 1  # MostAllocated puts the second beside the first
+    events = kubectl("get", "events", "--field-selector",
+                     "involvedObject.name=pack-b,reason=Scheduled",
+                     "-o", "jsonpath={.items[*].source.component}").stdout
+    assert events.split() == ["packer"]

@@ -32,3 +32,10 @@ def test_saved_options_stay_unless_given_again(tmp_path: Path,
         proxy_mode="ipvs", node_grace=10, toleration_seconds=20)
     assert options.merged(saved, proxy_mode="nftables", node_grace=15) == LabOptions(
         proxy_mode="nftables", node_grace=15)
+
+
+def test_a_scheduler_config_becomes_the_servers_flag() -> None:
+    flags = LabOptions(scheduler_config="/run/x/scheduler-config.yaml").server_flags()
+    assert flags == ["--scheduler-config", "/run/x/scheduler-config.yaml"]
+    assert options.merged(LabOptions(scheduler_config="/a"), node_grace=5).scheduler_config \
+        == "/a"
