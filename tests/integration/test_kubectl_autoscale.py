@@ -8,18 +8,22 @@ only."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server, scratch_namespace
+from tests.integration.loopback import (
+    HAVE_KUBECTL,
+    Cluster,
+    api_server,
+    scratch_namespace,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(not HAVE_KUBECTL, reason="kubectl is not installed (looked "
                                                          "on PATH and in /usr/bin/kubectl)")
 kubernetes = pytest.importorskip("kubernetes")
-WAIT = 60.0  # a guard against a hung test, not a threshold
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +42,6 @@ def ns(cluster: Cluster) -> Iterator[str]:
 def api(cluster: Cluster) -> Any:
     return kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
 
-
-def wait_for(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def hpa_json(cluster: Cluster, ns: str, name: str) -> Any:

@@ -9,18 +9,22 @@ ready by the test, as their node would. Loopback only."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server, scratch_namespace
+from tests.integration.loopback import (
+    HAVE_KUBECTL,
+    Cluster,
+    api_server,
+    scratch_namespace,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(not HAVE_KUBECTL, reason="kubectl is not installed (looked "
                                                          "on PATH and in /usr/bin/kubectl)")
 kubernetes = pytest.importorskip("kubernetes")
-WAIT = 60.0  # a guard against a hung test, not a threshold
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +44,6 @@ def core(cluster: Cluster) -> Any:
     return kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(
         str(cluster.kubeconfig)))
 
-
-def wait_for(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def budget_status(cluster: Cluster, ns: str, name: str) -> Any:
