@@ -406,9 +406,11 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     failed: dict[str, Status] = {}
     rejectors: set[str] = set()
     processed = 0
-    for info in (*nodes[start:], *nodes[:start]):
+    total = len(nodes)
+    for k in range(total):
         if len(feasible) >= to_find:
             break
+        info = nodes[(start + k) % total]
         processed += 1
         scores: dict[str, int] = {}
         entry = filter_memo.get(info.name) if filter_memo is not None else None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from netplane.api import meta, selectors
 from netplane.api.meta import Obj
 from netplane.cluster.scheduler.framework import MAX_SCORE, OK, SKIP, Code, CycleState, Status
-from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo
+from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo, with_affinity_pods
 
 NamespaceLabels = Callable[[str], dict[str, str]]
 Pair = tuple[str, str]
@@ -90,7 +90,9 @@ class InterPodAffinity:
         me = PodInfo.of(pod)
         st = FilterState(terms(me.required_affinity, pod), terms(me.required_anti_affinity, pod),
                          Counter(), Counter(), Counter())
-        for info in nodes:
+        # Without terms of its own, only nodes with pods that have terms matter.
+        walked = nodes if st.affinity or st.anti_affinity else with_affinity_pods(nodes)
+        for info in walked:
             for other in info.pods_with_affinity:
                 for term in terms(other.required_anti_affinity, other.pod):
                     pair = _pair(info, term.topology_key)
@@ -143,7 +145,7 @@ class InterPodAffinity:
         anti = [(t, -w) for t, w in weighted(me.preferred_anti_affinity, pod)]
         scores: Counter[Pair] = Counter()
         # Without terms of its own, only pods with terms can score it.
-        walked = nodes if pref or anti else [n for n in nodes if n.pods_with_affinity]
+        walked = nodes if pref or anti else with_affinity_pods(nodes)
         for info in walked:
             if not meta.labels(info.node):
                 continue

@@ -216,10 +216,10 @@ class Scheduler:
         self.nominations.pop(meta.uid(pod), None)
         self.assumed[meta.uid(pod)] = decision.node
         self.cache.assume(pod, decision.node)
-        cached = self.cache.infos.get(decision.node)
-        for info in infos:
-            if info.name == decision.node and info is not cached:
-                info.add_pod(PodInfo.of(pod))
+        if infos is not self.cache.last_snapshot:  # a list of the caller's own
+            for info in infos:
+                if info.name == decision.node:
+                    info.add_pod(PodInfo.of(pod))
         task = asyncio.create_task(self._bind(pod, decision.node))
         self.binding.add(task)
         task.add_done_callback(self.binding.discard)

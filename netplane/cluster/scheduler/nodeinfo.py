@@ -7,9 +7,9 @@ the pass sees it without rebuilding anything (kube's NodeInfo and cache)."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from netplane.api import meta
 from netplane.api.meta import Obj
@@ -157,6 +157,10 @@ class NodeInfo:
     # Kept apart so that affinity checks walk only the pods that have terms.
     pods_with_affinity: list[PodInfo] = field(default_factory=list)
 
+    # Bumped whenever any node gains or loses a pod with affinity terms, so
+    # that a snapshot's list of such nodes is known to be current.
+    affinity_changes: ClassVar[int] = 0
+
     def __post_init__(self) -> None:
         # An order-free sum over the pods' uids: with the node's
         # resourceVersion, it tells whether anything a node-local plugin
@@ -200,6 +204,7 @@ class NodeInfo:
         self.used_ports.extend(info.ports)
         if info.has_affinity:
             self.pods_with_affinity.append(info)
+            NodeInfo.affinity_changes += 1
 
     def remove_pod(self, uid: str) -> None:
         for i, info in enumerate(self.pods):
@@ -213,6 +218,7 @@ class NodeInfo:
                     self.used_ports.remove(port)
                 if info in self.pods_with_affinity:
                     self.pods_with_affinity.remove(info)
+                    NodeInfo.affinity_changes += 1
                 return
 
 
@@ -224,6 +230,17 @@ class Snapshot(list[NodeInfo]):
     def __init__(self, infos: Iterable[NodeInfo] = ()) -> None:
         super().__init__(infos)
         self.memo: dict[str, Any] = {}
+
+
+def with_affinity_pods(nodes: Sequence[NodeInfo]) -> list[NodeInfo]:
+    """The nodes holding pods with affinity terms: for a snapshot, worked
+    out once and again only after such a pod came or went anywhere."""
+    memo = nodes.memo if isinstance(nodes, Snapshot) else {}
+    seen = memo.get("with-affinity")
+    if seen is None or seen[0] != NodeInfo.affinity_changes:
+        seen = memo["with-affinity"] = (NodeInfo.affinity_changes,
+                                        [n for n in nodes if n.pods_with_affinity])
+    return list(seen[1])
 
 
 def snapshot(nodes: Iterable[Obj], pods: Iterable[Obj],
@@ -259,9 +276,12 @@ class NodeCache:
         self.names: list[str] = []  # in order, for a stable snapshot
         self.where: dict[str, str] = {}  # pod uid -> node
         self.waiting: dict[str, dict[str, PodInfo]] = {}  # node not seen -> its pods
+        self.last_snapshot: Snapshot | None = None
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.infos[n] for n in self.names)
+        """The cache's own NodeInfos, in name order: what assume() changes."""
+        self.last_snapshot = Snapshot(self.infos[n] for n in self.names)
+        return self.last_snapshot
 
     def set_node(self, node: Obj) -> None:
         name = meta.name(node)
