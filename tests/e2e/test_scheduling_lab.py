@@ -263,6 +263,15 @@ def test_kubectl_drain_waits_on_a_budget_then_moves_the_pod(
                 image: netplane/echo
                 readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
         ---
+        apiVersion: apps/v1
+        kind: DaemonSet
+        metadata: {name: everywhere}
+        spec:
+          selector: {matchLabels: {app: everywhere}}
+          template:
+            metadata: {labels: {app: everywhere}}
+            spec: {containers: [{name: echo, image: netplane/echo}]}
+        ---
         apiVersion: policy/v1
         kind: PodDisruptionBudget
         metadata: {name: guarded}
@@ -282,8 +291,15 @@ def test_kubectl_drain_waits_on_a_budget_then_moves_the_pod(
         kubectl("patch", "pdb", "guarded", "--type=merge", "-p", '{"spec":{"minAvailable":1}}')
         wait_for("room in the budget", lambda: kubectl.json("get", "pdb", "guarded").get(
             "status", {}).get("disruptionsAllowed") == 1, timeout=60)
+        wait_for("a daemon pod on every node", lambda: placed(kubectl, "app=everywhere")
+                 == list(NODES), timeout=90)
+        without = kubectl("drain", node, "--timeout=30s", check=False)
+        assert without.returncode != 0 and "cannot delete DaemonSet-managed Pods" in \
+            without.stderr
         drained = kubectl("drain", node, "--ignore-daemonsets", "--timeout=90s")
         assert f"node/{node} drained" in drained.stdout
+        assert "ignoring DaemonSet-managed Pods" in drained.stderr
+        assert node in placed(kubectl, "app=everywhere")  # daemons stay
         wait_for("the pod replaced on the node left", lambda: len(
             [n for n in placed(kubectl, "app=guarded") if n]) == 2 and node not in placed(
             kubectl, "app=guarded"), timeout=90)
