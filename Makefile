@@ -25,7 +25,5 @@ integration: setup
 e2e: setup
 	$(VENV)/bin/pytest -q tests/e2e
 
-# The e2e labs run two at a time (each module's tests together).
 test: lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/integration
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadgroup tests/e2e
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests

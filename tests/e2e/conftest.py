@@ -86,16 +86,3 @@ def started_lab(nodes: int = 2, *options: str) -> Iterator[Lab]:
 def lab() -> Iterator[Lab]:
     with started_lab() as the_lab:
         yield the_lab
-
-
-# Modules that keep CPUs busy (pods burning CPU) or time a node's silence
-# closely: run one after another, on one worker, when labs run in parallel.
-BUSY = frozenset({"test_metrics_lab", "test_node_replacement", "test_node_failure"})
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist's loadgroup, a module's tests stay together (its lab
-    is a module fixture), the busy modules on one worker."""
-    for item in items:
-        module = Path(str(item.path)).stem
-        item.add_marker(pytest.mark.xdist_group("busy" if module in BUSY else module))
