@@ -186,3 +186,12 @@ def test_explanation_names_each_verdict_and_score() -> None:
     d = schedule(pod("huge", "9"), infos, profile, trace=none)
     assert render(pod("huge", "9"), profile, none, d.node, d.message)[-1].startswith(
         "decision: none. 0/3 nodes are available: 3 Insufficient cpu.")
+
+
+def test_without_default_preemption_the_message_says_nothing_of_it() -> None:
+    (spec,) = parse("""\
+        profiles:
+        - plugins: {postFilter: {disabled: [{name: DefaultPreemption}]}}
+        """)
+    d = schedule(pod("huge", "9"), cluster(), config.build(spec, config.Deps()))
+    assert d.message == "0/2 nodes are available: 2 Insufficient cpu."

@@ -21,8 +21,6 @@ from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo
 
 MAX_SCORE = 100
 NO_NODES = "no nodes available to schedule pods"
-NOT_HELPFUL = "Preemption is not helpful for scheduling"
-NO_VICTIMS = "No preemption victims found for incoming pod"
 
 
 class Code(enum.Enum):
@@ -249,17 +247,6 @@ def fit_error(total: int, statuses: Sequence[Status]) -> str:
     return f"{head} {detail}." if detail else head
 
 
-def preemption_message(pod: Obj, total: int, statuses: Sequence[Status]) -> str:
-    """What kube's DefaultPreemption says when no pod could be evicted for
-    ``pod``: nodes rejected for a reason that removing pods could cure have
-    no victims (when none has lower priority), the others would not help."""
-    if (pod.get("spec") or {}).get("preemptionPolicy") == "Never":
-        return "preemption: not eligible due to preemptionPolicy=Never."
-    said = [Status.fail(st.code, NOT_HELPFUL if st.code is Code.UNRESOLVABLE else NO_VICTIMS)
-            for st in statuses]
-    return "preemption: " + fit_error(total, said)
-
-
 def run_filters(state: CycleState, pod: Obj, info: NodeInfo,
                 filters: Sequence[FilterPlugin]) -> tuple[Status, str]:
     """The first rejection and the plugin's name; the rest are not asked."""
@@ -356,12 +343,11 @@ def _unschedulable(pod: Obj, nodes: Sequence[NodeInfo], statuses: dict[str, Stat
                    reason: str) -> Decision:
     """The post-filter's turn, then kube's FitError message: ``reason`` and,
     unless preemption found a way, what preemption said, as one more
-    sentence though it ends in a full stop already (the message ends in "..")."""
+    sentence though it ends in a full stop already (the message ends in "..").
+    A profile without a post-filter says nothing more, as kube's."""
+    done = PostFilterResult()
     if profile.post_filter is not None:
         done = profile.post_filter.post_filter(pod, nodes, statuses, profile, nominated)
-    else:
-        done = PostFilterResult(message=preemption_message(pod, len(nodes),
-                                                           list(statuses.values())))
     message = f"{reason} {done.message}." if done.message else reason
     return Decision(None, message, rejectors, done)
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from netplane.api import meta, priority, selectors
 from netplane.api.meta import Obj
 from netplane.cluster.scheduler.framework import (
-    NOT_HELPFUL,
     Code,
     CycleState,
     Nominated,
@@ -28,6 +27,7 @@ from netplane.cluster.scheduler.framework import (
 from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo
 
 NO_VICTIMS = "No preemption victims found for incoming pod"
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NEVER = "not eligible due to preemptionPolicy=Never."
 TERMINATING = "not eligible due to a terminating pod on the nominated node."
 PREEMPTION_BY_SCHEDULER = "PreemptionByScheduler"
