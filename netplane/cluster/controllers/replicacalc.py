@@ -123,18 +123,25 @@ def utilization_ratio(metrics: Mapping[str, int], requests: Mapping[str, int],
     return percent / target, percent, used // len(metrics)
 
 
-def resource_replicas(current: int, target: int, pods: Sequence[Obj],
-                      metrics: Mapping[str, PodMetric], resource: str, now: float, *,
-                      container: str = "", settings: Settings | None = None) -> Proposal:
-    """kube's GetResourceReplicas: a utilization target (percent of request)."""
-    s = settings or Settings()
+def _counted(pods: Sequence[Obj], metrics: Mapping[str, PodMetric], resource: str,
+             now: float, s: Settings) -> tuple[Groups, dict[str, int], float]:
+    """What both calculations start from: the pods grouped, the usage of
+    those that count, the newest sample's time."""
     if not pods:
         raise MetricError("no pods returned by selector while calculating replica count")
     g = group_pods(pods, metrics, resource, now, s)
     usage = {n: m.value for n, m in metrics.items() if n not in g.ignored | g.unready}
     if not usage:
         raise MetricError("did not receive metrics for targeted pods (pods might be unready)")
-    stamp = max(m.timestamp for m in metrics.values())
+    return g, usage, max(m.timestamp for m in metrics.values())
+
+
+def resource_replicas(current: int, target: int, pods: Sequence[Obj],
+                      metrics: Mapping[str, PodMetric], resource: str, now: float, *,
+                      container: str = "", settings: Settings | None = None) -> Proposal:
+    """kube's GetResourceReplicas: a utilization target (percent of request)."""
+    s = settings or Settings()
+    g, usage, stamp = _counted(pods, metrics, resource, now, s)
     requests = pod_requests(pods, resource, container)
     ratio, percent, raw = utilization_ratio(usage, requests, target)
     up_with_unready = bool(g.unready) and ratio > 1.0
@@ -166,13 +173,7 @@ def raw_resource_replicas(current: int, target_milli: int, pods: Sequence[Obj],
     """kube's GetRawResourceReplicas (calcPlainMetricReplicas): an average
     value target, in milli-units."""
     s = settings or Settings()
-    if not pods:
-        raise MetricError("no pods returned by selector while calculating replica count")
-    g = group_pods(pods, metrics, resource, now, s)
-    usage = {n: m.value for n, m in metrics.items() if n not in g.ignored | g.unready}
-    if not usage:
-        raise MetricError("did not receive metrics for targeted pods (pods might be unready)")
-    stamp = max(m.timestamp for m in metrics.values())
+    g, usage, stamp = _counted(pods, metrics, resource, now, s)
 
     def ratio_of(values: Mapping[str, int]) -> tuple[float, float]:
         average = sum(values.values()) / len(values)
