@@ -4,7 +4,9 @@
 # tests run inside pods (curl, dig), the benchmarks' tools (dnsperf,
 # dnsmasq, wrk), a C compiler and the interpreter's headers for the C parts
 # (the netplane/echo image's server, the container launcher, the DNS
-# server's compiled fast path), and a virtualenv with the project.
+# server's compiled fast path), the docker runtime's engine (docker.io, with
+# busybox-static for its images), stress-ng for the isolation experiment,
+# and a virtualenv with the project.
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(iproute2 iptables nftables conntrack ipset dnsutils curl iputils-ping dnsperf dnsmasq-base wrk
-          python3 python3-venv python3-dev procps psmisc util-linux kmod gcc libc6-dev)
+          python3 python3-venv python3-dev procps psmisc util-linux kmod gcc libc6-dev
+          stress-ng busybox-static docker.io)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
@@ -24,7 +27,32 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     apt-get update -q
+    # The engine must not start on its own: a dockerd in the root network
+    # namespace would add docker0 and its netfilter rules there. netplane
+    # starts one per node, inside that node's namespace.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod +x "$policy"
+        own_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    [ -z "$own_policy" ] || rm -f "$policy"
+fi
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+fi
+root_netns=$(readlink /proc/self/ns/net)
+for pid in $(pgrep -x dockerd || true); do
+    if [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$root_netns" ]; then
+        echo "setup: a dockerd (pid $pid) runs in the root network namespace; stop it first" >&2
+        exit 1
+    fi
+done
+if ip link show docker0 >/dev/null 2>&1; then
+    echo "setup: docker0 exists in the root network namespace; remove it first" >&2
+    exit 1
 fi
 
 # Bridged pod traffic must pass iptables (same-node service backends).
