@@ -53,6 +53,7 @@ class Status:
 
 OK = Status()
 SKIP = Status(Code.SKIP)
+_SUCCESS = Code.SUCCESS  # hot loops test st.code, not the property
 # What plugins keep about the pod for one cycle, by plugin name (kube's CycleState).
 CycleState = dict[str, Any]
 
@@ -203,17 +204,19 @@ Memo = dict[str, tuple[tuple[object, int, int], tuple[Status, str], dict[str, in
 
 
 class Equivalence:
-    """Node-local verdicts and raw scores by pod shape, kept while the node
-    is unchanged (kube once had such an equivalence cache): the replicas
-    of a Deployment after the first are judged on the nodes that changed
-    only. A few hundred shapes at most, the oldest forgotten first."""
+    """Node-local verdicts and raw scores by profile and pod shape, kept
+    while the node is unchanged (kube once had such an equivalence cache):
+    the replicas of a Deployment after the first are judged on the nodes
+    that changed only. Profiles do not share memos: one may configure a
+    plugin of the same name otherwise. A few hundred shapes at most, the
+    oldest forgotten first."""
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
         self.memos: OrderedDict[str, Memo] = OrderedDict()
 
-    def memo(self, pod: Obj) -> Memo:
-        key = shape(pod)
+    def memo(self, pod: Obj, profile: str = "") -> Memo:
+        key = f"{profile}\0{shape(pod)}"
         memo = self.memos.get(key)
         if memo is None:
             memo = self.memos[key] = {}
@@ -291,18 +294,44 @@ def _scores(state: CycleState, pod: Obj, plugin: ScorePlugin, name: str,
     if memos is None or not node_local(plugin):
         return [plugin.score(state, pod, info) for info in feasible]
     out = [m.get(name) for m in memos]
-    for i, raw in enumerate(out):
-        if raw is None:
-            out[i] = memos[i][name] = plugin.score(state, pod, feasible[i])
+    if None in out:
+        for i, raw in enumerate(out):
+            if raw is None:
+                out[i] = memos[i][name] = plugin.score(state, pod, feasible[i])
     return out  # type: ignore[return-value]
+
+
+def _local_totals(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
+                  memos: Sequence[dict[str, int]], local: Sequence[tuple[str, Weighted]],
+                  totals: list[int]) -> None:
+    """Adds the weighted sum of the node-local scorers that need no
+    normalising, kept in each node's memo, so that a node unchanged since an
+    earlier pod of the shape costs one lookup, whatever the plugins."""
+    key = "\0" + ",".join(f"{name}*{w.weight}" for name, w in local)
+    for i, m in enumerate(memos):
+        t = m.get(key)
+        if t is None:
+            t = 0
+            for name, w in local:
+                raw = m.get(name)
+                if raw is None:
+                    raw = m[name] = w.plugin.score(state, pod, feasible[i])
+                t += raw * w.weight
+            m[key] = t
+        totals[i] += t
 
 
 def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
                nodes: Sequence[NodeInfo], scorers: Sequence[Weighted],
                trace: Trace | None = None,
                memos: Sequence[dict[str, int]] | None = None) -> list[int]:
-    """Each plugin's scores over the feasible nodes, normalised, weighted, summed."""
+    """Each plugin's scores over the feasible nodes, normalised, weighted,
+    summed. Without a trace, only the ranking counts: a node-local plugin
+    that scores every node alike (so normalised alike) adds nothing to it
+    and is left out."""
     totals = [0] * len(feasible)
+    fast = memos is not None and trace is None
+    local: list[tuple[str, Weighted]] = []
     for w in scorers:
         name = str(getattr(w.plugin, "name", type(w.plugin).__name__))
         if trace is not None:
@@ -312,15 +341,24 @@ def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
             if trace is not None:
                 trace.scores[name] = None
             continue  # the same for every node: no say in the ranking
+        if fast and not w.normalizes and node_local(w.plugin):
+            local.append((name, w))
+            continue
         scores = _scores(state, pod, w.plugin, name, feasible, memos)
-        raw = list(scores)
+        if fast and node_local(w.plugin) and min(scores) == max(scores):
+            continue
+        raw = list(scores) if trace is not None else scores
         if w.normalizes:
             w.plugin.normalize(state, scores)  # type: ignore[attr-defined]
         if trace is not None:
             trace.scores[name] = {info.name: (raw[i], scores[i])
                                   for i, info in enumerate(feasible)}
+        weight = w.weight
         for i, s in enumerate(scores):
-            totals[i] += s * w.weight
+            totals[i] += s * weight
+    if local:
+        assert memos is not None
+        _local_totals(state, pod, feasible, memos, local, totals)
     return totals
 
 
@@ -383,7 +421,7 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     to_find = len(nodes) if trace is not None else nodes_to_find(profile.percentage,
                                                                    len(nodes))
     start %= len(nodes)
-    memo = cache.memo(pod) if cache is not None and trace is None else None
+    memo = cache.memo(pod, profile.name) if cache is not None and trace is None else None
     # The filters' verdicts are memoised only when every filter left is node-local.
     filter_memo = memo if memo is not None and all(node_local(f) for f in filters) else None
     feasible: list[NodeInfo] = []
@@ -393,28 +431,34 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     rejectors: set[str] = set()
     processed = 0
     total = len(nodes)
+    crowded = bool(nominated)  # any pod nominated anywhere (rare): checked per node
     for k in range(total):
         if len(feasible) >= to_find:
             break
         info = nodes[(start + k) % total]
-        processed += 1
-        scores: dict[str, int] = {}
-        entry = filter_memo.get(info.name) if filter_memo is not None else None
-        if entry is not None and entry[0] == info.version and not nominated.get(info.name):
+        processed = k + 1
+        name = info.name
+        # A node with nominated pods is judged afresh: they are not in its version.
+        alone = not crowded or not nominated.get(name)
+        entry = filter_memo.get(name) if filter_memo is not None else None
+        if entry is not None and alone and entry[0] == info.version:
             (st, by), scores = entry[1], entry[2]
         else:
             st, by = run_filters_with_nominated(state, pod, info, filters, nominated)
-            if filter_memo is not None and not nominated.get(info.name):
-                filter_memo[info.name] = (info.version, (st, by), scores)
-        if st.ok and memos is not None:
-            memos.append(scores)
-        if trace is not None:
-            trace.verdicts[info.name] = None if st.ok else (by, st)
-        if st.ok:
+            scores = {}
+            if filter_memo is not None and alone:
+                filter_memo[name] = (info.version, (st, by), scores)
+        if st.code is _SUCCESS:
             feasible.append(info)
+            if memos is not None:
+                memos.append(scores)
+            if trace is not None:
+                trace.verdicts[name] = None
         else:
-            failed[info.name] = st
+            failed[name] = st
             rejectors.add(by)
+            if trace is not None:
+                trace.verdicts[name] = (by, st)
     if not feasible:
         return _unschedulable(pod, nodes, failed, profile, nominated, frozenset(rejectors),
                               fit_error(len(nodes), list(failed.values())))
@@ -424,5 +468,6 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     if trace is not None:
         trace.totals = {info.name: totals[i] for i, info in enumerate(feasible)}
     # Ties go to the first name, for stable tests (kube picks one at random).
-    best = min(range(len(feasible)), key=lambda i: (-totals[i], feasible[i].name))
-    return Decision(feasible[best].name, "", processed=processed)
+    top = max(totals)
+    best = min(feasible[i].name for i, t in enumerate(totals) if t == top)
+    return Decision(best, "", processed=processed)
