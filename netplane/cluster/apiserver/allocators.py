@@ -59,8 +59,12 @@ class PodCIDRAllocator:
 
     def __init__(self, cluster_cidr: str, *, node_prefix: int = 24) -> None:
         self.network = ipaddress.ip_network(cluster_cidr)
-        self._subnets = list(self.network.subnets(new_prefix=node_prefix))
+        # As strings once: formatting addresses per allocation made creating
+        # thousands of nodes quadratic.
+        self._subnets = [str(s) for s in self.network.subnets(new_prefix=node_prefix)]
+        self._position = {s: i for i, s in enumerate(self._subnets)}
         self._used: set[str] = set()
+        self._free_from = 1  # no subnet before this one is free
 
     def allocate_specific(self, cidr: str) -> None:
         net = str(ipaddress.ip_network(cidr))
@@ -70,14 +74,19 @@ class PodCIDRAllocator:
         self._used.add(net)
 
     def allocate(self) -> str:
-        for subnet in self._subnets[1:]:
-            if str(subnet) not in self._used:
-                self._used.add(str(subnet))
-                return str(subnet)
+        for i in range(self._free_from, len(self._subnets)):
+            subnet = self._subnets[i]
+            if subnet not in self._used:
+                self._used.add(subnet)
+                self._free_from = i + 1
+                return subnet
         raise AllocationError(f"no pod CIDR left in {self.network}")
 
     def release(self, cidr: str) -> None:
         self._used.discard(cidr)
+        i = self._position.get(cidr, 0)
+        if i >= 1:
+            self._free_from = min(self._free_from, i)
 
 
 class PortAllocator:
