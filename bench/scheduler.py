@@ -1,7 +1,7 @@
 """Scheduler benchmark: hollow nodes (Node objects only, no agents) in a
-real API server with the real scheduler in its process, as
-kube-scheduler's scheduler_perf runs them (no controller manager). Prints
-one table; not a test.
+real API server with the real scheduler, each a process of its own as
+``netplane server`` runs them (kube-scheduler's scheduler_perf runs them
+without a controller manager too). Prints one table; not a test.
 
 Cases: ``basic`` (pods that request 100m and 128Mi, nothing else) and
 ``constrained`` (each pod spreads over ten zones, maxSkew 1, DoNotSchedule,
@@ -10,8 +10,8 @@ inter-pod anti-affinity). For each, two measurements:
 
 - backlog: every pod created first, then the scheduler started; pods/s
   from its start to the last pod bound (what the scheduler alone does);
-- live: the scheduler running while pods are created as fast as 16
-  clients can (what a user sees; the API server shares the process);
+- live: the scheduler running (and warmed up: one pod bound) while pods
+  are created as fast as 16 clients can (what a user sees);
   p50/p99 of create acknowledged -> bound seen on a watch.
 
 Anchor: kube-scheduler's scheduler_perf CI thresholds
@@ -49,63 +49,77 @@ ZONES = 10
 CLIENTS = 16
 
 
+def profiled(profile: str | None, run: Any) -> None:
+    """``run()``, under cProfile when ``profile`` names its output."""
+    if not profile:
+        run()
+        return
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        run()
+    finally:
+        prof.disable()
+        prof.dump_stats(profile)
+
+
 def serve(data: Path, profile: str | None) -> None:
-    """The server subprocess: API server, then the scheduler once ``go`` exists."""
-    from netplane.cluster.scheduler.loop import Scheduler
+    """The API server subprocess, as ``netplane server`` runs it, without
+    its controllers and scheduler."""
     from netplane.cluster.server import ServerConfig
-    from netplane.cluster.server import serve as api
+    from netplane.cluster.server import run as api
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        cfg = ServerConfig(data_dir=data, socket=data / "api.sock", bind_address="127.0.0.1",
-                           port=0, controllers=False,
-                           # room for a pod CIDR (/24) per hollow node
-                           cluster_cidr="100.64.0.0/10")
-        server = asyncio.create_task(api(cfg, stop))
-        while not (data / "go").exists() and not stop.is_set():
-            await asyncio.sleep(0.02)
-        prof = cProfile.Profile() if profile else None
-        async with Client(Connection(socket=str(cfg.socket)), user_agent="kube-scheduler") as c:
-            if prof is not None:
-                prof.enable()
-            sched = asyncio.create_task(Scheduler(c).run())
-            await stop.wait()
-            sched.cancel()
-            await asyncio.gather(sched, return_exceptions=True)
-            if prof is not None:
-                prof.disable()
-                prof.dump_stats(profile)
-        await server
+    profiled(profile, lambda: api(ServerConfig(
+        data_dir=data, socket=data / "api.sock", bind_address="127.0.0.1", port=0,
+        controllers=False, cluster_cidr="100.64.0.0/10")))  # a pod CIDR (/24) per node
 
-    asyncio.run(main())
+
+def schedule(data: Path, profile: str | None) -> None:
+    """The scheduler subprocess, as ``netplane server`` starts it."""
+    from netplane.cluster.scheduler import process
+
+    profiled(profile, lambda: process.run(data / "api.sock", None))
+
+
+def _spawn(mode: str, data: Path, profile: str | None, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), mode, str(data)]
+    if profile:
+        cmd += ["--profile", profile]
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextlib.asynccontextmanager
-async def server(base: Path, profile: str | None) -> AsyncIterator[Path]:
+async def server(base: Path, profile: str | None) -> AsyncIterator[tuple[Path, Any]]:
+    """The API server; yields its data directory and a function that starts
+    the scheduler (stopped at the end too)."""
     data = base / "data"
     data.mkdir(parents=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", str(data)]
-    if profile:
-        cmd += ["--profile", profile]
-    log = (base / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    log = base / "server.log"
+    procs = [_spawn("--serve", data, f"{profile}.server" if profile else None, log)]
+
+    def start_scheduler() -> None:
+        procs.append(_spawn("--schedule", data, f"{profile}.scheduler" if profile else None,
+                            log))
     try:
         deadline = time.monotonic() + 60
         while not (data / "apiserver.port").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start; see {base / 'server.log'}")
+            if procs[0].poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server did not start; see {log}")
             await asyncio.sleep(0.05)
-        yield data
+        yield data, start_scheduler
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for proc in reversed(procs):
+            _stop(proc)
 
 
 def hollow_node(i: int) -> dict[str, Any]:
@@ -154,7 +168,7 @@ async def parallel(n: int, fn: Any) -> None:
 async def run_case(case: str, nodes: int, pods: int, *, live: bool,
                    profile: str | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="np-bench-sched-") as tmp:
-        async with server(Path(tmp), profile) as data, \
+        async with server(Path(tmp), profile) as (data, start_scheduler), \
                 Client(Connection(socket=str(data / "api.sock"))) as c:
             async def add_node(i: int) -> None:
                 node = await c.create(resources.NODE, hollow_node(i))
@@ -178,13 +192,18 @@ async def run_case(case: str, nodes: int, pods: int, *, live: bool,
                 await c.create(resources.POD, pod(i, case), "default")
                 created[f"p-{i:05}"] = time.monotonic()
             if live:
-                (data / "go").touch()
+                start_scheduler()
+                # Measured once it is up: one pod elsewhere bound first.
+                await c.create(resources.POD, pod(0, "basic"), "kube-system")
+                while not (await c.get(resources.POD, "p-00000", "kube-system")).get(
+                        "spec", {}).get("nodeName"):
+                    await asyncio.sleep(0.05)
                 start = time.monotonic()
                 await parallel(pods, add_pod)
             else:
                 await parallel(pods, add_pod)
                 start = time.monotonic()
-                (data / "go").touch()
+                start_scheduler()
             await asyncio.wait_for(done.wait(), timeout=3600)
             elapsed = max(bound.values()) - start
             watcher.cancel()
@@ -221,11 +240,15 @@ if __name__ == "__main__":
                     help="NODESxPODS, comma-separated")
     ap.add_argument("--cases", default="basic,constrained")
     ap.add_argument("--profile", metavar="PREFIX",
-                    help="write a cProfile of each run's server to PREFIX.CASE-NODES-MODE")
+                    help="write cProfiles of each run's server and scheduler to "
+                         "PREFIX.CASE-NODES-MODE.server and .scheduler")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
+    ap.add_argument("--schedule", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(Path(args.serve), args.profile)
+    elif args.schedule:
+        schedule(Path(args.schedule), args.profile)
     else:
         chosen = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
         asyncio.run(main([(n, p) for n, p in chosen], args.cases.split(","), args.profile))

@@ -185,6 +185,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from netplane.cluster.scheduler import process
+
+    return process.main(["--socket-path", args.socket_path,
+                         *(["--config", args.config] if args.config else [])])
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     from netplane.node.agent import AgentConfig, run
 
@@ -367,6 +374,13 @@ def parser() -> argparse.ArgumentParser:
                    "behavior waits before scaling down (default 5m0s)")
     p.set_defaults(fn=cmd_server)
 
+    p = sub.add_parser("scheduler", help="run a scheduler against a local API server "
+                       "(netplane server runs one itself)")
+    p.add_argument("--socket-path", default="/run/netplane/api.sock")
+    p.add_argument("--config", metavar="FILE",
+                   help="a KubeSchedulerConfiguration, as kube-scheduler's --config")
+    p.set_defaults(fn=cmd_scheduler)
+
     p = sub.add_parser("agent", help="run the node agent")
     p.add_argument("--server", required=True, help="https://HOST:6443")
     p.add_argument("--token", help="join token (or $NETPLANE_TOKEN)")
@@ -385,7 +399,7 @@ def parser() -> argparse.ArgumentParser:
 
     labcli.add_parser(sub)
     for name, action in sub.choices.items():
-        if name not in ("server", "agent"):
+        if name not in ("server", "agent", "scheduler"):
             _common(action)
     return top
 

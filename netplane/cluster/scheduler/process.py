@@ -1,0 +1,117 @@
+"""The scheduler as a process of its own, as kube-scheduler is: it reaches
+the API server through the server's local socket, so scheduling and the
+API server's work (the binds among it) each get a core. ``netplane server``
+starts one beside itself and starts it again if it ends; ``netplane
+scheduler`` runs one by hand (with the server's controllers off, say)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+
+from netplane.cluster.client import Client, Connection
+from netplane.cluster.scheduler import config
+from netplane.cluster.scheduler.loop import Scheduler
+
+log = logging.getLogger(__name__)
+USER_AGENT = "kube-scheduler"
+RESTART_DELAY = 1.0
+STOP_GRACE = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+def command(socket: Path, config_file: Path | None) -> list[str]:
+    argv = [sys.executable, "-m", __name__, "--socket-path", str(socket)]
+    if config_file is not None:
+        argv += ["--config", str(config_file)]
+    return argv
+
+
+def _die_with_parent() -> None:
+    # A server killed outright (SIGKILL, as `lab stop --kill` does) takes its
+    # scheduler with it instead of leaving it to schedule for no one.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def supervise(socket: Path, config_file: Path | None) -> None:
+    """The scheduler process, kept running until cancelled; then stopped."""
+    while True:
+        proc = await asyncio.create_subprocess_exec(
+            *command(socket, config_file), preexec_fn=_die_with_parent)
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            await _stop(proc)
+            raise
+        log.warning("the scheduler exited with %s; starting it again", code)
+        await asyncio.sleep(RESTART_DELAY)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def serve(socket: Path, profiles: list[config.ProfileSpec] | None,
+                stop: asyncio.Event) -> None:
+    async with Client(Connection(socket=str(socket)), user_agent=USER_AGENT) as client:
+        task = asyncio.create_task(Scheduler(client, profiles=profiles).run())
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (task, waiter):
+            t.cancel()
+        results = await asyncio.gather(task, waiter, return_exceptions=True)
+        failed = results[0]
+        if isinstance(failed, BaseException) and not isinstance(failed,
+                                                                asyncio.CancelledError):
+            raise failed
+
+
+def run(socket: Path, config_file: Path | None) -> None:
+    profiles = config.load(config_file) if config_file is not None else None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(socket, profiles, stop)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="netplane scheduler", description=__doc__)
+    ap.add_argument("--socket-path", default="/run/netplane/api.sock")
+    ap.add_argument("--config", metavar="FILE")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(Path(args.socket_path), Path(args.config) if args.config else None)
+    except (OSError, config.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
