@@ -34,9 +34,12 @@ def node_object(name: str, ip: str) -> Obj:
 
 def node_status(name: str, ip: str, *, ready: bool = True,
                 machine: Machine | None = None,
-                pressure: dict[str, bool] | None = None) -> Obj:
+                pressure: dict[str, bool] | None = None,
+                previous: Obj | None = None) -> Obj:
     """The status the agent reports; without ``machine``, pods only; with
-    ``pressure``, the kubelet's memory, disk and PID pressure conditions."""
+    ``pressure``, the kubelet's memory, disk and PID pressure conditions.
+    A condition that reads as it did in ``previous`` (the node as last
+    reported) keeps its lastTransitionTime, as the kubelet's do."""
     capacity = machine.capacity() if machine else {"pods": str(MAX_PODS)}
     allocatable = machine.allocatable() if machine else {"pods": str(MAX_PODS)}
     node: Obj = {"status": {
@@ -50,6 +53,10 @@ def node_status(name: str, ip: str, *, ready: bool = True,
         # Where the agent's API listens: what the API server scrapes for metrics.
         "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
     }}
+    reported = {"Ready", *(pressure or {})}
+    node["status"]["conditions"] = [
+        dict(c) for c in ((previous or {}).get("status") or {}).get("conditions") or []
+        if c.get("type") in reported]
     if ready:
         meta.set_condition(node, "Ready", True, "NodeReady",
                            "netplane agent is posting ready status")
@@ -89,11 +96,12 @@ async def heartbeat(client: Client, name: str, ip: str, *,
                     pressure: Callable[[], dict[str, bool]] | None = None) -> None:
     """Ready at once (the agent calls this when set up), then every few
     seconds, with the pressure conditions read from the machine each time."""
+    last: Obj | None = None
     while True:
         try:
-            await client.patch(resources.NODE, name, node_status(
-                name, ip, machine=machine, pressure=pressure() if pressure else None),
-                subresource="status")
+            last = await client.patch(resources.NODE, name, node_status(
+                name, ip, machine=machine, pressure=pressure() if pressure else None,
+                previous=last), subresource="status")
         except (ApiError, OSError, ValueError) as e:
             log.warning("heartbeat failed: %s", e)
         await asyncio.sleep(HEARTBEAT_SECONDS)

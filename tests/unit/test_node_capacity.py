@@ -62,3 +62,24 @@ def test_the_status_carries_the_pressure_conditions_in_kubes_words() -> None:
     assert disk is not None and (disk["status"], disk["reason"]) == ("True",
                                                                      "KubeletHasDiskPressure")
     assert all(c.get("lastHeartbeatTime") for c in node["status"]["conditions"])
+
+
+def test_a_condition_keeps_its_transition_time_until_it_changes() -> None:
+    from netplane.api import meta
+    from netplane.node.registration import node_status
+
+    old = "2026-01-01T00:00:00Z"
+    last = node_status("n", "10.0.0.1", pressure={"MemoryPressure": False,
+                                                  "DiskPressure": False})
+    for c in last["status"]["conditions"]:
+        c["lastTransitionTime"] = c["lastHeartbeatTime"] = old
+    now = node_status("n", "10.0.0.1", pressure={"MemoryPressure": False,
+                                                 "DiskPressure": True}, previous=last)
+    ready, mem, disk = (meta.condition(now, t) for t in ("Ready", "MemoryPressure",
+                                                          "DiskPressure"))
+    assert ready is not None and ready["lastTransitionTime"] == old
+    assert mem is not None and mem["lastTransitionTime"] == old
+    assert disk is not None and disk["status"] == "True" and disk["lastTransitionTime"] != old
+    assert all(c["lastHeartbeatTime"] != old for c in now["status"]["conditions"])
+    assert [c["type"] for c in now["status"]["conditions"]] == [
+        "Ready", "MemoryPressure", "DiskPressure"]
