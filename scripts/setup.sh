@@ -71,8 +71,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 # The runtime's C programs, beside the interpreter the runtime starts
 # containers with: the netplane/echo image's server and the launcher every
-# container starts through; without them the runtime runs the Python modules.
-for program in echo launcher; do
+# container starts through (without them the process runtime runs the
+# Python modules), and the docker runtime's pod sandbox (netplane/pause).
+for program in echo launcher pause; do
     bin=.venv/bin/netplane-$program
     if [ ! -x "$bin" ] || [ "netplane/node/runtime/$program.c" -nt "$bin" ] \
             || [ scripts/build-c.sh -nt "$bin" ]; then
