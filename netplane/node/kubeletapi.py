@@ -7,6 +7,8 @@ and ``portforward`` to it):
     GET /attach/{ns}/{pod}/{container}?stdin=&stdout=&stderr=&tty=
     GET /portForward/{ns}/{pod}?ports=..   (WebSocket channels or SPDY tunnel)
     GET /metrics/resource                  (CPU and memory, see resourcemetrics)
+    GET /metrics/cadvisor                  (per-container cgroup figures, see cadvisor)
+    GET /top/{ns}/{pod}/{container}        (its processes, see processes)
 
 Only the API server may call it: the client must present a certificate
 signed by the cluster CA with the API server's kubelet-client name. The
@@ -35,7 +37,7 @@ from cryptography.x509.oid import NameOID
 from netplane.api import meta, streams
 from netplane.api.meta import Obj
 from netplane.api.streams import Channel
-from netplane.node import execsession, podlogs, portforward, resourcemetrics
+from netplane.node import cadvisor, execsession, podlogs, portforward, processes, resourcemetrics
 from netplane.node.runtime.process import ContainerState, ContainerStatus, ProcessRuntime
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,8 @@ class KubeletApi:
         app.router.add_get("/portForward/{ns}/{pod}", self.port_forward)
         app.router.add_post("/portForward/{ns}/{pod}", self.port_forward)
         app.router.add_get("/metrics/resource", self.resource_metrics)
+        app.router.add_get("/metrics/cadvisor", self.cadvisor_metrics)
+        app.router.add_get("/top/{ns}/{pod}/{container}", self.top)
         app.router.add_get("/healthz", self.healthz)
         return app
 
@@ -166,6 +170,20 @@ class KubeletApi:
                 if (p.get("spec") or {}).get("nodeName") == self.node_name]
         body = resourcemetrics.render(resourcemetrics.snapshot(mine, self.runtime))
         return web.Response(body=body, headers={"Content-Type": resourcemetrics.CONTENT_TYPE})
+
+    async def cadvisor_metrics(self, request: web.Request) -> web.Response:
+        mine = [p for p in self.pods.items()
+                if (p.get("spec") or {}).get("nodeName") == self.node_name]
+        body = cadvisor.render(cadvisor.snapshot(mine, self.runtime))
+        return web.Response(body=body, headers={"Content-Type": cadvisor.CONTENT_TYPE})
+
+    async def top(self, request: web.Request) -> web.Response:
+        pod, spec, pid = self._running(request)
+        rel = self.runtime.cgroup_path(meta.uid(pod), spec["name"])
+        files = self.runtime.cgroups.procs_files(rel) if rel and self.runtime.cgroups else []
+        # Without cgroups, the container's own process is all that is known.
+        pids = (processes.cgroup_pids(files[0]) if files else []) or [pid]
+        return web.json_response(processes.top(pids))
 
     # -- lookups --
 

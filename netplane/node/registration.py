@@ -47,7 +47,7 @@ def node_status(name: str, ip: str, *, ready: bool = True,
                                                                 "address": name}],
         "nodeInfo": {"kubeletVersion": f"v1.32.0+netplane-{__version__}",
                      "kernelVersion": platform.release(), "osImage": "netplane lab node",
-                     "containerRuntimeVersion": "process://netplane",
+                     "containerRuntimeVersion": "process://0.1.0",
                      "operatingSystem": "linux", "architecture": platform.machine()},
         "capacity": capacity, "allocatable": allocatable,
         # Where the agent's API listens: what the API server scrapes for metrics.

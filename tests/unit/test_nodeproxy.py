@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from netplane.api import resources
 from netplane.api.meta import Obj
-from netplane.cluster.apiserver import nodeproxy, pki
+from netplane.cluster.apiserver import agentproxy, discovery, nodeproxy, paths, pki, status
 from netplane.cluster.apiserver.registry import Registry
 from netplane.cluster.server import build_app
 from tests.unit.test_apiserver import AiohttpClient
@@ -94,3 +94,27 @@ def test_the_kubelet_client_certificate_is_signed_and_named(tmp_path: Path) -> N
     # Kept across starts.
     assert pki.ensure(tmp_path, addresses=[]).kubelet_client_cert.read_bytes() == \
         creds.kubelet_client_cert.read_bytes()
+
+
+def test_node_proxy_paths_keep_the_agent_path() -> None:
+    target = paths.parse("/api/v1/nodes/node-1/proxy/metrics/cadvisor")
+    assert (target.resource, target.name, target.subresource, target.proxy_path) == \
+        (resources.NODE, "node-1", "proxy", "/metrics/cadvisor")
+    assert paths.parse("/api/v1/nodes/node-1/proxy").proxy_path == "/"
+    assert paths.parse("/api/v1/nodes/node-1/proxy/top/ns/p/c/").proxy_path == "/top/ns/p/c/"
+    with pytest.raises(status.ApiError):
+        paths.parse("/api/v1/nodes/node-1/status/extra")
+    entries = {e["name"]: e for e in discovery.resource_entries(resources.NODE)}
+    assert entries["nodes/proxy"]["kind"] == "NodeProxyOptions"
+    assert agentproxy.agent_url("127.0.0.1:10250", "/top/a b", [("x", "1")]) == \
+        "https://127.0.0.1:10250/top/a%20b?x=1"
+
+
+async def test_node_proxy_errors_before_any_agent_is_called(
+        api: TestClient[Any, Any], registry: Registry) -> None:
+    assert await _status(api, "/api/v1/nodes/ghost/proxy/metrics/cadvisor") == \
+        (404, 'nodes "ghost" not found')
+    registry.create(resources.NODE, None, {"apiVersion": "v1", "kind": "Node",
+                                           "metadata": {"name": "bare"}})
+    assert await _status(api, "/api/v1/nodes/bare/proxy/healthz") == \
+        (503, "node bare has no InternalIP address")

@@ -26,6 +26,7 @@ _SUBRESOURCE_SHAPES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "portforward": ("PodPortForwardOptions", "", "", ("create", "get")),
     "eviction": ("Eviction", "policy", "v1", ("create",)),
     "token": ("TokenRequest", "authentication.k8s.io", "v1", ("create",)),
+    "proxy": ("NodeProxyOptions", "", "", ("create", "delete", "get", "patch", "update")),
 }
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from netplane.api import deletion, meta, resources, selectors
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import (
+    agentproxy,
     eviction,
     fieldmanager,
     fieldvalidation,
@@ -119,6 +120,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
     res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
     if res.read_only:
         return await metricsapi.handle(request, registry, target, _query(request, target))
+    if sub == "proxy":
+        return await agentproxy.handle(request, registry, target)
     registry = views.for_resource(registry, res)
     method = request.method
     if not fieldmanager.is_apply(request):  # apply judges its body itself

@@ -15,6 +15,8 @@ class Target:
     namespace: str | None
     name: str | None
     subresource: str = ""
+    # nodes/NAME/proxy/PATH: the PATH asked of the node's agent.
+    proxy_path: str = ""
 
 
 _BY_GV_PLURAL = {(r.api_version, r.plural): r for r in resources.SERVED}
@@ -25,7 +27,7 @@ SUBRESOURCES: dict[str, frozenset[str]] = {
     "Pod": frozenset({"status", "binding", "eviction", "log", "exec", "attach", "portforward"}),
     "PodDisruptionBudget": frozenset({"status"}),
     "HorizontalPodAutoscaler": frozenset({"status"}),
-    "Node": frozenset({"status"}),
+    "Node": frozenset({"status", "proxy"}),
     "Service": frozenset({"status"}),
     "Namespace": frozenset({"status"}),
     "ServiceAccount": frozenset({"token"}),
@@ -65,6 +67,9 @@ def parse(path: str) -> Target:
         raise status.not_found("path", path)
     name = rest[1] if len(rest) > 1 else None
     sub = rest[2] if len(rest) > 2 else ""
+    if sub == "proxy" and sub in subresources(res.kind):
+        tail = "/".join(rest[3:]) + ("/" if path.endswith("/") and len(rest) > 3 else "")
+        return Target(res, namespace, name, sub, proxy_path="/" + tail)
     if len(rest) > 3 or sub not in subresources(res.kind):
         raise status.not_found("path", path)
     return Target(res, namespace, name, sub)
