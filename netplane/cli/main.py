@@ -98,6 +98,30 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ps(args: argparse.Namespace) -> int:
+    from netplane.cli import pscmd
+
+    print(_run(_with_client(args, pscmd.ps, namespace=args.namespace,
+                            all_namespaces=args.all_namespaces, node=args.node,
+                            show_all=args.all)))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from netplane.cli import statscmd
+
+    print(_run(_with_client(args, statscmd.stats, node=args.node, stream=not args.no_stream)))
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from netplane.cli import topcmd
+
+    print(_run(_with_client(args, topcmd.top, args.pod, namespace=args.namespace or "default",
+                            container=args.container)))
+    return 0
+
+
 def cmd_policy(args: argparse.Namespace) -> int:
     from netplane.cli import policycmd
 
@@ -288,6 +312,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timestamps", action="store_true")
     _namespaced(p)
     p.set_defaults(fn=cmd_logs)
+
+    p = sub.add_parser("ps", help="containers across the cluster, like docker ps")
+    p.add_argument("-a", "--all", action="store_true", help="exited ones too")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("--node", help="only this node's")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_ps)
+
+    p = sub.add_parser("stats", help="containers' CPU and memory, like docker stats")
+    p.add_argument("--node", help="only this node's")
+    p.add_argument("--no-stream", action="store_true", help="one table, then exit")
+    p.set_defaults(fn=cmd_stats)
+
+    p = sub.add_parser("top", help="the processes of a pod's containers, like docker top")
+    p.add_argument("pod")
+    p.add_argument("-c", "--container")
+    _namespaced(p)
+    p.set_defaults(fn=cmd_top)
 
     p = sub.add_parser("scale", help="set the replicas of a Deployment or ReplicaSet")
     p.add_argument("kind", metavar="KIND/NAME | KIND")

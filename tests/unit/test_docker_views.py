@@ -62,3 +62,80 @@ def test_tables_pad_three_spaces_after_the_widest_cell() -> None:
         "CONTAINER ID   NAME\n"
         "4242           web\n"
         "17             a-long-name")
+
+
+NOW = 1_800_000_000.0
+
+
+def _stamp(ago: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(NOW - ago, datetime.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pod(name: str, statuses: list[dict[str, object]]) -> dict[str, object]:
+    return {"metadata": {"name": name, "namespace": "shop", "creationTimestamp": _stamp(900)},
+            "spec": {"nodeName": "node-1", "containers": [
+                {"name": s["name"], "image": "busybox", "command": ["sleep", "600"]}
+                for s in statuses]},
+            "status": {"containerStatuses": statuses}}
+
+
+def test_ps_rows_in_docker_words_running_first_unless_all() -> None:
+    from netplane.cli import pscmd
+
+    running = {"name": "web", "image": "busybox", "containerID": "process://4242",
+               "state": {"running": {"startedAt": _stamp(300)}}}
+    oom = {"name": "hog", "image": "busybox", "containerID": "process://4343",
+           "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                                    "startedAt": _stamp(200), "finishedAt": _stamp(120)}}}
+    backoff = {"name": "crash", "image": "busybox",
+               "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+               "lastState": {"terminated": {"exitCode": 1, "containerID": "docker://abcdef0123456789",
+                                            "startedAt": _stamp(80),
+                                            "finishedAt": _stamp(70)}}}
+    nodes = {"node-1": {"status": {"nodeInfo": {"containerRuntimeVersion": "process://0.1.0"}}}}
+    pods = [_pod("a", [running, oom]), _pod("b", [backoff])]
+    shown = [r.cells for r in pscmd.rows(pods, nodes, NOW, show_all=False)]
+    assert shown == [
+        ["abcdef012345", "busybox", '"sleep 600"', "About a minute ago",
+         "Restarting (1) About a minute ago", "crash", "b", "shop", "node-1", "docker"],
+        ["4242", "busybox", '"sleep 600"', "5 minutes ago", "Up 5 minutes", "web", "a",
+         "shop", "node-1", "process"]]
+    every = [r.cells for r in pscmd.rows(pods, nodes, NOW, show_all=True)]
+    assert [c[4] for c in every] == ["Restarting (1) About a minute ago",
+                                     "Exited (137) 2 minutes ago", "Up 5 minutes"]
+
+
+WEB = 'container="web",id="/x",image="busybox",name="process://42",namespace="shop",pod="a"'
+POD = 'container="",id="/p",image="",name="",namespace="shop",pod="a"'
+CADVISOR = """\
+# TYPE container_cpu_usage_seconds_total counter
+container_cpu_usage_seconds_total{{{web}}} {cpu} {ms}
+container_cpu_usage_seconds_total{{{pod}}} 9 {ms}
+# TYPE container_memory_working_set_bytes gauge
+container_memory_working_set_bytes{{{web}}} 1572864 {ms}
+# TYPE container_spec_memory_limit_bytes gauge
+container_spec_memory_limit_bytes{{{web}}} {limit} {ms}
+# TYPE container_threads gauge
+container_threads{{{web}}} 3 {ms}
+# TYPE machine_memory_bytes gauge
+machine_memory_bytes 8589934592
+# TYPE machine_cpu_cores gauge
+machine_cpu_cores 2
+"""
+
+
+def test_stats_rows_from_two_cadvisor_reads() -> None:
+    from netplane.cli import statscmd
+
+    def read(cpu: float, ms: int, limit: int = 64 << 20) -> statscmd.NodeReading:
+        return statscmd.parse(CADVISOR.format(web=WEB, pod=POD, cpu=cpu, ms=ms, limit=limit))
+
+    before, after = read(10.0, 1_000_000), read(10.5, 1_001_000)
+    assert list(after.containers) == [("shop", "a", "web")]  # not the pod's own cgroup
+    assert statscmd.rows(before, after) == [
+        ["42", "k8s_web_a_shop", "50.00%", "1.5MiB / 64MiB", "2.34%", "3"]]
+    unlimited = read(10.5, 1_001_000, limit=0)
+    assert statscmd.rows(before, unlimited)[0][3] == "1.5MiB / 8GiB"
