@@ -127,6 +127,9 @@ def test_request_attributes_follow_kube_apiserver() -> None:
     attrs = rbac.request_attributes(user, "DELETE", "/apis/apps/v1/namespaces/ns/deployments",
                                     {})
     assert (attrs.verb, attrs.api_group) == ("deletecollection", "apps")
+    attrs = rbac.request_attributes(user, "GET", "/api/v1/nodes/n1/proxy/metrics/cadvisor", {})
+    assert (attrs.verb, attrs.resource, attrs.subresource, attrs.name) == \
+        ("get", "nodes", "proxy", "n1")
     attrs = rbac.request_attributes(user, "GET", "/openapi/v3", {})
     assert not attrs.resource_request and attrs.path == "/openapi/v3"
     rule = {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}
