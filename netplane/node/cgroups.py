@@ -117,11 +117,16 @@ class Hierarchy:
 
     @classmethod
     def detect(cls, name: str, *, mountinfo: str | None = None,
-               self_cgroup: str | None = None) -> Hierarchy | None:
+               self_cgroup: str | None = None, absolute: bool = False) -> Hierarchy | None:
         """The host's cgroups with the node's root at ``name`` (a relative
-        folder, ``netplane/node-1``); None when neither version is usable."""
+        folder, ``netplane/node-1``) under the agent's own cgroup, or with
+        ``absolute`` under each hierarchy's root: one path in every
+        controller, as a container engine's single cgroup parent needs
+        (the agent's own cgroups may differ by controller); None when
+        neither version is usable."""
         mounts = parse_mountinfo(MOUNTINFO.read_text() if mountinfo is None else mountinfo)
-        own = parse_self_cgroup(SELF_CGROUP.read_text() if self_cgroup is None else self_cgroup)
+        own = {} if absolute else parse_self_cgroup(
+            SELF_CGROUP.read_text() if self_cgroup is None else self_cgroup)
         v1 = {c: m for m in mounts if m.fstype == "cgroup" for c in V1_CONTROLLERS
               if c in m.options}
         if {"cpu", "memory"} <= set(v1):

@@ -473,7 +473,9 @@ class PodManager:
     def _set_up_network(self, pod: Obj) -> str:
         uid = meta.uid(pod)
         ns = self.ctx.pod_netns(uid)
-        netns.add(ns, loopback=False)  # attach_pod brings lo up with the rest
+        # The runtime makes the namespace (the process runtime) or names its
+        # sandbox's (docker's); attach_pod brings lo up with the rest.
+        self.runtime.create_sandbox(pod, ns)
         alloc = self.ipam.allocate(uid)
         self.network.attach_pod(netns=ns, ip=alloc.ip, prefixlen=alloc.prefixlen,
                                 gateway=alloc.gateway)

@@ -13,8 +13,8 @@ from netplane.node.cgroups import Hierarchy
 
 
 @contextlib.contextmanager
-def scratch_cgroups() -> Iterator[Hierarchy]:
-    found = Hierarchy.detect(f"netplane-test/{uuid.uuid4().hex[:8]}")
+def scratch_cgroups(*, absolute: bool = False) -> Iterator[Hierarchy]:
+    found = Hierarchy.detect(f"netplane-test/{uuid.uuid4().hex[:8]}", absolute=absolute)
     if found is None:
         pytest.skip("no usable cgroup hierarchy")
     try:

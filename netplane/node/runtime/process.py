@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netplane.api.meta import Obj
+from netplane.net import netns
 from netplane.node.cgrouplimits import PodCgroup, container_limits
 from netplane.node.cgroups import Hierarchy
 from netplane.node.runtime import command as cmd
@@ -195,6 +196,11 @@ class ProcessRuntime:
             nameservers=nameservers, searches=searches, options=options))
         _write_atomic(hosts_path, podfiles.hosts(hostname=hostname, pod_ip=pod_ip))
         return resolv_path, hosts_path
+
+    def create_sandbox(self, pod: Obj, netns_name: str) -> None:
+        """The pod's network namespace, named ``netns_name``: a new one here
+        (its lo comes up with the pod's network)."""
+        netns.add(netns_name, loopback=False)
 
     def ipc_namespace(self, pod_uid: str) -> Path:
         """The pod's IPC namespace, made on first use and kept by a bind of
