@@ -223,7 +223,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
                     ca_file=args.ca_file, node_name=args.node_name, node_ip=args.node_ip,
                     state_dir=Path(args.state_dir), netns_prefix=args.netns_prefix,
                     proxy_mode=args.proxy_mode, upstream=args.upstream,
-                    cgroup_root=args.cgroup_root))
+                    cgroup_root=args.cgroup_root, runtime=args.runtime,
+                    docker_host=args.docker_host))
     return 0
 
 
@@ -435,6 +436,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream", default="none", help="DNS upstream servers, or none")
     p.add_argument("--cgroup-root", default="",
                    help="the node's cgroups under the agent's own (default netplane/NODE)")
+    p.add_argument("--runtime", default="process", choices=["process", "docker"],
+                   help="run containers as processes, or in a Docker Engine (default process)")
+    p.add_argument("--docker-host", default="", metavar="URL",
+                   help="the engine of the docker runtime (unix:///PATH); default: one the "
+                        "agent starts in its own network namespace")
     p.set_defaults(fn=cmd_agent)
 
     from netplane.lab import cli as labcli

@@ -20,6 +20,9 @@ def add_parser(sub: Any) -> None:
     up.add_argument("--name", "--lab", dest="name", help="lab name, to run labs side by side")
     up.add_argument("--proxy-mode", choices=["iptables", "nftables", "ipvs"],
                     help="how every node's proxy programs Services (default iptables)")
+    up.add_argument("--runtime", choices=["process", "docker"],
+                    help="the nodes' container runtime (default process; docker: a Docker "
+                         "Engine per node); kept for later ups")
     up.add_argument("--node-grace", type=float, metavar="SECONDS",
                     help="how long a silent node stays Ready (the server's "
                          "--node-monitor-grace-period; default 40)")
@@ -67,7 +70,8 @@ def dispatch(args: argparse.Namespace) -> int:
             workers = labmod.up(lab, nodes=args.nodes, proxy_mode=args.proxy_mode,
                                 node_grace=args.node_grace,
                                 toleration_seconds=args.toleration_seconds,
-                                scheduler_config=args.scheduler_config, say=_say)
+                                scheduler_config=args.scheduler_config,
+                                runtime=args.runtime, say=_say)
             print(usage(lab, workers))
         elif args.lab_verb == "stop":
             failure.stop(lab, args.node, say=_say,

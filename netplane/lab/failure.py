@@ -82,7 +82,9 @@ def start(lab: LabPaths, node: str, *, say: labmod.Say) -> None:
     pids = node_processes(lab, node)
     _signal_all(pids, signal.SIGCONT)
     if not processes.alive(lab.node_dir(node) / "agent.pid"):
-        labmod.start_agent(lab, node, proxy_mode=labopts.load(lab).proxy_mode, say=say)
+        saved = labopts.load(lab)
+        labmod.start_agent(lab, node, proxy_mode=saved.proxy_mode, runtime=saved.runtime,
+                           say=say)
     (lab.node_dir(node) / MARK).unlink(missing_ok=True)
     say(f"{node} started: its underlay link up, {len(pids)} processes resumed")
     asyncio.run(labmod.wait_nodes_ready(lab, [node], say, since=started))

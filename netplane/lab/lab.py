@@ -22,6 +22,7 @@ from netplane.lab import processes, topology
 from netplane.lab.paths import CONTROL, LabPaths
 from netplane.net import netns, routes
 from netplane.node import cgroups, registration
+from netplane.node.runtime.dockerd import DOCKER_DIR, Engine, remove_cgroups
 from netplane.node.runtime.process import unmount_under
 
 Say = Callable[[str], None]
@@ -80,7 +81,8 @@ def start_server(lab: LabPaths, say: Say, *, flags: list[str] | None = None) -> 
         listener.close()
 
 
-def start_agent(lab: LabPaths, node: str, *, proxy_mode: str, say: Say) -> None:
+def start_agent(lab: LabPaths, node: str, *, proxy_mode: str, say: Say,
+                runtime: str = "process") -> None:
     pidfile = lab.node_dir(node) / "agent.pid"
     if processes.alive(pidfile):
         return
@@ -95,7 +97,7 @@ def start_agent(lab: LabPaths, node: str, *, proxy_mode: str, say: Say) -> None:
               "--node-name", node, "--node-ip", lab.node_ip(node),
               "--state-dir", str(lab.node_dir(node)), "--netns-prefix", lab.prefix,
               "--proxy-mode", proxy_mode, "--upstream", "none",
-              "--cgroup-root", lab.cgroup_root(node)])
+              "--cgroup-root", lab.cgroup_root(node), "--runtime", runtime])
 
 
 def write_kubeconfig(lab: LabPaths) -> Path:
@@ -197,7 +199,8 @@ async def wait_nodes_ready(lab: LabPaths, nodes: list[str], say: Say, *,
 
 def up(lab: LabPaths, *, nodes: int, proxy_mode: str | None = None,
        node_grace: float | None = None, toleration_seconds: int | None = None,
-       scheduler_config: Path | None = None, say: Say) -> list[str]:
+       scheduler_config: Path | None = None, runtime: str | None = None,
+       say: Say) -> list[str]:
     """Brings the lab up; options not given are those of the lab's first ``up``."""
     if os.geteuid() != 0:
         raise LabError("netplane lab needs root: it creates network namespaces")
@@ -206,7 +209,8 @@ def up(lab: LabPaths, *, nodes: int, proxy_mode: str | None = None,
     saved = labopts.load(lab)
     copied = _copy_scheduler_config(lab, scheduler_config) if scheduler_config else None
     opts = labopts.merged(saved, proxy_mode=proxy_mode, node_grace=node_grace,
-                          toleration_seconds=toleration_seconds, scheduler_config=copied)
+                          toleration_seconds=toleration_seconds, scheduler_config=copied,
+                          runtime=runtime)
     if (opts.server_flags() != saved.server_flags() or copied is not None) and \
             processes.alive(lab.state_dir / "server.pid"):
         say("restarting the API server with the new options")
@@ -223,7 +227,7 @@ def up(lab: LabPaths, *, nodes: int, proxy_mode: str | None = None,
     asyncio.run(_declare_nodes(lab, workers))
     route_control_to_pods(lab, workers)
     for node in workers:
-        start_agent(lab, node, proxy_mode=opts.proxy_mode, say=say)
+        start_agent(lab, node, proxy_mode=opts.proxy_mode, runtime=opts.runtime, say=say)
     asyncio.run(wait_nodes_ready(lab, workers, say))
     return workers
 
@@ -250,6 +254,10 @@ def down(lab: LabPaths, *, say: Say) -> None:
     nodes = [CONTROL, *_recorded_nodes(lab)]
     for node in nodes:
         processes.stop(lab.node_dir(node) / "agent.pid")
+        # A docker node's engine: its containers, mounts and cgroups go too.
+        engine = Engine(state=lab.node_dir(node) / DOCKER_DIR, netns=None)
+        if engine.pidfile.exists():
+            engine.stop()
     processes.stop(lab.state_dir / "server.pid")
     pods = [ns for ns in topology.netns_list() if ns.startswith(lab.pod_netns_prefix)]
     every = [*pods, *(lab.node_netns(n) for n in nodes), lab.underlay_netns]
@@ -257,6 +265,9 @@ def down(lab: LabPaths, *, say: Say) -> None:
         processes.kill_netns_processes(ns)
     for node in nodes:
         cgroups.remove_recorded(lab.node_dir(node) / cgroups.RECORD_FILE)
+    # Docker nodes' cgroups sit at one path in every hierarchy, the engine's
+    # own ones (blkio, devices...) among them.
+    remove_cgroups("/" + lab.cgroup_root(CONTROL).rsplit("/", 1)[0])
     topology.remove(every)
     if lab.state_dir.exists():
         # Pods still running kept their IPC namespace binds and tmpfs volumes.

@@ -15,6 +15,8 @@ FILE = "options.json"
 @dataclass(frozen=True)
 class LabOptions:
     proxy_mode: str = "iptables"
+    # The agents' container runtime: process or docker.
+    runtime: str = "process"
     # The server's node monitor grace period and default toleration seconds;
     # None: kube's defaults (40 s, 300 s).
     node_grace: float | None = None
@@ -51,10 +53,11 @@ def save(lab: LabPaths, options: LabOptions) -> None:
 
 def merged(saved: LabOptions, *, proxy_mode: str | None = None, node_grace: float | None = None,
            toleration_seconds: int | None = None,
-           scheduler_config: str | None = None) -> LabOptions:
+           scheduler_config: str | None = None, runtime: str | None = None) -> LabOptions:
     """What was saved, with what the user gave now in its place."""
     return LabOptions(
         proxy_mode=proxy_mode if proxy_mode is not None else saved.proxy_mode,
+        runtime=runtime if runtime is not None else saved.runtime,
         node_grace=node_grace if node_grace is not None else saved.node_grace,
         toleration_seconds=(toleration_seconds if toleration_seconds is not None
                             else saved.toleration_seconds),

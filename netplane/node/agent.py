@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from netplane.node.hostports import HostPorts
 from netplane.node.localpath import LocalPathProvisioner
 from netplane.node.nodedns import NodeDNS, upstream_list
 from netplane.node.pods import NodeContext, PodManager
+from netplane.node.runtime.dockerd import DOCKER_DIR, Engine
+from netplane.node.runtime.dockerruntime import DockerRuntime
 from netplane.node.runtime.process import ProcessRuntime
 from netplane.node.services import ServiceDuties
 from netplane.node.status import StatusServer
@@ -54,6 +57,10 @@ class AgentConfig:
     # The node's cgroups, under the agent's own (the kubelet's --cgroup-root);
     # "" for netplane/<node name>.
     cgroup_root: str = ""
+    # The container runtime: process, or docker (the node's own Docker
+    # Engine, started by the agent unless docker_host names one).
+    runtime: str = "process"
+    docker_host: str = ""
 
 
 class RouteSyncer:
@@ -148,8 +155,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
                       cluster_domain=cfg.cluster_domain, api_ip=cfg.api_ip,
                       node_resolv_conf=read_text(Path("/etc/resolv.conf")),
                       ca_cert=read_text(Path(cfg.ca_file)))
-    runtime = ProcessRuntime(state_dir=cfg.state_dir / "runtime",
-                             cgroups=node_cgroups(cfg))
+    runtime = await make_runtime(cfg)
     pods = PodManager(client=client, pods=all_pods,
                       runtime=runtime,
                       network=network, ipam=HostLocalIPAM(pod_cidr, cfg.state_dir / "ipam"),
@@ -169,7 +175,8 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         pods.run(), duties.run(), host_ports.run(),
         RouteSyncer(nodes, cfg.node_name).run(),
         registration.heartbeat(client, cfg.node_name, cfg.node_ip, machine=machine,
-                               pressure=lambda: capacity.readings(cfg.state_dir).pressure()),
+                               pressure=lambda: capacity.readings(cfg.state_dir).pressure(),
+                               runtime=runtime_info(runtime)),
         registration.renew_lease(client, node))]
     status = StatusServer(socket_path=cfg.state_dir / "agent.sock", address=cfg.node_ip)
     status.add_metrics(lambda: proxy_metrics.render(proxier))
@@ -195,7 +202,31 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         await client.close()
 
 
-def node_cgroups(cfg: AgentConfig) -> Hierarchy | None:
+async def make_runtime(cfg: AgentConfig) -> ProcessRuntime:
+    """The process runtime, or the docker one over the node's engine (started
+    here, with the node images, unless ``docker_host`` names one)."""
+    state = cfg.state_dir / "runtime"
+    if cfg.runtime != "docker":
+        return ProcessRuntime(state_dir=state, cgroups=node_cgroups(cfg))
+    url = cfg.docker_host
+    if not url:
+        engine = Engine(state=cfg.state_dir / DOCKER_DIR, netns=None)
+        await asyncio.to_thread(engine.start)
+        added = await asyncio.to_thread(engine.ensure_images, bin_dir=Path(sys.executable).parent)
+        log.info("docker engine %s up%s", engine.url, f", images {added} added" if added else "")
+        url = engine.url
+    # The engine gives one cgroup parent for every controller.
+    return DockerRuntime(state_dir=state, engine_url=url,
+                         cgroups=node_cgroups(cfg, absolute=True))
+
+
+def runtime_info(runtime: ProcessRuntime) -> registration.RuntimeInfo:
+    if isinstance(runtime, DockerRuntime):
+        return registration.RuntimeInfo(f"docker://{runtime.version()}", runtime.list_images)
+    return registration.RuntimeInfo(registration.PROCESS_RUNTIME_VERSION, None)
+
+
+def node_cgroups(cfg: AgentConfig, *, absolute: bool = False) -> Hierarchy | None:
     """The node's cgroups, ``netplane/<node>`` by default (nodes of a lab
     share one kernel: each keeps its pods apart); None where the agent may
     not make them (not root, no usable hierarchy)."""
@@ -204,7 +235,9 @@ def node_cgroups(cfg: AgentConfig) -> Hierarchy | None:
     name, file = cfg.cgroup_root or f"netplane/{cfg.node_name}", cfg.state_dir / cgroups.RECORD_FILE
     try:
         found = cgroups.recorded(file)
-        if found is None or found.name != name:
+        if absolute:  # the same folders every time: nothing to keep
+            found = Hierarchy.detect(name, absolute=True)
+        elif found is None or found.name != name:
             found = Hierarchy.detect(name)
         if found is not None:
             cgroups.record(found, file)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from netplane import __version__
 from netplane.api import meta, resources
@@ -20,6 +21,17 @@ HEARTBEAT_SECONDS = 5.0
 # The kubelet's nodeLeaseDurationSeconds; it renews every quarter of it.
 LEASE_DURATION_SECONDS = 40
 RENEW_FRACTION = 0.25
+PROCESS_RUNTIME_VERSION = "process://0.1.0"
+MAX_IMAGES = 50  # the kubelet's nodeStatusMaxImages
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What the node says of its container runtime: its version string and,
+    where it has images, how to list them (largest first)."""
+
+    version: str = PROCESS_RUNTIME_VERSION
+    images: Callable[[], list[Obj]] | None = None
 
 
 def node_object(name: str, ip: str) -> Obj:
@@ -35,7 +47,8 @@ def node_object(name: str, ip: str) -> Obj:
 def node_status(name: str, ip: str, *, ready: bool = True,
                 machine: Machine | None = None,
                 pressure: dict[str, bool] | None = None,
-                previous: Obj | None = None) -> Obj:
+                previous: Obj | None = None,
+                runtime: RuntimeInfo | None = None) -> Obj:
     """The status the agent reports; without ``machine``, pods only; with
     ``pressure``, the kubelet's memory, disk and PID pressure conditions.
     A condition that reads as it did in ``previous`` (the node as last
@@ -47,12 +60,14 @@ def node_status(name: str, ip: str, *, ready: bool = True,
                                                                 "address": name}],
         "nodeInfo": {"kubeletVersion": f"v1.32.0+netplane-{__version__}",
                      "kernelVersion": platform.release(), "osImage": "netplane lab node",
-                     "containerRuntimeVersion": "process://0.1.0",
+                     "containerRuntimeVersion": (runtime or RuntimeInfo()).version,
                      "operatingSystem": "linux", "architecture": platform.machine()},
         "capacity": capacity, "allocatable": allocatable,
         # Where the agent's API listens: what the API server scrapes for metrics.
         "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
     }}
+    if runtime is not None and runtime.images is not None:
+        node["status"]["images"] = runtime.images()[:MAX_IMAGES]
     reported = {"Ready", *(pressure or {})}
     node["status"]["conditions"] = [
         dict(c) for c in ((previous or {}).get("status") or {}).get("conditions") or []
@@ -93,7 +108,8 @@ async def register(client: Client, name: str, ip: str, *,
 
 async def heartbeat(client: Client, name: str, ip: str, *,
                     machine: Machine | None = None,
-                    pressure: Callable[[], dict[str, bool]] | None = None) -> None:
+                    pressure: Callable[[], dict[str, bool]] | None = None,
+                    runtime: RuntimeInfo | None = None) -> None:
     """Ready at once (the agent calls this when set up), then every few
     seconds, with the pressure conditions read from the machine each time."""
     last: Obj | None = None
@@ -101,7 +117,7 @@ async def heartbeat(client: Client, name: str, ip: str, *,
         try:
             last = await client.patch(resources.NODE, name, node_status(
                 name, ip, machine=machine, pressure=pressure() if pressure else None,
-                previous=last), subresource="status")
+                previous=last, runtime=runtime), subresource="status")
         except (ApiError, OSError, ValueError) as e:
             log.warning("heartbeat failed: %s", e)
         await asyncio.sleep(HEARTBEAT_SECONDS)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from netplane.node.cgroups import Hierarchy
+from netplane.node.runtime.dockerd import remove_cgroups
 
 
 @contextlib.contextmanager
@@ -21,6 +22,8 @@ def scratch_cgroups(*, absolute: bool = False) -> Iterator[Hierarchy]:
         yield found
     finally:
         assert found.remove("")
+        if absolute:  # an engine's containers wrote in its other hierarchies too
+            remove_cgroups("/" + found.name)
         for root in found.roots.values():
             with contextlib.suppress(OSError):
                 root.parent.rmdir()  # unless another run's node is still there

@@ -142,3 +142,11 @@ def test_stopping_the_engine_leaves_nothing(tmp_path: Path) -> None:
     while any(EXEC_ROOTS.glob(f"{engine.key}*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(EXEC_ROOTS.glob(f"{engine.key}*"))
+
+
+def test_the_toolbox_has_curl_and_dig_that_run(api: docker.APIClient) -> None:
+    code, out = finished(api, run(api, "netplane/toolbox", [
+        "sh", "-c", "curl --version | head -1; dig -v 2>&1; wget --help 2>&1 | head -1"],
+        network_mode="none"))
+    assert code == 0, out
+    assert out.startswith("curl ") and "DiG " in out and "BusyBox" in out

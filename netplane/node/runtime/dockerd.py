@@ -28,6 +28,7 @@ import requests.exceptions
 from netplane.node.runtime import images
 
 DOCKERD = "dockerd"
+DOCKER_DIR = "docker"  # the engine's folder in an agent's state folder
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 API_TIMEOUT = 60
@@ -47,10 +48,11 @@ def _hash(path: Path) -> str:
 @dataclass
 class Engine:
     """``state`` is the engine's folder (its data root, socket, pid file and
-    log); ``netns`` the name of the network namespace it runs in."""
+    log); ``netns`` the name of the network namespace it runs in (None: the
+    caller's own, as for an agent inside its node's)."""
 
     state: Path
-    netns: str
+    netns: str | None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -87,7 +89,8 @@ class Engine:
         return self.state / "dockerd.log"
 
     def argv(self) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.netns}", DOCKERD,
+        enter = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
+        return [*enter, DOCKERD,
                 "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
                 "--host", self.url, "--pidfile", str(self.pidfile),
                 "--bridge=none", "--iptables=false", "--ip6tables=false",
@@ -247,8 +250,10 @@ def unmount_under(folder: Path) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
-def remove_cgroups(parent: str) -> None:
-    """The engine's cgroup parent in each v1 hierarchy (and v2), deepest first."""
+def remove_cgroups(parent: str, *, prune: bool = True) -> None:
+    """A cgroup path (absolute, as an engine's cgroup parent names it) in
+    every hierarchy the engine writes (each v1 one, or v2), deepest first;
+    with ``prune``, its parents too where that leaves them empty."""
     base = Path("/sys/fs/cgroup")
     roots = [base] if (base / "cgroup.controllers").exists() else \
         [p for p in base.iterdir() if p.is_dir() and not p.is_symlink()]
@@ -262,3 +267,10 @@ def remove_cgroups(parent: str) -> None:
                 folder.rmdir()
         with contextlib.suppress(OSError):
             top.rmdir()
+        up = top.parent
+        while prune and up != root and up.is_relative_to(root):
+            try:
+                up.rmdir()
+            except OSError:
+                break
+            up = up.parent

@@ -44,6 +44,7 @@ from netplane.api.meta import Obj
 from netplane.node.cgrouplimits import PodCgroup, container_limits
 from netplane.node.cgroups import Hierarchy
 from netplane.node.runtime import command as cmd
+from netplane.node.runtime.dockerd import remove_cgroups
 from netplane.node.runtime.images import PAUSE_IMAGE
 from netplane.node.runtime.process import (
     OOM_KILLED,
@@ -63,6 +64,7 @@ POD_NAMESPACE = "io.kubernetes.pod.namespace"
 CONTAINER_NAME = "io.kubernetes.container.name"
 ATTEMPT = "io.netplane.attempt"
 SANDBOX = "POD"  # dockershim's container name for the sandbox
+CGROUP_PARENT = "cgroup-parent"  # in the pod's folder: its cgroup as the engine names it
 API_TIMEOUT = 60
 _ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
@@ -125,7 +127,9 @@ class DockerRuntime(ProcessRuntime):
         (self.pod_dir(pod_cgroup.uid) / "cgroup").write_text(pod_cgroup.path)
         folder = next(iter(self.cgroups.folders(pod_cgroup.path)))
         mount = _mount_point(folder)
-        return "/" + str(folder.relative_to(mount))
+        parent = "/" + str(folder.relative_to(mount))
+        (self.pod_dir(pod_cgroup.uid) / CGROUP_PARENT).write_text(parent)
+        return parent
 
     def create_sandbox(self, pod: Obj, netns: str) -> None:
         meta_ = pod.get("metadata") or {}
@@ -185,6 +189,9 @@ class DockerRuntime(ProcessRuntime):
         return int(self.api.inspect_container(self._sandbox_id(pod_uid))["State"]["Pid"])
 
     # -- images --------------------------------------------------------------
+
+    def version(self) -> str:
+        return str(self.api.version().get("Version", ""))
 
     def _has_image(self, image: str) -> bool:
         try:
@@ -354,6 +361,10 @@ class DockerRuntime(ProcessRuntime):
                 copier.join(timeout=5)
         if self.cgroups is not None and (rel := super().cgroup_path(pod_uid)) is not None:
             self.cgroups.remove(rel)
+        with contextlib.suppress(FileNotFoundError):
+            # The engine made the pod's cgroup in hierarchies the node does
+            # not manage (blkio, devices, freezer...) too.
+            remove_cgroups((self.pod_dir(pod_uid) / CGROUP_PARENT).read_text(), prune=False)
         unmount_under(self.pod_dir(pod_uid))
         shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
 

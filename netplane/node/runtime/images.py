@@ -1,6 +1,8 @@
 """The images every node of the docker runtime has, made on the machine (no
 registry is needed): ``busybox`` (Debian's static busybox and its applets),
-``netplane/echo`` (the echo server the process runtime runs too) and
+``netplane/echo`` (the echo server the process runtime runs too),
+``netplane/toolbox`` (busybox with the machine's curl and dig and the
+libraries they load: what the examples' client pods run) and
 ``netplane/pause`` (the sandbox that holds a pod's namespaces).
 
 Each is a root filesystem tarball, written once into a cache directory
@@ -27,7 +29,9 @@ BUSYBOX = Path("/bin/busybox")
 PAUSE_BINARY = "netplane-pause"  # built from pause.c by scripts/build-c.sh
 PAUSE_IMAGE = "netplane/pause:3.10"
 # Every name the node images go by: what an engine must have.
-NAMES = ("busybox:latest", "netplane/echo:latest", "netplane/echo:1.0", PAUSE_IMAGE)
+NAMES = ("busybox:latest", "netplane/echo:latest", "netplane/echo:1.0",
+         "netplane/toolbox:latest", PAUSE_IMAGE)
+TOOLS = (Path("/usr/bin/curl"), Path("/usr/bin/dig"))
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -97,6 +101,28 @@ def _cached(name: str, data: bytes, cache: Path) -> Path:
     return path
 
 
+def with_libraries(programs: Iterable[Path]) -> tuple[dict[str, bytes], list[tuple[str, str]]]:
+    """``programs`` and the shared libraries ``ldd`` says they load, at the
+    paths it names them by (links where those are links on the machine)."""
+    files: dict[str, bytes] = {}
+    links: list[tuple[str, str]] = []
+    for program in programs:
+        if not program.is_file():
+            raise ImageBuildError(f"{program} is missing: scripts/setup.sh installs it")
+        files[str(program).lstrip("/")] = program.read_bytes()
+        out = subprocess.run(["ldd", str(program)], capture_output=True, text=True,
+                             check=True).stdout
+        for word in out.split():
+            if not word.startswith("/"):
+                continue
+            lib = Path(word)
+            real = lib.resolve()
+            files[str(real).lstrip("/")] = real.read_bytes()
+            if real != lib:
+                links.append((str(lib).lstrip("/"), str(real)))
+    return files, links
+
+
 def _program(name: str, bin_dir: Path) -> bytes:
     path = bin_dir / name
     if not path.is_file():
@@ -123,11 +149,24 @@ def built_images(*, bin_dir: Path, cache: Path = CACHE,
                                                "echo": _program(ECHO_BINARY, bin_dir)},
                                               links=links), cache),
               (env, 'ENTRYPOINT ["/echo"]')),
+        Built(("netplane/toolbox:latest",), _toolbox(box, links, cache), (env, 'CMD ["sh"]')),
         Built((PAUSE_IMAGE,),
               _cached("netplane-pause", rootfs({"pause": _program(PAUSE_BINARY, bin_dir)}),
                       cache),
               (env, 'ENTRYPOINT ["/pause"]')),
     ]
+
+
+def _toolbox(box: bytes, applet_links: list[tuple[str, str]], cache: Path) -> Path:
+    files, lib_links = with_libraries(TOOLS)
+    files["bin/busybox"] = box
+    # glibc reads it for getaddrinfo: the pod's hosts file, then its DNS.
+    nss = b"hosts: files dns\n"
+    # One member per path: curl and dig load many of the same libraries.
+    links = dict([*applet_links, *lib_links])
+    data = rootfs({**files, "etc/nsswitch.conf": nss},
+                  links=[(p, t) for p, t in links.items() if p not in files])
+    return _cached("netplane-toolbox", data, cache)
 
 
 def clear_cache(cache: Path = CACHE) -> None:
