@@ -130,7 +130,8 @@ def snapshot(pods: Iterable[Obj], runtime: ProcessRuntime) -> list[ContainerStat
             state = runtime.container_state(uid, c["name"])
             if state.status is not ContainerStatus.RUNNING:
                 continue
-            crel = f"{rel}/{c['name']}"
+            # The runtime names the folder (the container's name, or docker's id).
+            crel = runtime.cgroup_path(uid, c["name"]) or f"{rel}/{c['name']}"
             if (stats := cgroup_stats(cgroups, crel)) is not None:
                 out.append(ContainerStats(ns, name, c["name"], crel, c.get("image", ""),
                                           podstatus.container_id(state), stats, time.time(),

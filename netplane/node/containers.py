@@ -54,6 +54,9 @@ class ContainerRecord:
     seen_exit: tuple[int | None, float | None] | None = None
     # Set when the agent itself stopped the instance (a failed probe or hook).
     kill_reason: str = ""
+    # Failed pulls of the container's image wait as crashes do (the
+    # kubelet's image back-off: 10 s, doubling, at most 5 min).
+    pull_backoff: Backoff = field(default_factory=lambda: Backoff(delay=BACKOFF_START))
 
     def exited(self, state: ContainerState) -> bool:
         """Books an exit the first time it is seen; True then."""

@@ -21,10 +21,16 @@ from netplane.net.ipam import HostLocalIPAM
 from netplane.net.podnet import NodeNetwork
 from netplane.node import actions, envvars, podstatus
 from netplane.node.cgrouplimits import PodCgroup
-from netplane.node.containers import ContainerRecord, should_restart
+from netplane.node.containers import BACKOFF_START, Backoff, ContainerRecord, should_restart
 from netplane.node.podstatus import is_sidecar
 from netplane.node.runtime import podfiles
-from netplane.node.runtime.process import ContainerStatus, ImageNotRunnable, Mount, ProcessRuntime
+from netplane.node.runtime.process import (
+    ContainerStatus,
+    ImageNotRunnable,
+    ImagePullError,
+    Mount,
+    ProcessRuntime,
+)
 from netplane.node.volumes import TOKEN_SECONDS, NodeFacts, PodVolumes, Sources, VolumeError
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ POST_START_TIMEOUT = 120.0
 # grace period, and the grace of a pod whose object is already gone.
 MINIMUM_GRACE = 2.0
 TARGET_UID_INDEX = "target-uid"
+# What the image step says when a container may start.
+PRESENT, PULLED = "present", "pulled"
 
 
 def endpoint_pods(slice_: Obj) -> Iterable[str]:
@@ -523,6 +531,9 @@ class PodManager:
                                 f"container={name} pod={_pod_ref(pod)}")
                 return
             crec.restarts += 1
+        image_step = await self._image_ready(pod, crec, c)
+        if not image_step:
+            return
         env = {"POD_NAME": meta.name(pod), "POD_NAMESPACE": meta.namespace(pod),
                "POD_IP": rec.ip, "NODE_NAME": self.ctx.node_name,
                "KUBERNETES_SERVICE_HOST": self.ctx.api_ip, "KUBERNETES_SERVICE_PORT": "443"}
@@ -549,8 +560,9 @@ class PodManager:
             crec.waiting = ("ErrImagePull", str(e))
             return
         crec.started()
-        self.events.normal(pod, Reason.PULLED, f'Container image "{c.get("image", "")}" '
-                           "already present on machine", field_path=field)
+        if image_step == PRESENT:
+            self.events.normal(pod, Reason.PULLED, f'Container image "{c.get("image", "")}" '
+                               "already present on machine", field_path=field)
         self.events.normal(pod, Reason.CREATED, f"Created container: {name}", field_path=field)
         self.events.normal(pod, Reason.STARTED, f"Started container {name}", field_path=field)
         hook = (c.get("lifecycle") or {}).get("postStart")
@@ -562,6 +574,50 @@ class PodManager:
                                     f"PostStartHook failed: {result.message}", field_path=field)
                 crec.kill_reason = "FailedPostStartHook"
                 await self._stop_container(pod, c, _grace(pod))
+
+    async def _image_ready(self, pod: Obj, crec: ContainerRecord, c: Obj) -> str:
+        """The kubelet's image step, by imagePullPolicy: Never wants the image
+        there (ErrImageNeverPull); IfNotPresent pulls it when missing, Always
+        every time; a failed pull is ErrImagePull, then ImagePullBackOff until
+        its back-off lets the next try go. PRESENT or PULLED when the
+        container may start; "" when it waits."""
+        image, field = str(c.get("image", "")), _field(c["name"])
+        policy = c.get("imagePullPolicy") or "IfNotPresent"
+        present = await asyncio.to_thread(self.runtime.image_present, image)
+        if policy == "Never" or (present and policy != "Always"):
+            if present:
+                return PRESENT
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            if crec.waiting != ("ErrImageNeverPull", message):
+                self.events.warning(pod, Reason.ERR_IMAGE_NEVER_PULL, message, field_path=field)
+            crec.waiting = ("ErrImageNeverPull", message)
+            return ""
+        rec = self.records.get(meta.uid(pod))
+        if not crec.pull_backoff.ready(time.monotonic()):
+            message = f'Back-off pulling image "{image}"'
+            if crec.waiting[0] != "ImagePullBackOff":
+                self.events.normal(pod, Reason.BACK_OFF, message, field_path=field)
+            crec.waiting = ("ImagePullBackOff", message)
+            if rec is not None:
+                rec.next_due = min(rec.next_due, crec.pull_backoff.not_before)
+            return ""
+        self.events.normal(pod, Reason.PULLING, f'Pulling image "{image}"', field_path=field)
+        began = time.monotonic()
+        try:
+            await asyncio.to_thread(self.runtime.pull_image, image)
+        except ImagePullError as e:
+            self.events.warning(pod, Reason.FAILED, f'Failed to pull image "{image}": {e}',
+                                field_path=field)
+            self.events.warning(pod, Reason.FAILED, "Error: ErrImagePull", field_path=field)
+            crec.waiting = ("ErrImagePull", f'failed to pull image "{image}": {e}')
+            crec.pull_backoff.after_exit(time.monotonic(), None)
+            if rec is not None:
+                rec.next_due = min(rec.next_due, crec.pull_backoff.not_before)
+            return ""
+        crec.pull_backoff = Backoff(delay=BACKOFF_START)
+        self.events.normal(pod, Reason.PULLED, f'Successfully pulled image "{image}" in '
+                           f"{time.monotonic() - began:.3f}s", field_path=field)
+        return PULLED
 
     async def _post_start(self, uid: str, hook: Obj, c: Obj, ip: str,
                           pid: int) -> actions.Result | None:

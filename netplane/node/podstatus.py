@@ -33,6 +33,8 @@ def stamp(ts: float | None) -> str | None:
 
 
 def container_id(state: ContainerState) -> str:
+    if state.container_id:
+        return state.container_id
     return f"process://{state.pid}" if state.pid else ""
 
 
@@ -45,7 +47,7 @@ def terminated(state: ContainerState, *, reason: str = "") -> Obj:
         out["startedAt"] = started
     if (finished := stamp(state.finished_at or state.started_at)) is not None:
         out["finishedAt"] = finished
-    if state.pid:
+    if state.pid or state.container_id:
         out["containerID"] = container_id(state)
     return out
 
@@ -68,13 +70,14 @@ def _state(view: ContainerView) -> Obj:
 def container_status(view: ContainerView) -> Obj:
     c = view.container
     running = view.state.status is ContainerStatus.RUNNING
-    out: Obj = {"name": c["name"], "image": c.get("image", ""), "imageID": "",
+    out: Obj = {"name": c["name"], "image": c.get("image", ""),
+                "imageID": view.state.image_id,
                 "ready": view.ready, "restartCount": view.restarts,
                 "started": running if view.started is None else running and view.started,
                 "state": _state(view)}
     if view.last_state:
         out["lastState"] = view.last_state
-    if view.state.pid:
+    if view.state.pid or view.state.container_id:
         out["containerID"] = container_id(view.state)
     return out
 

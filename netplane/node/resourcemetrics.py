@@ -105,7 +105,9 @@ def snapshot(pods: Iterable[Obj], runtime: ProcessRuntime) -> Snapshot:
             state = runtime.container_state(uid, c["name"])
             if state.status is not ContainerStatus.RUNNING:
                 continue
-            sample = _read(cgroups.usage(f"{rel}/{c['name']}"))
+            # The runtime names the folder (the container's name, or docker's id).
+            crel = runtime.cgroup_path(uid, c["name"]) or f"{rel}/{c['name']}"
+            sample = _read(cgroups.usage(crel))
             if sample is None:
                 error = True
                 continue

@@ -113,6 +113,11 @@ def _node_status(node: Obj) -> str:
     return text
 
 
+def _node_info(key: str) -> Any:
+    return lambda n: str(((n.get("status") or {}).get("nodeInfo") or {}).get(key) or
+                         "<unknown>")
+
+
 def _roles(node: Obj) -> str:
     roles = [k.split("/", 1)[1] for k in meta.labels(node)
              if k.startswith("node-role.kubernetes.io/")]
@@ -352,7 +357,13 @@ COLUMNS: dict[str, list[Column]] = {
     "Node": [NAME, ("Status", "string", _node_status, 0), ("Roles", "string", _roles, 0), AGE,
              ("Version", "string", lambda n: n.get("status", {}).get("nodeInfo", {}).get(
                  "kubeletVersion", ""), 0),
+             # kube's wide columns, then the pod range netplane adds.
              ("Internal-IP", "string", lambda n: meta.node_address(n) or "<none>", 1),
+             ("External-IP", "string",
+              lambda n: meta.node_address(n, "ExternalIP") or "<none>", 1),
+             ("OS-Image", "string", _node_info("osImage"), 1),
+             ("Kernel-Version", "string", _node_info("kernelVersion"), 1),
+             ("Container-Runtime", "string", _node_info("containerRuntimeVersion"), 1),
              ("Pod-CIDR", "string", _nominal("spec.podCIDR"), 1)],
     "Deployment": [NAME, ("Ready", "string", _workload_ready, 0),
                    ("Up-to-date", "integer",

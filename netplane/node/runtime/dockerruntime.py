@@ -51,6 +51,7 @@ from netplane.node.runtime.process import (
     ContainerState,
     ContainerStatus,
     ImageNotRunnable,
+    ImagePullError,
     Mount,
     ProcessRuntime,
     unmount_under,
@@ -200,6 +201,23 @@ class DockerRuntime(ProcessRuntime):
             return False
         return True
 
+    def image_present(self, image: str) -> bool:
+        try:
+            return self._has_image(image)
+        except _ERRORS:
+            return False
+
+    def pull_image(self, image: str) -> None:
+        name, _, digest = image.partition("@")
+        slash, colon = name.rfind("/"), name.rfind(":")
+        repo, tag = (name[:colon], name[colon + 1:]) if colon > slash else (name, "latest")
+        try:
+            self.api.pull(repo, tag=digest or tag)
+        except docker.errors.APIError as e:
+            raise ImagePullError(str(e.explanation or e)) from None
+        except _ERRORS as e:
+            raise ImagePullError(str(e)) from None
+
     def list_images(self) -> list[Obj]:
         """The engine's images as node.status.images lists them, largest first."""
         out = []
@@ -314,14 +332,17 @@ class DockerRuntime(ProcessRuntime):
             return ContainerState(ContainerStatus.UNKNOWN)
         st = info["State"]
         started, finished = _time(st.get("StartedAt")), _time(st.get("FinishedAt"))
+        cid, iid = f"docker://{info['Id']}", f"docker://{info['Image']}"
         if st.get("Running"):
-            return ContainerState(ContainerStatus.RUNNING, pid=int(st["Pid"]), started_at=started)
+            return ContainerState(ContainerStatus.RUNNING, pid=int(st["Pid"]), started_at=started,
+                                  container_id=cid, image_id=iid)
         if started is None:  # made, never started
             return ContainerState(ContainerStatus.UNKNOWN)
         code = int(st.get("ExitCode") or 0)
         return ContainerState(ContainerStatus.EXITED, exit_code=code,
                               reason=OOM_KILLED if st.get("OOMKilled") else "",
-                              started_at=started, finished_at=finished)
+                              started_at=started, finished_at=finished, container_id=cid,
+                              image_id=iid)
 
     def cgroup_path(self, pod_uid: str, container_name: str | None = None) -> str | None:
         pod = super().cgroup_path(pod_uid)

@@ -63,6 +63,10 @@ SIGKILL_EXIT = 128 + signal.SIGKILL
 POD_CGROUP = "cgroup"  # the pod's cgroup, relative to the node's root
 
 
+class ImagePullError(RuntimeError):
+    """An image could not be fetched; the text is the engine's."""
+
+
 class ContainerStatus(enum.Enum):
     RUNNING = "running"
     EXITED = "exited"
@@ -79,6 +83,10 @@ class ContainerState:
     # Seconds since the epoch, when known: from the state files' times.
     started_at: float | None = field(default=None, compare=False)
     finished_at: float | None = field(default=None, compare=False)
+    # The runtime's own names (docker://ID, docker://sha256:...); "" where
+    # the pid says it (process://PID).
+    container_id: str = field(default="", compare=False)
+    image_id: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,14 @@ class ProcessRuntime:
             nameservers=nameservers, searches=searches, options=options))
         _write_atomic(hosts_path, podfiles.hosts(hostname=hostname, pod_ip=pod_ip))
         return resolv_path, hosts_path
+
+    def image_present(self, image: str) -> bool:
+        """Whether the node has ``image``: this runtime runs the node's own
+        programs, so every image is there (one it cannot run says so at start)."""
+        return True
+
+    def pull_image(self, image: str) -> None:
+        """Fetches ``image`` (ImagePullError with the reason when it cannot)."""
 
     def create_sandbox(self, pod: Obj, netns_name: str) -> None:
         """The pod's network namespace, named ``netns_name``: a new one here
