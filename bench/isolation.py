@@ -5,8 +5,9 @@ echo server in a neighbouring pod (wrk, one connection, inside the
 neighbour's netns) alone, beside the limited stressor, beside an unlimited
 one, and with ``requests.cpu: 500m`` of its own beside the limited one.
 
-Runtimes side by side: the process runtime; the docker runtime's column
-says "not measured" until that runtime exists in the tree.
+Runtimes side by side: the process runtime, and the docker runtime (a
+Docker Engine of the run's own in a throwaway namespace; the stressor is
+the toolbox image's stress-ng).
 
 Usage (root): python bench/isolation.py [--seconds 5]
 """
@@ -28,20 +29,23 @@ from pathlib import Path
 from netplane.api.meta import Obj
 from netplane.node.cgrouplimits import PodCgroup
 from netplane.node.cgroups import Hierarchy
+from netplane.node.runtime.dockerd import Engine, remove_cgroups
+from netplane.node.runtime.dockerruntime import DockerRuntime
 from netplane.node.runtime.process import ContainerStatus, ProcessRuntime
 
 ECHO = {"name": "web", "image": "netplane/echo:1.0", "ports": [{"containerPort": 8080}]}
-STRESS = ["stress-ng", "--cpu", "2", "--timeout", "600"]
+STRESSOR = {"name": "stress", "image": "netplane/toolbox",
+            "command": ["stress-ng", "--cpu", "2", "--timeout", "600"]}
 HOG = ["sh", "-c", "head -c 200m /dev/zero | tail"]
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 class Node:
-    """Pods of the process runtime, each in a netns of its own, under a
-    cgroup root of the run's own; everything removed at the end."""
+    """Pods of one runtime, each in a netns of its own, under a cgroup root
+    of the run's own; everything removed at the end."""
 
-    def __init__(self, base: Path, cgroups: Hierarchy) -> None:
-        self.runtime = ProcessRuntime(state_dir=base / "state", cgroups=cgroups)
+    def __init__(self, runtime: ProcessRuntime, cgroups: Hierarchy) -> None:
+        self.runtime = runtime
         self.cgroups = cgroups
         self.netns: dict[str, str] = {}
 
@@ -50,7 +54,7 @@ class Node:
         pod = {"metadata": {"uid": uid, "name": name}, "spec": {"containers": list(containers)}}
         cgroup = PodCgroup.of(pod)
         netns = f"npb-iso-{uid[:8]}"
-        subprocess.run(["ip", "netns", "add", netns], check=True)
+        self.runtime.create_sandbox(pod, netns)
         self.netns[uid] = netns
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
         resolv, hosts = self.runtime.write_pod_files(
@@ -119,31 +123,48 @@ def _ms(text: str) -> float:
 
 
 @contextlib.contextmanager
-def node() -> Iterator[Node]:
-    cgroups = Hierarchy.detect(f"netplane-bench/{uuid.uuid4().hex[:8]}")
+def node(runtime: str) -> Iterator[Node]:
+    docker = runtime == "docker"
+    # The engine takes one cgroup parent for every controller.
+    name = f"netplane-bench/{uuid.uuid4().hex[:8]}"
+    cgroups = Hierarchy.detect(name, absolute=docker)
     if cgroups is None:
         raise SystemExit("no usable cgroup hierarchy")
-    with tempfile.TemporaryDirectory(prefix="np-bench-iso-") as tmp:
-        n = Node(Path(tmp), cgroups)
+    with tempfile.TemporaryDirectory(prefix="np-bench-iso-") as tmp, \
+            contextlib.ExitStack() as stack:
+        if docker:
+            # The engine lives in a namespace of the run's own, never the root one.
+            engine_ns = f"npb-dockerd-{uuid.uuid4().hex[:8]}"
+            subprocess.run(["ip", "netns", "add", engine_ns], check=True)
+            stack.callback(subprocess.run, ["ip", "netns", "del", engine_ns], check=False)
+            engine = Engine(state=Path(tmp) / "engine", netns=engine_ns)
+            stack.callback(engine.stop)
+            engine.start()
+            engine.ensure_images(bin_dir=Path(sys.executable).parent)
+            rt: ProcessRuntime = DockerRuntime(state_dir=Path(tmp) / "state",
+                                               engine_url=engine.url, cgroups=cgroups)
+        else:
+            rt = ProcessRuntime(state_dir=Path(tmp) / "state", cgroups=cgroups)
+        n = Node(rt, cgroups)
         try:
             yield n
         finally:
             n.close()
             cgroups.remove("")
+            remove_cgroups("/" + name)  # the engine's other hierarchies
             for root in cgroups.roots.values():
                 with contextlib.suppress(OSError):
                     root.parent.rmdir()  # netplane-bench, unless another run is there
 
 
-def measure(seconds: int) -> list[tuple[str, str]]:
+def measure(runtime: str, seconds: int) -> list[tuple[str, str]]:
     rows = []
-    with node() as n:
+    with node(runtime) as n:
         neighbour = n.run("neighbour", ECHO)
         p50, p99 = n.latency(neighbour, seconds)
         rows.append(("neighbour alone: p50 / p99 ms", f"{p50:.3f} / {p99:.2f}"))
 
-        limited = n.run("noisy", {"name": "stress", "image": "busybox", "command": STRESS,
-                                  "resources": {"limits": {"cpu": "500m"}}})
+        limited = n.run("noisy", {**STRESSOR, "resources": {"limits": {"cpu": "500m"}}})
         share = n.cpu_share(limited, "stress", seconds)
         rows.append(("stress-ng --cpu 2, limits.cpu 500m: CPU used", f"{share:.3f}"))
         p50, p99 = n.latency(neighbour, seconds)
@@ -156,7 +177,7 @@ def measure(seconds: int) -> list[tuple[str, str]]:
         n.stop(requested)
         n.stop(limited)
 
-        unlimited = n.run("noisy", {"name": "stress", "image": "busybox", "command": STRESS})
+        unlimited = n.run("noisy", STRESSOR)
         share = n.cpu_share(unlimited, "stress", seconds)
         rows.append(("stress-ng --cpu 2, no limit: CPU used", f"{share:.3f}"))
         p50, p99 = n.latency(neighbour, seconds)
@@ -178,8 +199,10 @@ def main() -> None:
     for tool in ("stress-ng", "wrk"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (scripts/setup.sh installs it)")
+    process, docker = measure("process", args.seconds), measure("docker", args.seconds)
     rows = [("measurement", "process runtime", "docker runtime")]
-    rows += [(what, got, "not measured") for what, got in measure(args.seconds)]
+    rows += [(what, got, other) for (what, got), (_, other) in zip(process, docker,
+                                                                   strict=True)]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

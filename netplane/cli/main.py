@@ -122,6 +122,17 @@ def cmd_top(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image(args: argparse.Namespace) -> int:
+    from netplane.cli import imagecmd
+
+    if (args.node is None) == (not args.all):
+        raise CliError("error: name a NODE or give --all")
+    for line in imagecmd.import_image(lab_from_env(args.lab), Path(args.file),
+                                      node=None if args.all else args.node):
+        print(line)
+    return 0
+
+
 def cmd_policy(args: argparse.Namespace) -> int:
     from netplane.cli import policycmd
 
@@ -331,6 +342,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--container")
     _namespaced(p)
     p.set_defaults(fn=cmd_top)
+
+    p = sub.add_parser("image", help="images of a lab's docker-runtime nodes")
+    verbs = p.add_subparsers(dest="image_verb", required=True, metavar="VERB")
+    imp = verbs.add_parser("import", help="load a docker save tarball on a node or all of them")
+    imp.add_argument("node", nargs="?", metavar="NODE")
+    imp.add_argument("--all", action="store_true", help="every worker of the lab")
+    imp.add_argument("file", metavar="FILE.tar")
+    _common(imp)
+    p.set_defaults(fn=cmd_image)
 
     p = sub.add_parser("scale", help="set the replicas of a Deployment or ReplicaSet")
     p.add_argument("kind", metavar="KIND/NAME | KIND")

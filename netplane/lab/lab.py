@@ -39,6 +39,11 @@ def worker_names(n: int) -> list[str]:
     return [f"node-{i}" for i in range(1, n + 1)]
 
 
+def recorded_nodes(lab: LabPaths) -> list[str]:
+    """The lab's workers, as its state has them."""
+    return _recorded_nodes(lab)
+
+
 def _recorded_nodes(lab: LabPaths) -> list[str]:
     nodes_dir = lab.state_dir / "nodes"
     if not nodes_dir.is_dir():

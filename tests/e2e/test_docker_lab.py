@@ -11,6 +11,7 @@ Address plan: the lab's defaults (underlay 192.168.56.0/24, pods
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -21,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from netplane.api import meta
+from netplane.node.runtime.dockerd import DOCKER_DIR, Engine
 from tests.e2e.conftest import EXAMPLES, Lab, started_lab, wait_for
 from tests.e2e.test_kubectl_lab import KUBECTL, Kubectl
 
@@ -195,3 +197,20 @@ def test_a_cpu_limit_holds_a_busy_loop_to_half_a_cpu(kubectl: Kubectl, lab: Lab)
                     timeout=120)
     share = (last[0] - first[0]) / (last[1] - first[1])
     assert share <= 0.55, share
+
+
+def test_an_imported_image_runs_on_every_node(kubectl: Kubectl, lab: Lab,
+                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    # A `docker save` tarball of an image no node has: the echo image renamed.
+    engine = Engine(state=lab.paths.node_dir("node-1") / DOCKER_DIR, netns=None)
+    tarball = tmp_path_factory.mktemp("images") / "shop-echo.tar"
+    with contextlib.closing(engine.client()) as c:
+        c.tag("netplane/echo:1.0", "example.com/shop/echo", "2.0")
+        tarball.write_bytes(b"".join(c.get_image("example.com/shop/echo:2.0")))
+        c.remove_image("example.com/shop/echo:2.0")
+    out = lab.netplane("image", "import", "--all", str(tarball)).stdout.splitlines()
+    assert out == [f"node-{n}: Loaded image: example.com/shop/echo:2.0" for n in (1, 2)]
+    kubectl("run", "imported", "--image=example.com/shop/echo:2.0", "--restart=Never",
+            "--overrides", '{"spec": {"nodeName": "node-2"}}')
+    wait_for("the imported image running", lambda: container_status(kubectl, "imported").get(
+        "state", {}).get("running"), timeout=120)

@@ -1,8 +1,8 @@
 """The images every node of the docker runtime has, made on the machine (no
 registry is needed): ``busybox`` (Debian's static busybox and its applets),
 ``netplane/echo`` (the echo server the process runtime runs too),
-``netplane/toolbox`` (busybox with the machine's curl and dig and the
-libraries they load: what the examples' client pods run) and
+``netplane/toolbox`` (busybox with the machine's curl, dig and stress-ng
+and the libraries they load: what the examples' client pods run) and
 ``netplane/pause`` (the sandbox that holds a pod's namespaces).
 
 Each is a root filesystem tarball, written once into a cache directory
@@ -31,7 +31,7 @@ PAUSE_IMAGE = "netplane/pause:3.10"
 # Every name the node images go by: what an engine must have.
 NAMES = ("busybox:latest", "netplane/echo:latest", "netplane/echo:1.0",
          "netplane/toolbox:latest", PAUSE_IMAGE)
-TOOLS = (Path("/usr/bin/curl"), Path("/usr/bin/dig"))
+TOOLS = (Path("/usr/bin/curl"), Path("/usr/bin/dig"), Path("/usr/bin/stress-ng"))
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
