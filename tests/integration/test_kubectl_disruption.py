@@ -133,6 +133,19 @@ def test_a_pod_no_budget_covers_is_simply_deleted(cluster: Cluster, ns: str,
     assert core.read_namespaced_pod("free", ns).metadata.deletion_timestamp is not None
 
 
+def test_eviction_options_kube_refuses_are_a_422(cluster: Cluster, ns: str,
+                                                 core: Any) -> None:
+    client = kubernetes.client
+    running_pod(core, ns, "kept", f"{ns}-node")
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        core.create_namespaced_pod_eviction("kept", ns, client.V1Eviction(
+            metadata=client.V1ObjectMeta(name="kept", namespace=ns),
+            delete_options=client.V1DeleteOptions(propagation_policy="Sideways")))
+    assert refused.value.status == 422
+    assert 'Unsupported value: "Sideways"' in json.loads(refused.value.body)["message"]
+    assert core.read_namespaced_pod("kept", ns).metadata.deletion_timestamp is None
+
+
 def test_max_unavailable_counts_the_deployments_replicas(cluster: Cluster, ns: str) -> None:
     cluster.kubectl("create", "deployment", "api", "-n", ns, "--image=netplane/echo",
                     "--replicas=3")

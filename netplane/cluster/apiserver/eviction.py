@@ -86,6 +86,8 @@ def evict(registry: Registry, namespace: str, name: str, body: Any, *,
         opts = deletion.options(body.get("deleteOptions") or {}, {})
     except deletion.BadOptions as e:
         raise status.bad_request(str(e)) from None
+    except deletion.InvalidOptions as e:  # read, not allowed: a 422 as for a DELETE
+        raise status.invalid("DeleteOptions.meta.k8s.io", "", e.errors) from None
     if dry_run:
         opts = dataclasses.replace(opts, dry_run=True)
     for _ in range(ATTEMPTS):
