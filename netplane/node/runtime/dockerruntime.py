@@ -93,10 +93,13 @@ def argv(container: Obj, env: dict[str, str]) -> tuple[list[str] | None, list[st
 class DockerRuntime(ProcessRuntime):
     """Pods' containers in the node's Docker Engine at ``engine_url``."""
 
-    def __init__(self, *, state_dir: Path, engine_url: str, cgroups: Hierarchy | None = None,
-                 python: str = sys.executable) -> None:
+    def __init__(self, *, state_dir: Path, engine_url: str = "",
+                 cgroups: Hierarchy | None = None, python: str = sys.executable,
+                 api: Any = None) -> None:
+        """``api``: the engine's client (by default the SDK's, at ``engine_url``)."""
         super().__init__(state_dir=state_dir, python=python, cgroups=cgroups)
-        self.api = docker.APIClient(base_url=engine_url, version="auto", timeout=API_TIMEOUT)
+        self.api = api if api is not None else docker.APIClient(
+            base_url=engine_url, version="auto", timeout=API_TIMEOUT)
         self._copiers: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
@@ -196,7 +199,7 @@ class DockerRuntime(ProcessRuntime):
 
     def _has_image(self, image: str) -> bool:
         try:
-            self.api.inspect_image(image)  # type: ignore[no-untyped-call]
+            self.api.inspect_image(image)
         except docker.errors.ImageNotFound:
             return False
         return True
