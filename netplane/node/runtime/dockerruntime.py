@@ -98,6 +98,7 @@ class DockerRuntime(ProcessRuntime):
                  api: Any = None) -> None:
         """``api``: the engine's client (by default the SDK's, at ``engine_url``)."""
         super().__init__(state_dir=state_dir, python=python, cgroups=cgroups)
+        self._url = engine_url
         self.api = api if api is not None else docker.APIClient(
             base_url=engine_url, version="auto", timeout=API_TIMEOUT)
         self._copiers: dict[str, threading.Thread] = {}
@@ -317,14 +318,22 @@ class DockerRuntime(ProcessRuntime):
             thread.start()
 
     def _copy(self, ctr: str, path: Path, since: int | None) -> None:
+        # A client of its own, with no read timeout: a followed stream holds
+        # its connection for the container's life (a quiet one sends nothing
+        # for long), and the shared client's pool is small.
+        api = docker.APIClient(base_url=self._url, version="auto",
+                               timeout=None) if self._url else self.api  # type: ignore[arg-type]
         try:
-            stream = self.api.logs(ctr, stream=True, follow=True, since=since)
+            stream = api.logs(ctr, stream=True, follow=True, since=since)
             with path.open("ab") as out:
                 for chunk in stream:
                     out.write(chunk)
                     out.flush()
         except _ERRORS as e:
             log.debug("copying the output of %s ended: %s", ctr[:12], e)
+        finally:
+            if api is not self.api:
+                api.close()
 
     def container_state(self, pod_uid: str, container_name: str) -> ContainerState:
         try:
