@@ -46,6 +46,9 @@ def to_core(event: Obj) -> Obj:
     for core, new in RENAMED:
         if event.get(new) not in (None, "", {}):
             out[core] = copy.deepcopy(event[new])
+    # regarding is optional there; a core Event always has an involvedObject
+    # (kube's internal Event holds an empty reference).
+    out.setdefault("involvedObject", {})
     return out
 
 

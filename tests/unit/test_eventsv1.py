@@ -29,3 +29,12 @@ def test_core_events_read_with_the_new_names() -> None:
 def test_the_round_trip_keeps_every_field() -> None:
     back = eventsv1.to_core(eventsv1.from_core(CORE))
     assert {k: v for k, v in back.items() if k != "eventTime"} == CORE
+
+
+def test_an_event_regarding_nothing_is_stored_with_an_empty_reference() -> None:
+    new = {"apiVersion": "events.k8s.io/v1", "kind": "Event",
+           "metadata": {"name": "e", "namespace": "default"}, "reason": "Tested",
+           "eventTime": "2026-12-03T10:00:00.000000Z", "type": "Normal"}
+    core = eventsv1.to_core(new)
+    assert core["involvedObject"] == {}
+    assert "regarding" not in eventsv1.from_core(core)
