@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from netplane.api import resources, selectors
+from netplane.api import eventsv1, resources, selectors
 from netplane.api.meta import Obj
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -699,6 +699,8 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
 
 def validate(obj: Obj, res: resources.Resource) -> Errors:
     """Every problem with ``obj`` as a ``res``; an empty list means valid."""
+    if res is resources.EVENT_V1:  # stored as a core Event, and judged as one
+        return validate(eventsv1.to_core(obj), resources.EVENT)
     errs: Errors = []
     _metadata(obj, res, errs)
     check = _BY_KIND.get(res.kind)
