@@ -24,12 +24,12 @@ from netplane.node.cgrouplimits import PodCgroup
 from netplane.node.containers import BACKOFF_START, Backoff, ContainerRecord, should_restart
 from netplane.node.podstatus import is_sidecar
 from netplane.node.runtime import podfiles
-from netplane.node.runtime.process import (
+from netplane.node.runtime.base import (
     ContainerStatus,
     ImageNotRunnable,
     ImagePullError,
     Mount,
-    ProcessRuntime,
+    Runtime,
 )
 from netplane.node.volumes import TOKEN_SECONDS, NodeFacts, PodVolumes, Sources, VolumeError
 
@@ -193,7 +193,7 @@ class PodManager:
     through which a terminating pod waits to leave its Services before its
     containers are signalled. The caller runs both."""
 
-    def __init__(self, *, client: Client, pods: Informer, runtime: ProcessRuntime,
+    def __init__(self, *, client: Client, pods: Informer, runtime: Runtime,
                  network: NodeNetwork, ipam: HostLocalIPAM, ctx: NodeContext,
                  slices: Informer | None = None, configmaps: Informer | None = None,
                  secrets: Informer | None = None, claims: Informer | None = None,

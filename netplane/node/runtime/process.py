@@ -19,7 +19,6 @@ failed exit while its cgroup counted an OOM kill is ``OOMKilled`` (137).
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 import re
 import shutil
@@ -29,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from netplane.api.meta import Obj
@@ -38,17 +37,20 @@ from netplane.node.cgrouplimits import PodCgroup, container_limits
 from netplane.node.cgroups import Hierarchy
 from netplane.node.runtime import command as cmd
 from netplane.node.runtime import podfiles
-from netplane.node.runtime.launcher import DEFAULT_PATH
 
-# Re-exported: callers of the runtime catch it from here.
-ImageNotRunnable = cmd.ImageNotRunnable
+# Re-exported: callers of the runtime import them from here too.
+from netplane.node.runtime.base import ContainerState as ContainerState
+from netplane.node.runtime.base import ContainerStatus as ContainerStatus
+from netplane.node.runtime.base import ImageNotRunnable as ImageNotRunnable
+from netplane.node.runtime.base import ImagePullError as ImagePullError
+from netplane.node.runtime.base import Mount as Mount
+from netplane.node.runtime.launcher import DEFAULT_PATH
 
 LAUNCHER_MODULE = "netplane.node.runtime.launcher"
 LAUNCHER_BINARY = "netplane-launcher"  # built from launcher.c by scripts/build-c.sh
 # The interpreter the C launcher hands a container that needs a root of its
 # own to (the Python launcher does that part).
 PYTHON_ENV = "NETPLANE_PYTHON"
-Mount = tuple[Path, str, bool]  # node path, container path, read-only
 PID_HOLDER = "pidns.holder"  # the shared PID namespace's holder (not *.pid)
 # What the holder runs: processes orphaned in the namespace become its
 # children, and a shell waiting on a job reaps every child that ends, as
@@ -61,32 +63,6 @@ EXEC_TIMEOUT = 10.0
 OOM_KILLED = "OOMKilled"
 SIGKILL_EXIT = 128 + signal.SIGKILL
 POD_CGROUP = "cgroup"  # the pod's cgroup, relative to the node's root
-
-
-class ImagePullError(RuntimeError):
-    """An image could not be fetched; the text is the engine's."""
-
-
-class ContainerStatus(enum.Enum):
-    RUNNING = "running"
-    EXITED = "exited"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    status: ContainerStatus
-    pid: int | None = None
-    exit_code: int | None = None
-    # Why it ended when the runtime knows better than its exit code (OOMKilled).
-    reason: str = field(default="", compare=False)
-    # Seconds since the epoch, when known: from the state files' times.
-    started_at: float | None = field(default=None, compare=False)
-    finished_at: float | None = field(default=None, compare=False)
-    # The runtime's own names (docker://ID, docker://sha256:...); "" where
-    # the pid says it (process://PID).
-    container_id: str = field(default="", compare=False)
-    image_id: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
