@@ -93,7 +93,8 @@ class Node:
         return _ms(found["50"]), _ms(found["99"])
 
     def cpu_share(self, cgroup: PodCgroup, container: str, seconds: int) -> float:
-        rel = f"{cgroup.path}/{container}"
+        # The runtime names the folder (the container's name, or docker's id).
+        rel = self.runtime.cgroup_path(cgroup.uid, container) or f"{cgroup.path}/{container}"
         first, began = self._usage(rel), time.monotonic()
         time.sleep(seconds)  # a measurement window, not a wait for a condition
         return (self._usage(rel) - first) / (time.monotonic() - began)
