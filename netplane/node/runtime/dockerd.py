@@ -26,6 +26,7 @@ import docker.errors
 import requests.exceptions
 
 from netplane.node.runtime import images
+from netplane.node.runtime.process import proc_stat, unmount_under
 
 DOCKERD = "dockerd"
 DOCKER_DIR = "docker"  # the engine's folder in an agent's state folder
@@ -194,7 +195,7 @@ class Engine:
                 _signal(pid, signal.SIGKILL)
         self._reap(wait=True)
         for root in (self.exec_root, self.data_root):
-            unmount_under(root)
+            unmount_under(root.resolve())
             shutil.rmtree(root, ignore_errors=True)
         remove_cgroups(self.cgroup_parent)
         for leftover in (self.socket, self.pidfile):
@@ -217,11 +218,8 @@ class Engine:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -234,20 +232,6 @@ def _tail(path: Path, lines: int = 5) -> str:
         return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def unmount_under(folder: Path) -> None:
-    """Lazily unmounts what is mounted at or under ``folder``, deepest first
-    (overlay layers, shm, netns binds an engine may leave)."""
-    prefix = str(folder.resolve())
-    points = []
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            point = line.split()[4].replace("\\040", " ")
-            if point == prefix or point.startswith(prefix + "/"):
-                points.append(point)
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 def remove_cgroups(parent: str, *, prune: bool = True) -> None:

@@ -31,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ import requests.exceptions
 
 from netplane.api.meta import Obj
 from netplane.node.cgrouplimits import PodCgroup, container_limits
-from netplane.node.cgroups import Hierarchy
+from netplane.node.cgroups import MOUNTINFO, Hierarchy, parse_mountinfo
 from netplane.node.runtime import command as cmd
 from netplane.node.runtime.dockerd import remove_cgroups
 from netplane.node.runtime.images import PAUSE_IMAGE
@@ -401,31 +400,9 @@ class DockerRuntime(ProcessRuntime):
         unmount_under(self.pod_dir(pod_uid))
         shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
 
-    def remove_orphans(self, keep: set[str]) -> None:
-        """Removes the containers of pods not in ``keep`` (after a restart)."""
-        for c in self.api.containers(all=True, filters={"label": [POD_UID]}):
-            if (c.get("Labels") or {}).get(POD_UID) not in keep:
-                with contextlib.suppress(docker.errors.NotFound):
-                    self.api.remove_container(c["Id"], force=True)
-
-    def wait_running(self, pod_uid: str, name: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.container_state(pod_uid, name).status is not ContainerStatus.RUNNING:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.05)
-
 
 def _mount_point(folder: Path) -> Path:
     """The cgroup hierarchy's mount point above ``folder``."""
-    best = Path("/")
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            fields = line.split()
-            sep = fields.index("-")
-            if fields[sep + 1] not in ("cgroup", "cgroup2"):
-                continue
-            point = Path(fields[4])
-            if folder.is_relative_to(point) and len(point.parts) > len(best.parts):
-                best = point
-    return best
+    points = [m.point for m in parse_mountinfo(MOUNTINFO.read_text())
+              if m.fstype in ("cgroup", "cgroup2") and folder.is_relative_to(m.point)]
+    return max(points, key=lambda p: len(p.parts), default=Path("/"))
