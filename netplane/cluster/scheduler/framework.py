@@ -17,7 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from netplane.api import meta, priority
 from netplane.api.meta import Obj
-from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo
+from netplane.cluster.scheduler.nodeinfo import NodeInfo, PodInfo, Snapshot
+from netplane.cluster.scheduler.ranking import Ranking, Verdict
 
 MAX_SCORE = 100
 NO_NODES = "no nodes available to schedule pods"
@@ -211,9 +212,22 @@ class Equivalence:
     plugin of the same name otherwise. A few hundred shapes at most, the
     oldest forgotten first."""
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 256, rankings: int = 32) -> None:
         self.size = size
         self.memos: OrderedDict[str, Memo] = OrderedDict()
+        # Trees over every node (kilobytes per node each): fewer of them.
+        self.rankings_size = rankings
+        self.rankings: OrderedDict[str, Ranking[NodeInfo]] = OrderedDict()
+
+    def ranking(self, key: str, nodes: Snapshot, normalizing: int) -> Ranking[NodeInfo]:
+        """The shape's ranking over ``nodes``: kept while no node came or went."""
+        ranking = self.rankings.get(key)
+        if ranking is None or ranking.epoch != nodes.epoch:
+            ranking = self.rankings[key] = Ranking(nodes, nodes.epoch, normalizing)
+            if len(self.rankings) > self.rankings_size:
+                self.rankings.popitem(last=False)
+        self.rankings.move_to_end(key)
+        return ranking
 
     def memo(self, pod: Obj, profile: str = "") -> Memo:
         key = f"{profile}\0{shape(pod)}"
@@ -362,6 +376,44 @@ def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
     return totals
 
 
+def _ranked(state: CycleState, pod: Obj, nodes: Snapshot, profile: Profile,
+            filters: Sequence[FilterPlugin], cache: Equivalence, start: int,
+            to_find: int) -> Decision | None:
+    """The decision from the shape's ranking, kept across pods (see
+    ranking.py); None when it does not apply: a scorer that is not
+    node-local has a say, a normalising one ranks the nodes apart, or no
+    node fits (the slow path then writes why)."""
+    local: list[tuple[str, Weighted]] = []
+    normalizing: list[Weighted] = []
+    for w in profile.scorers:
+        # Skip verdicts read the pod and the cluster, not which nodes fit.
+        if w.pre_scores and w.plugin.pre_score(  # type: ignore[attr-defined]
+                state, pod, (), nodes).code is Code.SKIP:
+            continue
+        if not node_local(w.plugin):
+            return None
+        if w.normalizes:
+            normalizing.append(w)
+        else:
+            local.append((str(getattr(w.plugin, "name", "")), w))
+    key = "\0".join((profile.name, shape(pod), ",".join(f.name for f in filters),
+                     ",".join(f"{n}*{w.weight}" for n, w in local),
+                     ",".join(str(getattr(w.plugin, "name", "")) for w in normalizing)))
+
+    def judge(info: NodeInfo) -> Verdict:
+        if run_filters(state, pod, info, filters)[0].code is not _SUCCESS:
+            return None
+        return (sum(w.plugin.score(state, pod, info) * w.weight for _, w in local),
+                tuple(w.plugin.score(state, pod, info) for w in normalizing))
+    assert nodes.feed is not None
+    ranking = cache.ranking(key, nodes, len(normalizing))
+    ranking.sync(nodes.feed, judge)
+    if not ranking.feasible or not ranking.uniform():
+        return None
+    best, processed = ranking.pick(start, to_find)
+    return Decision(nodes[best].name, "", processed=processed)
+
+
 def pre_filter(state: CycleState, pod: Obj, nodes: Sequence[NodeInfo],
                profile: Profile) -> tuple[Status, str, list[FilterPlugin]]:
     """The pre-filters over ``nodes``: a rejection for every node and its
@@ -424,6 +476,13 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     memo = cache.memo(pod, profile.name) if cache is not None and trace is None else None
     # The filters' verdicts are memoised only when every filter left is node-local.
     filter_memo = memo if memo is not None and all(node_local(f) for f in filters) else None
+    crowded = bool(nominated)  # any pod nominated anywhere (rare): checked per node
+    if filter_memo is not None and not crowded and isinstance(nodes, Snapshot) \
+            and nodes.feed is not None and nodes.epoch == nodes.feed.epoch:
+        assert cache is not None
+        ranked = _ranked(state, pod, nodes, profile, filters, cache, start, to_find)
+        if ranked is not None:
+            return ranked
     feasible: list[NodeInfo] = []
     # The score memo of each feasible node, when filters were memoised.
     memos: list[dict[str, int]] | None = [] if filter_memo is not None else None
@@ -431,7 +490,6 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     rejectors: set[str] = set()
     processed = 0
     total = len(nodes)
-    crowded = bool(nominated)  # any pod nominated anywhere (rare): checked per node
     for k in range(total):
         if len(feasible) >= to_find:
             break

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from netplane.api import meta
 from netplane.api.meta import Obj
 from netplane.api.quantity import quantity
+from netplane.cluster.scheduler.ranking import ChangeFeed
 
 CPU, MEMORY, EPHEMERAL_STORAGE, PODS = "cpu", "memory", "ephemeral-storage", "pods"
 # What a container that requests nothing counts for when nodes are ranked
@@ -160,6 +161,8 @@ class NodeInfo:
     # Bumped whenever any node gains or loses a pod with affinity terms, so
     # that a snapshot's list of such nodes is known to be current.
     affinity_changes: ClassVar[int] = 0
+    # Told of every change, for the scheduler cache's own NodeInfos.
+    feed: ChangeFeed | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # An order-free sum over the pods' uids: with the node's
@@ -180,6 +183,8 @@ class NodeInfo:
         self._rv = meta.meta(node).get("resourceVersion")
         self.version: tuple[object, int, int] = (self._rv, len(self.pods), self._pods_sum)
         self._images: dict[str, int] | None = None
+        if self.feed is not None:
+            self.feed.touch(self.name)
 
     @property
     def images(self) -> dict[str, int]:
@@ -199,6 +204,8 @@ class NodeInfo:
         self.pods.append(info)
         self._pods_sum += hash(meta.uid(info.pod))
         self.version = (self._rv, len(self.pods), self._pods_sum)
+        if self.feed is not None:
+            self.feed.touch(self.name)
         self.requested += info.requests
         self.non_zero_requested += info.non_zero
         self.used_ports.extend(info.ports)
@@ -212,6 +219,8 @@ class NodeInfo:
                 del self.pods[i]
                 self._pods_sum -= hash(uid)
                 self.version = (self._rv, len(self.pods), self._pods_sum)
+                if self.feed is not None:
+                    self.feed.touch(self.name)
                 self.requested -= info.requests
                 self.non_zero_requested -= info.non_zero
                 for port in info.ports:
@@ -225,11 +234,15 @@ class NodeInfo:
 class Snapshot(list[NodeInfo]):
     """The nodes of one scheduling pass, with what plugins work out once
     for all of them (``memo``); pods assumed in the pass change no node
-    property kept there."""
+    property kept there. The cache's snapshots, in name order, carry its
+    change feed and the feed's epoch then: rankings kept across passes
+    hold while the epoch does."""
 
-    def __init__(self, infos: Iterable[NodeInfo] = ()) -> None:
+    def __init__(self, infos: Iterable[NodeInfo] = (), feed: ChangeFeed | None = None) -> None:
         super().__init__(infos)
         self.memo: dict[str, Any] = {}
+        self.feed = feed
+        self.epoch = feed.epoch if feed is not None else 0
 
 
 def with_affinity_pods(nodes: Sequence[NodeInfo]) -> list[NodeInfo]:
@@ -277,10 +290,11 @@ class NodeCache:
         self.where: dict[str, str] = {}  # pod uid -> node
         self.waiting: dict[str, dict[str, PodInfo]] = {}  # node not seen -> its pods
         self.last_snapshot: Snapshot | None = None
+        self.feed = ChangeFeed()
 
     def snapshot(self) -> Snapshot:
         """The cache's own NodeInfos, in name order: what assume() changes."""
-        self.last_snapshot = Snapshot(self.infos[n] for n in self.names)
+        self.last_snapshot = Snapshot((self.infos[n] for n in self.names), self.feed)
         return self.last_snapshot
 
     def set_node(self, node: Obj) -> None:
@@ -288,7 +302,9 @@ class NodeCache:
         old = self.infos.get(name)
         if old is None:
             bisect.insort(self.names, name)
-            self.infos[name] = NodeInfo(node, list(self.waiting.pop(name, {}).values()))
+            info = self.infos[name] = NodeInfo(node, list(self.waiting.pop(name, {}).values()))
+            info.feed = self.feed
+            self.feed.epoch += 1
         else:
             # Changed in place: a pass under way holds this NodeInfo.
             old.set_node(node)
@@ -297,6 +313,8 @@ class NodeCache:
         info = self.infos.pop(name, None)
         if info is None:
             return
+        info.feed = None
+        self.feed.epoch += 1
         self.names.remove(name)
         # Its pods wait: a node deleted and made again keeps counting them.
         self.waiting[name] = {meta.uid(p.pod): p for p in info.pods}
