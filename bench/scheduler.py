@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import os
 import signal
 import statistics
 import subprocess
@@ -98,10 +99,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.asynccontextmanager
-async def server(base: Path, profile: str | None) -> AsyncIterator[tuple[Path, Any]]:
-    """The API server; yields its data directory and a function that starts
-    the scheduler (stopped at the end too)."""
+async def server(base: Path, profile: str | None) -> AsyncIterator[tuple[Path, Any, Any]]:
+    """The API server; yields its data directory, a function that starts
+    the scheduler (stopped at the end too), and one that tells the CPU
+    seconds each has used (server, scheduler)."""
     data = base / "data"
     data.mkdir(parents=True)
     log = base / "server.log"
@@ -116,7 +124,7 @@ async def server(base: Path, profile: str | None) -> AsyncIterator[tuple[Path, A
             if procs[0].poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the server did not start; see {log}")
             await asyncio.sleep(0.05)
-        yield data, start_scheduler
+        yield data, start_scheduler, lambda: [cpu_seconds(p.pid) for p in procs]
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -168,7 +176,7 @@ async def parallel(n: int, fn: Any) -> None:
 async def run_case(case: str, nodes: int, pods: int, *, live: bool,
                    profile: str | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="np-bench-sched-") as tmp:
-        async with server(Path(tmp), profile) as (data, start_scheduler), \
+        async with server(Path(tmp), profile) as (data, start_scheduler, cpu), \
                 Client(Connection(socket=str(data / "api.sock"))) as c:
             async def add_node(i: int) -> None:
                 node = await c.create(resources.NODE, hollow_node(i))
@@ -198,23 +206,27 @@ async def run_case(case: str, nodes: int, pods: int, *, live: bool,
                 while not (await c.get(resources.POD, "p-00000", "kube-system")).get(
                         "spec", {}).get("nodeName"):
                     await asyncio.sleep(0.05)
-                start = time.monotonic()
+                start, used = time.monotonic(), cpu()
                 await parallel(pods, add_pod)
             else:
                 await parallel(pods, add_pod)
-                start = time.monotonic()
+                start, used = time.monotonic(), cpu()
                 start_scheduler()
+                used.append(0.0)
             await asyncio.wait_for(done.wait(), timeout=3600)
             elapsed = max(bound.values()) - start
+            busy = [(b - a) / elapsed for a, b in zip(used, cpu(), strict=True)]
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
             latency = [(bound[k] - created[k]) * 1000 for k in bound if k in created]
             return {"rate": pods / elapsed, "p50": statistics.median(latency),
-                    "p99": pct(latency, 99)}
+                    "p99": pct(latency, 99), "server": busy[0], "scheduler": busy[1]}
 
 
 async def main(sizes: list[tuple[int, int]], cases: list[str], profile: str | None) -> None:
-    rows = [("case", "nodes", "pods", "mode", "pods/s", "p50 ms", "p99 ms", "anchor")]
+    # CPU: each process's share of one core over the run (which one is the bottleneck).
+    rows = [("case", "nodes", "pods", "mode", "pods/s", "p50 ms", "p99 ms",
+             "server CPU", "scheduler CPU", "anchor")]
     for case in cases:
         for nodes, pods in sizes:
             for live in (False, True):
@@ -227,6 +239,7 @@ async def main(sizes: list[tuple[int, int]], cases: list[str], profile: str | No
                              f"{got['rate']:.0f}",
                              f"{got['p50']:.0f}" if live else "-",
                              f"{got['p99']:.0f}" if live else "-",
+                             f"{got['server']:.2f}", f"{got['scheduler']:.2f}",
                              f"{anchor:.0f} (kube CI); target {TARGET:.0f}" if anchor else ""))
                 print("  ".join(rows[-1]), file=sys.stderr, flush=True)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

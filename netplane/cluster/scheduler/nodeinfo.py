@@ -71,11 +71,29 @@ def _container_requests(c: Obj, *, non_zero: bool) -> Resource:
     return r
 
 
+# pod_requests by the spec object it read: one cycle asks for a pod's
+# requests several times (filters, scores, the cache), and the scheduler's
+# pods, from its informers, are never changed in place.
+_REQUESTS: dict[tuple[int, bool], tuple[Obj, Resource]] = {}
+_REQUESTS_SIZE = 4096
+
+
 def pod_requests(pod: Obj, *, non_zero: bool = False) -> Resource:
     """kube's PodRequests: the containers' sum, raised to any one init
     container's need (sidecar init containers, restartPolicy Always, run on
     beside the others and add to both), plus the pod's overhead."""
     spec = pod.get("spec") or {}
+    key = (id(spec), non_zero)
+    seen = _REQUESTS.get(key)
+    if seen is not None and seen[0] is spec:
+        return seen[1]
+    if len(_REQUESTS) >= _REQUESTS_SIZE:
+        _REQUESTS.clear()
+    out = _REQUESTS[key] = (spec, _pod_requests(spec, non_zero))
+    return out[1]
+
+
+def _pod_requests(spec: Obj, non_zero: bool) -> Resource:
     total = Resource()
     for c in spec.get("containers") or []:
         total += _container_requests(c, non_zero=non_zero)
