@@ -205,16 +205,17 @@ class PtyExec(_Command):
 
 class Attach:
     """A running container's output as it is written (from its log file),
-    and its stdin when the runtime keeps one (a FIFO)."""
+    and its stdin when the runtime keeps one: ``stdin``, a descriptor the
+    session owns (a FIFO's write end, the engine's attach stream)."""
 
-    def __init__(self, *, log: Path, stdin_fifo: Path | None,
+    def __init__(self, *, log: Path, stdin: int | None,
                  running: Callable[[], bool], exit_code: Callable[[], int]) -> None:
         self.output: asyncio.Queue[Output] = asyncio.Queue()
         self.streams = 1
         self._running, self._exit_code = running, exit_code
-        self._stdin: int | None = None
-        if stdin_fifo is not None:
-            self._stdin = os.open(stdin_fifo, os.O_WRONLY | os.O_NONBLOCK)
+        self._stdin = stdin
+        if stdin is not None:
+            os.set_blocking(stdin, False)
         self._task = asyncio.create_task(self._follow(log, podlogs.size(log)))
 
     async def _follow(self, log: Path, offset: int) -> None:

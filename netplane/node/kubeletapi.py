@@ -17,6 +17,7 @@ does not verify it, as kube-apiserver does not by default)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import json
@@ -291,9 +292,10 @@ class KubeletApi:
         pod, spec, _ = self._running(request)
         uid, name = meta.uid(pod), spec["name"]
         opts = self._exec_options(request, command=[])
-        fifo = self.runtime.stdin_path(uid, name)
-        wants_stdin = opts.stdin and bool(spec.get("stdin")) and fifo.exists()
         ws = await self._websocket(request, streams.EXEC_PROTOCOLS)
+        # The engine's attach is a blocking call: off the loop.
+        stdin = await asyncio.to_thread(self.runtime.open_stdin, uid, name) \
+            if opts.stdin and spec.get("stdin") else None
 
         def running() -> bool:
             return self.runtime.container_state(uid, name).status is ContainerStatus.RUNNING
@@ -301,10 +303,12 @@ class KubeletApi:
         def exit_code() -> int:
             return self.runtime.container_state(uid, name).exit_code or 0
 
-        session = execsession.Attach(log=self.runtime.log_path(uid, name),
-                                     stdin_fifo=fifo if wants_stdin else None,
+        session = execsession.Attach(log=self.runtime.log_path(uid, name), stdin=stdin,
                                      running=running, exit_code=exit_code)
-        await execsession.pump(ws, session, first_channel=_first(opts), command=[name])
+        try:
+            await execsession.pump(ws, session, first_channel=_first(opts), command=[name])
+        finally:
+            session.close_stdin()  # a session that ended with the container keeps it
         return ws
 
     # -- port-forward --

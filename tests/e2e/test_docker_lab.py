@@ -3,8 +3,10 @@ per node, in the node's namespace), driven by the real kubectl: the
 walking skeleton (echo replicas behind a Service, curled by name from a
 pod on the other node), exec, logs, a liveness restart, an OOM kill, a
 missing image in ErrImagePull then ImagePullBackOff, images in the node's
-status, and the isolation experiment (a 500m-limited stressor's CPU from
-its cgroup, a serving neighbour).
+status, the isolation experiment (a 500m-limited stressor's CPU from
+its cgroup, a serving neighbour), volumes (an emptyDir two containers
+share, a ConfigMap and a Secret as files), port-forward, and stdin through
+attach and ``kubectl run -i``: the process runtime's tests, on docker.
 
 Address plan: the lab's defaults (underlay 192.168.56.0/24, pods
 10.244.N.0/24 on node-N, Services 10.96.0.0/12, cluster DNS 10.96.0.10)."""
@@ -12,6 +14,8 @@ Address plan: the lab's defaults (underlay 192.168.56.0/24, pods
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import os
 import shutil
 import time
@@ -25,6 +29,9 @@ from netplane.api import meta
 from netplane.node.runtime.dockerd import DOCKER_DIR, Engine
 from tests.e2e.conftest import EXAMPLES, Lab, started_lab, wait_for
 from tests.e2e.test_kubectl_lab import KUBECTL, Kubectl
+from tests.e2e.test_pod_streams import READER, answers, curl, forwarded
+from tests.e2e.test_pod_volumes_lab import POD as SHARING
+from tests.e2e.test_pod_volumes_lab import sh
 
 pytestmark = pytest.mark.e2e
 if not os.access(KUBECTL, os.X_OK) or shutil.which("dockerd") is None:
@@ -214,3 +221,56 @@ def test_an_imported_image_runs_on_every_node(kubectl: Kubectl, lab: Lab,
             "--overrides", '{"spec": {"nodeName": "node-2"}}')
     wait_for("the imported image running", lambda: container_status(kubectl, "imported").get(
         "state", {}).get("running"), timeout=120)
+
+
+@pytest.fixture(scope="module")
+def sharing(kubectl: Kubectl) -> Kubectl:
+    """The process runtime's pod of shared volumes, with a Secret mounted
+    too; its writer makes no shared memory segment (the busybox image has
+    no ipcmk)."""
+    kubectl("create", "configmap", "game", "--from-literal=level=1", "--from-literal=mode=easy")
+    kubectl("create", "secret", "generic", "db", "--from-literal=password=s3cret")
+    manifest = copy.deepcopy(SHARING)
+    manifest["spec"]["volumes"].append({"name": "creds", "secret": {"secretName": "db"}})
+    writer, reader = manifest["spec"]["containers"]
+    writer["command"] = ["sh", "-c", "echo hi > /data/greeting && while :; do sleep 1; done"]
+    reader["volumeMounts"].append({"name": "creds", "mountPath": "/etc/creds"})
+    kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+    kubectl("wait", "--for=condition=Ready", "pod/sharing", "--timeout=80s")
+    return kubectl
+
+
+def test_volumes_an_empty_dir_shared_a_configmap_and_a_secret(sharing: Kubectl) -> None:
+    assert wait_for("the greeting", lambda: sh(sharing, "reader", "cat /shared/greeting "
+                                               "2>/dev/null || true") == "hi\n", timeout=30)
+    assert sh(sharing, "writer", "echo back > /data/reply; cat /data/greeting") == "hi\n"
+    assert sh(sharing, "reader", "cat /shared/reply") == "back\n"
+    assert sh(sharing, "reader", "cat /etc/game/level /etc/game/mode") == "1easy"
+    assert sh(sharing, "reader", "cat /etc/creds/password") == "s3cret"
+    assert sh(sharing, "writer", "df -k /fast | tail -1").split()[:2] == ["tmpfs", "8192"]
+    denied = sharing("exec", "sharing", "-c", "reader", "--", "touch", "/etc/creds/x",
+                     check=False)
+    assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+
+
+def test_port_forward_to_a_docker_pod(web: Kubectl) -> None:
+    with forwarded(web.env, "deploy/web", 8080) as address:
+        for path in ("/", "/again"):
+            assert curl(address, path).startswith("pod=web-")
+
+
+def test_attach_sends_stdin_to_a_docker_container(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", "-", stdin=json.dumps(READER))
+    kubectl("wait", "--for=condition=Ready", "pod/reader", "--timeout=80s")
+    answers(kubectl.env, "attach", "-i", "reader", line="ping", answer="got ping")
+    # Its stdin stays open for the next session (the container runs on).
+    answers(kubectl.env, "attach", "-i", "reader", line="pong", answer="got pong")
+
+
+def test_run_interactive_on_docker(kubectl: Kubectl) -> None:
+    try:
+        answers(kubectl.env, "run", "-i", "--rm", "--image=busybox", "--restart=Never",
+                "asker", "--", "sh", line="echo answer from $(hostname)",
+                answer="answer from asker")
+    finally:
+        kubectl("delete", "pod", "asker", "--ignore-not-found", "--wait=false")

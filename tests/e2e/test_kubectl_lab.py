@@ -61,12 +61,15 @@ class Kubectl:
     def __init__(self, lab: Lab, home: Path) -> None:
         self.lab, self.home = lab, home
 
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
+                "KUBECONFIG": str(self.lab.paths.kubeconfig)}
+
     def __call__(self, *args: str, check: bool = True, stdin: str | None = None,
                  ) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
-               "KUBECONFIG": str(self.lab.paths.kubeconfig)}
         out = subprocess.run([KUBECTL, "--request-timeout=30s", *args], capture_output=True,
-                             text=True, env=env, timeout=90, input=stdin, check=False)
+                             text=True, env=self.env, timeout=90, input=stdin, check=False)
         if check:
             assert out.returncode == 0, f"kubectl {' '.join(args)}: {out.stderr}"
         return out

@@ -34,11 +34,14 @@ def _manifest(trigger: str) -> str:
                 {"name": "talk", "image": "busybox", "command": ["sh", "-c", script]},
                 {"name": "web", "image": "netplane/echo:1.0",
                  "ports": [{"containerPort": 8080}]}]}}
-    reader = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"},
-              "spec": {"containers": [{"name": "reader", "image": "busybox", "stdin": True,
-                                       "command": ["sh", "-c",
-                                                   'while read l; do echo "got $l"; done']}]}}
-    return yaml.safe_dump_all([talk, reader])
+    return yaml.safe_dump_all([talk, READER])
+
+
+# A container reading its stdin (attach writes to it), answering each line.
+READER = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"},
+          "spec": {"containers": [{"name": "reader", "image": "busybox", "stdin": True,
+                                   "command": ["sh", "-c",
+                                               'while read l; do echo "got $l"; done']}]}}
 
 
 class Kubectl:
@@ -141,39 +144,57 @@ def test_exec_errors_are_kube_messages(pods: Kubectl) -> None:
     assert out.returncode == 1 and 'pods "nosuchpod" not found' in out.stderr
 
 
-def test_attach_sends_stdin_and_shows_output(pods: Kubectl) -> None:
-    attached = subprocess.Popen(["kubectl", "attach", "-i", "reader"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env=pods.env)
+def answers(env: dict[str, str], *args: str, line: str, answer: str) -> None:
+    """Runs ``kubectl ARGS`` with ``line`` written to its stdin and waits
+    for ``answer`` among the lines it prints (then stops it)."""
+    talking = subprocess.Popen(["kubectl", *args], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env=env)
     try:
-        assert attached.stdin is not None and attached.stdout is not None
-        lines = Lines(attached.stdout)
-        attached.stdin.write("ping\n")
-        attached.stdin.flush()
-        wait_for("the container's answer", lambda: "got ping" in lines.lines, timeout=20)
+        assert talking.stdin is not None and talking.stdout is not None
+        lines = Lines(talking.stdout)
+        talking.stdin.write(line + "\n")
+        talking.stdin.flush()
+        wait_for("the container's answer", lambda: answer in lines.lines, timeout=60)
     finally:
-        attached.terminate()
-        attached.wait(timeout=10)
+        talking.terminate()
+        talking.wait(timeout=10)
 
 
-def test_kubectl_port_forward(pods: Kubectl) -> None:
-    forward = pods.start("port-forward", "pod/talk", "0:8080")
+@contextlib.contextmanager
+def forwarded(env: dict[str, str], target: str, port: int) -> Iterator[str]:
+    """``kubectl port-forward TARGET 0:PORT`` while the block runs: yields
+    the local address it listens on."""
+    forward = subprocess.Popen(["kubectl", "port-forward", target, f"0:{port}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env)
     try:
         assert forward.stdout is not None
         lines = Lines(forward.stdout)
         first = wait_for("the local port", lambda: next(
             (ln for ln in lines.lines if ln.startswith("Forwarding from 127.0.0.1:")), None),
             timeout=20)
-        port = first.split("127.0.0.1:")[1].split()[0]
-        for path in ("/", "/again"):
-            got = subprocess.run(["curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{port}"
-                                  + path], capture_output=True, text=True, timeout=15,
-                                 check=False)
-            assert got.returncode == 0, got.stderr
-            assert got.stdout.startswith("pod=talk ip=10.244.")
+        yield "127.0.0.1:" + first.split("127.0.0.1:")[1].split()[0]
     finally:
         forward.terminate()
         forward.wait(timeout=10)
+
+
+def curl(address: str, path: str = "/") -> str:
+    got = subprocess.run(["curl", "-sS", "--max-time", "5", f"http://{address}{path}"],
+                         capture_output=True, text=True, timeout=15, check=False)
+    assert got.returncode == 0, got.stderr
+    return got.stdout
+
+
+def test_attach_sends_stdin_and_shows_output(pods: Kubectl) -> None:
+    answers(pods.env, "attach", "-i", "reader", line="ping", answer="got ping")
+
+
+def test_kubectl_port_forward(pods: Kubectl) -> None:
+    with forwarded(pods.env, "pod/talk", 8080) as address:
+        for path in ("/", "/again"):
+            assert curl(address, path).startswith("pod=talk ip=10.244.")
 
 
 def _python_client(lab: Lab) -> kube.CoreV1Api:

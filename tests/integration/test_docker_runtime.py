@@ -2,13 +2,15 @@
 sandbox is named into ``ip netns`` for the pod network, its containers share
 the sandbox's network and IPC, see the pod's hosts and resolv.conf, sit in
 the pod's cgroup with their limits, write their output to the pod's log
-files, restart with the previous instance's log kept, end OOMKilled when
+files, take stdin from attach sessions (the container's stdin open across
+them), restart with the previous instance's log kept, end OOMKilled when
 over their memory, are found again by a new runtime instance, and go with
 the pod. Nothing is networked: the sandbox has only loopback."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 import uuid
@@ -175,3 +177,20 @@ def test_a_missing_image_is_an_error_and_the_pod_goes_whole(pod: Pod, engine: En
         left = c.containers(all=True, filters={"label": [f"io.kubernetes.pod.uid={pod.uid}"]})
     assert left == []
     assert not pod.runtime.pod_dir(pod.uid).exists()
+
+
+def test_attach_stdin_reaches_the_container_and_stays_open_after(pod: Pod) -> None:
+    pod.start(busybox("reader", 'while read l; do echo "got $l"; done', stdin=True))
+    pod.start(busybox("deaf", "sleep 600"))
+    assert pod.runtime.open_stdin(pod.uid, "deaf") is None
+    log = pod.runtime.log_path(pod.uid, "reader")
+    for word in ("ping", "pong"):  # two sessions, one after the other
+        fd = pod.runtime.open_stdin(pod.uid, "reader")
+        assert fd is not None
+        try:
+            os.write(fd, f"{word}\n".encode())
+            wait_for(lambda answer=f"got {word}\n": answer in log.read_text())
+        finally:
+            os.close(fd)
+    assert log.read_text() == "got ping\ngot pong\n"
+    assert pod.runtime.container_state(pod.uid, "reader").status is ContainerStatus.RUNNING

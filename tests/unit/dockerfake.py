@@ -7,6 +7,7 @@ tests/integration."""
 from __future__ import annotations
 
 import itertools
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,10 @@ class FakeContainer:
     started_at: str = "0001-01-01T00:00:00Z"
     finished_at: str = "0001-01-01T00:00:00Z"
     output: bytes = b""
+    stdin_open: bool = False
+    stdin_once: bool = False
+    # The engine's ends of attach streams, in the order they were made.
+    attached: list[socket.socket] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +82,7 @@ class FakeEngine:
     def create_container(self, image: str, *, name: str, labels: dict[str, str],
                          host_config: dict[str, Any], entrypoint: list[str] | None = None,
                          command: list[str] | None = None, environment: list[str] | None = None,
+                         stdin_open: bool = False, detach: bool = False,
                          **_: Any) -> dict[str, str]:
         if self._image(image) not in self.images:
             raise docker.errors.ImageNotFound(f"No such image: {image}")
@@ -85,7 +91,10 @@ class FakeEngine:
                                          f'"/{name}" is already in use')
         cid = f"{next(_ids):064x}"
         self.made[cid] = FakeContainer(cid, name, self._image(image), dict(labels),
-                                       host_config, entrypoint, command, environment or [])
+                                       host_config, entrypoint, command, environment or [],
+                                       stdin_open=stdin_open,
+                                       # The SDK's rule: attached at creation, once.
+                                       stdin_once=stdin_open and not detach)
         return {"Id": cid}
 
     def _get(self, cid: str) -> FakeContainer:
@@ -108,6 +117,15 @@ class FakeEngine:
         if c.running and not force:
             raise docker.errors.APIError("409", explanation="container is running")
         del self.made[cid]
+
+    def attach_socket(self, cid: str, params: dict[str, int] | None = None) -> socket.socket:
+        """The client's end of a socket pair; the engine's end is kept."""
+        c = self._get(cid)
+        if not c.running:
+            raise docker.errors.APIError("409", explanation=f"container {cid} is not running")
+        ours, theirs = socket.socketpair()
+        c.attached.append(ours)
+        return theirs
 
     def logs(self, cid: str, **_: Any) -> Any:
         return iter([self._get(cid).output])
@@ -133,7 +151,8 @@ class FakeEngine:
     def inspect_container(self, cid: str) -> dict[str, Any]:
         c = self._get(cid)
         return {"Id": c.id, "Image": f"sha256:{abs(hash(c.image)):064x}"[:71],
-                "Config": {"Labels": dict(c.labels)},
+                "Config": {"Labels": dict(c.labels), "OpenStdin": c.stdin_open,
+                           "StdinOnce": c.stdin_once},
                 "State": {"Running": c.running, "Pid": c.pid if c.running else 0,
                           "ExitCode": c.exit_code, "OOMKilled": c.oom_killed,
                           "StartedAt": c.started_at, "FinishedAt": c.finished_at}}

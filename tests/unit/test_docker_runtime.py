@@ -2,12 +2,15 @@
 sandbox first, containers labelled with their attempt and joined to it,
 states read from the engine (running, exited, OOMKilled, never started),
 the previous attempt kept and older ones removed, a new runtime instance
-finding running containers, the pod removed whole, and the engine's
+finding running containers, attach's stdin written to the engine's attach
+stream, the pod removed whole, and the engine's
 errors said as the pod manager expects them (ImageNotRunnable: the image
 is missing or the engine refused; ImagePullError: a pull failed)."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +148,38 @@ def test_images_as_the_node_lists_them(rt: DockerRuntime) -> None:
     assert [i["names"] for i in listed] == [["netplane/echo:latest"], ["busybox:latest"],
                                             ["netplane/pause:3.10"]]
     assert rt.version() == "20.10.24+dfsg1"
+
+
+def _received(end: socket.socket, size: int) -> bytes:
+    end.settimeout(10)
+    data = b""
+    while len(data) < size and (chunk := end.recv(size - len(data))):
+        data += chunk
+    return data
+
+
+def test_attach_writes_stdin_to_the_engines_attach_stream(rt: DockerRuntime,
+                                                          engine: FakeEngine) -> None:
+    rt.create_sandbox(POD, "np-uid-1")
+    start(rt, {"name": "reader", "image": "busybox", "stdin": True})
+    start(rt, {"name": "quiet", "image": "busybox"})
+    (reader,) = engine.by_name("reader")
+    # Its stdin stays open across attach sessions, as the process runtime's FIFO.
+    assert reader.stdin_open and not reader.stdin_once
+    assert rt.open_stdin("uid-1", "quiet") is None  # made without stdin: nothing to attach
+    assert rt.open_stdin("uid-1", "nope") is None
+    fd = rt.open_stdin("uid-1", "reader")
+    assert fd is not None
+    os.write(fd, b"ping\n")
+    os.close(fd)
+    (first,) = reader.attached
+    assert _received(first, 5) == b"ping\n"
+    assert first.recv(1) == b""  # closed: the stream ends, the container runs on
+    assert rt.container_state("uid-1", "reader").status is ContainerStatus.RUNNING
+    again = rt.open_stdin("uid-1", "reader")  # and can be attached again
+    assert again is not None
+    os.close(again)
+    engine.exit(reader.id, 0)
+    assert rt.open_stdin("uid-1", "reader") is None
+    for end in reader.attached:
+        end.close()

@@ -17,7 +17,8 @@ as dockershim ran them for the kubelet:
   cgroups go under the pod's (``kubepods/<qos>/pod<uid>/<container id>``,
   the kubelet's cgroupfs layout), and an OOM kill is the engine's word;
 - output is copied from the engine into the same log files the process
-  runtime writes, so ``kubectl logs`` (and ``--previous``) read them alike.
+  runtime writes, so ``kubectl logs`` (and ``--previous``) read them alike;
+  attach reads them too, and writes stdin to the engine's attach stream.
 
 Files of the pod (resolv.conf, hosts, volumes, logs) stay where the process
 runtime keeps them: this class inherits that part."""
@@ -276,6 +277,9 @@ class DockerRuntime(ProcessRuntime):
                 environment=[f"{k}={v}" for k, v in full_env.items()],
                 working_dir=container.get("workingDir"),
                 stdin_open=bool(container.get("stdin")), tty=bool(container.get("tty")),
+                # Not attached at creation: the SDK makes such a container
+                # StdinOnce, whose stdin would close with the first attach.
+                detach=True,
                 labels={POD_UID: pod_uid, POD_NAME: pod_name, POD_NAMESPACE: namespace,
                         CONTAINER_NAME: name, ATTEMPT: str(attempt)},
                 host_config=self.api.create_host_config(**host))["Id"]
@@ -316,12 +320,18 @@ class DockerRuntime(ProcessRuntime):
             self._copiers[ctr] = thread
             thread.start()
 
+    def _stream_client(self) -> Any:
+        """A client of its own, with no read timeout, for a stream that holds
+        its connection long (a followed log, an attach): a quiet container
+        sends nothing for long, and the shared client's pool is small. The
+        shared one where there is no engine address (a test's fake)."""
+        if not self._url:
+            return self.api
+        return docker.APIClient(base_url=self._url, version="auto",
+                                timeout=None)  # type: ignore[arg-type]
+
     def _copy(self, ctr: str, path: Path, since: int | None) -> None:
-        # A client of its own, with no read timeout: a followed stream holds
-        # its connection for the container's life (a quiet one sends nothing
-        # for long), and the shared client's pool is small.
-        api = docker.APIClient(base_url=self._url, version="auto",
-                               timeout=None) if self._url else self.api  # type: ignore[arg-type]
+        api = self._stream_client()
         try:
             stream = api.logs(ctr, stream=True, follow=True, since=since)
             with path.open("ab") as out:
@@ -330,6 +340,37 @@ class DockerRuntime(ProcessRuntime):
                     out.flush()
         except _ERRORS as e:
             log.debug("copying the output of %s ended: %s", ctr[:12], e)
+        finally:
+            if api is not self.api:
+                api.close()
+
+    def open_stdin(self, pod_uid: str, container_name: str) -> int | None:
+        """The engine's attach stream of the container, stdin only (its output
+        reaches the log file already): a descriptor of the hijacked
+        connection, which the engine copies to the container's stdin until
+        it is closed. The container's stdin stays open after (it is made
+        without ``StdinOnce``, as the process runtime's FIFO stays open)."""
+        try:
+            info = self._latest(pod_uid, container_name)
+        except _ERRORS:
+            return None
+        if info is None or not info["State"]["Running"] or \
+                not (info.get("Config") or {}).get("OpenStdin"):
+            return None
+        api = self._stream_client()
+        try:
+            sock = api.attach_socket(info["Id"], params={"stdin": 1, "stream": 1})
+            # A descriptor of our own: closing the SDK's objects then drops
+            # their references only (no shutdown), the connection stays up.
+            fd = os.dup(sock.fileno())
+            response = getattr(sock, "_response", None)
+            if response is not None:
+                response.close()
+            sock.close()
+            return fd
+        except _ERRORS as e:
+            log.debug("attaching to %s failed: %s", info["Id"][:12], e)
+            return None
         finally:
             if api is not self.api:
                 api.close()

@@ -382,6 +382,16 @@ class ProcessRuntime:
             out += ["--cwd", str(cwd)]
         return [*out, "--", *argv]
 
+    def open_stdin(self, pod_uid: str, container_name: str) -> int | None:
+        """The write end of the container's stdin FIFO. Closing it leaves the
+        container's stdin open (its own descriptor is a writer too), as
+        for a container without ``stdinOnce``."""
+        try:
+            return os.open(self.stdin_path(pod_uid, container_name),
+                           os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # none (no stdin), or no reader left (ENXIO)
+            return None
+
     def _stdin(self, pod_uid: str, name: str) -> int:
         """The container's stdin FIFO, opened read-write: the container never
         sees end-of-file while no one is attached."""
