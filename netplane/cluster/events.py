@@ -11,7 +11,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from netplane.api import meta, resources
@@ -141,12 +141,16 @@ def _key(ev: Obj) -> tuple[str, ...]:
 
 
 class Recorder:
+    """Events go into a queue that one writer task drains, in order (as
+    client-go's broadcaster), so counts never go backwards and a burst of
+    events costs the caller an append each, not a task each."""
+
     def __init__(self, client: Client, source: Source) -> None:
         self.client, self.source = client, source
         # Aggregation key -> (namespace, name, count) of the Event written for it.
         self._seen: OrderedDict[tuple[str, ...], tuple[str, str, int]] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._lock = asyncio.Lock()
+        self._queue: deque[Obj] = deque()
+        self._writer: asyncio.Task[None] | None = None
 
     def normal(self, obj: Obj, reason: Reason, message: str, *, field_path: str = "") -> None:
         self.record(obj, EventType.NORMAL, reason, message, field_path=field_path)
@@ -156,29 +160,32 @@ class Recorder:
 
     def record(self, obj: Obj, type_: EventType, reason: Reason, message: str, *,
                field_path: str = "") -> None:
-        ev = new_event(obj, type_, reason, message, self.source, field_path=field_path)
-        task = asyncio.get_running_loop().create_task(self._write(ev))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._queue.append(new_event(obj, type_, reason, message, self.source,
+                                     field_path=field_path))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
 
     async def flush(self) -> None:
         """Waits for the events recorded so far to be written (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            await self._write(self._queue.popleft())
 
     async def _write(self, ev: Obj) -> None:
         key = _key(ev)
-        async with self._lock:  # one writer, so counts never go backwards
-            try:
-                seen = self._seen.get(key)
-                if seen is not None and await self._bump(ev, *seen):
-                    return
-                created = await self.client.create(resources.EVENT, ev)
-                self._remember(key, meta.namespace(created), meta.name(created), 1)
-            except ApiError as e:
-                log.debug("event %s %s not recorded: %s", ev["reason"], ev["message"], e)
-            except OSError as e:
-                log.debug("event not recorded, API unreachable: %s", e)
+        try:
+            seen = self._seen.get(key)
+            if seen is not None and await self._bump(ev, *seen):
+                return
+            created = await self.client.create(resources.EVENT, ev)
+            self._remember(key, meta.namespace(created), meta.name(created), 1)
+        except ApiError as e:
+            log.debug("event %s %s not recorded: %s", ev["reason"], ev["message"], e)
+        except OSError as e:
+            log.debug("event not recorded, API unreachable: %s", e)
 
     async def _bump(self, ev: Obj, namespace: str, name: str, count: int) -> bool:
         patch = {"count": count + 1, "lastTimestamp": ev["lastTimestamp"],
