@@ -91,6 +91,11 @@ def keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     return sock
 
 
+# What a request raises when the API cannot be reached or the connection
+# breaks, besides the API's own errors (ApiError).
+UNREACHABLE: tuple[type[Exception], ...] = (aiohttp.ClientError, OSError, TimeoutError)
+
+
 class Client:
     def __init__(self, conn: Connection, *, user_agent: str = "netplane") -> None:
         self.conn = conn

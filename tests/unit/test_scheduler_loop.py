@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from netplane.api import meta, resources
@@ -261,3 +262,35 @@ async def test_each_profile_schedules_its_own_pods_and_no_others(tmp_path: Path)
                 await asyncio.gather(task, return_exceptions=True)
     finally:
         await server.stop()
+
+
+class DroppingClient(ConflictingClient):
+    """Drops the connection on the first bind, as an API server restarting does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.binds: list[str] = []
+
+    async def bind(self, pod: Obj, node: str) -> Obj:
+        self.binds.append(node)
+        if len(self.binds) == 1:
+            raise aiohttp.ServerDisconnectedError()
+        return {}
+
+
+async def test_a_bind_the_api_never_answered_is_forgotten_and_tried_again() -> None:
+    fake = DroppingClient()
+    scheduler = Scheduler(fake)  # type: ignore[arg-type]
+    scheduler.on_node(None, {"metadata": {"name": "node-1", "resourceVersion": "1"},
+                             "status": {"allocatable": {"cpu": "2", "memory": "4Gi",
+                                                        "pods": "10"}}})
+    web = {**pod("web"), "metadata": {"name": "web", "namespace": NS, "uid": "u1"},
+           "status": {"phase": "Pending"}}
+    await scheduler.schedule_one(web)
+    await asyncio.gather(*scheduler.binding)
+    assert fake.binds == ["node-1"]
+    assert "u1" not in scheduler.assumed  # not assumed for ever
+    assert not scheduler.cache.infos["node-1"].pods
+    await scheduler.schedule_one(web)  # the queue's retry, after its back-off
+    await asyncio.gather(*scheduler.binding)
+    assert fake.binds == ["node-1", "node-1"]

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from netplane.api import meta, priority, resources, selectors, storage
 from netplane.api.meta import Obj
-from netplane.cluster.client import ApiError, Client, Informer
+from netplane.cluster.client import UNREACHABLE, ApiError, Client, Informer
 from netplane.cluster.events import Reason, Recorder, Source
 from netplane.cluster.scheduler import events
 from netplane.cluster.scheduler.config import DEFAULT_SCHEDULER, Deps, ProfileSpec, build
@@ -35,6 +35,7 @@ from netplane.cluster.scheduler.spread import default_selector
 from netplane.cluster.scheduler.volumes import VolumeBinding
 
 log = logging.getLogger(__name__)
+_BIND_FAILED: tuple[type[Exception], ...] = (ApiError, *UNREACHABLE)
 
 
 def _pending(pod: Obj) -> bool:
@@ -232,8 +233,9 @@ class Scheduler:
                     "metadata": {"annotations": {storage.SELECTED_NODE: node}}},
                     meta.namespace(pvc))
             await self.client.bind(pod, node)
-        except ApiError as e:
-            # Forgotten, and tried again after back-off (kube's unreserve).
+        except _BIND_FAILED as e:
+            # Forgotten, and tried again after back-off (kube's unreserve); an
+            # unreachable API too, or the pod would stay assumed for ever.
             log.debug("binding %s failed: %s", meta.namespaced_name(pod), e)
             self.assumed.pop(meta.uid(pod), None)
             current = self._cached(_key(pod))
