@@ -29,7 +29,7 @@ from netplane.api import meta
 from netplane.node.runtime.dockerd import DOCKER_DIR, Engine
 from tests.e2e.conftest import EXAMPLES, Lab, started_lab, wait_for
 from tests.e2e.test_kubectl_lab import KUBECTL, Kubectl
-from tests.e2e.test_pod_streams import READER, answers, curl, forwarded
+from tests.e2e.test_pod_streams import READER, answers, curl, forwarded, run_interactive
 from tests.e2e.test_pod_volumes_lab import POD as SHARING
 from tests.e2e.test_pod_volumes_lab import sh
 
@@ -269,8 +269,8 @@ def test_attach_sends_stdin_to_a_docker_container(kubectl: Kubectl) -> None:
 
 def test_run_interactive_on_docker(kubectl: Kubectl) -> None:
     try:
-        answers(kubectl.env, "run", "-i", "--rm", "--image=busybox", "--restart=Never",
-                "asker", "--", "sh", line="echo answer from $(hostname)",
-                answer="answer from asker")
+        # stdinOnce (the engine's StdinOnce): the input's end ends it all.
+        assert "answer from asker" in run_interactive(
+            kubectl.env, "asker", "echo answer from $(hostname)\n")
     finally:
         kubectl("delete", "pod", "asker", "--ignore-not-found", "--wait=false")

@@ -161,6 +161,20 @@ def answers(env: dict[str, str], *args: str, line: str, answer: str) -> None:
         talking.wait(timeout=10)
 
 
+def run_interactive(env: dict[str, str], name: str, script: str) -> str:
+    """``kubectl run -i --rm ... -- sh`` with ``script`` as its whole input:
+    kubectl sets stdinOnce, so the end of the input ends the shell, the pod
+    and kubectl (which deletes the pod). Its output."""
+    got = subprocess.run(["kubectl", "run", "-i", "--rm", "--image=busybox",
+                          "--restart=Never", name, "--command", "--", "sh"],
+                         input=script, capture_output=True, text=True, env=env, timeout=120)
+    assert got.returncode == 0, got.stderr
+    gone = subprocess.run(["kubectl", "get", "pod", name], capture_output=True, text=True,
+                          env=env)
+    assert f'pods "{name}" not found' in gone.stderr
+    return got.stdout
+
+
 @contextlib.contextmanager
 def forwarded(env: dict[str, str], target: str, port: int) -> Iterator[str]:
     """``kubectl port-forward TARGET 0:PORT`` while the block runs: yields
@@ -189,6 +203,11 @@ def curl(address: str, path: str = "/") -> str:
 
 def test_attach_sends_stdin_and_shows_output(pods: Kubectl) -> None:
     answers(pods.env, "attach", "-i", "reader", line="ping", answer="got ping")
+
+
+def test_run_interactive_ends_with_its_input(pods: Kubectl) -> None:
+    assert "answer from asker" in run_interactive(
+        pods.env, "asker", "echo answer from $(hostname)\n")
 
 
 def test_kubectl_port_forward(pods: Kubectl) -> None:

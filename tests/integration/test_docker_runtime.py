@@ -194,3 +194,20 @@ def test_attach_stdin_reaches_the_container_and_stays_open_after(pod: Pod) -> No
             os.close(fd)
     assert log.read_text() == "got ping\ngot pong\n"
     assert pod.runtime.container_state(pod.uid, "reader").status is ContainerStatus.RUNNING
+
+
+def test_stdin_once_closes_when_the_first_attach_ends(pod: Pod) -> None:
+    pod.start(busybox("once", 'while read l; do echo "got $l"; done; echo ended',
+                      stdin=True, stdinOnce=True))
+    log = pod.runtime.log_path(pod.uid, "once")
+    fd = pod.runtime.open_stdin(pod.uid, "once")
+    assert fd is not None
+    try:
+        os.write(fd, b"ping\n")
+        wait_for(lambda: "got ping\n" in log.read_text())
+    finally:
+        os.close(fd)
+    # The engine's StdinOnce: the session's end is the end of the input.
+    wait_for(lambda: "ended\n" in log.read_text())
+    wait_for(lambda: pod.runtime.container_state(pod.uid, "once").status
+             is ContainerStatus.EXITED)

@@ -64,7 +64,9 @@ def _containers(trigger: Path) -> list[Obj]:
               "echo three; exec sleep 600")
     return [{"name": "talk", "image": "busybox", "command": ["sh", "-c", script]},
             {"name": "web", "image": "netplane/echo:1.0", "ports": [{"containerPort": 8080}]},
-            {"name": "reader", "image": "busybox", "command": ["cat"], "stdin": True}]
+            {"name": "reader", "image": "busybox", "command": ["cat"], "stdin": True},
+            {"name": "once", "image": "busybox", "command": ["sh", "-c", "cat; echo ended-$?"],
+             "stdin": True, "stdinOnce": True}]
 
 
 @pytest.fixture
@@ -216,6 +218,26 @@ async def test_attach_relays_stdin_and_output(agent: Agent) -> None:
             got += streams.decode(msg.data).data
     state = agent.runtime.container_state(UID, "reader")
     assert state.status is ContainerStatus.RUNNING  # attach ending leaves it running
+
+
+async def test_stdin_once_closes_with_the_first_attach(agent: Agent) -> None:
+    got = b""
+    async with agent.session() as s:
+        async with s.ws_connect(f"{agent.base}/attach/{NS}/{POD}/once?stdin=1&stdout=1",
+                                protocols=(streams.V5,)) as ws:
+            await ws.send_bytes(streams.encode(streams.Channel.STDIN, b"ping\n"))
+            while b"ping\n" not in got:
+                msg = await asyncio.wait_for(ws.receive(), 10)
+                got += streams.decode(msg.data).data
+        # The session is over: the container's cat reads end-of-file, as the
+        # kubelet's stdinOnce has it (`kubectl run -i` ends with its input).
+        log = agent.runtime.log_path(UID, "once")
+        for _ in range(200):
+            if b"ended-0" in log.read_bytes():
+                break
+            await asyncio.sleep(0.05)
+        assert b"ended-0" in log.read_bytes()
+    assert agent.runtime.open_stdin(UID, "once") is None  # no second session
 
 
 async def _forward_channels(agent: Agent) -> str:

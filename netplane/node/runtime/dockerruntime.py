@@ -277,9 +277,9 @@ class DockerRuntime(ProcessRuntime):
                 environment=[f"{k}={v}" for k, v in full_env.items()],
                 working_dir=container.get("workingDir"),
                 stdin_open=bool(container.get("stdin")), tty=bool(container.get("tty")),
-                # Not attached at creation: the SDK makes such a container
-                # StdinOnce, whose stdin would close with the first attach.
-                detach=True,
+                # The SDK makes a container it does not detach StdinOnce: its
+                # stdin closes when the first attach ends, as stdinOnce asks.
+                detach=not container.get("stdinOnce"),
                 labels={POD_UID: pod_uid, POD_NAME: pod_name, POD_NAMESPACE: namespace,
                         CONTAINER_NAME: name, ATTEMPT: str(attempt)},
                 host_config=self.api.create_host_config(**host))["Id"]
@@ -348,8 +348,8 @@ class DockerRuntime(ProcessRuntime):
         """The engine's attach stream of the container, stdin only (its output
         reaches the log file already): a descriptor of the hijacked
         connection, which the engine copies to the container's stdin until
-        it is closed. The container's stdin stays open after (it is made
-        without ``StdinOnce``, as the process runtime's FIFO stays open)."""
+        it is closed. The container's stdin stays open after, unless it has
+        ``stdinOnce`` (the engine's StdinOnce closes it then)."""
         try:
             info = self._latest(pod_uid, container_name)
         except _ERRORS:

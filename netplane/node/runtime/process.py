@@ -141,6 +141,9 @@ class ProcessRuntime:
         self._python = python
         self._launcher = list(launcher) if launcher is not None else None
         self._children: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        # The writer end that keeps a stdinOnce container's stdin open until
+        # the first attach takes it (and closes it when that session ends).
+        self._once: dict[tuple[str, str], int] = {}
         # OOM kills a container's cgroup had already counted at its start.
         self._oom_base: dict[tuple[str, str], int] = {}
 
@@ -263,7 +266,7 @@ class ProcessRuntime:
         launcher = [*(self._launcher or default_launcher(self._python)), *args]
         procs = self._container_cgroup(pod_uid, name, container, pod_cgroup)
         pid = self._spawn(pod_uid, name, launcher, stdin=bool(container.get("stdin")),
-                          cgroup_procs=procs)
+                          stdin_once=bool(container.get("stdinOnce")), cgroup_procs=procs)
         # The C launcher hands a container needing a root of its own to the
         # Python one: that is not the command yet either.
         handover = [*python_launcher(self._python), *args]
@@ -358,6 +361,8 @@ class ProcessRuntime:
         for c in list(self._children):
             if c[0] == pod_uid:
                 del self._children[c]
+        for c in [c for c in self._once if c[0] == pod_uid]:
+            os.close(self._once.pop(c))
         # Memory-backed volumes and the IPC namespace's bind go first.
         unmount_under(self.pod_dir(pod_uid))
         shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
@@ -384,24 +389,48 @@ class ProcessRuntime:
 
     def open_stdin(self, pod_uid: str, container_name: str) -> int | None:
         """The write end of the container's stdin FIFO. Closing it leaves the
-        container's stdin open (its own descriptor is a writer too), as
-        for a container without ``stdinOnce``."""
+        container's stdin open (its own descriptor is a writer too), unless
+        the container has ``stdinOnce``: the first attach then gets the one
+        writer left, and the container reads end-of-file when it is closed;
+        later ones get nothing, as the kubelet's."""
+        key = (pod_uid, container_name)
+        if key in self._once:
+            fd = self._once.pop(key)
+            os.set_blocking(fd, False)  # written from the event loop
+            return fd
+        if self._is_once(pod_uid, container_name):
+            return None
         try:
             return os.open(self.stdin_path(pod_uid, container_name),
                            os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:  # none (no stdin), or no reader left (ENXIO)
             return None
 
-    def _stdin(self, pod_uid: str, name: str) -> int:
+    def _is_once(self, pod_uid: str, name: str) -> bool:
+        return (self.pod_dir(pod_uid) / f"{_check_name('container name', name)}.stdin-once"
+                ).exists()
+
+    def _stdin(self, pod_uid: str, name: str, once: bool) -> int:
         """The container's stdin FIFO, opened read-write: the container never
-        sees end-of-file while no one is attached."""
+        sees end-of-file while no one is attached. With ``once``, read-only,
+        beside a writer kept for the first attach."""
         fifo = self.stdin_path(pod_uid, name)
         if not fifo.exists():
             os.mkfifo(fifo, 0o600)
-        return os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        marker = self.pod_dir(pod_uid) / f"{name}.stdin-once"
+        old = self._once.pop((pod_uid, name), None)
+        if old is not None:
+            os.close(old)
+        if not once:
+            marker.unlink(missing_ok=True)
+            return os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        marker.touch()
+        self._once[(pod_uid, name)] = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        return os.open(fifo, os.O_RDONLY | os.O_CLOEXEC)  # a writer exists: no wait
 
     def _spawn(self, pod_uid: str, name: str, launcher: list[str], *,
-               stdin: bool = False, cgroup_procs: Sequence[Path] = ()) -> int:
+               stdin: bool = False, stdin_once: bool = False,
+               cgroup_procs: Sequence[Path] = ()) -> int:
         pod_dir = self.pod_dir(pod_uid)
         pod_dir.mkdir(parents=True, exist_ok=True)
         (pod_dir / f"{name}.exit").unlink(missing_ok=True)
@@ -409,7 +438,7 @@ class ProcessRuntime:
         if log_path.exists():
             # A restart: the last instance's output is kept for --previous.
             os.replace(log_path, self.previous_log_path(pod_uid, name))
-        stdin_fd = self._stdin(pod_uid, name) if stdin else subprocess.DEVNULL
+        stdin_fd = self._stdin(pod_uid, name, stdin_once) if stdin else subprocess.DEVNULL
         try:
             with open(pod_dir / f"{name}.log", "ab") as log:
                 proc = subprocess.Popen(
