@@ -597,6 +597,8 @@ class PodManager:
             message = f'Back-off pulling image "{image}"'
             if crec.waiting[0] != "ImagePullBackOff":
                 self.events.normal(pod, Reason.BACK_OFF, message, field_path=field)
+                self.events.warning(pod, Reason.FAILED, "Error: ImagePullBackOff",
+                                    field_path=field)
             crec.waiting = ("ImagePullBackOff", message)
             if rec is not None:
                 rec.next_due = min(rec.next_due, crec.pull_backoff.not_before)

@@ -181,6 +181,7 @@ def test_a_missing_image_is_err_image_pull_then_back_off(kubectl: Kubectl) -> No
                for r, m in said)
     assert ("Failed", "Error: ErrImagePull") in said
     assert ("BackOff", 'Back-off pulling image "nginx:1.27"') in said
+    assert ("Failed", "Error: ImagePullBackOff") in said
 
 
 def test_a_cpu_limit_holds_a_busy_loop_to_half_a_cpu(kubectl: Kubectl, lab: Lab) -> None:

@@ -76,9 +76,13 @@ def test_a_failed_pull_is_err_image_pull_then_back_off(step: Step, engine: FakeE
     assert crec.pull_backoff.current == 10.0
     assert step.record.next_due == crec.pull_backoff.not_before
     # Within the back-off: no pull, ImagePullBackOff (its event once).
+    said = []
     for _ in range(2):
         assert step(crec, c) == ""
         assert crec.waiting == ("ImagePullBackOff", 'Back-off pulling image "nginx:1.27"')
+        said += step.events.seen
+    assert said == [("Normal", "BackOff", 'Back-off pulling image "nginx:1.27"'),
+                    ("Warning", "Failed", "Error: ImagePullBackOff")]
     assert engine.pulled == ["nginx:1.27"]
     # Each failed try doubles the wait, up to 5 min.
     waits = []
