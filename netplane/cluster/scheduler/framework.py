@@ -229,8 +229,13 @@ class Equivalence:
         self.rankings.move_to_end(key)
         return ranking
 
-    def memo(self, pod: Obj, profile: str = "") -> Memo:
-        key = f"{profile}\0{shape(pod)}"
+    @staticmethod
+    def key(pod: Obj, profile: str = "") -> str:
+        """What the memo and the rankings of ``pod``'s shape are kept by."""
+        return f"{profile}\0{shape(pod)}"
+
+    def memo(self, pod: Obj, profile: str = "", *, key: str | None = None) -> Memo:
+        key = key if key is not None else self.key(pod, profile)
         memo = self.memos.get(key)
         if memo is None:
             memo = self.memos[key] = {}
@@ -377,8 +382,8 @@ def run_scores(state: CycleState, pod: Obj, feasible: Sequence[NodeInfo],
 
 
 def _ranked(state: CycleState, pod: Obj, nodes: Snapshot, profile: Profile,
-            filters: Sequence[FilterPlugin], cache: Equivalence, start: int,
-            to_find: int) -> Decision | None:
+            filters: Sequence[FilterPlugin], cache: Equivalence, shape_key: str,
+            start: int, to_find: int) -> Decision | None:
     """The decision from the shape's ranking, kept across pods (see
     ranking.py); None when it does not apply: a scorer that is not
     node-local has a say, a normalising one ranks the nodes apart, or no
@@ -396,7 +401,7 @@ def _ranked(state: CycleState, pod: Obj, nodes: Snapshot, profile: Profile,
             normalizing.append(w)
         else:
             local.append((str(getattr(w.plugin, "name", "")), w))
-    key = "\0".join((profile.name, shape(pod), ",".join(f.name for f in filters),
+    key = "\0".join((shape_key, ",".join(f.name for f in filters),
                      ",".join(f"{n}*{w.weight}" for n, w in local),
                      ",".join(str(getattr(w.plugin, "name", "")) for w in normalizing)))
 
@@ -473,14 +478,17 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     to_find = len(nodes) if trace is not None else nodes_to_find(profile.percentage,
                                                                    len(nodes))
     start %= len(nodes)
-    memo = cache.memo(pod, profile.name) if cache is not None and trace is None else None
+    shape_key = Equivalence.key(pod, profile.name) if cache is not None and trace is None \
+        else ""
+    memo = cache.memo(pod, key=shape_key) if cache is not None and trace is None else None
     # The filters' verdicts are memoised only when every filter left is node-local.
     filter_memo = memo if memo is not None and all(node_local(f) for f in filters) else None
     crowded = bool(nominated)  # any pod nominated anywhere (rare): checked per node
     if filter_memo is not None and not crowded and isinstance(nodes, Snapshot) \
             and nodes.feed is not None and nodes.epoch == nodes.feed.epoch:
         assert cache is not None
-        ranked = _ranked(state, pod, nodes, profile, filters, cache, start, to_find)
+        ranked = _ranked(state, pod, nodes, profile, filters, cache, shape_key, start,
+                         to_find)
         if ranked is not None:
             return ranked
     feasible: list[NodeInfo] = []

@@ -95,13 +95,16 @@ class Ranking(Generic[N]):
             self.best[p] = score * self.size + (self.size - 1 - i)
         self.versions[i] = self.infos[i].version
 
+    def _pull(self, p: int) -> None:
+        """Subtree ``p`` from its two children."""
+        left, right = self.best[2 * p], self.best[2 * p + 1]
+        self.count[p] = self.count[2 * p] + self.count[2 * p + 1]
+        self.best[p] = left if left > right else right
+
     def _fix_up(self, p: int) -> None:
-        count, best = self.count, self.best
         p >>= 1
         while p:
-            left, right = best[2 * p], best[2 * p + 1]
-            count[p] = count[2 * p] + count[2 * p + 1]
-            best[p] = left if left > right else right
+            self._pull(p)
             p >>= 1
 
     def sync(self, feed: ChangeFeed, judge: Callable[[N], Verdict]) -> None:
@@ -112,9 +115,7 @@ class Ranking(Generic[N]):
             for i, info in enumerate(self.infos):
                 self._set_leaf(i, judge(info))
             for p in range(self.size - 1, 0, -1):
-                left, right = self.best[2 * p], self.best[2 * p + 1]
-                self.count[p] = self.count[2 * p] + self.count[2 * p + 1]
-                self.best[p] = left if left > right else right
+                self._pull(p)
         else:
             for name in changed:
                 j = self.index.get(name)
