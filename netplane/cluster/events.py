@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
-from netplane.cluster.client import ApiError, Client, NotFound
+from netplane.cluster.client import UNREACHABLE, ApiError, Client, NotFound
 
 log = logging.getLogger(__name__)
 CACHE_SIZE = 4096
@@ -184,7 +184,8 @@ class Recorder:
             self._remember(key, meta.namespace(created), meta.name(created), 1)
         except ApiError as e:
             log.debug("event %s %s not recorded: %s", ev["reason"], ev["message"], e)
-        except OSError as e:
+        except UNREACHABLE as e:
+            # Caught, not raised: the one writer task must live on for the queue.
             log.debug("event not recorded, API unreachable: %s", e)
 
     async def _bump(self, ev: Obj, namespace: str, name: str, count: int) -> bool:
