@@ -207,36 +207,35 @@ async def test_exec_with_a_tty_follows_resize(agent: Agent) -> None:
     assert b"/dev/pts/" in out
 
 
-async def test_attach_relays_stdin_and_output(agent: Agent) -> None:
+async def _attach_ping(agent: Agent, container: str) -> None:
+    """One attach session to ``container`` that sends a line and sees it
+    echoed, then ends."""
     got = b""
     async with agent.session() as s, s.ws_connect(
-            f"{agent.base}/attach/{NS}/{POD}/reader?stdin=1&stdout=1",
+            f"{agent.base}/attach/{NS}/{POD}/{container}?stdin=1&stdout=1",
             protocols=(streams.V5,)) as ws:
         await ws.send_bytes(streams.encode(streams.Channel.STDIN, b"ping\n"))
         while b"ping\n" not in got:
             msg = await asyncio.wait_for(ws.receive(), 10)
             got += streams.decode(msg.data).data
+
+
+async def test_attach_relays_stdin_and_output(agent: Agent) -> None:
+    await _attach_ping(agent, "reader")
     state = agent.runtime.container_state(UID, "reader")
     assert state.status is ContainerStatus.RUNNING  # attach ending leaves it running
 
 
 async def test_stdin_once_closes_with_the_first_attach(agent: Agent) -> None:
-    got = b""
-    async with agent.session() as s:
-        async with s.ws_connect(f"{agent.base}/attach/{NS}/{POD}/once?stdin=1&stdout=1",
-                                protocols=(streams.V5,)) as ws:
-            await ws.send_bytes(streams.encode(streams.Channel.STDIN, b"ping\n"))
-            while b"ping\n" not in got:
-                msg = await asyncio.wait_for(ws.receive(), 10)
-                got += streams.decode(msg.data).data
-        # The session is over: the container's cat reads end-of-file, as the
-        # kubelet's stdinOnce has it (`kubectl run -i` ends with its input).
-        log = agent.runtime.log_path(UID, "once")
-        for _ in range(200):
-            if b"ended-0" in log.read_bytes():
-                break
-            await asyncio.sleep(0.05)
-        assert b"ended-0" in log.read_bytes()
+    await _attach_ping(agent, "once")
+    # The session is over: the container's cat reads end-of-file, as the
+    # kubelet's stdinOnce has it (`kubectl run -i` ends with its input).
+    log = agent.runtime.log_path(UID, "once")
+    for _ in range(200):
+        if b"ended-0" in log.read_bytes():
+            break
+        await asyncio.sleep(0.05)
+    assert b"ended-0" in log.read_bytes()
     assert agent.runtime.open_stdin(UID, "once") is None  # no second session
 
 

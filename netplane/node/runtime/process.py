@@ -395,10 +395,8 @@ class ProcessRuntime:
         later ones get nothing, as the kubelet's."""
         key = (pod_uid, container_name)
         if key in self._once:
-            fd = self._once.pop(key)
-            os.set_blocking(fd, False)  # written from the event loop
-            return fd
-        if self._is_once(pod_uid, container_name):
+            return self._once.pop(key)
+        if self._once_marker(pod_uid, container_name).exists():
             return None
         try:
             return os.open(self.stdin_path(pod_uid, container_name),
@@ -406,9 +404,10 @@ class ProcessRuntime:
         except OSError:  # none (no stdin), or no reader left (ENXIO)
             return None
 
-    def _is_once(self, pod_uid: str, name: str) -> bool:
-        return (self.pod_dir(pod_uid) / f"{_check_name('container name', name)}.stdin-once"
-                ).exists()
+    def _once_marker(self, pod_uid: str, name: str) -> Path:
+        """There while the container has stdinOnce (an agent restarted
+        later must not hand out a writer the container would never lose)."""
+        return self.pod_dir(pod_uid) / f"{_check_name('container name', name)}.stdin-once"
 
     def _stdin(self, pod_uid: str, name: str, once: bool) -> int:
         """The container's stdin FIFO, opened read-write: the container never
@@ -417,7 +416,7 @@ class ProcessRuntime:
         fifo = self.stdin_path(pod_uid, name)
         if not fifo.exists():
             os.mkfifo(fifo, 0o600)
-        marker = self.pod_dir(pod_uid) / f"{name}.stdin-once"
+        marker = self._once_marker(pod_uid, name)
         old = self._once.pop((pod_uid, name), None)
         if old is not None:
             os.close(old)
