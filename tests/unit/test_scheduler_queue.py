@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from netplane.api import meta
@@ -240,3 +241,30 @@ def test_only_an_event_that_could_cure_it_sends_a_failure_to_back_off() -> None:
     q.move(events.POD_ARRIVED_CURES)  # a pod bound elsewhere: no help for a taint
     q.failed("ns/a", {"TaintToleration"})
     assert "ns/a" in q.unschedulable
+
+
+class WitnessClient(FakeClient):
+    """Notes, at each bind, how many pods the scheduler had decided."""
+
+    def __init__(self, s: Callable[[], Scheduler]) -> None:
+        super().__init__()
+        self.scheduler = s
+        self.decided_at_bind: list[int] = []
+
+    async def bind(self, pod: Obj, node: str) -> None:
+        self.decided_at_bind.append(len(self.scheduler().assumed))
+        await super().bind(pod, node)
+
+
+async def test_binds_leave_while_a_backlog_is_still_being_decided() -> None:
+    s: Scheduler | None = None
+    client = WitnessClient(lambda: s)  # type: ignore[arg-type, return-value]
+    s = Scheduler(client, clock=Clock())  # type: ignore[arg-type]
+    put(s.nodes, s.on_node, node("node-1", "8"))
+    for i in range(5):
+        put(s.pods, s.on_pod, pod(f"web-{i}", "100m"))
+    await settle(s)
+    assert sorted(client.bound) == [f"web-{i}" for i in range(5)]
+    # kube-scheduler binds in goroutines beside its loop: the first pod's
+    # bind went out before the last pod was decided.
+    assert client.decided_at_bind[0] < 5

@@ -28,7 +28,7 @@ from netplane.cluster.scheduler.framework import (
     Trace,
     schedule,
 )
-from netplane.cluster.scheduler.nodeinfo import NodeCache, NodeInfo, PodInfo, snapshot
+from netplane.cluster.scheduler.nodeinfo import NodeCache, NodeInfo, PodInfo, Snapshot, snapshot
 from netplane.cluster.scheduler.preemption import PREEMPTION_BY_SCHEDULER
 from netplane.cluster.scheduler.queue import Clock, SchedulingQueue
 from netplane.cluster.scheduler.spread import default_selector
@@ -177,7 +177,7 @@ class Scheduler:
         decision = schedule(unbound, infos, profile, self.nominated(), trace=trace)
         return profile, trace, decision.node, decision.message
 
-    def node_infos(self) -> list[NodeInfo]:
+    def node_infos(self) -> Snapshot:
         """This pass's nodes: the cache's own NodeInfos, in name order."""
         return self.cache.snapshot()
 
@@ -330,10 +330,19 @@ class Scheduler:
         nominated = self.nominated()
         ready = [p for k in keys if (p := self._cached(k)) is not None]
         # kube's PrioritySort: the highest priority first, then the oldest.
-        for pod in sorted(ready, key=lambda p: (-priority.of(p),
-                                                p["metadata"].get("creationTimestamp", ""))):
-            if _pending(pod) and meta.uid(pod) not in self.assumed and self.ours(pod):
-                await self.schedule_one(pod, infos, nominated)
+        ready.sort(key=lambda p: (-priority.of(p), p["metadata"].get("creationTimestamp", "")))
+        for queued in ready:
+            # The binds already sent, and the watch, go on between decisions:
+            # a pass over a backlog would otherwise decide every pod before
+            # the first bind left. What they change is seen by the next pod.
+            await asyncio.sleep(0)
+            pod = self._cached(_key(queued))
+            if pod is None or not _pending(pod) or meta.uid(pod) in self.assumed \
+                    or not self.ours(pod):
+                continue
+            if infos.epoch != self.cache.feed.epoch:  # nodes came or went
+                infos = self.node_infos()
+            await self.schedule_one(pod, infos, nominated)
 
     def informers(self) -> list[Informer]:
         return [self.pods, self.nodes, self.namespaces, self.claims, self.volumes,
