@@ -478,9 +478,10 @@ def schedule(pod: Obj, nodes: Sequence[NodeInfo], profile: Profile,
     to_find = len(nodes) if trace is not None else nodes_to_find(profile.percentage,
                                                                    len(nodes))
     start %= len(nodes)
-    shape_key = Equivalence.key(pod, profile.name) if cache is not None and trace is None \
-        else ""
-    memo = cache.memo(pod, key=shape_key) if cache is not None and trace is None else None
+    shape_key, memo = "", None
+    if cache is not None and trace is None:
+        shape_key = Equivalence.key(pod, profile.name)
+        memo = cache.memo(pod, key=shape_key)
     # The filters' verdicts are memoised only when every filter left is node-local.
     filter_memo = memo if memo is not None and all(node_local(f) for f in filters) else None
     crowded = bool(nominated)  # any pod nominated anywhere (rare): checked per node
