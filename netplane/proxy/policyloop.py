@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -184,6 +185,13 @@ class PolicyEnforcer(SyncLoop):
         self._rendered: Any = None
         self.policy_sync_duration = Histogram(SYNC_BUCKETS)
         self.cut_connections = 0
+        # A full load rewrites the reject rule and zeroes its kernel counter:
+        # what it had counted is carried here, so the metric only grows. The
+        # metric is read on the loop while a sync applies in its thread.
+        self._dropped_before = 0
+        self._dropped_shown = 0
+        self._rewriting = False
+        self._counting = threading.Lock()
 
     def _work_pending(self) -> bool:
         return self.inputs.pending
@@ -253,9 +261,18 @@ class PolicyEnforcer(SyncLoop):
         return True
 
     def _apply(self, plan: policy.Plan, rendered: Any, full: bool) -> None:
-        if full:
-            self.backend.ensure_jumps()
-        self.backend.apply(plan, rendered, full=full)
+        if not full:
+            self.backend.apply(plan, rendered, full=False)
+            return
+        self.backend.ensure_jumps()
+        with self._counting:
+            self._dropped_before += self._kernel_dropped()
+            self._rewriting = True
+        try:
+            self.backend.apply(plan, rendered, full=True)
+        finally:
+            with self._counting:
+                self._rewriting = False
 
     def _local_ips(self) -> frozenset[str]:
         out = run_in(self._runner, self._netns, ["ip", "-o", "-4", "addr", "show"],
@@ -281,6 +298,14 @@ class PolicyEnforcer(SyncLoop):
         return len(self.model.pods)
 
     def dropped_packets(self) -> int:
+        """Packets rejected since this enforcer started, across full loads."""
+        with self._counting:
+            if not self._rewriting:
+                self._dropped_shown = max(self._dropped_shown,
+                                          self._dropped_before + self._kernel_dropped())
+            return self._dropped_shown
+
+    def _kernel_dropped(self) -> int:
         try:
             return self.backend.dropped_packets()
         except Exception:  # a metric must not fail the scrape

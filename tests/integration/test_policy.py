@@ -92,6 +92,9 @@ async def test_isolated_pod_takes_only_what_a_policy_allows(topo: Topology, mode
     assert topo.probe("tcp", PODS["pod-a"], 8080) == ["ERR:EHOSTUNREACH"]
     assert topo.probe("udp", PODS["pod-a"], 5353)[0].startswith("ERR:")
     assert e.dropped_packets() >= 2  # the TCP SYN and the datagram
+    counted = e.dropped_packets()
+    assert await e.sync(full=True)  # rewrites the reject rule, zeroing the kernel's counter
+    assert e.dropped_packets() >= counted  # a counter: it never goes back
     assert ok(topo.probe("tcp", PODS["pod-b"], 8080), "pod-b")  # not selected: open
     assert ok(topo.probe("tcp", PODS["pod-a"], 8080, src=topo.pods["pod-a"]), "pod-a")  # itself
 
