@@ -214,6 +214,7 @@ class Client:
         return await self.request("DELETE", path, body=body)
 
     async def bind(self, pod: Obj, node_name: str) -> Obj:
+        """The pods/binding subresource; the server answers a Status, not the pod."""
         body = {"apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": meta.name(pod), "namespace": meta.namespace(pod)},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}

@@ -295,7 +295,8 @@ async def test_a_pod_whose_probe_fails_leaves_the_service_endpoints(
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web-0", "labels": {"app": "web"}},
         "spec": {"containers": [spec]}}, "default")
-    pod = await c.bind(pod, "node-1")
+    await c.bind(pod, "node-1")
+    pod = await c.get(resources.POD, "web-0", "default")
     state = ProbeState()
     pod = await report(c, pod, state)
     assert meta.condition_true(pod, "Ready")

@@ -615,9 +615,11 @@ def test_reopening_the_data_dir_keeps_objects_and_allocations(tmp_path: Path) ->
 
 async def test_binding_sets_node_name_once(api: TestClient[Any, Any]) -> None:
     await ok(api, "POST", PODS, pod("a"))
-    bound = await ok(api, "POST", f"{PODS}/a/binding",
-                     {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "a"},
-                      "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}})
+    code, st = await call(api, "POST", f"{PODS}/a/binding",
+                          {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "a"},
+                           "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}})
+    assert (code, st["kind"], st["status"], st["code"]) == (201, "Status", "Success", 201)
+    bound = await ok(api, "GET", f"{PODS}/a")
     assert bound["spec"]["nodeName"] == "node-1"
     assert any(c["type"] == "PodScheduled" and c["status"] == "True"
                for c in bound["status"]["conditions"])

@@ -123,8 +123,8 @@ async def test_crud_over_the_unix_socket(cli: Client) -> None:
     assert patched["metadata"]["annotations"] == {"n": "1"}
     patched["status"] = {"phase": "Running"}
     assert (await cli.update_status(POD, patched))["status"]["phase"] == "Running"
-    bound = await cli.bind(patched, "node-1")
-    assert bound["spec"]["nodeName"] == "node-1"
+    assert (await cli.bind(patched, "node-1"))["status"] == "Success"
+    assert (await cli.get(POD, "a", "default"))["spec"]["nodeName"] == "node-1"
     on_node = await cli.list(POD, field_selector="spec.nodeName=node-1")
     assert [i["metadata"]["name"] for i in on_node["items"]] == ["a"]
     marked = await cli.delete(POD, "a", "default")

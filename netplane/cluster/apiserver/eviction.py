@@ -97,7 +97,7 @@ def evict(registry: Registry, namespace: str, name: str, body: Any, *,
         if _ignores_budgets(pod):
             if not meta.is_deleting(pod):
                 _delete(registry, pod, opts)
-            return _success()
+            return status.success(201)
         pdbs = disruption.budgets_of(pod, registry.list(resources.PODDISRUPTIONBUDGET,
                                                         Query(namespace=namespace))[0])
         if len(pdbs) > 1:
@@ -112,7 +112,7 @@ def evict(registry: Registry, namespace: str, name: str, body: Any, *,
                     continue  # the budget changed under us: judge again
                 raise
         _delete(registry, pod, opts)
-        return _success()
+        return status.success(201)
     raise status.conflict("poddisruptionbudgets", name, group="policy")
 
 
@@ -127,7 +127,3 @@ def _unhealthy_may_go(pod: Obj, pdb: Obj) -> bool:
     desired = int(st.get("desiredHealthy") or 0)
     return int(st.get("currentHealthy") or 0) >= desired > 0
 
-
-def _success() -> Obj:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-            "code": 201}

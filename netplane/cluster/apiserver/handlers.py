@@ -172,7 +172,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
                                     dry_run=_dry_run(request),
                                     manager=fieldmanager.manager(request)))
     if method == "POST" and sub == "binding" and ns:
-        return _json(registry.bind(ns, name, await _body(request)), 201)
+        registry.bind(ns, name, await _body(request))
+        return _json(status.success(201), 201)  # as kube's BindingREST: not the pod
     if method == "POST" and sub == "eviction" and ns:
         return _json(eviction.evict(registry, ns, name, await _body(request),
                                     dry_run=_dry_run(request)), 201)

@@ -23,6 +23,13 @@ class ApiError(Exception):
         return out
 
 
+def success(code: int) -> dict[str, Any]:
+    """What a subresource that makes no object of its own answers (pods'
+    binding and eviction), with the code the response carries."""
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "code": code}
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
