@@ -19,6 +19,7 @@ import uvloop
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from netplane.cluster import gcpolicy
 from netplane.cluster.apiserver import (
     access,
     bootstrap,
@@ -148,6 +149,7 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
     runner = web.AppRunner(app,
                            access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
+    gcpolicy.settle()  # the schemas, the RBAC rules, the routes
     cfg.socket.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         cfg.socket.unlink()
@@ -174,7 +176,8 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
             node_period=cfg.node_monitor_period,
             node_startup_grace=cfg.node_startup_grace_period,
             hpa_sync_period=cfg.hpa_sync_period,
-            hpa_downscale_stabilization=cfg.hpa_downscale_stabilization)))
+            hpa_downscale_stabilization=cfg.hpa_downscale_stabilization,
+            on_synced=gcpolicy.settle)))
     try:
         await stop.wait()
     finally:
@@ -194,6 +197,7 @@ def run(cfg: ServerConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(cfg, stop)
 
+    gcpolicy.configure()
     # uvloop: cheaper per request than asyncio's own loop, as for the agent.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())

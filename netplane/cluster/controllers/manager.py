@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from netplane.cluster.client import Client
@@ -40,7 +41,9 @@ async def run(client: Client, *, lb_pool: list[str] | None = None,
               node_grace: float = GRACE_SECONDS, node_period: float = PERIOD_SECONDS,
               node_startup_grace: float = STARTUP_GRACE_SECONDS,
               hpa_sync_period: float = SYNC_PERIOD,
-              hpa_downscale_stabilization: float = DOWNSCALE_STABILIZATION) -> None:
+              hpa_downscale_stabilization: float = DOWNSCALE_STABILIZATION,
+              on_synced: Callable[[], None] | None = None) -> None:
+    """The controllers, once their informers have synced (then ``on_synced``)."""
     informers = Informers.for_client(client)
     controllers: list[Controller] = [DeploymentController(client, informers),
                                      ReplicaSetController(client, informers),
@@ -69,6 +72,8 @@ async def run(client: Client, *, lb_pool: list[str] | None = None,
     tasks = [asyncio.create_task(inf.run()) for inf in informers.all()]
     try:
         await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))
+        if on_synced is not None:
+            on_synced()
         await asyncio.gather(*(c.run() for c in controllers))
     finally:
         for t in tasks:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvloop
 
+from netplane.cluster import gcpolicy
 from netplane.cluster.client import Client, Connection
 from netplane.cluster.scheduler import config
 from netplane.cluster.scheduler.loop import Scheduler
@@ -72,9 +73,16 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 async def serve(socket: Path, profiles: list[config.ProfileSpec] | None,
                 stop: asyncio.Event) -> None:
     async with Client(Connection(socket=str(socket)), user_agent=USER_AGENT) as client:
-        task = asyncio.create_task(Scheduler(client, profiles=profiles).run())
+        scheduler = Scheduler(client, profiles=profiles)
+
+        async def settle_once_synced() -> None:
+            await asyncio.gather(*(inf.synced.wait() for inf in scheduler.informers()))
+            gcpolicy.settle()
+        settling = asyncio.create_task(settle_once_synced())
+        task = asyncio.create_task(scheduler.run())
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        settling.cancel()
         for t in (task, waiter):
             t.cancel()
         results = await asyncio.gather(task, waiter, return_exceptions=True)
@@ -94,6 +102,7 @@ def run(socket: Path, config_file: Path | None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(socket, profiles, stop)
 
+    gcpolicy.configure()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
 
