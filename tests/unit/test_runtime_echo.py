@@ -15,9 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -69,13 +71,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(argv: list[str], who: dict[str, str] = WHO) -> Echo:
-    """The server on a free loopback port: another with the same port can
-    come in between, so it tries a few."""
+def start(argv: list[str], who: dict[str, str] = WHO, *,
+          extra: dict[str, str] | None = None) -> Echo:
+    """The server on a free loopback port, with ``extra`` in its
+    environment: another with the same port can come in between, so it
+    tries a few."""
     for _ in range(5):
         port = free_port()
-        env = {**who, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(port),
-               "NETPLANE_ECHO_ADDRESS": LOOPBACK}
+        env = {**who, **(extra or {}), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "PORT": str(port), "NETPLANE_ECHO_ADDRESS": LOOPBACK}
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert proc.stdout is not None
@@ -185,19 +189,27 @@ def test_a_delayed_answer_holds_back_its_connection_only(echo: Echo) -> None:
         s.close()
 
 
+class DryRun(NamedTuple):
+    """What the server would do, as ``--dry-run`` prints it."""
+
+    address: str
+    port: int
+    delay: float  # seconds
+    burn: float  # CPU milliseconds
+    fail: float  # the share of requests that fail
+
+
 def dry_run(argv: list[str], env: dict[str, str], path: str = "/") -> tuple[str, int, float]:
     """(address, port, delay) as the server would take them."""
     return dry_run_all(argv, env, path)[:3]
 
 
-def dry_run_all(argv: list[str], env: dict[str, str],
-                path: str = "/") -> tuple[str, int, float, float]:
-    """(address, port, delay, burn milliseconds) as the server would take them."""
+def dry_run_all(argv: list[str], env: dict[str, str], path: str = "/") -> DryRun:
     out = subprocess.run([*argv, "--dry-run", path], env=env, capture_output=True, text=True,
                          check=True).stdout
-    m = re.fullmatch(r"listen (\S+):(\d+) delay (\S+) burn (\S+)\n", out)
+    m = re.fullmatch(r"listen (\S+):(\d+) delay (\S+) burn (\S+) fail (\S+)\n", out)
     assert m, out
-    return m[1], int(m[2]), float(m[3]), float(m[4])
+    return DryRun(m[1], int(m[2]), float(m[3]), float(m[4]), float(m[5]))
 
 
 @pytest.mark.parametrize(("env", "port"), [
@@ -242,7 +254,75 @@ def test_delay_parameter(argv: list[str], path: str, seconds: float) -> None:
     ("http://host?ms=6", 0.0), ("/burn?m%73=8", 8.0),
 ])
 def test_burn_parameter(argv: list[str], path: str, ms: float) -> None:
-    assert dry_run_all(argv, {}, path)[3] == ms
+    assert dry_run_all(argv, {}, path).burn == ms
+
+
+@pytest.mark.parametrize(("value", "rate"), [
+    (None, 0.0), ("", 0.0), ("0", 0.0), ("0.25", 0.25), ("1", 1.0), (" .5\n", 0.5),
+    ("2", 1.0), ("-0.5", 0.0), ("inf", 1.0), ("-inf", 0.0), ("nan", 0.0), ("lots", 0.0),
+    ("0x1", 0.0), ("1e-1", 0.1), ("0.0_5", 0.05), ("50%", 0.0), ("0." + "0" * 200 + "1", 1e-201),
+    ("0.5" + "0" * 200, 0.5), ("\u0661", 0.0), ("\xa00.5", 0.0), ("\x1c0.5", 0.0),
+])
+def test_fail_rate_parameter(argv: list[str], value: str | None, rate: float) -> None:
+    env = {} if value is None else {"ECHO_FAIL_RATE": value}
+    assert dry_run_all(argv, env).fail == rate
+
+
+def test_fail_rate_one_fails_every_request_but_not_udp(argv: list[str]) -> None:
+    server = start(argv, extra={"ECHO_FAIL_RATE": "1"})
+    try:
+        conn = server.http()
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        assert (resp.status, resp.reason) == (503, "Service Unavailable")
+        assert resp.getheader("Content-Type") == "text/plain; charset=utf-8"
+        assert resp.read() == ANSWER  # which pod failed
+        conn.request("HEAD", "/")  # the same connection: a failure keeps it
+        head = conn.getresponse()
+        assert head.status == 503 and head.read() == b""
+        assert head.getheader("Content-Length") == str(len(ANSWER))
+        conn.request("GET", "/", headers={"Accept": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 503 and json.loads(resp.read())["pod"] == "web-0"
+        conn.close()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(5)
+            client.sendto(b"hi", (LOOPBACK, server.port))
+            assert client.recv(2048) == ANSWER
+    finally:
+        server.close()
+
+
+def test_a_failed_request_is_still_held(argv: list[str]) -> None:
+    server = start(argv, extra={"ECHO_FAIL_RATE": "1"})
+    try:
+        conn = server.http()
+        began = time.monotonic()
+        conn.request("GET", "/?delay=0.2")
+        resp = conn.getresponse()
+        assert resp.status == 503 and resp.read() == ANSWER
+        assert time.monotonic() - began >= 0.2
+        conn.close()
+    finally:
+        server.close()
+
+
+def test_fail_rate_half_fails_about_half(argv: list[str]) -> None:
+    # 300 draws at 0.5: outside 20%-80% has a chance below 1e-20.
+    server = start(argv, extra={"ECHO_FAIL_RATE": "0.5"})
+    try:
+        conn = server.http()
+        statuses = []
+        for _ in range(300):
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            assert resp.read() == ANSWER
+            statuses.append(resp.status)
+        conn.close()
+    finally:
+        server.close()
+    assert set(statuses) <= {200, 503}
+    assert 60 <= statuses.count(503) <= 240
 
 
 def cpu_seconds(pid: int) -> float:
@@ -350,12 +430,26 @@ RAW = {
 }
 
 
+def start_both(c_echo: Path, fail_rate: str) -> tuple[Echo, Echo]:
+    extra = {"ECHO_FAIL_RATE": fail_rate}
+    return (start([sys.executable, "-m", ECHO_MODULE], extra=extra),
+            start([str(c_echo)], extra=extra))
+
+
 @pytest.fixture(scope="module")
 def both(c_echo: Path) -> Iterator[tuple[Echo, Echo]]:
-    python, c = start([sys.executable, "-m", ECHO_MODULE]), start([str(c_echo)])
-    yield python, c
-    python.close()
-    c.close()
+    servers = start_both(c_echo, "0")
+    yield servers
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def both_failing(c_echo: Path) -> Iterator[tuple[Echo, Echo]]:
+    servers = start_both(c_echo, "1")
+    yield servers
+    for server in servers:
+        server.close()
 
 
 def exchange(server: Echo, raw: bytes) -> bytes:
@@ -370,4 +464,10 @@ def exchange(server: Echo, raw: bytes) -> bytes:
 @pytest.mark.parametrize("case", RAW)
 def test_both_servers_answer_raw_requests_alike(both: tuple[Echo, Echo], case: str) -> None:
     python, c = (exchange(server, RAW[case]) for server in both)
+    assert c == python
+
+
+@pytest.mark.parametrize("case", RAW)
+def test_both_servers_fail_alike(both_failing: tuple[Echo, Echo], case: str) -> None:
+    python, c = (exchange(server, RAW[case]) for server in both_failing)
     assert c == python

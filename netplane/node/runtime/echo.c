@@ -8,7 +8,8 @@
  * One epoll loop serves the TCP listener, the UDP socket, a signalfd for
  * SIGTERM and SIGINT, and every connection; a ?delay= holds back its own
  * connection only (a deadline, not a thread); a /burn spins in the loop,
- * so other connections wait for it as they wait on a busy CPU. Requests are read as Python's
+ * so other connections wait for it as they wait on a busy CPU; drand48()
+ * draws the requests ECHO_FAIL_RATE fails. Requests are read as Python's
  * http.server reads them: lines of at most 65536 bytes, at most 100 header
  * lines, HTTP/0.9 and 1.0 rules, the first header of a name counts, errors
  * written as its send_error writes them.
@@ -75,6 +76,7 @@ struct request {
 	enum header cur;        /* what a continuation line extends */
 	int seen[H_OTHER];
 	int json;
+	int fail;               /* ECHO_FAIL_RATE drew it: 503 */
 	struct value length, connection, expect;
 	long long body_left;    /* POST body still to drain; -1: until EOF */
 };
@@ -96,6 +98,7 @@ struct conn {
 };
 
 static int ep, listener = -1, udp = -1, sigfd = -1;
+static double fail_rate;        /* ECHO_FAIL_RATE */
 static int draining, accept_paused;
 static struct conn *conns;
 static long nconns, ndelayed;
@@ -245,17 +248,15 @@ static int py_int(const char *s, size_t n, long long *out)
 	return 1;
 }
 
-/* float() of ASCII text (digits, '_' between digits, '.', an exponent,
- * inf, infinity, nan), surrounding whitespace allowed. */
-static int py_float(const char *s, size_t n, double *out)
+/* py_float() into CLEAN, which holds N + 1 bytes. */
+static int parse_float(const char *s, size_t n, char *clean, double *out)
 {
-	char clean[128];
 	size_t k = 0, i = 0;
 	while (n && py_number_space(*s))
 		s++, n--;
 	while (n && py_number_space(s[n - 1]))
 		n--;
-	if (!n || n >= sizeof clean)
+	if (!n)
 		return 0;
 	if (s[0] == '+' || s[0] == '-')
 		clean[k++] = s[i++];
@@ -294,6 +295,18 @@ static int py_float(const char *s, size_t n, double *out)
 	clean[k] = 0;
 	*out = strtod(clean, NULL);
 	return 1;
+}
+
+/* float() of ASCII text (digits, '_' between digits, '.', an exponent,
+ * inf, infinity, nan), surrounding whitespace allowed. */
+static int py_float(const char *s, size_t n, double *out)
+{
+	char small[128];
+	char *clean = n < sizeof small ? small : xrealloc(NULL, n + 1);
+	int ok = parse_float(s, n, clean, out);
+	if (clean != small)
+		free(clean);
+	return ok;
 }
 
 static int hexval(unsigned char c)
@@ -473,7 +486,8 @@ static void answer(struct conn *c)
 	struct buf body = {0};
 	render(&body, c->rq.json, c->peer);
 	if (!c->rq.v09) {
-		puts_(&c->out, "HTTP/1.1 200 OK\r\n");
+		puts_(&c->out, c->rq.fail ? "HTTP/1.1 503 Service Unavailable\r\n" :
+		      "HTTP/1.1 200 OK\r\n");
 		put_date(&c->out);
 		putf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
 		     c->rq.json ? "application/json" : "text/plain; charset=utf-8", body.len);
@@ -709,6 +723,7 @@ static enum step headers_done(struct conn *c)
 			   "Server does not support this operation");
 		return MOVED;
 	}
+	rq->fail = drand48() < fail_rate;  /* 0 never, 1 always: drand48() < 1 */
 	if (rq->method == 'P') {
 		long long n = 0;
 		size_t len;
@@ -1058,6 +1073,19 @@ static const char *env(const char *name)
 	return v ? v : "";
 }
 
+/* The share of HTTP requests to fail: ECHO_FAIL_RATE as float() reads
+ * ASCII text (it reads other scripts' digits too), clamped to [0, 1]. */
+static double fail_rate_of(const char *text)
+{
+	double rate;
+	for (const char *p = text; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			return 0;
+	if (!py_float(text, strlen(text), &rate) || isnan(rate))
+		return 0;
+	return rate < 0 ? 0 : rate > 1 ? 1 : rate;
+}
+
 static int listen_port(void)
 {
 	static const char *keys[] = {"PORT", "NETPLANE_CONTAINER_PORT"};
@@ -1172,13 +1200,13 @@ static void add(int fd, struct conn *tag)
 		die("epoll: %s", strerror(errno));
 }
 
-/* `--dry-run PATH`: where it would listen, how long PATH would wait and
- * how much CPU it would burn. */
+/* `--dry-run PATH`: where it would listen, how long PATH would wait, how
+ * much CPU it would burn and the share of requests that fail. */
 static int dry_run(const char *address, int port, const char *path)
 {
 	size_t n = strlen(path);
-	printf("listen %s:%d delay %g burn %g\n", address, port, delay_of(path, n),
-	       burn_of(path, n));
+	printf("listen %s:%d delay %g burn %g fail %g\n", address, port, delay_of(path, n),
+	       burn_of(path, n), fail_rate);
 	return 0;
 }
 
@@ -1189,9 +1217,13 @@ int main(int argc, char **argv)
 	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(listen_port())};
 	if (inet_pton(AF_INET, address, &addr.sin_addr) != 1)
 		die("NETPLANE_ECHO_ADDRESS %s is no IPv4 address", address);
+	fail_rate = fail_rate_of(env("ECHO_FAIL_RATE"));
 	if (argc == 3 && !strcmp(argv[1], "--dry-run"))
 		return dry_run(address, ntohs(addr.sin_port), argv[2]);
 	identity();
+	struct timespec seed;
+	clock_gettime(CLOCK_REALTIME, &seed);
+	srand48(seed.tv_sec ^ seed.tv_nsec ^ (long)getpid() << 16);
 
 	/* As many connections as the hard limit allows (a thread each in Python). */
 	struct rlimit lim;

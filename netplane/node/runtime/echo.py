@@ -4,7 +4,12 @@ request with who served it and who asked,
 (JSON when the client accepts ``application/json``), and the same text to
 every UDP datagram on the same port. It shows which backend a service sent
 a client to, and whether the client's address survived the trip (it does
-not when the proxy masqueraded it). Run as
+not when the proxy masqueraded it). ``$ECHO_FAIL_RATE`` (a number from 0
+to 1, as float() reads ASCII text; 0 when absent, empty or bad, clamped to
+[0, 1]) fails that share of HTTP requests, each drawn at random as it
+arrives: ``503 Service Unavailable`` with the same body and headers, so
+that a client (a mesh's retries) sees which pod failed. A failed request
+is held and burns as any other; UDP never fails. Run as
 ``python -m netplane.node.runtime.echo``; ``echo.c`` beside this module is
 the same server in C, a tenth of the memory, which the runtime runs when
 it is built (``command.entrypoint``). Both must behave alike, to the byte:
@@ -19,7 +24,8 @@ the answer back: a request in flight to watch a rollout or a drain with.
 answer: load for CPU limits, ``kubectl top`` and autoscaling to see. The
 path is the target up to its first ``?`` or ``#``, past ``scheme://host``
 when it has one. ``--dry-run PATH`` prints where it would listen, how long
-a request for PATH would be held and how much CPU it would burn, and exits.
+a request for PATH would be held, how much CPU it would burn and the
+share of requests that fail, and exits.
 
 On SIGTERM it shuts down as a well-behaved server does (Go's
 ``http.Server.Shutdown``): it serves what is already queued on the listening
@@ -33,6 +39,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import re
 import signal
 import socket
@@ -48,6 +55,7 @@ from urllib.parse import parse_qs, urlsplit
 DEFAULT_PORT = 8080
 DEFAULT_ADDRESS = "0.0.0.0"
 ADDRESS_ENV = "NETPLANE_ECHO_ADDRESS"
+FAIL_RATE_ENV = "ECHO_FAIL_RATE"
 MAX_DELAY = 30.0
 MAX_BURN_MS = 10_000.0
 BURN_PATH = "/burn"
@@ -80,15 +88,27 @@ def render(who: Mapping[str, str], *, accept: str) -> tuple[bytes, str]:
     return text.encode() + b"\n", "text/plain; charset=utf-8"
 
 
+def _number(text: str, cap: float) -> float:
+    """``text`` as a number in [0, cap]; 0 when it is none."""
+    try:
+        number = float(text)
+    except ValueError:
+        return 0.0
+    return 0.0 if math.isnan(number) else min(max(number, 0.0), cap)
+
+
 def _query_number(target: str, name: str, cap: float) -> float:
     """The first non-empty ``name`` field of the query as a number in
     [0, cap]; 0 when absent or bad."""
     values = parse_qs(urlsplit(target).query).get(name) or ["0"]
-    try:
-        number = float(values[0])
-    except ValueError:
-        return 0.0
-    return 0.0 if math.isnan(number) else min(max(number, 0.0), cap)
+    return _number(values[0], cap)
+
+
+def fail_rate(env: Mapping[str, str]) -> float:
+    """The share of HTTP requests to fail, from ``$ECHO_FAIL_RATE``."""
+    text = env.get(FAIL_RATE_ENV, "")
+    # ASCII only: float() also reads other scripts' digits and spaces.
+    return _number(text, 1.0) if text.isascii() else 0.0
 
 
 def delay(target: str) -> float:
@@ -124,6 +144,7 @@ class EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "netplane-echo/1"
     who: Mapping[str, str] = {}
+    fail_rate = 0.0
     server: EchoServer
 
     def version_string(self) -> str:
@@ -165,13 +186,14 @@ class EchoHandler(BaseHTTPRequestHandler):
         self._answer(send_body=False)
 
     def _answer(self, *, send_body: bool) -> None:
+        failed = random.random() < self.fail_rate  # 0 never, 1 always: random() < 1
         who = {**self.who, "client": self.client_address[0]}
         body, ctype = render(who, accept=self.headers.get("Accept", ""))
         if wait := delay(self.path):
             time.sleep(wait)
         if ms := burn_ms(self.path):
             burn(ms)
-        self.send_response(200)
+        self.send_response(503 if failed else 200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         if self.server.draining:
@@ -248,7 +270,7 @@ def serve_udp(sock: socket.socket, who: Mapping[str, str]) -> None:
 
 def serve(env: Mapping[str, str], stop: threading.Event) -> None:
     who = identity(env)
-    handler = type("Handler", (EchoHandler,), {"who": who})
+    handler = type("Handler", (EchoHandler,), {"who": who, "fail_rate": fail_rate(env)})
     address, port = listen_address(env), listen_port(env)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind((address, port))
@@ -271,7 +293,8 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--dry-run":
         address, port = listen_address(os.environ), listen_port(os.environ)
         target = sys.argv[2]
-        print(f"listen {address}:{port} delay {delay(target):g} burn {burn_ms(target):g}")
+        print(f"listen {address}:{port} delay {delay(target):g} burn {burn_ms(target):g}"
+              f" fail {fail_rate(os.environ):g}")
         return
     stop = threading.Event()
 
