@@ -176,9 +176,21 @@ def test_udp_datagrams_get_the_same_answer(echo: Echo) -> None:
         assert client.recv(2048) == ANSWER
 
 
-def test_a_delayed_answer_holds_back_its_connection_only(echo: Echo) -> None:
+def test_delay_path_answers_after_the_milliseconds(echo: Echo) -> None:
+    conn = echo.http()
+    for method, body in (("GET", ANSWER), ("HEAD", b"")):
+        began = time.monotonic()
+        conn.request(method, "/delay?ms=50")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, body)
+        assert time.monotonic() - began >= 0.05
+    conn.close()
+
+
+@pytest.mark.parametrize("held", ["/?delay=30", "/delay?ms=30000"])
+def test_a_delayed_answer_holds_back_its_connection_only(echo: Echo, held: str) -> None:
     slow = echo.connect()
-    slow.sendall(b"GET /?delay=30 HTTP/1.1\r\n\r\n")
+    slow.sendall(f"GET {held} HTTP/1.1\r\n\r\n".encode())
     fast = echo.http()
     fast.request("GET", "/?delay=soon")
     assert fast.getresponse().read() == ANSWER
@@ -244,6 +256,17 @@ def test_listen_address_is_an_ipv4_address(argv: list[str]) -> None:
 ])
 def test_delay_parameter(argv: list[str], path: str, seconds: float) -> None:
     assert dry_run(argv, {}, path)[2] == seconds
+
+
+@pytest.mark.parametrize(("path", "seconds"), [
+    ("/delay?ms=50", 0.05), ("/delay?ms=99999", 30.0), ("/delay?ms=-5", 0.0),
+    ("/delay?ms=soon", 0.0), ("/delay", 0.0), ("/delay?ms=500&delay=1", 1.5),
+    ("/delay?delay=2", 2.0), ("/delay?ms=20000&delay=20", 30.0), ("/delay/?ms=5", 0.0),
+    ("/delayed?ms=5", 0.0), ("/x/delay?ms=5", 0.0), ("/?ms=5", 0.0), ("/burn?ms=5", 0.0),
+    ("/delay#?ms=5", 0.0), ("http://host/delay?ms=250", 0.25), ("/delay?m%73=8", 0.008),
+])
+def test_delay_path(argv: list[str], path: str, seconds: float) -> None:
+    assert dry_run_all(argv, {}, path).delay == seconds
 
 
 @pytest.mark.parametrize(("path", "ms"), [
@@ -412,6 +435,7 @@ RAW = {
     "expect on http/1.0": b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
                           b"\r\nhi",
     "expect on http/01.1": b"GET / HTTP/01.1\r\nExpect: 100-continue\r\n\r\n",
+    "delay path": b"GET /delay?ms=50 HTTP/1.1\r\n\r\nHEAD /delay?ms=50 HTTP/1.1\r\n\r\n",
     "put": b"PUT / HTTP/1.1\r\n\r\n",
     "lower-case get": b"get / HTTP/1.1\r\n\r\n",
     "latin-1 method": b"G\xe9T / HTTP/1.1\r\n\r\n",

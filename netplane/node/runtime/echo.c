@@ -6,8 +6,8 @@
  * byte for byte (but for the Date).
  *
  * One epoll loop serves the TCP listener, the UDP socket, a signalfd for
- * SIGTERM and SIGINT, and every connection; a ?delay= holds back its own
- * connection only (a deadline, not a thread); a /burn spins in the loop,
+ * SIGTERM and SIGINT, and every connection; a ?delay= (or /delay?ms=)
+ * holds back its own connection only (a deadline, not a thread); a /burn spins in the loop,
  * so other connections wait for it as they wait on a busy CPU; drand48()
  * draws the requests ECHO_FAIL_RATE fails. Requests are read as Python's
  * http.server reads them: lines of at most 65536 bytes, at most 100 header
@@ -40,6 +40,7 @@
 #define MAX_DELAY 30.0
 #define MAX_BURN_MS 10000.0
 #define BURN_PATH "/burn"
+#define DELAY_PATH "/delay"
 #define MAX_LINE 65536          /* http.client._MAXLINE */
 #define MAX_HEADERS 100         /* http.client._MAXHEADERS, the blank line included */
 #define BACKLOG 1024            /* EchoServer.request_queue_size */
@@ -380,28 +381,47 @@ static double query_number(const char *path, size_t n, const char *want, double 
 	return 0;
 }
 
-/* Seconds asked for with ?delay=, capped at MAX_DELAY. */
-static double delay_of(const char *path, size_t n)
+/* The path of a request target, *LEN bytes: it ends at the first '?' or
+ * '#' and starts past "scheme://host". */
+static const char *path_of(const char *target, size_t n, size_t *len)
 {
-	return query_number(path, n, "delay", MAX_DELAY);
-}
-
-/* CPU milliseconds a /burn?ms=N asks for, capped; 0 for other paths. The
- * path ends at the first '?' or '#' and starts past "scheme://host". */
-static double burn_of(const char *target, size_t n)
-{
-	size_t len = 0;
-	while (len < n && target[len] != '?' && target[len] != '#')
-		len++;
+	size_t k = 0;
+	while (k < n && target[k] != '?' && target[k] != '#')
+		k++;
 	const char *path = target;
-	const char *sep = memmem(path, len, "://", 3);
+	const char *sep = memmem(path, k, "://", 3);
 	if (sep && !memchr(path, '/', sep - path)) {
-		const char *rest = sep + 3, *stop = target + len;
+		const char *rest = sep + 3, *stop = target + k;
 		const char *slash = memchr(rest, '/', stop - rest);
 		path = slash ? slash : stop;
-		len = stop - path;
+		k = stop - path;
 	}
-	if (len != strlen(BURN_PATH) || memcmp(path, BURN_PATH, len))
+	*len = k;
+	return path;
+}
+
+static int path_is(const char *target, size_t n, const char *want)
+{
+	size_t len;
+	const char *path = path_of(target, n, &len);
+	return len == strlen(want) && !memcmp(path, want, len);
+}
+
+/* Seconds asked for with ?delay= and /delay?ms=, capped at MAX_DELAY. */
+static double delay_of(const char *target, size_t n)
+{
+	double seconds = query_number(target, n, "delay", MAX_DELAY);
+	if (path_is(target, n, DELAY_PATH)) {
+		double ms = query_number(target, n, "ms", MAX_DELAY * 1000);
+		seconds = seconds + ms / 1000 > MAX_DELAY ? MAX_DELAY : seconds + ms / 1000;
+	}
+	return seconds;
+}
+
+/* CPU milliseconds a /burn?ms=N asks for, capped; 0 for other paths. */
+static double burn_of(const char *target, size_t n)
+{
+	if (!path_is(target, n, BURN_PATH))
 		return 0;
 	return query_number(target, n, "ms", MAX_BURN_MS);
 }

@@ -18,8 +18,10 @@ it is built (``command.entrypoint``). Both must behave alike, to the byte:
 Port: ``$PORT``, else ``$NETPLANE_CONTAINER_PORT`` (the container's first
 ``containerPort``), else 8080; on every address unless
 ``$NETPLANE_ECHO_ADDRESS`` names one (an IPv4 address). HTTP/1.1 with
-keep-alive, a thread per connection. ``?delay=SECONDS`` (up to 30) holds
-the answer back: a request in flight to watch a rollout or a drain with.
+keep-alive, a thread per connection. ``?delay=SECONDS`` on any path holds
+the answer back: a request in flight to watch a rollout or a drain with;
+``/delay?ms=N`` holds it N milliseconds (a mesh's timeouts to trip), after
+any ``?delay=`` beside it, 30 s at most in all.
 ``/burn?ms=N`` spins N milliseconds of CPU time (up to 10 s) before the
 answer: load for CPU limits, ``kubectl top`` and autoscaling to see. The
 path is the target up to its first ``?`` or ``#``, past ``scheme://host``
@@ -59,6 +61,7 @@ FAIL_RATE_ENV = "ECHO_FAIL_RATE"
 MAX_DELAY = 30.0
 MAX_BURN_MS = 10_000.0
 BURN_PATH = "/burn"
+DELAY_PATH = "/delay"
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -112,8 +115,13 @@ def fail_rate(env: Mapping[str, str]) -> float:
 
 
 def delay(target: str) -> float:
-    """Seconds asked for with ``?delay=``, capped; 0 when absent or bad."""
-    return _query_number(target, "delay", MAX_DELAY)
+    """Seconds asked for with ``?delay=`` and ``/delay?ms=``, capped; 0 when
+    absent or bad."""
+    seconds = _query_number(target, "delay", MAX_DELAY)
+    if request_path(target) == DELAY_PATH:
+        ms = _query_number(target, "ms", MAX_DELAY * 1000)
+        seconds = min(seconds + ms / 1000, MAX_DELAY)
+    return seconds
 
 
 def request_path(target: str) -> str:
