@@ -208,6 +208,7 @@ class DryRun(NamedTuple):
     port: int
     delay: float  # seconds
     burn: float  # CPU milliseconds
+    status: int
     fail: float  # the share of requests that fail
 
 
@@ -219,9 +220,10 @@ def dry_run(argv: list[str], env: dict[str, str], path: str = "/") -> tuple[str,
 def dry_run_all(argv: list[str], env: dict[str, str], path: str = "/") -> DryRun:
     out = subprocess.run([*argv, "--dry-run", path], env=env, capture_output=True, text=True,
                          check=True).stdout
-    m = re.fullmatch(r"listen (\S+):(\d+) delay (\S+) burn (\S+) fail (\S+)\n", out)
+    m = re.fullmatch(r"listen (\S+):(\d+) delay (\S+) burn (\S+) status (\d+) fail (\S+)\n",
+                     out)
     assert m, out
-    return DryRun(m[1], int(m[2]), float(m[3]), float(m[4]), float(m[5]))
+    return DryRun(m[1], int(m[2]), float(m[3]), float(m[4]), int(m[5]), float(m[6]))
 
 
 @pytest.mark.parametrize(("env", "port"), [
@@ -280,6 +282,23 @@ def test_burn_parameter(argv: list[str], path: str, ms: float) -> None:
     assert dry_run_all(argv, {}, path).burn == ms
 
 
+@pytest.mark.parametrize(("path", "status"), [
+    ("/status/418", 418), ("/status/200", 200), ("/status/599", 599), ("/status/204", 204),
+    ("/status/418?x=1", 418), ("/status/418#x", 418), ("http://host/status/503", 503),
+    ("/status/199", 400), ("/status/600", 400), ("/status/0418", 400), ("/status/41", 400),
+    ("/status/abc", 400), ("/status/", 400), ("/status/418/", 400), ("/status/+18", 400),
+    ("/status/4%318", 400), ("/status/4_8", 400), ("/status/\u0664\u0661\u0668", 400),
+    ("/status", 200), ("/statuses/418", 200), ("/x/status/418", 200), ("/", 200),
+])
+def test_status_path(argv: list[str], path: str, status: int) -> None:
+    assert dry_run_all(argv, {}, path).status == status
+
+
+def test_a_bad_status_path_is_neither_held_nor_burnt(argv: list[str]) -> None:
+    assert dry_run_all(argv, {}, "/status/x?delay=5").delay == 0.0
+    assert dry_run_all(argv, {}, "/status/418?delay=5").delay == 5.0
+
+
 @pytest.mark.parametrize(("value", "rate"), [
     (None, 0.0), ("", 0.0), ("0", 0.0), ("0.25", 0.25), ("1", 1.0), (" .5\n", 0.5),
     ("2", 1.0), ("-0.5", 0.0), ("inf", 1.0), ("-inf", 0.0), ("nan", 0.0), ("lots", 0.0),
@@ -289,6 +308,50 @@ def test_burn_parameter(argv: list[str], path: str, ms: float) -> None:
 def test_fail_rate_parameter(argv: list[str], value: str | None, rate: float) -> None:
     env = {} if value is None else {"ECHO_FAIL_RATE": value}
     assert dry_run_all(argv, env).fail == rate
+
+
+def test_status_path_answers_that_status(echo: Echo) -> None:
+    conn = echo.http()
+    conn.request("GET", "/status/418")
+    resp = conn.getresponse()
+    assert (resp.status, resp.reason) == (418, "I'm a Teapot")
+    assert resp.getheader("Content-Type") == "text/plain; charset=utf-8"
+    assert resp.read() == ANSWER
+    conn.request("HEAD", "/status/503")
+    head = conn.getresponse()
+    assert (head.status, head.reason, head.read()) == (503, "Service Unavailable", b"")
+    assert head.getheader("Content-Length") == str(len(ANSWER))
+    conn.request("GET", "/status/299")  # no phrase: send_response() writes none
+    resp = conn.getresponse()
+    assert (resp.status, resp.reason, resp.read()) == (299, "", ANSWER)
+    conn.close()
+
+
+@pytest.mark.parametrize("status", [204, 205, 304])
+def test_status_without_content_has_no_body(echo: Echo, status: int) -> None:
+    with echo.connect() as sock:
+        sock.sendall(f"GET /status/{status} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n".encode())
+        sock.shutdown(socket.SHUT_WR)
+        first, _, rest = recv_all(sock).partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 %d " % status)
+    assert b"Content-Type" not in first
+    assert (b"Content-Length: 0" in first) == (status == 205)
+    if status != 205:
+        assert b"Content-Length" not in first
+    # Nothing between the answer and the next one, which the same connection got.
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\n" + ANSWER)
+
+
+def test_a_bad_status_path_is_a_400(echo: Echo) -> None:
+    conn = echo.http()
+    conn.request("GET", "/status/teapot")
+    resp = conn.getresponse()
+    assert (resp.status, resp.reason) == (400, "Bad status code ('teapot')")
+    assert resp.getheader("Connection") == "close"
+    page = resp.read()
+    assert b"<p>Message: Bad status code ('teapot').</p>" in page
+    assert b"from 200 to 599" in page
+    conn.close()
 
 
 def test_fail_rate_one_fails_every_request_but_not_udp(argv: list[str]) -> None:
@@ -436,6 +499,24 @@ RAW = {
                           b"\r\nhi",
     "expect on http/01.1": b"GET / HTTP/01.1\r\nExpect: 100-continue\r\n\r\n",
     "delay path": b"GET /delay?ms=50 HTTP/1.1\r\n\r\nHEAD /delay?ms=50 HTTP/1.1\r\n\r\n",
+    "status": b"GET /status/418 HTTP/1.1\r\n\r\nHEAD /status/418 HTTP/1.1\r\n\r\n"
+              b"GET /status/418 HTTP/1.1\r\nAccept: application/json\r\n\r\n",
+    "status without a phrase": b"GET /status/299 HTTP/1.1\r\n\r\n",
+    "status 204": b"GET /status/204 HTTP/1.1\r\n\r\nHEAD /status/204 HTTP/1.1\r\n\r\n"
+                  b"GET / HTTP/1.1\r\n\r\n",
+    "status 205": b"GET /status/205 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "status 304": b"GET /status/304 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "status 204, http/0.9": b"GET /status/204\r\n\r\n",
+    "status 418, http/1.0": b"GET /status/418 HTTP/1.0\r\n\r\n",
+    "status held": b"GET /status/503?delay=0.05 HTTP/1.1\r\n\r\n",
+    "bad status": b"GET /status/abc?delay=5 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "bad status, empty": b"GET /status/ HTTP/1.1\r\n\r\n",
+    "bad status, out of range": b"GET /status/600 HTTP/1.1\r\n\r\n",
+    "bad status, HEAD": b"HEAD /status/1 HTTP/1.1\r\n\r\n",
+    "bad status, http/0.9": b"GET /status/x\r\n\r\n",
+    "bad status, quoted and latin-1": b"GET /status/<\xe9'&\"\\> HTTP/1.1\r\n\r\n",
+    "bad status, post": b"POST /status/x HTTP/1.1\r\nExpect: 100-continue\r\n"
+                        b"Content-Length: 2\r\n\r\nhi",
     "put": b"PUT / HTTP/1.1\r\n\r\n",
     "lower-case get": b"get / HTTP/1.1\r\n\r\n",
     "latin-1 method": b"G\xe9T / HTTP/1.1\r\n\r\n",
@@ -489,6 +570,14 @@ def exchange(server: Echo, raw: bytes) -> bytes:
 def test_both_servers_answer_raw_requests_alike(both: tuple[Echo, Echo], case: str) -> None:
     python, c = (exchange(server, RAW[case]) for server in both)
     assert c == python
+
+
+def test_both_servers_give_every_status_alike(both: tuple[Echo, Echo]) -> None:
+    # One connection each, every code in turn: the phrases and the framing.
+    raw = b"".join(b"GET /status/%d HTTP/1.1\r\n\r\n" % code for code in range(200, 600))
+    python, c = (exchange(server, raw) for server in both)
+    assert c == python
+    assert python.count(b"HTTP/1.1 ") == 400 and b"HTTP/1.1 418 I'm a Teapot\r\n" in python
 
 
 @pytest.mark.parametrize("case", RAW)

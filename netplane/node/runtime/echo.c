@@ -41,6 +41,8 @@
 #define MAX_BURN_MS 10000.0
 #define BURN_PATH "/burn"
 #define DELAY_PATH "/delay"
+#define STATUS_PREFIX "/status/"
+#define STATUS_EXPLAIN "Ask for /status/N with N a status code from 200 to 599"
 #define MAX_LINE 65536          /* http.client._MAXLINE */
 #define MAX_HEADERS 100         /* http.client._MAXHEADERS, the blank line included */
 #define BACKLOG 1024            /* EchoServer.request_queue_size */
@@ -73,6 +75,9 @@ struct request {
 	size_t command_len;
 	double delay;
 	double burn_ms;
+	int status;             /* what /status/N asks for, else 200 */
+	char *bad;              /* a /status/ path with no code: what follows it, for the 400 */
+	size_t bad_len;
 	int broken;             /* a line that is no header ended the headers */
 	enum header cur;        /* what a continuation line extends */
 	int seen[H_OTHER];
@@ -426,6 +431,31 @@ static double burn_of(const char *target, size_t n)
 	return query_number(target, n, "ms", MAX_BURN_MS);
 }
 
+/* What a request target asks for, as ask() in echo.py reads it: a bad
+ * /status/ path gets its 400 at once, neither held nor burnt. */
+static void ask(struct request *rq, const char *target, size_t n)
+{
+	size_t len, k = strlen(STATUS_PREFIX);
+	const char *path = path_of(target, n, &len);
+	rq->status = 200;
+	if (len >= k && !memcmp(path, STATUS_PREFIX, k)) {
+		const char *code = path + k;
+		size_t cn = len - k;
+		int v = cn == 3 && is_digit(code[0]) && is_digit(code[1]) && is_digit(code[2]) ?
+			(code[0] - '0') * 100 + (code[1] - '0') * 10 + code[2] - '0' : 0;
+		if (v < 200 || v > 599) {
+			rq->status = 400;
+			rq->bad = xrealloc(NULL, cn + 1);
+			memcpy(rq->bad, code, cn);
+			rq->bad_len = cn;
+			return;
+		}
+		rq->status = v;
+	}
+	rq->delay = delay_of(target, n);
+	rq->burn_ms = burn_of(target, n);
+}
+
 /* Spins until this thread has used MS milliseconds of CPU. */
 static void burn(double ms)
 {
@@ -438,6 +468,46 @@ static void burn(double ms)
 }
 
 /* ---- answers ---- */
+
+/* http.HTTPStatus's phrases, as send_response() writes them (Python 3.11's,
+ * the set-up's); a code without one gets an empty phrase. */
+static const struct {
+	int code;
+	const char *phrase;
+} phrases[] = {
+	{200, "OK"}, {201, "Created"}, {202, "Accepted"},
+	{203, "Non-Authoritative Information"}, {204, "No Content"},
+	{205, "Reset Content"}, {206, "Partial Content"}, {207, "Multi-Status"},
+	{208, "Already Reported"}, {226, "IM Used"}, {300, "Multiple Choices"},
+	{301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"},
+	{304, "Not Modified"}, {305, "Use Proxy"}, {307, "Temporary Redirect"},
+	{308, "Permanent Redirect"}, {400, "Bad Request"}, {401, "Unauthorized"},
+	{402, "Payment Required"}, {403, "Forbidden"}, {404, "Not Found"},
+	{405, "Method Not Allowed"}, {406, "Not Acceptable"},
+	{407, "Proxy Authentication Required"}, {408, "Request Timeout"},
+	{409, "Conflict"}, {410, "Gone"}, {411, "Length Required"},
+	{412, "Precondition Failed"}, {413, "Request Entity Too Large"},
+	{414, "Request-URI Too Long"}, {415, "Unsupported Media Type"},
+	{416, "Requested Range Not Satisfiable"}, {417, "Expectation Failed"},
+	{418, "I'm a Teapot"}, {421, "Misdirected Request"},
+	{422, "Unprocessable Entity"}, {423, "Locked"}, {424, "Failed Dependency"},
+	{425, "Too Early"}, {426, "Upgrade Required"}, {428, "Precondition Required"},
+	{429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
+	{451, "Unavailable For Legal Reasons"}, {500, "Internal Server Error"},
+	{501, "Not Implemented"}, {502, "Bad Gateway"}, {503, "Service Unavailable"},
+	{504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+	{506, "Variant Also Negotiates"}, {507, "Insufficient Storage"},
+	{508, "Loop Detected"}, {510, "Not Extended"},
+	{511, "Network Authentication Required"}
+};
+
+static const char *reason(int code)
+{
+	for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++)
+		if (phrases[i].code == code)
+			return phrases[i].phrase;
+	return "";
+}
 
 static void put_date(struct buf *b)
 {
@@ -503,21 +573,27 @@ static void error_repr(struct conn *c, int code, const char *fmt_head, const cha
 
 static void answer(struct conn *c)
 {
+	struct request *rq = &c->rq;
+	int code = rq->fail ? 503 : rq->status;
+	/* HTTP gives these no content; a 205 still says so with a length. */
+	int content = code != 204 && code != 205 && code != 304;
 	struct buf body = {0};
-	render(&body, c->rq.json, c->peer);
-	if (!c->rq.v09) {
-		puts_(&c->out, c->rq.fail ? "HTTP/1.1 503 Service Unavailable\r\n" :
-		      "HTTP/1.1 200 OK\r\n");
+	render(&body, rq->json, c->peer);
+	if (!rq->v09) {
+		putf(&c->out, "HTTP/1.1 %d %s\r\n", code, reason(code));
 		put_date(&c->out);
-		putf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-		     c->rq.json ? "application/json" : "text/plain; charset=utf-8", body.len);
+		if (code == 205)
+			puts_(&c->out, "Content-Length: 0\r\n");
+		else if (content)
+			putf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+			     rq->json ? "application/json" : "text/plain; charset=utf-8", body.len);
 		if (draining) {
 			puts_(&c->out, "Connection: close\r\n");
-			c->rq.close = 1;
+			rq->close = 1;
 		}
 		puts_(&c->out, "\r\n");
 	}
-	if (c->rq.method != 'H')
+	if (rq->method != 'H' && content)
 		put(&c->out, body.p, body.len);
 	free(body.p);
 	c->state = WRITE;
@@ -640,8 +716,7 @@ static int request_line(struct conn *c, const char *line, size_t n)
 		memcpy(rq->command, w[0], wl[0]);
 		rq->command_len = wl[0];
 	}
-	rq->delay = delay_of(w[1], wl[1]);
-	rq->burn_ms = burn_of(w[1], wl[1]);
+	ask(rq, w[1], wl[1]);
 	return 1;
 }
 
@@ -839,9 +914,15 @@ static void watch(struct conn *c)
 	}
 }
 
+static void free_request(struct request *rq)
+{
+	free(rq->command);
+	free(rq->bad);
+}
+
 static void reset_request(struct conn *c)
 {
-	free(c->rq.command);
+	free_request(&c->rq);
 	memset(&c->rq, 0, sizeof c->rq);
 	c->state = HEAD;
 	if (c->in_off == c->in.len) {
@@ -861,7 +942,7 @@ static void close_conn(struct conn *c)
 	close(c->fd);
 	free(c->in.p);
 	free(c->out.p);
-	free(c->rq.command);
+	free_request(&c->rq);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -931,7 +1012,11 @@ static void progress(struct conn *c)
 			c->due = 0;
 			if (c->rq.burn_ms > 0)
 				burn(c->rq.burn_ms);
-			answer(c);
+			if (c->rq.bad)
+				error_repr(c, 400, "Bad status code (", c->rq.bad, c->rq.bad_len,
+					   STATUS_EXPLAIN);
+			else
+				answer(c);
 		} else {  /* WRITE */
 			int r = flush(c);
 			if (r < 0)
@@ -1221,12 +1306,14 @@ static void add(int fd, struct conn *tag)
 }
 
 /* `--dry-run PATH`: where it would listen, how long PATH would wait, how
- * much CPU it would burn and the share of requests that fail. */
+ * much CPU it would burn, its status and the share of requests that fail. */
 static int dry_run(const char *address, int port, const char *path)
 {
-	size_t n = strlen(path);
-	printf("listen %s:%d delay %g burn %g fail %g\n", address, port, delay_of(path, n),
-	       burn_of(path, n), fail_rate);
+	struct request rq = {0};
+	ask(&rq, path, strlen(path));
+	printf("listen %s:%d delay %g burn %g status %d fail %g\n", address, port, rq.delay,
+	       rq.burn_ms, rq.status, fail_rate);
+	free_request(&rq);
 	return 0;
 }
 

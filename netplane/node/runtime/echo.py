@@ -4,12 +4,7 @@ request with who served it and who asked,
 (JSON when the client accepts ``application/json``), and the same text to
 every UDP datagram on the same port. It shows which backend a service sent
 a client to, and whether the client's address survived the trip (it does
-not when the proxy masqueraded it). ``$ECHO_FAIL_RATE`` (a number from 0
-to 1, as float() reads ASCII text; 0 when absent, empty or bad, clamped to
-[0, 1]) fails that share of HTTP requests, each drawn at random as it
-arrives: ``503 Service Unavailable`` with the same body and headers, so
-that a client (a mesh's retries) sees which pod failed. A failed request
-is held and burns as any other; UDP never fails. Run as
+not when the proxy masqueraded it). Run as
 ``python -m netplane.node.runtime.echo``; ``echo.c`` beside this module is
 the same server in C, a tenth of the memory, which the runtime runs when
 it is built (``command.entrypoint``). Both must behave alike, to the byte:
@@ -18,16 +13,33 @@ it is built (``command.entrypoint``). Both must behave alike, to the byte:
 Port: ``$PORT``, else ``$NETPLANE_CONTAINER_PORT`` (the container's first
 ``containerPort``), else 8080; on every address unless
 ``$NETPLANE_ECHO_ADDRESS`` names one (an IPv4 address). HTTP/1.1 with
-keep-alive, a thread per connection. ``?delay=SECONDS`` on any path holds
-the answer back: a request in flight to watch a rollout or a drain with;
-``/delay?ms=N`` holds it N milliseconds (a mesh's timeouts to trip), after
-any ``?delay=`` beside it, 30 s at most in all.
-``/burn?ms=N`` spins N milliseconds of CPU time (up to 10 s) before the
-answer: load for CPU limits, ``kubectl top`` and autoscaling to see. The
-path is the target up to its first ``?`` or ``#``, past ``scheme://host``
-when it has one. ``--dry-run PATH`` prints where it would listen, how long
-a request for PATH would be held, how much CPU it would burn and the
-share of requests that fail, and exits.
+keep-alive, a thread per connection; GET, HEAD (without the body) and POST
+(its body read and dropped) answer alike. The path is the target up to
+its first ``?`` or ``#``, past ``scheme://host`` when it has one. What a
+request can ask for, to watch a rollout, a drain, limits or a mesh with:
+
+- ``?delay=SECONDS`` on any path holds the answer back: a request in
+  flight. ``/delay?ms=N`` holds it N milliseconds, after any ``?delay=``
+  beside it; 30 s at most in all.
+- ``/burn?ms=N`` spins N milliseconds of CPU time (up to 10 s) before the
+  answer: load for CPU limits, ``kubectl top`` and autoscaling to see.
+- ``/status/N``, N three digits from 200 to 599, answers status N with the
+  reason http.server gives it (none for a code without one) and the usual
+  body; 204 and 304 have no body nor Content-Type and Content-Length, 205
+  says ``Content-Length: 0``, as HTTP wants. Any other path under
+  ``/status/`` is answered at once, unheld, with a 400 as the server
+  writes its errors (``Bad status code ('...')``).
+- ``$ECHO_FAIL_RATE`` (a number from 0 to 1, as float() reads ASCII text;
+  0 when absent, empty or bad, clamped to [0, 1]) fails that share of HTTP
+  requests, each drawn at random as it arrives: ``503 Service
+  Unavailable`` with the usual body and headers, so that a client (a
+  mesh's retries) sees which pod failed. A failed request is held and
+  burns as any other; a bad ``/status/`` path still gets its 400, UDP
+  never fails.
+
+``--dry-run PATH`` prints where it would listen, how long a request for
+PATH would be held, how much CPU it would burn, its status and the share
+of requests that fail, and exits.
 
 On SIGTERM it shuts down as a well-behaved server does (Go's
 ``http.Server.Shutdown``): it serves what is already queued on the listening
@@ -49,6 +61,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
@@ -62,6 +75,12 @@ MAX_DELAY = 30.0
 MAX_BURN_MS = 10_000.0
 BURN_PATH = "/burn"
 DELAY_PATH = "/delay"
+STATUS_PREFIX = "/status/"
+STATUS_EXPLAIN = "Ask for /status/N with N a status code from 200 to 599"
+# HTTP gives these no content (RFC 9110 15.3.5, 15.3.6, 15.4.5); a 205
+# still says so with Content-Length: 0, the others with no length at all.
+WITHOUT_CONTENT = frozenset({204, 205, 304})
+RESET_CONTENT = 205
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -112,6 +131,28 @@ def fail_rate(env: Mapping[str, str]) -> float:
     text = env.get(FAIL_RATE_ENV, "")
     # ASCII only: float() also reads other scripts' digits and spaces.
     return _number(text, 1.0) if text.isascii() else 0.0
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a request target asks for, read once as the request arrives."""
+
+    delay: float = 0.0  # seconds to hold the answer
+    burn_ms: float = 0.0  # CPU to spin before it
+    status: int = 200
+    error: str = ""  # a 400's message: the target asks for nothing that exists
+
+
+def ask(target: str) -> Asked:
+    """What a request for ``target`` asks for, as the module docstring says."""
+    path = request_path(target)
+    status = 200
+    if path.startswith(STATUS_PREFIX):
+        code = path[len(STATUS_PREFIX):]
+        if not (re.fullmatch("[0-9]{3}", code) and 200 <= int(code) <= 599):
+            return Asked(status=400, error=f"Bad status code ({code!r})")
+        status = int(code)
+    return Asked(delay=delay(target), burn_ms=burn_ms(target), status=status)
 
 
 def delay(target: str) -> float:
@@ -198,21 +239,29 @@ class EchoHandler(BaseHTTPRequestHandler):
         self._answer(send_body=False)
 
     def _answer(self, *, send_body: bool) -> None:
+        asked = ask(self.path)
+        if asked.error:
+            self.send_error(asked.status, asked.error, STATUS_EXPLAIN)
+            return
         failed = random.random() < self.fail_rate  # 0 never, 1 always: random() < 1
         who = {**self.who, "client": self.client_address[0]}
         body, ctype = render(who, accept=self.headers.get("Accept", ""))
-        if wait := delay(self.path):
-            time.sleep(wait)
-        if ms := burn_ms(self.path):
-            burn(ms)
-        self.send_response(503 if failed else 200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
+        if asked.delay:
+            time.sleep(asked.delay)
+        if asked.burn_ms:
+            burn(asked.burn_ms)
+        status = 503 if failed else asked.status
+        self.send_response(status)
+        if status == RESET_CONTENT:
+            self.send_header("Content-Length", "0")
+        elif status not in WITHOUT_CONTENT:
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
         if self.server.draining:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        if send_body:
+        if send_body and status not in WITHOUT_CONTENT:
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
@@ -304,9 +353,9 @@ def serve(env: Mapping[str, str], stop: threading.Event) -> None:
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--dry-run":
         address, port = listen_address(os.environ), listen_port(os.environ)
-        target = sys.argv[2]
-        print(f"listen {address}:{port} delay {delay(target):g} burn {burn_ms(target):g}"
-              f" fail {fail_rate(os.environ):g}")
+        asked = ask(sys.argv[2])
+        print(f"listen {address}:{port} delay {asked.delay:g} burn {asked.burn_ms:g}"
+              f" status {asked.status} fail {fail_rate(os.environ):g}")
         return
     stop = threading.Event()
 
