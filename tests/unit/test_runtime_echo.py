@@ -354,6 +354,27 @@ def test_a_bad_status_path_is_a_400(echo: Echo) -> None:
     conn.close()
 
 
+def test_headers_path_answers_the_headers_as_received(echo: Echo) -> None:
+    conn = echo.http()
+    for method in ("GET", "HEAD"):
+        conn.putrequest(method, "/headers", skip_accept_encoding=True)
+        for name, value in (("X-Request-Id", "7"), ("x-request-id", "8"),
+                            ("X-Folded", "a\r\n b"), ("Accept", "text/plain")):
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.getheader("Content-Type") == "application/json"  # whatever it accepts
+        if method == "GET":
+            body = resp.read()
+            assert json.loads(body) == {"headers": {
+                "Host": f"{LOOPBACK}:{echo.port}", "X-Request-Id": "7", "X-Folded": "a\r\n b",
+                "Accept": "text/plain"}}
+        else:
+            assert resp.read() == b"" and resp.getheader("Content-Length") == str(len(body))
+    conn.close()
+
+
 def test_fail_rate_one_fails_every_request_but_not_udp(argv: list[str]) -> None:
     server = start(argv, extra={"ECHO_FAIL_RATE": "1"})
     try:
@@ -517,6 +538,30 @@ RAW = {
     "bad status, quoted and latin-1": b"GET /status/<\xe9'&\"\\> HTTP/1.1\r\n\r\n",
     "bad status, post": b"POST /status/x HTTP/1.1\r\nExpect: 100-continue\r\n"
                         b"Content-Length: 2\r\n\r\nhi",
+    "headers": b"GET /headers HTTP/1.1\r\nHost: x\r\nX-Trace: a\r\nx-trace: b\r\n"
+               b"ACCEPT: text/plain\r\n\r\n",
+    "headers, HEAD": b"HEAD /headers HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "headers, none": b"GET /headers HTTP/1.1\r\n\r\n",
+    "headers, json asked": b"GET /headers?x=1 HTTP/1.1\r\nAccept: application/json\r\n\r\n",
+    "headers, not the path": b"GET /headers/ HTTP/1.1\r\nX: 1\r\n\r\n"
+                             b"GET /x/headers HTTP/1.1\r\nX: 1\r\n\r\n",
+    "headers, folded": b"GET /headers HTTP/1.1\r\nX: a\r\n b\r\n\tc \r\nY: 1\r\n\r\n",
+    "headers, a later one folded": b"GET /headers HTTP/1.1\r\nX: 1\r\nx: 2\r\n 3\r\nY: 4\r\n\r\n",
+    "headers, escapes": b"GET /headers HTTP/1.1\r\nQ\"\\: \xe9\x01\x7f\"\\\x00\xff\r\n"
+                        b"Tab:\t\t v \r\nEmpty:\r\nSpace: \r\n\r\n",
+    "headers, skipped lines": b"GET /headers HTTP/1.1\r\nFrom x\r\n: y\r\n on\r\nX: 1\r\n"
+                              b"From z\r\nY: 2\r\n\r\n",
+    "headers, first is folded": b"GET /headers HTTP/1.1\r\n x: 1\r\nX: 2\r\n\r\n",
+    "headers, a line that is none": b"GET /headers HTTP/1.1\r\nX: 1\r\nno header\r\nY: 2\r\n"
+                                    b"\r\n",
+    "headers, bare cr and lf": b"GET /headers HTTP/1.1\r\nX: a\rY: b\nZ: c\r\n\r\n",
+    "headers, long": b"GET /headers HTTP/1.1\r\nX: " + b"v" * 70_000 + b"\r\n\r\n",
+    "headers, long enough": b"GET /headers HTTP/1.1\r\nX: " + b"v" * 60_000 + b"\r\nY: "
+                            + b"w" * 60_000 + b"\r\n\r\n",
+    "headers, 99": b"GET /headers HTTP/1.1\r\n" + HEADERS_99 + b"\r\n",
+    "headers, http/0.9": b"GET /headers\r\nX: 1\r\n\r\n",
+    "headers, post": b"POST /headers HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+    "headers, cut short": b"GET /headers HTTP/1.1\r\nX: 1",
     "put": b"PUT / HTTP/1.1\r\n\r\n",
     "lower-case get": b"get / HTTP/1.1\r\n\r\n",
     "latin-1 method": b"G\xe9T / HTTP/1.1\r\n\r\n",

@@ -42,6 +42,7 @@
 #define BURN_PATH "/burn"
 #define DELAY_PATH "/delay"
 #define STATUS_PREFIX "/status/"
+#define HEADERS_PATH "/headers"
 #define STATUS_EXPLAIN "Ask for /status/N with N a status code from 200 to 599"
 #define MAX_LINE 65536          /* http.client._MAXLINE */
 #define MAX_HEADERS 100         /* http.client._MAXHEADERS, the blank line included */
@@ -64,6 +65,12 @@ struct value {                  /* a header's value: the text after ':' */
 	int folded;             /* continued on further lines */
 };
 
+struct field {                  /* a header kept for /headers */
+	size_t at;              /* where its name starts in request.fields */
+	size_t name_len;
+	size_t value_len;       /* the value follows the name */
+};
+
 struct request {
 	int lines;              /* lines read; 0 before the request line */
 	int v09;                /* request_version is still HTTP/0.9 */
@@ -78,6 +85,10 @@ struct request {
 	int status;             /* what /status/N asks for, else 200 */
 	char *bad;              /* a /status/ path with no code: what follows it, for the 400 */
 	size_t bad_len;
+	int headers;            /* /headers: keep them, the first of each name */
+	struct buf fields;      /* /headers: names and values, one after the other */
+	struct buf spans;       /* /headers: a struct field each */
+	int keep;               /* the last header was kept: its continuation too */
 	int broken;             /* a line that is no header ended the headers */
 	enum header cur;        /* what a continuation line extends */
 	int seen[H_OTHER];
@@ -452,6 +463,7 @@ static void ask(struct request *rq, const char *target, size_t n)
 		}
 		rq->status = v;
 	}
+	rq->headers = len == strlen(HEADERS_PATH) && !memcmp(path, HEADERS_PATH, len);
 	rq->delay = delay_of(target, n);
 	rq->burn_ms = burn_of(target, n);
 }
@@ -519,6 +531,95 @@ static void put_date(struct buf *b)
 	putf(b, "Server: %s\r\nDate: %s\r\n", SERVER, date);
 }
 
+/* A character as json.dumps() (ensure_ascii) writes it in a string. */
+static void put_json_char(struct buf *b, unsigned cp)
+{
+	if (cp == '"' || cp == '\\')
+		putf(b, "\\%c", cp);
+	else if (cp == '\n')
+		puts_(b, "\\n");
+	else if (cp == '\r')
+		puts_(b, "\\r");
+	else if (cp == '\t')
+		puts_(b, "\\t");
+	else if (cp == '\b')
+		puts_(b, "\\b");
+	else if (cp == '\f')
+		puts_(b, "\\f");
+	else if (cp < 0x20 || cp > 0x7e) {
+		if (cp >= 0x10000) {
+			unsigned v = cp - 0x10000;
+			putf(b, "\\u%04x\\u%04x", 0xd800 | (v >> 10), 0xdc00 | (v & 0x3ff));
+		} else {
+			putf(b, "\\u%04x", cp);
+		}
+	} else {
+		char ch = (char)cp;
+		put(b, &ch, 1);
+	}
+}
+
+/* json.dumps() of a string (ensure_ascii): UTF-8 decoded, with undecodable
+ * bytes as the surrogates os.environ gives them. */
+static void put_json_string(struct buf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	put(b, "\"", 1);
+	while (*p) {
+		unsigned cp = *p, len = 1;
+		if (cp >= 0x80) {
+			unsigned need = cp >= 0xf0 && cp <= 0xf4 ? 4 : cp >= 0xe0 && cp <= 0xef ? 3 :
+				cp >= 0xc2 && cp < 0xe0 ? 2 : 0;
+			unsigned v = need == 4 ? cp & 7 : need == 3 ? cp & 15 : cp & 31;
+			unsigned i = 1;
+			for (; need && i < need && (p[i] & 0xc0) == 0x80; i++)
+				v = v << 6 | (p[i] & 0x3f);
+			int ok = need && i == need && !(need == 3 && (v < 0x800 ||
+				(v >= 0xd800 && v < 0xe000))) && !(need == 4 && (v < 0x10000 ||
+				v > 0x10ffff));
+			if (ok) {
+				cp = v;
+				len = need;
+			} else {
+				cp = 0xdc00 | *p;  /* surrogateescape */
+			}
+		}
+		put_json_char(b, cp);
+		p += len;
+	}
+	put(b, "\"", 1);
+}
+
+/* json.dumps() of latin-1 text, as the request's bytes are read. */
+static void put_json_latin1(struct buf *b, const char *s, size_t n)
+{
+	put(b, "\"", 1);
+	for (size_t i = 0; i < n; i++)
+		put_json_char(b, (unsigned char)s[i]);
+	put(b, "\"", 1);
+}
+
+/* httpbin's /headers as json.dumps() writes it: each value as
+ * email's compat32 policy gives it, rstrip('\r\n') of the whole. */
+static void render_headers(struct buf *b, const struct request *rq)
+{
+	const struct field *f = (const struct field *)rq->spans.p;
+	size_t count = rq->spans.len / sizeof *f;
+	puts_(b, "{\"headers\": {");
+	for (size_t k = 0; k < count; k++) {
+		const char *name = rq->fields.p + f[k].at, *v = name + f[k].name_len;
+		size_t vn = f[k].value_len;
+		while (vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n'))
+			vn--;
+		if (k)
+			puts_(b, ", ");
+		put_json_latin1(b, name, f[k].name_len);
+		puts_(b, ": ");
+		put_json_latin1(b, v, vn);
+	}
+	puts_(b, "}}\n");
+}
+
 static void render(struct buf *b, int json, const char *client)
 {
 	if (json) {
@@ -578,7 +679,11 @@ static void answer(struct conn *c)
 	/* HTTP gives these no content; a 205 still says so with a length. */
 	int content = code != 204 && code != 205 && code != 304;
 	struct buf body = {0};
-	render(&body, rq->json, c->peer);
+	int json = rq->json || (rq->headers && !rq->fail);
+	if (rq->headers && !rq->fail)
+		render_headers(&body, rq);
+	else
+		render(&body, rq->json, c->peer);
 	if (!rq->v09) {
 		putf(&c->out, "HTTP/1.1 %d %s\r\n", code, reason(code));
 		put_date(&c->out);
@@ -586,7 +691,7 @@ static void answer(struct conn *c)
 			puts_(&c->out, "Content-Length: 0\r\n");
 		else if (content)
 			putf(&c->out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-			     rq->json ? "application/json" : "text/plain; charset=utf-8", body.len);
+			     json ? "application/json" : "text/plain; charset=utf-8", body.len);
 		if (draining) {
 			puts_(&c->out, "Connection: close\r\n");
 			rq->close = 1;
@@ -720,6 +825,30 @@ static int request_line(struct conn *c, const char *line, size_t n)
 	return 1;
 }
 
+/* Keeps a header for /headers, unless one of its name (in any case) came
+ * first; 1 when it did. V is its value past the spaces and tabs after ':'. */
+static int field_add(struct request *rq, const char *name, size_t name_len, const char *v,
+		     size_t vn)
+{
+	const struct field *f = (const struct field *)rq->spans.p;
+	for (size_t k = 0; k < rq->spans.len / sizeof *f; k++)
+		if (f[k].name_len == name_len && !strncasecmp(rq->fields.p + f[k].at, name, name_len))
+			return 0;
+	struct field add = {rq->fields.len, name_len, vn};
+	put(&rq->fields, name, name_len);
+	put(&rq->fields, v, vn);
+	put(&rq->spans, &add, sizeof add);
+	return 1;
+}
+
+/* A continuation line: the last header kept gets it whole. */
+static void field_extend(struct request *rq, const char *line, size_t n)
+{
+	struct field *f = (struct field *)rq->spans.p;
+	put(&rq->fields, line, n);
+	f[rq->spans.len / sizeof *f - 1].value_len += n;
+}
+
 /* One line of the header block, as email's compat32 parser reads it: a
  * name of printable characters but ':' and space, then ':'; a line starting
  * with space or tab continues the last header; a Unix-from line, or one
@@ -735,6 +864,8 @@ static void email_line(struct request *rq, const char *line, size_t n)
 	if (rq->broken)
 		return;
 	if (line[0] == ' ' || line[0] == '\t') {
+		if (rq->keep)
+			field_extend(rq, line, n);
 		if (rq->cur == H_ACCEPT && memmem(line, n, "application/json", 16))
 			rq->json = 1;
 		struct value *v = rq->cur == H_LENGTH ? &rq->length :
@@ -746,6 +877,7 @@ static void email_line(struct request *rq, const char *line, size_t n)
 		}
 		return;
 	}
+	rq->keep = 0;
 	if ((n >= 5 && !memcmp(line, "From ", 5)) || line[0] == ':') {
 		rq->cur = H_NONE;  /* a Unix-from line, or no name: skipped */
 		return;
@@ -758,6 +890,12 @@ static void email_line(struct request *rq, const char *line, size_t n)
 		rq->broken = 1;
 		return;
 	}
+	const char *v = line + i + 1;
+	size_t vn = n - i - 1;
+	while (vn && (*v == ' ' || *v == '\t'))
+		v++, vn--;
+	if (rq->headers)
+		rq->keep = field_add(rq, line, i, v, vn);
 	rq->cur = H_OTHER;
 	for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
 		if (strlen(known[k].name) == i && !strncasecmp(line, known[k].name, i)) {
@@ -767,10 +905,6 @@ static void email_line(struct request *rq, const char *line, size_t n)
 			rq->cur = known[k].h;
 		}
 	}
-	const char *v = line + i + 1;
-	size_t vn = n - i - 1;
-	while (vn && (*v == ' ' || *v == '\t'))
-		v++, vn--;
 	if (rq->cur == H_ACCEPT && memmem(v, vn, "application/json", 16))
 		rq->json = 1;
 	else if (rq->cur == H_LENGTH)
@@ -918,6 +1052,8 @@ static void free_request(struct request *rq)
 {
 	free(rq->command);
 	free(rq->bad);
+	free(rq->fields.p);
+	free(rq->spans.p);
 }
 
 static void reset_request(struct conn *c)
@@ -1209,59 +1345,6 @@ static int listen_port(void)
 		}
 	}
 	return DEFAULT_PORT;
-}
-
-/* json.dumps() of a string (ensure_ascii): UTF-8 decoded, with undecodable
- * bytes as the surrogates os.environ gives them. */
-static void put_json_string(struct buf *b, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	put(b, "\"", 1);
-	while (*p) {
-		unsigned cp = *p, len = 1;
-		if (cp >= 0x80) {
-			unsigned need = cp >= 0xf0 && cp <= 0xf4 ? 4 : cp >= 0xe0 && cp <= 0xef ? 3 :
-				cp >= 0xc2 && cp < 0xe0 ? 2 : 0;
-			unsigned v = need == 4 ? cp & 7 : need == 3 ? cp & 15 : cp & 31;
-			unsigned i = 1;
-			for (; need && i < need && (p[i] & 0xc0) == 0x80; i++)
-				v = v << 6 | (p[i] & 0x3f);
-			int ok = need && i == need && !(need == 3 && (v < 0x800 ||
-				(v >= 0xd800 && v < 0xe000))) && !(need == 4 && (v < 0x10000 ||
-				v > 0x10ffff));
-			if (ok) {
-				cp = v;
-				len = need;
-			} else {
-				cp = 0xdc00 | *p;  /* surrogateescape */
-			}
-		}
-		if (cp == '"' || cp == '\\')
-			putf(b, "\\%c", cp);
-		else if (cp == '\n')
-			puts_(b, "\\n");
-		else if (cp == '\r')
-			puts_(b, "\\r");
-		else if (cp == '\t')
-			puts_(b, "\\t");
-		else if (cp == '\b')
-			puts_(b, "\\b");
-		else if (cp == '\f')
-			puts_(b, "\\f");
-		else if (cp < 0x20 || cp > 0x7e) {
-			if (cp >= 0x10000) {
-				unsigned v = cp - 0x10000;
-				putf(b, "\\u%04x\\u%04x", 0xd800 | (v >> 10), 0xdc00 | (v & 0x3ff));
-			} else {
-				putf(b, "\\u%04x", cp);
-			}
-		} else {
-			char ch = (char)cp;
-			put(b, &ch, 1);
-		}
-		p += len;
-	}
-	put(b, "\"", 1);
 }
 
 static void identity(void)

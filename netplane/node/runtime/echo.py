@@ -29,6 +29,10 @@ request can ask for, to watch a rollout, a drain, limits or a mesh with:
   says ``Content-Length: 0``, as HTTP wants. Any other path under
   ``/status/`` is answered at once, unheld, with a 400 as the server
   writes its errors (``Bad status code ('...')``).
+- ``/headers`` answers httpbin's ``{"headers": {"Name": "value", ...}}``
+  (``application/json``): the headers as received, names as the client
+  wrote them, only the first of a name (in any case), a folded value with
+  its line breaks, as ``http.client`` parses them.
 - ``$ECHO_FAIL_RATE`` (a number from 0 to 1, as float() reads ASCII text;
   0 when absent, empty or bad, clamped to [0, 1]) fails that share of HTTP
   requests, each drawn at random as it arrives: ``503 Service
@@ -60,7 +64,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -76,6 +80,7 @@ MAX_BURN_MS = 10_000.0
 BURN_PATH = "/burn"
 DELAY_PATH = "/delay"
 STATUS_PREFIX = "/status/"
+HEADERS_PATH = "/headers"
 STATUS_EXPLAIN = "Ask for /status/N with N a status code from 200 to 599"
 # HTTP gives these no content (RFC 9110 15.3.5, 15.3.6, 15.4.5); a 205
 # still says so with Content-Length: 0, the others with no length at all.
@@ -110,6 +115,17 @@ def render(who: Mapping[str, str], *, accept: str) -> tuple[bytes, str]:
     return text.encode() + b"\n", "text/plain; charset=utf-8"
 
 
+def render_headers(fields: Iterable[tuple[str, str]]) -> bytes:
+    """httpbin's ``/headers``: each header as received, the first of a name."""
+    first: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in fields:
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            first[name] = value
+    return json.dumps({"headers": first}).encode() + b"\n"
+
+
 def _number(text: str, cap: float) -> float:
     """``text`` as a number in [0, cap]; 0 when it is none."""
     try:
@@ -140,6 +156,7 @@ class Asked:
     delay: float = 0.0  # seconds to hold the answer
     burn_ms: float = 0.0  # CPU to spin before it
     status: int = 200
+    headers: bool = False  # /headers: they are the answer
     error: str = ""  # a 400's message: the target asks for nothing that exists
 
 
@@ -152,7 +169,8 @@ def ask(target: str) -> Asked:
         if not (re.fullmatch("[0-9]{3}", code) and 200 <= int(code) <= 599):
             return Asked(status=400, error=f"Bad status code ({code!r})")
         status = int(code)
-    return Asked(delay=delay(target), burn_ms=burn_ms(target), status=status)
+    return Asked(delay=delay(target), burn_ms=burn_ms(target), status=status,
+                 headers=path == HEADERS_PATH)
 
 
 def delay(target: str) -> float:
@@ -244,8 +262,11 @@ class EchoHandler(BaseHTTPRequestHandler):
             self.send_error(asked.status, asked.error, STATUS_EXPLAIN)
             return
         failed = random.random() < self.fail_rate  # 0 never, 1 always: random() < 1
-        who = {**self.who, "client": self.client_address[0]}
-        body, ctype = render(who, accept=self.headers.get("Accept", ""))
+        if asked.headers and not failed:
+            body, ctype = render_headers(self.headers.items()), "application/json"
+        else:
+            who = {**self.who, "client": self.client_address[0]}
+            body, ctype = render(who, accept=self.headers.get("Accept", ""))
         if asked.delay:
             time.sleep(asked.delay)
         if asked.burn_ms:
