@@ -7,11 +7,12 @@
  *
  * One epoll loop serves the TCP listener, the UDP socket, a signalfd for
  * SIGTERM and SIGINT, and every connection; a ?delay= (or /delay?ms=)
- * holds back its own connection only (a deadline, not a thread); a /burn spins in the loop,
- * so other connections wait for it as they wait on a busy CPU; drand48()
- * draws the requests ECHO_FAIL_RATE fails. Requests are read as Python's
- * http.server reads them: lines of at most 65536 bytes, at most 100 header
- * lines, HTTP/0.9 and 1.0 rules, the first header of a name counts, errors
+ * holds back its own connection only (a deadline, not a thread); a /burn
+ * spins in the loop, so other connections wait for it as they wait on a
+ * busy CPU; drand48() draws the requests ECHO_FAIL_RATE fails. Requests are
+ * read as Python's http.server reads them: lines of at most 65536 bytes, at
+ * most 100 header lines, HTTP/0.9 and 1.0 rules, the first header of a name
+ * counts (/headers keeps them all, as email's parser reads them), errors
  * written as its send_error writes them.
  *
  * Built by scripts/build-c.sh into the virtualenv; without the binary
