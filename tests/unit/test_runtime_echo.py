@@ -7,7 +7,6 @@ but for the Date, so that the two cannot drift apart."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,11 +23,10 @@ import pytest
 
 from netplane.node.runtime.command import ECHO_MODULE
 from tests.cprograms import build_c
+from tests.echoserver import LOOPBACK, Echo, start
 
-WHO = {"POD_NAME": "web-0", "POD_IP": "10.244.1.2", "NODE_NAME": "node-1"}
 ANSWER = b"pod=web-0 ip=10.244.1.2 node=node-1 client=127.0.0.1\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-LOOPBACK = "127.0.0.1"
 
 
 @pytest.fixture(scope="session")
@@ -43,51 +40,6 @@ def argv(request: pytest.FixtureRequest) -> list[str]:
     if request.param == "python":
         return [sys.executable, "-m", ECHO_MODULE]
     return [str(request.getfixturevalue("c_echo"))]
-
-
-@dataclass
-class Echo:
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection((LOOPBACK, self.port), timeout=5)
-
-    def http(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(LOOPBACK, self.port, timeout=5)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def start(argv: list[str], who: dict[str, str] = WHO, *,
-          extra: dict[str, str] | None = None) -> Echo:
-    """The server on a free loopback port, with ``extra`` in its
-    environment: another with the same port can come in between, so it
-    tries a few."""
-    for _ in range(5):
-        port = free_port()
-        env = {**who, **(extra or {}), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-               "PORT": str(port), "NETPLANE_ECHO_ADDRESS": LOOPBACK}
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if line == f"netplane/echo listening on {LOOPBACK}:{port} (tcp, udp)\n".encode():
-            return Echo(proc, port)
-        Echo(proc, port).close()
-    raise AssertionError(f"{argv} did not start listening")
 
 
 @pytest.fixture

@@ -1,0 +1,401 @@
+"""The node's L7 proxy, HTTP/1.1: each request parsed once (httptools),
+routed by its listener's compiled table, filtered, sent to a backend chosen
+by weight and an endpoint chosen by the balancer, over pooled keep-alive
+connections, with the rule's timeouts and retries; the answer filtered and
+written back in request order (pipelining stays ordered).
+
+Bodies are read whole before they are sent on, both ways: a retry must be
+able to send the request again, and the proxy answers with a length it
+knows. (Streaming large bodies is left for later: the mesh's traffic here
+is API-sized.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import httptools
+
+from netplane.mesh import filters
+from netplane.mesh.resilience import Balancer, Endpoint, RetryPolicy, Timeouts, Try, exchange
+from netplane.mesh.routes import BackendRef, Decision, Request, RouteError, RouteTable
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, str]]
+# Per connection, not forwarded (RFC 9110 7.6.1), besides those Connection names.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                        "transfer-encoding", "upgrade"})
+IDLE_PER_ENDPOINT = 64
+READ_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class BackendKey:
+    namespace: str
+    name: str
+    port: int | None
+
+
+@dataclass
+class Listener:
+    """What one listening socket serves: its route table; the scheme and
+    port a redirect falls back on."""
+    table: RouteTable
+    port: int
+    scheme: str = "http"
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+    reason: str | None = None
+
+
+def _plain(status: int, text: str) -> Answer:
+    return Answer(status, [("content-type", "text/plain")], text.encode() + b"\n")
+
+
+class _Parsed:
+    """httptools' callbacks for one message, requests and responses alike."""
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.headers_done = False
+        self.done = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+@dataclass
+class _Incoming:
+    method: str
+    target: str
+    headers: Headers
+    body: bytes
+    keep_alive: bool
+
+
+class Upstreams:
+    """Keep-alive connections to endpoints, reused request after request."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+
+    async def send(self, address: str, head: bytes, body: bytes, *, head_only: bool) -> Answer:
+        reader, writer = await self._take(address)
+        try:
+            writer.write(head + body)
+            answer, reusable = await self._read(reader, head_only=head_only)
+        except BaseException:
+            writer.close()
+            raise
+        if reusable and len(self._idle.setdefault(address, [])) < IDLE_PER_ENDPOINT:
+            self._idle[address].append((reader, writer))
+        else:
+            writer.close()
+        return answer
+
+    async def _take(self, address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        idle = self._idle.get(address) or []
+        while idle:
+            reader, writer = idle.pop()
+            if not writer.is_closing() and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        host, _, port = address.rpartition(":")
+        return await asyncio.open_connection(host, int(port))
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader, *, head_only: bool) -> tuple[Answer, bool]:
+        """The answer, and whether the connection can carry another request."""
+        got = _Parsed()
+        parser = httptools.HttpResponseParser(got)
+        ended = False  # by the connection's end (a body without a length)
+        while not got.done:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                if got.headers_done and not _has_length(got):
+                    ended = True
+                    break
+                raise ConnectionResetError("the backend closed the connection mid-answer")
+            parser.feed_data(data)
+            status = parser.get_status_code()
+            if got.headers_done and (head_only or status in (204, 304) or status < 200):
+                break  # no body follows, whatever the headers say
+        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in got.headers]
+        answer = Answer(parser.get_status_code(), headers, bytes(got.body),
+                        got.reason.decode("latin-1"))
+        return answer, not ended and parser.should_keep_alive()
+
+    def close(self) -> None:
+        for conns in self._idle.values():
+            for _, writer in conns:
+                writer.close()
+        self._idle.clear()
+
+
+def _has_length(got: _Parsed) -> bool:
+    return any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in got.headers)
+
+
+class Proxy:
+    """Routes and forwards; ``listeners`` by the port a connection came
+    in on, ``backends`` by the Service (and port) a route names."""
+
+    def __init__(self, *, listeners: dict[int, Listener],
+                 backends: dict[BackendKey, Balancer],
+                 rng: random.Random | None = None) -> None:
+        self.listeners = listeners
+        self.backends = backends
+        self.upstreams = Upstreams()
+        self.rng = rng or random.Random()
+        self.on_answer: Callable[[Decision | None, int], None] | None = None
+
+    async def handle(self, port: int, req: _Incoming) -> Answer:
+        listener = self.listeners.get(port)
+        if listener is None:
+            return _plain(404, "no routes on this port")
+        routed = Request.of(req.method, req.target, req.headers)
+        decision = listener.table.decide(routed)
+        if decision is None:
+            answer = _plain(404, "no route matches")
+        else:
+            try:
+                answer = await self._follow(listener, decision, routed, req)
+            except RouteError as e:
+                answer = _plain(500, f"route {decision.rule.route}: {e}")
+        if self.on_answer is not None:
+            self.on_answer(decision, answer.status)
+        return answer
+
+    async def _follow(self, listener: Listener, decision: Decision, routed: Request,
+                      req: _Incoming) -> Answer:
+        rule = decision.rule
+        headers, path, query = list(req.headers), routed.path, req.target.partition("?")[2]
+        host = next((v for k, v in headers if k.lower() == "host"), "")
+        response_filters = []
+        for f in rule.filters:
+            kind = f.get("type")
+            if kind == "RequestHeaderModifier":
+                headers = filters.modify_headers(headers, f.get("requestHeaderModifier") or {})
+            elif kind == "ResponseHeaderModifier":
+                response_filters.append(f.get("responseHeaderModifier") or {})
+            elif kind == "URLRewrite":
+                rewrite = f.get("urlRewrite") or {}
+                if rewrite.get("path"):
+                    path = filters.modify_path(path, rewrite["path"], decision.match)
+                if rewrite.get("hostname"):
+                    headers = [(k, v) for k, v in headers if k.lower() != "host"]
+                    headers.append(("Host", rewrite["hostname"]))
+            elif kind == "RequestRedirect":
+                to = filters.redirect(f.get("requestRedirect") or {}, scheme=listener.scheme,
+                                      host=routed.host or host, path=path, query=query,
+                                      listener_port=listener.port, match=decision.match)
+                return Answer(to.code, [("location", to.location), ("content-length", "0")])
+            else:
+                raise RouteError("UnsupportedValue", f"filter {kind!r} is not supported")
+        target = path + (f"?{query}" if query else "")
+        answer = await self._forward(rule.backends, RetryPolicy.of(rule.retry),
+                                     Timeouts.of(rule.timeouts), req.method, target, headers,
+                                     req.body)
+        for spec in response_filters:
+            answer.headers = filters.modify_headers(answer.headers, spec)
+        return answer
+
+    async def _forward(self, backends: tuple[BackendRef, ...], retry: RetryPolicy | None,
+                       timeouts: Timeouts, method: str, target: str, headers: Headers,
+                       body: bytes) -> Answer:
+        head = _request_head(method, target, headers, body)
+        last: list[Answer | None] = []  # each try's answer; None when it got none
+
+        async def attempt(limit: float | None) -> Try:
+            ref = filters.pick(backends, self.rng)
+            if ref is None:
+                last.append(_plain(500, "no backend takes this rule's traffic"))
+                return Try(code=500)
+            balancer = self.backends.get(BackendKey(ref.namespace, ref.name, ref.port))
+            if balancer is None:
+                last.append(_plain(500, f"backend {ref.namespace}/{ref.name} is not a "
+                                        f"known Service port"))
+                return Try(code=500)
+            endpoint = balancer.choose()
+            if endpoint is None:
+                last.append(_plain(503, f"no ready endpoints for {ref.namespace}/{ref.name}"))
+                return Try(code=503)
+            got = await self._try(endpoint, head, body, method == "HEAD", limit, last)
+            balancer.report(endpoint, got)
+            return got
+
+        outcome = await exchange(attempt, retry, timeouts)
+        final = last[-1] if last and not outcome.timed_out else None
+        if final is None:
+            status = outcome.status()
+            return _plain(status, f"upstream: {_phrase(status).lower()}")
+        return final
+
+    async def _try(self, endpoint: Endpoint, head: bytes, body: bytes, head_only: bool,
+                   limit: float | None, last: list[Answer | None]) -> Try:
+        endpoint.in_flight += 1
+        last.append(None)
+        try:
+            send = self.upstreams.send(endpoint.address, head, body, head_only=head_only)
+            answer = await (send if limit is None else asyncio.wait_for(send, limit))
+        except TimeoutError:
+            return Try(error="timeout")
+        except ConnectionRefusedError:
+            return Try(error="connect")
+        except (OSError, httptools.HttpParserError):
+            return Try(error="reset")
+        finally:
+            endpoint.in_flight -= 1
+        last[-1] = answer
+        return Try(code=answer.status)
+
+    def close(self) -> None:
+        self.upstreams.close()
+
+
+def _request_head(method: str, target: str, headers: Headers, body: bytes) -> bytes:
+    named = {v.strip().lower() for k, v in headers if k.lower() == "connection"
+             for v in v.split(",")}
+    kept = [(k, v) for k, v in headers
+            if k.lower() not in HOP_BY_HOP and k.lower() not in named
+            and k.lower() != "content-length"]
+    lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in kept]
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _response_bytes(answer: Answer, *, keep_alive: bool, head_only: bool) -> bytes:
+    reason = answer.reason if answer.reason is not None else _phrase(answer.status)
+    named = {v.strip().lower() for k, v in answer.headers if k.lower() == "connection"
+             for v in v.split(",")}
+    lines = [f"HTTP/1.1 {answer.status} {reason}"]
+    lines += [f"{k}: {v}" for k, v in answer.headers
+              if k.lower() not in HOP_BY_HOP and k.lower() not in named
+              and k.lower() != "content-length"]
+    if answer.status not in (204, 304) and answer.status >= 200:
+        length = next((v for k, v in answer.headers if k.lower() == "content-length"), None)
+        lines.append(f"Content-Length: {length if head_only and length else len(answer.body)}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + answer.body
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class _ClientConnection(asyncio.Protocol):
+    """One client connection: requests parsed as they arrive, answered one
+    after another in their order."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy, self.port = proxy, 0
+        self.transport: asyncio.Transport | None = None
+        self.queue: asyncio.Queue[_Incoming | None] = asyncio.Queue()
+        self.parsed = _Parsed()
+        self.parser = httptools.HttpRequestParser(self)
+        self.worker: asyncio.Task[None] | None = None
+
+    # -- asyncio --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.port = int(transport.get_extra_info("sockname")[1])
+        self.worker = asyncio.get_running_loop().create_task(self._serve())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(501, "protocol upgrades are not proxied yet")
+        except httptools.HttpParserError:
+            self._fail(400, "bad request")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.queue.put_nowait(None)
+
+    # -- httptools --
+
+    def on_message_begin(self) -> None:
+        self.parsed = _Parsed()
+
+    def on_url(self, url: bytes) -> None:
+        self.parsed.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.parsed.on_header(name, value)
+
+    def on_body(self, body: bytes) -> None:
+        self.parsed.on_body(body)
+
+    def on_message_complete(self) -> None:
+        p = self.parsed
+        self.queue.put_nowait(_Incoming(
+            method=self.parser.get_method().decode("latin-1"),
+            target=p.url.decode("latin-1"),
+            headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in p.headers],
+            body=bytes(p.body), keep_alive=self.parser.should_keep_alive()))
+
+    # -- answers --
+
+    def _fail(self, status: int, text: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_response_bytes(_plain(status, text), keep_alive=False,
+                                                 head_only=False))
+            self.transport.close()
+
+    async def _serve(self) -> None:
+        while (req := await self.queue.get()) is not None:
+            try:
+                answer = await self.proxy.handle(self.port, req)
+            except Exception:  # a bug must cost one answer, not the connection's others
+                log.exception("proxying %s %s failed", req.method, req.target)
+                answer = _plain(500, "proxy error")
+            if self.transport is None or self.transport.is_closing():
+                return
+            self.transport.write(_response_bytes(answer, keep_alive=req.keep_alive,
+                                                 head_only=req.method == "HEAD"))
+            if not req.keep_alive:
+                self.transport.close()
+                return
+
+
+async def serve(proxy: Proxy, host: str, port: int) -> asyncio.Server:
+    """A listening socket for ``proxy``: a connection is served by the
+    listener of the port it came in on."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _ClientConnection(proxy), host, port)

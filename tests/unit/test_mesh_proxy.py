@@ -1,0 +1,183 @@
+"""The L7 proxy on loopback, in front of real netplane/echo servers (the C
+one, each a process of its own): routes, weights, header matches, filters,
+retries that hide a flaky backend, timeouts, and the answers the
+specification asks for when nothing can serve a request."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from netplane.api.meta import Obj
+from netplane.mesh.proxy import BackendKey, Listener, Proxy, serve
+from netplane.mesh.resilience import Balancer
+from netplane.mesh.routes import compile_routes
+from tests.cprograms import build_c
+from tests.echoserver import LOOPBACK, WHO, Echo, start
+
+NS = "shop"
+
+
+@pytest.fixture(scope="module")
+def c_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_c("echo", tmp_path_factory.mktemp("echo"))
+
+
+@pytest.fixture(scope="module")
+def backends(c_echo: Path) -> Iterator[dict[str, Echo]]:
+    servers = {
+        "v1": start([str(c_echo)], {**WHO, "POD_NAME": "v1-0"}),
+        "v2": start([str(c_echo)], {**WHO, "POD_NAME": "v2-0"}),
+        "flaky": start([str(c_echo)], {**WHO, "POD_NAME": "flaky-0"},
+                       extra={"ECHO_FAIL_RATE": "0.5"}),
+    }
+    yield servers
+    for s in servers.values():
+        s.close()
+
+
+def route(*rules: Obj) -> Obj:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": NS, "creationTimestamp": "2026-01-01"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": list(rules)}}
+
+
+def to(*refs: tuple[str, int], **more: Any) -> Obj:
+    return {"backendRefs": [{"name": n, "port": 80, "weight": w} for n, w in refs], **more}
+
+
+class Front:
+    """A proxy with one listener, and a client session to it."""
+
+    def __init__(self, proxy: Proxy, port: int, session: aiohttp.ClientSession) -> None:
+        self.proxy, self.port, self.session = proxy, port, session
+
+    def configure(self, *rules: Obj, use_hostnames: bool = False) -> None:
+        table, errors = compile_routes([route(*rules)], use_hostnames=use_hostnames)
+        assert errors == {}
+        self.proxy.listeners[self.port] = Listener(table, self.port)
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.session.get(f"http://{LOOPBACK}:{self.port}{path}",
+                                    allow_redirects=False, **kw) as resp:
+            return resp.status, await resp.text(), resp
+
+
+@pytest.fixture
+async def front(backends: dict[str, Echo]) -> AsyncIterator[Front]:
+    balancers = {}
+    for name, echo in backends.items():
+        b = Balancer(rng=random.Random(1))
+        b.update([f"{LOOPBACK}:{echo.port}"])
+        balancers[BackendKey(NS, name, 80)] = b
+    dead = Balancer(rng=random.Random(1))
+    dead.update([])
+    balancers[BackendKey(NS, "empty", 80)] = dead
+    proxy = Proxy(listeners={}, backends=balancers, rng=random.Random(5))
+    server = await serve(proxy, LOOPBACK, 0)
+    port = int(server.sockets[0].getsockname()[1])
+    async with aiohttp.ClientSession() as session:
+        yield Front(proxy, port, session)
+    server.close()
+    await server.wait_closed()
+    proxy.close()
+
+
+def pod_of(text: str) -> str:
+    return text.split()[0].removeprefix("pod=")
+
+
+async def test_a_weighted_split_sends_each_backend_its_share(front: Front) -> None:
+    front.configure(to(("v1", 80), ("v2", 20)))
+    got = Counter([pod_of((await front.get("/"))[1]) for _ in range(500)])
+    assert set(got) == {"v1-0", "v2-0"}
+    assert 350 <= got["v1-0"] <= 450  # 80 % of 500, with the proxy's seeded choice
+
+
+async def test_a_header_match_sends_only_the_canary_to_v2(front: Front) -> None:
+    front.configure(to(("v2", 1), matches=[{"headers": [{"name": "x-canary", "value": "1"}]}]),
+                    to(("v1", 1)))
+    for _ in range(20):
+        assert pod_of((await front.get("/", headers={"X-Canary": "1"}))[1]) == "v2-0"
+        assert pod_of((await front.get("/"))[1]) == "v1-0"
+
+
+async def test_retries_hide_a_backend_that_fails_half_its_answers(front: Front) -> None:
+    front.configure(to(("flaky", 1)))
+    bare = Counter([(await front.get("/"))[0] for _ in range(200)])
+    assert 40 <= bare[503] <= 160  # about half fail without retries
+    front.configure(to(("flaky", 1), retry={"attempts": 9, "codes": [503], "backoff": "1ms"}))
+    kept = Counter([(await front.get("/"))[0] for _ in range(200)])
+    assert kept[200] >= 190  # all ten tries fail for 1 request in 1,024
+
+
+async def test_a_request_timeout_cuts_a_slow_backend_with_504(front: Front) -> None:
+    front.configure(to(("v1", 1), timeouts={"request": "200ms"}))
+    status, text, _ = await front.get("/delay?ms=5000")
+    assert status == 504 and "timeout" in text
+    assert (await front.get("/"))[0] == 200
+
+
+async def test_filters_modify_headers_and_redirect(front: Front) -> None:
+    front.configure(
+        to(("v1", 1), matches=[{"path": {"type": "PathPrefix", "value": "/old"}}],
+           filters=[{"type": "RequestRedirect", "requestRedirect": {
+               "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"},
+               "statusCode": 301}}]),
+        to(("v1", 1), matches=[{"path": {"type": "PathPrefix", "value": "/api"}}],
+           filters=[{"type": "URLRewrite", "urlRewrite": {
+               "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]),
+        to(("v1", 1), filters=[
+            {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                "add": [{"name": "X-Added", "value": "yes"}], "remove": ["x-secret"]}},
+            {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+                "set": [{"name": "X-Served-By", "value": "mesh"}]}}]))
+    status, _, resp = await front.get("/old/page?x=1", headers={"Host": "shop.example"})
+    assert (status, resp.headers["Location"]) == (301, f"http://shop.example:{front.port}"
+                                                       f"/new/page?x=1")
+    status, text, resp = await front.get("/headers", headers={"X-Secret": "s"})
+    seen = {k.lower(): v for k, v in json.loads(text)["headers"].items()}
+    assert status == 200 and seen["x-added"] == "yes" and "x-secret" not in seen
+    assert resp.headers["X-Served-By"] == "mesh"
+    status, text, _ = await front.get("/api/headers")  # rewritten to /headers
+    assert status == 200 and text.startswith('{"headers"')
+
+
+async def test_what_answers_when_nothing_can_serve(front: Front) -> None:
+    front.configure(to(("v1", 1), matches=[{"path": {"type": "Exact", "value": "/only"}}]),
+                    to(("nowhere", 1), matches=[{"path": {"type": "Exact", "value": "/gone"}}]),
+                    to(("empty", 1), matches=[{"path": {"type": "Exact", "value": "/empty"}}]),
+                    to(("v1", 0), matches=[{"path": {"type": "Exact", "value": "/zero"}}]))
+    assert (await front.get("/only"))[0] == 200
+    assert (await front.get("/other"))[0] == 404  # no rule matches
+    assert (await front.get("/gone"))[0] == 500  # a backend that is no Service
+    assert (await front.get("/empty"))[0] == 503  # a Service with no ready endpoint
+    assert (await front.get("/zero"))[0] == 500  # every weight is 0
+
+
+async def test_a_refused_endpoint_is_retried_on_another(front: Front, backends: dict[str, Echo]
+                                                         ) -> None:
+    balancer = front.proxy.backends[BackendKey(NS, "v1", 80)]
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind((LOOPBACK, 0))
+        closed = f"{LOOPBACK}:{unused.getsockname()[1]}"
+    balancer.update([closed, f"{LOOPBACK}:{backends['v1'].port}"])
+    front.configure(to(("v1", 1), retry={"attempts": 3, "backoff": "1ms"}))
+    assert Counter([(await front.get("/"))[0] for _ in range(20)]) == {200: 20}
+
+
+async def test_head_and_post_go_through(front: Front) -> None:
+    front.configure(to(("v1", 1)))
+    async with front.session.head(f"http://{LOOPBACK}:{front.port}/") as resp:
+        assert resp.status == 200 and int(resp.headers["Content-Length"]) > 0
+    async with front.session.post(f"http://{LOOPBACK}:{front.port}/", data=b"x" * 100_000
+                                  ) as resp:
+        assert resp.status == 200 and pod_of(await resp.text()) == "v1-0"
