@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import cast
 
 import httptools
 
@@ -332,8 +333,7 @@ class _ClientConnection(asyncio.Protocol):
     # -- asyncio --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.port = int(transport.get_extra_info("sockname")[1])
         self.worker = asyncio.get_running_loop().create_task(self._serve())
 

@@ -5,6 +5,7 @@ specification asks for when nothing can serve a request."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import uvloop
 
 from netplane.api.meta import Obj
 from netplane.mesh.proxy import BackendKey, Listener, Proxy, serve
@@ -181,3 +183,24 @@ async def test_head_and_post_go_through(front: Front) -> None:
     async with front.session.post(f"http://{LOOPBACK}:{front.port}/", data=b"x" * 100_000
                                   ) as resp:
         assert resp.status == 200 and pod_of(await resp.text()) == "v1-0"
+
+
+def test_the_proxy_runs_on_uvloop_as_the_agent_runs_it(backends: dict[str, Echo]) -> None:
+    async def main() -> str:
+        balancer = Balancer()
+        balancer.update([f"{LOOPBACK}:{backends['v1'].port}"])
+        proxy = Proxy(listeners={}, backends={BackendKey(NS, "v1", 80): balancer})
+        server = await serve(proxy, LOOPBACK, 0)
+        port = int(server.sockets[0].getsockname()[1])
+        table, _ = compile_routes([route(to(("v1", 1)))], use_hostnames=False)
+        proxy.listeners[port] = Listener(table, port)
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        server.close()
+        proxy.close()
+        return answer.decode()
+
+    answer = uvloop.run(main())
+    assert answer.startswith("HTTP/1.1 200 OK\r\n") and "pod=v1-0" in answer
