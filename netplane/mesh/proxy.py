@@ -23,7 +23,14 @@ import httptools
 
 from netplane.mesh import filters
 from netplane.mesh.resilience import Balancer, Endpoint, RetryPolicy, Timeouts, Try, exchange
-from netplane.mesh.routes import BackendRef, Decision, Request, RouteError, RouteTable
+from netplane.mesh.routes import (
+    BackendKey,
+    BackendRef,
+    Decision,
+    Request,
+    RouteError,
+    RouteTable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +40,6 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "t
                         "transfer-encoding", "upgrade"})
 IDLE_PER_ENDPOINT = 64
 READ_SIZE = 65536
-
-
-@dataclass(frozen=True)
-class BackendKey:
-    namespace: str
-    name: str
-    port: int | None
 
 
 @dataclass
@@ -240,7 +240,7 @@ class Proxy:
             if ref is None:
                 last.append(_plain(500, "no backend takes this rule's traffic"))
                 return Try(code=500)
-            balancer = self.backends.get(BackendKey(ref.namespace, ref.name, ref.port))
+            balancer = self.backends.get(ref.key)
             if balancer is None:
                 last.append(_plain(500, f"backend {ref.namespace}/{ref.name} is not a "
                                         f"known Service port"))

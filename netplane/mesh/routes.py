@@ -187,6 +187,14 @@ def _value_matches(specs: list[Obj], what: str, *, fold: bool) -> tuple[ValueMat
 
 
 @dataclass(frozen=True)
+class BackendKey:
+    """A Service port that backends a rule: where the proxy finds endpoints."""
+    namespace: str
+    name: str
+    port: int | None
+
+
+@dataclass(frozen=True)
 class BackendRef:
     name: str
     namespace: str
@@ -203,6 +211,10 @@ class BackendRef:
                    port=spec.get("port"), weight=int(spec.get("weight", 1)),
                    group=str(spec.get("group", "")), kind=str(spec.get("kind", "Service")),
                    filters=tuple(spec.get("filters") or ()))
+
+    @property
+    def key(self) -> BackendKey:
+        return BackendKey(self.namespace, self.name, self.port)
 
 
 @dataclass(frozen=True)

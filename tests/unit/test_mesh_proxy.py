@@ -19,9 +19,9 @@ import pytest
 import uvloop
 
 from netplane.api.meta import Obj
-from netplane.mesh.proxy import BackendKey, Listener, Proxy, serve
+from netplane.mesh.proxy import Listener, Proxy, serve
 from netplane.mesh.resilience import Balancer
-from netplane.mesh.routes import compile_routes
+from netplane.mesh.routes import BackendKey, compile_routes
 from tests.cprograms import build_c
 from tests.echoserver import LOOPBACK, WHO, Echo, start
 

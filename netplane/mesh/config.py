@@ -1,0 +1,180 @@
+"""From the cluster's objects to what the node proxies route with, for the
+mesh (east-west, the Gateway API's GAMMA): an HTTPRoute whose parentRef is
+a Service applies to traffic sent to that Service. A route in the
+Service's own namespace (a producer route) applies to every client; one in
+another namespace (a consumer route) only to clients in its namespace, and
+for them it comes first. Backends are Services: a reference across
+namespaces needs a ReferenceGrant in the target namespace. Also the status
+each route gets per parent, with the specification's reasons."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from netplane.api import meta
+from netplane.api.meta import Obj
+from netplane.mesh.routes import BackendKey, Route, RouteError, RouteTable
+
+CONTROLLER = "netplane.io/mesh"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+SERVICE_LABEL = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True, order=True)
+class ServicePort:
+    namespace: str
+    name: str
+    port: int
+
+
+@dataclass
+class MeshConfig:
+    producer: dict[ServicePort, RouteTable] = field(default_factory=dict)
+    consumer: dict[tuple[str, ServicePort], RouteTable] = field(default_factory=dict)
+    # Ready endpoints ("ip:port") of each backend the routes name and may use.
+    backends: dict[BackendKey, list[str]] = field(default_factory=dict)
+    # Per route ("ns/name"): its RouteParentStatus list.
+    statuses: dict[str, list[Obj]] = field(default_factory=dict)
+
+    def table_for(self, client_namespace: str, target: ServicePort) -> RouteTable | None:
+        """The routes for a client in ``client_namespace`` sending to
+        ``target``; None: no route, plain L4 Service traffic."""
+        return self.consumer.get((client_namespace, target)) or self.producer.get(target)
+
+
+def _is_service(ref: Obj) -> bool:
+    return ref.get("kind", "") == "Service" and ref.get("group", "") in ("", "core")
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> Obj:
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason,
+            "message": message, "observedGeneration": generation}
+
+
+@dataclass
+class _Index:
+    services: dict[tuple[str, str], Obj]
+    slices: dict[tuple[str, str], list[Obj]]
+    grants: list[Obj]
+
+    def granted(self, route_ns: str, target_ns: str, service: str) -> bool:
+        """A ReferenceGrant in ``target_ns`` lets HTTPRoutes of ``route_ns``
+        refer to the Service (by name, or all Services)."""
+        for g in self.grants:
+            if meta.namespace(g) != target_ns:
+                continue
+            spec = g.get("spec") or {}
+            sources = any(f.get("group") == GATEWAY_GROUP and f.get("kind") == "HTTPRoute"
+                          and f.get("namespace") == route_ns for f in spec.get("from") or ())
+            targets = any(t.get("group", "") in ("", "core") and t.get("kind") == "Service"
+                          and t.get("name") in (None, "", service) for t in spec.get("to") or ())
+            if sources and targets:
+                return True
+        return False
+
+    def endpoints(self, key: BackendKey) -> list[str]:
+        svc = self.services.get((key.namespace, key.name))
+        if svc is None:
+            return []
+        port = next((p for p in (svc.get("spec") or {}).get("ports") or ()
+                     if p.get("port") == key.port), None)
+        if port is None:
+            return []
+        out: list[str] = []
+        for sl in self.slices.get((key.namespace, key.name), ()):
+            target = next((p.get("port") for p in sl.get("ports") or ()
+                           if p.get("name", "") == port.get("name", "")), None)
+            if target is None:
+                continue
+            for ep in sl.get("endpoints") or ():
+                if (ep.get("conditions") or {}).get("ready") is False:
+                    continue
+                out += [f"{a}:{target}" for a in ep.get("addresses") or ()]
+        return sorted(set(out))
+
+
+def _backend_problem(index: _Index, route_ns: str, ref: Obj) -> tuple[str, str] | None:
+    """Why a backendRef cannot be used (reason, message), or None."""
+    kind = f"{ref.get('group') or 'core'}/{ref.get('kind', 'Service')}"
+    if ref.get("kind", "Service") != "Service" or ref.get("group", "") not in ("", "core"):
+        return "InvalidKind", f"backend {ref.get('name')}: kind {kind} is not supported"
+    ns = ref.get("namespace") or route_ns
+    name = ref.get("name", "")
+    if ns != route_ns and not index.granted(route_ns, ns, name):
+        return "RefNotPermitted", (f"backend {ns}/{name}: no ReferenceGrant in {ns} lets "
+                                   f"HTTPRoutes of {route_ns} refer to it")
+    svc = index.services.get((ns, name))
+    if svc is None:
+        return "BackendNotFound", f"backend {ns}/{name}: no such Service"
+    ports = [p.get("port") for p in (svc.get("spec") or {}).get("ports") or ()]
+    if ref.get("port") not in ports:
+        return "BackendNotFound", (f"backend {ns}/{name}: the Service has no port "
+                                   f"{ref.get('port')}")
+    return None
+
+
+def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
+          grants: Iterable[Obj] = ()) -> MeshConfig:
+    index = _Index(services={(meta.namespace(s), meta.name(s)): s for s in services},
+                   slices={}, grants=list(grants))
+    for sl in slices:
+        owner = meta.labels(sl).get(SERVICE_LABEL)
+        if owner:
+            index.slices.setdefault((meta.namespace(sl), owner), []).append(sl)
+    producer: dict[ServicePort, list[Route]] = {}
+    consumer: dict[tuple[str, ServicePort], list[Route]] = {}
+    config = MeshConfig()
+    usable: set[BackendKey] = set()
+    for obj in routes:
+        ns, generation = meta.namespace(obj), int(obj["metadata"].get("generation", 1))
+        parents = [p for p in (obj.get("spec") or {}).get("parentRefs") or () if _is_service(p)]
+        if not parents:
+            continue
+        try:
+            compiled: Route | None = Route.compile(obj, hostnames=())
+            accepted = _condition("Accepted", True, "Accepted", "", generation)
+        except RouteError as e:
+            compiled = None
+            accepted = _condition("Accepted", False, e.reason, str(e), generation)
+        problems = []
+        for rule in (obj.get("spec") or {}).get("rules") or ():
+            for ref in rule.get("backendRefs") or ():
+                problem = _backend_problem(index, ns, ref)
+                if problem is None:
+                    usable.add(BackendKey(ref.get("namespace") or ns, ref["name"],
+                                          ref.get("port")))
+                else:
+                    problems.append(problem)
+        resolved = _condition("ResolvedRefs", not problems,
+                              problems[0][0] if problems else "ResolvedRefs",
+                              "; ".join(m for _, m in problems), generation)
+        statuses = []
+        for parent in parents:
+            pns = parent.get("namespace") or ns
+            svc = index.services.get((pns, parent.get("name", "")))
+            ports = [int(p["port"]) for p in ((svc or {}).get("spec") or {}).get("ports") or ()]
+            if parent.get("port") is not None:
+                ports = [p for p in ports if p == parent["port"]]
+            if svc is None or not ports:
+                cond = _condition("Accepted", False, "NoMatchingParent",
+                                  f"no Service {pns}/{parent.get('name')}"
+                                  + (f" with port {parent['port']}" if parent.get("port")
+                                     else ""), generation)
+            else:
+                cond = accepted
+                for port in ports:
+                    target = ServicePort(pns, parent["name"], port)
+                    if compiled is None:
+                        continue
+                    if pns == ns:
+                        producer.setdefault(target, []).append(compiled)
+                    else:
+                        consumer.setdefault((ns, target), []).append(compiled)
+            statuses.append({"parentRef": parent, "controllerName": CONTROLLER,
+                             "conditions": [cond, resolved]})
+        config.statuses[meta.namespaced_name(obj)] = statuses
+    config.producer = {k: RouteTable(v, use_hostnames=False) for k, v in producer.items()}
+    config.consumer = {k: RouteTable(v, use_hostnames=False) for k, v in consumer.items()}
+    config.backends = {k: index.endpoints(k) for k in sorted(usable, key=str)}
+    return config
