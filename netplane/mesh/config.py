@@ -10,7 +10,7 @@ each route gets per parent, with the specification's reasons."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 
 from netplane.api import meta
 from netplane.api.meta import Obj
@@ -32,15 +32,34 @@ class ServicePort:
 class MeshConfig:
     producer: dict[ServicePort, RouteTable] = field(default_factory=dict)
     consumer: dict[tuple[str, ServicePort], RouteTable] = field(default_factory=dict)
-    # Ready endpoints ("ip:port") of each backend the routes name and may use.
+    # Ready endpoints ("ip:port") of each backend the routes name and may use,
+    # and of every Service port (where traffic goes when no route applies).
     backends: dict[BackendKey, list[str]] = field(default_factory=dict)
     # Per route ("ns/name"): its RouteParentStatus list.
     statuses: dict[str, list[Obj]] = field(default_factory=dict)
+    vips: dict[tuple[str, int], ServicePort] = field(default_factory=dict)  # clusterIP:port
+    namespace_of: dict[str, str] = field(default_factory=dict)  # pod IP -> namespace
+    _defaults: dict[ServicePort, RouteTable] = field(default_factory=dict, repr=False)
 
     def table_for(self, client_namespace: str, target: ServicePort) -> RouteTable | None:
         """The routes for a client in ``client_namespace`` sending to
         ``target``; None: no route, plain L4 Service traffic."""
         return self.consumer.get((client_namespace, target)) or self.producer.get(target)
+
+    def routing(self, client_ip: str, destination: tuple[str, int]
+                ) -> tuple[ServicePort, RouteTable] | None:
+        """For a connection the node captured: the Service it was sent to
+        and the routes that apply (the Service itself when none does)."""
+        target = self.vips.get(destination)
+        if target is None:
+            return None
+        table = self.table_for(self.namespace_of.get(client_ip, ""), target)
+        if table is None:
+            table = self._defaults.get(target)
+            if table is None:
+                table = self._defaults[target] = RouteTable([Route.to_service(*astuple(target))],
+                                                            use_hostnames=False)
+        return target, table
 
 
 def _is_service(ref: Obj) -> bool:
@@ -114,8 +133,20 @@ def _backend_problem(index: _Index, route_ns: str, ref: Obj) -> tuple[str, str] 
     return None
 
 
+def _refusing(route: Route, refused: dict[tuple[int, int], str]) -> Route:
+    """The route with its unusable backends marked: requests the weights
+    send to them get 500, as the specification says."""
+    rules = []
+    for rule, matches in route.rules:
+        backends = tuple(replace(b, problem=refused[(rule.index, j)])
+                         if (rule.index, j) in refused else b
+                         for j, b in enumerate(rule.backends))
+        rules.append((replace(rule, backends=backends), matches))
+    return replace(route, rules=tuple(rules))
+
+
 def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
-          grants: Iterable[Obj] = ()) -> MeshConfig:
+          grants: Iterable[Obj] = (), pods: Iterable[Obj] = ()) -> MeshConfig:
     index = _Index(services={(meta.namespace(s), meta.name(s)): s for s in services},
                    slices={}, grants=list(grants))
     for sl in slices:
@@ -126,6 +157,19 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
     consumer: dict[tuple[str, ServicePort], list[Route]] = {}
     config = MeshConfig()
     usable: set[BackendKey] = set()
+    for (sns, sname), sobj in index.services.items():
+        sspec = sobj.get("spec") or {}
+        ips = [ip for ip in sspec.get("clusterIPs") or [sspec.get("clusterIP")]
+               if ip and ip != "None"]
+        for p in sspec.get("ports") or ():
+            if p.get("protocol", "TCP") != "TCP":
+                continue
+            usable.add(BackendKey(sns, sname, int(p["port"])))
+            for ip in ips:
+                config.vips[(ip, int(p["port"]))] = ServicePort(sns, sname, int(p["port"]))
+    for pod in pods:
+        for ip in (pod.get("status") or {}).get("podIPs") or ():
+            config.namespace_of[ip["ip"]] = meta.namespace(pod)
     for obj in routes:
         ns, generation = meta.namespace(obj), int(obj["metadata"].get("generation", 1))
         parents = [p for p in (obj.get("spec") or {}).get("parentRefs") or () if _is_service(p)]
@@ -138,14 +182,18 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
             compiled = None
             accepted = _condition("Accepted", False, e.reason, str(e), generation)
         problems = []
-        for rule in (obj.get("spec") or {}).get("rules") or ():
-            for ref in rule.get("backendRefs") or ():
+        refused: dict[tuple[int, int], str] = {}  # (rule, backend) -> why it takes nothing
+        for i, rule in enumerate((obj.get("spec") or {}).get("rules") or ()):
+            for j, ref in enumerate(rule.get("backendRefs") or ()):
                 problem = _backend_problem(index, ns, ref)
                 if problem is None:
                     usable.add(BackendKey(ref.get("namespace") or ns, ref["name"],
                                           ref.get("port")))
                 else:
                     problems.append(problem)
+                    refused[(i, j)] = problem[1]
+        if compiled is not None and refused:
+            compiled = _refusing(compiled, refused)
         resolved = _condition("ResolvedRefs", not problems,
                               problems[0][0] if problems else "ResolvedRefs",
                               "; ".join(m for _, m in problems), generation)

@@ -240,10 +240,10 @@ class Proxy:
             if ref is None:
                 last.append(_plain(500, "no backend takes this rule's traffic"))
                 return Try(code=500)
-            balancer = self.backends.get(ref.key)
+            balancer = None if ref.problem else self.backends.get(ref.key)
             if balancer is None:
-                last.append(_plain(500, f"backend {ref.namespace}/{ref.name} is not a "
-                                        f"known Service port"))
+                last.append(_plain(500, ref.problem or f"backend {ref.namespace}/{ref.name} "
+                                                       f"is not a known Service port"))
                 return Try(code=500)
             endpoint = balancer.choose()
             if endpoint is None:

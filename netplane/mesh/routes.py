@@ -203,6 +203,7 @@ class BackendRef:
     group: str = ""
     kind: str = "Service"
     filters: tuple[Obj, ...] = ()
+    problem: str | None = None  # why it cannot take traffic (its share gets 500)
 
     @classmethod
     def of(cls, spec: Obj, route_namespace: str) -> BackendRef:
@@ -263,6 +264,17 @@ class Route:
                         timeouts=r.get("timeouts") or {}, retry=r.get("retry"))
             rules.append((rule, tuple(Match.compile(m) for m in matches)))
         return cls(key=key, hostnames=tuple(h.lower() for h in names), rules=tuple(rules))
+
+
+    @classmethod
+    def to_service(cls, namespace: str, name: str, port: int) -> Route:
+        """The route a Service port is without any: every request to its
+        own endpoints."""
+        key = RouteKey("", namespace, name)
+        rule = Rule(route=key, index=0, name="service", filters=(),
+                    backends=(BackendRef(name, namespace, port),),
+                    timeouts={}, retry=None)
+        return cls(key=key, hostnames=(), rules=((rule, (Match(PathType.PREFIX, "/"),)),))
 
 
 def hostname_matches(pattern: str, host: str) -> bool:

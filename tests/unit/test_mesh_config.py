@@ -57,9 +57,9 @@ def test_a_producer_route_splits_traffic_to_its_service() -> None:
     assert decision is not None
     assert [(b.name, b.weight) for b in decision.rule.backends] == [("web-v1", 90),
                                                                     ("web-v2", 10)]
-    assert config.backends == {
-        BackendKey("shop", "web-v1", 80): ["10.244.1.5:8080", "10.244.2.7:8080"],
-        BackendKey("shop", "web-v2", 80): ["10.244.1.9:8080"]}  # the unready one is left out
+    assert config.backends[BackendKey("shop", "web-v1", 80)] == ["10.244.1.5:8080",
+                                                                "10.244.2.7:8080"]
+    assert config.backends[BackendKey("shop", "web-v2", 80)] == ["10.244.1.9:8080"]  # ready
     status = config.statuses["shop/split"]
     assert status[0]["controllerName"] == CONTROLLER
     assert conditions(status) == [("Accepted", "True", "Accepted"),
@@ -88,7 +88,10 @@ def test_backends_across_namespaces_need_a_reference_grant() -> None:
     refused = build(*objs)
     assert conditions(refused.statuses["shop/r"])[1] == ("ResolvedRefs", "False",
                                                          "RefNotPermitted")
-    assert refused.backends == {}  # its share of traffic gets 500
+    table = refused.table_for("shop", ServicePort("shop", "web", 80))
+    decision = table.decide(Request.of("GET", "/")) if table else None
+    assert decision is not None  # the rule still matches; its refused backend gets 500
+    assert "no ReferenceGrant" in str(decision.rule.backends[0].problem)
     grant = {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
              "metadata": {"name": "from-shop", "namespace": "back"},
              "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
@@ -97,7 +100,10 @@ def test_backends_across_namespaces_need_a_reference_grant() -> None:
     allowed = build(*objs, grants=[grant])
     assert conditions(allowed.statuses["shop/r"])[1] == ("ResolvedRefs", "True",
                                                          "ResolvedRefs")
-    assert allowed.backends == {BackendKey("back", "api", 80): ["10.0.0.2:8080"]}
+    assert allowed.backends[BackendKey("back", "api", 80)] == ["10.0.0.2:8080"]
+    table = allowed.table_for("shop", ServicePort("shop", "web", 80))
+    decision = table.decide(Request.of("GET", "/")) if table else None
+    assert decision is not None and decision.rule.backends[0].problem is None
 
 
 def test_what_a_route_status_says_is_wrong() -> None:
@@ -136,3 +142,24 @@ def test_a_parent_without_a_port_takes_every_port() -> None:
                    [service("web", ports=(80, 443))], [])
     assert set(config.producer) == {ServicePort("shop", "web", 80),
                                     ServicePort("shop", "web", 443)}
+
+
+def test_a_captured_connection_is_routed_by_where_it_was_sent_and_who_sent_it() -> None:
+    svc = {**service("web"), "spec": {**service("web")["spec"], "clusterIP": "10.96.0.50"}}
+    other = {**service("api"), "spec": {**service("api")["spec"], "clusterIP": "10.96.0.60"}}
+    client = {"metadata": {"name": "c", "namespace": "front"},
+              "status": {"podIPs": [{"ip": "10.244.1.2"}]}}
+    config = build([route("r", svc_ref("web", namespace="shop"), [svc_ref("api", namespace="shop")],
+                          ns="front")], [svc, other],
+                   [slice_of("api", ["10.244.2.9"])], pods=[client])
+    got = config.routing("10.244.1.2", ("10.96.0.50", 80))
+    assert got is not None and got[0] == ServicePort("shop", "web", 80)
+    decision = got[1].decide(Request.of("GET", "/"))
+    assert decision is not None and str(decision.rule.route) == "front/r"  # its consumer route
+    got = config.routing("10.244.1.2", ("10.96.0.60", 80))  # no route: the Service itself
+    assert got is not None
+    decision = got[1].decide(Request.of("GET", "/x"))
+    assert decision is not None and decision.rule.backends[0].key == BackendKey("shop", "api",
+                                                                                 80)
+    assert config.backends[BackendKey("shop", "api", 80)] == ["10.244.2.9:8080"]
+    assert config.routing("10.244.1.2", ("10.96.0.70", 80)) is None  # no Service there
