@@ -22,6 +22,8 @@ from typing import cast
 import httptools
 
 from netplane.mesh import filters
+from netplane.mesh.capture import original_destination
+from netplane.mesh.config import MeshConfig
 from netplane.mesh.resilience import Balancer, Endpoint, RetryPolicy, Timeouts, Try, exchange
 from netplane.mesh.routes import (
     BackendKey,
@@ -166,22 +168,48 @@ def _has_length(got: _Parsed) -> bool:
 
 
 class Proxy:
-    """Routes and forwards; ``listeners`` by the port a connection came
-    in on, ``backends`` by the Service (and port) a route names."""
+    """Routes and forwards. A connection the node captured (it has an
+    original destination) is routed by ``mesh``; any other by the listener
+    of the port it came in on. ``backends`` by the Service port a route
+    names."""
 
-    def __init__(self, *, listeners: dict[int, Listener],
-                 backends: dict[BackendKey, Balancer],
-                 rng: random.Random | None = None) -> None:
-        self.listeners = listeners
-        self.backends = backends
+    def __init__(self, *, listeners: dict[int, Listener] | None = None,
+                 backends: dict[BackendKey, Balancer] | None = None,
+                 mesh: MeshConfig | None = None, rng: random.Random | None = None) -> None:
+        self.listeners = listeners or {}
+        self.backends = backends or {}
+        self.mesh = mesh
         self.upstreams = Upstreams()
         self.rng = rng or random.Random()
         self.on_answer: Callable[[Decision | None, int], None] | None = None
 
-    async def handle(self, port: int, req: _Incoming) -> Answer:
-        listener = self.listeners.get(port)
+    def apply(self, mesh: MeshConfig) -> None:
+        """A new configuration: what the balancers know of endpoints that
+        stay is kept."""
+        self.mesh = mesh
+        backends = {}
+        for key, addresses in mesh.backends.items():
+            balancer = self.backends.get(key) or Balancer(rng=self.rng)
+            balancer.update(addresses)
+            backends[key] = balancer
+        self.backends = backends
+
+    def _listener(self, port: int, client: str, destination: tuple[str, int] | None
+                  ) -> Listener | None:
+        if destination is None:
+            return self.listeners.get(port)
+        routing = None if self.mesh is None else self.mesh.routing(client, destination)
+        if routing is None:
+            return None
+        target, table = routing
+        return Listener(table, target.port)
+
+    async def handle(self, port: int, req: _Incoming, *, client: str = "",
+                     destination: tuple[str, int] | None = None) -> Answer:
+        listener = self._listener(port, client, destination)
         if listener is None:
-            return _plain(404, "no routes on this port")
+            return _plain(404, "no routes here" if destination is None else
+                          f"no Service at {destination[0]}:{destination[1]}")
         routed = Request.of(req.method, req.target, req.headers)
         decision = listener.table.decide(routed)
         if decision is None:
@@ -324,6 +352,8 @@ class _ClientConnection(asyncio.Protocol):
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy, self.port = proxy, 0
+        self.client = ""
+        self.destination: tuple[str, int] | None = None  # captured: where it was sent
         self.transport: asyncio.Transport | None = None
         self.queue: asyncio.Queue[_Incoming | None] = asyncio.Queue()
         self.parsed = _Parsed()
@@ -335,6 +365,10 @@ class _ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.port = int(transport.get_extra_info("sockname")[1])
+        self.client = str(transport.get_extra_info("peername")[0])
+        sock = transport.get_extra_info("socket")
+        self.destination = original_destination(sock) if self.proxy.mesh is not None \
+            else None
         self.worker = asyncio.get_running_loop().create_task(self._serve())
 
     def data_received(self, data: bytes) -> None:
@@ -381,7 +415,8 @@ class _ClientConnection(asyncio.Protocol):
     async def _serve(self) -> None:
         while (req := await self.queue.get()) is not None:
             try:
-                answer = await self.proxy.handle(self.port, req)
+                answer = await self.proxy.handle(self.port, req, client=self.client,
+                                                 destination=self.destination)
             except Exception:  # a bug must cost one answer, not the connection's others
                 log.exception("proxying %s %s failed", req.method, req.target)
                 answer = _plain(500, "proxy error")

@@ -1,0 +1,53 @@
+"""Which connections the node hands to its L7 proxy: TCP from enrolled pods
+to Service addresses and ports that the mesh routes, redirected in the
+node's network namespace to the proxy's port before any Service DNAT (an
+nftables nat chain one priority ahead of kube-proxy's, whatever mode the
+proxy runs in: its iptables rules sit at dstnat, -100, too). The proxy
+reads where each was going with SO_ORIGINAL_DST. Everything else keeps the
+kernel path. Rendering is pure; the node applies the text with ``nft -f``
+as one transaction that replaces the table whole."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+
+TABLE = "netplane-mesh"
+PROXY_PORT = 15001  # where captured connections land (Istio's outbound port)
+PRIORITY = -101  # dstnat - 1: before any Service DNAT
+SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
+
+
+def render(sources: Iterable[str], targets: Iterable[tuple[str, int]], *,
+           port: int = PROXY_PORT) -> str:
+    """``nft -f`` text: ``sources`` are the enrolled pods' IPv4 addresses,
+    ``targets`` the (address, port) pairs whose connections are captured."""
+    src = sorted(set(sources))
+    dst = sorted(set(targets))
+    lines = [f"table ip {TABLE}", f"delete table ip {TABLE}", f"table ip {TABLE} {{",
+             "  set sources {", "    type ipv4_addr"]
+    if src:
+        lines.append(f"    elements = {{ {', '.join(src)} }}")
+    lines += ["  }", "  set targets {", "    type ipv4_addr . inet_service"]
+    if dst:
+        lines.append(f"    elements = {{ {', '.join(f'{ip} . {p}' for ip, p in dst)} }}")
+    lines += ["  }", "  chain prerouting {",
+              f"    type nat hook prerouting priority {PRIORITY}; policy accept;",
+              f"    ip saddr @sources ip daddr . tcp dport @targets counter redirect to :{port}",
+              "  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def clean_up_script() -> str:
+    return f"table ip {TABLE}\ndelete table ip {TABLE}\n"
+
+
+def original_destination(sock: socket.socket) -> tuple[str, int] | None:
+    """Where a redirected connection was sent (SO_ORIGINAL_DST); None for
+    one that was not redirected, or a socket that cannot tell."""
+    try:
+        raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    except OSError:
+        return None
+    dst = (socket.inet_ntoa(raw[4:8]), int.from_bytes(raw[2:4], "big"))
+    return None if dst == sock.getsockname()[:2] else dst
