@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import cast
+from typing import Any, cast
 
 import httptools
 
@@ -66,9 +66,13 @@ def _plain(status: int, text: str) -> Answer:
 
 
 class _Parsed:
-    """httptools' callbacks for one message, requests and responses alike."""
+    """httptools' callbacks for one message, requests and responses alike.
+    Keep-alive is read once the headers are in: after the message the
+    parser has reset and no longer tells."""
 
-    def __init__(self) -> None:
+    def __init__(self, parser: Any = None) -> None:
+        self.parser = parser
+        self.keep_alive = False
         self.url = b""
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -87,6 +91,8 @@ class _Parsed:
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        if self.parser is not None:
+            self.keep_alive = bool(self.parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
         self.body += body
@@ -138,7 +144,7 @@ class Upstreams:
     async def _read(reader: asyncio.StreamReader, *, head_only: bool) -> tuple[Answer, bool]:
         """The answer, and whether the connection can carry another request."""
         got = _Parsed()
-        parser = httptools.HttpResponseParser(got)
+        parser = got.parser = httptools.HttpResponseParser(got)
         ended = False  # by the connection's end (a body without a length)
         while not got.done:
             data = await reader.read(READ_SIZE)
@@ -154,7 +160,11 @@ class Upstreams:
         headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in got.headers]
         answer = Answer(parser.get_status_code(), headers, bytes(got.body),
                         got.reason.decode("latin-1"))
-        return answer, not ended and parser.should_keep_alive()
+        return answer, not ended and got.keep_alive
+
+    def idle(self, address: str) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+        """The kept-alive connections to ``address`` waiting for a request."""
+        return self._idle.get(address, [])
 
     def close(self) -> None:
         for conns in self._idle.values():
@@ -385,13 +395,16 @@ class _ClientConnection(asyncio.Protocol):
     # -- httptools --
 
     def on_message_begin(self) -> None:
-        self.parsed = _Parsed()
+        self.parsed = _Parsed(self.parser)
 
     def on_url(self, url: bytes) -> None:
         self.parsed.on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.parsed.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.parsed.on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
         self.parsed.on_body(body)
@@ -402,7 +415,7 @@ class _ClientConnection(asyncio.Protocol):
             method=self.parser.get_method().decode("latin-1"),
             target=p.url.decode("latin-1"),
             headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in p.headers],
-            body=bytes(p.body), keep_alive=self.parser.should_keep_alive()))
+            body=bytes(p.body), keep_alive=p.keep_alive))
 
     # -- answers --
 

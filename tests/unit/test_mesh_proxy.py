@@ -204,3 +204,18 @@ def test_the_proxy_runs_on_uvloop_as_the_agent_runs_it(backends: dict[str, Echo]
 
     answer = uvloop.run(main())
     assert answer.startswith("HTTP/1.1 200 OK\r\n") and "pod=v1-0" in answer
+
+
+async def test_connections_are_kept_alive_on_both_sides(front: Front,
+                                                        backends: dict[str, Echo]) -> None:
+    front.configure(to(("v1", 1)))
+    reader, writer = await asyncio.open_connection(LOOPBACK, front.port)
+    for _ in range(3):  # three requests, one client connection
+        writer.write(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" not in head
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        assert (await reader.readexactly(length)).startswith(b"pod=v1-0")
+    writer.close()
+    # and one connection to the backend, reused for all of them
+    assert len(front.proxy.upstreams.idle(f"{LOOPBACK}:{backends['v1'].port}")) == 1
