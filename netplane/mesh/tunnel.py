@@ -1,0 +1,371 @@
+"""Tunnels between node proxies, the shape of Istio's HBONE: one mutual TLS
+1.3 connection per pair of nodes, each proxied TCP connection an HTTP/2
+CONNECT stream in it (h2, flow-controlled per stream, so one busy stream
+holds up no other). Both ends present node certificates from the mesh CA
+and check the other's identity; each stream names the source workload's
+identity in a header, which the receiving node takes only from a node
+allowed to speak for that workload (``authorize``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from netplane.mesh.identity import TRUST_DOMAIN, Authority, Identity, Issued, identity_of
+
+log = logging.getLogger(__name__)
+
+PORT = 15008  # HBONE's port
+SOURCE_HEADER = "x-netplane-source"
+READ_SIZE = 65536
+WINDOW = 4 * 1024 * 1024  # per stream: a few round trips of a fast flow
+
+
+class TunnelError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def node_identity(node: str) -> Identity:
+    """What a node proxy's certificate names."""
+    return Identity(TRUST_DOMAIN, "kube-system", f"netplane-node.{node}")
+
+
+@dataclass
+class Credentials:
+    """A node's certificate chain, key and the cluster root, as files (the
+    ssl module loads certificates from files only), in a private folder."""
+    folder: Path
+    issued: Issued
+    authority: Authority
+
+    @classmethod
+    def write(cls, issued: Issued, authority: Authority, folder: Path | None = None
+              ) -> Credentials:
+        folder = folder or Path(tempfile.mkdtemp(prefix="np-mesh-"))
+        folder.chmod(0o700)
+        pem = serialization.Encoding.PEM
+        (folder / "chain.pem").write_bytes(issued.cert.public_bytes(pem)
+                                           + authority.cert.public_bytes(pem))
+        key = folder / "key.pem"
+        key.touch(0o600)
+        key.write_bytes(issued.key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+        (folder / "root.pem").write_bytes(authority.root.public_bytes(pem))
+        return cls(folder, issued, authority)
+
+    def context(self, *, server: bool) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.check_hostname = False  # identities are SPIFFE URIs, checked after the handshake
+        ctx.load_verify_locations(self.folder / "root.pem")
+        ctx.load_cert_chain(self.folder / "chain.pem", self.folder / "key.pem")
+        ctx.set_alpn_protocols(["h2"])
+        return ctx
+
+
+def peer_identity(writer: asyncio.StreamWriter) -> Identity:
+    """The identity the other end's certificate proves (its chain was
+    verified against the root in the handshake)."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+    if not der:
+        raise TunnelError(403, "the peer presented no certificate")
+    return identity_of(x509.load_der_x509_certificate(der))
+
+
+@dataclass
+class Stream:
+    """One CONNECT stream: bytes in, bytes out, end of input as b""."""
+    link: _Link
+    id: int
+    chunks: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    window: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop()
+                                          .create_future())
+    closed: bool = False
+
+    async def read(self) -> bytes:
+        chunk = await self.chunks.get()
+        if chunk:
+            self.link.consumed(self.id, len(chunk))
+        return chunk
+
+    async def write(self, data: bytes) -> None:
+        await self.link.send(self.id, data)
+
+    def end(self) -> None:
+        """No more bytes from this side."""
+        if not self.closed:
+            self.closed = True
+            self.link.end(self.id)
+
+
+class _Link:
+    """An HTTP/2 connection over TLS, either end."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 client: bool, on_stream: Callable[[Stream, dict[str, str]],
+                                                   Coroutine[Any, Any, None]] | None = None
+                 ) -> None:
+        self.reader, self.writer = reader, writer
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=client, header_encoding="utf-8"))
+        self.streams: dict[int, Stream] = {}
+        self.on_stream = on_stream
+        self.dead = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> asyncio.Task[None]:
+        self.h2.initiate_connection()
+        self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
+        self.h2.increment_flow_control_window(WINDOW * 4)
+        self.flush()
+        return asyncio.get_running_loop().create_task(self._run())
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def _run(self) -> None:
+        try:
+            while data := await self.reader.read(READ_SIZE):
+                for event in self.h2.receive_data(data):
+                    self._event(event)
+                self.flush()
+        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError) as e:
+            log.info("tunnel connection ended: %s", e)
+        finally:
+            self.dead = True
+            for stream in self.streams.values():
+                stream.chunks.put_nowait(b"")
+                stream.window.set()
+                if not stream.answered.done():
+                    stream.answered.set_exception(TunnelError(502, "the tunnel closed"))
+            self.writer.close()
+
+    def _event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            opened = self.streams[event.stream_id] = Stream(self, event.stream_id)
+            opened.answered.set_result(0)  # only the opening end waits for an answer
+            headers = {str(k): str(v) for k, v in event.headers or ()}
+            if self.on_stream is not None:
+                task = asyncio.get_running_loop().create_task(self.on_stream(opened, headers))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        elif isinstance(event, h2.events.ResponseReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and not stream.answered.done():
+                status = dict((str(k), str(v)) for k, v in event.headers or ()).get(":status")
+                stream.answered.set_result(int(status or 0))
+        elif isinstance(event, h2.events.DataReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and event.data:
+                stream.chunks.put_nowait(event.data)
+            elif event.flow_controlled_length:
+                self.h2.acknowledge_received_data(event.flow_controlled_length,
+                                                  event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.chunks.put_nowait(b"")
+                if not stream.answered.done():
+                    stream.answered.set_exception(TunnelError(502, "the stream was reset"))
+        elif isinstance(event, h2.events.WindowUpdated):
+            for s in self.streams.values() if not event.stream_id else \
+                    [self.streams[event.stream_id]] if event.stream_id in self.streams else []:
+                s.window.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.writer.close()
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        """Room again for what the reader took: flow control is backpressure."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError, KeyError):
+            self.h2.acknowledge_received_data(size, stream_id)
+            self.flush()
+
+    async def send(self, stream_id: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self.dead:
+                raise TunnelError(502, "the tunnel closed")
+            window = min(self.h2.local_flow_control_window(stream_id),
+                         self.h2.max_outbound_frame_size)
+            if window <= 0:
+                stream = self.streams[stream_id]
+                stream.window.clear()
+                await stream.window.wait()
+                continue
+            self.h2.send_data(stream_id, bytes(view[:window]))
+            view = view[window:]
+            self.flush()
+            await self.writer.drain()
+
+    def end(self, stream_id: int) -> None:
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.h2.end_stream(stream_id)
+            self.flush()
+
+    def respond(self, stream: Stream, status: int, *, end: bool = False) -> None:
+        self.h2.send_headers(stream.id, [(":status", str(status))], end_stream=end)
+        self.flush()
+
+    def open(self, target: str, source: Identity) -> Stream:
+        stream_id = self.h2.get_next_available_stream_id()
+        stream = self.streams[stream_id] = Stream(self, stream_id)
+        self.h2.send_headers(stream_id, [(":method", "CONNECT"), (":authority", target),
+                                         (SOURCE_HEADER, str(source))])
+        self.flush()
+        return stream
+
+
+async def splice(stream: Stream, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+    """Bytes both ways between a stream and a TCP connection until both
+    directions have ended."""
+    async def inbound() -> None:
+        while chunk := await stream.read():
+            writer.write(chunk)
+            await writer.drain()
+        with contextlib.suppress(OSError):
+            if writer.can_write_eof():
+                writer.write_eof()
+
+    async def outbound() -> None:
+        with contextlib.suppress(OSError, TunnelError):
+            while data := await reader.read(READ_SIZE):
+                await stream.write(data)
+        stream.end()
+
+    try:
+        await asyncio.gather(inbound(), outbound())
+    finally:
+        writer.close()
+
+
+Authorize = Callable[[Identity, Identity, str], bool]  # (node, source, target) -> allowed
+Dial = Callable[[str], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+async def _dial_tcp(target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, _, port = target.rpartition(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+class TunnelServer:
+    """The receiving end: CONNECT streams to the node's pods."""
+
+    def __init__(self, credentials: Credentials, authorize: Authorize, *,
+                 dial: Dial = _dial_tcp) -> None:
+        self.credentials, self.authorize, self.dial = credentials, authorize, dial
+        self.links: list[_Link] = []
+
+    async def serve(self, host: str, port: int = PORT) -> asyncio.Server:
+        return await asyncio.start_server(self._accepted, host, port,
+                                          ssl=self.credentials.context(server=True))
+
+    async def _accepted(self, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        try:
+            peer = peer_identity(writer)
+        except (TunnelError, ValueError) as e:
+            log.warning("tunnel refused: %s", e)
+            writer.close()
+            return
+
+        async def on_stream(stream: Stream, headers: dict[str, str]) -> None:
+            await self._stream(link, peer, stream, headers)
+
+        link = _Link(reader, writer, client=False, on_stream=on_stream)
+        self.links.append(link)
+        try:
+            await link.start()
+        finally:
+            self.links.remove(link)
+
+    async def _stream(self, link: _Link, peer: Identity, stream: Stream,
+                      headers: dict[str, str]) -> None:
+        target = headers.get(":authority", "")
+        if headers.get(":method") != "CONNECT" or not target:
+            link.respond(stream, 405, end=True)
+            return
+        try:
+            source = Identity.parse(headers.get(SOURCE_HEADER, ""))
+        except ValueError:
+            link.respond(stream, 400, end=True)
+            return
+        if not self.authorize(peer, source, target):
+            link.respond(stream, 403, end=True)
+            return
+        try:
+            reader, writer = await self.dial(target)
+        except OSError:
+            link.respond(stream, 503, end=True)
+            return
+        link.respond(stream, 200)
+        await splice(stream, reader, writer)
+
+
+class TunnelClient:
+    """The sending end: one connection per destination node, opened on
+    first use, streams opened in it."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+        self.links: dict[str, _Link] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
+
+    async def _link(self, address: str, expect: Identity) -> _Link:
+        link = self.links.get(address)
+        if link is not None and not link.dead:
+            return link
+        async with self._opening.setdefault(address, asyncio.Lock()):
+            link = self.links.get(address)
+            if link is not None and not link.dead:
+                return link
+            host, _, port = address.rpartition(":")
+            reader, writer = await asyncio.open_connection(
+                host, int(port), ssl=self.credentials.context(server=False))
+            got = peer_identity(writer)
+            if got != expect:
+                writer.close()
+                raise TunnelError(403, f"{address} is {got}, not {expect}")
+            link = self.links[address] = _Link(reader, writer, client=True)
+            task = link.start()
+            link.tasks.add(task)
+            return link
+
+    async def open(self, address: str, node: Identity, target: str, source: Identity
+                   ) -> Stream:
+        """A stream to ``target`` ("ip:port") through the node at
+        ``address``, which must prove to be ``node``; TunnelError when the
+        far end refuses it."""
+        link = await self._link(address, node)
+        stream = link.open(target, source)
+        status = await stream.answered
+        if status != 200:
+            raise TunnelError(status, f"{node} answered {status} for {target}")
+        return stream
+
+    def close(self) -> None:
+        for link in self.links.values():
+            link.writer.close()
+        self.links.clear()
