@@ -86,6 +86,12 @@ def make_netns() -> Iterator[Callable[[str], str]]:
 
 
 @pytest.fixture(scope="session")
+def c_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """echo.c (the netplane/echo server), built from the source as it is."""
+    return build_c("echo", tmp_path_factory.mktemp("echo"))
+
+
+@pytest.fixture(scope="session")
 def c_launcher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """launcher.c, built from the source as it is."""
     return build_c("launcher", tmp_path_factory.mktemp("launcher"))

@@ -14,6 +14,7 @@ from dataclasses import astuple, dataclass, field, replace
 
 from netplane.api import meta
 from netplane.api.meta import Obj
+from netplane.mesh.identity import TRUST_DOMAIN, Identity
 from netplane.mesh.routes import BackendKey, Route, RouteError, RouteTable
 
 CONTROLLER = "netplane.io/mesh"
@@ -39,6 +40,9 @@ class MeshConfig:
     statuses: dict[str, list[Obj]] = field(default_factory=dict)
     vips: dict[tuple[str, int], ServicePort] = field(default_factory=dict)  # clusterIP:port
     namespace_of: dict[str, str] = field(default_factory=dict)  # pod IP -> namespace
+    identity_of: dict[str, Identity] = field(default_factory=dict)  # pod IP -> workload
+    endpoint_nodes: dict[str, str] = field(default_factory=dict)  # "ip:port" -> node name
+    node_ips: dict[str, str] = field(default_factory=dict)  # node name -> InternalIP
     _defaults: dict[ServicePort, RouteTable] = field(default_factory=dict, repr=False)
 
     def table_for(self, client_namespace: str, target: ServicePort) -> RouteTable | None:
@@ -92,7 +96,7 @@ class _Index:
                 return True
         return False
 
-    def endpoints(self, key: BackendKey) -> list[str]:
+    def endpoints(self, key: BackendKey, nodes: dict[str, str] | None = None) -> list[str]:
         svc = self.services.get((key.namespace, key.name))
         if svc is None:
             return []
@@ -110,6 +114,9 @@ class _Index:
                 if (ep.get("conditions") or {}).get("ready") is False:
                     continue
                 out += [f"{a}:{target}" for a in ep.get("addresses") or ()]
+                if nodes is not None and ep.get("nodeName"):
+                    nodes.update({f"{a}:{target}": ep["nodeName"]
+                                  for a in ep.get("addresses") or ()})
         return sorted(set(out))
 
 
@@ -146,7 +153,8 @@ def _refusing(route: Route, refused: dict[tuple[int, int], str]) -> Route:
 
 
 def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
-          grants: Iterable[Obj] = (), pods: Iterable[Obj] = ()) -> MeshConfig:
+          grants: Iterable[Obj] = (), pods: Iterable[Obj] = (),
+          nodes: Iterable[Obj] = ()) -> MeshConfig:
     index = _Index(services={(meta.namespace(s), meta.name(s)): s for s in services},
                    slices={}, grants=list(grants))
     for sl in slices:
@@ -168,8 +176,14 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
             for ip in ips:
                 config.vips[(ip, int(p["port"]))] = ServicePort(sns, sname, int(p["port"]))
     for pod in pods:
+        who = Identity(TRUST_DOMAIN, meta.namespace(pod),
+                       (pod.get("spec") or {}).get("serviceAccountName") or "default")
         for ip in (pod.get("status") or {}).get("podIPs") or ():
             config.namespace_of[ip["ip"]] = meta.namespace(pod)
+            config.identity_of[ip["ip"]] = who
+    for node in nodes:
+        if address := meta.node_address(node):
+            config.node_ips[meta.name(node)] = address
     for obj in routes:
         ns, generation = meta.namespace(obj), int(obj["metadata"].get("generation", 1))
         parents = [p for p in (obj.get("spec") or {}).get("parentRefs") or () if _is_service(p)]
@@ -224,5 +238,6 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
         config.statuses[meta.namespaced_name(obj)] = statuses
     config.producer = {k: RouteTable(v, use_hostnames=False) for k, v in producer.items()}
     config.consumer = {k: RouteTable(v, use_hostnames=False) for k, v in consumer.items()}
-    config.backends = {k: index.endpoints(k) for k in sorted(usable, key=str)}
+    config.backends = {k: index.endpoints(k, config.endpoint_nodes)
+                       for k in sorted(usable, key=str)}
     return config

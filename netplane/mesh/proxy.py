@@ -14,16 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httptools
 
 from netplane.mesh import filters
 from netplane.mesh.capture import original_destination
 from netplane.mesh.config import MeshConfig
+from netplane.mesh.identity import Identity
 from netplane.mesh.resilience import Balancer, Endpoint, RetryPolicy, Timeouts, Try, exchange
 from netplane.mesh.routes import (
     BackendKey,
@@ -33,6 +35,8 @@ from netplane.mesh.routes import (
     RouteError,
     RouteTable,
 )
+from netplane.mesh.tunnel import PORT as TUNNEL_PORT
+from netplane.mesh.tunnel import Stream, TunnelClient, TunnelError, node_identity
 
 log = logging.getLogger(__name__)
 
@@ -110,44 +114,107 @@ class _Incoming:
     keep_alive: bool
 
 
+class Conn(Protocol):
+    """A connection to an endpoint that carries one request at a time."""
+
+    async def send(self, data: bytes) -> None: ...
+    async def read(self) -> bytes: ...
+    def usable(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class _TCPConn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def read(self) -> bytes:
+        return await self.reader.read(READ_SIZE)
+
+    def usable(self) -> bool:
+        return not self.writer.is_closing() and not self.reader.at_eof()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _TunnelConn:
+    """A CONNECT stream through the tunnel to the endpoint's node."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream, self.eof = stream, False
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.write(data)
+
+    async def read(self) -> bytes:
+        data = await self.stream.read()
+        self.eof = self.eof or not data
+        return data
+
+    def usable(self) -> bool:
+        return not self.eof and not self.stream.closed and not self.stream.link.dead
+
+    def close(self) -> None:
+        self.stream.end()
+
+
+@dataclass(frozen=True)
+class Via:
+    """How to reach an endpoint on another node: its tunnel and who speaks."""
+    tunnel: str  # "ip:port" of the node's tunnel server
+    node: Identity
+    source: Identity
+
+
 class Upstreams:
-    """Keep-alive connections to endpoints, reused request after request."""
+    """Keep-alive connections to endpoints, reused request after request:
+    TCP to the node's own pods, tunnel streams to other nodes' (a stream
+    carries one source identity, so those are kept per source)."""
 
-    def __init__(self) -> None:
-        self._idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+    def __init__(self, tunnels: TunnelClient | None = None) -> None:
+        self.tunnels = tunnels
+        self._idle: dict[str, list[Conn]] = {}
 
-    async def send(self, address: str, head: bytes, body: bytes, *, head_only: bool) -> Answer:
-        reader, writer = await self._take(address)
+    async def send(self, address: str, head: bytes, body: bytes, *, head_only: bool,
+                   via: Via | None = None) -> Answer:
+        key = address if via is None else f"{address} {via.source}"
+        conn = await self._take(key, address, via)
         try:
-            writer.write(head + body)
-            answer, reusable = await self._read(reader, head_only=head_only)
+            await conn.send(head + body)
+            answer, reusable = await self._read(conn, head_only=head_only)
         except BaseException:
-            writer.close()
+            conn.close()
             raise
-        if reusable and len(self._idle.setdefault(address, [])) < IDLE_PER_ENDPOINT:
-            self._idle[address].append((reader, writer))
+        if reusable and len(self._idle.setdefault(key, [])) < IDLE_PER_ENDPOINT:
+            self._idle[key].append(conn)
         else:
-            writer.close()
+            conn.close()
         return answer
 
-    async def _take(self, address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        idle = self._idle.get(address) or []
+    async def _take(self, key: str, address: str, via: Via | None) -> Conn:
+        idle = self._idle.get(key) or []
         while idle:
-            reader, writer = idle.pop()
-            if not writer.is_closing() and not reader.at_eof():
-                return reader, writer
-            writer.close()
+            conn = idle.pop()
+            if conn.usable():
+                return conn
+            conn.close()
+        if via is not None and self.tunnels is not None:
+            return _TunnelConn(await self.tunnels.open(via.tunnel, via.node, address,
+                                                       via.source))
         host, _, port = address.rpartition(":")
-        return await asyncio.open_connection(host, int(port))
+        return _TCPConn(*await asyncio.open_connection(host, int(port)))
 
     @staticmethod
-    async def _read(reader: asyncio.StreamReader, *, head_only: bool) -> tuple[Answer, bool]:
+    async def _read(conn: Conn, *, head_only: bool) -> tuple[Answer, bool]:
         """The answer, and whether the connection can carry another request."""
         got = _Parsed()
         parser = got.parser = httptools.HttpResponseParser(got)
         ended = False  # by the connection's end (a body without a length)
         while not got.done:
-            data = await reader.read(READ_SIZE)
+            data = await conn.read()
             if not data:
                 if got.headers_done and not _has_length(got):
                     ended = True
@@ -162,14 +229,14 @@ class Upstreams:
                         got.reason.decode("latin-1"))
         return answer, not ended and got.keep_alive
 
-    def idle(self, address: str) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    def idle(self, address: str) -> list[Conn]:
         """The kept-alive connections to ``address`` waiting for a request."""
         return self._idle.get(address, [])
 
     def close(self) -> None:
         for conns in self._idle.values():
-            for _, writer in conns:
-                writer.close()
+            for conn in conns:
+                conn.close()
         self._idle.clear()
 
 
@@ -185,11 +252,15 @@ class Proxy:
 
     def __init__(self, *, listeners: dict[int, Listener] | None = None,
                  backends: dict[BackendKey, Balancer] | None = None,
-                 mesh: MeshConfig | None = None, rng: random.Random | None = None) -> None:
+                 mesh: MeshConfig | None = None, rng: random.Random | None = None,
+                 node: str = "", tunnels: TunnelClient | None = None,
+                 tunnel_port: int = TUNNEL_PORT) -> None:
         self.listeners = listeners or {}
         self.backends = backends or {}
         self.mesh = mesh
-        self.upstreams = Upstreams()
+        self.node = node  # this proxy's node: endpoints elsewhere go through tunnels
+        self.tunnel_port = tunnel_port
+        self.upstreams = Upstreams(tunnels)
         self.rng = rng or random.Random()
         self.on_answer: Callable[[Decision | None, int], None] | None = None
 
@@ -226,7 +297,7 @@ class Proxy:
             answer = _plain(404, "no route matches")
         else:
             try:
-                answer = await self._follow(listener, decision, routed, req)
+                answer = await self._follow(listener, decision, routed, req, client)
             except RouteError as e:
                 answer = _plain(500, f"route {decision.rule.route}: {e}")
         if self.on_answer is not None:
@@ -234,7 +305,7 @@ class Proxy:
         return answer
 
     async def _follow(self, listener: Listener, decision: Decision, routed: Request,
-                      req: _Incoming) -> Answer:
+                      req: _Incoming, client: str) -> Answer:
         rule = decision.rule
         headers, path, query = list(req.headers), routed.path, req.target.partition("?")[2]
         host = next((v for k, v in headers if k.lower() == "host"), "")
@@ -262,14 +333,14 @@ class Proxy:
         target = path + (f"?{query}" if query else "")
         answer = await self._forward(rule.backends, RetryPolicy.of(rule.retry),
                                      Timeouts.of(rule.timeouts), req.method, target, headers,
-                                     req.body)
+                                     req.body, client)
         for spec in response_filters:
             answer.headers = filters.modify_headers(answer.headers, spec)
         return answer
 
     async def _forward(self, backends: tuple[BackendRef, ...], retry: RetryPolicy | None,
                        timeouts: Timeouts, method: str, target: str, headers: Headers,
-                       body: bytes) -> Answer:
+                       body: bytes, client: str = "") -> Answer:
         head = _request_head(method, target, headers, body)
         last: list[Answer | None] = []  # each try's answer; None when it got none
 
@@ -287,7 +358,8 @@ class Proxy:
             if endpoint is None:
                 last.append(_plain(503, f"no ready endpoints for {ref.namespace}/{ref.name}"))
                 return Try(code=503)
-            got = await self._try(endpoint, head, body, method == "HEAD", limit, last)
+            got = await self._try(endpoint, head, body, method == "HEAD", limit, last,
+                                  self._via(endpoint.address, client))
             balancer.report(endpoint, got)
             return got
 
@@ -298,16 +370,30 @@ class Proxy:
             return _plain(status, f"upstream: {_phrase(status).lower()}")
         return final
 
+    def _via(self, address: str, client: str) -> Via | None:
+        """The tunnel to an endpoint on another node, for a client whose
+        workload identity is known; None: straight over TCP."""
+        if self.mesh is None or self.upstreams.tunnels is None:
+            return None
+        node = self.mesh.endpoint_nodes.get(address)
+        ip = self.mesh.node_ips.get(node or "")
+        source = self.mesh.identity_of.get(client)
+        if not node or node == self.node or ip is None or source is None:
+            return None
+        return Via(f"{ip}:{self.tunnel_port}", node_identity(node), source)
+
     async def _try(self, endpoint: Endpoint, head: bytes, body: bytes, head_only: bool,
-                   limit: float | None, last: list[Answer | None]) -> Try:
+                   limit: float | None, last: list[Answer | None], via: Via | None = None
+                   ) -> Try:
         endpoint.in_flight += 1
         last.append(None)
         try:
-            send = self.upstreams.send(endpoint.address, head, body, head_only=head_only)
+            send = self.upstreams.send(endpoint.address, head, body, head_only=head_only,
+                                       via=via)
             answer = await (send if limit is None else asyncio.wait_for(send, limit))
         except TimeoutError:
             return Try(error="timeout")
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, TunnelError, ssl.SSLError):
             return Try(error="connect")
         except (OSError, httptools.HttpParserError):
             return Try(error="reset")

@@ -22,15 +22,9 @@ from netplane.api.meta import Obj
 from netplane.mesh.proxy import Listener, Proxy, serve
 from netplane.mesh.resilience import Balancer
 from netplane.mesh.routes import BackendKey, compile_routes
-from tests.cprograms import build_c
 from tests.echoserver import LOOPBACK, WHO, Echo, start
 
 NS = "shop"
-
-
-@pytest.fixture(scope="module")
-def c_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_c("echo", tmp_path_factory.mktemp("echo"))
 
 
 @pytest.fixture(scope="module")

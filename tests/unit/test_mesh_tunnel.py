@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from netplane.mesh.config import build
 from netplane.mesh.identity import Authority, Identity, Issued, self_signed_root
+from netplane.mesh.proxy import Listener, Proxy, serve
+from netplane.mesh.routes import Route, RouteTable
 from netplane.mesh.tunnel import (
     Credentials,
     TunnelClient,
@@ -24,8 +27,8 @@ from netplane.mesh.tunnel import (
     node_identity,
     splice,
 )
+from tests.echoserver import LOOPBACK, WHO, start
 
-LOOPBACK = "127.0.0.1"
 WEB = Identity("cluster.local", "shop", "web")
 ROGUE = Identity("cluster.local", "shop", "rogue")
 
@@ -141,3 +144,41 @@ async def test_splice_joins_a_stream_to_a_tcp_connection(pair: Pair) -> None:
     assert await reader.read() == b"ping " * 1000
     writer.close()
     front.close()
+
+
+async def test_the_proxy_reaches_endpoints_on_other_nodes_through_the_tunnel(
+        pair: Pair, tmp_path: Path, c_echo: Path) -> None:
+    echo = start([str(c_echo)], {**WHO, "POD_NAME": "api-0"})
+    try:
+        host, port = pair.address.rsplit(":", 1)
+        svc = {"metadata": {"name": "api", "namespace": "shop"},
+               "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "http", "port": 80}]}}
+        sl = {"metadata": {"name": "api-1", "namespace": "shop",
+                           "labels": {"kubernetes.io/service-name": "api"}},
+              "ports": [{"name": "http", "port": echo.port}],
+              "endpoints": [{"addresses": [LOOPBACK], "nodeName": "node-2",
+                             "conditions": {"ready": True}}]}
+        client_pod = {"metadata": {"name": "web-0", "namespace": "shop"},
+                      "spec": {"serviceAccountName": "web"},
+                      "status": {"podIPs": [{"ip": LOOPBACK}]}}
+        node = {"metadata": {"name": "node-2"},
+                "status": {"addresses": [{"type": "InternalIP", "address": host}]}}
+        proxy = Proxy(node="node-1", tunnels=pair.client, tunnel_port=int(port))
+        proxy.apply(build([], [svc], [sl], pods=[client_pod], nodes=[node]))
+        server = await serve(proxy, LOOPBACK, 0)
+        front = int(server.sockets[0].getsockname()[1])
+        proxy.listeners[front] = Listener(RouteTable([Route.to_service("shop", "api", 80)],
+                                                     use_hostnames=False), front)
+        reader, writer = await asyncio.open_connection(LOOPBACK, front)
+        for _ in range(3):
+            writer.write(b"GET / HTTP/1.1\r\nHost: api\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            assert (await reader.readexactly(length)).startswith(b"pod=api-0")
+        writer.close()
+        assert len(pair.server.links) == 1  # the requests went through node-2's tunnel
+        assert len(proxy.upstreams.idle(f"{LOOPBACK}:{echo.port} {WEB}")) == 1  # one stream
+        server.close()
+        proxy.close()
+    finally:
+        echo.close()

@@ -22,16 +22,10 @@ from typing import NamedTuple
 import pytest
 
 from netplane.node.runtime.command import ECHO_MODULE
-from tests.cprograms import build_c
 from tests.echoserver import LOOPBACK, Echo, start
 
 ANSWER = b"pod=web-0 ip=10.244.1.2 node=node-1 client=127.0.0.1\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-@pytest.fixture(scope="session")
-def c_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_c("echo", tmp_path_factory.mktemp("echo"))
 
 
 @pytest.fixture(params=["python", "c"])
