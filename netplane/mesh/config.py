@@ -43,12 +43,22 @@ class MeshConfig:
     identity_of: dict[str, Identity] = field(default_factory=dict)  # pod IP -> workload
     endpoint_nodes: dict[str, str] = field(default_factory=dict)  # "ip:port" -> node name
     node_ips: dict[str, str] = field(default_factory=dict)  # node name -> InternalIP
+    pod_nodes: dict[str, str] = field(default_factory=dict)  # pod IP -> node name
     _defaults: dict[ServicePort, RouteTable] = field(default_factory=dict, repr=False)
 
     def table_for(self, client_namespace: str, target: ServicePort) -> RouteTable | None:
         """The routes for a client in ``client_namespace`` sending to
         ``target``; None: no route, plain L4 Service traffic."""
         return self.consumer.get((client_namespace, target)) or self.producer.get(target)
+
+    def may_tunnel(self, node: str, source: Identity, target: str, local_node: str) -> bool:
+        """Whether the node proxy of ``node`` may open a stream as
+        ``source`` to ``target`` ("ip:port") on ``local_node``: the target
+        is a pod here, and ``node`` runs a pod of that workload."""
+        if self.pod_nodes.get(target.rpartition(":")[0]) != local_node:
+            return False
+        return any(who == source and self.pod_nodes.get(ip) == node
+                   for ip, who in self.identity_of.items())
 
     def routing(self, client_ip: str, destination: tuple[str, int]
                 ) -> tuple[ServicePort, RouteTable] | None:
@@ -181,6 +191,8 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
         for ip in (pod.get("status") or {}).get("podIPs") or ():
             config.namespace_of[ip["ip"]] = meta.namespace(pod)
             config.identity_of[ip["ip"]] = who
+            if node_name := (pod.get("spec") or {}).get("nodeName"):
+                config.pod_nodes[ip["ip"]] = node_name
     for node in nodes:
         if address := meta.node_address(node):
             config.node_ips[meta.name(node)] = address

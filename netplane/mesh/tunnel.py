@@ -26,6 +26,7 @@ import h2.settings
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from netplane.mesh.config import MeshConfig
 from netplane.mesh.identity import TRUST_DOMAIN, Authority, Identity, Issued, identity_of
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,30 @@ class TunnelError(Exception):
         self.status = status
 
 
+NODE_NAMESPACE, NODE_PREFIX = "kube-system", "netplane-node."
+
+
 def node_identity(node: str) -> Identity:
     """What a node proxy's certificate names."""
-    return Identity(TRUST_DOMAIN, "kube-system", f"netplane-node.{node}")
+    return Identity(TRUST_DOMAIN, NODE_NAMESPACE, f"{NODE_PREFIX}{node}")
+
+
+def node_of(identity: Identity) -> str | None:
+    """The node a node proxy's identity names; None for a workload's."""
+    if identity.namespace != NODE_NAMESPACE or not identity.service_account.startswith(
+            NODE_PREFIX):
+        return None
+    return identity.service_account.removeprefix(NODE_PREFIX)
+
+
+def authorizer(mesh: Callable[[], MeshConfig | None], local_node: str) -> Authorize:
+    """Streams into ``local_node`` as the current mesh configuration allows
+    them (see MeshConfig.may_tunnel)."""
+    def allowed(node: Identity, source: Identity, target: str) -> bool:
+        name, config = node_of(node), mesh()
+        return name is not None and config is not None and \
+            config.may_tunnel(name, source, target, local_node)
+    return allowed
 
 
 @dataclass

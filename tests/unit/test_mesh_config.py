@@ -8,6 +8,7 @@ from typing import Any
 
 from netplane.api.meta import Obj
 from netplane.mesh.config import CONTROLLER, ServicePort, build
+from netplane.mesh.identity import Identity
 from netplane.mesh.routes import BackendKey, Request
 
 
@@ -163,3 +164,19 @@ def test_a_captured_connection_is_routed_by_where_it_was_sent_and_who_sent_it() 
                                                                                  80)
     assert config.backends[BackendKey("shop", "api", 80)] == ["10.244.2.9:8080"]
     assert config.routing("10.244.1.2", ("10.96.0.70", 80)) is None  # no Service there
+
+
+def test_a_node_may_tunnel_only_for_workloads_it_runs_to_pods_of_the_receiving_node() -> None:
+    def pod(name: str, ip: str, node: str, sa: str) -> Obj:
+        return {"metadata": {"name": name, "namespace": "shop"},
+                "spec": {"nodeName": node, "serviceAccountName": sa},
+                "status": {"podIPs": [{"ip": ip}]}}
+    config = build([], [], [], pods=[pod("web-0", "10.244.1.5", "node-1", "web"),
+                                     pod("api-0", "10.244.2.7", "node-2", "api")])
+    web = Identity("cluster.local", "shop", "web")
+    assert config.may_tunnel("node-1", web, "10.244.2.7:8080", "node-2")
+    assert not config.may_tunnel("node-3", web, "10.244.2.7:8080", "node-2")  # runs no web pod
+    assert not config.may_tunnel("node-1", Identity("cluster.local", "shop", "api"),
+                                 "10.244.2.7:8080", "node-2")  # not node-1's to claim
+    assert not config.may_tunnel("node-1", web, "10.244.1.5:8080", "node-2")  # not a pod here
+    assert not config.may_tunnel("node-1", web, "192.168.56.1:22", "node-2")  # no open relay

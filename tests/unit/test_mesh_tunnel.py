@@ -24,7 +24,9 @@ from netplane.mesh.tunnel import (
     TunnelClient,
     TunnelError,
     TunnelServer,
+    authorizer,
     node_identity,
+    node_of,
     splice,
 )
 from tests.echoserver import LOOPBACK, WHO, start
@@ -182,3 +184,18 @@ async def test_the_proxy_reaches_endpoints_on_other_nodes_through_the_tunnel(
         proxy.close()
     finally:
         echo.close()
+
+
+def test_node_identities_name_their_node_and_the_authorizer_reads_the_mesh() -> None:
+    assert node_of(node_identity("node-1")) == "node-1"
+    assert node_of(WEB) is None
+    pods = [{"metadata": {"name": "web-0", "namespace": "shop"},
+             "spec": {"nodeName": "node-1", "serviceAccountName": "web"},
+             "status": {"podIPs": [{"ip": "10.244.1.5"}]}},
+            {"metadata": {"name": "api-0", "namespace": "shop"},
+             "spec": {"nodeName": "node-2"}, "status": {"podIPs": [{"ip": "10.244.2.7"}]}}]
+    allowed = authorizer(lambda: build([], [], [], pods=pods), "node-2")
+    assert allowed(node_identity("node-1"), WEB, "10.244.2.7:8080")
+    assert not allowed(node_identity("node-2"), WEB, "10.244.2.7:8080")
+    assert not allowed(WEB, WEB, "10.244.2.7:8080")  # a workload's certificate is no node's
+    assert not authorizer(lambda: None, "node-2")(node_identity("node-1"), WEB, "10.244.2.7:80")
