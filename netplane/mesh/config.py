@@ -80,13 +80,13 @@ def _is_service(ref: Obj) -> bool:
     return ref.get("kind", "") == "Service" and ref.get("group", "") in ("", "core")
 
 
-def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> Obj:
+def condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> Obj:
     return {"type": kind, "status": "True" if ok else "False", "reason": reason,
             "message": message, "observedGeneration": generation}
 
 
 @dataclass
-class _Index:
+class Index:
     services: dict[tuple[str, str], Obj]
     slices: dict[tuple[str, str], list[Obj]]
     grants: list[Obj]
@@ -130,7 +130,7 @@ class _Index:
         return sorted(set(out))
 
 
-def _backend_problem(index: _Index, route_ns: str, ref: Obj) -> tuple[str, str] | None:
+def backend_problem(index: Index, route_ns: str, ref: Obj) -> tuple[str, str] | None:
     """Why a backendRef cannot be used (reason, message), or None."""
     kind = f"{ref.get('group') or 'core'}/{ref.get('kind', 'Service')}"
     if ref.get("kind", "Service") != "Service" or ref.get("group", "") not in ("", "core"):
@@ -150,7 +150,7 @@ def _backend_problem(index: _Index, route_ns: str, ref: Obj) -> tuple[str, str] 
     return None
 
 
-def _refusing(route: Route, refused: dict[tuple[int, int], str]) -> Route:
+def refusing(route: Route, refused: dict[tuple[int, int], str]) -> Route:
     """The route with its unusable backends marked: requests the weights
     send to them get 500, as the specification says."""
     rules = []
@@ -165,7 +165,7 @@ def _refusing(route: Route, refused: dict[tuple[int, int], str]) -> Route:
 def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
           grants: Iterable[Obj] = (), pods: Iterable[Obj] = (),
           nodes: Iterable[Obj] = ()) -> MeshConfig:
-    index = _Index(services={(meta.namespace(s), meta.name(s)): s for s in services},
+    index = Index(services={(meta.namespace(s), meta.name(s)): s for s in services},
                    slices={}, grants=list(grants))
     for sl in slices:
         owner = meta.labels(sl).get(SERVICE_LABEL)
@@ -203,15 +203,15 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
             continue
         try:
             compiled: Route | None = Route.compile(obj, hostnames=())
-            accepted = _condition("Accepted", True, "Accepted", "", generation)
+            accepted = condition("Accepted", True, "Accepted", "", generation)
         except RouteError as e:
             compiled = None
-            accepted = _condition("Accepted", False, e.reason, str(e), generation)
+            accepted = condition("Accepted", False, e.reason, str(e), generation)
         problems = []
         refused: dict[tuple[int, int], str] = {}  # (rule, backend) -> why it takes nothing
         for i, rule in enumerate((obj.get("spec") or {}).get("rules") or ()):
             for j, ref in enumerate(rule.get("backendRefs") or ()):
-                problem = _backend_problem(index, ns, ref)
+                problem = backend_problem(index, ns, ref)
                 if problem is None:
                     usable.add(BackendKey(ref.get("namespace") or ns, ref["name"],
                                           ref.get("port")))
@@ -219,8 +219,8 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
                     problems.append(problem)
                     refused[(i, j)] = problem[1]
         if compiled is not None and refused:
-            compiled = _refusing(compiled, refused)
-        resolved = _condition("ResolvedRefs", not problems,
+            compiled = refusing(compiled, refused)
+        resolved = condition("ResolvedRefs", not problems,
                               problems[0][0] if problems else "ResolvedRefs",
                               "; ".join(m for _, m in problems), generation)
         statuses = []
@@ -231,7 +231,7 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
             if parent.get("port") is not None:
                 ports = [p for p in ports if p == parent["port"]]
             if svc is None or not ports:
-                cond = _condition("Accepted", False, "NoMatchingParent",
+                cond = condition("Accepted", False, "NoMatchingParent",
                                   f"no Service {pns}/{parent.get('name')}"
                                   + (f" with port {parent['port']}" if parent.get("port")
                                      else ""), generation)

@@ -528,8 +528,9 @@ class _ClientConnection(asyncio.Protocol):
                 return
 
 
-async def serve(proxy: Proxy, host: str, port: int) -> asyncio.Server:
-    """A listening socket for ``proxy``: a connection is served by the
-    listener of the port it came in on."""
+async def serve(proxy: Proxy, host: str, port: int, *, tls: ssl.SSLContext | None = None
+                ) -> asyncio.Server:
+    """A listening socket for ``proxy`` (TLS terminated with ``tls``): a
+    connection is served by the listener of the port it came in on."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _ClientConnection(proxy), host, port)
+    return await loop.create_server(lambda: _ClientConnection(proxy), host, port, ssl=tls)
