@@ -22,6 +22,8 @@ class Resource:
     create_only: bool = False
     # Kinds computed on each read (resource metrics): nothing stored, no writes.
     read_only: bool = False
+    # Served from a CustomResourceDefinition, not compiled in.
+    custom: bool = False
 
     @property
     def verbs(self) -> tuple[str, ...]:
@@ -109,6 +111,10 @@ ROLEBINDING = Resource("RoleBinding", "rolebindings", "rolebinding", RBAC, "v1",
 CLUSTERROLEBINDING = Resource("ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding",
                               RBAC, "v1", False)
 
+CUSTOMRESOURCEDEFINITION = Resource("CustomResourceDefinition", "customresourcedefinitions",
+                                    "customresourcedefinition", "apiextensions.k8s.io", "v1",
+                                    False, ("crd", "crds"))
+
 AUTHZ, AUTHN = "authorization.k8s.io", "authentication.k8s.io"
 SELFSUBJECTACCESSREVIEW = Resource("SelfSubjectAccessReview", "selfsubjectaccessreviews",
                                    "selfsubjectaccessreview", AUTHZ, "v1", False,
@@ -130,6 +136,7 @@ ALL: tuple[Resource, ...] = (NAMESPACE, NODE, POD, SERVICE, ENDPOINTS, CONFIGMAP
                              PRIORITYCLASS, PODDISRUPTIONBUDGET,
                              HORIZONTALPODAUTOSCALER, HORIZONTALPODAUTOSCALER_V1,
                              ROLE, CLUSTERROLE, ROLEBINDING, CLUSTERROLEBINDING,
+                             CUSTOMRESOURCEDEFINITION,
                              SELFSUBJECTACCESSREVIEW, SELFSUBJECTRULESREVIEW,
                              SUBJECTACCESSREVIEW, SELFSUBJECTREVIEW, TOKENREVIEW)
 

@@ -697,6 +697,13 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
 }
 
 
+def validate_metadata(obj: Obj, res: resources.Resource) -> Errors:
+    """The metadata checks every kind shares (the whole of a custom object's)."""
+    errs: Errors = []
+    _metadata(obj, res, errs)
+    return errs
+
+
 def validate(obj: Obj, res: resources.Resource) -> Errors:
     """Every problem with ``obj`` as a ``res``; an empty list means valid."""
     if res is resources.EVENT_V1:  # stored as a core Event, and judged as one

@@ -27,6 +27,7 @@ from netplane.cluster.apiserver import (
     handlers,
     metricsapi,
     nodeproxy,
+    paths,
     pki,
 )
 from netplane.cluster.apiserver.admission import Allocators
@@ -94,6 +95,7 @@ def build_app(registry: Registry, tokens: frozenset[str], *,
                                        access.authenticate, access.authorize],
                           client_max_size=handlers.MAX_BODY)
     app[handlers.REGISTRY] = registry
+    app[paths.CUSTOM_KINDS] = registry.custom
     app[metricsapi.METRICS] = MetricsStore()
     app[durability.STORE] = registry.store
     static = {t: User("admin", (MASTERS, AUTHENTICATED)) for t in tokens}

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from netplane.cluster.apiserver import rbac, status
+from netplane.cluster.apiserver import paths, rbac, status
 from netplane.cluster.apiserver.authn import (
     ANONYMOUS,
     AUTHENTICATED,
@@ -89,7 +89,8 @@ def impersonated(request: web.Request, user: User) -> User:
 async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
     user = user_of(request)
     if request.path not in PUBLIC:
-        attrs = rbac.request_attributes(user, request.method, request.path, request.query)
+        attrs = rbac.request_attributes(user, request.method, request.path, request.query,
+                                        request.app.get(paths.CUSTOM_KINDS))
         if not request.app[AUTHORIZER].allowed(attrs):
             raise rbac.forbidden(attrs)
     return await handler(request)

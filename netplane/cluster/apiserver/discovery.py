@@ -43,9 +43,17 @@ async def api_versions(request: web.Request) -> web.Response:
     return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
 
 
+def _group_versions(request: web.Request) -> dict[str, list[resources.Resource]]:
+    """The compiled-in kinds, then those that CustomResourceDefinitions serve."""
+    out = resources.group_versions()
+    for res in request.app[paths.CUSTOM_KINDS].served():
+        out.setdefault(res.api_version, []).append(res)
+    return out
+
+
 async def api_groups(request: web.Request) -> web.Response:
     groups: dict[str, Obj] = {}
-    for gv in resources.group_versions():
+    for gv in _group_versions(request):
         if "/" not in gv:
             continue
         group, ver = gv.split("/")
@@ -56,7 +64,8 @@ async def api_groups(request: web.Request) -> web.Response:
     return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": list(groups.values())})
 
 
-def resource_entries(res: resources.Resource) -> list[Obj]:
+def resource_entries(res: resources.Resource,
+                     subs: frozenset[str] | None = None) -> list[Obj]:
     """The APIResource entries of one kind: itself, then its subresources."""
     entry: Obj = {"name": res.plural, "singularName": res.singular,
                   "namespaced": res.namespaced, "kind": res.kind, "verbs": list(res.verbs)}
@@ -65,7 +74,7 @@ def resource_entries(res: resources.Resource) -> list[Obj]:
     if res.categories:
         entry["categories"] = list(res.categories)
     out = [entry]
-    for sub in sorted(paths.subresources(res.kind) - {""}):
+    for sub in sorted((subs if subs is not None else paths.subresources(res.kind)) - {""}):
         kind, group, ver, verbs = _SUBRESOURCE_SHAPES[sub]
         item: Obj = {"name": f"{res.plural}/{sub}", "singularName": "",
                      "namespaced": res.namespaced, "kind": kind or res.kind,
@@ -79,9 +88,11 @@ def resource_entries(res: resources.Resource) -> list[Obj]:
 async def resource_list(request: web.Request) -> web.Response:
     gv = request.match_info.get("group", "")
     gv = f"{gv}/{request.match_info['version']}" if gv else request.match_info["version"]
-    found = resources.group_versions().get(gv)
+    found = _group_versions(request).get(gv)
     if found is None:
         raise status.not_found("groupversion", gv)
-    out = [e for r in found for e in resource_entries(r)]
+    custom = request.app[paths.CUSTOM_KINDS]
+    out = [e for r in found
+           for e in resource_entries(r, custom.subresources(r) if r.custom else None)]
     return _json({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
                   "resources": out})

@@ -116,7 +116,7 @@ def _list_body(res: resources.Resource, items: list[Obj], rev: int) -> Obj:
 
 async def resource(request: web.Request) -> web.StreamResponse:
     registry = request.app[REGISTRY]
-    target = paths.parse(request.path)
+    target = paths.parse(request.path, registry.custom)
     res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
     if res.read_only:
         return await metricsapi.handle(request, registry, target, _query(request, target))
@@ -147,7 +147,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
             items, rev = registry.list(res, _query(request, target))
             if _wants_table(request):
                 return _json(tables.table(res.kind, items, str(rev),
-                                          include_object=_include_object(request)))
+                                          include_object=_include_object(request),
+                                          cols=_columns(registry, res)))
             return _json(_list_body(res, items, rev))
         if method == "POST":
             return _json(registry.create(res, ns, await _body(request),
@@ -158,7 +159,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
         obj = registry.get(res, ns, name)
         if _wants_table(request):
             return _json(tables.table(res.kind, [obj], obj["metadata"]["resourceVersion"],
-                                      include_object=_include_object(request)))
+                                      include_object=_include_object(request),
+                                      cols=_columns(registry, res)))
         return _json(obj)
     if method == "PUT":
         return _json(registry.update(res, ns, name, await _body(request), subresource=sub,
@@ -180,6 +182,11 @@ async def resource(request: web.Request) -> web.StreamResponse:
     if method == "DELETE":
         return await _delete(request, registry, target)
     raise status.ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")
+
+
+def _columns(registry: Registry, res: resources.Resource) -> list[tables.Column] | None:
+    """A custom kind's printer columns; None: the kind's compiled-in ones."""
+    return tables.printer_columns(registry.custom.about(res).columns) if res.custom else None
 
 
 def _patch_type(request: web.Request) -> str:
@@ -311,7 +318,8 @@ async def _watch(request: web.Request, registry: Registry,
             async for kind, obj in events:
                 if table:
                     out = tables.table(obj["kind"], [obj], obj["metadata"]["resourceVersion"],
-                                       include_object=_include_object(request))
+                                       include_object=_include_object(request),
+                                       cols=_columns(registry, target.resource))
                     await resp.write(json.dumps({"type": kind, "object": out}).encode() + b"\n")
                 else:
                     await resp.write(b'{"type":"' + kind.encode() + b'","object":'

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
 
 from netplane.api import resources
 from netplane.api.resources import Resource
@@ -42,11 +45,25 @@ SUBRESOURCES: dict[str, frozenset[str]] = {
 }
 
 
+class CustomKinds(Protocol):
+    """The custom kinds served (a Catalog)."""
+
+    def lookup(self, api_version: str, plural: str) -> Resource | None: ...
+
+    def subresources(self, res: Resource) -> frozenset[str]: ...
+
+    def served(self) -> list[Resource]: ...
+
+
+# The app's custom kinds (its registry's Catalog), for the handlers that parse paths.
+CUSTOM_KINDS: web.AppKey[CustomKinds] = web.AppKey("custom_kinds")
+
+
 def subresources(kind: str) -> frozenset[str]:
     return SUBRESOURCES["*"] | SUBRESOURCES.get(kind, frozenset())
 
 
-def parse(path: str) -> Target:
+def parse(path: str, custom: CustomKinds | None = None) -> Target:
     parts = [p for p in path.split("/") if p]
     if parts[:1] == ["api"] and len(parts) >= 2:
         gv, rest = parts[1], parts[2:]
@@ -60,6 +77,8 @@ def parse(path: str) -> Target:
     if rest[0] == "namespaces" and len(rest) >= 3:
         namespace, rest = rest[1], rest[2:]
     res = _BY_GV_PLURAL.get((gv, rest[0]))
+    if res is None and custom is not None:
+        res = custom.lookup(gv, rest[0])
     if res is None:
         raise status.ApiError(404, "NotFound", f"the server could not find the requested "
                               f"resource {rest[0]!r} in {gv}")
@@ -70,6 +89,7 @@ def parse(path: str) -> Target:
     if sub == "proxy" and sub in subresources(res.kind):
         tail = "/".join(rest[3:]) + ("/" if path.endswith("/") and len(rest) > 3 else "")
         return Target(res, namespace, name, sub, proxy_path="/" + tail)
-    if len(rest) > 3 or sub not in subresources(res.kind):
+    subs = custom.subresources(res) if res.custom and custom else subresources(res.kind)
+    if len(rest) > 3 or sub not in subs:
         raise status.not_found("path", path)
     return Target(res, namespace, name, sub)

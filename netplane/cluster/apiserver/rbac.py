@@ -37,11 +37,11 @@ class Attributes:
         return bool(self.resource)
 
 
-def request_attributes(user: User, method: str, path: str,
-                       query: Mapping[str, str]) -> Attributes:
+def request_attributes(user: User, method: str, path: str, query: Mapping[str, str],
+                       custom: paths.CustomKinds | None = None) -> Attributes:
     method = method.upper()
     try:
-        target = paths.parse(path)
+        target = paths.parse(path, custom)
     except status.ApiError:
         return Attributes(user, method.lower() if method != "HEAD" else "get", path=path)
     res, sub = target.resource, target.subresource

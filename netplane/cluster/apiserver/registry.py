@@ -13,12 +13,24 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from netplane.api import decoding, defaults, meta, priority, resources, schema, storage, validation
+from netplane.api import (
+    customresources,
+    decoding,
+    defaults,
+    meta,
+    priority,
+    resources,
+    schema,
+    storage,
+    structural,
+    validation,
+)
 from netplane.api.deletion import DeleteOptions, Propagation
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
 from netplane.api.selectors import EVERYTHING, NO_FIELDS, FieldSelector, Selector
 from netplane.cluster.apiserver import admission, deleting, fieldmanager, status
+from netplane.cluster.apiserver.customresources import CLEANUP_FINALIZER, Catalog
 from netplane.cluster.apiserver.patch import JSONPatchError, apply_patch
 from netplane.cluster.apiserver.tolerations import KUBE_DEFAULTS, DefaultTolerationSeconds
 from netplane.cluster.store import base as store_base
@@ -27,10 +39,13 @@ from netplane.cluster.store.base import EventType, KeyValue, Store
 # Kinds whose status is written through the /status subresource only.
 STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace", "Job",
                 "CronJob", "PersistentVolume", "PersistentVolumeClaim", "DaemonSet",
-                "StatefulSet", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+                "StatefulSet", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+                "CustomResourceDefinition"}
 # Kinds whose metadata.generation counts the changes of their spec.
 GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet",
-                    "PodDisruptionBudget"}
+                    "PodDisruptionBudget", "CustomResourceDefinition"}
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+CRD = resources.CUSTOMRESOURCEDEFINITION
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public"}
 # How a namespace's contents go when it is deleted, as kube's namespace controller does it.
 NAMESPACE_CONTENT = DeleteOptions(grace_period=0, propagation=Propagation.BACKGROUND)
@@ -59,11 +74,25 @@ def _expected(written: Any) -> int | None:
     return int(written)
 
 
-def _prune(res: Resource, obj: Obj) -> None:
+def _prune(res: Resource, obj: Obj, served: customresources.Served | None = None) -> None:
     """Unknown fields go, as kube-apiserver drops them when it decodes."""
+    if served is not None:
+        structural.prune(obj, served.schema)
+        if isinstance(obj.get("metadata"), dict):
+            schema.prune(obj["metadata"], OBJECT_META)
+        return
     name = schema.definition_name(res.group, res.version, res.kind)
     if name is not None:
         schema.prune(obj, name)
+
+
+def _changed(res: Resource, old: Obj, new: Obj) -> bool:
+    """Whether an update moves metadata.generation: the spec changed, or for
+    a custom object anything outside its metadata (kube's customResourceStrategy)."""
+    if not res.custom:
+        return new.get("spec") != old.get("spec")
+    return {k: v for k, v in new.items() if k not in ("metadata", "apiVersion")} != \
+        {k: v for k, v in old.items() if k not in ("metadata", "apiVersion")}
 
 
 def key_for(res: Resource, namespace: str | None, name: str = "") -> str:
@@ -127,6 +156,7 @@ class Registry:
         self.admission = admission.Admission(allocators,
                                              toleration_seconds=toleration_seconds)
         self.admission.recover(self._all(resources.SERVICE), self._all(resources.NODE))
+        self.custom = Catalog(store, lambda: self.writes[CRD.kind])
 
     def _all(self, res: Resource) -> list[Obj]:
         return [_out(kv) for kv in self.store.list(prefix_for(res, None))[0]]
@@ -150,8 +180,17 @@ class Registry:
                dry_run: bool = False, manager: str = "") -> Obj:
         obj = self._prepare_new(res, namespace, body)
         self._require_namespace(res, obj)
-        _prune(res, obj)
-        defaults.apply(obj)
+        served = self._served(res)
+        if served is not None and meta.meta(self._definition_of(res) or {}).get(
+                "deletionTimestamp"):
+            raise status.ApiError(405, "MethodNotAllowed", "create not allowed while custom "
+                                  "resource definition is terminating")
+        _prune(res, obj, served)
+        self._default(res, obj, served)
+        if served is not None and served.status:
+            obj.pop("status", None)  # written through /status only
+        if res is CRD:
+            customresources.defaults(obj)
         if res is resources.PERSISTENTVOLUMECLAIM:
             self._default_storage_class(obj)
         elif res is resources.POD:
@@ -159,6 +198,9 @@ class Registry:
         elif res is resources.PRIORITYCLASS:
             self._one_default_class(obj, creating=True)
         self._validate(res, obj)
+        if res is CRD:
+            obj.pop("status", None)
+            customresources.set_status(obj, self.custom.taken_names(meta.name(obj)))
         fieldmanager.track(res, None, obj, manager=manager)
         # An existing name is AlreadyExists, before admission calls its ClusterIP taken.
         if self.store.get(key_for(res, meta.namespace(obj), meta.name(obj))) is not None:
@@ -323,6 +365,8 @@ class Registry:
         deleting.check_preconditions(res, obj, opts)
         if res.kind == "Namespace":
             return obj if opts.dry_run else self._delete_namespace(obj)
+        if res is CRD and not opts.dry_run:
+            return self._delete_definition(obj, opts)
         outcome = deleting.plan(res, obj, opts)
         if opts.dry_run or outcome.step is deleting.Step.KEEP:
             return outcome.obj
@@ -392,8 +436,9 @@ class Registry:
         if body.get("kind") not in (None, res.kind):
             raise status.bad_request(f"the kind {body.get('kind')!r} does not match the "
                                      f"resource {res.plural!r} of this path")
-        obj: Obj = decoding.without_nulls(body)
-        obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+        # A custom object keeps its nulls: its schema says which may be null.
+        obj: Obj = _json_copy(body) if res.custom else decoding.without_nulls(body)
+        obj["kind"], obj["apiVersion"] = res.kind, self._stored_version(res)
         md = meta.meta(obj)
         if res.namespaced:
             if md.get("namespace") and namespace and md["namespace"] != namespace:
@@ -411,7 +456,7 @@ class Registry:
             md.pop(k, None)
         md["uid"] = meta.new_uid()
         md["creationTimestamp"] = meta.now()
-        if "spec" in obj and res.kind in GENERATION_KINDS:
+        if ("spec" in obj and res.kind in GENERATION_KINDS) or res.custom:
             md["generation"] = 1
         return obj
 
@@ -425,9 +470,29 @@ class Registry:
             raise status.ApiError(403, "Forbidden", f'unable to create new content in namespace '
                                   f'{meta.namespace(obj)} because it is being terminated')
 
+    def _served(self, res: Resource) -> customresources.Served | None:
+        return self.custom.about(res) if res.custom else None
+
+    def _stored_version(self, res: Resource) -> str:
+        """The apiVersion written: a custom kind's storage version's."""
+        return self.custom.storage(res).api_version if res.custom else res.api_version
+
     @staticmethod
-    def _validate(res: Resource, obj: Obj) -> None:
-        errs = validation.validate(obj, res)
+    def _default(res: Resource, obj: Obj, served: customresources.Served | None) -> None:
+        if served is not None:
+            structural.default(obj, served.schema)
+        else:
+            defaults.apply(obj)
+
+    def _validate(self, res: Resource, obj: Obj) -> None:
+        served = self._served(res)
+        if served is not None:
+            errs = validation.validate_metadata(obj, res) + structural.validate(obj,
+                                                                               served.schema)
+        elif res is CRD:
+            errs = validation.validate_metadata(obj, res) + customresources.validate(obj)
+        else:
+            errs = validation.validate(obj, res)
         if errs:
             raise status.invalid(res.kind, meta.name(obj), errs, group=res.group)
 
@@ -442,8 +507,9 @@ class Registry:
                                      f"does not match the namespace on the URL ({namespace})")
 
     def _merge_update(self, res: Resource, old: Obj, body: Obj, subresource: str) -> Obj:
-        new: Obj = decoding.without_nulls(body)
-        new["kind"], new["apiVersion"] = res.kind, res.api_version
+        new: Obj = _json_copy(body) if res.custom else decoding.without_nulls(body)
+        served = self._served(res)
+        new["kind"], new["apiVersion"] = res.kind, self._stored_version(res)
         md = meta.meta(new)
         for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                   "namespace", "name", "generation"):
@@ -454,18 +520,28 @@ class Registry:
         if subresource == "status":
             out = copy.deepcopy(old)
             out["status"] = new.get("status", {})
-            _prune(res, out)
+            _prune(res, out, served)
+            if served is not None:
+                self._default(res, out, served)
+            if res is CRD:
+                customresources.set_status(out, self.custom.taken_names(meta.name(out)))
             self._validate(res, out)
             return out
         added = deleting.new_finalizers_error(old, new)
         if added:
             raise status.invalid(res.kind, meta.name(old), [validation.FieldError(
                 "metadata.finalizers", f"Forbidden: {added}", "FieldValueForbidden")])
-        if res.kind in STATUS_KINDS and "status" in old:
-            new["status"] = copy.deepcopy(old["status"])
-        _prune(res, new)
-        defaults.apply(new)
-        if "generation" in old["metadata"] and new.get("spec") != old.get("spec"):
+        if self._has_status(res, served):
+            new.pop("status", None)
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+        _prune(res, new, served)
+        self._default(res, new, served)
+        if res is CRD:
+            customresources.defaults(new)
+            if errs := customresources.update_errors(old, new):
+                raise status.invalid(res.kind, meta.name(new), errs, group=res.group)
+        if "generation" in old["metadata"] and _changed(res, old, new):
             md["generation"] = int(old["metadata"]["generation"]) + 1
         self.admission.on_update(res, old, new)
         if res is resources.PRIORITYCLASS:
@@ -473,7 +549,14 @@ class Registry:
                 raise status.invalid(res.kind, meta.name(new), errs, group=res.group)
             self._one_default_class(new, creating=False)
         self._validate(res, new)
+        if res is CRD:
+            customresources.set_status(new, self.custom.taken_names(meta.name(new)))
         return new
+
+    @staticmethod
+    def _has_status(res: Resource, served: customresources.Served | None) -> bool:
+        """Whether the main endpoint leaves status alone (a /status subresource)."""
+        return served.status if served is not None else res.kind in STATUS_KINDS
 
     def _write(self, res: Resource, old: Obj | None, new: Obj, *, expected: int | None) -> Obj:
         key = key_for(res, meta.namespace(new), meta.name(new))
@@ -497,14 +580,64 @@ class Registry:
             raise status.not_found(res.plural, meta.name(obj), group=res.group) from None
         self.writes[res.kind] += 1
         self.admission.on_delete(res, kv.value)
+        if res.custom:
+            self._finish_definition(res)
         return _out(kv)
+
+    def _definition_of(self, res: Resource) -> Obj | None:
+        kv = self.store.get(key_for(CRD, None, f"{res.plural}.{res.group}"))
+        return _out(kv) if kv is not None else None
+
+    def _delete_definition(self, crd: Obj, opts: DeleteOptions) -> Obj:
+        """As the apiextensions finalizer does: the definition is Terminating
+        while its objects go (their own finalizers honoured), then removed."""
+        md = meta.meta(crd)
+        if not md.get("deletionTimestamp"):
+            md["deletionTimestamp"] = meta.now()
+            md["deletionGracePeriodSeconds"] = 0
+            md["finalizers"] = [*md.get("finalizers", ()), CLEANUP_FINALIZER]
+            customresources.set_status(crd, self.custom.taken_names(meta.name(crd)))
+            kv = self.store.update(key_for(CRD, None, meta.name(crd)), _stored(crd),
+                                   expected_revision=meta.resource_version(crd))
+            self.writes[CRD.kind] += 1
+            crd = _written(crd, kv)
+        spec = crd.get("spec") or {}
+        stored = Resource(spec["names"]["kind"], spec["names"]["plural"],
+                          spec["names"].get("singular", ""), spec["group"],
+                          customresources.storage_version(crd), spec.get("scope") == "Namespaced",
+                          custom=True)
+        for kv in self.store.list(prefix_for(stored, None))[0]:
+            item = _read(kv)
+            try:
+                self.delete(stored, meta.namespace(item) or None, meta.name(item),
+                            options=NAMESPACE_CONTENT)
+            except status.ApiError as e:
+                if e.code != 404:
+                    raise
+        return self._finish_definition(stored) or crd
+
+    def _finish_definition(self, stored: Resource) -> Obj | None:
+        """Removes a Terminating definition once no object of it is left."""
+        crd = self._definition_of(stored)
+        if crd is None or not meta.meta(crd).get("deletionTimestamp"):
+            return None
+        if self.store.list(prefix_for(stored, None))[0]:
+            return None
+        md = meta.meta(crd)
+        md["finalizers"] = [f for f in md.get("finalizers", ()) if f != CLEANUP_FINALIZER]
+        if md["finalizers"]:
+            kv = self.store.update(key_for(CRD, None, meta.name(crd)), _stored(crd),
+                                   expected_revision=None)
+            self.writes[CRD.kind] += 1
+            return _written(crd, kv)
+        return self._remove(CRD, crd)
 
     def _delete_namespace(self, ns: Obj) -> Obj:
         name = meta.name(ns)
         if name in PROTECTED_NAMESPACES:
             raise status.ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this '
                                   "namespace may not be deleted")
-        for res in resources.ALL:
+        for res in (*resources.ALL, *self.custom.stored_kinds()):
             if not res.namespaced:
                 continue
             for item in self.list(res, Query(namespace=name))[0]:

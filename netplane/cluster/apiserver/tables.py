@@ -4,12 +4,14 @@ asks for, with the columns ``kubectl get`` shows for each kind."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from netplane.api import autoscaling, eventsv1, meta, selectors
 from netplane.api.meta import Obj
 from netplane.api.quantity import quantity
+from netplane.cluster.apiserver.customresources import column_value
 from netplane.cluster.apiserver.metricsstore import cpu_quantity, memory_quantity
 
 Column = tuple[str, str, Callable[[Obj], Any], int]  # name, type, cell, priority
@@ -509,6 +511,43 @@ METRICS_COLUMNS: dict[str, list[Column]] = {
                    ("Window", "string", lambda m: m.get("window", ""), 0)],
 }
 COLUMNS.update(METRICS_COLUMNS)
+COLUMNS["CustomResourceDefinition"] = [
+    NAME, ("Created At", "date", _nominal("metadata.creationTimestamp"), 0)]
+
+
+def _since(value: Any) -> Any:
+    """A date column's cell, as kube prints it: the time since."""
+    if not isinstance(value, str):
+        return value
+    try:
+        then = meta.parse_time(value)
+    except ValueError:
+        return value
+    return human_duration(max(int((datetime.datetime.now(datetime.UTC) - then)
+                                  .total_seconds()), 0))
+
+
+def _printer_cell(json_path: str, kind: str) -> Callable[[Obj], Any]:
+    def cell(obj: Obj) -> Any:
+        value = column_value(obj, json_path)
+        if kind == "date":
+            return _since(value)
+        if isinstance(value, dict | list):
+            return json.dumps(value, separators=(",", ":"))
+        return value
+    return cell
+
+
+def printer_columns(specs: Iterable[Obj]) -> list[Column]:
+    """A custom kind's columns: Name, then its additionalPrinterColumns (Age
+    alone when it declares none, as apiextensions-apiserver defaults them)."""
+    out = [NAME]
+    for spec in specs:
+        kind = str(spec.get("type", "string"))
+        out.append((str(spec.get("name", "")), kind,
+                    _printer_cell(str(spec.get("jsonPath", "")), kind),
+                    int(spec.get("priority", 0))))
+    return out if len(out) > 1 else [NAME, AGE]
 
 
 def columns(kind: str) -> list[Column]:
@@ -536,8 +575,8 @@ def _row_object(obj: Obj, include: str) -> Obj | None:
 
 
 def table(kind: str, items: list[Obj], resource_version: str, *,
-          include_object: str = "Metadata") -> Obj:
-    cols = columns(kind)
+          include_object: str = "Metadata", cols: list[Column] | None = None) -> Obj:
+    cols = cols if cols is not None else columns(kind)
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

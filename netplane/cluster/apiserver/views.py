@@ -14,7 +14,7 @@ from netplane.api import autoscaling, eventsv1, resources
 from netplane.api.deletion import DeleteOptions
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
-from netplane.cluster.apiserver import status
+from netplane.cluster.apiserver import customresources, status
 from netplane.cluster.apiserver.patch import (
     JSON_PATCH,
     STRATEGIC,
@@ -152,6 +152,81 @@ class AutoscalingV1(Registry):
             await events.aclose()
 
 
+class CustomObjects(Registry):
+    """The Registry's verbs for one served version of a custom kind: the
+    registry judges what is written by this version's schema and stores it
+    in the storage version; each version shows the objects with its own
+    apiVersion and defaults (conversion strategy None)."""
+
+    def __init__(self, inner: Registry, res: Resource) -> None:  # a view: no store of its own
+        self.inner = inner
+        self.store = inner.store
+        self.admission = inner.admission
+        self.custom = inner.custom
+        self.writes = inner.writes
+        self.served = inner.custom.about(res)
+
+    def _out(self, obj: Obj) -> Obj:
+        return customresources.as_version(obj, self.served)
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
+        return self._out(self.inner.get(res, namespace, name))
+
+    def list(self, res: Resource, query: Query) -> tuple[list[Obj], int]:
+        items, rev = self.inner.list(res, query)
+        return [self._out(i) for i in items], rev
+
+    def create(self, res: Resource, namespace: str | None, body: Obj, *,
+               dry_run: bool = False, manager: str = "") -> Obj:
+        return self._out(self.inner.create(res, namespace, body, dry_run=dry_run,
+                                           manager=manager))
+
+    def update(self, res: Resource, namespace: str | None, name: str, body: Obj, *,
+               subresource: str = "", dry_run: bool = False, manager: str = "") -> Obj:
+        return self._out(self.inner.update(res, namespace, name, body,
+                                           subresource=subresource, dry_run=dry_run,
+                                           manager=manager))
+
+    def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,
+              content_type: str, *, subresource: str = "", dry_run: bool = False,
+              manager: str = "") -> Obj:
+        if content_type == STRATEGIC:
+            raise status.ApiError(415, "UnsupportedMediaType", "strategic merge patch is not "
+                                  "supported for custom resources; use a merge or JSON patch")
+        return self._out(self.inner.patch(res, namespace, name, patch, content_type,
+                                          subresource=subresource, dry_run=dry_run,
+                                          manager=manager))
+
+    def apply(self, res: Resource, namespace: str | None, name: str, body: Any, *,
+              manager: str, force: bool = False, subresource: str = "",
+              dry_run: bool = False) -> tuple[Obj, bool]:
+        obj, created = self.inner.apply(res, namespace, name, body, manager=manager,
+                                        force=force, subresource=subresource, dry_run=dry_run)
+        return self._out(obj), created
+
+    def delete(self, res: Resource, namespace: str | None, name: str, *,
+               grace_period: int | None = None, dry_run: bool = False,
+               options: DeleteOptions | None = None) -> Obj:
+        return self._out(self.inner.delete(res, namespace, name,
+                                           grace_period=grace_period, dry_run=dry_run,
+                                           options=options))
+
+    def delete_collection(self, res: Resource, query: Query, *, grace_period: int | None = None,
+                          dry_run: bool = False,
+                          options: DeleteOptions | None = None) -> builtins.list[Obj]:
+        return [self._out(o) for o in self.inner.delete_collection(
+            res, query, grace_period=grace_period, dry_run=dry_run, options=options)]
+
+    async def watch(self, res: Resource, query: Query,
+                    resource_version: str | None) -> AsyncGenerator[tuple[str, Obj], None]:
+        events = self.inner.watch(res, query, resource_version)
+        try:
+            async for kind, obj in events:
+                yield kind, self._out(obj)
+        finally:
+            await events.aclose()
+
+
 def _patched(current: Obj, patch: Any, content_type: str) -> Obj:
     try:
         patched = json_patch(current, patch) if content_type == JSON_PATCH else \
@@ -181,4 +256,6 @@ def for_resource(registry: Registry, res: Resource) -> Registry:
         return EventsV1(registry)
     if res is resources.HORIZONTALPODAUTOSCALER_V1:
         return AutoscalingV1(registry)
+    if res.custom:
+        return CustomObjects(registry, res)
     return registry

@@ -1,0 +1,148 @@
+"""Custom resources: the kinds that established CustomResourceDefinitions
+serve, looked up from the stored definitions (rebuilt after a definition is
+written), and the view that serves every version of a kind from its one
+stored form, as apiextensions-apiserver does with conversion strategy None:
+only the apiVersion differs, and each version's defaults apply on read."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from netplane.api import customresources, meta, resources, structural
+from netplane.api.customresources import Served
+from netplane.api.meta import Obj
+from netplane.api.resources import Resource
+from netplane.cluster.store.base import Store
+
+CRD = resources.CUSTOMRESOURCEDEFINITION
+CRD_PREFIX = f"/registry/{CRD.group}/{CRD.plural}/"
+# The finalizer a definition holds while its objects are deleted.
+CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+
+
+class Catalog:
+    """The served custom kinds, from the definitions in the store."""
+
+    def __init__(self, store: Store, writes: Callable[[], int]) -> None:
+        self.store, self._writes = store, writes
+        self._seen = -1
+        self._by_path: dict[tuple[str, str], Served] = {}
+        self._by_resource: dict[Resource, Served] = {}
+        self._storage: dict[tuple[str, str], Resource] = {}  # (group, plural)
+
+    def _refresh(self) -> None:
+        if self._writes() == self._seen:
+            return
+        self._seen = self._writes()
+        self._by_path, self._by_resource, self._storage = {}, {}, {}
+        for kv in self.store.list(CRD_PREFIX)[0]:
+            crd = kv.value
+            for s in customresources.served(crd):
+                self._by_path[(s.resource.api_version, s.resource.plural)] = s
+                self._by_resource[s.resource] = s
+            for s in _every_version(crd):
+                self._by_resource.setdefault(s.resource, s)
+                if s.resource.version == s.storage_version:
+                    self._storage[(s.resource.group, s.resource.plural)] = s.resource
+
+    def lookup(self, api_version: str, plural: str) -> Resource | None:
+        self._refresh()
+        found = self._by_path.get((api_version, plural))
+        return found.resource if found else None
+
+    def subresources(self, res: Resource) -> frozenset[str]:
+        return frozenset({"", "status"}) if self.about(res).status else frozenset({""})
+
+    def served(self) -> list[Resource]:
+        self._refresh()
+        return [s.resource for s in self._by_path.values()]
+
+    def about(self, res: Resource) -> Served:
+        """What a version says of its objects; a version no longer defined
+        (its definition being deleted) keeps whatever its objects hold."""
+        self._refresh()
+        found = self._by_resource.get(res)
+        if found is None:
+            return Served(res, res.version, {"type": "object", structural.PRESERVE: True},
+                          False, ())
+        return found
+
+    def storage(self, res: Resource) -> Resource:
+        self._refresh()
+        return self._storage.get((res.group, res.plural), res)
+
+    def stored_kinds(self) -> list[Resource]:
+        """One entry per definition, its storage version: what holds objects."""
+        self._refresh()
+        return list(self._storage.values())
+
+    def taken_names(self, except_name: str) -> set[tuple[str, str]]:
+        """(group, name) pairs other definitions' accepted names hold."""
+        out: set[tuple[str, str]] = set()
+        for kv in self.store.list(CRD_PREFIX)[0]:
+            crd = kv.value
+            if meta.name(crd) == except_name:
+                continue
+            accepted = (crd.get("status") or {}).get("acceptedNames") or {}
+            group = (crd.get("spec") or {}).get("group", "")
+            for n in (accepted.get("plural"), accepted.get("kind"),
+                      *(accepted.get("shortNames") or ())):
+                if n:
+                    out.add((group, n))
+        return out
+
+
+def _every_version(crd: Obj) -> list[Served]:
+    """Every version, served or not: the storage version may not be served."""
+    spec = crd.get("spec") or {}
+    established = dict(crd)
+    established["spec"] = {**spec, "versions": [{**v, "served": True}
+                                                for v in spec.get("versions") or ()]}
+    return customresources.served(established)
+
+
+def as_version(obj: Obj, served: Served) -> Obj:
+    """A stored object as a served version shows it (a copy: watches share theirs)."""
+    obj = copy.deepcopy(obj)
+    obj["apiVersion"] = served.resource.api_version
+    structural.default(obj, served.schema)
+    return obj
+
+
+def column_value(obj: Obj, json_path: str) -> Any:
+    """A printer column's value: the simple JSONPaths CRDs use (``.spec.x``,
+    ``.status.conditions[0].type``, ``.status.conditions[?(@.type=="Ready")].status``)."""
+    value: Any = obj
+    path = json_path.strip().lstrip("{").rstrip("}").lstrip(".")
+    for part in _path_parts(path):
+        if value is None:
+            return None
+        if isinstance(part, int):
+            value = value[part] if isinstance(value, list) and -len(value) <= part < len(value) \
+                else None
+        elif isinstance(part, tuple):
+            key, want = part
+            value = next((i for i in value if isinstance(i, dict) and str(i.get(key)) == want),
+                         None) if isinstance(value, list) else None
+        else:
+            value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _path_parts(path: str) -> list[Any]:
+    out: list[Any] = []
+    for piece in path.replace("[", ".[").split("."):
+        if not piece:
+            continue
+        if piece.startswith("[?(@.") and piece.endswith(")]"):
+            key, _, want = piece[5:-2].partition("==")
+            out.append((key.strip(), want.strip().strip("'\"")))
+        elif piece.startswith("[") and piece.endswith("]") and piece[1:-1].lstrip("-").isdigit():
+            out.append(int(piece[1:-1]))
+        elif piece.startswith("["):
+            out.append(piece[1:-1].strip("'\""))
+        else:
+            out.append(piece)
+    return out

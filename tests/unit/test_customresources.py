@@ -1,0 +1,394 @@
+"""CustomResourceDefinitions through the in-process API server: the
+definition's validation and status, serving its objects in every served
+version, the status subresource, defaulting, pruning and schema validation
+with kube's messages, discovery, Tables, and the cascade when a definition
+goes."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from netplane.api.meta import Obj
+from tests.unit.test_apiserver import JSON_PATCH, MERGE, TABLE, call, names, ok
+
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+GROUP = "example.netplane.io"
+WIDGETS = f"/apis/{GROUP}/v1/namespaces/default/widgets"
+WIDGETS_BETA = f"/apis/{GROUP}/v1beta1/namespaces/default/widgets"
+API = Any  # TestClient[Any, Any]
+
+WIDGET_SCHEMA: Obj = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["size"],
+            "properties": {
+                "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                "color": {"type": "string", "enum": ["red", "green", "blue"],
+                          "default": "red"},
+                "name": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 8},
+                "port": {"x-kubernetes-int-or-string": True},
+                "note": {"type": "string", "nullable": True},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3,
+                         "x-kubernetes-list-type": "set"},
+                "rules": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "path": {"type": "object", "properties": {
+                            "type": {"type": "string", "default": "PathPrefix",
+                                     "enum": ["Exact", "PathPrefix", "RegularExpression"]},
+                            "value": {"type": "string", "default": "/"}}},
+                    }}},
+                "listeners": {"type": "array", "x-kubernetes-list-type": "map",
+                              "x-kubernetes-list-map-keys": ["name"],
+                              "items": {"type": "object", "required": ["name"],
+                                        "properties": {"name": {"type": "string"},
+                                                       "port": {"type": "integer"}}}},
+                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                "template": {"type": "object", "x-kubernetes-embedded-resource": True,
+                             "x-kubernetes-preserve-unknown-fields": True},
+            },
+        },
+        "status": {"type": "object", "properties": {
+            "ready": {"type": "boolean"}, "phase": {"type": "string"}}},
+    },
+}
+
+
+def crd(*, status: bool = True, plural: str = "widgets", group: str = GROUP,
+        kind: str = "Widget") -> Obj:
+    version: Obj = {
+        "name": "v1", "served": True, "storage": True,
+        "schema": {"openAPIV3Schema": copy.deepcopy(WIDGET_SCHEMA)},
+        "additionalPrinterColumns": [
+            {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+            {"name": "Color", "type": "string", "jsonPath": ".spec.color", "priority": 1},
+            {"name": "Ready", "type": "boolean", "jsonPath": ".status.ready"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]}
+    if status:
+        version["subresources"] = {"status": {}}
+    beta = {"name": "v1beta1", "served": True, "storage": False,
+            "schema": {"openAPIV3Schema": copy.deepcopy(WIDGET_SCHEMA)}}
+    beta["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["color"][
+        "default"] = "blue"
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "scope": "Namespaced",
+                     "names": {"plural": plural, "kind": kind, "shortNames": ["wd"],
+                               "categories": ["all"]},
+                     "versions": [version, beta]}}
+
+
+def widget(name: str, **spec: Any) -> Obj:
+    return {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": name},
+            "spec": {"size": 3, **spec}}
+
+
+async def install(api: API, body: Obj | None = None) -> Obj:
+    return await ok(api, "POST", CRDS, body or crd())
+
+
+def messages(status: Obj) -> list[str]:
+    return [f'{c["field"]}: {c["message"]}' for c in status["details"]["causes"]]
+
+
+# -- the definition --
+
+async def test_definition_defaults_and_status(api: API) -> None:
+    out = await install(api)
+    names_ = out["spec"]["names"]
+    assert names_["singular"] == "widget" and names_["listKind"] == "WidgetList"
+    assert out["spec"]["conversion"] == {"strategy": "None"}
+    conds = {c["type"]: c["status"] for c in out["status"]["conditions"]}
+    assert conds == {"NamesAccepted": "True", "Established": "True"}
+    assert out["status"]["acceptedNames"]["kind"] == "Widget"
+    assert out["status"]["storedVersions"] == ["v1"]
+    assert out["metadata"]["generation"] == 1
+    got = await ok(api, "GET", f"{CRDS}/widgets.{GROUP}")
+    assert got["status"] == out["status"]
+
+
+async def test_definition_validation(api: API) -> None:
+    bad = crd()
+    bad["metadata"]["name"] = "gadgets.example.netplane.io"
+    bad["spec"]["scope"] = "Global"
+    bad["spec"]["versions"][1]["storage"] = True
+    del bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"]["size"]["type"]
+    code, out = await call(api, "POST", CRDS, bad)
+    assert code == 422, out
+    assert out["reason"] == "Invalid"
+    assert messages(out) == [
+        'metadata.name: Invalid value: "gadgets.example.netplane.io": must be '
+        'spec.names.plural+"."+spec.group',
+        'spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced"',
+        "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[size].type: "
+        "Required value: must not be empty for specified object fields",
+        "spec.versions: Invalid value: [v1, v1beta1]: must have exactly one version marked "
+        "as storage version",
+    ]
+    code, out = await call(api, "GET", f"{CRDS}/gadgets.example.netplane.io")
+    assert code == 404
+
+
+async def test_definition_group_and_scope_are_immutable(api: API) -> None:
+    await install(api)
+    code, out = await call(api, "PATCH", f"{CRDS}/widgets.{GROUP}",
+                           {"spec": {"scope": "Cluster"}}, ctype=MERGE)
+    assert code == 422 and messages(out) == ["spec.scope: Invalid value: field is immutable"]
+
+
+async def test_a_name_another_definition_holds_is_not_accepted(api: API) -> None:
+    await install(api)
+    second = crd(plural="gizmos")
+    second["spec"]["names"]["kind"] = "Widget"
+    out = await install(api, second)
+    conds = {c["type"]: (c["status"], c["reason"]) for c in out["status"]["conditions"]}
+    assert conds["NamesAccepted"] == ("False", "NameConflict")
+    assert conds["Established"] == ("False", "NotAccepted")
+    code, _ = await call(api, "GET", f"/apis/{GROUP}/v1/namespaces/default/gizmos")
+    assert code == 404
+
+
+# -- serving --
+
+async def test_not_served_before_the_definition(api: API) -> None:
+    code, out = await call(api, "GET", WIDGETS)
+    assert code == 404, out
+
+
+async def test_objects_in_every_served_version(api: API) -> None:
+    await install(api)
+    made = await ok(api, "POST", WIDGETS, widget("one"))
+    md = made["metadata"]
+    assert md["generation"] == 1 and md["uid"] and md["creationTimestamp"]
+    assert made["apiVersion"] == f"{GROUP}/v1"
+    assert made["spec"]["color"] == "red"  # v1's default
+    beta = await ok(api, "GET", f"{WIDGETS_BETA}/one")
+    assert beta["apiVersion"] == f"{GROUP}/v1beta1"
+    assert beta["metadata"]["uid"] == md["uid"]
+    assert beta["spec"]["color"] == "red"  # stored, so v1beta1's default does not apply
+    b = widget("two")
+    b["apiVersion"] = f"{GROUP}/v1beta1"
+    made = await ok(api, "POST", WIDGETS_BETA, b)
+    assert made["spec"]["color"] == "blue"
+    listing = await ok(api, "GET", WIDGETS)
+    assert listing["kind"] == "WidgetList"
+    assert names(listing) == ["one", "two"]
+    assert {i["apiVersion"] for i in listing["items"]} == {f"{GROUP}/v1"}
+    sel = await ok(api, "GET", WIDGETS, params={"fieldSelector": "metadata.name=two"})
+    assert names(sel) == ["two"]
+    code, out = await call(api, "POST", WIDGETS, widget("one"))
+    assert code == 409 and out["message"] == f'widgets.{GROUP} "one" already exists'
+
+
+async def test_patches_and_generation(api: API) -> None:
+    await install(api)
+    await ok(api, "POST", WIDGETS, widget("w", tags=["a"]))
+    out = await ok(api, "PATCH", f"{WIDGETS}/w", {"spec": {"size": 5}}, ctype=MERGE)
+    assert out["spec"]["size"] == 5 and out["metadata"]["generation"] == 2
+    out = await ok(api, "PATCH", f"{WIDGETS}/w",
+                   [{"op": "add", "path": "/spec/tags/-", "value": "b"}], ctype=JSON_PATCH)
+    assert out["spec"]["tags"] == ["a", "b"] and out["metadata"]["generation"] == 3
+    out = await ok(api, "PATCH", f"{WIDGETS}/w", {"metadata": {"labels": {"x": "y"}}},
+                   ctype=MERGE)
+    assert out["metadata"]["generation"] == 3
+    code, out = await call(api, "PATCH", f"{WIDGETS}/w", {"spec": {"size": 50}}, ctype=MERGE)
+    assert code == 422
+    assert out["message"] == (f'Widget.{GROUP} "w" is invalid: spec.size: Invalid value: 50: '
+                              "spec.size in body should be less than or equal to 10")
+
+
+async def test_status_subresource(api: API) -> None:
+    await install(api)
+    made = await ok(api, "POST", WIDGETS, {**widget("s"), "status": {"ready": True}})
+    assert "status" not in made
+    out = await ok(api, "PUT", f"{WIDGETS}/s/status",
+                   {**made, "spec": {"size": 9}, "status": {"ready": True, "phase": "Up"}})
+    assert out["status"] == {"ready": True, "phase": "Up"}
+    assert out["spec"]["size"] == 3 and out["metadata"]["generation"] == 1
+    out = await ok(api, "PATCH", f"{WIDGETS}/s", {"spec": {"size": 4},
+                                                  "status": {"ready": False}}, ctype=MERGE)
+    assert out["status"] == {"ready": True, "phase": "Up"} and out["spec"]["size"] == 4
+    code, out = await call(api, "PATCH", f"{WIDGETS}/s/status",
+                           {"status": {"ready": "yes"}}, ctype=MERGE)
+    assert code == 422
+    assert messages(out) == ['status.ready: Invalid value: "string": status.ready in body '
+                             'must be of type boolean: "string"']
+
+
+async def test_without_a_status_subresource_status_is_written_with_the_rest(api: API) -> None:
+    await install(api, crd(status=False))
+    made = await ok(api, "POST", WIDGETS, {**widget("s"), "status": {"ready": True}})
+    assert made["status"] == {"ready": True}
+    code, _ = await call(api, "GET", f"{WIDGETS}/s/status")
+    assert code == 404
+    out = await ok(api, "PATCH", f"{WIDGETS}/s", {"status": {"ready": False}}, ctype=MERGE)
+    assert out["status"] == {"ready": False} and out["metadata"]["generation"] == 2
+
+
+# -- the schema --
+
+async def test_defaulting_and_pruning(api: API) -> None:
+    await install(api)
+    out = await ok(api, "POST", WIDGETS, widget(
+        "d", rules=[{"path": {}}, {"path": {"type": "Exact", "value": "/x"}}],
+        unknown=1, extra={"anything": {"goes": True}},
+        template={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                  "data": {"a": "b"}},
+        color=None, note=None))
+    spec = out["spec"]
+    assert spec["rules"] == [{"path": {"type": "PathPrefix", "value": "/"}},
+                             {"path": {"type": "Exact", "value": "/x"}}]
+    assert "unknown" not in spec
+    assert spec["extra"] == {"anything": {"goes": True}}
+    assert spec["template"]["metadata"] == {"name": "c"}
+    assert spec["color"] == "red"  # null where null may not be: dropped, then defaulted
+    assert spec["note"] is None  # nullable
+    top = await ok(api, "POST", WIDGETS, {**widget("t"), "other": {"x": 1}})
+    assert "other" not in top
+
+
+async def test_validation_messages(api: API) -> None:
+    await install(api)
+    code, out = await call(api, "POST", WIDGETS, {
+        "apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": "bad"},
+        "spec": {"size": "big", "color": "pink", "name": "Abc", "port": 1.5,
+                 "tags": ["a", "a", "b", "c"],
+                 "rules": [{"path": {"type": "Glob"}}],
+                 "listeners": [{"name": "h", "port": 1}, {"name": "h", "port": 2}, {}],
+                 "template": {"metadata": {}}}})
+    assert code == 422, out
+    assert out["reason"] == "Invalid" and out["details"]["kind"] == "Widget"
+    assert out["details"]["group"] == GROUP
+    assert messages(out) == [
+        'spec.size: Invalid value: "string": spec.size in body must be of type integer: '
+        '"string"',
+        'spec.color: Unsupported value: "pink": supported values: "red", "green", "blue"',
+        "spec.name: Invalid value: \"Abc\": spec.name in body should match '^[a-z]+$'",
+        'spec.port: Invalid value: "number": spec.port in body must be of type '
+        "integer,string: 1.5",
+        "spec.tags: Too many: 4: must have at most 3 items",
+        'spec.tags[1]: Duplicate value: "a"',
+        'spec.rules[0].path.type: Unsupported value: "Glob": supported values: "Exact", '
+        '"PathPrefix", "RegularExpression"',
+        "spec.listeners[2].name: Required value",
+        'spec.listeners[1]: Duplicate value: {"name":"h"}',
+        "spec.template.apiVersion: Required value",
+        "spec.template.kind: Required value",
+    ]
+    code, out = await call(api, "POST", WIDGETS, {
+        "apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": "Bad_Name"},
+        "spec": {}})
+    assert code == 422
+    assert [c["field"] for c in out["details"]["causes"]] == ["metadata.name", "spec.size"]
+    code, _ = await call(api, "GET", f"{WIDGETS}/bad")
+    assert code == 404
+
+
+# -- discovery and tables --
+
+async def test_discovery(api: API) -> None:
+    await install(api)
+    groups = await ok(api, "GET", "/apis")
+    found = [g for g in groups["groups"] if g["name"] == GROUP]
+    assert [v["version"] for v in found[0]["versions"]] == ["v1", "v1beta1"]
+    listed = await ok(api, "GET", f"/apis/{GROUP}/v1")
+    entries = {r["name"]: r for r in listed["resources"]}
+    assert set(entries) == {"widgets", "widgets/status"}
+    assert entries["widgets"]["shortNames"] == ["wd"]
+    assert entries["widgets"]["categories"] == ["all"]
+    assert entries["widgets"]["kind"] == "Widget" and entries["widgets"]["namespaced"]
+    beta = await ok(api, "GET", f"/apis/{GROUP}/v1beta1")
+    assert [r["name"] for r in beta["resources"]] == ["widgets"]
+    ext = await ok(api, "GET", "/apis/apiextensions.k8s.io/v1")
+    crds = {r["name"]: r for r in ext["resources"]}["customresourcedefinitions"]
+    assert crds["shortNames"] == ["crd", "crds"] and not crds["namespaced"]
+
+
+async def test_printer_columns(api: API) -> None:
+    await install(api)
+    await ok(api, "POST", WIDGETS, widget("p", size=7))
+    await ok(api, "PATCH", f"{WIDGETS}/p/status", {"status": {"ready": True}}, ctype=MERGE)
+    table = await ok(api, "GET", WIDGETS, accept=TABLE)
+    assert table["kind"] == "Table"
+    cols = [(c["name"], c["type"], c.get("priority", 0)) for c in table["columnDefinitions"]]
+    assert cols == [("Name", "string", 0), ("Size", "integer", 0), ("Color", "string", 1),
+                    ("Ready", "boolean", 0), ("Age", "date", 0)]
+    row = table["rows"][0]["cells"]
+    assert row[:4] == ["p", 7, "red", True]
+    plain = await ok(api, "GET", CRDS, accept=TABLE)
+    assert [c["name"] for c in plain["columnDefinitions"]] == ["Name", "Created At"]
+
+
+# -- watch and deletion --
+
+async def test_watch(api: API) -> None:
+    await install(api)
+    resp = await api.get(WIDGETS, params={"watch": "1"})
+    await ok(api, "POST", WIDGETS, widget("w1"))
+    await ok(api, "DELETE", f"{WIDGETS}/w1")
+    seen = []
+    async with asyncio.timeout(30):
+        while len(seen) < 2:
+            line = await resp.content.readline()
+            ev = json.loads(line)
+            seen.append((ev["type"], ev["object"]["metadata"]["name"],
+                         ev["object"]["apiVersion"]))
+    resp.close()
+    assert seen == [("ADDED", "w1", f"{GROUP}/v1"), ("DELETED", "w1", f"{GROUP}/v1")]
+
+
+async def test_deleting_the_definition_deletes_its_objects(api: API) -> None:
+    await install(api)
+    await ok(api, "POST", WIDGETS, widget("a"))
+    await ok(api, "POST", "/api/v1/namespaces", {"metadata": {"name": "other"}})
+    await ok(api, "POST", f"/apis/{GROUP}/v1/namespaces/other/widgets", widget("b"))
+    kept = widget("held")
+    kept["metadata"]["finalizers"] = ["example.netplane.io/hold"]
+    await ok(api, "POST", WIDGETS, kept)
+    out = await ok(api, "DELETE", f"{CRDS}/widgets.{GROUP}")
+    assert out["metadata"]["deletionTimestamp"]
+    conds = {c["type"]: c["status"] for c in out["status"]["conditions"]}
+    assert conds["Terminating"] == "True"
+    assert names(await ok(api, "GET", WIDGETS)) == ["held"]
+    code, out = await call(api, "POST", WIDGETS, widget("late"))
+    assert code == 405, out
+    await ok(api, "PATCH", f"{WIDGETS}/held", {"metadata": {"finalizers": None}}, ctype=MERGE)
+    code, _ = await call(api, "GET", f"{CRDS}/widgets.{GROUP}")
+    assert code == 404
+    code, _ = await call(api, "GET", WIDGETS)
+    assert code == 404
+    await install(api)
+    assert names(await ok(api, "GET", f"/apis/{GROUP}/v1/widgets")) == []
+
+
+async def test_cluster_scoped_kind(api: API) -> None:
+    body = crd(plural="gadgets", kind="Gadget")
+    body["spec"]["scope"] = "Cluster"
+    body["spec"]["names"]["shortNames"] = ["gd"]
+    await install(api, body)
+    g = {"apiVersion": f"{GROUP}/v1", "kind": "Gadget", "metadata": {"name": "g"},
+         "spec": {"size": 1}}
+    out = await ok(api, "POST", f"/apis/{GROUP}/v1/gadgets", g)
+    assert "namespace" not in out["metadata"]
+    code, _ = await call(api, "GET", f"/apis/{GROUP}/v1/namespaces/default/gadgets")
+    assert code == 404
+
+
+async def test_namespace_deletion_removes_custom_objects(api: API,
+                                                         ) -> None:
+    await install(api)
+    await ok(api, "POST", "/api/v1/namespaces", {"metadata": {"name": "gone"}})
+    await ok(api, "POST", f"/apis/{GROUP}/v1/namespaces/gone/widgets", widget("x"))
+    await ok(api, "DELETE", "/api/v1/namespaces/gone")
+    assert names(await ok(api, "GET", f"/apis/{GROUP}/v1/widgets")) == []
+
+
+_ = TestClient
