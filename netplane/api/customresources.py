@@ -28,6 +28,7 @@ class Served:
     schema: Obj
     status: bool  # the version declares subresources.status
     columns: tuple[Obj, ...]
+    list_kind: str
 
 
 def _names(crd: Obj) -> Obj:
@@ -233,7 +234,7 @@ def served(crd: Obj) -> list[Served]:
         subs = v.get("subresources") or spec.get("subresources") or {}
         columns = v.get("additionalPrinterColumns") or spec.get("additionalPrinterColumns") or ()
         out.append(Served(res, storage, version_schema(crd, v), "status" in subs,
-                          tuple(columns)))
+                          tuple(columns), list_kind(crd)))
     return out
 
 

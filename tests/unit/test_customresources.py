@@ -392,3 +392,47 @@ async def test_namespace_deletion_removes_custom_objects(api: API,
 
 
 _ = TestClient
+
+
+# -- OpenAPI and field validation --
+
+async def test_openapi_documents_carry_the_custom_kinds(api: API) -> None:
+    before = await ok(api, "GET", "/openapi/v3")
+    assert f"apis/{GROUP}/v1" not in before["paths"]
+    await install(api)
+    disco = await ok(api, "GET", "/openapi/v3")
+    url = disco["paths"][f"apis/{GROUP}/v1"]["serverRelativeURL"]
+    doc = await ok(api, "GET", url)
+    widget_def = doc["components"]["schemas"]["io.netplane.example.v1.Widget"]
+    assert widget_def["properties"]["spec"]["properties"]["color"]["enum"] == [
+        "red", "green", "blue"]
+    assert widget_def["properties"]["metadata"] == {
+        "$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+    assert widget_def["x-kubernetes-group-version-kind"] == [
+        {"group": GROUP, "kind": "Widget", "version": "v1"}]
+    assert "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta" in doc["components"]["schemas"]
+    assert f"/apis/{GROUP}/v1/namespaces/{{namespace}}/widgets/{{name}}/status" in doc["paths"]
+    v2 = await ok(api, "GET", "/openapi/v2")
+    spec = v2["definitions"]["io.netplane.example.v1.Widget"]["properties"]["spec"]
+    assert "nullable" not in spec["properties"]["note"]
+    assert f"/apis/{GROUP}/v1beta1/namespaces/{{namespace}}/widgets" in v2["paths"]
+    assert "/api/v1/namespaces/{namespace}/pods" in v2["paths"]
+    resp = await api.get("/openapi/v2", headers={
+        "Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+    assert resp.status == 200 and len(await resp.read()) > 1000
+
+
+async def test_strict_field_validation(api: API) -> None:
+    await install(api)
+    body = widget("f", colour="red")
+    code, out = await call(api, "POST", WIDGETS, body, params={"fieldValidation": "Strict"})
+    assert code == 400, out
+    assert out["message"] == ('Widget in version "v1" cannot be handled as a Widget: strict '
+                              'decoding error: unknown field "spec.colour"')
+    resp = await api.post(WIDGETS, data=json.dumps(body),
+                          headers={"Content-Type": "application/json"})
+    assert resp.status == 201
+    assert resp.headers["Warning"] == '299 - "unknown field \\"spec.colour\\""'
+    code, out = await call(api, "PATCH", f"{WIDGETS}/f", {"spec": {"sizee": 1}}, ctype=MERGE,
+                           params={"fieldValidation": "Strict"})
+    assert code == 422 and 'unknown field "spec.sizee"' in out["message"]

@@ -66,7 +66,7 @@ class Catalog:
         found = self._by_resource.get(res)
         if found is None:
             return Served(res, res.version, {"type": "object", structural.PRESERVE: True},
-                          False, ())
+                          False, (), f"{res.kind}List")
         return found
 
     def storage(self, res: Resource) -> Resource:
@@ -101,6 +101,56 @@ def _every_version(crd: Obj) -> list[Served]:
     established["spec"] = {**spec, "versions": [{**v, "served": True}
                                                 for v in spec.get("versions") or ()]}
     return customresources.served(established)
+
+
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
+# What OpenAPI v2 has no words for: kube leaves these out of its v2 document.
+_NOT_IN_V2 = ("nullable", "oneOf", "anyOf", "not", "x-kubernetes-validations")
+_API_VERSION = {"type": "string", "description": "APIVersion defines the versioned schema of "
+                "this representation of an object."}
+_KIND_FIELD = {"type": "string", "description": "Kind is a string value representing the "
+               "REST resource this object represents."}
+
+
+def definition_name(res: Resource, kind: str = "") -> str:
+    """The OpenAPI name of a custom kind, as kube names it: the group's
+    labels reversed, the version, the kind (``io.netplane.example.v1.Widget``)."""
+    return ".".join([*reversed(res.group.split(".")), res.version, kind or res.kind])
+
+
+def _for_v2(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _for_v2(v) for k, v in node.items() if k not in _NOT_IN_V2}
+    if isinstance(node, list):
+        return [_for_v2(v) for v in node]
+    return node
+
+
+def kind_schema(served: Served, ref_prefix: str, *, v2: bool = False) -> Obj:
+    """A custom kind's schema with the fields every object has, its
+    metadata a reference (``ref_prefix`` says where references point)."""
+    out: Obj = copy.deepcopy(served.schema)
+    out.setdefault("type", "object")
+    props = out.setdefault("properties", {})
+    props["apiVersion"], props["kind"] = dict(_API_VERSION), dict(_KIND_FIELD)
+    props["metadata"] = {"$ref": ref_prefix + OBJECT_META}
+    res = served.resource
+    out["x-kubernetes-group-version-kind"] = [
+        {"group": res.group, "kind": res.kind, "version": res.version}]
+    return _for_v2(out) if v2 else out
+
+
+def list_schema(served: Served, ref_prefix: str) -> Obj:
+    res, list_kind = served.resource, served.list_kind
+    return {"description": f"{list_kind} is a list of {res.kind}", "type": "object",
+            "required": ["items"],
+            "properties": {"apiVersion": dict(_API_VERSION), "kind": dict(_KIND_FIELD),
+                           "items": {"type": "array", "description": f"List of {res.plural}.",
+                                     "items": {"$ref": ref_prefix + definition_name(res)}},
+                           "metadata": {"$ref": ref_prefix + LIST_META}},
+            "x-kubernetes-group-version-kind": [
+                {"group": res.group, "kind": list_kind, "version": res.version}]}
 
 
 def as_version(obj: Obj, served: Served) -> Obj:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from netplane.api import decoding, schema
 from netplane.api.validation import FieldError
-from netplane.cluster.apiserver import paths, status
+from netplane.cluster.apiserver import customresources, paths, status
 from netplane.cluster.apiserver.patch import (
     JSON_PATCH,
     STRATEGIC,
@@ -95,7 +96,10 @@ async def check(request: web.Request, registry: Registry, target: paths.Target) 
     if request.method not in OPTIONS_KIND:
         return
     wanted = directive(request)
-    name = definition(target)
+    name: str | Mapping[str, Any] | None = definition(target)
+    if target.resource.custom:
+        name = customresources.kind_schema(registry.custom.about(target.resource),
+                                           "#/$defs/")
     if name is None or "protobuf" in request.content_type:
         return  # protobuf bodies cannot carry unknown fields or wrong types
     if request.method == "POST" and target.name and not target.subresource:
@@ -104,7 +108,8 @@ async def check(request: web.Request, registry: Registry, target: paths.Target) 
     body = _decode(raw, request.content_type)
     if body is _UNDECODABLE or not raw.strip():
         return  # the handler says what is wrong with it
-    _check_types(request, registry, target, body, name)
+    if isinstance(name, str):  # a custom kind's wrong types are its schema's 422s
+        _check_types(request, registry, target, body, name)
     if wanted is Directive.IGNORE:
         return
     if request.method == "PATCH":
@@ -162,7 +167,7 @@ def _rejection(request: web.Request, target: paths.Target, body: Any,
 
 
 def _patch_errors(registry: Registry, target: paths.Target, patch: Any, content_type: str,
-                  name: str) -> tuple[list[str], str]:
+                  name: str | Mapping[str, Any]) -> tuple[list[str], str]:
     """Repeated keys of the patch, then unknown fields the patch brings into
     the object (those already stored are not the patch's doing)."""
     if content_type == JSON_PATCH:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -28,8 +28,9 @@ from typing import Any
 from aiohttp import web
 
 from netplane.api import resources, schema
+from netplane.api.customresources import Served as CustomKind
 from netplane.api.resources import Resource
-from netplane.cluster.apiserver import fieldvalidation, openapi_pb, paths
+from netplane.cluster.apiserver import customresources, fieldvalidation, openapi_pb, paths
 from netplane.cluster.apiserver.patch import JSON_PATCH, MERGE, STRATEGIC
 
 Obj = dict[str, Any]
@@ -159,18 +160,25 @@ def _gvk(res: Resource) -> GVK:
     return (res.group, res.version, res.kind)
 
 
-def _definition(gvk: GVK) -> str | None:
+Defs = Mapping[GVK, str]  # the custom kinds' definitions, beside Kubernetes' own
+
+
+def _definition(gvk: GVK, defs: Defs | None = None) -> str | None:
+    if defs and gvk in defs:
+        return defs[gvk]
     return schema.definition_name(*gvk)
 
 
-def _verb_op(method: str, res: Resource, noun: str, gvk: GVK, kind_def: str | None) -> Operation:
+def _verb_op(method: str, res: Resource, noun: str, gvk: GVK, kind_def: str | None,
+             defs: Defs | None = None) -> Operation:
     """The operation a method performs on an object or collection."""
     ident = f"{go_group(res.group)}{res.version.capitalize()}{noun}"
     kind = gvk[2]
     if method == "list":
         return Operation("get", "list", f"list{ident}", f"list the {kind} objects, or watch "
                          "them with watch=true", gvk, LIST_PARAMS,
-                         response=_definition((gvk[0], gvk[1], f"{kind}List")), watch=True)
+                         response=_definition((gvk[0], gvk[1], f"{kind}List"), defs),
+                         watch=True)
     if method == "post":
         return Operation("post", "post", f"create{ident}", f"create a {kind}", gvk, WRITE_PARAMS,
                          body=kind_def, response=kind_def, codes=(200, 201, 202))
@@ -189,20 +197,21 @@ def _verb_op(method: str, res: Resource, noun: str, gvk: GVK, kind_def: str | No
         return Operation("delete", "deletecollection", f"delete{ident}", f"delete the {kind} "
                          "objects that the selectors match", gvk, DELETE_PARAMS + LIST_PARAMS,
                          body=META + "DeleteOptions",
-                         response=_definition((gvk[0], gvk[1], f"{kind}List")))
+                         response=_definition((gvk[0], gvk[1], f"{kind}List"), defs))
     return Operation("delete", "delete", f"delete{ident}", f"delete one {kind}", gvk,
                      DELETE_PARAMS, body=META + "DeleteOptions", response=kind_def,
                      codes=(200, 202))
 
 
-def _sub_op(method: str, res: Resource, noun: str, sub: Sub) -> Operation:
+def _sub_op(method: str, res: Resource, noun: str, sub: Sub,
+            defs: Defs | None = None) -> Operation:
     gvk = sub.gvk or _gvk(res)
     if method.startswith("connect"):
         http = method.removeprefix("connect")
         return Operation(http.lower(), "connect", f"connect{go_group(res.group)}"
                          f"{res.version.capitalize()}{http}{noun}", f"connect to {noun}", gvk,
                          sub.params)
-    op = _verb_op(method, res, noun, gvk, None if sub.text else _definition(gvk))
+    op = _verb_op(method, res, noun, gvk, None if sub.text else _definition(gvk, defs), defs)
     if sub.text:
         op = Operation(op.method, op.action, op.operation_id, op.description, gvk, sub.params)
     return op
@@ -214,30 +223,33 @@ COLLECTION_OPS = (("list", "list"), ("create", "post"), ("deletecollection", "de
 OBJECT_OPS = (("get", "get"), ("update", "put"), ("patch", "patch"), ("delete", "delete"))
 
 
-def resource_paths(res: Resource) -> list[PathItem]:
+def resource_paths(res: Resource, defs: Defs | None = None,
+                   subresources: frozenset[str] | None = None) -> list[PathItem]:
     """Every path of one resource with the operations its verbs allow, as
     kube-apiserver publishes them: the collection, the object, its
     subresources and, for namespaced kinds, the list across all namespaces."""
     base = res.group_version_path
-    gvk, kind_def = _gvk(res), _definition(_gvk(res))
+    gvk, kind_def = _gvk(res), _definition(_gvk(res), defs)
     ns_params = (NAMESPACE,) if res.namespaced else ()
     coll = f"{base}/namespaces/{{namespace}}/{res.plural}" if res.namespaced \
         else f"{base}/{res.plural}"
     noun = f"{'Namespaced' if res.namespaced else ''}{res.kind}"
 
     def ops(table: tuple[tuple[str, str], ...]) -> list[Operation]:
-        return [_verb_op(m, res, noun, gvk, kind_def) for verb, m in table if verb in res.verbs]
+        return [_verb_op(m, res, noun, gvk, kind_def, defs) for verb, m in table
+                if verb in res.verbs]
 
     out = [PathItem(coll, (*ns_params, PRETTY), ops(COLLECTION_OPS))]
     if ops(OBJECT_OPS):
         out.append(PathItem(f"{coll}/{{name}}", (NAME, *ns_params, PRETTY), ops(OBJECT_OPS)))
-    for name in sorted(paths.subresources(res.kind) - {""}):
+    subs = subresources if subresources is not None else paths.subresources(res.kind)
+    for name in sorted(subs - {""}):
         sub = SUBRESOURCES.get(name)
         if sub is not None:
-            sub_ops = [_sub_op(m, res, noun + sub.suffix, sub) for m in sub.methods]
+            sub_ops = [_sub_op(m, res, noun + sub.suffix, sub, defs) for m in sub.methods]
             out.append(PathItem(f"{coll}/{{name}}/{name}", (NAME, *ns_params, PRETTY), sub_ops))
     if res.namespaced and "list" in res.verbs:
-        everywhere = _verb_op("list", res, f"{res.kind}ForAllNamespaces", gvk, kind_def)
+        everywhere = _verb_op("list", res, f"{res.kind}ForAllNamespaces", gvk, kind_def, defs)
         out.append(PathItem(f"{base}/{res.plural}", (*LIST_PARAMS, PRETTY),
                             [_without_params(everywhere)]))
     return out
@@ -365,6 +377,54 @@ def v2_document() -> Obj:
             "security": [{"BearerToken": []}]}
 
 
+def _custom_defs(kinds: Sequence[CustomKind]) -> dict[GVK, str]:
+    out: dict[GVK, str] = {}
+    for k in kinds:
+        r = k.resource
+        out[(r.group, r.version, r.kind)] = customresources.definition_name(r)
+        out[(r.group, r.version, k.list_kind)] = customresources.definition_name(r, k.list_kind)
+    return out
+
+
+def _custom_paths(kinds: Sequence[CustomKind]) -> list[tuple[PathItem, str]]:
+    defs = _custom_defs(kinds)
+    return [(p, tag(k.resource)) for k in kinds
+            for p in resource_paths(k.resource, defs, frozenset({"", "status"}) if k.status
+                                    else frozenset({""}))]
+
+
+def _custom_schemas(kinds: Sequence[CustomKind], dialect: schema.Dialect) -> Obj:
+    out: Obj = {}
+    v2 = dialect is schema.Dialect.V2
+    for k in kinds:
+        out[customresources.definition_name(k.resource)] = customresources.kind_schema(
+            k, dialect.value, v2=v2)
+        out[customresources.definition_name(k.resource, k.list_kind)] = \
+            customresources.list_schema(k, dialect.value)
+    return out
+
+
+def custom_v3_document(kinds: Sequence[CustomKind]) -> Obj:
+    """One custom group-version's document, as apiextensions-apiserver publishes it."""
+    items = _custom_paths(kinds)
+    names = _referenced(p for p, _ in items) | schema.reachable(
+        {META + "ObjectMeta", META + "ListMeta"})
+    return {"openapi": "3.0.0", "info": INFO,
+            "paths": _render_paths(items, schema.Dialect.V3),
+            "components": {"schemas": {**_schemas(names, schema.Dialect.V3),
+                                       **_custom_schemas(kinds, schema.Dialect.V3)},
+                           "securitySchemes": {"BearerToken": BEARER}},
+            "security": [{"BearerToken": []}]}
+
+
+def with_custom_kinds(v2: Obj, kinds: Sequence[CustomKind]) -> Obj:
+    """The v2 document with the custom kinds' paths and definitions merged in."""
+    out = dict(v2)
+    out["paths"] = {**v2["paths"], **_render_paths(_custom_paths(kinds), schema.Dialect.V2)}
+    out["definitions"] = {**v2["definitions"], **_custom_schemas(kinds, schema.Dialect.V2)}
+    return out
+
+
 def discovery_key(api_version: str) -> str:
     """``api/v1``, ``apis/apps/v1``: the key of a group-version under /openapi/v3."""
     return f"apis/{api_version}" if "/" in api_version else f"api/{api_version}"
@@ -407,7 +467,7 @@ def build() -> Documents:
     v3 = {discovery_key(gv): Served.of(v3_document(rs))
           for gv, rs in resources.group_versions().items()}
     disco = {"paths": {k: {"serverRelativeURL": v3_url(k, s.etag)} for k, s in v3.items()}}
-    return Documents(Served.of(v2_document()), v3, Served.of(disco))
+    return Documents(Served.of(_v2_base()), v3, Served.of(disco))
 
 
 _LOCK = threading.Lock()
@@ -418,10 +478,45 @@ def _built() -> Documents:
     return build()
 
 
-def documents() -> Documents:
-    """The documents of this process, built by the first caller."""
+@functools.cache
+def _v2_base() -> Obj:
+    return v2_document()
+
+
+# The documents with the custom kinds of late, by what those kinds are.
+_WITH_CUSTOM: dict[str, tuple[Documents, Served | None]] = {}
+_WITH_CUSTOM_MAX = 4
+
+
+def _fingerprint(kinds: Sequence[CustomKind]) -> str:
+    return json.dumps([(k.resource.api_version, k.resource.plural, k.resource.namespaced,
+                        k.schema, k.status, k.list_kind) for k in kinds], sort_keys=True)
+
+
+def _build_custom(kinds: Sequence[CustomKind]) -> Documents:
+    base = _built()
+    by_gv: dict[str, list[CustomKind]] = {}
+    for k in kinds:
+        by_gv.setdefault(k.resource.api_version, []).append(k)
+    v3 = dict(base.v3)
+    for gv, ks in by_gv.items():
+        v3[discovery_key(gv)] = Served.of(custom_v3_document(ks))
+    disco = {"paths": {k: {"serverRelativeURL": v3_url(k, s.etag)} for k, s in v3.items()}}
+    return Documents(Served.of(with_custom_kinds(_v2_base(), kinds)), v3, Served.of(disco))
+
+
+def documents(kinds: Sequence[CustomKind] = ()) -> Documents:
+    """The documents of this process, built by the first caller; with custom
+    kinds, built again when those change."""
     with _LOCK:
-        return _built()
+        if not kinds:
+            return _built()
+        key = _fingerprint(kinds)
+        if key not in _WITH_CUSTOM:
+            if len(_WITH_CUSTOM) >= _WITH_CUSTOM_MAX:
+                _WITH_CUSTOM.pop(next(iter(_WITH_CUSTOM)))
+            _WITH_CUSTOM[key] = (_build_custom(kinds), None)
+        return _WITH_CUSTOM[key][0]
 
 
 _PB_LOCK = threading.Lock()
@@ -432,13 +527,25 @@ def _v2_encoded() -> Served:
     return Served.raw(openapi_pb.encode(json.loads(documents().v2.body)))
 
 
-def v2_protobuf() -> Served:
+def v2_protobuf(kinds: Sequence[CustomKind] = ()) -> Served:
     """The served v2 document as gnostic protobuf, encoded by the first caller
     (kubectl's client-side validation and plaintext-openapiv2 explain read it).
     Its ETag is its own bytes' hash: kube-apiserver reuses the JSON one, but
     one tag for two representations would let a cache answer one with the other."""
-    with _PB_LOCK:
-        return _v2_encoded()
+    if not kinds:
+        with _PB_LOCK:
+            return _v2_encoded()
+    docs = documents(kinds)
+    key = _fingerprint(kinds)
+    with _LOCK:
+        cached = _WITH_CUSTOM.get(key)
+        if cached is not None and cached[1] is not None:
+            return cached[1]
+    encoded = Served.raw(openapi_pb.encode(json.loads(docs.v2.body)))
+    with _LOCK:
+        if key in _WITH_CUSTOM:
+            _WITH_CUSTOM[key] = (_WITH_CUSTOM[key][0], encoded)
+    return encoded
 
 
 def _accepts(request: web.Request, content_type: str) -> bool:
@@ -493,18 +600,29 @@ async def v2(request: web.Request) -> web.Response:
     wanted = _v2_format(request)
     if wanted is None:
         return _not_acceptable(request, f"{JSON} or {openapi_pb.CONTENT_TYPE}")
+    kinds = _custom_kinds(request)
     if wanted == JSON:
-        return _send(request, (await asyncio.to_thread(documents)).v2)
-    return _send(request, await asyncio.to_thread(v2_protobuf), content_type=wanted)
+        return _send(request, (await asyncio.to_thread(documents, kinds)).v2)
+    return _send(request, await asyncio.to_thread(v2_protobuf, kinds), content_type=wanted)
+
+
+def _custom_kinds(request: web.Request) -> list[CustomKind]:
+    custom = request.app.get(paths.CUSTOM_KINDS)
+    if custom is None:
+        return []
+    return sorted((custom.about(r) for r in custom.served()),
+                  key=lambda k: (k.resource.api_version, k.resource.plural))
 
 
 async def v3_discovery(request: web.Request) -> web.Response:
-    return _send(request, (await asyncio.to_thread(documents)).discovery)
+    kinds = _custom_kinds(request)
+    return _send(request, (await asyncio.to_thread(documents, kinds)).discovery)
 
 
 async def v3_group_version(request: web.Request) -> web.Response:
     key = request.match_info["gv"].strip("/")
-    doc = (await asyncio.to_thread(documents)).v3.get(key)
+    kinds = _custom_kinds(request)
+    doc = (await asyncio.to_thread(documents, kinds)).v3.get(key)
     if doc is None:
         return web.Response(status=404, text=f"no OpenAPI document for {key}\n")
     if not _accepts(request, JSON):

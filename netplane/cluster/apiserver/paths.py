@@ -8,6 +8,7 @@ from typing import Protocol
 from aiohttp import web
 
 from netplane.api import resources
+from netplane.api.customresources import Served
 from netplane.api.resources import Resource
 from netplane.cluster.apiserver import status
 
@@ -53,6 +54,8 @@ class CustomKinds(Protocol):
     def subresources(self, res: Resource) -> frozenset[str]: ...
 
     def served(self) -> list[Resource]: ...
+
+    def about(self, res: Resource) -> Served: ...
 
 
 # The app's custom kinds (its registry's Catalog), for the handlers that parse paths.
