@@ -31,6 +31,7 @@ from netplane.api import resources, schema
 from netplane.api.customresources import Served as CustomKind
 from netplane.api.resources import Resource
 from netplane.cluster.apiserver import customresources, fieldvalidation, openapi_pb, paths
+from netplane.cluster.apiserver.fieldmanager import APPLY_PATCH
 from netplane.cluster.apiserver.patch import JSON_PATCH, MERGE, STRATEGIC
 
 Obj = dict[str, Any]
@@ -38,6 +39,9 @@ GVK = tuple[str, str, str]
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 PATCH_TYPES = (JSON_PATCH, MERGE, STRATEGIC)
+# Custom kinds take no strategic merge patch (no patch strategies to follow):
+# kubectl apply, seeing none here, sends a JSON merge patch.
+CUSTOM_PATCH_TYPES = (JSON_PATCH, MERGE, APPLY_PATCH)
 JSON = "application/json"
 WATCH_STREAM = "application/json;stream=watch"
 CODES = {200: "OK", 201: "Created", 202: "Accepted"}
@@ -190,7 +194,8 @@ def _verb_op(method: str, res: Resource, noun: str, gvk: GVK, kind_def: str | No
                          WRITE_PARAMS, body=kind_def, response=kind_def, codes=(200, 201))
     if method == "patch":
         return Operation("patch", "patch", f"patch{ident}", f"change part of one {kind}", gvk,
-                         WRITE_PARAMS, body=META + "Patch", body_types=PATCH_TYPES,
+                         WRITE_PARAMS, body=META + "Patch",
+                         body_types=CUSTOM_PATCH_TYPES if res.custom else PATCH_TYPES,
                          response=kind_def, codes=(200, 201))
     if method == "deletecollection":
         ident = ident.replace(noun, f"Collection{noun}")
