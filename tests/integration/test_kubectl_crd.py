@@ -122,6 +122,12 @@ def test_custom_resources_end_to_end(cluster: Cluster) -> None:
     row = cluster.kubectl("get", "widget", "w1", "--no-headers").stdout.split()
     assert row[:4] == ["w1", "5", "blue", "Ready"]
 
+    out = cluster.kubectl("apply", "--server-side", "-f", "-", stdin=widget("ssa", size=2))
+    assert out.stdout.strip() == f"widget.{GROUP}/ssa serverside-applied"
+    conflict = cluster.kubectl("apply", "--server-side", "--field-manager=other", "-f", "-",
+                               stdin=widget("ssa", size=3), check=False)
+    assert conflict.returncode != 0 and "conflict" in conflict.stderr.lower()
+
 
 def test_python_client_and_deletion(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(CRD))

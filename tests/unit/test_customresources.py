@@ -164,7 +164,9 @@ async def test_not_served_before_the_definition(api: API) -> None:
 
 
 async def test_objects_in_every_served_version(api: API) -> None:
-    await install(api)
+    body = crd()
+    body["spec"]["names"]["listKind"] = "WidgetCollection"
+    await install(api, body)
     made = await ok(api, "POST", WIDGETS, widget("one"))
     md = made["metadata"]
     assert md["generation"] == 1 and md["uid"] and md["creationTimestamp"]
@@ -179,7 +181,7 @@ async def test_objects_in_every_served_version(api: API) -> None:
     made = await ok(api, "POST", WIDGETS_BETA, b)
     assert made["spec"]["color"] == "blue"
     listing = await ok(api, "GET", WIDGETS)
-    assert listing["kind"] == "WidgetList"
+    assert listing["kind"] == "WidgetCollection"  # the definition's listKind
     assert names(listing) == ["one", "two"]
     assert {i["apiVersion"] for i in listing["items"]} == {f"{GROUP}/v1"}
     sel = await ok(api, "GET", WIDGETS, params={"fieldSelector": "metadata.name=two"})
@@ -436,3 +438,28 @@ async def test_strict_field_validation(api: API) -> None:
     code, out = await call(api, "PATCH", f"{WIDGETS}/f", {"spec": {"sizee": 1}}, ctype=MERGE,
                            params={"fieldValidation": "Strict"})
     assert code == 422 and 'unknown field "spec.sizee"' in out["message"]
+
+
+APPLY = "application/apply-patch+yaml"
+
+
+async def test_server_side_apply(api: API) -> None:
+    await install(api)
+    body = widget("a", listeners=[{"name": "http", "port": 80}])
+    out = await ok(api, "PATCH", f"{WIDGETS}/a", body, ctype=APPLY,
+                   params={"fieldManager": "alice"})
+    assert out["spec"]["color"] == "red"
+    managed = out["metadata"]["managedFields"]
+    assert [(m["manager"], m["operation"], m["apiVersion"]) for m in managed] == [
+        ("alice", "Apply", f"{GROUP}/v1")]
+    # The list is a map by its keys, as the schema says.
+    assert list(managed[0]["fieldsV1"]["f:spec"]["f:listeners"]) == ['k:{"name":"http"}']
+    mine = widget("a", size=5)
+    code, out = await call(api, "PATCH", f"{WIDGETS}/a", mine, ctype=APPLY,
+                           params={"fieldManager": "bob"})
+    assert code == 409, out
+    assert out["details"]["causes"][0]["field"] == ".spec.size"
+    out = await ok(api, "PATCH", f"{WIDGETS}/a", mine, ctype=APPLY,
+                   params={"fieldManager": "bob", "force": "true"})
+    assert out["spec"]["size"] == 5
+    assert out["spec"]["listeners"] == [{"name": "http", "port": 80}]

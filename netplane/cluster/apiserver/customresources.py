@@ -10,7 +10,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from netplane.api import customresources, meta, resources, structural
+from netplane.api import customresources, meta, resources, structural, typed
 from netplane.api.customresources import Served
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
@@ -31,12 +31,13 @@ class Catalog:
         self._by_path: dict[tuple[str, str], Served] = {}
         self._by_resource: dict[Resource, Served] = {}
         self._storage: dict[tuple[str, str], Resource] = {}  # (group, plural)
+        self._nodes: dict[Resource, typed.Node] = {}
 
     def _refresh(self) -> None:
         if self._writes() == self._seen:
             return
         self._seen = self._writes()
-        self._by_path, self._by_resource, self._storage = {}, {}, {}
+        self._by_path, self._by_resource, self._storage, self._nodes = {}, {}, {}, {}
         for kv in self.store.list(CRD_PREFIX)[0]:
             crd = kv.value
             for s in customresources.served(crd):
@@ -67,6 +68,15 @@ class Catalog:
         if found is None:
             return Served(res, res.version, {"type": "object", structural.PRESERVE: True},
                           False, (), f"{res.kind}List")
+        return found
+
+    def node(self, res: Resource) -> typed.Node:
+        """The kind's schema for the field manager, built once per definition
+        (typed caches nodes by their schema's identity)."""
+        self._refresh()
+        found = self._nodes.get(res)
+        if found is None:
+            found = self._nodes[res] = typed.node(kind_schema(self.about(res), "#/$defs/"))
         return found
 
     def storage(self, res: Resource) -> Resource:

@@ -84,8 +84,10 @@ def _manager_errors(name: str) -> list[FieldError]:
 
 # -- writes --
 
-def scope(res: Resource, subresource: str = "") -> managedfields.Scope:
-    return managedfields.Scope(typed.kind_node(res.group, res.version, res.kind),
+def scope(res: Resource, subresource: str = "", node: typed.Node | None = None,
+          ) -> managedfields.Scope:
+    """What field sets are worked out over; ``node``: a custom kind's schema."""
+    return managedfields.Scope(node or typed.kind_node(res.group, res.version, res.kind),
                                res.api_version, subresource)
 
 
@@ -113,7 +115,7 @@ def _store(obj: Obj, entries: list[managedfields.Entry]) -> None:
 
 
 def track(res: Resource, old: Obj | None, new: Obj, *, manager: str,
-          subresource: str = "") -> None:
+          subresource: str = "", node: typed.Node | None = None) -> None:
     """Set ``new``'s managedFields for a create (``old`` None), update or
     patch by ``manager``. The body's own managedFields count when it has
     valid ones (not through a subresource); else the stored ones do. With no
@@ -125,19 +127,19 @@ def track(res: Resource, old: Obj | None, new: Obj, *, manager: str,
     if not manager:
         _store(new, base)
         return
-    entries = managedfields.update(base, old, new, scope(res, subresource), manager=manager,
-                                   now=meta.now())
+    entries = managedfields.update(base, old, new, scope(res, subresource, node),
+                                   manager=manager, now=meta.now())
     _store(new, entries)
 
 
 def apply(res: Resource, live: Obj | None, config: Any, *, manager: str, force: bool,
-          subresource: str = "") -> Obj:
+          subresource: str = "", node: typed.Node | None = None) -> Obj:
     """Server-side apply of ``config`` onto ``live`` (None: to create); the
     result carries its managedFields. Conflicts are a 409."""
-    _check_config(res, config)
+    _check_config(res, config, node)
     try:
         new, entries = managedfields.apply(_entries(live) or [], live, config,
-                                           scope(res, subresource), manager=manager,
+                                           scope(res, subresource, node), manager=manager,
                                            force=force, now=meta.now())
     except managedfields.Conflicts as e:
         raise status.ApiError(409, "Conflict", e.message(),
@@ -153,7 +155,7 @@ def gvk_string(api_version: str, kind: str) -> str:
     return f"{group}/{version}, Kind={kind}"
 
 
-def _check_config(res: Resource, config: Any) -> None:
+def _check_config(res: Resource, config: Any, node: typed.Node | None) -> None:
     if not isinstance(config, dict):
         raise status.bad_request("error decoding YAML: the applied configuration must be "
                                  "an object")
@@ -164,7 +166,7 @@ def _check_config(res: Resource, config: Any) -> None:
     md = config.get("metadata") or {}
     if md.get("managedFields") is not None:
         raise status.bad_request("metadata.managedFields must be nil")
-    unknown = typed.undeclared(config, scope(res).node)
+    unknown = typed.undeclared(config, scope(res, node=node).node)
     if unknown:
         # kube-apiserver answers this with a 500 and no reason.
         found = "\n".join(f"{fieldpath.path_string(p)}: field not declared in schema"

@@ -109,8 +109,10 @@ def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
 
-def _list_body(res: resources.Resource, items: list[Obj], rev: int) -> Obj:
-    return {"kind": f"{res.kind}List", "apiVersion": res.api_version,
+def _list_body(res: resources.Resource, items: list[Obj], rev: int,
+               registry: Registry | None = None) -> Obj:
+    kind = registry.custom.about(res).list_kind if res.custom and registry else f"{res.kind}List"
+    return {"kind": kind, "apiVersion": res.api_version,
             "metadata": {"resourceVersion": str(rev)}, "items": items}
 
 
@@ -149,7 +151,7 @@ async def resource(request: web.Request) -> web.StreamResponse:
                 return _json(tables.table(res.kind, items, str(rev),
                                           include_object=_include_object(request),
                                           cols=_columns(registry, res)))
-            return _json(_list_body(res, items, rev))
+            return _json(_list_body(res, items, rev, registry))
         if method == "POST":
             return _json(registry.create(res, ns, await _body(request),
                                          dry_run=_dry_run(request),
@@ -263,7 +265,7 @@ async def _delete(request: web.Request, registry: Registry,
     opts = await _delete_options(request)
     if name is None:
         items = registry.delete_collection(res, _query(request, target), options=opts)
-        out = _json(_list_body(res, items, registry.store.revision))
+        out = _json(_list_body(res, items, registry.store.revision, registry))
     else:
         obj = registry.delete(res, ns, name, options=opts)
         # 202 when the object stays and the (older) orphanDependents=false asked for a

@@ -23,6 +23,7 @@ from netplane.api import (
     schema,
     storage,
     structural,
+    typed,
     validation,
 )
 from netplane.api.deletion import DeleteOptions, Propagation
@@ -201,7 +202,7 @@ class Registry:
         if res is CRD:
             obj.pop("status", None)
             customresources.set_status(obj, self.custom.taken_names(meta.name(obj)))
-        fieldmanager.track(res, None, obj, manager=manager)
+        fieldmanager.track(res, None, obj, manager=manager, node=self._node(res))
         # An existing name is AlreadyExists, before admission calls its ClusterIP taken.
         if self.store.get(key_for(res, meta.namespace(obj), meta.name(obj))) is not None:
             raise status.already_exists(res.plural, meta.name(obj), group=res.group)
@@ -260,7 +261,8 @@ class Registry:
         old = self.get(res, namespace, name)
         self._check_identity(res, namespace, name, body)
         new = self._merge_update(res, old, body, subresource)
-        fieldmanager.track(res, old, new, manager=manager, subresource=subresource)
+        fieldmanager.track(res, old, new, manager=manager, subresource=subresource,
+                           node=self._node(res))
         return self._admit_and_write(res, old, new, dry_run=dry_run, expected=_expected(
             (body.get("metadata") or {}).get("resourceVersion")))
 
@@ -276,7 +278,8 @@ class Registry:
             raise status.bad_request("the patch must produce an object")
         self._check_identity(res, namespace, name, patched)
         new = self._merge_update(res, old, patched, subresource)
-        fieldmanager.track(res, old, new, manager=manager, subresource=subresource)
+        fieldmanager.track(res, old, new, manager=manager, subresource=subresource,
+                           node=self._node(res))
         wanted = (patch.get("metadata") or {}).get("resourceVersion") \
             if isinstance(patch, dict) else None
         if wanted is not None and not str(wanted).isdigit():
@@ -295,11 +298,13 @@ class Registry:
         if kv is None:
             if subresource:
                 raise status.not_found(res.plural, name, group=res.group)
-            obj = fieldmanager.apply(res, None, body, manager=manager, force=force)
+            obj = fieldmanager.apply(res, None, body, manager=manager, force=force,
+                                     node=self._node(res))
             meta.meta(obj)["name"] = name
             return self.create(res, namespace, obj, dry_run=dry_run), True
         old = _out(kv)
         obj = fieldmanager.apply(res, old, body, manager=manager, force=force,
+                                 node=self._node(res),
                                  subresource=subresource)
         new = self._merge_update(res, old, obj, subresource)
         # A subresource write keeps the old metadata; the apply's entries go in.
@@ -472,6 +477,10 @@ class Registry:
 
     def _served(self, res: Resource) -> customresources.Served | None:
         return self.custom.about(res) if res.custom else None
+
+    def _node(self, res: Resource) -> typed.Node | None:
+        """A custom kind's schema as the field manager walks it."""
+        return self.custom.node(res) if res.custom else None
 
     def _stored_version(self, res: Resource) -> str:
         """The apiVersion written: a custom kind's storage version's."""
