@@ -196,6 +196,7 @@ def _validate(value: Any, schema: Schema, path: str, errs: Errors) -> None:
         allowed = ", ".join(_go(v) for v in schema["enum"])
         errs.append(FieldError(path, f"Unsupported value: {_go(value)}: supported values: "
                                f"{allowed}", "FieldValueNotSupported"))
+    _combinations(value, schema, path, errs)
     if isinstance(value, str):
         _string(value, schema, path, errs)
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -204,6 +205,52 @@ def _validate(value: Any, schema: Schema, path: str, errs: Errors) -> None:
         _array(value, schema, path, errs)
     elif isinstance(value, dict):
         _object(value, schema, path, errs)
+
+
+def _tried(value: Any, schemas: Any, path: str) -> list[Errors]:
+    """The errors of ``value`` against each schema of a list, one list each."""
+    out = []
+    for sub in schemas if isinstance(schemas, list) else ():
+        found: Errors = []
+        if isinstance(sub, Mapping):
+            _validate(value, sub, path, found)
+        out.append(found)
+    return out
+
+
+def _nearest(tried: list[Errors]) -> Errors:
+    """The alternative missed by the fewest errors (the first of equals)."""
+    return min(tried, key=lambda found: len(found))
+
+
+def _composite(path: str, why: str) -> FieldError:
+    return FieldError(path, f'Invalid value: "": "{path}" {why}')
+
+
+def _combinations(value: Any, schema: Schema, path: str, errs: Errors) -> None:
+    """allOf, anyOf, oneOf and not, as the value validations of a structural
+    schema: each says what it wants, and the nearest miss says why."""
+    if "allOf" in schema:
+        failed = [e for found in _tried(value, schema["allOf"], path) for e in found]
+        if failed:
+            errs.append(_composite(path, "must validate all the schemas (allOf)"))
+            errs.extend(failed)
+    if "anyOf" in schema:
+        tried = _tried(value, schema["anyOf"], path)
+        if tried and all(tried):
+            errs.append(_composite(path, "must validate at least one schema (anyOf)"))
+            errs.extend(_nearest(tried))
+    if "oneOf" in schema:
+        tried = _tried(value, schema["oneOf"], path)
+        valid = sum(1 for found in tried if not found)
+        if tried and valid != 1:
+            found_text = "Found none valid" if not valid else f"Found {valid} valid alternatives"
+            errs.append(_composite(path, "must validate one and only one schema (oneOf). "
+                                   + found_text))
+            if not valid:
+                errs.extend(_nearest(tried))
+    if isinstance(schema.get("not"), Mapping) and not _tried(value, [schema["not"]], path)[0]:
+        errs.append(_composite(path, "must not validate the schema (not)"))
 
 
 def _string(value: str, schema: Schema, path: str, errs: Errors) -> None:

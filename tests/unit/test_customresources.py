@@ -463,3 +463,36 @@ async def test_server_side_apply(api: API) -> None:
                    params={"fieldManager": "bob", "force": "true"})
     assert out["spec"]["size"] == 5
     assert out["spec"]["listeners"] == [{"name": "http", "port": 80}]
+
+
+async def test_one_of_any_of_and_not(api: API) -> None:
+    body = crd()
+    spec = body["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["properties"]["match"] = {
+        "type": "object",
+        "properties": {"exact": {"type": "string"}, "prefix": {"type": "string"},
+                       "regex": {"type": "string"}},
+        "oneOf": [{"required": ["exact"]}, {"required": ["prefix"]}, {"required": ["regex"]}],
+        "not": {"properties": {"exact": {"enum": ["*"]}}, "required": ["exact"]}}
+    spec["properties"]["port"] = {"x-kubernetes-int-or-string": True,
+                                  "anyOf": [{"type": "integer"},
+                                            {"type": "string", "pattern": "^[a-z]+$"}]}
+    await install(api, body)
+    await ok(api, "POST", WIDGETS, widget("good", match={"prefix": "/a"}, port="http"))
+    code, out = await call(api, "POST", WIDGETS, widget("two", match={"exact": "/a",
+                                                                      "prefix": "/b"}))
+    assert code == 422 and messages(out) == [
+        'spec.match: Invalid value: "": "spec.match" must validate one and only one schema '
+        "(oneOf). Found 2 valid alternatives"]
+    code, out = await call(api, "POST", WIDGETS, widget("none", match={}, port="HTTP"))
+    assert code == 422 and messages(out) == [
+        'spec.match: Invalid value: "": "spec.match" must validate one and only one schema '
+        "(oneOf). Found none valid",
+        "spec.match.exact: Required value",
+        'spec.port: Invalid value: "": "spec.port" must validate at least one schema (anyOf)',
+        # The nearest miss (the fewest errors, the first of equals) says why.
+        'spec.port: Invalid value: "string": spec.port in body must be of type integer: '
+        '"string"']
+    code, out = await call(api, "POST", WIDGETS, widget("star", match={"exact": "*"}))
+    assert code == 422 and messages(out) == [
+        'spec.match: Invalid value: "": "spec.match" must not validate the schema (not)']
