@@ -29,6 +29,9 @@ class Served:
     status: bool  # the version declares subresources.status
     columns: tuple[Obj, ...]
     list_kind: str
+    # The version's selectableFields: what field selectors may name beside
+    # metadata.name and metadata.namespace (``spec.color``).
+    selectable: tuple[str, ...] = ()
 
 
 def _names(crd: Obj) -> Obj:
@@ -233,8 +236,10 @@ def served(crd: Obj) -> list[Served]:
                        tuple(names.get("categories") or ()), custom=True)
         subs = v.get("subresources") or spec.get("subresources") or {}
         columns = v.get("additionalPrinterColumns") or spec.get("additionalPrinterColumns") or ()
+        selectable = tuple(str(f.get("jsonPath", "")).lstrip(".")
+                           for f in v.get("selectableFields") or () if isinstance(f, dict))
         out.append(Served(res, storage, version_schema(crd, v), "status" in subs,
-                          tuple(columns), list_kind(crd)))
+                          tuple(columns), list_kind(crd), selectable))
     return out
 
 

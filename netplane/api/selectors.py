@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,13 +285,20 @@ def _field_value(obj: Obj, path: tuple[str, ...]) -> str:
     return "" if value is None else str(value)
 
 
+# What a custom kind's objects may be selected by, besides its selectableFields.
+CUSTOM_FIELD_PATHS: dict[str, tuple[str, ...]] = {
+    "metadata.name": ("metadata", "name"),
+    "metadata.namespace": ("metadata", "namespace"),
+}
+
+
 @dataclass(frozen=True)
 class FieldSelector:
-    terms: tuple[tuple[str, str, str], ...]  # (field, op, value)
+    terms: tuple[tuple[tuple[str, ...], str, str], ...]  # (path, op, value)
 
     def matches(self, obj: Obj) -> bool:
-        for field, op, value in self.terms:
-            if (_field_value(obj, FIELD_PATHS[field]) == value) != (op == "="):
+        for path, op, value in self.terms:
+            if (_field_value(obj, path) == value) != (op == "="):
                 return False
         return True
 
@@ -298,17 +306,20 @@ class FieldSelector:
 NO_FIELDS = FieldSelector(())
 
 
-def parse_fields(text: str) -> FieldSelector:
+def parse_fields(text: str, fields: Mapping[str, tuple[str, ...]] | None = None,
+                 ) -> FieldSelector:
+    """A field selector over ``fields`` (by default the compiled-in kinds')."""
+    known = FIELD_PATHS if fields is None else fields
     if not text or not text.strip():
         return FieldSelector(())
     terms = []
     for part in text.split(","):
-        m = re.match(r"^\s*([A-Za-z.]+)\s*(==|=|!=)\s*(.*?)\s*$", part)
+        m = re.match(r"^\s*([A-Za-z0-9.]+)\s*(==|=|!=)\s*(.*?)\s*$", part)
         if not m:
             raise SelectorError(f"invalid field selector {part!r}")
         field, op, value = m.groups()
-        if field not in FIELD_PATHS:
+        if field not in known:
             raise SelectorError(
-                f'field label not supported: "{field}" (supported: {", ".join(FIELD_PATHS)})')
-        terms.append((field, "!=" if op == "!=" else "=", value))
+                f'field label not supported: "{field}" (supported: {", ".join(known)})')
+        terms.append((known[field], "!=" if op == "!=" else "=", value))
     return FieldSelector(tuple(terms))

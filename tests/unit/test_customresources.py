@@ -166,6 +166,7 @@ async def test_not_served_before_the_definition(api: API) -> None:
 async def test_objects_in_every_served_version(api: API) -> None:
     body = crd()
     body["spec"]["names"]["listKind"] = "WidgetCollection"
+    body["spec"]["versions"][0]["selectableFields"] = [{"jsonPath": ".spec.color"}]
     await install(api, body)
     made = await ok(api, "POST", WIDGETS, widget("one"))
     md = made["metadata"]
@@ -186,6 +187,10 @@ async def test_objects_in_every_served_version(api: API) -> None:
     assert {i["apiVersion"] for i in listing["items"]} == {f"{GROUP}/v1"}
     sel = await ok(api, "GET", WIDGETS, params={"fieldSelector": "metadata.name=two"})
     assert names(sel) == ["two"]
+    sel = await ok(api, "GET", WIDGETS, params={"fieldSelector": "spec.color=blue"})
+    assert names(sel) == ["two"]
+    code, out = await call(api, "GET", WIDGETS, params={"fieldSelector": "status.phase=Up"})
+    assert code == 400 and out["message"].startswith('field label not supported: "status.phase"')
     code, out = await call(api, "POST", WIDGETS, widget("one"))
     assert code == 409 and out["message"] == f'widgets.{GROUP} "one" already exists'
 

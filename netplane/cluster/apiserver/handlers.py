@@ -93,9 +93,14 @@ def _decode(request: web.Request, raw: bytes) -> Any:
 
 
 def _query(request: web.Request, target: paths.Target) -> Query:
+    fields = None
+    if target.resource.custom:
+        about = request.app[REGISTRY].custom.about(target.resource)
+        fields = {**selectors.CUSTOM_FIELD_PATHS,
+                  **{f: tuple(f.split(".")) for f in about.selectable}}
     return Query(namespace=target.namespace,
                  labels=selectors.parse(request.query.get("labelSelector", "")),
-                 fields=selectors.parse_fields(request.query.get("fieldSelector", "")))
+                 fields=selectors.parse_fields(request.query.get("fieldSelector", ""), fields))
 
 
 def _include_object(request: web.Request) -> str:
