@@ -130,7 +130,11 @@ def test_custom_resources_end_to_end(cluster: Cluster) -> None:
 
 
 def test_python_client_and_deletion(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(CRD))
+    # Server-side, as large definitions are applied (their last-applied
+    # annotation would pass the annotations' size limit).
+    out = cluster.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(CRD))
+    assert out.stdout.strip() == f"customresourcedefinition.apiextensions.k8s.io/widgets.{GROUP}" \
+                                 " serverside-applied"
     cluster.kubectl("wait", "--for=condition=Established", f"crd/widgets.{GROUP}",
                     "--timeout=30s")
     api = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
