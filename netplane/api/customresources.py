@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from netplane.api import meta, structural, validation
 from netplane.api.meta import Obj
@@ -34,8 +35,12 @@ class Served:
     selectable: tuple[str, ...] = ()
 
 
+def _dict(value: Any) -> Obj:
+    return value if isinstance(value, dict) else {}
+
+
 def _names(crd: Obj) -> Obj:
-    return (crd.get("spec") or {}).get("names") or {}
+    return _dict(_dict(crd.get("spec")).get("names"))
 
 
 def defaults(crd: Obj) -> None:
@@ -60,7 +65,7 @@ def _version_errors(spec: Obj, errs: Errors) -> None:
         return
     seen: set[str] = set()
     storage = 0
-    top = (spec.get("validation") or {}).get("openAPIV3Schema")
+    top = _dict(spec.get("validation")).get("openAPIV3Schema")
     for i, v in enumerate(versions):
         path = f"spec.versions[{i}]"
         if not isinstance(v, dict):
@@ -76,7 +81,7 @@ def _version_errors(spec: Obj, errs: Errors) -> None:
                                        "unique", "FieldValueDuplicate"))
             seen.add(name)
         storage += bool(v.get("storage"))
-        schema = (v.get("schema") or {}).get("openAPIV3Schema") or top
+        schema = _dict(v.get("schema")).get("openAPIV3Schema") or top
         errs.extend(structural.structural_errors(schema, f"{path}.schema.openAPIV3Schema"))
         for j, column in enumerate(v.get("additionalPrinterColumns") or ()):
             cpath = f"{path}.additionalPrinterColumns[{j}]"
@@ -142,7 +147,7 @@ def validate(crd: Obj) -> Errors:
     if names.get("kind") and names.get("kind") == names.get("listKind"):
         errs.append(FieldError("spec.names.listKind", f'Invalid value: "{names["listKind"]}": '
                                "kind and listKind may not be the same"))
-    conversion = (spec.get("conversion") or {}).get("strategy", "None")
+    conversion = _dict(spec.get("conversion")).get("strategy", "None")
     if conversion not in ("None", "Webhook"):
         errs.append(FieldError("spec.conversion.strategy", f'Unsupported value: "{conversion}": '
                                'supported values: "None", "Webhook"', "FieldValueNotSupported"))
@@ -216,8 +221,8 @@ def established(crd: Obj) -> bool:
 
 def version_schema(crd: Obj, version: Obj) -> Obj:
     spec = crd["spec"]
-    return dict((version.get("schema") or {}).get("openAPIV3Schema")
-                or (spec.get("validation") or {}).get("openAPIV3Schema") or {})
+    return dict(_dict(version.get("schema")).get("openAPIV3Schema")
+                or _dict(spec.get("validation")).get("openAPIV3Schema") or {})
 
 
 def served(crd: Obj) -> list[Served]:

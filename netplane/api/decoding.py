@@ -57,13 +57,14 @@ def json_type(value: Any) -> str:
     return "object" if isinstance(value, Mapping) else type(value).__name__
 
 
-def type_errors(obj: Any, definition: str, kind: str) -> list[TypeMismatch]:
-    """Values of ``obj`` the kind's schema has no room for, in document order,
-    at most MAX_ERRORS (an empty list: Go would decode it)."""
+def type_errors(obj: Any, definition: str | Mapping[str, Any], kind: str) -> list[TypeMismatch]:
+    """Values of ``obj`` the kind's schema (by name, or a schema) has no room
+    for, in document order, at most MAX_ERRORS (an empty list: Go would decode it)."""
     if not isinstance(obj, Mapping):  # null too: a body must be an object
         return [TypeMismatch("", json_type(obj), "object", kind)]
     out: list[TypeMismatch] = []
-    _check(obj, schemas.definitions()[definition], "", kind, out)
+    _check(obj, schemas.definitions()[definition] if isinstance(definition, str)
+           else definition, "", kind, out)
     return out[:schemas.MAX_ERRORS]
 
 

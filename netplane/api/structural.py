@@ -375,7 +375,15 @@ def _structural(schema: Mapping[str, Any], path: str, errs: Errors, *, root: boo
     if schema.get("properties") and isinstance(schema.get("additionalProperties"), Mapping):
         errs.append(FieldError(f"{path}.additionalProperties", "Forbidden: additionalProperties "
                                "and properties are mutual exclusive", "FieldValueForbidden"))
-    for key, sub in (schema.get("properties") or {}).items():
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            errs.append(FieldError(f"{path}.pattern", f"Invalid value: {_go(pattern)}: must be "
+                                   f"a valid regular expression, but isn't: {e}"))
+    props = schema.get("properties")
+    for key, sub in (props.items() if isinstance(props, Mapping) else ()):
         if isinstance(sub, Mapping):
             _structural(sub, f"{path}.properties[{key}]", errs, root=False)
     if isinstance(schema.get("items"), Mapping):

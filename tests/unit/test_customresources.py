@@ -501,3 +501,23 @@ async def test_one_of_any_of_and_not(api: API) -> None:
     code, out = await call(api, "POST", WIDGETS, widget("star", match={"exact": "*"}))
     assert code == 422 and messages(out) == [
         'spec.match: Invalid value: "": "spec.match" must not validate the schema (not)']
+
+
+async def test_odd_shapes_are_refused_not_failed(api: API) -> None:
+    await install(api)
+    code, out = await call(api, "POST", WIDGETS, {**widget("m"), "metadata": "m"})
+    assert code == 400 and "cannot be handled as a Widget" in out["message"], out
+    code, out = await call(api, "POST", WIDGETS, {**widget("m"), "metadata": {
+        "name": "m", "labels": "x"}})
+    assert code == 400, out
+    code, out = await call(api, "POST", WIDGETS, {**widget("m"), "spec": "big"})
+    assert code == 422 and messages(out) == [
+        'spec: Invalid value: "string": spec in body must be of type object: "string"']
+    bad = crd(plural="odd")
+    bad["spec"]["names"] = {"plural": "odd", "kind": "Odd"}
+    bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"]["name"]["pattern"] = "(["
+    code, out = await call(api, "POST", CRDS, bad)
+    assert code == 422, out
+    assert any("pattern: Invalid value" in m and "must be a valid regular expression" in m
+               for m in messages(out))

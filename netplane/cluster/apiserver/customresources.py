@@ -123,6 +123,12 @@ _KIND_FIELD = {"type": "string", "description": "Kind is a string value represen
                "REST resource this object represents."}
 
 
+# What every object's body must hold the types of, whatever its schema.
+ENVELOPE: Obj = {"type": "object", "properties": {
+    "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+    "metadata": {"$ref": "#/$defs/" + OBJECT_META}}}
+
+
 def definition_name(res: Resource, kind: str = "") -> str:
     """The OpenAPI name of a custom kind, as kube names it: the group's
     labels reversed, the version, the kind (``io.netplane.example.v1.Widget``)."""

@@ -108,8 +108,10 @@ async def check(request: web.Request, registry: Registry, target: paths.Target) 
     body = _decode(raw, request.content_type)
     if body is _UNDECODABLE or not raw.strip():
         return  # the handler says what is wrong with it
-    if isinstance(name, str):  # a custom kind's wrong types are its schema's 422s
-        _check_types(request, registry, target, body, name)
+    # A custom object decodes whatever its fields hold but the envelope
+    # (apiVersion, kind, metadata): the rest is for its schema's 422s.
+    _check_types(request, registry, target, body,
+                 customresources.ENVELOPE if target.resource.custom else name)
     if wanted is Directive.IGNORE:
         return
     if request.method == "PATCH":
@@ -132,7 +134,7 @@ def _kind(target: paths.Target) -> str:
 
 
 def _check_types(request: web.Request, registry: Registry, target: paths.Target, body: Any,
-                 name: str) -> None:
+                 name: str | Mapping[str, Any]) -> None:
     """Values of the wrong type are refused whatever ``fieldValidation`` says,
     as Go's decoder refuses them: 400 for a body, 422 for a patch's result."""
     kind = _kind(target)
