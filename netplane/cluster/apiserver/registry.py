@@ -541,7 +541,8 @@ class Registry:
             raise status.invalid(res.kind, meta.name(old), [validation.FieldError(
                 "metadata.finalizers", f"Forbidden: {added}", "FieldValueForbidden")])
         if self._has_status(res, served):
-            new.pop("status", None)
+            if served is not None:  # a custom object's status only ever comes from /status
+                new.pop("status", None)
             if "status" in old:
                 new["status"] = copy.deepcopy(old["status"])
         _prune(res, new, served)
