@@ -440,3 +440,46 @@ async def test_what_went_while_the_collector_was_down_is_collected_when_it_start
                 await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         await server.stop()
+
+
+WIDGET = Resource("Widget", "widgets", "widget", "example.netplane.io", "v1", True, custom=True)
+WIDGET_CRD: Obj = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.netplane.io"},
+    "spec": {"group": "example.netplane.io", "scope": "Namespaced",
+             "names": {"plural": "widgets", "kind": "Widget"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                 "openAPIV3Schema": {"type": "object", "properties": {
+                     "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+
+
+def configmap(name: str, owner: Obj) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "ownerReferences": [owner_ref(owner)]}}
+
+
+async def test_custom_owners_once_their_definition_is_established(cluster: Cluster) -> None:
+    c = cluster.client
+    await c.create(resources.CUSTOMRESOURCEDEFINITION, WIDGET_CRD)
+    await cluster.until(lambda: ("example.netplane.io", "Widget") in cluster.gc.by_kind)
+    owner = await c.create(WIDGET, {"apiVersion": "example.netplane.io/v1", "kind": "Widget",
+                                    "metadata": {"name": "w"}, "spec": {}}, NS)
+    await c.create(resources.CONFIGMAP, configmap("made-by-w", owner), NS)
+    await c.delete(WIDGET, "w", NS)
+    await cluster.gone(resources.CONFIGMAP, "made-by-w")
+
+    owner = await c.create(WIDGET, {"apiVersion": "example.netplane.io/v1", "kind": "Widget",
+                                    "metadata": {"name": "f"}, "spec": {}}, NS)
+    held = configmap("held", owner)
+    held["metadata"]["finalizers"] = [HOLD]
+    held["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = True
+    await c.create(resources.CONFIGMAP, held, NS)
+    await c.delete(WIDGET, "f", NS, propagation_policy="Foreground")
+    await cluster.marked(resources.CONFIGMAP, "held")
+    waiting = await c.get(WIDGET, "f", NS)
+    assert waiting["metadata"]["finalizers"] == ["foregroundDeletion"]
+    await c.patch(resources.CONFIGMAP, "held", {"metadata": {"finalizers": None}}, NS)
+    await cluster.gone(WIDGET, "f")
+
+    await c.delete(resources.CUSTOMRESOURCEDEFINITION, "widgets.example.netplane.io")
+    await cluster.until(lambda: ("example.netplane.io", "Widget") not in cluster.gc.by_kind)

@@ -13,7 +13,9 @@
 
 It watches every kind the server stores (netplane.api.resources), reusing
 the shared informers and keeping only metadata for the kinds no other
-controller watches, and acts on informer events only: no periodic sweep.
+controller watches, and the kinds of established CustomResourceDefinitions
+from when they are established until they go; it acts on informer events
+only: no periodic sweep.
 Owners are found by uid in the caches; one the cache does not hold is
 asked of the API server before anything is deleted. As in kube, a
 namespaced owner must be in its dependent's namespace (else it counts as
@@ -30,7 +32,7 @@ import functools
 import logging
 from collections.abc import Iterable, Sequence
 
-from netplane.api import meta, resources
+from netplane.api import customresources, meta, resources
 from netplane.api.deletion import FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
@@ -123,12 +125,35 @@ class GarbageCollector:
             if inf is None:
                 inf = Informer(client, res, transform=metadata_only)
                 self.own.append(inf)
-            self.by_kind[(res.group, res.kind)] = inf
-            inf.add_index(UID_INDEX, _uid)
-            inf.add_index(OWNER_INDEX, _owner_uids)
-            inf.add_handler(functools.partial(self._on_event, inf.res))
+            self._watch_kind(res, inf)
         # Owners verified absent, by namespace and uid: a uid never comes back.
         self.absent: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Custom kinds, watched while their definitions serve them.
+        self.definitions = Informer(client, resources.CUSTOMRESOURCEDEFINITION)
+        self.definitions.add_handler(self._on_definition)
+        self.custom: dict[tuple[str, str], asyncio.Task[None]] = {}  # (group, kind)
+
+    def _watch_kind(self, res: Resource, inf: Informer) -> None:
+        self.by_kind[(res.group, res.kind)] = inf
+        inf.add_index(UID_INDEX, _uid)
+        inf.add_index(OWNER_INDEX, _owner_uids)
+        inf.add_handler(functools.partial(self._on_event, inf.res))
+
+    def _on_definition(self, prev: Obj | None, cur: Obj | None) -> None:
+        """A custom kind is watched once its definition is established (any
+        served version: they are views of the same objects), until it goes."""
+        served = customresources.served(cur) if cur is not None else []
+        wanted = {(s.resource.group, s.resource.kind): s.resource for s in served[:1]}
+        for old in customresources.served(prev) if prev is not None else []:
+            key = (old.resource.group, old.resource.kind)
+            if key not in wanted and key in self.custom:
+                self.custom.pop(key).cancel()
+                self.by_kind.pop(key, None)
+        for key, res in wanted.items():
+            if key not in self.custom and key not in self.by_kind:
+                inf = Informer(self.client, res, transform=metadata_only)
+                self._watch_kind(res, inf)
+                self.custom[key] = asyncio.create_task(inf.run())
 
     # -- the graph, from the caches --
 
@@ -326,11 +351,12 @@ class GarbageCollector:
             pass
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(inf.run()) for inf in self.own]
+        tasks = [asyncio.create_task(inf.run()) for inf in (*self.own, self.definitions)]
         try:
             await asyncio.gather(*(inf.synced.wait() for inf in self.own))
             await drain("garbage-collector", self.queue, self.reconcile)
         finally:
+            tasks.extend(self.custom.values())
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
