@@ -154,6 +154,13 @@ async def test_a_name_another_definition_holds_is_not_accepted(api: API) -> None
     assert conds["Established"] == ("False", "NotAccepted")
     code, _ = await call(api, "GET", f"/apis/{GROUP}/v1/namespaces/default/gizmos")
     assert code == 404
+    # Once the holder goes, the names are the other's.
+    await ok(api, "DELETE", f"{CRDS}/widgets.{GROUP}")
+    out = await ok(api, "GET", f"{CRDS}/gizmos.{GROUP}")
+    conds = {c["type"]: c["status"] for c in out["status"]["conditions"]}
+    assert conds == {"NamesAccepted": "True", "Established": "True"}
+    assert out["status"]["acceptedNames"]["kind"] == "Widget"
+    await ok(api, "GET", f"/apis/{GROUP}/v1/namespaces/default/gizmos")
 
 
 # -- serving --

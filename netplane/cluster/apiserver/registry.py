@@ -592,7 +592,26 @@ class Registry:
         self.admission.on_delete(res, kv.value)
         if res.custom:
             self._finish_definition(res)
+        elif res is CRD:
+            self._accept_waiting_names(kv.value)
         return _out(kv)
+
+    def _accept_waiting_names(self, gone: Obj) -> None:
+        """As kube's naming controller: the names a removed definition held
+        may now go to another of its group that was refused them."""
+        group = (gone.get("spec") or {}).get("group")
+        for kv in self.store.list(prefix_for(CRD, None))[0]:
+            crd = _out(kv)
+            if (crd.get("spec") or {}).get("group") != group or customresources.established(crd):
+                continue
+            before = copy.deepcopy(crd.get("status"))
+            customresources.set_status(crd, self.custom.taken_names(meta.name(crd)))
+            if crd.get("status") != before:
+                try:
+                    self.store.update(kv.key, _stored(crd), expected_revision=kv.mod_revision)
+                except store_base.Conflict:
+                    continue  # written meanwhile: that write judged its names
+                self.writes[CRD.kind] += 1
 
     def _definition_of(self, res: Resource) -> Obj | None:
         kv = self.store.get(key_for(CRD, None, f"{res.plural}.{res.group}"))
