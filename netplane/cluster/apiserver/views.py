@@ -1,8 +1,9 @@
 """Kinds served under two group-versions but stored once: events.k8s.io/v1
 Events are v1 Events with other field names; autoscaling/v1
-HorizontalPodAutoscalers are the stored v2 ones with a CPU target only. The
-view converts on the way in and out, so both spellings see, write and watch
-the same objects."""
+HorizontalPodAutoscalers are the stored v2 ones with a CPU target only; and
+every served version of a custom kind is a view of its one stored form. The
+view converts on the way in and out, so every spelling sees, writes and
+watches the same objects."""
 
 from __future__ import annotations
 
