@@ -528,3 +528,17 @@ async def test_odd_shapes_are_refused_not_failed(api: API) -> None:
     assert code == 422, out
     assert any("pattern: Invalid value" in m and "must be a valid regular expression" in m
                for m in messages(out))
+
+
+async def test_watch_as_tables(api: API) -> None:
+    """``kubectl get widgets -w``: each event a one-row Table with the columns."""
+    await install(api)
+    resp = await api.get(WIDGETS, params={"watch": "1"}, headers={"Accept": TABLE})
+    await ok(api, "POST", WIDGETS, widget("t1", size=2))
+    async with asyncio.timeout(30):
+        ev = json.loads(await resp.content.readline())
+    resp.close()
+    assert ev["type"] == "ADDED" and ev["object"]["kind"] == "Table"
+    assert [c["name"] for c in ev["object"]["columnDefinitions"]] == [
+        "Name", "Size", "Color", "Ready", "Age"]
+    assert ev["object"]["rows"][0]["cells"][:3] == ["t1", 2, "red"]
