@@ -169,9 +169,11 @@ def list_schema(served: Served, ref_prefix: str) -> Obj:
                 {"group": res.group, "kind": list_kind, "version": res.version}]}
 
 
-def as_version(obj: Obj, served: Served) -> Obj:
-    """A stored object as a served version shows it (a copy: watches share theirs)."""
-    obj = copy.deepcopy(obj)
+def as_version(obj: Obj, served: Served, *, shared: bool = False) -> Obj:
+    """A stored object as a served version shows it; a copy when ``shared``
+    (the watches that get one event share its object)."""
+    if shared:
+        obj = copy.deepcopy(obj)
     obj["apiVersion"] = served.resource.api_version
     structural.default(obj, served.schema)
     return obj

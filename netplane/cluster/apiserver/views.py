@@ -170,6 +170,9 @@ class CustomObjects(Registry):
     def _out(self, obj: Obj) -> Obj:
         return customresources.as_version(obj, self.served)
 
+    def _shared_out(self, obj: Obj) -> Obj:
+        return customresources.as_version(obj, self.served, shared=True)
+
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
         return self._out(self.inner.get(res, namespace, name))
 
@@ -223,7 +226,7 @@ class CustomObjects(Registry):
         events = self.inner.watch(res, query, resource_version)
         try:
             async for kind, obj in events:
-                yield kind, self._out(obj)
+                yield kind, self._shared_out(obj)
         finally:
             await events.aclose()
 
