@@ -151,6 +151,10 @@ def validate(crd: Obj) -> Errors:
     if conversion not in ("None", "Webhook"):
         errs.append(FieldError("spec.conversion.strategy", f'Unsupported value: "{conversion}": '
                                'supported values: "None", "Webhook"', "FieldValueNotSupported"))
+    if spec.get("preserveUnknownFields"):
+        errs.append(FieldError("spec.preserveUnknownFields", "Invalid value: true: cannot set "
+                               "to true, set x-kubernetes-preserve-unknown-fields to true in "
+                               "spec.versions[*].schema instead"))
     _version_errors(spec, errs)
     return errs
 

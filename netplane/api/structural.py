@@ -375,6 +375,15 @@ def _structural(schema: Mapping[str, Any], path: str, errs: Errors, *, root: boo
     if schema.get("properties") and isinstance(schema.get("additionalProperties"), Mapping):
         errs.append(FieldError(f"{path}.additionalProperties", "Forbidden: additionalProperties "
                                "and properties are mutual exclusive", "FieldValueForbidden"))
+    if "default" in schema and schema["default"] is not None:
+        # A default must be a value the schema takes, pruned and defaulted
+        # as objects are.
+        found: Errors = []
+        value = _json_copy(schema["default"])
+        _prune(value, schema)
+        default(value, schema)
+        _validate(value, schema, f"{path}.default", found)
+        errs.extend(found)
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
         try:

@@ -522,12 +522,16 @@ async def test_odd_shapes_are_refused_not_failed(api: API) -> None:
         'spec: Invalid value: "string": spec in body must be of type object: "string"']
     bad = crd(plural="odd")
     bad["spec"]["names"] = {"plural": "odd", "kind": "Odd"}
-    bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
-        "properties"]["name"]["pattern"] = "(["
+    odd_spec = bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    odd_spec["properties"]["name"]["pattern"] = "(["
+    odd_spec["properties"]["color"]["default"] = "pink"
     code, out = await call(api, "POST", CRDS, bad)
     assert code == 422, out
     assert any("pattern: Invalid value" in m and "must be a valid regular expression" in m
                for m in messages(out))
+    assert "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[color]." \
+           'default: Unsupported value: "pink": supported values: "red", "green", "blue"' \
+        in messages(out)
 
 
 async def test_watch_as_tables(api: API) -> None:
