@@ -26,6 +26,7 @@ from netplane.mesh import filters
 from netplane.mesh.capture import original_destination
 from netplane.mesh.config import MeshConfig
 from netplane.mesh.identity import Identity
+from netplane.mesh.metrics import MeshMetrics, Record
 from netplane.mesh.resilience import Balancer, Endpoint, RetryPolicy, Timeouts, Try, exchange
 from netplane.mesh.routes import (
     BackendKey,
@@ -55,6 +56,7 @@ class Listener:
     table: RouteTable
     port: int
     scheme: str = "http"
+    service: str = ""  # what metrics call the destination (a Service's FQDN, a Gateway)
 
 
 @dataclass
@@ -263,6 +265,7 @@ class Proxy:
         self.upstreams = Upstreams(tunnels)
         self.rng = rng or random.Random()
         self.on_answer: Callable[[Decision | None, int], None] | None = None
+        self.metrics = MeshMetrics()
 
     def apply(self, mesh: MeshConfig) -> None:
         """A new configuration: what the balancers know of endpoints that
@@ -283,29 +286,42 @@ class Proxy:
         if routing is None:
             return None
         target, table = routing
-        return Listener(table, target.port)
+        return Listener(table, target.port,
+                        service=f"{target.name}.{target.namespace}.svc.cluster.local")
 
     async def handle(self, port: int, req: _Incoming, *, client: str = "",
                      destination: tuple[str, int] | None = None) -> Answer:
+        rec = Record(method=req.method, path=req.target.partition("?")[0],
+                     request_bytes=len(req.body))
+        who = self.mesh.identity_of.get(client) if self.mesh is not None else None
+        if who is not None:
+            rec.source, rec.source_namespace = str(who), who.namespace
         listener = self._listener(port, client, destination)
+        decision = None
         if listener is None:
-            return _plain(404, "no routes here" if destination is None else
-                          f"no Service at {destination[0]}:{destination[1]}")
-        routed = Request.of(req.method, req.target, req.headers)
-        decision = listener.table.decide(routed)
-        if decision is None:
-            answer = _plain(404, "no route matches")
+            answer = _plain(404, "no routes here" if destination is None else
+                            f"no Service at {destination[0]}:{destination[1]}")
         else:
-            try:
-                answer = await self._follow(listener, decision, routed, req, client)
-            except RouteError as e:
-                answer = _plain(500, f"route {decision.rule.route}: {e}")
+            rec.service = listener.service or rec.service
+            routed = Request.of(req.method, req.target, req.headers)
+            decision = listener.table.decide(routed)
+            if decision is None:
+                answer = _plain(404, "no route matches")
+            else:
+                rule = decision.rule
+                rec.route = f"{rule.route} {rule.name or f'rule {rule.index}'}"
+                try:
+                    answer = await self._follow(listener, decision, routed, req, client, rec)
+                except RouteError as e:
+                    answer = _plain(500, f"route {decision.rule.route}: {e}")
+        rec.status, rec.response_bytes = answer.status, len(answer.body)
+        self.metrics.observe(rec)
         if self.on_answer is not None:
             self.on_answer(decision, answer.status)
         return answer
 
     async def _follow(self, listener: Listener, decision: Decision, routed: Request,
-                      req: _Incoming, client: str) -> Answer:
+                      req: _Incoming, client: str, rec: Record) -> Answer:
         rule = decision.rule
         headers, path, query = list(req.headers), routed.path, req.target.partition("?")[2]
         host = next((v for k, v in headers if k.lower() == "host"), "")
@@ -333,14 +349,14 @@ class Proxy:
         target = path + (f"?{query}" if query else "")
         answer = await self._forward(rule.backends, RetryPolicy.of(rule.retry),
                                      Timeouts.of(rule.timeouts), req.method, target, headers,
-                                     req.body, client)
+                                     req.body, client, rec)
         for spec in response_filters:
             answer.headers = filters.modify_headers(answer.headers, spec)
         return answer
 
     async def _forward(self, backends: tuple[BackendRef, ...], retry: RetryPolicy | None,
                        timeouts: Timeouts, method: str, target: str, headers: Headers,
-                       body: bytes, client: str = "") -> Answer:
+                       body: bytes, client: str = "", rec: Record | None = None) -> Answer:
         head = _request_head(method, target, headers, body)
         last: list[Answer | None] = []  # each try's answer; None when it got none
 
@@ -358,12 +374,17 @@ class Proxy:
             if endpoint is None:
                 last.append(_plain(503, f"no ready endpoints for {ref.namespace}/{ref.name}"))
                 return Try(code=503)
+            if rec is not None:
+                rec.backends.append(endpoint.address)
             got = await self._try(endpoint, head, body, method == "HEAD", limit, last,
                                   self._via(endpoint.address, client))
             balancer.report(endpoint, got)
             return got
 
         outcome = await exchange(attempt, retry, timeouts)
+        if rec is not None:  # the route's timeout, or the last try's own, cut it
+            rec.timed_out = outcome.timed_out or bool(
+                outcome.tries and outcome.tries[-1].error == "timeout")
         final = last[-1] if last and not outcome.timed_out else None
         if final is None:
             status = outcome.status()

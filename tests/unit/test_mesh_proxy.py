@@ -213,3 +213,31 @@ async def test_connections_are_kept_alive_on_both_sides(front: Front,
     writer.close()
     # and one connection to the backend, reused for all of them
     assert len(front.proxy.upstreams.idle(f"{LOOPBACK}:{backends['v1'].port}")) == 1
+
+
+async def test_metrics_and_the_access_log_tell_each_request(front: Front,
+                                                           caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    front.configure(to(("flaky", 1), retry={"attempts": 9, "codes": [503], "backoff": "1ms"}),
+                    to(("v1", 1), matches=[{"path": {"type": "Exact", "value": "/slow"}}],
+                       timeouts={"request": "100ms"}))
+    front.proxy.listeners[front.port].service = "web.shop.svc.cluster.local"
+    with caplog.at_level("INFO", logger="netplane.mesh.access"):
+        for _ in range(50):
+            await front.get("/")
+        assert (await front.get("/slow?delay=5"))[0] == 504
+    text = front.proxy.metrics.render().decode()
+    ok = [line for line in text.splitlines()
+          if line.startswith("netplane_mesh_requests_total{") and 'response_code="200"' in line]
+    assert len(ok) == 1 and 'destination_service="web.shop.svc.cluster.local"' in ok[0]
+    assert 'route="shop/web rule 0"' in ok[0] and float(ok[0].split()[-1]) >= 45
+    retries = [line for line in text.splitlines()
+               if line.startswith("netplane_mesh_retries_total{")]
+    assert retries and float(retries[0].split()[-1]) > 0  # half the first tries fail
+    assert any(line.startswith("netplane_mesh_timeouts_total{") and line.endswith(" 1.0")
+               for line in text.splitlines())
+    assert "netplane_mesh_request_duration_seconds_bucket{" in text
+    lines = [r.getMessage() for r in caplog.records if r.name == "netplane.mesh.access"]
+    assert len(lines) == 51
+    assert "GET web.shop.svc.cluster.local /slow route=shop/web rule 1" in lines[-1]
+    assert "code=504" in lines[-1]

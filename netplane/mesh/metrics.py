@@ -1,0 +1,78 @@
+"""What the node proxy tells of each request: Prometheus metrics with the
+golden signals per source workload, destination Service, route and
+response code (Istio's standard metrics, under netplane's names), and an
+access log line per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+access_log = logging.getLogger("netplane.mesh.access")
+
+LABELS = ("source_workload", "source_namespace", "destination_service", "route",
+          "response_code")
+# Request latency buckets in seconds, as Istio's (0.5 ms to 30 s).
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass
+class Record:
+    """One request as the proxy saw it through."""
+    started: float = field(default_factory=time.monotonic)
+    source: str = "unknown"  # the client's workload identity
+    source_namespace: str = "unknown"
+    service: str = "unknown"  # "name.namespace" of the destination Service
+    route: str = ""  # "ns/name rule" of the rule that took it
+    backends: list[str] = field(default_factory=list)  # each try's endpoint
+    method: str = ""
+    path: str = ""
+    status: int = 0
+    request_bytes: int = 0
+    response_bytes: int = 0
+    timed_out: bool = False
+
+    @property
+    def retries(self) -> int:
+        return max(len(self.backends) - 1, 0)
+
+
+class MeshMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("netplane_mesh_requests", "Requests the node proxy answered.",
+                                LABELS, registry=r)
+        self.duration = Histogram("netplane_mesh_request_duration_seconds",
+                                  "Time from a request's arrival to its answer.", LABELS,
+                                  buckets=BUCKETS, registry=r)
+        self.request_bytes = Counter("netplane_mesh_request_bytes", "Request body bytes.",
+                                     LABELS, registry=r)
+        self.response_bytes = Counter("netplane_mesh_response_bytes", "Response body bytes.",
+                                      LABELS, registry=r)
+        self.retries = Counter("netplane_mesh_retries", "Tries after the first.",
+                               ("destination_service", "route"), registry=r)
+        self.timeouts = Counter("netplane_mesh_timeouts", "Requests cut by a route timeout.",
+                                ("destination_service", "route"), registry=r)
+
+    def observe(self, rec: Record) -> None:
+        labels = (rec.source, rec.source_namespace, rec.service, rec.route, str(rec.status))
+        seconds = time.monotonic() - rec.started
+        self.requests.labels(*labels).inc()
+        self.duration.labels(*labels).observe(seconds)
+        self.request_bytes.labels(*labels).inc(rec.request_bytes)
+        self.response_bytes.labels(*labels).inc(rec.response_bytes)
+        if rec.retries:
+            self.retries.labels(rec.service, rec.route).inc(rec.retries)
+        if rec.timed_out:
+            self.timeouts.labels(rec.service, rec.route).inc()
+        access_log.info("%s %s %s %s route=%s backend=%s code=%d duration=%.1fms retries=%d",
+                        rec.source, rec.method, rec.service, rec.path, rec.route or "-",
+                        rec.backends[-1] if rec.backends else "-", rec.status,
+                        seconds * 1000, rec.retries)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
