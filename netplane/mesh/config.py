@@ -14,6 +14,7 @@ from dataclasses import astuple, dataclass, field, replace
 
 from netplane.api import meta
 from netplane.api.meta import Obj
+from netplane.mesh import authz
 from netplane.mesh.identity import TRUST_DOMAIN, Identity
 from netplane.mesh.routes import BackendKey, Route, RouteError, RouteTable
 
@@ -44,12 +45,22 @@ class MeshConfig:
     endpoint_nodes: dict[str, str] = field(default_factory=dict)  # "ip:port" -> node name
     node_ips: dict[str, str] = field(default_factory=dict)  # node name -> InternalIP
     pod_nodes: dict[str, str] = field(default_factory=dict)  # pod IP -> node name
+    pod_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # pod IP -> labels
+    policies: list[Obj] = field(default_factory=list)  # AuthorizationPolicies
     _defaults: dict[ServicePort, RouteTable] = field(default_factory=dict, repr=False)
 
     def table_for(self, client_namespace: str, target: ServicePort) -> RouteTable | None:
         """The routes for a client in ``client_namespace`` sending to
         ``target``; None: no route, plain L4 Service traffic."""
         return self.consumer.get((client_namespace, target)) or self.producer.get(target)
+
+    def authorize(self, source: Identity | None, endpoint: str, method: str, path: str
+                  ) -> authz.Verdict:
+        """Whether ``source`` may send this request to the pod at ``endpoint``."""
+        ip, _, port = endpoint.rpartition(":")
+        target = authz.Target(self.namespace_of.get(ip, ""), self.pod_labels.get(ip, {}),
+                              method=method, path=path, port=int(port or 0))
+        return authz.decide(self.policies, source, target)
 
     def may_tunnel(self, node: str, source: Identity, target: str, local_node: str) -> bool:
         """Whether the node proxy of ``node`` may open a stream as
@@ -164,7 +175,7 @@ def refusing(route: Route, refused: dict[tuple[int, int], str]) -> Route:
 
 def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
           grants: Iterable[Obj] = (), pods: Iterable[Obj] = (),
-          nodes: Iterable[Obj] = ()) -> MeshConfig:
+          nodes: Iterable[Obj] = (), policies: Iterable[Obj] = ()) -> MeshConfig:
     index = Index(services={(meta.namespace(s), meta.name(s)): s for s in services},
                    slices={}, grants=list(grants))
     for sl in slices:
@@ -173,7 +184,7 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
             index.slices.setdefault((meta.namespace(sl), owner), []).append(sl)
     producer: dict[ServicePort, list[Route]] = {}
     consumer: dict[tuple[str, ServicePort], list[Route]] = {}
-    config = MeshConfig()
+    config = MeshConfig(policies=list(policies))
     usable: set[BackendKey] = set()
     for (sns, sname), sobj in index.services.items():
         sspec = sobj.get("spec") or {}
@@ -191,6 +202,7 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
         for ip in (pod.get("status") or {}).get("podIPs") or ():
             config.namespace_of[ip["ip"]] = meta.namespace(pod)
             config.identity_of[ip["ip"]] = who
+            config.pod_labels[ip["ip"]] = meta.labels(pod)
             if node_name := (pod.get("spec") or {}).get("nodeName"):
                 config.pod_nodes[ip["ip"]] = node_name
     for node in nodes:

@@ -376,6 +376,12 @@ class Proxy:
                 return Try(code=503)
             if rec is not None:
                 rec.backends.append(endpoint.address)
+            if self.mesh is not None and self.mesh.policies:
+                verdict = self.mesh.authorize(self.mesh.identity_of.get(client),
+                                              endpoint.address, method, target.partition("?")[0])
+                if not verdict.allowed:  # Istio's words; a denial is not retried
+                    last.append(_plain(403, f"RBAC: access denied ({verdict.describe()})"))
+                    return Try(code=403)
             got = await self._try(endpoint, head, body, method == "HEAD", limit, last,
                                   self._via(endpoint.address, client))
             balancer.report(endpoint, got)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netplane.mesh.manifests import gateway_api_crds
+from netplane.mesh.manifests import gateway_api_crds, mesh_crds
 from netplane.mesh.routes import Request, compile_routes
 from tests.unit.test_apiserver import call, ok
 
@@ -68,3 +68,14 @@ async def test_the_crds_serve_gateway_api_objects_with_their_defaults(api: Any) 
     made = await ok(api, "POST", "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways",
                     gw)
     assert made["spec"]["listeners"][0]["allowedRoutes"] == {"namespaces": {"from": "Same"}}
+
+
+async def test_authorization_policies_are_served_with_their_default_action(api: Any) -> None:
+    for crd in mesh_crds():
+        await ok(api, "POST", CRDS, crd)
+    made = await ok(api, "POST", "/apis/security.netplane.io/v1/namespaces/default/"
+                                 "authorizationpolicies",
+                    {"apiVersion": "security.netplane.io/v1", "kind": "AuthorizationPolicy",
+                     "metadata": {"name": "admins"},
+                     "spec": {"rules": [{"from": [{"source": {"namespaces": ["ops"]}}]}]}})
+    assert made["spec"]["action"] == "ALLOW"

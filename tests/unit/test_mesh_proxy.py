@@ -19,9 +19,10 @@ import pytest
 import uvloop
 
 from netplane.api.meta import Obj
+from netplane.mesh.config import build
 from netplane.mesh.proxy import Listener, Proxy, serve
 from netplane.mesh.resilience import Balancer
-from netplane.mesh.routes import BackendKey, compile_routes
+from netplane.mesh.routes import BackendKey, Route, RouteTable, compile_routes
 from tests.echoserver import LOOPBACK, WHO, Echo, start
 
 NS = "shop"
@@ -241,3 +242,39 @@ async def test_metrics_and_the_access_log_tell_each_request(front: Front,
     assert len(lines) == 51
     assert "GET web.shop.svc.cluster.local /slow route=shop/web rule 1" in lines[-1]
     assert "code=504" in lines[-1]
+
+
+async def test_an_authorization_policy_denies_one_identity_and_allows_another(
+        backends: dict[str, Echo]) -> None:
+    svc = {"metadata": {"name": "api", "namespace": NS},
+           "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "http", "port": 80}]}}
+    sl = {"metadata": {"name": "api-1", "namespace": NS,
+                       "labels": {"kubernetes.io/service-name": "api"}},
+          "ports": [{"name": "http", "port": backends["v1"].port}],
+          "endpoints": [{"addresses": [LOOPBACK], "conditions": {"ready": True}}]}
+
+    def pod(sa: str) -> Obj:  # the client and the backend both on loopback here
+        return {"metadata": {"name": "p", "namespace": NS, "labels": {"app": "api"}},
+                "spec": {"serviceAccountName": sa}, "status": {"podIPs": [{"ip": LOOPBACK}]}}
+
+    only_admin = {"metadata": {"name": "admins", "namespace": NS},
+                  "spec": {"selector": {"matchLabels": {"app": "api"}}, "action": "ALLOW",
+                           "rules": [{"from": [{"source": {
+                               "principals": [f"cluster.local/ns/{NS}/sa/admin"]}}]}]}}
+    proxy = Proxy()
+    server = await serve(proxy, LOOPBACK, 0)
+    port = int(server.sockets[0].getsockname()[1])
+    try:
+        async with aiohttp.ClientSession() as session:
+            for sa, code in (("web", 403), ("admin", 200)):
+                proxy.apply(build([], [svc], [sl], pods=[pod(sa)], policies=[only_admin]))
+                proxy.listeners[port] = Listener(RouteTable(
+                    [Route.to_service(NS, "api", 80)], use_hostnames=False), port)
+                async with session.get(f"http://{LOOPBACK}:{port}/") as resp:
+                    text = await resp.text()
+                    assert resp.status == code, text
+                    if code == 403:
+                        assert text.startswith("RBAC: access denied")
+    finally:
+        server.close()
+        proxy.close()
