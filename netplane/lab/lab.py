@@ -20,6 +20,7 @@ from netplane.cluster.client import AlreadyExists, ApiError, Client, Connection
 from netplane.lab import options as labopts
 from netplane.lab import processes, topology
 from netplane.lab.paths import CONTROL, LabPaths
+from netplane.mesh.manifests import mesh_crds
 from netplane.net import netns, routes
 from netplane.node import cgroups, registration
 from netplane.node.runtime.dockerd import DOCKER_DIR, Engine, remove_cgroups
@@ -160,6 +161,16 @@ async def _declare_nodes(lab: LabPaths, workers: list[str]) -> None:
                 pass
 
 
+async def _install_crds(lab: LabPaths) -> None:
+    """The mesh's kinds (the Gateway API's, AuthorizationPolicy), so that
+    routes and policies apply in the lab as they would on a cluster with
+    the Gateway API installed."""
+    async with Client(Connection(socket=str(lab.socket))) as c:
+        for crd in mesh_crds():
+            with contextlib.suppress(AlreadyExists):
+                await c.create(resources.CUSTOMRESOURCEDEFINITION, crd)
+
+
 async def _wait_api(lab: LabPaths, deadline: float) -> None:
     while time.monotonic() < deadline:
         if lab.socket.exists() and (lab.data_dir / "pki" / "join.token").exists():
@@ -230,6 +241,7 @@ def up(lab: LabPaths, *, nodes: int, proxy_mode: str | None = None,
     asyncio.run(_wait_api(lab, time.monotonic() + 30))
     write_kubeconfig(lab)
     asyncio.run(_declare_nodes(lab, workers))
+    asyncio.run(_install_crds(lab))
     route_control_to_pods(lab, workers)
     for node in workers:
         start_agent(lab, node, proxy_mode=opts.proxy_mode, runtime=opts.runtime, say=say)

@@ -561,3 +561,36 @@ def test_every_node_reports_its_pressure_conditions(kubectl: Kubectl) -> None:
         assert conds["PIDPressure"]["reason"] == "KubeletHasSufficientPID"
         assert conds["DiskPressure"]["message"] in ("kubelet has no disk pressure",
                                                     "kubelet has disk pressure")
+
+
+HTTPROUTE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: canary
+spec:
+  parentRefs: [{group: "", kind: Service, name: hello, port: 8080}]
+  rules:
+  - matches: [{headers: [{name: x-canary, value: "1"}]}]
+    backendRefs: [{name: hello-v2, port: 8080}]
+  - backendRefs: [{name: hello, port: 8080}]
+"""
+
+
+def test_the_lab_serves_the_gateway_api_kinds(kubectl: Kubectl) -> None:
+    crds = kubectl("get", "crd", "-o", "name").stdout.split()
+    assert "customresourcedefinition.apiextensions.k8s.io/httproutes.gateway.networking.k8s.io" \
+        in crds
+    manifest = kubectl.home / "route.yaml"
+    manifest.write_text(HTTPROUTE)
+    assert kubectl("apply", "-f", str(manifest)).stdout.strip() == \
+        "httproute.gateway.networking.k8s.io/canary created"
+    route = kubectl.json("get", "httproute", "canary")
+    assert route["spec"]["rules"][1]["matches"] == [{"path": {"type": "PathPrefix",
+                                                              "value": "/"}}]
+    explained = kubectl("explain", "httproute.spec.rules.backendRefs").stdout
+    assert "weight" in explained
+    bad = kubectl("apply", "-f", "-", check=False,
+                  stdin=HTTPROUTE.replace("name: x-canary", "name: x-canary, type: Fuzzy"))
+    assert bad.returncode != 0 and "Unsupported value" in bad.stderr
+    kubectl("delete", "httproute", "canary")
