@@ -24,6 +24,7 @@ from netplane.node import capacity, cgroups, kubeletapi, registration
 from netplane.node.cgroups import Hierarchy
 from netplane.node.hostports import HostPorts
 from netplane.node.localpath import LocalPathProvisioner
+from netplane.node.meshnode import NodeMesh
 from netplane.node.nodedns import NodeDNS, upstream_list
 from netplane.node.pods import NodeContext, PodManager
 from netplane.node.runtime.dockerd import DOCKER_DIR, Engine
@@ -149,6 +150,8 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     slices.add_handler(proxier.on_endpoints)
     endpoints.add_handler(proxier.on_endpoints)
     dns.watch(services=services, slices=slices, endpoints=endpoints, pods=all_pods)
+    mesh = NodeMesh(client, node_name=cfg.node_name, services=services, slices=slices,
+                    pods=all_pods, nodes=nodes, namespaces=namespaces)
 
     ctx = NodeContext(node_name=cfg.node_name, node_ip=cfg.node_ip,
                       netns_prefix=cfg.netns_prefix, dns_ip=cfg.dns_ip,
@@ -172,6 +175,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
         configmaps.run(), secrets.run(), claims.run(), persistent_volumes.run(),
         storage_classes.run(), provisioner.run(),
         proxier.run(stop), policies.run(), namespaces.run(), policy.run(stop),
+        *(inf.run() for inf in mesh.informers()), mesh.run(stop),
         pods.run(), duties.run(), host_ports.run(),
         RouteSyncer(nodes, cfg.node_name).run(),
         registration.heartbeat(client, cfg.node_name, cfg.node_ip, machine=machine,
@@ -182,6 +186,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     status.add_metrics(lambda: proxy_metrics.render(proxier))
     status.add_metrics(lambda: proxy_metrics.render_policy(policy))
     status.add_metrics(dns.render_metrics)
+    status.add_metrics(lambda: mesh.proxy.metrics.render().decode())
     status.add_view("proxy", lambda: proxier.describe(check_kernel=True))
     status.add_view("policy", lambda: policy.describe(check_kernel=True))
     await status.start()

@@ -95,6 +95,10 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
          "verbs": [*READ, *WRITE]},
         # The node enforces network policy (a policy plugin's own role in kube).
         NETPOL_READ,
+        # The node's mesh proxy routes by the Gateway API and authorizes.
+        {"apiGroups": ["gateway.networking.k8s.io", "security.netplane.io"],
+         "resources": ["httproutes", "referencegrants", "gateways", "gatewayclasses",
+                       "authorizationpolicies"], "verbs": READ},
         # Its heartbeat: the node's Lease in kube-node-lease.
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
          "verbs": [*READ, *WRITE]},
