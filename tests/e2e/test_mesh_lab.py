@@ -39,7 +39,7 @@ def lab() -> Iterator[Lab]:
         def ready() -> bool:
             pods = json.loads(the_lab.netplane("get", "pods", "-n", "shop", "-o",
                                                "json").stdout)["items"]
-            return len(pods) == 4 and all(meta.pod_ready(p) for p in pods)
+            return len(pods) == 5 and all(meta.pod_ready(p) for p in pods)
         wait_for("pods ready", ready, timeout=120)
         yield the_lab
 
@@ -68,3 +68,37 @@ def test_the_node_shows_the_capture_and_the_proxys_metrics(lab: Lab) -> None:
                            "http://192.168.56.12:10249/metrics").stdout
     assert "netplane_mesh_requests_total{" in metrics
     assert 'destination_service="web.shop.svc.cluster.local"' in metrics
+
+
+def codes_and_pods(lab: Lab, url: str, n: int) -> Counter[str]:
+    """``n`` requests from the client pod in one shell loop: each line the
+    status code and the pod that answered."""
+    loop = (f'for i in $(seq {n}); do curl -s --max-time 5 -w " %{{http_code}}" {url} '
+            f'| tr -d "\\n"; echo; done')
+    out = lab.netplane("exec", "-n", "shop", "client", "--", "sh", "-c", loop, timeout=300)
+    return Counter(f"{line.split()[-1]} {line.split()[0].removeprefix('pod=').rsplit('-', 2)[0]}"
+                   for line in out.stdout.splitlines() if line.strip())
+
+
+def test_an_80_20_split_holds_over_a_thousand_requests(lab: Lab) -> None:
+    # The route in force: the flaky Service's route answers its 504 (below)
+    # only once the node has the routes of the manifest.
+    wait_for("the routes in force", lambda: lab.netplane(
+        "exec", "-n", "shop", "client", "--", "curl", "-s", "--max-time", "10", "-o",
+        "/dev/null", "-w", "%{http_code}", "http://flaky.shop/delay?ms=3000").stdout == "504")
+    got = codes_and_pods(lab, "http://split.shop/", 1000)
+    assert set(got) == {"200 web-v1", "200 web-v2"}
+    assert 750 <= got["200 web-v1"] <= 850  # 80 % +- 5 %
+
+
+def test_retries_hide_a_backend_that_fails_half_its_answers(lab: Lab) -> None:
+    bare = codes_and_pods(lab, "http://flaky-bare.shop/", 200)
+    assert 40 <= bare["503 flaky"] <= 160  # no route: about half fail
+    got = codes_and_pods(lab, "http://flaky.shop/", 1000)
+    assert got["200 flaky"] >= 990  # all ten tries fail for 1 request in 1,024
+
+
+def test_a_request_timeout_answers_504(lab: Lab) -> None:
+    out = lab.netplane("exec", "-n", "shop", "client", "--", "curl", "-s", "--max-time", "10",
+                       "-o", "/dev/null", "-w", "%{http_code}", "http://flaky.shop/delay?ms=3000")
+    assert out.stdout.strip() == "504"
