@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[str, str]]
 # Per connection, not forwarded (RFC 9110 7.6.1), besides those Connection names.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
-                        "transfer-encoding", "upgrade"})
+                        "transfer-encoding", "upgrade", "expect"})  # expect: answered here
 IDLE_PER_ENDPOINT = 64
 READ_SIZE = 65536
 
@@ -518,6 +518,11 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.parsed.on_headers_complete()
+        # The body is read whole before it goes on, so the proxy itself says
+        # "go on" (a client waits for it, curl a second, before a large body).
+        if any(n.lower() == b"expect" and v.lower() == b"100-continue"
+               for n, v in self.parsed.headers) and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self.parsed.on_body(body)

@@ -278,3 +278,15 @@ async def test_an_authorization_policy_denies_one_identity_and_allows_another(
     finally:
         server.close()
         proxy.close()
+
+
+async def test_expect_100_continue_is_answered_by_the_proxy(front: Front) -> None:
+    front.configure(to(("v1", 1)))
+    reader, writer = await asyncio.open_connection(LOOPBACK, front.port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\n"
+                 b"Expect: 100-continue\r\n\r\n")
+    assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"hello")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    writer.close()
