@@ -161,6 +161,36 @@ def backend_problem(index: Index, route_ns: str, ref: Obj) -> tuple[str, str] | 
     return None
 
 
+@dataclass
+class Backends:
+    """What a route's backendRefs resolve to: its ResolvedRefs condition,
+    why each refused one (by rule and backend index) takes nothing, and the
+    Service ports of those it may use."""
+    resolved: Obj
+    refused: dict[tuple[int, int], str]
+    usable: set[BackendKey]
+
+    @classmethod
+    def of(cls, index: Index, route: Obj, generation: int) -> Backends:
+        ns = meta.namespace(route)
+        problems: list[tuple[str, str]] = []
+        refused: dict[tuple[int, int], str] = {}
+        usable: set[BackendKey] = set()
+        for i, rule in enumerate((route.get("spec") or {}).get("rules") or ()):
+            for j, ref in enumerate(rule.get("backendRefs") or ()):
+                problem = backend_problem(index, ns, ref)
+                if problem is None:
+                    usable.add(BackendKey(ref.get("namespace") or ns, ref["name"],
+                                          ref.get("port")))
+                else:
+                    problems.append(problem)
+                    refused[(i, j)] = problem[1]
+        resolved = condition("ResolvedRefs", not problems,
+                             problems[0][0] if problems else "ResolvedRefs",
+                             "; ".join(m for _, m in problems), generation)
+        return cls(resolved, refused, usable)
+
+
 def refusing(route: Route, refused: dict[tuple[int, int], str]) -> Route:
     """The route with its unusable backends marked: requests the weights
     send to them get 500, as the specification says."""
@@ -219,22 +249,11 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
         except RouteError as e:
             compiled = None
             accepted = condition("Accepted", False, e.reason, str(e), generation)
-        problems = []
-        refused: dict[tuple[int, int], str] = {}  # (rule, backend) -> why it takes nothing
-        for i, rule in enumerate((obj.get("spec") or {}).get("rules") or ()):
-            for j, ref in enumerate(rule.get("backendRefs") or ()):
-                problem = backend_problem(index, ns, ref)
-                if problem is None:
-                    usable.add(BackendKey(ref.get("namespace") or ns, ref["name"],
-                                          ref.get("port")))
-                else:
-                    problems.append(problem)
-                    refused[(i, j)] = problem[1]
-        if compiled is not None and refused:
-            compiled = refusing(compiled, refused)
-        resolved = condition("ResolvedRefs", not problems,
-                              problems[0][0] if problems else "ResolvedRefs",
-                              "; ".join(m for _, m in problems), generation)
+        backends = Backends.of(index, obj, generation)
+        usable |= backends.usable
+        if compiled is not None and backends.refused:
+            compiled = refusing(compiled, backends.refused)
+        resolved = backends.resolved
         statuses = []
         for parent in parents:
             pns = parent.get("namespace") or ns

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from netplane.api import meta, selectors
 from netplane.api.meta import Obj
-from netplane.mesh.config import GATEWAY_GROUP, Index, backend_problem, condition, refusing
+from netplane.mesh.config import GATEWAY_GROUP, Backends, Index, condition, refusing
 from netplane.mesh.routes import (
     Route,
     RouteError,
@@ -133,16 +133,8 @@ def build(classes: Iterable[Obj], gateways: Iterable[Obj], routes: Iterable[Obj]
                    if _is_gateway_ref(p) and (p.get("namespace") or ns, p.get("name")) in gws]
         if not parents:
             continue
-        problems = []
-        refused = {}
-        for i, rule in enumerate((obj.get("spec") or {}).get("rules") or ()):
-            for j, ref in enumerate(rule.get("backendRefs") or ()):
-                if (problem := backend_problem(index, ns, ref)) is not None:
-                    problems.append(problem)
-                    refused[(i, j)] = problem[1]
-        resolved = condition("ResolvedRefs", not problems,
-                              problems[0][0] if problems else "ResolvedRefs",
-                              "; ".join(m for _, m in problems), generation)
+        backends = Backends.of(index, obj, generation)
+        refused, resolved = backends.refused, backends.resolved
         statuses = []
         for parent in parents:
             key = (parent.get("namespace") or ns, str(parent.get("name")))

@@ -433,13 +433,18 @@ class Proxy:
         self.upstreams.close()
 
 
-def _request_head(method: str, target: str, headers: Headers, body: bytes) -> bytes:
+def _end_to_end(headers: Headers) -> Headers:
+    """The headers that go on: not hop-by-hop, not named by Connection, and
+    not Content-Length (the proxy writes its own, for the whole body)."""
     named = {v.strip().lower() for k, v in headers if k.lower() == "connection"
              for v in v.split(",")}
-    kept = [(k, v) for k, v in headers
+    return [(k, v) for k, v in headers
             if k.lower() not in HOP_BY_HOP and k.lower() not in named
             and k.lower() != "content-length"]
-    lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in kept]
+
+
+def _request_head(method: str, target: str, headers: Headers, body: bytes) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in _end_to_end(headers)]
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -447,12 +452,8 @@ def _request_head(method: str, target: str, headers: Headers, body: bytes) -> by
 
 def _response_bytes(answer: Answer, *, keep_alive: bool, head_only: bool) -> bytes:
     reason = answer.reason if answer.reason is not None else _phrase(answer.status)
-    named = {v.strip().lower() for k, v in answer.headers if k.lower() == "connection"
-             for v in v.split(",")}
     lines = [f"HTTP/1.1 {answer.status} {reason}"]
-    lines += [f"{k}: {v}" for k, v in answer.headers
-              if k.lower() not in HOP_BY_HOP and k.lower() not in named
-              and k.lower() != "content-length"]
+    lines += [f"{k}: {v}" for k, v in _end_to_end(answer.headers)]
     if answer.status not in (204, 304) and answer.status >= 200:
         length = next((v for k, v in answer.headers if k.lower() == "content-length"), None)
         lines.append(f"Content-Length: {length if head_only and length else len(answer.body)}")
