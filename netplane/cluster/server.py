@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import ssl
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import uvloop
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from netplane.cluster import gcpolicy
+from netplane.cluster import children, gcpolicy
 from netplane.cluster.apiserver import (
     access,
     bootstrap,
@@ -69,6 +70,8 @@ class ServerConfig:
     service_cidr: str = "10.96.0.0/12"
     cluster_cidr: str = "10.244.0.0/16"
     controllers: bool = True
+    # The mesh and Gateway controller (a child process, with the controllers).
+    mesh: bool = True
     load_balancer_pool: str = ""
     # A KubeSchedulerConfiguration (kube-scheduler's --config); None: the default profile.
     scheduler_config: Path | None = None
@@ -170,8 +173,14 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
     tasks: list[asyncio.Task[None]] = []
     client = Client(Connection(socket=str(cfg.socket)), user_agent="kube-controller-manager")
     if cfg.controllers:
-        tasks.append(asyncio.create_task(scheduler_process.supervise(
-            cfg.socket, cfg.scheduler_config)))
+        tasks.append(asyncio.create_task(children.supervise(
+            scheduler_process.command(cfg.socket, cfg.scheduler_config), "scheduler")))
+        if cfg.mesh:
+            # By module name: the control plane runs the mesh's controller
+            # without importing the mesh.
+            tasks.append(asyncio.create_task(children.supervise(
+                [sys.executable, "-m", "netplane.mesh.controller",
+                 "--socket-path", str(cfg.socket)], "mesh controller")))
         pool = parse_pool(cfg.load_balancer_pool) if cfg.load_balancer_pool else []
         tasks.append(asyncio.create_task(manager.run(
             client, lb_pool=pool, node_grace=cfg.node_monitor_grace_period,

@@ -51,3 +51,28 @@ def status_patch(obj: Obj, ours: list[Obj], controller: str, *,
     current = (obj.get("status") or {}).get("parents") or []
     merged = merged_parents(current, ours, controller, now=now)
     return None if merged == current else {"status": {"parents": merged}}
+
+
+def conditions_patch(obj: Obj, desired: list[Obj], *, now: Callable[[], str] = _now
+                     ) -> Obj | None:
+    """The merge patch of a GatewayClass's status conditions, or None."""
+    current = (obj.get("status") or {}).get("conditions") or []
+    merged = _conditions(current, desired, now())
+    return None if merged == current else {"status": {"conditions": merged}}
+
+
+def gateway_patch(obj: Obj, desired: Obj, *, now: Callable[[], str] = _now) -> Obj | None:
+    """The merge patch of a Gateway's status (addresses, conditions, one
+    entry per listener), or None when nothing changes."""
+    current = obj.get("status") or {}
+    stamp = now()
+    before = {ln.get("name"): ln for ln in current.get("listeners") or ()}
+    status = {
+        "addresses": desired.get("addresses") or [],
+        "conditions": _conditions(current.get("conditions") or [],
+                                  desired.get("conditions") or [], stamp),
+        "listeners": [{**ln, "conditions": _conditions(
+            (before.get(ln["name"]) or {}).get("conditions") or [],
+            ln.get("conditions") or [], stamp)} for ln in desired.get("listeners") or ()]}
+    same = all(status[k] == (current.get(k) or []) for k in status)
+    return None if same else {"status": status}

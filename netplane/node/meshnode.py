@@ -13,19 +13,14 @@ import contextlib
 import logging
 
 from netplane.api import meta
-from netplane.api.resources import Resource
 from netplane.cluster.client import Client, Informer
 from netplane.mesh import capture
-from netplane.mesh.config import GATEWAY_GROUP, MeshConfig, build
+from netplane.mesh.config import MeshConfig, build
+from netplane.mesh.kinds import AUTHORIZATIONPOLICY, HTTPROUTE, REFERENCEGRANT
 from netplane.mesh.proxy import Proxy, serve
 
 log = logging.getLogger(__name__)
 
-HTTPROUTE = Resource("HTTPRoute", "httproutes", "httproute", GATEWAY_GROUP, "v1", True)
-REFERENCEGRANT = Resource("ReferenceGrant", "referencegrants", "referencegrant", GATEWAY_GROUP,
-                          "v1beta1", True)
-AUTHORIZATIONPOLICY = Resource("AuthorizationPolicy", "authorizationpolicies",
-                               "authorizationpolicy", "security.netplane.io", "v1", True)
 ENROLLED_LABEL, ENROLLED = "netplane.io/mesh", "enabled"
 SYNC_INTERVAL = 0.1  # at most this often: a burst of changes makes one sync
 

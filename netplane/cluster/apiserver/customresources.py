@@ -7,6 +7,7 @@ only the apiVersion differs, and each version's defaults apply on read."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -181,36 +182,45 @@ def as_version(obj: Obj, served: Served, *, shared: bool = False) -> Obj:
 
 def column_value(obj: Obj, json_path: str) -> Any:
     """A printer column's value: the simple JSONPaths CRDs use (``.spec.x``,
-    ``.status.conditions[0].type``, ``.status.conditions[?(@.type=="Ready")].status``)."""
-    value: Any = obj
+    ``.status.conditions[0].type``, ``.status.conditions[?(@.type=="Ready")].status``,
+    ``.status.addresses[*].value``). Of several results, the first, as
+    apiextensions-apiserver's table convertor prints."""
+    values: list[Any] = [obj]
     path = json_path.strip().lstrip("{").rstrip("}").lstrip(".")
     for part in _path_parts(path):
-        if value is None:
-            return None
-        if isinstance(part, int):
-            value = value[part] if isinstance(value, list) and -len(value) <= part < len(value) \
-                else None
-        elif isinstance(part, tuple):
-            key, want = part
-            value = next((i for i in value if isinstance(i, dict) and str(i.get(key)) == want),
-                         None) if isinstance(value, list) else None
-        else:
-            value = value.get(part) if isinstance(value, dict) else None
-    return value
+        step: list[Any] = []
+        for value in values:
+            if isinstance(part, int):
+                if isinstance(value, list) and -len(value) <= part < len(value):
+                    step.append(value[part])
+            elif part is ALL:
+                step += value if isinstance(value, list) else []
+            elif isinstance(part, tuple):
+                key, want = part
+                step += [i for i in value if isinstance(i, dict) and str(i.get(key)) == want] \
+                    if isinstance(value, list) else []
+            elif isinstance(value, dict) and value.get(part) is not None:
+                step.append(value[part])
+        values = step
+    return values[0] if values else None
+
+
+ALL = object()  # "[*]"
+
+
+_PART = re.compile(r"""\[\?\(@\.([^=)\s]+)\s*==\s*['"]?([^'")]*)['"]?\)\]"""
+                   r"|\[(\*|-?\d+|'[^']*'|\"[^\"]*\")\]|\.?([^.\[]+)")
 
 
 def _path_parts(path: str) -> list[Any]:
     out: list[Any] = []
-    for piece in path.replace("[", ".[").split("."):
-        if not piece:
-            continue
-        if piece.startswith("[?(@.") and piece.endswith(")]"):
-            key, _, want = piece[5:-2].partition("==")
-            out.append((key.strip(), want.strip().strip("'\"")))
-        elif piece.startswith("[") and piece.endswith("]") and piece[1:-1].lstrip("-").isdigit():
-            out.append(int(piece[1:-1]))
-        elif piece.startswith("["):
-            out.append(piece[1:-1].strip("'\""))
-        else:
-            out.append(piece)
+    for key, want, index, name in _PART.findall(path):
+        if key:
+            out.append((key, want))
+        elif index == "*":
+            out.append(ALL)
+        elif index:
+            out.append(int(index) if index.lstrip("-").isdigit() else index.strip("'\""))
+        elif name:
+            out.append(name)
     return out

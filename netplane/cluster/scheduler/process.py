@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import logging
 import signal
 import sys
@@ -24,9 +22,6 @@ from netplane.cluster.scheduler.loop import Scheduler
 
 log = logging.getLogger(__name__)
 USER_AGENT = "kube-scheduler"
-RESTART_DELAY = 1.0
-STOP_GRACE = 5.0
-_PR_SET_PDEATHSIG = 1
 
 
 def command(socket: Path, config_file: Path | None) -> list[str]:
@@ -34,40 +29,6 @@ def command(socket: Path, config_file: Path | None) -> list[str]:
     if config_file is not None:
         argv += ["--config", str(config_file)]
     return argv
-
-
-def _die_with_parent() -> None:
-    # A server killed outright (SIGKILL, as `lab stop --kill` does) takes its
-    # scheduler with it instead of leaving it to schedule for no one.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-async def supervise(socket: Path, config_file: Path | None) -> None:
-    """The scheduler process, kept running until cancelled; then stopped."""
-    while True:
-        proc = await asyncio.create_subprocess_exec(
-            *command(socket, config_file), preexec_fn=_die_with_parent)
-        try:
-            code = await proc.wait()
-        except asyncio.CancelledError:
-            await _stop(proc)
-            raise
-        log.warning("the scheduler exited with %s; starting it again", code)
-        await asyncio.sleep(RESTART_DELAY)
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
 
 
 async def serve(socket: Path, profiles: list[config.ProfileSpec] | None,

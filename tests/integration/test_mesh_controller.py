@@ -1,0 +1,176 @@
+"""The mesh controller beside a real ``netplane server``: what ``kubectl
+get``/``describe`` show a user of the Gateway API. GatewayClass accepted,
+a Gateway given a LoadBalancer address through its Service, routes'
+statuses for their Gateway and Service parents side by side, and the
+reasons the specification names when a reference is wrong."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from netplane.mesh.manifests import mesh_crds
+from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server, wait_for
+
+pytestmark = pytest.mark.skipif(not HAVE_KUBECTL, reason="kubectl is not installed")
+
+OBJECTS = """
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: netplane}
+spec: {controllerName: netplane.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: shop}
+spec:
+  gatewayClassName: netplane
+  listeners:
+  - {name: http, protocol: HTTP, port: 80}
+  - {name: other, protocol: HTTP, port: 8080, hostname: other.example}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: both, namespace: shop}
+spec:
+  parentRefs:
+  - {name: edge, sectionName: http}
+  - {group: "", kind: Service, name: web, port: 80}
+  rules:
+  - backendRefs: [{name: web, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: shop}
+spec:
+  parentRefs: [{name: edge}]
+  rules:
+  - backendRefs: [{name: nowhere, port: 80}]
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    base = tmp_path_factory.mktemp("meshctl")
+    with api_server(base, "--node-monitor-grace-period", "1h",
+                    "--load-balancer-pool", "192.168.56.200-192.168.56.201") as c:
+        crds = base / "crds.yaml"
+        crds.write_text(yaml.safe_dump_all(mesh_crds()))
+        c.kubectl("apply", "-f", str(crds))
+        wait_for("the Gateway API served",
+                 lambda: c.kubectl("get", "gateways", "-A", check=False).returncode == 0)
+        c.kubectl("apply", "-f", "-", stdin=OBJECTS)
+        c.kubectl("patch", "node", "n1", "--subresource=status", "--type=merge", "-p",
+                  json.dumps({"status": {"addresses": [{"type": "InternalIP",
+                                                        "address": "192.168.56.11"}],
+                                         "conditions": [{"type": "Ready", "status": "True",
+                                                         "reason": "KubeletReady"}]}}))
+        yield c
+
+
+def get(cluster: Cluster, *what: str) -> dict:
+    return json.loads(cluster.kubectl("get", *what, "-o", "json").stdout)
+
+
+def conditions(obj: dict) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in obj.get("conditions") or ()}
+
+
+def test_the_gateway_class_is_accepted(cluster: Cluster) -> None:
+    wait_for("Accepted", lambda: conditions(get(cluster, "gatewayclass", "netplane")
+                                            .get("status", {})).get("Accepted")
+             == ("True", "Accepted"))
+
+
+def test_the_gateway_gets_an_address_from_the_pool_through_its_service(cluster: Cluster
+                                                                     ) -> None:
+    def programmed() -> dict | None:
+        gw = get(cluster, "gateway", "-n", "shop", "edge")
+        return gw if conditions(gw.get("status", {})).get("Programmed") == \
+            ("True", "Programmed") else None
+    gw = wait_for("the Gateway programmed", programmed)
+    assert [a["value"] for a in gw["status"]["addresses"]] == ["192.168.56.200"]
+    listeners = {ln["name"]: ln for ln in gw["status"]["listeners"]}
+    # "broken" names no listener and no hostnames: it attaches to both.
+    assert listeners["http"]["attachedRoutes"] == 2 and listeners["other"]["attachedRoutes"] == 1
+    svc = get(cluster, "service", "-n", "shop", "edge-netplane")
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == \
+        [(80, 15100), (8080, 15101)]
+    assert svc["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.168.56.200"
+    # The nodes' proxies are the Service's endpoints, on the node-proxy ports.
+    slices = get(cluster, "endpointslices", "-n", "shop",
+                 "-l", "kubernetes.io/service-name=edge-netplane")["items"]
+    assert [(e["addresses"], e["nodeName"], e["conditions"]["ready"])
+            for s in slices for e in s["endpoints"]] == [(["192.168.56.11"], "n1", True)]
+    assert sorted(p["port"] for s in slices for p in s["ports"]) == [15100, 15101]
+    printed = cluster.kubectl("get", "gateway", "-n", "shop", "edge").stdout
+    assert "192.168.56.200" in printed and "True" in printed
+
+
+def test_a_route_reports_on_its_gateway_and_its_service(cluster: Cluster) -> None:
+    def parents() -> dict[str, dict] | None:
+        route = get(cluster, "httproute", "-n", "shop", "both")
+        got = {p["parentRef"].get("kind", "Gateway"): p
+               for p in (route.get("status") or {}).get("parents") or ()}
+        return got if len(got) == 2 else None
+    got = wait_for("both parents' statuses", parents)
+    assert got["Gateway"]["controllerName"] == "netplane.io/gateway-controller"
+    assert got["Service"]["controllerName"] == "netplane.io/mesh"
+    for p in got.values():
+        assert conditions(p)["Accepted"] == ("True", "Accepted")
+        assert conditions(p)["ResolvedRefs"] == ("True", "ResolvedRefs")
+
+
+def test_a_missing_backend_is_named_in_the_route_status(cluster: Cluster) -> None:
+    def resolved() -> tuple[str, str] | None:
+        route = get(cluster, "httproute", "-n", "shop", "broken")
+        parents = (route.get("status") or {}).get("parents") or []
+        return conditions(parents[0]).get("ResolvedRefs") if parents else None
+    assert wait_for("ResolvedRefs", resolved) == ("False", "BackendNotFound")
+    described = cluster.kubectl("describe", "httproute", "-n", "shop", "broken").stdout
+    assert "BackendNotFound" in described
+
+
+def test_a_listener_port_added_later_gets_the_next_node_port(cluster: Cluster) -> None:
+    cluster.kubectl("patch", "gateway", "-n", "shop", "edge", "--type=json", "-p", json.dumps(
+        [{"op": "add", "path": "/spec/listeners/-",
+          "value": {"name": "alt", "protocol": "HTTP", "port": 81}}]))
+
+    def ports() -> list[tuple[int, int]] | None:
+        svc = get(cluster, "service", "-n", "shop", "edge-netplane")
+        got = [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]]
+        return got if len(got) == 3 else None
+    # The ports listeners had keep their node ports: connections in flight stay.
+    assert wait_for("the new port", ports) == [(80, 15100), (81, 15102), (8080, 15101)]
+
+
+def test_deleting_the_gateway_removes_its_service(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+        "metadata: {name: brief, namespace: shop}\n"
+        "spec: {gatewayClassName: netplane, listeners: [{name: h, protocol: HTTP, port: 80}]}\n"))
+    wait_for("its Service", lambda: cluster.kubectl(
+        "get", "service", "-n", "shop", "brief-netplane", check=False).returncode == 0)
+    cluster.kubectl("delete", "gateway", "-n", "shop", "brief")
+    wait_for("its Service gone", lambda: cluster.kubectl(
+        "get", "service", "-n", "shop", "brief-netplane", check=False).returncode != 0)
+
