@@ -491,8 +491,10 @@ class _ClientConnection(asyncio.Protocol):
         self.port = int(transport.get_extra_info("sockname")[1])
         self.client = str(transport.get_extra_info("peername")[0])
         sock = transport.get_extra_info("socket")
-        self.destination = original_destination(sock) if self.proxy.mesh is not None \
-            else None
+        # Captured connections carry where they were sent; a listener's port
+        # (a Gateway's, reached through a Service's DNAT) is served by its own.
+        self.destination = original_destination(sock) \
+            if self.proxy.mesh is not None and self.port not in self.proxy.listeners else None
         self.worker = asyncio.get_running_loop().create_task(self._serve())
 
     def data_received(self, data: bytes) -> None:

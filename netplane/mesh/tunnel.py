@@ -72,25 +72,49 @@ def authorizer(mesh: Callable[[], MeshConfig | None], local_node: str) -> Author
 @dataclass
 class Credentials:
     """A node's certificate chain, key and the cluster root, as files (the
-    ssl module loads certificates from files only), in a private folder."""
+    ssl module loads certificates from files only), in a private folder.
+    ``renew`` puts new ones in place: server contexts made so far take them
+    for their next handshakes, client contexts made from now on use them;
+    connections already up keep what they were made with."""
     folder: Path
     issued: Issued
-    authority: Authority
+    chain: list[x509.Certificate]  # the intermediates: the mesh CA
+    root: x509.Certificate
+    _servers: list[ssl.SSLContext] = field(default_factory=list, repr=False)
 
     @classmethod
-    def write(cls, issued: Issued, authority: Authority, folder: Path | None = None
-              ) -> Credentials:
+    def write(cls, issued: Issued, chain: list[x509.Certificate], root: x509.Certificate,
+              folder: Path | None = None) -> Credentials:
         folder = folder or Path(tempfile.mkdtemp(prefix="np-mesh-"))
+        folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
+        out = cls(folder, issued, chain, root)
+        out._files()
+        return out
+
+    @classmethod
+    def of(cls, issued: Issued, authority: Authority, folder: Path | None = None
+           ) -> Credentials:
+        """Credentials issued by ``authority`` (whose CA certificate is the chain)."""
+        return cls.write(issued, [authority.cert], authority.root, folder)
+
+    def _files(self) -> None:
         pem = serialization.Encoding.PEM
-        (folder / "chain.pem").write_bytes(issued.cert.public_bytes(pem)
-                                           + authority.cert.public_bytes(pem))
-        key = folder / "key.pem"
+        (self.folder / "chain.pem.tmp").write_bytes(
+            self.issued.cert.public_bytes(pem) + b"".join(c.public_bytes(pem) for c in self.chain))
+        key = self.folder / "key.pem.tmp"
         key.touch(0o600)
-        key.write_bytes(issued.key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()))
-        (folder / "root.pem").write_bytes(authority.root.public_bytes(pem))
-        return cls(folder, issued, authority)
+        key.write_bytes(self.issued.key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+        (self.folder / "root.pem.tmp").write_bytes(self.root.public_bytes(pem))
+        for name in ("chain.pem", "key.pem", "root.pem"):
+            (self.folder / f"{name}.tmp").replace(self.folder / name)
+
+    def renew(self, issued: Issued, chain: list[x509.Certificate]) -> None:
+        self.issued, self.chain = issued, chain
+        self._files()
+        for ctx in self._servers:
+            ctx.load_cert_chain(self.folder / "chain.pem", self.folder / "key.pem")
 
     def context(self, *, server: bool) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
@@ -100,6 +124,8 @@ class Credentials:
         ctx.load_verify_locations(self.folder / "root.pem")
         ctx.load_cert_chain(self.folder / "chain.pem", self.folder / "key.pem")
         ctx.set_alpn_protocols(["h2"])
+        if server:
+            self._servers.append(ctx)
         return ctx
 
 

@@ -151,7 +151,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     endpoints.add_handler(proxier.on_endpoints)
     dns.watch(services=services, slices=slices, endpoints=endpoints, pods=all_pods)
     mesh = NodeMesh(client, node_name=cfg.node_name, services=services, slices=slices,
-                    pods=all_pods, nodes=nodes, namespaces=namespaces)
+                    pods=all_pods, nodes=nodes, namespaces=namespaces, secrets=secrets)
 
     ctx = NodeContext(node_name=cfg.node_name, node_ip=cfg.node_ip,
                       netns_prefix=cfg.netns_prefix, dns_ip=cfg.dns_ip,

@@ -1,13 +1,16 @@
 """The mesh in a lab: a pod of an enrolled namespace curls a Service by
 name and its node's proxy routes each request by the Service's HTTPRoute:
 x-canary: 1 to v2, everything else to v1 (the plain Service would have
-sent a third of it to v2).
+sent a third of it to v2). And north-south: a Gateway on a LoadBalancer
+address, reached from outside the cluster (the control node), routing by
+host over HTTP and over TLS with a certificate per hostname.
 
 Address plan: the lab's defaults (underlay 192.168.56.0/24, pods
 10.244.N.0/24, Services 10.96.0.0/12); the proxy on :15001 of each node."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -17,12 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from netplane.api import meta
 from tests.e2e.conftest import Lab, started_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 MANIFEST = Path(__file__).parent / "manifests" / "mesh.yaml"
+GATEWAY_MANIFEST = Path(__file__).parent / "manifests" / "gateway.yaml"
 URL = "http://web.shop.svc.cluster.local/"
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
@@ -102,3 +110,113 @@ def test_a_request_timeout_answers_504(lab: Lab) -> None:
     out = lab.netplane("exec", "-n", "shop", "client", "--", "curl", "-s", "--max-time", "10",
                        "-o", "/dev/null", "-w", "%{http_code}", "http://flaky.shop/delay?ms=3000")
     assert out.stdout.strip() == "504"
+
+
+def tls_pair(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], host: str
+             ) -> tuple[bytes, bytes]:
+    """A certificate for ``host`` signed by ``ca`` and its key, as PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .issuer_name(ca[0].subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .sign(ca[1], hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    return cert.public_bytes(pem), key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+@pytest.fixture(scope="module")
+def gateway(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The Gateway's address, and the CA file that verifies its certificates."""
+    home = tmp_path_factory.mktemp("gateway")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "e2e gateway CA")])
+    ca_cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .sign(ca_key, hashes.SHA256()))
+    ca_file = home / "ca.pem"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    for host, secret in (("a.example", "a-tls"), ("b.example", "b-tls")):
+        cert, key = tls_pair((ca_cert, ca_key), host)
+        (home / f"{host}.crt").write_bytes(cert)
+        (home / f"{host}.key").write_bytes(key)
+        kubectl(lab, "create", "secret", "tls", secret, "-n", "shop",
+                f"--cert={home / f'{host}.crt'}", f"--key={home / f'{host}.key'}")
+    kubectl(lab, "apply", "-f", str(GATEWAY_MANIFEST))
+
+    def programmed() -> str | None:
+        gw = json.loads(kubectl(lab, "get", "gateway", "-n", "shop", "edge", "-o",
+                                "json").stdout)
+        status = gw.get("status") or {}
+        ok = any(c["type"] == "Programmed" and c["status"] == "True"
+                 for c in status.get("conditions") or ())
+        return status["addresses"][0]["value"] if ok and status.get("addresses") else None
+    return wait_for("the Gateway programmed", programmed, timeout=60), ca_file
+
+
+def kubectl(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([KUBECTL, *args], check=True, capture_output=True, text=True,
+                          env={**os.environ, "KUBECONFIG": str(lab.paths.kubeconfig)},
+                          timeout=60)
+
+
+def from_outside(lab: Lab, *curl: str) -> str:
+    """curl from the control node, which stands in for a host outside the
+    cluster: the pod that answered, or the status code when none did."""
+    out = lab.netplane("lab", "exec", "control", "--", "curl", "-sS", "--max-time", "5",
+                       "-w", " %{http_code}", *curl, check=False)
+    words = out.stdout.split()
+    if out.returncode != 0 or not words:
+        return f"ERR:{out.returncode}:{out.stderr.strip()}"
+    return words[0].removeprefix("pod=").rsplit("-", 2)[0] if words[0].startswith("pod=") \
+        else words[-1]
+
+
+def test_the_gateway_routes_by_host_on_its_load_balancer_address(
+        lab: Lab, gateway: tuple[str, Path]) -> None:
+    address, _ = gateway
+    assert address.startswith("192.168.56.2")
+    wait_for("a.example served", lambda: from_outside(
+        lab, "-H", "Host: a.example", f"http://{address}/") == "web-v1")
+    assert Counter(from_outside(lab, "-H", "Host: a.example", f"http://{address}/")
+                   for _ in range(5)) == {"web-v1": 5}
+    assert Counter(from_outside(lab, "-H", "Host: b.example", f"http://{address}/")
+                   for _ in range(5)) == {"web-v2": 5}
+    # No route for that host: the Gateway's proxy answers 404 itself.
+    assert from_outside(lab, "-H", "Host: c.example", f"http://{address}/") == "404"
+
+
+def test_the_gateway_terminates_tls_with_each_hostnames_certificate(
+        lab: Lab, gateway: tuple[str, Path]) -> None:
+    address, ca = gateway
+
+    def https(host: str) -> str:
+        return from_outside(lab, "--cacert", str(ca), "--resolve", f"{host}:443:{address}",
+                            f"https://{host}/")
+    # curl checks that the certificate is for the name it asked for, so each
+    # answer also proves the SNI choice.
+    assert wait_for("a.example over TLS", lambda: https("a.example") == "web-v1")
+    assert Counter(https("b.example") for _ in range(5)) == {"web-v2": 5}
+    assert Counter(https("a.example") for _ in range(5)) == {"web-v1": 5}
+
+
+def test_the_gateway_answers_on_its_node_ports_and_says_so_in_its_status(
+        lab: Lab, gateway: tuple[str, Path]) -> None:
+    svc = json.loads(kubectl(lab, "get", "service", "-n", "shop", "edge-netplane", "-o",
+                             "json").stdout)
+    node_port = next(p["nodePort"] for p in svc["spec"]["ports"] if p["port"] == 80)
+    assert from_outside(lab, "-H", "Host: b.example",
+                        f"http://192.168.56.11:{node_port}/") == "web-v2"
+    printed = kubectl(lab, "get", "gateway", "-n", "shop").stdout
+    assert "edge" in printed and gateway[0] in printed and "True" in printed
+    described = kubectl(lab, "describe", "httproute", "-n", "shop", "site-a").stdout
+    assert "netplane.io/gateway-controller" in described and "Accepted" in described

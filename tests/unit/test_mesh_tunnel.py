@@ -43,7 +43,7 @@ def make_authority() -> Authority:
 def credentials(authority: Authority, who: Identity, folder: Path) -> Credentials:
     key = ec.generate_private_key(ec.SECP256R1())
     folder.mkdir()
-    return Credentials.write(Issued(authority.issue(who, key.public_key()), key), authority,
+    return Credentials.of(Issued(authority.issue(who, key.public_key()), key), authority,
                              folder)
 
 
