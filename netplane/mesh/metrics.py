@@ -1,7 +1,8 @@
 """What the node proxy tells of each request: Prometheus metrics with the
 golden signals per source workload, destination Service, route and
-response code (Istio's standard metrics, under netplane's names), and an
-access log line per request."""
+response code (Istio's standard metrics, under netplane's names). The
+``Record`` of a request is also what its access log entry (``accesslog``)
+and its trace span (``tracing``) are made of."""
 
 from __future__ import annotations
 
@@ -11,33 +12,49 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from netplane.mesh.routes import BackendRef, Rule
+from netplane.mesh.tracing import Hop
+
 access_log = logging.getLogger("netplane.mesh.access")
 
+UNKNOWN = "unknown"
 LABELS = ("source_workload", "source_namespace", "destination_service", "route",
           "response_code")
 # Request latency buckets in seconds, as Istio's (0.5 ms to 30 s).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One request as the proxy saw it through."""
     started: float = field(default_factory=time.monotonic)
-    source: str = "unknown"  # the client's workload identity
-    source_namespace: str = "unknown"
-    service: str = "unknown"  # "name.namespace" of the destination Service
+    ended: float = 0.0  # when it was answered; 0: not yet
+    source: str = UNKNOWN  # the client's workload identity
+    source_namespace: str = UNKNOWN
+    client: str = ""  # the client's IP
+    service: str = UNKNOWN  # "name.namespace" of the destination Service
     route: str = ""  # "ns/name rule" of the rule that took it
+    rule: Rule | None = None
+    backend: BackendRef | None = None  # the Service the last try went to
     backends: list[str] = field(default_factory=list)  # each try's endpoint
+    destination: str = ""  # the workload identity at the last endpoint, if known
     method: str = ""
     path: str = ""
+    authority: str = ""  # the Host header as it came
     status: int = 0
     request_bytes: int = 0
     response_bytes: int = 0
     timed_out: bool = False
+    detail: str = ""  # why the proxy answered itself; "": the upstream answered
+    trace: Hop | None = None
 
     @property
     def retries(self) -> int:
         return max(len(self.backends) - 1, 0)
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
 
 
 class MeshMetrics:
@@ -60,7 +77,7 @@ class MeshMetrics:
 
     def observe(self, rec: Record) -> None:
         labels = (rec.source, rec.source_namespace, rec.service, rec.route, str(rec.status))
-        seconds = time.monotonic() - rec.started
+        seconds = rec.seconds
         self.requests.labels(*labels).inc()
         self.duration.labels(*labels).observe(seconds)
         self.request_bytes.labels(*labels).inc(rec.request_bytes)

@@ -227,6 +227,7 @@ class Rule:
     backends: tuple[BackendRef, ...]
     timeouts: Obj
     retry: Obj | None
+    implicit: bool = False  # a Service's own rule, where no HTTPRoute applies
 
 
 @dataclass(frozen=True, order=True)
@@ -273,7 +274,7 @@ class Route:
         key = RouteKey("", namespace, name)
         rule = Rule(route=key, index=0, name="service", filters=(),
                     backends=(BackendRef(name, namespace, port),),
-                    timeouts={}, retry=None)
+                    timeouts={}, retry=None, implicit=True)
         return cls(key=key, hostnames=(), rules=((rule, (Match(PathType.PREFIX, "/"),)),))
 
 
