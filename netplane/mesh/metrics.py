@@ -6,7 +6,6 @@ and its trace span (``tracing``) are made of."""
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
@@ -14,8 +13,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from netplane.mesh.routes import BackendRef, Rule
 from netplane.mesh.tracing import Hop
-
-access_log = logging.getLogger("netplane.mesh.access")
 
 UNKNOWN = "unknown"
 LABELS = ("source_workload", "source_namespace", "destination_service", "route",
@@ -86,10 +83,6 @@ class MeshMetrics:
             self.retries.labels(rec.service, rec.route).inc(rec.retries)
         if rec.timed_out:
             self.timeouts.labels(rec.service, rec.route).inc()
-        access_log.info("%s %s %s %s route=%s backend=%s code=%d duration=%.1fms retries=%d",
-                        rec.source, rec.method, rec.service, rec.path, rec.route or "-",
-                        rec.backends[-1] if rec.backends else "-", rec.status,
-                        seconds * 1000, rec.retries)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,7 +2,9 @@
 routed by its listener's compiled table, filtered, sent to a backend chosen
 by weight and an endpoint chosen by the balancer, over pooled keep-alive
 connections, with the rule's timeouts and retries; the answer filtered and
-written back in request order (pipelining stays ordered).
+written back in request order (pipelining stays ordered). Each request is
+told by metrics, an access log entry and a span of its trace (W3C Trace
+Context, passed upstream with the proxy's span as the parent).
 
 Bodies are read whole before they are sent on, both ways: a retry must be
 able to send the request again, and the proxy answers with a length it
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -22,7 +25,8 @@ from typing import Any, Protocol, cast
 
 import httptools
 
-from netplane.mesh import filters
+from netplane.mesh import filters, resilience, tracing
+from netplane.mesh.accesslog import AccessLog, Detail
 from netplane.mesh.capture import original_destination
 from netplane.mesh.config import MeshConfig
 from netplane.mesh.identity import Identity
@@ -65,10 +69,12 @@ class Answer:
     headers: Headers = field(default_factory=list)
     body: bytes = b""
     reason: str | None = None
+    detail: str = ""  # why the proxy answered itself (a Detail); "": the upstream did
 
 
-def _plain(status: int, text: str) -> Answer:
-    return Answer(status, [("content-type", "text/plain")], text.encode() + b"\n")
+def _plain(status: int, text: str, detail: str = "") -> Answer:
+    return Answer(status, [("content-type", "text/plain")], text.encode() + b"\n",
+                  detail=detail)
 
 
 class _Parsed:
@@ -266,6 +272,8 @@ class Proxy:
         self.rng = rng or random.Random()
         self.on_answer: Callable[[Decision | None, int], None] | None = None
         self.metrics = MeshMetrics()
+        self.access = AccessLog()
+        self.tracer = tracing.Tracer()
 
     def apply(self, mesh: MeshConfig) -> None:
         """A new configuration: what the balancers know of endpoints that
@@ -291,8 +299,11 @@ class Proxy:
 
     async def handle(self, port: int, req: _Incoming, *, client: str = "",
                      destination: tuple[str, int] | None = None) -> Answer:
+        routed = Request.of(req.method, req.target, req.headers)
         rec = Record(method=req.method, path=req.target.partition("?")[0],
-                     request_bytes=len(req.body))
+                     request_bytes=len(req.body), client=client,
+                     authority=routed.headers.get("host", ""))
+        rec.trace = self.tracer.begin(routed.headers.get(tracing.HEADER), rec.started)
         who = self.mesh.identity_of.get(client) if self.mesh is not None else None
         if who is not None:
             rec.source, rec.source_namespace = str(who), who.namespace
@@ -300,25 +311,38 @@ class Proxy:
         decision = None
         if listener is None:
             answer = _plain(404, "no routes here" if destination is None else
-                            f"no Service at {destination[0]}:{destination[1]}")
+                            f"no Service at {destination[0]}:{destination[1]}",
+                            Detail.ROUTE_NOT_FOUND if destination is None else
+                            Detail.SERVICE_NOT_FOUND)
         else:
             rec.service = listener.service or rec.service
-            routed = Request.of(req.method, req.target, req.headers)
             decision = listener.table.decide(routed)
             if decision is None:
-                answer = _plain(404, "no route matches")
+                answer = _plain(404, "no route matches", Detail.ROUTE_NOT_FOUND)
             else:
-                rule = decision.rule
+                rule = rec.rule = decision.rule
                 rec.route = f"{rule.route} {rule.name or f'rule {rule.index}'}"
                 try:
                     answer = await self._follow(listener, decision, routed, req, client, rec)
                 except RouteError as e:
-                    answer = _plain(500, f"route {decision.rule.route}: {e}")
-        rec.status, rec.response_bytes = answer.status, len(answer.body)
-        self.metrics.observe(rec)
+                    answer = _plain(500, f"route {decision.rule.route}: {e}", Detail.ROUTE_ERROR)
+        rec.status, rec.response_bytes, rec.detail = answer.status, len(answer.body), answer.detail
+        self._observe(rec)
         if self.on_answer is not None:
             self.on_answer(decision, answer.status)
         return answer
+
+    def _observe(self, rec: Record) -> None:
+        """An answered request's metrics, access log entry and trace span."""
+        rec.ended = time.monotonic()
+        if self.mesh is not None and rec.backends:
+            there = self.mesh.identity_of.get(rec.backends[-1].rpartition(":")[0])
+            rec.destination = str(there) if there is not None else ""
+        self.metrics.observe(rec)
+        entry = self.access.record(rec)
+        if rec.trace is not None:
+            self.tracer.finish(rec.trace, name=rec.route or "no route", start=entry.start,
+                               duration=rec.seconds, attributes=entry.span_attributes())
 
     async def _follow(self, listener: Listener, decision: Decision, routed: Request,
                       req: _Incoming, client: str, rec: Record) -> Answer:
@@ -343,7 +367,8 @@ class Proxy:
                 to = filters.redirect(f.get("requestRedirect") or {}, scheme=listener.scheme,
                                       host=routed.host or host, path=path, query=query,
                                       listener_port=listener.port, match=decision.match)
-                return Answer(to.code, [("location", to.location), ("content-length", "0")])
+                return Answer(to.code, [("location", to.location), ("content-length", "0")],
+                              detail=Detail.REDIRECT)
             else:
                 raise RouteError("UnsupportedValue", f"filter {kind!r} is not supported")
         target = path + (f"?{query}" if query else "")
@@ -357,22 +382,29 @@ class Proxy:
     async def _forward(self, backends: tuple[BackendRef, ...], retry: RetryPolicy | None,
                        timeouts: Timeouts, method: str, target: str, headers: Headers,
                        body: bytes, client: str = "", rec: Record | None = None) -> Answer:
+        hop = rec.trace if rec is not None else None
+        if hop is not None:
+            headers = hop.outgoing(headers)
         head = _request_head(method, target, headers, body)
         last: list[Answer | None] = []  # each try's answer; None when it got none
 
         async def attempt(limit: float | None) -> Try:
             ref = filters.pick(backends, self.rng)
             if ref is None:
-                last.append(_plain(500, "no backend takes this rule's traffic"))
+                last.append(_plain(500, "no backend takes this rule's traffic", Detail.NO_BACKEND))
                 return Try(code=500)
+            if rec is not None:
+                rec.backend = ref
             balancer = None if ref.problem else self.backends.get(ref.key)
             if balancer is None:
                 last.append(_plain(500, ref.problem or f"backend {ref.namespace}/{ref.name} "
-                                                       f"is not a known Service port"))
+                                                       f"is not a known Service port",
+                                   Detail.BACKEND_NOT_FOUND))
                 return Try(code=500)
             endpoint = balancer.choose()
             if endpoint is None:
-                last.append(_plain(503, f"no ready endpoints for {ref.namespace}/{ref.name}"))
+                last.append(_plain(503, f"no ready endpoints for {ref.namespace}/{ref.name}",
+                                   Detail.NO_HEALTHY_UPSTREAM))
                 return Try(code=503)
             if rec is not None:
                 rec.backends.append(endpoint.address)
@@ -380,10 +412,15 @@ class Proxy:
                 verdict = self.mesh.authorize(self.mesh.identity_of.get(client),
                                               endpoint.address, method, target.partition("?")[0])
                 if not verdict.allowed:  # Istio's words; a denial is not retried
-                    last.append(_plain(403, f"RBAC: access denied ({verdict.describe()})"))
+                    last.append(_plain(403, f"RBAC: access denied ({verdict.describe()})",
+                                       f"{Detail.RBAC_DENIED}[{verdict.policy}]"
+                                       if verdict.policy else Detail.RBAC_DENIED))
                     return Try(code=403)
+            began = time.monotonic()
             got = await self._try(endpoint, head, body, method == "HEAD", limit, last,
                                   self._via(endpoint.address, client))
+            if hop is not None:
+                hop.tried(began, time.monotonic(), _try_attributes(ref, endpoint, got))
             balancer.report(endpoint, got)
             return got
 
@@ -394,7 +431,7 @@ class Proxy:
         final = last[-1] if last and not outcome.timed_out else None
         if final is None:
             status = outcome.status()
-            return _plain(status, f"upstream: {_phrase(status).lower()}")
+            return _plain(status, f"upstream: {_phrase(status).lower()}", _failure(outcome))
         return final
 
     def _via(self, address: str, client: str) -> Via | None:
@@ -431,6 +468,26 @@ class Proxy:
 
     def close(self) -> None:
         self.upstreams.close()
+
+
+def _try_attributes(ref: BackendRef, endpoint: Endpoint, got: Try) -> dict[str, str | int]:
+    """What a try's span tells: where it went, and its status or error."""
+    ended: dict[str, str | int] = {"status": got.code} if got.code is not None else \
+        {"error": got.error or ""}
+    return {"backend": f"{ref.namespace}/{ref.name}:{ref.port}", "endpoint": endpoint.address,
+            **ended}
+
+
+_TRY_ERRORS = {"connect": Detail.UPSTREAM_CONNECT_ERROR, "reset": Detail.UPSTREAM_RESET}
+
+
+def _failure(outcome: resilience.Outcome) -> Detail:
+    """Why no try got an answer to pass on: a timeout (the request's or
+    the last try's own), else how the last try failed."""
+    last = outcome.tries[-1] if outcome.tries else None
+    if outcome.timed_out or last is None or last.error == "timeout":
+        return Detail.UPSTREAM_TIMEOUT
+    return _TRY_ERRORS.get(last.error or "", Detail.UPSTREAM_RESET)
 
 
 def _end_to_end(headers: Headers) -> Headers:

@@ -19,6 +19,7 @@ import pytest
 import uvloop
 
 from netplane.api.meta import Obj
+from netplane.mesh import tracing
 from netplane.mesh.config import build
 from netplane.mesh.proxy import Listener, Proxy, serve
 from netplane.mesh.resilience import Balancer
@@ -158,6 +159,11 @@ async def test_what_answers_when_nothing_can_serve(front: Front) -> None:
     assert (await front.get("/gone"))[0] == 500  # a backend that is no Service
     assert (await front.get("/empty"))[0] == 503  # a Service with no ready endpoint
     assert (await front.get("/zero"))[0] == 500  # every weight is 0
+    # and the access log says why the proxy answered itself
+    assert [(e.path, e.code, e.detail) for e in front.proxy.access.entries()] == [
+        ("/only", 200, ""), ("/other", 404, "route_not_found"),
+        ("/gone", 500, "backend_not_found"), ("/empty", 503, "no_healthy_upstream"),
+        ("/zero", 500, "no_backend")]
 
 
 async def test_a_refused_endpoint_is_retried_on_another(front: Front, backends: dict[str, Echo]
@@ -239,9 +245,9 @@ async def test_metrics_and_the_access_log_tell_each_request(front: Front,
                for line in text.splitlines())
     assert "netplane_mesh_request_duration_seconds_bucket{" in text
     lines = [r.getMessage() for r in caplog.records if r.name == "netplane.mesh.access"]
-    assert len(lines) == 51
-    assert "GET web.shop.svc.cluster.local /slow route=shop/web rule 1" in lines[-1]
-    assert "code=504" in lines[-1]
+    assert len(lines) == 51 and [str(e) for e in front.proxy.access.entries()] == lines
+    assert '"GET /slow" 504 upstream_response_timeout ' in lines[-1]
+    assert " shop/web#1 shop/v1:80 " in lines[-1]
 
 
 async def test_an_authorization_policy_denies_one_identity_and_allows_another(
@@ -278,6 +284,14 @@ async def test_an_authorization_policy_denies_one_identity_and_allows_another(
     finally:
         server.close()
         proxy.close()
+    # The log names the client by its workload identity, and why it was refused.
+    denied, allowed = proxy.access.entries(namespace=NS)
+    assert (denied.source, denied.code, denied.detail) == (
+        f"spiffe://cluster.local/ns/{NS}/sa/web", 403, "rbac_access_denied")
+    assert (allowed.source, allowed.code, allowed.route) == (
+        f"spiffe://cluster.local/ns/{NS}/sa/admin", 200, "")  # the Service's own route
+    assert allowed.destination == f"spiffe://cluster.local/ns/{NS}/sa/admin"
+    assert proxy.access.entries(namespace="elsewhere") == []
 
 
 async def test_expect_100_continue_is_answered_by_the_proxy(front: Front) -> None:
@@ -290,3 +304,84 @@ async def test_expect_100_continue_is_answered_by_the_proxy(front: Front) -> Non
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     writer.close()
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"  # the W3C specification's example
+CALLER = "00f067aa0ba902b7"
+
+
+def received(text: str) -> dict[str, str]:
+    """The headers the echo backend got, names lower-case."""
+    return {k.lower(): v for k, v in json.loads(text)["headers"].items()}
+
+
+async def test_a_request_through_a_route_is_logged_with_its_route_backend_and_tries(
+        front: Front, backends: dict[str, Echo]) -> None:
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind((LOOPBACK, 0))
+        closed = f"{LOOPBACK}:{unused.getsockname()[1]}"
+    good = f"{LOOPBACK}:{backends['v1'].port}"
+    front.proxy.backends[BackendKey(NS, "v1", 80)].update([closed, good])
+    front.configure(to(("v2", 1), matches=[{"path": {"type": "Exact", "value": "/v2"}}]),
+                    to(("v1", 1), retry={"attempts": 9, "backoff": "1ms"}))
+    front.proxy.listeners[front.port].service = "web.shop.svc.cluster.local"
+    for _ in range(50):  # the balancer tries the closed port first about every other time
+        assert (await front.get("/"))[0] == 200
+        entry = front.proxy.access.entries()[-1]
+        if entry.retries:
+            break
+    assert entry.retries > 0
+    assert (entry.method, entry.path, entry.code, entry.detail) == ("GET", "/", 200, "")
+    assert (entry.route, entry.rule, entry.backend, entry.endpoint) == (
+        "shop/web", 1, "shop/v1:80", good)
+    assert entry.source == LOOPBACK  # no workload identity known here: the client's IP
+    assert entry.authority == f"{LOOPBACK}:{front.port}"
+    assert f" shop/web#1 shop/v1:80 {good} {entry.trace_id}" in str(entry)
+    assert entry.to_dict()["route"] == "shop/web" and entry.to_dict()["retries"] == entry.retries
+    # Each try is a child span of the proxy's hop; the last got the answer.
+    hop, *tries = front.proxy.tracer.trace(entry.trace_id)
+    assert hop.parent_id == "" and hop.name == "shop/web rule 1"
+    assert hop.attributes["route"] == "shop/web#1" and hop.attributes["status"] == 200
+    assert hop.attributes["retries"] == entry.retries
+    assert len(tries) == entry.retries + 1 and {t.parent_id for t in tries} == {hop.span_id}
+    assert [t.attributes["endpoint"] for t in tries] == [closed] * entry.retries + [good]
+    assert [t.attributes.get("error") for t in tries[:-1]] == ["connect"] * entry.retries
+    assert tries[-1].attributes["status"] == 200
+    assert all(hop.start <= t.start for t in tries)
+    # Read back by Service: as the client sent it, or as the route chose it.
+    assert entry in front.proxy.access.entries(service="web.shop")
+    assert entry in front.proxy.access.entries(service="shop/v1")
+    assert front.proxy.access.entries(service="shop/v2") == []
+
+
+async def test_the_backend_gets_the_callers_trace_with_the_proxy_as_parent(front: Front
+                                                                        ) -> None:
+    front.configure(to(("v1", 1)))
+    status, text, _ = await front.get("/headers", headers={
+        "traceparent": f"00-{TRACE}-{CALLER}-01", "tracestate": "congo=t61rcWkgMzE"})
+    seen = received(text)
+    assert status == 200 and seen["tracestate"] == "congo=t61rcWkgMzE"  # untouched
+    version, trace_id, parent_id, flags = seen["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", TRACE, "01") and parent_id != CALLER
+    hop, one_try = front.proxy.tracer.trace(TRACE)
+    assert (hop.parent_id, hop.span_id) == (CALLER, parent_id)  # the proxy's own span
+    assert one_try.parent_id == hop.span_id and one_try.trace_id == TRACE
+    assert front.proxy.access.entries()[-1].trace_id == TRACE
+
+
+async def test_a_request_without_a_valid_traceparent_starts_a_trace(front: Front) -> None:
+    front.configure(to(("v1", 1)))
+    _, text, _ = await front.get("/headers")
+    started = tracing.parse(received(text)["traceparent"])
+    assert started is not None and started.sampled
+    entry = front.proxy.access.entries()[-1]
+    assert entry.trace_id == started.trace_id
+    hop = front.proxy.tracer.trace(started.trace_id)[0]
+    assert (hop.parent_id, hop.span_id) == ("", started.parent_id)
+    # An invalid one (upper-case hex) is replaced, and its tracestate dropped.
+    _, text, _ = await front.get("/headers", headers={
+        "traceparent": f"00-{TRACE.upper()}-{CALLER}-01", "tracestate": "congo=t61rcWkgMzE"})
+    seen = received(text)
+    restarted = tracing.parse(seen["traceparent"])
+    assert restarted is not None and restarted.trace_id not in (TRACE, started.trace_id)
+    assert "tracestate" not in seen
