@@ -26,15 +26,32 @@ def age(obj: Obj) -> str:
 
 
 def human_duration(seconds: int) -> str:
+    """kube's duration.HumanDuration, which every age and duration in its
+    tables goes through: two units while the first is small, one after."""
+    if seconds < 0:
+        return "<invalid>" if seconds < -1 else "0s"
     if seconds < 120:
         return f"{seconds}s"
-    if seconds < 3600:
-        m, s = divmod(seconds, 60)
-        return f"{m}m{s}s" if m < 10 and s else f"{m}m"
-    if seconds < 86400:
-        h, m = divmod(seconds // 60, 60)
-        return f"{h}h{m}m" if h < 8 and m else f"{h}h"
-    return f"{seconds // 86400}d"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if minutes < 10:
+        return _two(minutes, "m", seconds % 60, "s")
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return _two(hours, "h", minutes % 60, "m")
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return _two(days, "d", hours % 24, "h")
+    if days < 365 * 2:
+        return f"{days}d"
+    if days < 365 * 8:
+        return _two(days // 365, "y", days % 365, "d")
+    return f"{days // 365}y"
+
+
+def _two(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    return f"{big}{big_unit}{small}{small_unit}" if small else f"{big}{big_unit}"
 
 
 def _pod_ready(pod: Obj) -> str:
