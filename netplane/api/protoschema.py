@@ -35,7 +35,7 @@ PACKAGES = {
     "authentication": "authentication/v1", "authorization": "authorization/v1",
     "networking": "networking/v1", "coordination": "coordination/v1",
     "scheduling": "scheduling/v1", "policy": "policy/v1", "autoscaling": "autoscaling/v2",
-    "autoscalingv1": "autoscaling/v1",
+    "autoscalingv1": "autoscaling/v1", "certificates": "certificates/v1",
 }
 
 # The message a ``runtime.Unknown`` envelope's apiVersion and kind name.
@@ -61,6 +61,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("policy/v1", "Eviction"): "policy.Eviction",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "autoscaling.HorizontalPodAutoscaler",
     ("autoscaling/v1", "HorizontalPodAutoscaler"): "autoscalingv1.HorizontalPodAutoscaler",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"):
+        "certificates.CertificateSigningRequest",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.RoleBinding",
@@ -563,6 +565,15 @@ autoscalingv1.HorizontalPodAutoscalerSpec:
     3 maxReplicas:i32!; 4 targetCPUUtilizationPercentage:i32!
 autoscalingv1.HorizontalPodAutoscalerStatus: 1 observedGeneration:i64!; 2 lastScaleTime:time!;
     3 currentReplicas:i32!; 4 desiredReplicas:i32!; 5 currentCPUUtilizationPercentage:i32!
+certificates.CertificateSigningRequest: 1 metadata:meta.ObjectMeta;
+    2 spec:certificates.CertificateSigningRequestSpec;
+    3 status:certificates.CertificateSigningRequestStatus
+certificates.CertificateSigningRequestSpec: 1 request:b!; 7 signerName!;
+    8 expirationSeconds:i32!; 5 usages:[s]; 2 username; 3 uid; 4 groups:[s]; 6 extra:{strs}
+certificates.CertificateSigningRequestStatus:
+    1 conditions:[certificates.CertificateSigningRequestCondition]; 2 certificate:b
+certificates.CertificateSigningRequestCondition: 1 type!; 6 status!; 2 reason; 3 message;
+    4 lastUpdateTime:time; 5 lastTransitionTime:time
 authentication.TokenRequest: 1 metadata:meta.ObjectMeta;
     2 spec:authentication.TokenRequestSpec!; 3 status:authentication.TokenRequestStatus
 authentication.TokenRequestSpec: 1 audiences:[s]!;

@@ -104,6 +104,9 @@ HORIZONTALPODAUTOSCALER = Resource("HorizontalPodAutoscaler", "horizontalpodauto
 HORIZONTALPODAUTOSCALER_V1 = Resource("HorizontalPodAutoscaler", "horizontalpodautoscalers",
                                       "horizontalpodautoscaler", "autoscaling", "v1", True,
                                       ("hpa",), ALL_CATEGORY)
+CERTIFICATESIGNINGREQUEST = Resource("CertificateSigningRequest", "certificatesigningrequests",
+                                     "certificatesigningrequest", "certificates.k8s.io", "v1",
+                                     False, ("csr",))
 NODE_LEASE_NAMESPACE = "kube-node-lease"  # where each node's heartbeat Lease lives
 ROLE = Resource("Role", "roles", "role", RBAC, "v1", True)
 CLUSTERROLE = Resource("ClusterRole", "clusterroles", "clusterrole", RBAC, "v1", False)

@@ -161,8 +161,9 @@ def _metadata(obj: Obj, res: resources.Resource, errs: Errors) -> None:
         return
     if res.kind in ("Namespace", "Service"):
         dns_label(md.get("name"), "metadata.name", errs)
-    elif res.group == "rbac.authorization.k8s.io":
-        path_segment(md.get("name"), "metadata.name", errs)  # "system:node" is a valid name
+    elif res.group == "rbac.authorization.k8s.io" or res.kind == "CertificateSigningRequest":
+        # "system:node" is a valid role name; kube does not mind what requests are called.
+        path_segment(md.get("name"), "metadata.name", errs)
     else:
         dns_subdomain(md.get("name"), "metadata.name", errs)
     if res.namespaced and md.get("namespace") is not None:
@@ -660,6 +661,12 @@ def _autoscaler(obj: Obj, errs: Errors) -> None:
     autoscaling.validate_status(obj, errs)
 
 
+def _certificate_request(obj: Obj, errs: Errors) -> None:
+    from netplane.api import certificates  # builds on the checks above: imported late
+
+    certificates.validate(obj, errs)
+
+
 def _netpol(obj: Obj, errs: Errors) -> None:
     from netplane.api import netpol  # netpol builds on the checks above: imported late
 
@@ -694,6 +701,7 @@ _BY_KIND: dict[str, Callable[[Obj, Errors], None]] = {
     "PriorityClass": _priority_class,
     "PodDisruptionBudget": _budget,
     "HorizontalPodAutoscaler": _autoscaler,
+    "CertificateSigningRequest": _certificate_request,
 }
 
 

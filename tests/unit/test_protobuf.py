@@ -327,6 +327,57 @@ CAPTURED = {
          "spec": {"resourceAttributes": {"namespace": "default", "verb": "get",
                                          "resource": "pods"}},
          "status": {"allowed": False}}),
+    # kubectl certificate approve c (a request the admin made with kubectl create -f)
+    "csr_approval": (
+        "6b3873000a330a166365727469666963617465732e6b38732e696f2f76311219436572746966696361746553"
+        "69676e696e675265717565737412d6060a8c020a016312001a0022002a2439303638333031632d653161362d"
+        "346334302d393838322d306462333264343835626365320233313800420808bfe6dbd80610008a01c9010a0e"
+        "6b75626563746c2d63726561746512065570646174651a166365727469666963617465732e6b38732e696f2f"
+        "7631220808bfe6dbd806100032084669656c647356313a80010a7e7b22663a73706563223a207b22663a6578"
+        "7069726174696f6e5365636f6e6473223a207b7d2c2022663a67726f757073223a207b7d2c2022663a726571"
+        "75657374223a207b7d2c2022663a7369676e65724e616d65223a207b7d2c2022663a757361676573223a207b"
+        "7d2c2022663a757365726e616d65223a207b7d7d7d420012dd030adb022d2d2d2d2d424547494e2043455254"
+        "4946494341544520524551554553542d2d2d2d2d0a4d4948484d473443415141774444454b4d416747413155"
+        "4541777742626a425a4d424d4742797147534d34394167454743437147534d343941774548413049410a4243"
+        "62767a72304f36654e4b5a704748345973366b534b79397a4f555732536379666e3549656e35327467536b43"
+        "4f4c33707a48757a4d4e4651786e634533530a5775634655675630533238787630427764466879304f616741"
+        "44414b42676771686b6a4f5051514441674e4a414442474169454138725236674b374f382b714f0a756b6838"
+        "4641584675704e714f4a336152355a366c384d6669363063564177434951433151725559565a6e326d532b79"
+        "316d62456556554e445558466e7149580a5174654b684344414273383152673d3d0a2d2d2d2d2d454e442043"
+        "4552544946494341544520524551554553542d2d2d2d2d0a120561646d696e1a00220e73797374656d3a6d61"
+        "7374657273221473797374656d3a61757468656e746963617465642a116469676974616c207369676e617475"
+        "72652a0b636c69656e7420617574683a2b6b756265726e657465732e696f2f6b7562652d6170697365727665"
+        "722d636c69656e742d6b7562656c657440901c1a650a630a08417070726f766564120e4b75626563746c4170"
+        "70726f76651a3554686973204353522077617320617070726f766564206279206b75626563746c2063657274"
+        "6966696361746520617070726f76652e220808bfe6dbd80610002a003204547275651a002200",
+        {"kind": "CertificateSigningRequest",
+         "apiVersion": "certificates.k8s.io/v1",
+         "metadata": {"name": "c", "uid": "9068301c-e1a6-4c40-9882-0db32d485bce",
+                      "resourceVersion": "31", "creationTimestamp": "2026-12-07T17:56:15Z",
+                      "managedFields": [{
+                          "manager": "kubectl-create", "operation": "Update",
+                          "apiVersion": "certificates.k8s.io/v1", "time": "2026-12-07T17:56:15Z",
+                          "fieldsType": "FieldsV1",
+                          "fieldsV1": {"f:spec": {"f:expirationSeconds": {}, "f:groups": {},
+                                                  "f:request": {}, "f:signerName": {},
+                                                  "f:usages": {}, "f:username": {}}}}]},
+         "spec": {"request": (
+                      "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlISE1HNENBUUF3RERFS01BZ0dB"
+                      "MVVFQXd3QmJqQlpNQk1HQnlxR1NNNDlBZ0VHQ0NxR1NNNDlBd0VIQTBJQQpCQ2J2enIwTzZlTkta"
+                      "cEdINFlzNmtTS3k5ek9VVzJTY3lmbjVJZW41MnRnU2tDT0wzcHpIdXpNTkZReG5jRTNTCld1Y0ZV"
+                      "Z1YwUzI4eHYwQndkRmh5ME9hZ0FEQUtCZ2dxaGtqT1BRUURBZ05KQURCR0FpRUE4clI2Z0s3Tzgr"
+                      "cU8KdWtoOEZBWEZ1cE5xT0ozYVI1WjZsOE1maTYwY1ZBd0NJUUMxUXJVWVZabjJtUyt5MW1iRWVW"
+                      "VU5EVVhGbnFJWApRdGVLaENEQUJzODFSZz09Ci0tLS0tRU5EIENFUlRJRklDQVRFIFJFUVVFU1Qt"
+                      "LS0tLQo="),
+                  "username": "admin",
+                  "groups": ["system:masters", "system:authenticated"],
+                  "usages": ["digital signature", "client auth"],
+                  "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                  "expirationSeconds": 3600},
+         "status": {"conditions": [{
+             "type": "Approved", "status": "True", "reason": "KubectlApprove",
+             "message": "This CSR was approved by kubectl certificate approve.",
+             "lastUpdateTime": "2026-12-07T17:56:15Z"}]}}),
     # kubectl auth can-i --list
     "rules_review": (
         "6b3873000a310a17617574686f72697a6174696f6e2e6b38732e696f2f7631121653656c665375626a656374"
