@@ -4,7 +4,7 @@ Service on the well-known DNS address, the system PriorityClasses."""
 
 from __future__ import annotations
 
-from netplane.api import defaults, meta, priority, resources, storage
+from netplane.api import certificates, defaults, meta, priority, resources, storage
 from netplane.api.meta import Obj
 from netplane.cluster.apiserver import status
 from netplane.cluster.apiserver.registry import Query, Registry
@@ -59,6 +59,7 @@ HPA_READ = {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscaler
             "verbs": READ}
 HPA_WRITE = {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
              "verbs": [*READ, *WRITE, "deletecollection"]}
+CERTIFICATES = certificates.GROUP
 
 # ClusterRoles every cluster has, and who holds them (kube-apiserver's
 # bootstrap policy, trimmed to the kinds netplane serves).
@@ -102,6 +103,9 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
         # Its heartbeat: the node's Lease in kube-node-lease.
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
          "verbs": [*READ, *WRITE]},
+        # It asks for its own certificates, and watches for them to be signed.
+        {"apiGroups": [CERTIFICATES], "resources": ["certificatesigningrequests"],
+         "verbs": ["create", *READ]},
     ],
     "view": [{"apiGroups": ["", "apps", "discovery.k8s.io"],
               "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",
@@ -137,24 +141,59 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[str]]] = {
     "system:node": ("system:node", ["system:nodes"]),
 }
 
+# kube-controller-manager's roles for controllers, each bound to the
+# controller's ServiceAccount in kube-system. netplane's own controllers
+# reach the server as its administrator; these are for one that runs apart
+# under that account (a signer of certificate requests).
+CONTROLLER_ROLES: dict[str, list[Obj]] = {
+    "certificate-controller": [
+        {"apiGroups": [CERTIFICATES], "resources": ["certificatesigningrequests"],
+         "verbs": [*READ, "delete"]},
+        {"apiGroups": [CERTIFICATES], "resources": ["certificatesigningrequests/status",
+                                                    "certificatesigningrequests/approval"],
+         "verbs": ["update"]},
+        {"apiGroups": [CERTIFICATES], "resources": ["signers"],
+         "resourceNames": [certificates.KUBELET_CLIENT], "verbs": ["approve"]},
+        {"apiGroups": [CERTIFICATES], "resources": ["signers"],
+         "resourceNames": [certificates.LEGACY_UNKNOWN, certificates.KUBE_APISERVER_CLIENT,
+                           certificates.KUBELET_CLIENT, certificates.KUBELET_SERVING],
+         "verbs": ["sign"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+         "verbs": ["create"]},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
+         "verbs": ["create", "update", "patch"]},
+    ],
+}
+CONTROLLER_PREFIX = "system:controller:"
+
 
 AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
 
 
 def ensure_rbac(registry: Registry) -> None:
-    labels = {"kubernetes.io/bootstrapping": "rbac-defaults"}
-    for name, rules in CLUSTER_ROLES.items():
+    roles = {**CLUSTER_ROLES, **{CONTROLLER_PREFIX + n: r for n, r in CONTROLLER_ROLES.items()}}
+    for name, rules in roles.items():
         _ensure(registry, resources.CLUSTERROLE, {
             "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": labels}, "rules": rules})
+            "metadata": {"name": name, "labels": BOOTSTRAPPING}, "rules": rules})
         _add_missing_rules(registry, name, rules)
     for name, (role, groups) in CLUSTER_ROLE_BINDINGS.items():
-        _ensure(registry, resources.CLUSTERROLEBINDING, {
-            "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": labels},
-            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": g}
-                         for g in groups]})
+        _bind(registry, name, role, [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": g}
+                                     for g in groups])
+    for name in CONTROLLER_ROLES:
+        _bind(registry, CONTROLLER_PREFIX + name, CONTROLLER_PREFIX + name, [
+            {"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}])
+
+
+BOOTSTRAPPING = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+
+
+def _bind(registry: Registry, name: str, role: str, subjects: list[Obj]) -> None:
+    _ensure(registry, resources.CLUSTERROLEBINDING, {
+        "apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, "labels": BOOTSTRAPPING},
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
+        "subjects": subjects})
 
 
 def _add_missing_rules(registry: Registry, name: str, rules: list[Obj]) -> None:
