@@ -128,7 +128,8 @@ class Scope:
     """Where a write lands: the kind's schema node and apiVersion, and the
     subresource, which decides the fields that write may own (kube's reset
     fields: the main resource never owns status, /status owns only status,
-    /scale only the replicas)."""
+    /scale only the replicas, a CertificateSigningRequest's /approval only
+    its conditions)."""
 
     node: Node
     api_version: str
@@ -141,6 +142,8 @@ class Scope:
             return path[:1] == ("f:status",)
         if self.subresource == "scale":
             return path == ("f:spec", "f:replicas")
+        if self.subresource == "approval":
+            return path[:2] == ("f:status", "f:conditions")
         return path[:1] != ("f:status",)
 
     def only(self, paths: Iterable[Path]) -> FieldSet:

@@ -264,6 +264,7 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "metadata.namespace": ("metadata", "namespace"),
     "spec.nodeName": ("spec", "nodeName"),
     "spec.serviceAccountName": ("spec", "serviceAccountName"),
+    "spec.signerName": ("spec", "signerName"),
     "status.phase": ("status", "phase"),
     "status.podIP": ("status", "podIP"),
     "type": ("type",),

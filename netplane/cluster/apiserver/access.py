@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from netplane.cluster.apiserver import paths, rbac, status
+from netplane.api.signing import Authorizer
+from netplane.cluster.apiserver import paths, rbac, requester, status
 from netplane.cluster.apiserver.authn import (
     ANONYMOUS,
     AUTHENTICATED,
@@ -93,4 +94,15 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
                                         request.app.get(paths.CUSTOM_KINDS))
         if not request.app[AUTHORIZER].allowed(attrs):
             raise rbac.forbidden(attrs)
-    return await handler(request)
+    with requester.acting(requester.Requester(user.info(), _may(request, user))):
+        return await handler(request)
+
+
+def _may(request: web.Request, user: User) -> Authorizer:
+    """Whether ``user`` may do something cluster-wide, for admission's own
+    checks (on a CertificateSigningRequest's signer)."""
+    authorizer = request.app[AUTHORIZER]
+
+    def may(verb: str, group: str, resource: str, name: str) -> bool:
+        return authorizer.allowed(rbac.Attributes(user, verb, "", group, resource, name=name))
+    return may

@@ -18,6 +18,7 @@ from netplane.cluster.apiserver import paths, status
 # an empty kind means the parent's own kind.
 _SUBRESOURCE_SHAPES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "status": ("", "", "", ("get", "patch", "update")),
+    "approval": ("", "", "", ("get", "patch", "update")),
     "binding": ("Binding", "", "", ("create",)),
     "scale": ("Scale", "autoscaling", "v1", ("get", "patch", "update")),
     "log": ("Pod", "", "", ("get",)),

@@ -71,7 +71,7 @@ def directive(request: web.Request) -> Directive:
 def definition(target: paths.Target) -> str | None:
     """The schema a request body of this path must follow (None: not judged)."""
     res, sub = target.resource, target.subresource
-    if sub in ("", "status"):
+    if sub in ("", "status", "approval"):
         return schema.definition_name(res.group, res.version, res.kind)
     gvk = SUBRESOURCE_KIND.get(sub)
     return schema.definition_name(*gvk) if gvk else None
@@ -191,7 +191,7 @@ def _patch_errors(registry: Registry, target: paths.Target, patch: Any, content_
 def _patched(registry: Registry, target: paths.Target, patch: Any, content_type: str) -> Any:
     """The object as the patch would leave it; None when the patch does not
     apply (the handler reports that) or the path is not of an object."""
-    if target.subresource not in ("", "status") or target.name is None:
+    if target.subresource not in ("", "status", "approval") or target.name is None:
         return None
     old = registry.get(target.resource, target.namespace, target.name)
     try:

@@ -136,6 +136,7 @@ class Sub:
 
 SUBRESOURCES = {
     "status": Sub(("get", "put", "patch"), "Status"),
+    "approval": Sub(("get", "put", "patch"), "Approval"),
     "scale": Sub(("get", "put", "patch"), "Scale", ("autoscaling", "v1", "Scale")),
     "binding": Sub(("post",), "Binding", ("", "v1", "Binding")),
     "log": Sub(("get",), "Log", text=True, params=LOG_PARAMS),

@@ -43,6 +43,7 @@ SUBRESOURCES: dict[str, frozenset[str]] = {
     "CronJob": frozenset({"status"}),
     "DaemonSet": frozenset({"status"}),
     "StatefulSet": frozenset({"status", "scale"}),
+    "CertificateSigningRequest": frozenset({"status", "approval"}),
 }
 
 

@@ -21,6 +21,7 @@ from netplane.api import (
     priority,
     resources,
     schema,
+    signing,
     storage,
     structural,
     typed,
@@ -30,7 +31,7 @@ from netplane.api.deletion import DeleteOptions, Propagation
 from netplane.api.meta import Obj
 from netplane.api.resources import Resource
 from netplane.api.selectors import EVERYTHING, NO_FIELDS, FieldSelector, Selector
-from netplane.cluster.apiserver import admission, deleting, fieldmanager, status
+from netplane.cluster.apiserver import admission, deleting, fieldmanager, requester, status
 from netplane.cluster.apiserver.customresources import CLEANUP_FINALIZER, Catalog
 from netplane.cluster.apiserver.patch import JSONPatchError, apply_patch
 from netplane.cluster.apiserver.tolerations import KUBE_DEFAULTS, DefaultTolerationSeconds
@@ -41,12 +42,13 @@ from netplane.cluster.store.base import EventType, KeyValue, Store
 STATUS_KINDS = {"Pod", "Node", "Service", "Deployment", "ReplicaSet", "Namespace", "Job",
                 "CronJob", "PersistentVolume", "PersistentVolumeClaim", "DaemonSet",
                 "StatefulSet", "PodDisruptionBudget", "HorizontalPodAutoscaler",
-                "CustomResourceDefinition"}
+                "CustomResourceDefinition", "CertificateSigningRequest"}
 # Kinds whose metadata.generation counts the changes of their spec.
 GENERATION_KINDS = {"Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet",
                     "PodDisruptionBudget", "CustomResourceDefinition"}
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 CRD = resources.CUSTOMRESOURCEDEFINITION
+CSR = resources.CERTIFICATESIGNINGREQUEST
 PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public"}
 # How a namespace's contents go when it is deleted, as kube's namespace controller does it.
 NAMESPACE_CONTENT = DeleteOptions(grace_period=0, propagation=Propagation.BACKGROUND)
@@ -94,6 +96,13 @@ def _changed(res: Resource, old: Obj, new: Obj) -> bool:
         return new.get("spec") != old.get("spec")
     return {k: v for k, v in new.items() if k not in ("metadata", "apiVersion")} != \
         {k: v for k, v in old.items() if k not in ("metadata", "apiVersion")}
+
+
+def _refuse_new_finalizers(res: Resource, old: Obj, new: Obj) -> None:
+    added = deleting.new_finalizers_error(old, new)
+    if added:
+        raise status.invalid(res.kind, meta.name(old), [validation.FieldError(
+            "metadata.finalizers", f"Forbidden: {added}", "FieldValueForbidden")])
 
 
 def key_for(res: Resource, namespace: str | None, name: str = "") -> str:
@@ -198,7 +207,12 @@ class Registry:
             self._admit_priority(obj)
         elif res is resources.PRIORITYCLASS:
             self._one_default_class(obj, creating=True)
+        elif res is CSR:
+            who = requester.current()
+            signing.prepare_for_create(obj, who.user if who else None)
         self._validate(res, obj)
+        if res is CSR and (why := signing.restricted_subject(obj)):
+            raise status.forbidden(res.plural, meta.name(obj), why, group=res.group)
         if res is CRD:
             obj.pop("status", None)
             customresources.set_status(obj, self.custom.taken_names(meta.name(obj)))
@@ -526,6 +540,8 @@ class Registry:
                 md[k] = old["metadata"][k]
             else:
                 md.pop(k, None)
+        if res is CSR:
+            return self._merge_certificate_request(old, new, subresource)
         if subresource == "status":
             out = copy.deepcopy(old)
             out["status"] = new.get("status", {})
@@ -536,10 +552,7 @@ class Registry:
                 customresources.set_status(out, self.custom.taken_names(meta.name(out)))
             self._validate(res, out)
             return out
-        added = deleting.new_finalizers_error(old, new)
-        if added:
-            raise status.invalid(res.kind, meta.name(old), [validation.FieldError(
-                "metadata.finalizers", f"Forbidden: {added}", "FieldValueForbidden")])
+        _refuse_new_finalizers(res, old, new)
         if self._has_status(res, served):
             if served is not None:  # a custom object's status only ever comes from /status
                 new.pop("status", None)
@@ -562,6 +575,28 @@ class Registry:
         if res is CRD:
             customresources.set_status(new, self.custom.taken_names(meta.name(new)))
         return new
+
+    def _merge_certificate_request(self, old: Obj, new: Obj, subresource: str) -> Obj:
+        """A CertificateSigningRequest's update: each of its three ways of
+        writing changes only its part; approving needs ``approve`` on the
+        signer, signing ``sign`` (kube's certificate admission)."""
+        write = signing.Write(subresource)
+        if write is signing.Write.OBJECT:
+            _refuse_new_finalizers(CSR, old, new)
+        else:  # a subresource keeps the metadata, as /status does for every kind
+            new = {**copy.deepcopy(old), "status": new.get("status")}
+        _prune(CSR, new)
+        out = signing.prepare_for_update(old, new, write, now=meta.now())
+        errs = validation.validate_metadata(out, CSR) + signing.update_errors(old, out, write)
+        if errs:
+            raise status.invalid(CSR.kind, meta.name(out), errs, group=CSR.group)
+        verb, who = signing.signer_verb(old, out, write), requester.current()
+        signer = signing.signer_name(old)
+        if verb and who is not None and not signing.authorized_for_signer(who.may, verb,
+                                                                           signer):
+            raise status.forbidden(CSR.plural, meta.name(out), f"user not permitted to {verb} "
+                                   f'requests with signerName "{signer}"', group=CSR.group)
+        return out
 
     @staticmethod
     def _has_status(res: Resource, served: customresources.Served | None) -> bool:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from netplane.api import autoscaling, eventsv1, meta, selectors
+from netplane.api import autoscaling, eventsv1, meta, selectors, signing
 from netplane.api.meta import Obj
 from netplane.api.quantity import quantity
 from netplane.cluster.apiserver.customresources import column_value
@@ -344,6 +344,11 @@ def _node_selector(ds: Obj) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(wanted.items())) or "<none>"
 
 
+def _requested_duration(csr: Obj) -> str:
+    seconds = (csr.get("spec") or {}).get("expirationSeconds")
+    return human_duration(seconds) if isinstance(seconds, int) else "<none>"
+
+
 def _revision_controller(rev: Obj) -> str:
     """``daemonset.apps/NAME``: the controller's kind and group, as kubectl writes it."""
     ref = meta.controller_of(rev)
@@ -501,6 +506,13 @@ COLUMNS: dict[str, list[Column]] = {
                       ("Global-Default", "boolean", lambda o: bool(o.get("globalDefault")), 0),
                       AGE, ("PreemptionPolicy", "string",
                             lambda o: o.get("preemptionPolicy") or "<unset>", 0)],
+    "CertificateSigningRequest": [
+        NAME, AGE, ("SignerName", "string", lambda c: str(
+            (c.get("spec") or {}).get("signerName") or "<none>"), 0),
+        ("Requestor", "string", lambda c: str((c.get("spec") or {}).get("username") or ""),
+         0),
+        ("RequestedDuration", "string", _requested_duration, 0),
+        ("Condition", "string", signing.condition_summary, 0)],
     "Lease": [NAME, ("Holder", "string", lambda o: str(
         (o.get("spec") or {}).get("holderIdentity") or ""), 0), AGE],
     "NetworkPolicy": [NAME, ("Pod-Selector", "string", lambda p: format_selector(
