@@ -180,7 +180,8 @@ async def serve(cfg: ServerConfig, stop: asyncio.Event) -> None:
             # without importing the mesh.
             tasks.append(asyncio.create_task(children.supervise(
                 [sys.executable, "-m", "netplane.mesh.controller",
-                 "--socket-path", str(cfg.socket)], "mesh controller")))
+                 "--socket-path", str(cfg.socket), "--pki-dir", str(cfg.data_dir / "pki")],
+                "mesh controller")))
         pool = parse_pool(cfg.load_balancer_pool) if cfg.load_balancer_pool else []
         tasks.append(asyncio.create_task(manager.run(
             client, lb_pool=pool, node_grace=cfg.node_monitor_grace_period,

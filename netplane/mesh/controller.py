@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import signal
 import sys
@@ -22,7 +23,8 @@ from pathlib import Path
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
 from netplane.cluster.client import AlreadyExists, ApiError, Client, Connection, Informer, NotFound
-from netplane.mesh import config, gateway, status
+from netplane.mesh import config, gateway, signer, status
+from netplane.mesh.identity import Authority, IdentityError, utcnow
 from netplane.mesh.kinds import (
     GATEWAY,
     GATEWAY_NAME_LABEL,
@@ -104,9 +106,20 @@ def class_conditions(gc: Obj) -> list[Obj]:
             config.condition("SupportedVersion", True, "SupportedVersion", "", generation)]
 
 
+def _with_condition(csr: Obj, kind: str, reason: str, message: str) -> Obj:
+    status = csr.get("status") or {}
+    stamp = meta.now()
+    added = {"type": kind, "status": "True", "reason": reason, "message": message,
+             "lastUpdateTime": stamp, "lastTransitionTime": stamp}
+    return {**csr, "status": {**status, "conditions": [*(status.get("conditions") or []),
+                                                       added]}}
+
+
 class Controller:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, authority: Authority | None = None) -> None:
         self.client = client
+        self.authority = authority  # None: no certificates signed here
+        self.csrs = Informer(client, resources.CERTIFICATESIGNINGREQUEST)
         self.classes = Informer(client, GATEWAYCLASS)
         self.gateways = Informer(client, GATEWAY)
         self.routes = Informer(client, HTTPROUTE)
@@ -123,7 +136,7 @@ class Controller:
 
     def informers(self) -> list[Informer]:
         return [self.classes, self.gateways, self.routes, self.grants, self.services,
-                self.slices, self.namespaces, self.secrets, self.nodes]
+                self.slices, self.namespaces, self.secrets, self.nodes, self.csrs]
 
     def ours(self) -> list[Obj]:
         names = {meta.name(c) for c in self.classes.items()
@@ -137,7 +150,40 @@ class Controller:
             await self.client.patch(res, meta.name(obj), patch, meta.namespace(obj) or None,
                                     subresource=subresource)
 
+    async def sign(self, now: datetime.datetime | None = None) -> None:
+        """Each node proxy's request decided, the approved ones issued, the
+        old ones removed."""
+        if self.authority is None:
+            return
+        now = now or utcnow()
+        nodes = {meta.name(n) for n in self.nodes.items()}
+        for csr in self.csrs.items():
+            if (csr.get("spec") or {}).get("signerName") != signer.SIGNER:
+                continue
+            got = signer.state(csr)
+            if signer.expired(csr, now):
+                try:
+                    await self.client.delete(resources.CERTIFICATESIGNINGREQUEST, meta.name(csr))
+                except NotFound:
+                    pass
+            elif got == "Pending":
+                verdict = signer.decide(csr, nodes)
+                await self.client.update(resources.CERTIFICATESIGNINGREQUEST, _with_condition(
+                    csr, "Approved" if verdict.approve else "Denied", verdict.reason,
+                    verdict.message), subresource="approval")
+            elif got == "Approved":
+                try:
+                    certificate = signer.sign(csr, self.authority, clock=now)
+                except (ValueError, IdentityError) as e:
+                    body = _with_condition(csr, "Failed", "SignerValidationFailure", str(e))
+                else:
+                    body = {**csr, "status": {**(csr.get("status") or {}),
+                                              "certificate": certificate}}
+                await self.client.update(resources.CERTIFICATESIGNINGREQUEST, body,
+                                         subresource="status")
+
     async def sync(self) -> None:
+        await self.sign()
         for gc in self.classes.items():
             if (gc.get("spec") or {}).get("controllerName") == gateway.CONTROLLER:
                 await self._patch(GATEWAYCLASS, gc,
@@ -253,13 +299,15 @@ class Controller:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def command(socket: Path) -> list[str]:
-    return [sys.executable, "-m", __name__, "--socket-path", str(socket)]
+def command(socket: Path, pki: Path) -> list[str]:
+    return [sys.executable, "-m", __name__, "--socket-path", str(socket), "--pki-dir", str(pki)]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="netplane mesh-controller", description=__doc__)
     ap.add_argument("--socket-path", default="/run/netplane/api.sock")
+    ap.add_argument("--pki-dir", help="the cluster CA's folder (ca.crt, ca.key), where the "
+                    "mesh CA is kept; without it no certificates are signed")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -269,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        authority = signer.load_authority(Path(args.pki_dir)) if args.pki_dir else None
         async with Client(Connection(socket=args.socket_path), user_agent=USER_AGENT) as client:
-            await Controller(client).run(stop)
+            await Controller(client, authority).run(stop)
 
     asyncio.run(run())
     return 0

@@ -77,9 +77,14 @@ def _key_ids(builder: x509.CertificateBuilder, public: ec.EllipticCurvePublicKey
     builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public),
                                     critical=False)
     if issuer is not None:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        try:
+            ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+        except x509.ExtensionNotFound:  # a root without one (the cluster CA's)
+            public_key = issuer.public_key()
+            assert isinstance(public_key, ec.EllipticCurvePublicKey)
+            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
+        builder = builder.add_extension(aki, critical=False)
     return builder
 
 

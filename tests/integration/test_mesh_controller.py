@@ -2,17 +2,26 @@
 get``/``describe`` show a user of the Gateway API. GatewayClass accepted,
 a Gateway given a LoadBalancer address through its Service, routes'
 statuses for their Gateway and Service parents side by side, and the
-reasons the specification names when a reference is wrong."""
+reasons the specification names when a reference is wrong; and node
+proxies' certificates through CertificateSigningRequests, approved and
+signed by the controller."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.x509 import verification
 
+from netplane.cluster.client import Client, Connection
+from netplane.mesh import enroll
+from netplane.mesh.identity import Issued, identity_of
 from netplane.mesh.manifests import mesh_crds
+from netplane.mesh.tunnel import node_identity
 from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server, wait_for
 
 pytestmark = pytest.mark.skipif(not HAVE_KUBECTL, reason="kubectl is not installed")
@@ -174,3 +183,39 @@ def test_deleting_the_gateway_removes_its_service(cluster: Cluster) -> None:
     wait_for("its Service gone", lambda: cluster.kubectl(
         "get", "service", "-n", "shop", "brief-netplane", check=False).returncode != 0)
 
+
+
+def node_client(cluster: Cluster) -> Client:
+    """A client as the node agents are (the join token)."""
+    token = (cluster.data / "pki" / "join.token").read_text().strip()
+    return Client(Connection(url=f"https://127.0.0.1:{cluster.port}", token=token,
+                             ca_file=str(cluster.data / "pki" / "ca.crt")))
+
+
+def test_a_node_proxy_gets_its_certificate_through_a_signing_request(cluster: Cluster) -> None:
+    async def obtain() -> tuple[Issued, list[x509.Certificate]]:
+        async with node_client(cluster) as client:
+            return await asyncio.wait_for(enroll.obtain(client, "n1"), 60)
+    issued, chain = asyncio.run(obtain())
+    assert identity_of(issued.cert) == node_identity("n1")
+    root = x509.load_pem_x509_certificate((cluster.data / "pki" / "ca.crt").read_bytes())
+    assert chain[0].issuer == root.subject and issued.cert.issuer == chain[0].subject
+    verifier = verification.PolicyBuilder().store(verification.Store([root])) \
+        .build_client_verifier()
+    verifier.verify(issued.cert, chain)  # raises unless the chain leads to the cluster CA
+    printed = cluster.kubectl("get", "csr").stdout
+    line = next(ln for ln in printed.splitlines() if "netplane-node-n1-" in ln)
+    assert "netplane.io/mesh-node" in line and "Approved,Issued" in line
+    assert "system:node-agent" in line
+
+
+def test_a_request_for_a_node_that_does_not_exist_is_denied(cluster: Cluster) -> None:
+    async def obtain() -> None:
+        async with node_client(cluster) as client:
+            await asyncio.wait_for(enroll.obtain(client, "ghost"), 60)
+    with pytest.raises(enroll.Denied, match="no node proxy of this cluster"):
+        asyncio.run(obtain())
+    described = cluster.kubectl("get", "csr", "-o", "json").stdout
+    denied = [c for c in json.loads(described)["items"]
+              if c["metadata"]["name"].startswith("netplane-node-ghost-")]
+    assert [cond["type"] for cond in denied[0]["status"]["conditions"]] == ["Denied"]
