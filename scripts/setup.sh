@@ -18,7 +18,7 @@ fi
 
 packages=(iproute2 iptables nftables conntrack ipset dnsutils curl iputils-ping dnsperf dnsmasq-base wrk
           python3 python3-venv python3-dev procps psmisc util-linux kmod gcc libc6-dev
-          stress-ng busybox-static docker.io)
+          stress-ng busybox-static docker.io tcpdump)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

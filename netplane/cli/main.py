@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -138,6 +139,24 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
     for line in _run(_with_client(args, policycmd.show, args.pod, namespace=args.namespace,
                                   all_namespaces=args.all_namespaces)):
+        print(line)
+    return 0
+
+
+def cmd_mesh(args: argparse.Namespace) -> int:
+    from netplane.cli import meshcmd
+
+    lab = lab_from_env(args.lab)
+    if args.mesh_verb == "status":
+        lines = _run(_with_client(args, meshcmd.status, lab=lab, node=args.node))
+    else:
+        as_json = args.output == "json"
+        lines = _run(_with_client(args, meshcmd.logs, lab=lab, node=args.node,
+                                  namespace=args.namespace, service=args.service,
+                                  as_json=as_json))
+        if as_json:
+            lines = [json.dumps(e) for e in lines]
+    for line in lines:
         print(line)
     return 0
 
@@ -385,6 +404,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("pod")
     _namespaced(p)
     p.set_defaults(fn=cmd_explain_schedule)
+
+    p = sub.add_parser("mesh", help="the service mesh: status, and the node proxies' access logs")
+    mesh = p.add_subparsers(dest="mesh_verb", required=True)
+    m = mesh.add_parser("status", help="enrolled namespaces, routes, Gateways, node proxies "
+                                       "with their certificates and tunnels")
+    m.add_argument("--node", help="only this node's proxy")
+    m.set_defaults(fn=cmd_mesh)
+    m = mesh.add_parser("logs", help="the node proxies' access logs, oldest first")
+    m.add_argument("--node", help="only this node's proxy")
+    m.add_argument("--service", help="requests to this Service (NAME, NS/NAME or its DNS name)")
+    m.add_argument("-n", "--namespace", help="requests from pods of this namespace")
+    m.add_argument("-o", "--output", choices=["line", "json"], default="line")
+    m.set_defaults(fn=cmd_mesh)
 
     p = sub.add_parser("routes", help="what each node's proxy programmed for Services")
     p.add_argument("service", nargs="?")

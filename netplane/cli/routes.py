@@ -18,13 +18,14 @@ from netplane.cluster.client import Client
 from netplane.lab.paths import LabPaths
 
 
-async def node_state(lab: LabPaths, node: str) -> Obj | None:
+async def node_state(lab: LabPaths, node: str, view: str = "proxy") -> Any:
+    """One of the agent's views (``/state/VIEW``); None: no agent here."""
     sock = lab.node_dir(node) / "agent.sock"
     if not sock.exists():
         return None
     async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock))) as s, \
-            s.get("http://agent/state/proxy", timeout=aiohttp.ClientTimeout(total=30)) as r:
-        return dict(json.loads(await r.text()))
+            s.get(f"http://agent/state/{view}", timeout=aiohttp.ClientTimeout(total=30)) as r:
+        return json.loads(await r.text())
 
 
 def _addresses(p: Obj) -> list[str]:

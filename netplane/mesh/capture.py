@@ -1,5 +1,6 @@
-"""Which connections the node hands to its L7 proxy: TCP from enrolled pods
-to Service addresses and ports that the mesh routes, redirected in the
+"""Which connections the node hands to its proxy: TCP from enrolled pods to
+Service addresses and ports, those that speak HTTP to the L7 proxy, the
+others to the L4 one (carried whole), redirected in the
 node's network namespace to the proxy's port before any Service DNAT (an
 nftables nat chain one priority ahead of kube-proxy's, whatever mode the
 proxy runs in: its iptables rules sit at dstnat, -100, too). The proxy
@@ -13,28 +14,38 @@ import socket
 from collections.abc import Iterable
 
 TABLE = "netplane-mesh"
-PROXY_PORT = 15001  # where captured connections land (Istio's outbound port)
+PROXY_PORT = 15001  # where captured HTTP connections land (Istio's outbound port)
+STREAM_PORT = 15002  # where the other captured TCP connections land (carried whole)
 PRIORITY = -101  # dstnat - 1: before any Service DNAT
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
 
 
-def render(sources: Iterable[str], targets: Iterable[tuple[str, int]], *,
-           port: int = PROXY_PORT) -> str:
+def _set(name: str, kind: str, elements: list[str]) -> list[str]:
+    lines = [f"  set {name} {{", f"    type {kind}"]
+    if elements:
+        lines.append(f"    elements = {{ {', '.join(elements)} }}")
+    return [*lines, "  }"]
+
+
+def render(sources: Iterable[str], targets: Iterable[tuple[str, int]],
+           streams: Iterable[tuple[str, int]] = (), *, port: int = PROXY_PORT,
+           stream_port: int = STREAM_PORT) -> str:
     """``nft -f`` text: ``sources`` are the enrolled pods' IPv4 addresses,
-    ``targets`` the (address, port) pairs whose connections are captured."""
+    ``targets`` the (address, port) pairs whose connections go to the HTTP
+    proxy, ``streams`` those carried whole (L4)."""
     src = sorted(set(sources))
-    dst = sorted(set(targets))
+    dst = [f"{ip} . {p}" for ip, p in sorted(set(targets))]
+    l4 = [f"{ip} . {p}" for ip, p in sorted(set(streams))]
     lines = [f"table ip {TABLE}", f"delete table ip {TABLE}", f"table ip {TABLE} {{",
-             "  set sources {", "    type ipv4_addr"]
-    if src:
-        lines.append(f"    elements = {{ {', '.join(src)} }}")
-    lines += ["  }", "  set targets {", "    type ipv4_addr . inet_service"]
-    if dst:
-        lines.append(f"    elements = {{ {', '.join(f'{ip} . {p}' for ip, p in dst)} }}")
-    lines += ["  }", "  chain prerouting {",
-              f"    type nat hook prerouting priority {PRIORITY}; policy accept;",
-              f"    ip saddr @sources ip daddr . tcp dport @targets counter redirect to :{port}",
-              "  }", "}"]
+             *_set("sources", "ipv4_addr", src),
+             *_set("targets", "ipv4_addr . inet_service", dst),
+             *_set("streams", "ipv4_addr . inet_service", l4),
+             "  chain prerouting {",
+             f"    type nat hook prerouting priority {PRIORITY}; policy accept;",
+             f"    ip saddr @sources ip daddr . tcp dport @targets counter redirect to :{port}",
+             f"    ip saddr @sources ip daddr . tcp dport @streams counter redirect to "
+             f":{stream_port}",
+             "  }", "}"]
     return "\n".join(lines) + "\n"
 
 

@@ -47,6 +47,8 @@ class MeshConfig:
     pod_nodes: dict[str, str] = field(default_factory=dict)  # pod IP -> node name
     pod_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # pod IP -> labels
     policies: list[Obj] = field(default_factory=list)  # AuthorizationPolicies
+    # Service ports that speak HTTP: appProtocol http, or named http or http-*.
+    http: set[ServicePort] = field(default_factory=set)
     _defaults: dict[ServicePort, RouteTable] = field(default_factory=dict, repr=False)
 
     def table_for(self, client_namespace: str, target: ServicePort) -> RouteTable | None:
@@ -85,6 +87,16 @@ class MeshConfig:
                 table = self._defaults[target] = RouteTable([Route.to_service(*astuple(target))],
                                                             use_hostnames=False)
         return target, table
+
+
+def speaks_http(port: Obj) -> bool:
+    """A Service port's protocol as Istio selects it: ``appProtocol``, else
+    the port's name (``http``, ``http-...``)."""
+    app = str(port.get("appProtocol") or "").lower()
+    if app:
+        return app in ("http", "kubernetes.io/h2c") or app.startswith("http-")
+    name = str(port.get("name") or "").lower()
+    return name == "http" or name.startswith("http-")
 
 
 def _is_service(ref: Obj) -> bool:
@@ -224,6 +236,8 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
             if p.get("protocol", "TCP") != "TCP":
                 continue
             usable.add(BackendKey(sns, sname, int(p["port"])))
+            if speaks_http(p):
+                config.http.add(ServicePort(sns, sname, int(p["port"])))
             for ip in ips:
                 config.vips[(ip, int(p["port"]))] = ServicePort(sns, sname, int(p["port"]))
     for pod in pods:

@@ -418,7 +418,7 @@ class Proxy:
                     return Try(code=403)
             began = time.monotonic()
             got = await self._try(endpoint, head, body, method == "HEAD", limit, last,
-                                  self._via(endpoint.address, client))
+                                  self.via(endpoint.address, client))
             if hop is not None:
                 hop.tried(began, time.monotonic(), _try_attributes(ref, endpoint, got))
             balancer.report(endpoint, got)
@@ -434,7 +434,7 @@ class Proxy:
             return _plain(status, f"upstream: {_phrase(status).lower()}", _failure(outcome))
         return final
 
-    def _via(self, address: str, client: str) -> Via | None:
+    def via(self, address: str, client: str) -> Via | None:
         """The tunnel to an endpoint on another node, for a client whose
         workload identity is known; None: straight over TCP."""
         if self.mesh is None or self.upstreams.tunnels is None:

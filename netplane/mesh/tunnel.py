@@ -286,11 +286,14 @@ class _Link:
 
 
 async def splice(stream: Stream, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+                 writer: asyncio.StreamWriter) -> tuple[int, int]:
     """Bytes both ways between a stream and a TCP connection until both
-    directions have ended."""
+    directions have ended; how many went into the stream and came out."""
+    counts = [0, 0]
+
     async def inbound() -> None:
         while chunk := await stream.read():
+            counts[1] += len(chunk)
             writer.write(chunk)
             await writer.drain()
         with contextlib.suppress(OSError):
@@ -300,6 +303,7 @@ async def splice(stream: Stream, reader: asyncio.StreamReader,
     async def outbound() -> None:
         with contextlib.suppress(OSError, TunnelError):
             while data := await reader.read(READ_SIZE):
+                counts[0] += len(data)
                 await stream.write(data)
         stream.end()
 
@@ -307,6 +311,7 @@ async def splice(stream: Stream, reader: asyncio.StreamReader,
         await asyncio.gather(inbound(), outbound())
     finally:
         writer.close()
+    return counts[0], counts[1]
 
 
 Authorize = Callable[[Identity, Identity, str], bool]  # (node, source, target) -> allowed

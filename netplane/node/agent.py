@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvloop
+from cryptography import x509
 
 from netplane.api import meta, resources
 from netplane.cluster.client import Client, Connection, Informer
@@ -151,7 +152,9 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     endpoints.add_handler(proxier.on_endpoints)
     dns.watch(services=services, slices=slices, endpoints=endpoints, pods=all_pods)
     mesh = NodeMesh(client, node_name=cfg.node_name, services=services, slices=slices,
-                    pods=all_pods, nodes=nodes, namespaces=namespaces, secrets=secrets)
+                    pods=all_pods, nodes=nodes, namespaces=namespaces, secrets=secrets,
+                    pki=(cfg.state_dir / "mesh",
+                         x509.load_pem_x509_certificate(Path(cfg.ca_file).read_bytes())))
 
     ctx = NodeContext(node_name=cfg.node_name, node_ip=cfg.node_ip,
                       netns_prefix=cfg.netns_prefix, dns_ip=cfg.dns_ip,
@@ -189,6 +192,8 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     status.add_metrics(lambda: mesh.proxy.metrics.render().decode())
     status.add_view("proxy", lambda: proxier.describe(check_kernel=True))
     status.add_view("policy", lambda: policy.describe(check_kernel=True))
+    status.add_view("mesh", mesh.describe)
+    status.add_view("mesh-logs", mesh.logs)
     await status.start()
     agent_api = kubeletapi.KubeletApi(pods=all_pods, runtime=runtime, node_name=cfg.node_name)
     cert, key = kubeletapi.serving_certificate(cfg.state_dir / "pki", cfg.node_ip)

@@ -2,9 +2,13 @@
 cluster's HTTPRoutes, Services, EndpointSlices, ReferenceGrants,
 AuthorizationPolicies, pods and nodes, and the capture that hands it the
 connections of this node's pods in enrolled namespaces (label
-``netplane.io/mesh=enabled``) to Service ports that have routes. Every
-other connection keeps the kernel path. Endpoints on other nodes are
-reached over TCP for now (tunnels are not wired yet). Every node also
+``netplane.io/mesh=enabled``) to Service ports: HTTP ones to the L7 proxy,
+the others to the L4 one on :15002, which carries them whole. Every other
+connection keeps the kernel path. Requests of enrolled pods to
+endpoints on other nodes go through the mutual-TLS tunnel to that node's
+proxy (:15008), with the node certificate the mesh controller signed
+(renewed at half life); the receiving proxy lets a stream in only for a
+workload that runs on the sending node. Every node also
 serves every Gateway of the ``netplane`` class, each listener port on the
 node-proxy port the mesh controller gave it in the Gateway's Service
 (whose LoadBalancer address and NodePorts lead there)."""
@@ -15,10 +19,14 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from pathlib import Path
+
+from cryptography import x509
 
 from netplane.api import meta
+from netplane.api.meta import Obj
 from netplane.cluster.client import Client, Informer
-from netplane.mesh import capture, gateway
+from netplane.mesh import capture, enroll, gateway, tunnel
 from netplane.mesh.config import MeshConfig, build
 from netplane.mesh.controller import node_ports_of
 from netplane.mesh.kinds import (
@@ -29,18 +37,26 @@ from netplane.mesh.kinds import (
     HTTPROUTE,
     REFERENCEGRANT,
 )
+from netplane.mesh.passthrough import Passthrough
 from netplane.mesh.proxy import Listener, Proxy, serve
 
 log = logging.getLogger(__name__)
 
 ENROLLED_LABEL, ENROLLED = "netplane.io/mesh", "enabled"
+# Left on the kernel path: DNS (answered on the node itself) and the API.
+INFRASTRUCTURE, API = frozenset({"kube-system"}), ("default", "kubernetes")
 SYNC_INTERVAL = 0.1  # at most this often: a burst of changes makes one sync
 
 
 class NodeMesh:
     def __init__(self, client: Client, *, node_name: str, services: Informer, slices: Informer,
                  pods: Informer, nodes: Informer, namespaces: Informer,
-                 secrets: Informer) -> None:
+                 secrets: Informer, pki: tuple[Path, x509.Certificate] | None = None) -> None:
+        self.client = client
+        # Where the node's mesh certificate is kept, and the cluster root;
+        # None: no tunnels (endpoints on other nodes over plain TCP).
+        self.pki = pki
+        self.tunnel_server: tunnel.TunnelServer | None = None
         self.node_name = node_name
         self.services, self.slices, self.pods = services, slices, pods
         self.nodes, self.namespaces, self.secrets = nodes, namespaces, secrets
@@ -50,6 +66,7 @@ class NodeMesh:
         self.grants = Informer(client, REFERENCEGRANT)
         self.policies = Informer(client, AUTHORIZATIONPOLICY)
         self.proxy = Proxy(node=node_name)
+        self.passthrough = Passthrough(self.proxy)
         self.config: MeshConfig | None = None
         self.applied: str | None = None
         # Gateway listeners: node-proxy port -> (its server, what its TLS was made of).
@@ -69,14 +86,22 @@ class NodeMesh:
                 if meta.labels(n).get(ENROLLED_LABEL) == ENROLLED}
 
     def capture_text(self, config: MeshConfig) -> str:
+        """Enrolled pods' connections to every Service port: HTTP (a port
+        with routes, or named or declared HTTP) to the L7 proxy, others to
+        the L4 one; not to the cluster's own (kube-system's, the API's)."""
         enrolled = self.enrolled()
         sources = [ip["ip"] for p in self.pods.items()
                    if (p.get("spec") or {}).get("nodeName") == self.node_name
                    and meta.namespace(p) in enrolled
                    for ip in (p.get("status") or {}).get("podIPs") or ()]
-        routed = set(config.producer) | {target for _, target in config.consumer}
-        targets = [dst for dst, target in config.vips.items() if target in routed]
-        return capture.render(sources, targets)
+        routed = set(config.producer) | {target for _, target in config.consumer} | config.http
+        http: list[tuple[str, int]] = []
+        streams: list[tuple[str, int]] = []
+        for dst, target in config.vips.items():
+            if target.namespace in INFRASTRUCTURE or (target.namespace, target.name) == API:
+                continue
+            (http if target in routed else streams).append(dst)
+        return capture.render(sources, http, streams)
 
     def sync(self) -> str:
         """The proxy's configuration from the caches; the capture text."""
@@ -139,8 +164,71 @@ class NodeMesh:
         if proc.returncode != 0:
             raise OSError(f"nft: {err.decode().strip()}")
 
+    def describe(self) -> Obj:
+        """The ``mesh`` view (``netplane mesh status``): what this node's
+        proxy serves, its certificate and its tunnels."""
+        config = self.config
+        creds = self.tunnel_server.credentials if self.tunnel_server else None
+        client = self.proxy.upstreams.tunnels
+        routed: dict[str, list[str]] = {}
+        if config is not None:
+            for target, table in config.producer.items():
+                routed[f"{target.namespace}/{target.name}:{target.port}"] = sorted(
+                    {f"{r.key.namespace}/{r.key.name}" for r in table.routes})
+            for (ns, target), table in config.consumer.items():
+                routed[f"{target.namespace}/{target.name}:{target.port} (from {ns})"] = sorted(
+                    {f"{r.key.namespace}/{r.key.name}" for r in table.routes})
+        return {
+            "node": self.node_name,
+            "enrolled": sorted(self.enrolled()),
+            "capturing": self.applied is not None,
+            "routed": routed,
+            "gateways": {str(port): {"gateway": ln.service, "port": ln.port,
+                                     "scheme": ln.scheme}
+                         for port, ln in sorted(self.proxy.listeners.items())},
+            "certificate": None if creds is None else {
+                "identity": str(tunnel.node_identity(self.node_name)),
+                "notAfter": creds.issued.cert.not_valid_after_utc.isoformat(),
+                "renewAfter": creds.issued.renew_after().isoformat()},
+            "tunnels": {
+                "listening": self.tunnel_server is not None,
+                "inbound": len(self.tunnel_server.links) if self.tunnel_server else 0,
+                "outbound": sorted(a for a, link in (client.links if client else {}).items()
+                                   if not link.dead)},
+            "requests": self.proxy.access.last,
+        }
+
+    def logs(self) -> list[Obj]:
+        """The ``mesh-logs`` view: the access log's last entries, oldest first."""
+        return [{**e.to_dict(), "line": e.line()} for e in self.proxy.access.entries()]
+
+    async def tunnels(self) -> None:
+        """The node's certificate kept current, and the tunnels on it: the
+        server for other nodes' proxies, the client for this one's."""
+        if self.pki is None:
+            return
+        ready: asyncio.Future[tunnel.Credentials] = asyncio.get_running_loop().create_future()
+        keeper = asyncio.create_task(enroll.keep(self.client, self.node_name, self.pki[0],
+                                                 self.pki[1], ready))
+        server: asyncio.Server | None = None
+        try:
+            creds = await asyncio.shield(ready)
+            self.tunnel_server = tunnel.TunnelServer(
+                creds, tunnel.authorizer(lambda: self.config, self.node_name))
+            server = await self.tunnel_server.serve("0.0.0.0", tunnel.PORT)
+            self.proxy.upstreams.tunnels = tunnel.TunnelClient(creds)
+            await keeper
+        finally:
+            keeper.cancel()
+            if server is not None:
+                server.close()
+            if self.proxy.upstreams.tunnels is not None:
+                self.proxy.upstreams.tunnels.close()
+
     async def run(self, stop: asyncio.Event) -> None:
         server = await serve(self.proxy, "0.0.0.0", capture.PROXY_PORT)
+        streams = await self.passthrough.serve("0.0.0.0", capture.STREAM_PORT)
+        tunnels = asyncio.create_task(self.tunnels())
         try:
             while not stop.is_set():
                 await self.dirty.wait()
@@ -156,7 +244,11 @@ class NodeMesh:
                         self.dirty.set()
                 await asyncio.sleep(SYNC_INTERVAL)
         finally:
+            tunnels.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tunnels
             server.close()
+            streams.close()
             for gw_server, _ in self.gateway_servers.values():
                 gw_server.close()
             self.proxy.close()

@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from netplane.api import meta
-from tests.e2e.conftest import Lab, started_lab, wait_for
+from tests.e2e.conftest import NETPLANE, Lab, started_lab, wait_for
 
 pytestmark = pytest.mark.e2e
 MANIFEST = Path(__file__).parent / "manifests" / "mesh.yaml"
@@ -47,7 +48,10 @@ def lab() -> Iterator[Lab]:
         def ready() -> bool:
             pods = json.loads(the_lab.netplane("get", "pods", "-n", "shop", "-o",
                                                "json").stdout)["items"]
-            return len(pods) == 5 and all(meta.pod_ready(p) for p in pods)
+            plain = json.loads(the_lab.netplane("get", "pods", "-n", "plain", "-o",
+                                                "json").stdout)["items"]
+            return len(pods) == 6 and len(plain) == 1 and all(
+                meta.pod_ready(p) for p in pods + plain)
         wait_for("pods ready", ready, timeout=120)
         yield the_lab
 
@@ -220,3 +224,86 @@ def test_the_gateway_answers_on_its_node_ports_and_says_so_in_its_status(
     assert "edge" in printed and gateway[0] in printed and "True" in printed
     described = kubectl(lab, "describe", "httproute", "-n", "shop", "site-a").stdout
     assert "netplane.io/gateway-controller" in described and "Accepted" in described
+
+
+def test_a_policy_denies_with_403_from_the_proxy(lab: Lab) -> None:
+    def code(method: str, path: str) -> str:
+        return lab.netplane("exec", "-n", "shop", "client", "--", "curl", "-s", "--max-time",
+                            "5", "-o", "/dev/null", "-w", "%{http_code}", "-X", method,
+                            f"http://far.shop{path}", check=False).stdout.strip()
+    assert wait_for("the policy in force", lambda: code("POST", "/admin") == "403")
+    assert code("GET", "/admin") == "200"
+    assert code("POST", "/other") == "200"
+
+
+class Capture:
+    """tcpdump on node-2's underlay (eth0), for the packets to and from
+    node-1 and its pods."""
+
+    def __init__(self, lab: Lab, path: Path) -> None:
+        self.lab, self.path = lab, path
+        self.proc = subprocess.Popen(
+            # -Z root: the file is in a folder only root may write to; immediate
+            # mode: each packet is read as it comes, none left in the kernel's
+            # buffer when tcpdump is stopped.
+            [NETPLANE, "--lab", lab.name, "lab", "exec", "node-2", "--", "tcpdump", "-i", "eth0",
+             "-Z", "root", "--immediate-mode", "-U", "-n", "-w", str(path),
+             "tcp and (host 192.168.56.11 or net 10.244.1.0/24)"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        said = []
+        while line := self.proc.stderr.readline():  # "listening on ...": it captures now
+            said.append(line)
+            if "listening" in line:
+                break
+        assert said and "listening" in said[-1], said
+
+    def stop(self) -> str:
+        """What was seen, as tcpdump prints it with payloads."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
+        return subprocess.run(["tcpdump", "-r", str(self.path), "-n", "-A"],
+                              capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
+def test_between_nodes_enrolled_traffic_is_tls_and_other_traffic_is_plain(
+        lab: Lab, tmp_path: Path) -> None:
+    # The enrolled client's requests to far (on node-1) cross in the tunnel.
+    marker = f"x-probe-{os.getpid()}"
+    wait_for("the route for far in force", lambda: lab.netplane(
+        "exec", "-n", "shop", "client", "--", "curl", "-s", "--max-time", "5", "-o",
+        "/dev/null", "-w", "%{http_code}", "-X", "POST", "http://far.shop/admin",
+        check=False).stdout == "403")
+    capture = Capture(lab, tmp_path / "mesh.pcap")
+    for _ in range(3):
+        out = lab.netplane("exec", "-n", "shop", "client", "--", "curl", "-sS", "--max-time",
+                           "5", "-H", f"{marker}: 1", "http://far.shop/headers", check=False)
+        assert out.returncode == 0 and marker in out.stdout, out.stderr
+    # A port not declared HTTP: the L4 proxy carries the bytes, in the tunnel too.
+    out = lab.netplane("exec", "-n", "shop", "client", "--", "curl", "-sS", "--max-time", "5",
+                       "-H", f"{marker}: 1", "http://far-tcp.shop:9000/headers", check=False)
+    assert out.returncode == 0 and marker in out.stdout, out.stderr
+    seen = capture.stop()
+    assert ".15008:" in seen or ".15008 " in seen  # node to node on the tunnel's port
+    assert marker not in seen and "GET /headers" not in seen
+    metrics = lab.netplane("lab", "exec", "control", "--", "curl", "-sS", "--max-time", "3",
+                           "http://192.168.56.12:10249/metrics").stdout
+    assert any(line.startswith("netplane_mesh_tcp_connections_opened_total{")
+               and 'destination_service="far-tcp.shop.svc.cluster.local"' in line
+               for line in metrics.splitlines())
+    # The same request from a pod outside the mesh takes the kernel path, in the clear.
+    capture = Capture(lab, tmp_path / "plain.pcap")
+    out = lab.netplane("exec", "-n", "plain", "client", "--", "curl", "-sS", "--max-time", "5",
+                       "-H", f"{marker}: 1", "http://far.shop/headers", check=False)
+    assert out.returncode == 0, out.stderr
+    seen = capture.stop()
+    assert marker in seen and "GET /headers" in seen
+
+
+def test_the_nodes_tunnel_certificates_came_through_signing_requests(lab: Lab) -> None:
+    out = lab.netplane("exec", "-n", "shop", "client", "--", "curl", "-sS", "--max-time", "5",
+                       "http://far.shop/", check=False)
+    assert out.returncode == 0 and out.stdout.startswith("pod=far"), out.stderr
+    csrs = kubectl(lab, "get", "csr").stdout
+    assert "netplane.io/mesh-node" in csrs and "Approved,Issued" in csrs

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from netplane.api.meta import Obj
-from netplane.mesh.config import CONTROLLER, ServicePort, build
+from netplane.mesh import capture
+from netplane.mesh.config import CONTROLLER, ServicePort, build, speaks_http
 from netplane.mesh.identity import Identity
 from netplane.mesh.routes import BackendKey, Request
 
@@ -180,3 +183,25 @@ def test_a_node_may_tunnel_only_for_workloads_it_runs_to_pods_of_the_receiving_n
                                  "10.244.2.7:8080", "node-2")  # not node-1's to claim
     assert not config.may_tunnel("node-1", web, "10.244.1.5:8080", "node-2")  # not a pod here
     assert not config.may_tunnel("node-1", web, "192.168.56.1:22", "node-2")  # no open relay
+
+
+@pytest.mark.parametrize(("port", "http"), [
+    ({"name": "http", "port": 80}, True),
+    ({"name": "http-admin", "port": 8080}, True),
+    ({"name": "tcp", "port": 80}, False),
+    ({"port": 80}, False),
+    ({"name": "tcp", "appProtocol": "http", "port": 80}, True),
+    ({"name": "http", "appProtocol": "kubernetes.io/h2c", "port": 80}, True),
+    ({"name": "http", "appProtocol": "postgresql", "port": 5432}, False),
+])
+def test_a_ports_protocol_comes_from_its_app_protocol_else_its_name(port: dict, http: bool
+                                                                    ) -> None:
+    assert speaks_http(port) is http
+
+
+def test_render_sends_http_ports_to_the_l7_proxy_and_others_to_the_l4_one() -> None:
+    text = capture.render(["10.244.1.2"], [("10.96.0.50", 80)], [("10.96.0.53", 9000)])
+    assert "elements = { 10.96.0.50 . 80 }" in text
+    assert "elements = { 10.96.0.53 . 9000 }" in text
+    assert "@targets counter redirect to :15001" in text
+    assert "@streams counter redirect to :15002" in text

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from netplane.mesh.config import build
@@ -53,6 +54,7 @@ class Pair:
     server: TunnelServer
     address: str
     backend: str  # a TCP server behind the far node that echoes what it gets
+    authority: Authority
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     listener = await server.serve(LOOPBACK, 0)
     client = TunnelClient(credentials(authority, node_identity("node-1"), tmp_path / "n1"))
     yield Pair(client, server, f"{LOOPBACK}:{listener.sockets[0].getsockname()[1]}",
-               f"{LOOPBACK}:{backend.sockets[0].getsockname()[1]}")
+               f"{LOOPBACK}:{backend.sockets[0].getsockname()[1]}", authority)
     client.close()
     listener.close()
     backend.close()
@@ -199,3 +201,26 @@ def test_node_identities_name_their_node_and_the_authorizer_reads_the_mesh() -> 
     assert not allowed(node_identity("node-2"), WEB, "10.244.2.7:8080")
     assert not allowed(WEB, WEB, "10.244.2.7:8080")  # a workload's certificate is no node's
     assert not authorizer(lambda: None, "node-2")(node_identity("node-1"), WEB, "10.244.2.7:80")
+
+
+async def test_renewed_credentials_serve_new_links_and_keep_the_old_ones(pair: Pair) -> None:
+    first = await pair.client.open(pair.address, node_identity("node-2"), pair.backend, WEB)
+    await first.write(b"before")
+    assert await first.read() == b"before"
+    old = pair.server.credentials.issued.cert
+    key = ec.generate_private_key(ec.SECP256R1())
+    authority = pair.authority
+    issued = Issued(authority.issue(node_identity("node-2"), key.public_key()), key)
+    pair.server.credentials.renew(issued, [authority.cert])
+    # The link made before goes on with the old certificate...
+    await first.write(b"still")
+    assert await first.read() == b"still"
+    # ...and a new one is made with the new.
+    fresh = TunnelClient(pair.client.credentials)
+    stream = await fresh.open(pair.address, node_identity("node-2"), pair.backend, WEB)
+    await stream.write(b"after")
+    assert await stream.read() == b"after"
+    link = fresh.links[pair.address]
+    der = link.writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    assert x509.load_der_x509_certificate(der) == issued.cert != old
+    fresh.close()
