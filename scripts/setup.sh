@@ -2,11 +2,11 @@
 # Installs what netplane needs on a Debian 12 machine: the kernel tools it
 # drives (iproute2, iptables, nftables, conntrack, ipset), the tools users and
 # tests run inside pods (curl, dig), the benchmarks' tools (dnsperf,
-# dnsmasq, wrk), a C compiler and the interpreter's headers for the C parts
-# (the netplane/echo image's server, the container launcher, the DNS
-# server's compiled fast path), the docker runtime's engine (docker.io, with
-# busybox-static for its images), stress-ng for the isolation experiment,
-# and a virtualenv with the project.
+# dnsmasq, wrk, h2load, nginx), a C compiler and the interpreter's headers
+# for the C parts (the netplane/echo image's server, the container launcher,
+# the DNS server's compiled fast path), the docker runtime's engine
+# (docker.io, with busybox-static for its images), stress-ng for the
+# isolation experiment, and a virtualenv with the project.
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(iproute2 iptables nftables conntrack ipset dnsutils curl iputils-ping dnsperf dnsmasq-base wrk
+          nghttp2-client nginx-light
           python3 python3-venv python3-dev procps psmisc util-linux kmod gcc libc6-dev
           stress-ng busybox-static docker.io tcpdump)
 missing=()
@@ -41,7 +42,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ -z "$own_policy" ] || rm -f "$policy"
 fi
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+    # bench/mesh.py starts an nginx of its own; the packaged one is not wanted.
+    systemctl disable --now docker.service docker.socket containerd.service nginx.service \
+        >/dev/null 2>&1 || true
 fi
 root_netns=$(readlink /proc/self/ns/net)
 for pid in $(pgrep -x dockerd || true); do
