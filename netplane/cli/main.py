@@ -203,7 +203,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     for line in _run(_with_client(args, tracecmd.trace, args.dest, from_pod=args.from_pod,
                                   namespace=args.namespace or "default",
                                   lab=lab_from_env(args.lab),
-                                  protocol="udp" if args.udp else "tcp", port=args.port)):
+                                  protocol="udp" if args.udp else "tcp", port=args.port,
+                                  headers=args.header)):
         print(line)
     return 0
 
@@ -425,10 +426,13 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_routes)
 
     p = sub.add_parser("trace", help="the path of a connection from a pod, from the kernel")
-    p.add_argument("dest", metavar="DEST[:PORT]", help="a name, a service IP or a pod IP")
+    p.add_argument("dest", metavar="DEST[:PORT]",
+                   help="a name, a service IP, a pod IP, or http://NAME[:PORT]/PATH")
     p.add_argument("--from", dest="from_pod", metavar="POD", required=True)
     p.add_argument("--udp", action="store_true", help="trace UDP instead of TCP")
     p.add_argument("--port", type=int, default=80, help="port when DEST has none (80)")
+    p.add_argument("-H", "--header", action="append", default=[],
+                   help="a request header, for DEST as http://NAME/PATH from a meshed pod")
     _namespaced(p)
     p.set_defaults(fn=cmd_trace)
 

@@ -15,6 +15,12 @@ pod, step by step, from what is really in the kernel of the client's node.
    isolate either end and which rule allows it.
 4. For each destination: the node's route to it and the target pod's veth.
 
+From a pod of an enrolled namespace to a destination its node captures for
+the mesh, the node's proxy decides instead (tracemesh.py): for HTTP
+(``DEST`` as ``http://NAME[:PORT]/PATH``, headers with ``-H``), one real
+request and the proxy's spans for it: route, rule, backend, endpoint, each
+try, and the mutual-TLS tunnel when it crosses nodes.
+
 In nftables mode the same walk runs over ``nft -j list table ip netplane``
 and the policy table beside it; in IPVS mode the programmed virtual servers
 are shown instead.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import subprocess
+import urllib.parse
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
@@ -32,6 +39,7 @@ from netplane.cli.objects import CliError
 from netplane.cli.routes import format_port, node_state
 from netplane.cluster.client import Client, NotFound
 from netplane.lab.paths import LabPaths
+from netplane.mesh.identity import spiffe_id
 from netplane.net import netns as nsutil
 from netplane.net.podnet import host_veth_name
 from netplane.node.pods import NodeContext
@@ -112,8 +120,15 @@ def _target_lines(lab: LabPaths, node_netns: str, src: str, ip: str,
 
 
 async def trace(client: Client, dest: str, *, from_pod: str, namespace: str, lab: LabPaths,
-                protocol: str, port: int) -> list[str]:
+                protocol: str, port: int, headers: list[str] | None = None) -> list[str]:
+    from netplane.cli import tracemesh
     from netplane.cli.podexec import container_pid
+
+    path = "/"
+    if dest.startswith("http://"):
+        url = urllib.parse.urlsplit(dest)
+        dest = f"{url.hostname}:{url.port or 80}"
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
 
     try:
         pod = await client.get(resources.POD, from_pod, namespace)
@@ -125,10 +140,10 @@ async def trace(client: Client, dest: str, *, from_pod: str, namespace: str, lab
     host, dport = split_dest(dest, port)
     out = [f"from pod {namespace}/{from_pod} ({src}) on {node}, {protocol.upper()} to "
            f"{host}:{dport}"]
+    pid = container_pid(pod, None, lab)
     if _is_ip(host):
         ip = host
     else:
-        pid = container_pid(pod, None, lab)
         ip, canonical = await asyncio.to_thread(resolve_in_pod, pid, host)
         out.append(f"1. DNS (in the pod, cluster DNS): {host} -> {canonical} -> {ip}")
     state = await node_state(lab, node)
@@ -136,6 +151,22 @@ async def trace(client: Client, dest: str, *, from_pod: str, namespace: str, lab
         raise CliError(f"error: no agent status on this machine for node {node}")
     pods = _pods_by_ip((await client.list(resources.POD)).get("items", []))
     netns = lab.node_netns(node)
+    meshed = tracemesh.captured(await node_state(lab, node, "mesh"), src, ip, dport) \
+        if protocol == "tcp" else None
+    if meshed is not None:
+        out.append(f"2. {node}'s mesh: the nft table ip netplane-mesh redirects "
+                   f"{src} -> {ip}:{dport} to the node's "
+                   + ("L7 proxy (:15001)" if meshed == "http" else "L4 proxy (:15002)")
+                   + ", before any Service rule; its decision:")
+        if meshed == "http":
+            out += await tracemesh.http_lines(client, lab, node=node, pod=pod, pid=pid,
+                                              host=host, ip=ip, port=dport, path=path,
+                                              headers=headers or [], pods=pods)
+        else:
+            who = spiffe_id(namespace, pod["spec"].get("serviceAccountName") or "default")
+            out += await tracemesh.stream_lines(lab, node=node, ip=ip, port=dport, pods=pods,
+                                                source=who)
+        return out
     out.append(f"2. {node}'s proxy ({state['mode']} mode):")
     if state["mode"] in ("iptables", "nftables"):
         steps = await asyncio.to_thread(_kernel_steps, state, netns,

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import datetime
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -82,9 +83,9 @@ async def obtain(client: Client, node: str, *, ttl: datetime.timedelta = CERT_TT
 
 async def keep(client: Client, node: str, folder: Path, root: x509.Certificate,
                ready: asyncio.Future[Credentials], *, ttl: datetime.timedelta = CERT_TTL,
-               ) -> None:
-    """The node's credentials, first set in ``ready``, then renewed at half
-    life for as long as this runs."""
+               renew: Callable[[Issued], datetime.datetime] = Issued.renew_after) -> None:
+    """The node's credentials, first set in ``ready``, then renewed when
+    ``renew`` says (at half life) for as long as this runs."""
     creds: Credentials | None = None
     while True:
         try:
@@ -100,5 +101,5 @@ async def keep(client: Client, node: str, folder: Path, root: x509.Certificate,
             creds.renew(issued, chain)
         log.info("mesh certificate for %s valid until %s", node,
                  issued.cert.not_valid_after_utc.isoformat())
-        wait = (issued.renew_after() - utcnow()).total_seconds()
-        await asyncio.sleep(max(wait, RETRY))
+        wait = (renew(issued) - utcnow()).total_seconds()
+        await asyncio.sleep(max(wait, 0.0))

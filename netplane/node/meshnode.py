@@ -46,6 +46,7 @@ ENROLLED_LABEL, ENROLLED = "netplane.io/mesh", "enabled"
 # Left on the kernel path: DNS (answered on the node itself) and the API.
 INFRASTRUCTURE, API = frozenset({"kube-system"}), ("default", "kubernetes")
 SYNC_INTERVAL = 0.1  # at most this often: a burst of changes makes one sync
+TRACE_VIEW = 1000  # spans in the mesh-traces view
 
 
 class NodeMesh:
@@ -67,6 +68,8 @@ class NodeMesh:
         self.policies = Informer(client, AUTHORIZATIONPOLICY)
         self.proxy = Proxy(node=node_name)
         self.passthrough = Passthrough(self.proxy)
+        # What the capture takes: enrolled sources, HTTP and L4 "ip:port" targets.
+        self.captured: dict[str, list[str]] = {"sources": [], "http": [], "streams": []}
         self.config: MeshConfig | None = None
         self.applied: str | None = None
         # Gateway listeners: node-proxy port -> (its server, what its TLS was made of).
@@ -101,6 +104,9 @@ class NodeMesh:
             if target.namespace in INFRASTRUCTURE or (target.namespace, target.name) == API:
                 continue
             (http if target in routed else streams).append(dst)
+        self.captured = {"sources": sorted(sources),
+                         "http": sorted(f"{ip}:{p}" for ip, p in http),
+                         "streams": sorted(f"{ip}:{p}" for ip, p in streams)}
         return capture.render(sources, http, streams)
 
     def sync(self) -> str:
@@ -182,6 +188,7 @@ class NodeMesh:
             "node": self.node_name,
             "enrolled": sorted(self.enrolled()),
             "capturing": self.applied is not None,
+            "captured": self.captured,
             "routed": routed,
             "gateways": {str(port): {"gateway": ln.service, "port": ln.port,
                                      "scheme": ln.scheme}
@@ -201,6 +208,10 @@ class NodeMesh:
     def logs(self) -> list[Obj]:
         """The ``mesh-logs`` view: the access log's last entries, oldest first."""
         return [{**e.to_dict(), "line": e.line()} for e in self.proxy.access.entries()]
+
+    def traces(self) -> list[Obj]:
+        """The ``mesh-traces`` view: the proxy's last spans, oldest first."""
+        return [s.to_dict() for s in self.proxy.tracer.spans.recent(TRACE_VIEW)]
 
     async def tunnels(self) -> None:
         """The node's certificate kept current, and the tunnels on it: the

@@ -307,3 +307,32 @@ def test_the_nodes_tunnel_certificates_came_through_signing_requests(lab: Lab) -
     assert out.returncode == 0 and out.stdout.startswith("pod=far"), out.stderr
     csrs = kubectl(lab, "get", "csr").stdout
     assert "netplane.io/mesh-node" in csrs and "Approved,Issued" in csrs
+
+
+def test_trace_shows_the_proxys_l7_decision_for_a_real_request(lab: Lab) -> None:
+    out = lab.netplane("trace", "--from", "client", "-n", "shop", "http://web/",
+                       "-H", "x-canary: 1").stdout
+    assert "redirects" in out and "L7 proxy (:15001)" in out
+    assert "HTTPRoute shop/canary matched, rule 0:" in out
+    assert "header x-canary=1" in out and "backendRefs: web-v2:80" in out
+    assert "try 1: backend shop/web-v2:80 endpoint" in out and "answer 200" in out
+    # far is on node-1, the client on node-2: the try crossed in the tunnel.
+    far = lab.netplane("trace", "--from", "client", "-n", "shop", "http://far/").stdout
+    assert "through the tunnel to node-1's proxy (:15008, mutual TLS 1.3" in far
+    l4 = lab.netplane("trace", "--from", "client", "-n", "shop", "far-tcp:9000").stdout
+    assert "L4 proxy (:15002)" in l4 and "carried whole" in l4
+
+
+def test_mesh_status_and_logs_show_each_nodes_proxy(lab: Lab) -> None:
+    lab.netplane("exec", "-n", "shop", "client", "--", "curl", "-sS", "--max-time", "5",
+                 "http://far.shop/logged", check=False)
+    status = lab.netplane("mesh", "status").stdout
+    assert "Enrolled namespaces (netplane.io/mesh=enabled): shop" in status
+    assert "shop/canary" in status and "Service shop/web:80: Accepted ResolvedRefs" in status
+    for node in ("node-1", "node-2"):
+        assert f"certificate spiffe://cluster.local/ns/kube-system/sa/netplane-node.{node}" \
+            in status
+    assert "tunnels: listening on :15008" in status
+    logs = lab.netplane("mesh", "logs", "--service", "far", "--node", "node-2").stdout
+    line = next(ln for ln in logs.splitlines() if '"GET /logged"' in ln)
+    assert line.startswith("node-2 ") and "shop/far#0" in line and " 200 " in line

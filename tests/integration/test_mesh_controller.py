@@ -9,8 +9,10 @@ signed by the controller."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,9 +21,9 @@ from cryptography.x509 import verification
 
 from netplane.cluster.client import Client, Connection
 from netplane.mesh import enroll
-from netplane.mesh.identity import Issued, identity_of
+from netplane.mesh.identity import Identity, Issued, identity_of, utcnow
 from netplane.mesh.manifests import mesh_crds
-from netplane.mesh.tunnel import node_identity
+from netplane.mesh.tunnel import Credentials, TunnelClient, TunnelServer, node_identity
 from tests.integration.loopback import HAVE_KUBECTL, Cluster, api_server, wait_for
 
 pytestmark = pytest.mark.skipif(not HAVE_KUBECTL, reason="kubectl is not installed")
@@ -219,3 +221,64 @@ def test_a_request_for_a_node_that_does_not_exist_is_denied(cluster: Cluster) ->
     denied = [c for c in json.loads(described)["items"]
               if c["metadata"]["name"].startswith("netplane-node-ghost-")]
     assert [cond["type"] for cond in denied[0]["status"]["conditions"]] == ["Denied"]
+
+
+def test_certificates_rotate_under_a_running_tunnel(cluster: Cluster, tmp_path: Path) -> None:
+    """Both ends renew half a second after each certificate, through the
+    API: the stream opened first keeps flowing across renewals, and a new
+    connection is made with the newer certificate."""
+    cluster.kubectl("apply", "-f", "-", stdin="apiVersion: v1\nkind: Node\n"
+                                              "metadata: {name: n2}\n")
+    root = x509.load_pem_x509_certificate((cluster.data / "pki" / "ca.crt").read_bytes())
+
+    async def run() -> None:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+        backend = await asyncio.start_server(echo, "127.0.0.1", 0)
+        target = f"127.0.0.1:{backend.sockets[0].getsockname()[1]}"
+        async with node_client(cluster) as client:
+            loop = asyncio.get_running_loop()
+            ready1: asyncio.Future[Credentials] = loop.create_future()
+            ready2: asyncio.Future[Credentials] = loop.create_future()
+            soon = lambda issued: utcnow() + datetime.timedelta(seconds=0.5)  # noqa: E731
+            keepers = [asyncio.create_task(enroll.keep(client, "n1", tmp_path / "n1", root,
+                                                       ready1, renew=soon)),
+                       asyncio.create_task(enroll.keep(client, "n2", tmp_path / "n2", root,
+                                                       ready2, renew=soon))]
+            server_creds, client_creds = await ready1, await ready2
+            server = TunnelServer(server_creds, lambda node, source, target: True)
+            listener = await server.serve("127.0.0.1", 0)
+            address = f"127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+            tunnels = TunnelClient(client_creds)
+            who = Identity("cluster.local", "shop", "web")
+            stream = await tunnels.open(address, node_identity("n1"), target, who)
+            first = server_creds.issued.cert
+            sent = 0
+            # Traffic on the first stream until the server's end has renewed.
+            while server_creds.issued.cert == first:
+                await stream.write(b"x" * 1024)
+                got = b""
+                while len(got) < 1024:
+                    got += await stream.read()
+                sent += 1
+                await asyncio.sleep(0.05)
+            assert sent > 1
+            await stream.write(b"still here")
+            assert await stream.read() == b"still here"
+            fresh = TunnelClient(client_creds)
+            again = await fresh.open(address, node_identity("n1"), target, who)
+            await again.write(b"new")
+            assert await again.read() == b"new"
+            der = fresh.links[address].writer.get_extra_info("ssl_object") \
+                .getpeercert(binary_form=True)
+            assert x509.load_der_x509_certificate(der) != first
+            for k in keepers:
+                k.cancel()
+            fresh.close()
+            tunnels.close()
+            listener.close()
+            backend.close()
+    asyncio.run(asyncio.wait_for(run(), 120))
