@@ -44,6 +44,7 @@ class Detail(enum.StrEnum):
     NO_HEALTHY_UPSTREAM = "no_healthy_upstream"  # the Service has no ready endpoint
     RBAC_DENIED = "rbac_access_denied"  # an AuthorizationPolicy; "[ns/name]" of the one
     UPSTREAM_TIMEOUT = "upstream_response_timeout"  # the rule's timeout, or the try's
+    UPSTREAM_OVERFLOW = "upstream_overflow"  # the backend's circuit is open (max requests)
     UPSTREAM_CONNECT_ERROR = "upstream_connect_error"
     UPSTREAM_RESET = "upstream_reset"
 

@@ -49,6 +49,8 @@ class MeshConfig:
     policies: list[Obj] = field(default_factory=list)  # AuthorizationPolicies
     # Service ports that speak HTTP: appProtocol http, or named http or http-*.
     http: set[ServicePort] = field(default_factory=set)
+    # Circuit breaking: the most requests in flight to a backend at once.
+    max_requests: dict[BackendKey, int] = field(default_factory=dict)
     _defaults: dict[ServicePort, RouteTable] = field(default_factory=dict, repr=False)
 
     def table_for(self, client_namespace: str, target: ServicePort) -> RouteTable | None:
@@ -87,6 +89,17 @@ class MeshConfig:
                 table = self._defaults[target] = RouteTable([Route.to_service(*astuple(target))],
                                                             use_hostnames=False)
         return target, table
+
+
+MAX_REQUESTS = "netplane.io/max-requests"
+
+
+def max_requests(svc: Obj) -> int | None:
+    """The Service's circuit-breaking limit (its ``netplane.io/max-requests``
+    annotation, Envoy's max_requests for its backend); None: none or not a
+    positive number."""
+    value = str(meta.meta(svc).get("annotations", {}).get(MAX_REQUESTS, ""))
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def speaks_http(port: Obj) -> bool:
@@ -236,6 +249,8 @@ def build(routes: Iterable[Obj], services: Iterable[Obj], slices: Iterable[Obj],
             if p.get("protocol", "TCP") != "TCP":
                 continue
             usable.add(BackendKey(sns, sname, int(p["port"])))
+            if (limit := max_requests(sobj)) is not None:
+                config.max_requests[BackendKey(sns, sname, int(p["port"]))] = limit
             if speaks_http(p):
                 config.http.add(ServicePort(sns, sname, int(p["port"])))
             for ip in ips:

@@ -71,6 +71,9 @@ class MeshMetrics:
                                ("destination_service", "route"), registry=r)
         self.timeouts = Counter("netplane_mesh_timeouts", "Requests cut by a route timeout.",
                                 ("destination_service", "route"), registry=r)
+        self.overflows = Counter("netplane_mesh_overflows",
+                                 "Tries refused because the backend had its limit of requests "
+                                 "in flight (circuit breaking).", ("backend",), registry=r)
 
     def observe(self, rec: Record) -> None:
         labels = (rec.source, rec.source_namespace, rec.service, rec.route, str(rec.status))

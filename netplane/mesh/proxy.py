@@ -283,6 +283,7 @@ class Proxy:
         for key, addresses in mesh.backends.items():
             balancer = self.backends.get(key) or Balancer(rng=self.rng)
             balancer.update(addresses)
+            balancer.max_requests = mesh.max_requests.get(key)
             backends[key] = balancer
         self.backends = backends
 
@@ -401,6 +402,12 @@ class Proxy:
                                                        f"is not a known Service port",
                                    Detail.BACKEND_NOT_FOUND))
                 return Try(code=500)
+            if balancer.full():
+                self.metrics.overflows.labels(f"{ref.namespace}/{ref.name}:{ref.port}").inc()
+                last.append(_plain(503, f"{ref.namespace}/{ref.name} has {balancer.max_requests}"
+                                        f" requests in flight, its limit",
+                                   Detail.UPSTREAM_OVERFLOW))
+                return Try(code=503)
             endpoint = balancer.choose()
             if endpoint is None:
                 last.append(_plain(503, f"no ready endpoints for {ref.namespace}/{ref.name}",

@@ -161,6 +161,14 @@ class Balancer:
     max_ejected: float = 0.5
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
+    # Circuit breaking (Envoy's max_requests): at most this many requests in
+    # flight to the backend at once; more are answered 503 at once. None: no limit.
+    max_requests: int | None = None
+
+    def full(self) -> bool:
+        """Whether the backend's circuit is open: a request now would overflow it."""
+        return self.max_requests is not None and \
+            sum(e.in_flight for e in self.endpoints.values()) >= self.max_requests
 
     def update(self, addresses: Sequence[str]) -> None:
         """The ready endpoints now; what is known of those that stay is kept."""

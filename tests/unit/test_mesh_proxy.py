@@ -385,3 +385,38 @@ async def test_a_request_without_a_valid_traceparent_starts_a_trace(front: Front
     restarted = tracing.parse(seen["traceparent"])
     assert restarted is not None and restarted.trace_id not in (TRACE, started.trace_id)
     assert "tracestate" not in seen
+
+
+async def test_a_backend_at_its_limit_of_requests_in_flight_is_refused_at_once(
+        front: Front) -> None:
+    """Circuit breaking: with v1 limited to one request in flight, a second
+    request while the first waits is answered 503 by the proxy itself."""
+    front.configure(to(("v1", 1)))
+    balancer = front.proxy.backends[BackendKey(NS, "v1", 80)]
+    balancer.max_requests = 1
+    try:
+        slow = asyncio.create_task(front.get("/delay?ms=2000"))
+        while sum(e.in_flight for e in balancer.endpoints.values()) < 1:
+            await asyncio.sleep(0.01)
+        status, text, _ = await front.get("/")
+        assert status == 503 and "limit" in text
+        assert (await slow)[0] == 200
+        assert (await front.get("/"))[0] == 200  # the circuit closes again
+        entry = front.proxy.access.entries()[-3]
+        assert entry.code == 503 and entry.detail == "upstream_overflow"
+        assert 'netplane_mesh_overflows_total{backend="shop/v1:80"} 1.0' in \
+            front.proxy.metrics.render().decode()
+    finally:
+        balancer.max_requests = None
+
+
+def test_a_services_annotation_sets_its_backends_limit() -> None:
+    svc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "v1", "namespace": NS,
+                        "annotations": {"netplane.io/max-requests": "50"}},
+           "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "http", "port": 80}]}}
+    mesh = build([], [svc], [])
+    assert mesh.max_requests == {BackendKey(NS, "v1", 80): 50}
+    proxy = Proxy()
+    proxy.apply(mesh)
+    assert proxy.backends[BackendKey(NS, "v1", 80)].max_requests == 50
