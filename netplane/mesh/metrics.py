@@ -71,6 +71,14 @@ class MeshMetrics:
                                ("destination_service", "route"), registry=r)
         self.timeouts = Counter("netplane_mesh_timeouts", "Requests cut by a route timeout.",
                                 ("destination_service", "route"), registry=r)
+        self.tunnels = Counter("netplane_mesh_tunnel_connections",
+                               "Mutual-TLS connections between node proxies, by direction and "
+                               "outcome (connected, handshake_failed, refused: the peer's "
+                               "identity was not the one expected).", ("direction", "outcome"),
+                               registry=r)
+        self.ejections = Counter("netplane_mesh_ejections",
+                                 "Endpoints ejected for consecutive failures (outlier "
+                                 "detection).", ("backend",), registry=r)
         self.overflows = Counter("netplane_mesh_overflows",
                                  "Tries refused because the backend had its limit of requests "
                                  "in flight (circuit breaking).", ("backend",), registry=r)
@@ -86,6 +94,9 @@ class MeshMetrics:
             self.retries.labels(rec.service, rec.route).inc(rec.retries)
         if rec.timed_out:
             self.timeouts.labels(rec.service, rec.route).inc()
+
+    def tunnel_event(self, direction: str, outcome: str) -> None:
+        self.tunnels.labels(direction, outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

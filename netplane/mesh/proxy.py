@@ -428,7 +428,10 @@ class Proxy:
                                   self.via(endpoint.address, client))
             if hop is not None:
                 hop.tried(began, time.monotonic(), _try_attributes(ref, endpoint, got))
+            ejections = endpoint.ejections
             balancer.report(endpoint, got)
+            if endpoint.ejections > ejections:
+                self.metrics.ejections.labels(f"{ref.namespace}/{ref.name}:{ref.port}").inc()
             return got
 
         outcome = await exchange(attempt, retry, timeouts)

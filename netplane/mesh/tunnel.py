@@ -315,6 +315,8 @@ async def splice(stream: Stream, reader: asyncio.StreamReader,
 
 
 Authorize = Callable[[Identity, Identity, str], bool]  # (node, source, target) -> allowed
+# (direction "in" or "out", outcome "connected", "handshake_failed" or "refused")
+Events = Callable[[str, str], None]
 Dial = Callable[[str], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
@@ -327,22 +329,35 @@ class TunnelServer:
     """The receiving end: CONNECT streams to the node's pods."""
 
     def __init__(self, credentials: Credentials, authorize: Authorize, *,
-                 dial: Dial = _dial_tcp) -> None:
+                 dial: Dial = _dial_tcp, events: Events | None = None) -> None:
         self.credentials, self.authorize, self.dial = credentials, authorize, dial
+        self.events = events or (lambda direction, outcome: None)
         self.links: list[_Link] = []
+        self._tls: ssl.SSLContext | None = None
 
     async def serve(self, host: str, port: int = PORT) -> asyncio.Server:
-        return await asyncio.start_server(self._accepted, host, port,
-                                          ssl=self.credentials.context(server=True))
+        # TLS after the accept, so that a failed handshake is seen and counted.
+        self._tls = self.credentials.context(server=True)
+        return await asyncio.start_server(self._accepted, host, port)
 
     async def _accepted(self, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
+        assert self._tls is not None
+        try:
+            await writer.start_tls(self._tls)
+        except (ssl.SSLError, OSError) as e:
+            self.events("in", "handshake_failed")
+            log.info("tunnel handshake from %s failed: %s", writer.get_extra_info("peername"), e)
+            writer.close()
+            return
         try:
             peer = peer_identity(writer)
         except (TunnelError, ValueError) as e:
+            self.events("in", "refused")
             log.warning("tunnel refused: %s", e)
             writer.close()
             return
+        self.events("in", "connected")
 
         async def on_stream(stream: Stream, headers: dict[str, str]) -> None:
             await self._stream(link, peer, stream, headers)
@@ -381,8 +396,9 @@ class TunnelClient:
     """The sending end: one connection per destination node, opened on
     first use, streams opened in it."""
 
-    def __init__(self, credentials: Credentials) -> None:
+    def __init__(self, credentials: Credentials, *, events: Events | None = None) -> None:
         self.credentials = credentials
+        self.events = events or (lambda direction, outcome: None)
         self.links: dict[str, _Link] = {}
         self._opening: dict[str, asyncio.Lock] = {}
 
@@ -395,12 +411,18 @@ class TunnelClient:
             if link is not None and not link.dead:
                 return link
             host, _, port = address.rpartition(":")
-            reader, writer = await asyncio.open_connection(
-                host, int(port), ssl=self.credentials.context(server=False))
+            try:
+                reader, writer = await asyncio.open_connection(
+                    host, int(port), ssl=self.credentials.context(server=False))
+            except ssl.SSLError:
+                self.events("out", "handshake_failed")
+                raise
             got = peer_identity(writer)
             if got != expect:
+                self.events("out", "refused")
                 writer.close()
                 raise TunnelError(403, f"{address} is {got}, not {expect}")
+            self.events("out", "connected")
             link = self.links[address] = _Link(reader, writer, client=True)
             task = link.start()
             link.tasks.add(task)

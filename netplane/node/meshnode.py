@@ -224,10 +224,11 @@ class NodeMesh:
         server: asyncio.Server | None = None
         try:
             creds = await asyncio.shield(ready)
+            events = self.proxy.metrics.tunnel_event
             self.tunnel_server = tunnel.TunnelServer(
-                creds, tunnel.authorizer(lambda: self.config, self.node_name))
+                creds, tunnel.authorizer(lambda: self.config, self.node_name), events=events)
             server = await self.tunnel_server.serve("0.0.0.0", tunnel.PORT)
-            self.proxy.upstreams.tunnels = tunnel.TunnelClient(creds)
+            self.proxy.upstreams.tunnels = tunnel.TunnelClient(creds, events=events)
             await keeper
         finally:
             keeper.cancel()

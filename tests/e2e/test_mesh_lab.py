@@ -292,6 +292,8 @@ def test_between_nodes_enrolled_traffic_is_tls_and_other_traffic_is_plain(
     assert any(line.startswith("netplane_mesh_tcp_connections_opened_total{")
                and 'destination_service="far-tcp.shop.svc.cluster.local"' in line
                for line in metrics.splitlines())
+    assert 'netplane_mesh_tunnel_connections_total{direction="out",outcome="connected"}' \
+        in metrics
     # The same request from a pod outside the mesh takes the kernel path, in the clear.
     capture = Capture(lab, tmp_path / "plain.pcap")
     out = lab.netplane("exec", "-n", "plain", "client", "--", "curl", "-sS", "--max-time", "5",

@@ -420,3 +420,19 @@ def test_a_services_annotation_sets_its_backends_limit() -> None:
     proxy = Proxy()
     proxy.apply(mesh)
     assert proxy.backends[BackendKey(NS, "v1", 80)].max_requests == 50
+
+
+async def test_an_endpoint_that_refuses_connections_is_ejected_and_counted(
+        front: Front, backends: dict[str, Echo]) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind((LOOPBACK, 0))
+        dead = f"{LOOPBACK}:{s.getsockname()[1]}"
+    pair = Balancer(rng=random.Random(3))
+    pair.update([dead, f"{LOOPBACK}:{backends['v1'].port}"])
+    front.proxy.backends[BackendKey(NS, "pair", 80)] = pair
+    front.configure(to(("pair", 1), retry={"attempts": 3, "backoff": "1ms"}))
+    codes = Counter([(await front.get("/"))[0] for _ in range(40)])
+    assert codes == {200: 40}  # the retries hide the dead one while it is tried
+    assert pair.endpoints[dead].ejections == 1
+    assert 'netplane_mesh_ejections_total{backend="shop/pair:80"} 1.0' in \
+        front.proxy.metrics.render().decode()

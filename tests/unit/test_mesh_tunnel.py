@@ -127,11 +127,16 @@ async def test_the_node_at_an_address_must_prove_to_be_the_one_asked_for(pair: P
 
 async def test_a_certificate_from_another_root_gets_no_tunnel(pair: Pair, tmp_path: Path
                                                               ) -> None:
+    seen: list[tuple[str, str]] = []
+    pair.server.events = lambda direction, outcome: seen.append((direction, outcome))
     stranger = TunnelClient(credentials(make_authority(), node_identity("node-1"),
                                         tmp_path / "stranger"))
     with pytest.raises((ssl.SSLError, ConnectionError, TunnelError)):
         await stranger.open(pair.address, node_identity("node-2"), pair.backend, WEB)
     stranger.close()
+    while not seen:  # the server's side of the failed handshake
+        await asyncio.sleep(0.01)
+    assert seen == [("in", "handshake_failed")]
 
 
 async def test_splice_joins_a_stream_to_a_tcp_connection(pair: Pair) -> None:
