@@ -149,6 +149,8 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     lab = lab_from_env(args.lab)
     if args.mesh_verb == "status":
         lines = _run(_with_client(args, meshcmd.status, lab=lab, node=args.node))
+    elif args.mesh_verb == "rotate":
+        lines = _run(_with_client(args, meshcmd.rotate, lab=lab, node=args.node))
     else:
         as_json = args.output == "json"
         lines = _run(_with_client(args, meshcmd.logs, lab=lab, node=args.node,
@@ -410,6 +412,10 @@ def parser() -> argparse.ArgumentParser:
     mesh = p.add_subparsers(dest="mesh_verb", required=True)
     m = mesh.add_parser("status", help="enrolled namespaces, routes, Gateways, node proxies "
                                        "with their certificates and tunnels")
+    m.add_argument("--node", help="only this node's proxy")
+    m.set_defaults(fn=cmd_mesh)
+    m = mesh.add_parser("rotate", help="node proxies renew their certificates now (tunnels "
+                                       "already up keep theirs)")
     m.add_argument("--node", help="only this node's proxy")
     m.set_defaults(fn=cmd_mesh)
     m = mesh.add_parser("logs", help="the node proxies' access logs, oldest first")

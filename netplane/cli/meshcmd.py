@@ -1,13 +1,19 @@
-"""``netplane mesh status`` and ``netplane mesh logs``: the mesh as the
+"""``netplane mesh status``, ``logs`` and ``rotate``: the mesh as the
 API has it (enrolled namespaces, routes and Gateways with the statuses the
 controller wrote, node certificates' signing requests) and as each node's
 proxy runs it (what it routes and serves, its certificate and expiry, its
 tunnels), read from the agents' status sockets (on this machine: the lab);
-and the node proxies' access logs, merged in time order."""
+the node proxies' access logs, merged in time order; and a certificate
+renewal asked of node proxies now, to watch one happen under traffic."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from typing import Any
+
+import aiohttp
 
 from netplane.api import meta, resources
 from netplane.api.meta import Obj
@@ -116,12 +122,18 @@ async def status(client: Client, *, lab: LabPaths, node: str | None = None) -> l
     return out
 
 
-async def _nodes(client: Client, lab: LabPaths, node: str | None) -> list[str]:
+async def _node_names(client: Client, node: str | None) -> list[str]:
+    """Every node's name, or ``node`` alone once it is known to exist."""
     names = sorted(meta.name(n) for n in (await client.list(resources.NODE)).get("items", []))
     if node:
         if node not in names:
             raise CliError(f'error: nodes "{node}" not found')
         names = [node]
+    return names
+
+
+async def _nodes(client: Client, lab: LabPaths, node: str | None) -> list[str]:
+    names = await _node_names(client, node)
     out = []
     for name in names:
         view = await node_state(lab, name, "mesh")
@@ -135,11 +147,7 @@ async def logs(client: Client, *, lab: LabPaths, node: str | None = None,
                as_json: bool = False) -> list[Any]:
     """Every node's access log entries (or one node's), oldest first;
     ``namespace``: the clients', ``service``: the one addressed or chosen."""
-    names = sorted(meta.name(n) for n in (await client.list(resources.NODE)).get("items", []))
-    if node:
-        if node not in names:
-            raise CliError(f'error: nodes "{node}" not found')
-        names = [node]
+    names = await _node_names(client, node)
     entries: list[Obj] = []
     for name in names:
         got = await node_state(lab, name, "mesh-logs") or []
@@ -158,3 +166,45 @@ async def logs(client: Client, *, lab: LabPaths, node: str | None = None,
     if as_json:
         return chosen
     return [f"{e['node']} {e['line']}" for e in chosen]
+
+
+ROTATE_WAIT = 60.0
+
+
+async def _action(lab: LabPaths, node: str, name: str) -> Any:
+    sock = lab.node_dir(node) / "agent.sock"
+    if not sock.exists():
+        return None
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock))) as s, \
+            s.post(f"http://agent/actions/{name}",
+                   timeout=aiohttp.ClientTimeout(total=30)) as r:
+        return json.loads(await r.text())
+
+
+async def rotate(client: Client, *, lab: LabPaths, node: str | None = None) -> list[str]:
+    """Each node proxy (or one) renews its certificate now, through a new
+    signing request; waits until each has the new one."""
+    names = await _node_names(client, node)
+    out = []
+    for name in names:
+        asked = await _action(lab, name, "mesh-rotate")
+        if asked is None:
+            out.append(f"{name}: no agent status socket on this machine")
+            continue
+        if not asked.get("renewing"):
+            out.append(f"{name}: no certificate yet; it is still being issued")
+            continue
+        deadline = time.monotonic() + ROTATE_WAIT
+        while True:
+            view = await node_state(lab, name, "mesh") or {}
+            cert = view.get("certificate") or {}
+            if cert.get("serial") and cert["serial"] != asked["serial"]:
+                out.append(f"{name}: renewed: serial {asked['serial']} -> {cert['serial']}, "
+                           f"valid until {cert['notAfter']}")
+                break
+            if time.monotonic() > deadline:
+                out.append(f"{name}: not renewed within {ROTATE_WAIT:.0f}s (is the mesh "
+                           f"controller signing? kubectl get csr)")
+                break
+            await asyncio.sleep(0.2)
+    return out

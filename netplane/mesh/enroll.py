@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import logging
 from collections.abc import Callable
@@ -83,9 +84,11 @@ async def obtain(client: Client, node: str, *, ttl: datetime.timedelta = CERT_TT
 
 async def keep(client: Client, node: str, folder: Path, root: x509.Certificate,
                ready: asyncio.Future[Credentials], *, ttl: datetime.timedelta = CERT_TTL,
-               renew: Callable[[Issued], datetime.datetime] = Issued.renew_after) -> None:
+               renew: Callable[[Issued], datetime.datetime] = Issued.renew_after,
+               wake: asyncio.Event | None = None) -> None:
     """The node's credentials, first set in ``ready``, then renewed when
-    ``renew`` says (at half life) for as long as this runs."""
+    ``renew`` says (at half life), or at once when ``wake`` is set, for as
+    long as this runs."""
     creds: Credentials | None = None
     while True:
         try:
@@ -101,5 +104,10 @@ async def keep(client: Client, node: str, folder: Path, root: x509.Certificate,
             creds.renew(issued, chain)
         log.info("mesh certificate for %s valid until %s", node,
                  issued.cert.not_valid_after_utc.isoformat())
-        wait = (renew(issued) - utcnow()).total_seconds()
-        await asyncio.sleep(max(wait, 0.0))
+        wait = max((renew(issued) - utcnow()).total_seconds(), 0.0)
+        if wake is None:
+            await asyncio.sleep(wait)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), wait)
+        wake.clear()

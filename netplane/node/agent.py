@@ -195,6 +195,7 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     status.add_view("mesh", mesh.describe)
     status.add_view("mesh-logs", mesh.logs)
     status.add_view("mesh-traces", mesh.traces)
+    status.add_action("mesh-rotate", mesh.rotate)
     await status.start()
     agent_api = kubeletapi.KubeletApi(pods=all_pods, runtime=runtime, node_name=cfg.node_name)
     cert, key = kubeletapi.serving_certificate(cfg.state_dir / "pki", cfg.node_ip)

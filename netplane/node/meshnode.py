@@ -58,6 +58,7 @@ class NodeMesh:
         # None: no tunnels (endpoints on other nodes over plain TCP).
         self.pki = pki
         self.tunnel_server: tunnel.TunnelServer | None = None
+        self.renew_now = asyncio.Event()  # set: a new certificate now (netplane mesh rotate)
         self.node_name = node_name
         self.services, self.slices, self.pods = services, slices, pods
         self.nodes, self.namespaces, self.secrets = nodes, namespaces, secrets
@@ -195,6 +196,7 @@ class NodeMesh:
                          for port, ln in sorted(self.proxy.listeners.items())},
             "certificate": None if creds is None else {
                 "identity": str(tunnel.node_identity(self.node_name)),
+                "serial": format(creds.issued.cert.serial_number, "x"),
                 "notAfter": creds.issued.cert.not_valid_after_utc.isoformat(),
                 "renewAfter": creds.issued.renew_after().isoformat()},
             "tunnels": {
@@ -209,6 +211,14 @@ class NodeMesh:
         """The ``mesh-logs`` view: the access log's last entries, oldest first."""
         return [{**e.to_dict(), "line": e.line()} for e in self.proxy.access.entries()]
 
+    async def rotate(self) -> Obj:
+        """The ``mesh-rotate`` action: a new certificate now; tunnels already
+        up keep theirs, new ones use the new one."""
+        creds = self.tunnel_server.credentials if self.tunnel_server else None
+        self.renew_now.set()
+        return {"renewing": creds is not None,
+                "serial": format(creds.issued.cert.serial_number, "x") if creds else None}
+
     def traces(self) -> list[Obj]:
         """The ``mesh-traces`` view: the proxy's last spans, oldest first."""
         return [s.to_dict() for s in self.proxy.tracer.spans.recent(TRACE_VIEW)]
@@ -220,7 +230,7 @@ class NodeMesh:
             return
         ready: asyncio.Future[tunnel.Credentials] = asyncio.get_running_loop().create_future()
         keeper = asyncio.create_task(enroll.keep(self.client, self.node_name, self.pki[0],
-                                                 self.pki[1], ready))
+                                                 self.pki[1], ready, wake=self.renew_now))
         server: asyncio.Server | None = None
         try:
             creds = await asyncio.shield(ready)
