@@ -18,6 +18,11 @@ PROXY_PORT = 15001  # where captured HTTP connections land (Istio's outbound por
 STREAM_PORT = 15002  # where the other captured TCP connections land (carried whole)
 PRIORITY = -101  # dstnat - 1: before any Service DNAT
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
+# The far end of a tunnel connects to its pod from the client pod's address
+# (a transparent socket); the pod's replies are marked here and routed to the
+# node itself by this table, so they reach that socket instead of leaving.
+TRANSPARENT_MARK = 0x539
+TRANSPARENT_TABLE = 133
 
 
 def _set(name: str, kind: str, elements: list[str]) -> list[str]:
@@ -45,8 +50,21 @@ def render(sources: Iterable[str], targets: Iterable[tuple[str, int]],
              f"    ip saddr @sources ip daddr . tcp dport @targets counter redirect to :{port}",
              f"    ip saddr @sources ip daddr . tcp dport @streams counter redirect to "
              f":{stream_port}",
+             "  }",
+             "  chain transparent {",
+             "    type filter hook prerouting priority mangle; policy accept;",
+             f"    socket transparent 1 counter meta mark set {TRANSPARENT_MARK:#x}",
              "  }", "}"]
     return "\n".join(lines) + "\n"
+
+
+def transparent_routing(add: bool) -> list[list[str]]:
+    """The ``ip`` commands that deliver marked replies to the node itself."""
+    verb = "add" if add else "del"
+    return [["ip", "rule", verb, "fwmark", f"{TRANSPARENT_MARK:#x}", "lookup",
+             str(TRANSPARENT_TABLE)],
+            ["ip", "route", verb, "local", "0.0.0.0/0", "dev", "lo", "table",
+             str(TRANSPARENT_TABLE)]]
 
 
 def clean_up_script() -> str:

@@ -86,7 +86,8 @@ class Passthrough:
         via = self.proxy.via(address, client)
         tunnels = self.proxy.upstreams.tunnels
         if via is not None and tunnels is not None:
-            stream = await tunnels.open(via.tunnel, via.node, address, via.source)
+            stream = await tunnels.open(via.tunnel, via.node, address, via.source,
+                                        via.source_ip)
             sent, received = await splice(stream, reader, writer)
         else:
             host, _, port = address.rpartition(":")

@@ -175,12 +175,13 @@ class Via:
     tunnel: str  # "ip:port" of the node's tunnel server
     node: Identity
     source: Identity
+    source_ip: str | None = None  # the client pod's, for the far node to connect from
 
 
 class Upstreams:
     """Keep-alive connections to endpoints, reused request after request:
     TCP to the node's own pods, tunnel streams to other nodes' (a stream
-    carries one source identity, so those are kept per source)."""
+    carries one source identity and address, so those are kept per source)."""
 
     def __init__(self, tunnels: TunnelClient | None = None) -> None:
         self.tunnels = tunnels
@@ -188,7 +189,7 @@ class Upstreams:
 
     async def send(self, address: str, head: bytes, body: bytes, *, head_only: bool,
                    via: Via | None = None) -> Answer:
-        key = address if via is None else f"{address} {via.source}"
+        key = address if via is None else f"{address} {via.source} {via.source_ip}"
         conn = await self._take(key, address, via)
         try:
             await conn.send(head + body)
@@ -211,7 +212,7 @@ class Upstreams:
             conn.close()
         if via is not None and self.tunnels is not None:
             return _TunnelConn(await self.tunnels.open(via.tunnel, via.node, address,
-                                                       via.source))
+                                                       via.source, via.source_ip))
         host, _, port = address.rpartition(":")
         return _TCPConn(*await asyncio.open_connection(host, int(port)))
 
@@ -454,7 +455,7 @@ class Proxy:
         source = self.mesh.identity_of.get(client)
         if not node or node == self.node or ip is None or source is None:
             return None
-        return Via(f"{ip}:{self.tunnel_port}", node_identity(node), source)
+        return Via(f"{ip}:{self.tunnel_port}", node_identity(node), source, client or None)
 
     async def _try(self, endpoint: Endpoint, head: bytes, body: bytes, head_only: bool,
                    limit: float | None, last: list[Answer | None], via: Via | None = None

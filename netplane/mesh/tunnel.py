@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
@@ -33,7 +34,11 @@ log = logging.getLogger(__name__)
 
 PORT = 15008  # HBONE's port
 SOURCE_HEADER = "x-netplane-source"
+# The client pod's address (RFC 7239, as HBONE carries it), so that the far
+# node can connect from it and the pod sees who is calling.
+FORWARDED_HEADER = "forwarded"
 READ_SIZE = 65536
+IP_TRANSPARENT = 19  # linux/in.h
 WINDOW = 4 * 1024 * 1024  # per stream: a few round trips of a fast flow
 
 
@@ -57,6 +62,16 @@ def node_of(identity: Identity) -> str | None:
             NODE_PREFIX):
         return None
     return identity.service_account.removeprefix(NODE_PREFIX)
+
+
+def voucher(mesh: Callable[[], MeshConfig | None]) -> Vouch:
+    """A node may speak from the address of a pod of that workload that
+    runs on it, as the current mesh configuration has it."""
+    def vouches(node: Identity, source: Identity, ip: str) -> bool:
+        name, config = node_of(node), mesh()
+        return name is not None and config is not None and \
+            config.identity_of.get(ip) == source and config.pod_nodes.get(ip) == name
+    return vouches
 
 
 def authorizer(mesh: Callable[[], MeshConfig | None], local_node: str) -> Authorize:
@@ -276,11 +291,13 @@ class _Link:
         self.h2.send_headers(stream.id, [(":status", str(status))], end_stream=end)
         self.flush()
 
-    def open(self, target: str, source: Identity) -> Stream:
+    def open(self, target: str, source: Identity, source_ip: str | None = None) -> Stream:
         stream_id = self.h2.get_next_available_stream_id()
         stream = self.streams[stream_id] = Stream(self, stream_id)
-        self.h2.send_headers(stream_id, [(":method", "CONNECT"), (":authority", target),
-                                         (SOURCE_HEADER, str(source))])
+        headers = [(":method", "CONNECT"), (":authority", target), (SOURCE_HEADER, str(source))]
+        if source_ip:
+            headers.append((FORWARDED_HEADER, f"for={source_ip}"))
+        self.h2.send_headers(stream_id, headers)
         self.flush()
         return stream
 
@@ -317,20 +334,44 @@ async def splice(stream: Stream, reader: asyncio.StreamReader,
 Authorize = Callable[[Identity, Identity, str], bool]  # (node, source, target) -> allowed
 # (direction "in" or "out", outcome "connected", "handshake_failed" or "refused")
 Events = Callable[[str, str], None]
-Dial = Callable[[str], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+# (target "ip:port", the address to connect from or None) -> the connection
+Dial = Callable[[str, str | None],
+                Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+# (node, source workload, address) -> whether that node may speak from that address
+Vouch = Callable[[Identity, Identity, str], bool]
 
 
-async def _dial_tcp(target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _dial_tcp(target: str, source_ip: str | None = None
+                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to ``target``; from ``source_ip`` when given, a
+    transparent socket (IP_TRANSPARENT: an address not the node's own, the
+    replies brought back to it by the node's mark and route, see
+    capture.py), else from the node's own address."""
     host, _, port = target.rpartition(":")
-    return await asyncio.open_connection(host, int(port))
+    if source_ip is None:
+        return await asyncio.open_connection(host, int(port))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+        sock.bind((source_ip, 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    except OSError:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
 
 
 class TunnelServer:
     """The receiving end: CONNECT streams to the node's pods."""
 
     def __init__(self, credentials: Credentials, authorize: Authorize, *,
-                 dial: Dial = _dial_tcp, events: Events | None = None) -> None:
+                 dial: Dial = _dial_tcp, events: Events | None = None,
+                 vouch: Vouch | None = None) -> None:
         self.credentials, self.authorize, self.dial = credentials, authorize, dial
+        # Whether a peer's claim of the client's address holds; None: never
+        # connect from a claimed address.
+        self.vouch = vouch
         self.events = events or (lambda direction, outcome: None)
         self.links: list[_Link] = []
         self._tls: ssl.SSLContext | None = None
@@ -383,8 +424,17 @@ class TunnelServer:
         if not self.authorize(peer, source, target):
             link.respond(stream, 403, end=True)
             return
+        claimed = headers.get(FORWARDED_HEADER, "").removeprefix("for=").strip() or None
+        source_ip = claimed if claimed and self.vouch is not None and \
+            self.vouch(peer, source, claimed) else None
         try:
-            reader, writer = await self.dial(target)
+            try:
+                reader, writer = await self.dial(target, source_ip)
+            except OSError:
+                if source_ip is None:
+                    raise
+                # The client's address cannot be used here: the node's own.
+                reader, writer = await self.dial(target, None)
         except OSError:
             link.respond(stream, 503, end=True)
             return
@@ -428,13 +478,14 @@ class TunnelClient:
             link.tasks.add(task)
             return link
 
-    async def open(self, address: str, node: Identity, target: str, source: Identity
-                   ) -> Stream:
+    async def open(self, address: str, node: Identity, target: str, source: Identity,
+                   source_ip: str | None = None) -> Stream:
         """A stream to ``target`` ("ip:port") through the node at
-        ``address``, which must prove to be ``node``; TunnelError when the
-        far end refuses it."""
+        ``address``, which must prove to be ``node``, for ``source`` (whose
+        pod's address is ``source_ip``); TunnelError when the far end
+        refuses it."""
         link = await self._link(address, node)
-        stream = link.open(target, source)
+        stream = link.open(target, source, source_ip)
         status = await stream.answered
         if status != 200:
             raise TunnelError(status, f"{node} answered {status} for {target}")

@@ -236,7 +236,8 @@ class NodeMesh:
             creds = await asyncio.shield(ready)
             events = self.proxy.metrics.tunnel_event
             self.tunnel_server = tunnel.TunnelServer(
-                creds, tunnel.authorizer(lambda: self.config, self.node_name), events=events)
+                creds, tunnel.authorizer(lambda: self.config, self.node_name), events=events,
+                vouch=tunnel.voucher(lambda: self.config))
             server = await self.tunnel_server.serve("0.0.0.0", tunnel.PORT)
             self.proxy.upstreams.tunnels = tunnel.TunnelClient(creds, events=events)
             await keeper
@@ -247,7 +248,16 @@ class NodeMesh:
             if self.proxy.upstreams.tunnels is not None:
                 self.proxy.upstreams.tunnels.close()
 
+    async def _ip(self, commands: list[list[str]]) -> None:
+        for argv in commands:
+            proc = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
+            _, err = await proc.communicate()
+            if proc.returncode != 0 and b"File exists" not in err:
+                log.debug("%s: %s", " ".join(argv), err.decode().strip())
+
     async def run(self, stop: asyncio.Event) -> None:
+        await self._ip(capture.transparent_routing(False))  # an agent before this one's
+        await self._ip(capture.transparent_routing(True))
         server = await serve(self.proxy, "0.0.0.0", capture.PROXY_PORT)
         streams = await self.passthrough.serve("0.0.0.0", capture.STREAM_PORT)
         tunnels = asyncio.create_task(self.tunnels())
@@ -276,3 +286,4 @@ class NodeMesh:
             self.proxy.close()
             with contextlib.suppress(OSError):
                 await self._nft(capture.clean_up_script())
+            await self._ip(capture.transparent_routing(False))

@@ -376,3 +376,12 @@ def test_certificate_rotation_under_load_drops_no_request(lab: Lab) -> None:
         reader.join(timeout=30)
     assert during < n, "the load ended before the renewals did"
     assert Counter(codes) == {"200": n}
+
+
+def test_across_nodes_the_pod_sees_the_client_pods_address(lab: Lab) -> None:
+    client = json.loads(kubectl(lab, "get", "pod", "-n", "shop", "client", "-o",
+                                "json").stdout)["status"]["podIP"]
+    for url in ("http://far.shop/", "http://far-tcp.shop:9000/"):  # L7, and L4
+        out = lab.netplane("exec", "-n", "shop", "client", "--", "curl", "-sS", "--max-time",
+                           "5", url, check=False)
+        assert out.returncode == 0 and f"client={client}" in out.stdout, (url, out.stdout)

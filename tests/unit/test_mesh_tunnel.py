@@ -29,6 +29,7 @@ from netplane.mesh.tunnel import (
     node_identity,
     node_of,
     splice,
+    voucher,
 )
 from tests.echoserver import LOOPBACK, WHO, start
 
@@ -186,7 +187,7 @@ async def test_the_proxy_reaches_endpoints_on_other_nodes_through_the_tunnel(
             assert (await reader.readexactly(length)).startswith(b"pod=api-0")
         writer.close()
         assert len(pair.server.links) == 1  # the requests went through node-2's tunnel
-        assert len(proxy.upstreams.idle(f"{LOOPBACK}:{echo.port} {WEB}")) == 1  # one stream
+        assert len(proxy.upstreams.idle(f"{LOOPBACK}:{echo.port} {WEB} {LOOPBACK}")) == 1
         server.close()
         proxy.close()
     finally:
@@ -229,3 +230,14 @@ async def test_renewed_credentials_serve_new_links_and_keep_the_old_ones(pair: P
     der = link.writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     assert x509.load_der_x509_certificate(der) == issued.cert != old
     fresh.close()
+
+
+def test_a_node_may_speak_from_the_address_of_a_pod_of_that_workload_it_runs() -> None:
+    pods = [{"metadata": {"name": "web-0", "namespace": "shop"},
+             "spec": {"serviceAccountName": "web", "nodeName": "node-1"},
+             "status": {"podIPs": [{"ip": "10.244.1.5"}]}}]
+    vouches = voucher(lambda: build([], [], [], pods=pods))
+    assert vouches(node_identity("node-1"), WEB, "10.244.1.5")
+    assert not vouches(node_identity("node-2"), WEB, "10.244.1.5")  # not where it runs
+    assert not vouches(node_identity("node-1"), ROGUE, "10.244.1.5")  # not that workload
+    assert not vouches(node_identity("node-1"), WEB, "10.244.1.6")  # no such pod
