@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -56,6 +57,7 @@ class Record:
 
 class MeshMetrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("netplane_mesh_requests", "Requests the node proxy answered.",
@@ -83,13 +85,23 @@ class MeshMetrics:
                                  "Tries refused because the backend had its limit of requests "
                                  "in flight (circuit breaking).", ("backend",), registry=r)
 
+    def _series(self, labels: tuple[str, ...]) -> tuple[Any, Any, Any, Any]:
+        """The four series of one label set, found once: the client library's
+        labels() takes a lock and checks its arguments on every call."""
+        got = self._children.get(labels)
+        if got is None:
+            got = self._children[labels] = (
+                self.requests.labels(*labels), self.duration.labels(*labels),
+                self.request_bytes.labels(*labels), self.response_bytes.labels(*labels))
+        return got
+
     def observe(self, rec: Record) -> None:
-        labels = (rec.source, rec.source_namespace, rec.service, rec.route, str(rec.status))
-        seconds = rec.seconds
-        self.requests.labels(*labels).inc()
-        self.duration.labels(*labels).observe(seconds)
-        self.request_bytes.labels(*labels).inc(rec.request_bytes)
-        self.response_bytes.labels(*labels).inc(rec.response_bytes)
+        requests, duration, request_bytes, response_bytes = self._series(
+            (rec.source, rec.source_namespace, rec.service, rec.route, str(rec.status)))
+        requests.inc()
+        duration.observe(rec.seconds)
+        request_bytes.inc(rec.request_bytes)
+        response_bytes.inc(rec.response_bytes)
         if rec.retries:
             self.retries.labels(rec.service, rec.route).inc(rec.retries)
         if rec.timed_out:

@@ -501,14 +501,24 @@ def _failure(outcome: resilience.Outcome) -> Detail:
     return _TRY_ERRORS.get(last.error or "", Detail.UPSTREAM_RESET)
 
 
+_DROPPED = HOP_BY_HOP | {"content-length"}
+
+
 def _end_to_end(headers: Headers) -> Headers:
     """The headers that go on: not hop-by-hop, not named by Connection, and
     not Content-Length (the proxy writes its own, for the whole body)."""
-    named = {v.strip().lower() for k, v in headers if k.lower() == "connection"
-             for v in v.split(",")}
-    return [(k, v) for k, v in headers
-            if k.lower() not in HOP_BY_HOP and k.lower() not in named
-            and k.lower() != "content-length"]
+    out = []
+    named: set[str] | None = None
+    for k, v in headers:
+        low = k.lower()
+        if low in _DROPPED:
+            if low == "connection":
+                named = (named or set()) | {n.strip().lower() for n in v.split(",")}
+            continue
+        out.append((k, v, low))
+    if named:
+        return [(k, v) for k, v, low in out if low not in named]
+    return [(k, v) for k, v, _ in out]
 
 
 def _request_head(method: str, target: str, headers: Headers, body: bytes) -> bytes:
