@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import logging
 import signal
@@ -35,6 +36,7 @@ from netplane.mesh.kinds import (
 
 log = logging.getLogger(__name__)
 USER_AGENT = "netplane-mesh-controller"
+DEFAULT_CLASS = "netplane"
 # Node-proxy ports for Gateway listeners: every node serves every Gateway.
 GATEWAY_PORTS = range(15100, 16000)
 SERVICE_LABEL = "kubernetes.io/service-name"
@@ -182,8 +184,21 @@ class Controller:
                 await self.client.update(resources.CERTIFICATESIGNINGREQUEST, body,
                                          subresource="status")
 
+    async def ensure_class(self) -> None:
+        """The ``netplane`` GatewayClass, made when missing (as Istio makes
+        its own), so that a Gateway needs nothing else."""
+        if self.classes.get(DEFAULT_CLASS) is not None:
+            return
+        with contextlib.suppress(AlreadyExists):
+            await self.client.create(GATEWAYCLASS, {
+                "apiVersion": GATEWAYCLASS.api_version, "kind": "GatewayClass",
+                "metadata": {"name": DEFAULT_CLASS},
+                "spec": {"controllerName": gateway.CONTROLLER,
+                         "description": "Gateways served by every node's mesh proxy"}})
+
     async def sync(self) -> None:
         await self.sign()
+        await self.ensure_class()
         for gc in self.classes.items():
             if (gc.get("spec") or {}).get("controllerName") == gateway.CONTROLLER:
                 await self._patch(GATEWAYCLASS, gc,
