@@ -42,8 +42,16 @@ GATEWAY_PORTS = range(15100, 16000)
 SERVICE_LABEL = "kubernetes.io/service-name"
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 MANAGER = "gateway-controller.netplane.io"  # a label value: no "/"
+MADE_BY = "app.kubernetes.io/managed-by"
 RETRY_DELAY = 1.0
 SYNC_INTERVAL = 0.1  # at most this often: a burst of changes makes one sync
+
+
+def made_here(svc: Obj) -> bool:
+    """A Gateway's Service that this controller made (not another's: other
+    Gateway controllers label theirs with the Gateway's name too)."""
+    labels = meta.labels(svc)
+    return labels.get(MADE_BY) == MANAGER and GATEWAY_NAME_LABEL in labels
 
 
 def service_name(gw: Obj) -> str:
@@ -76,7 +84,7 @@ def desired_service(gw: Obj, current: Obj | None, taken: set[int]) -> Obj:
         spec["loadBalancerIP"] = wanted[0]
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": service_name(gw), "namespace": meta.namespace(gw),
-                         "labels": {GATEWAY_NAME_LABEL: meta.name(gw)},
+                         "labels": {GATEWAY_NAME_LABEL: meta.name(gw), MADE_BY: MANAGER},
                          "ownerReferences": [meta.owner_ref(gw)]},
             "spec": spec}
 
@@ -226,10 +234,7 @@ class Controller:
     async def _gateway_services(self, gateways: list[Obj]) -> dict[str, list[str]]:
         """Each Gateway's Service and EndpointSlice made as they should be;
         those of Gateways that are gone removed. Returns the addresses."""
-        mine = {meta.namespaced_name(s): s for s in self.services.items()
-                if GATEWAY_NAME_LABEL in meta.labels(s)
-                and any(r.get("kind") == "Gateway" for r in meta.meta(s).get("ownerReferences")
-                        or ())}
+        mine = {meta.namespaced_name(s): s for s in self.services.items() if made_here(s)}
         taken = {p for s in mine.values() for p in node_ports_of(s).values()}
         wanted: set[str] = set()
         addresses: dict[str, list[str]] = {}
@@ -269,7 +274,11 @@ class Controller:
         if same_ports and spec.get("type") == want["type"] and \
                 spec.get("loadBalancerIP") == want.get("loadBalancerIP"):
             return current
-        patch = {"spec": {**want, "loadBalancerIP": want.get("loadBalancerIP")}}
+        # The ports that stay keep their NodePorts.
+        node_ports = {p.get("port"): p.get("nodePort") for p in spec.get("ports") or ()}
+        ports = [{**p, "nodePort": node_ports[p["port"]]} if node_ports.get(p["port"]) else p
+                 for p in want["ports"]]
+        patch = {"spec": {**want, "ports": ports, "loadBalancerIP": want.get("loadBalancerIP")}}
         return await self.client.patch(resources.SERVICE, meta.name(current), patch,
                                        meta.namespace(current))
 

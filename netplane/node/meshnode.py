@@ -28,7 +28,7 @@ from netplane.api.meta import Obj
 from netplane.cluster.client import Client, Informer
 from netplane.mesh import capture, enroll, gateway, tunnel
 from netplane.mesh.config import MeshConfig, build
-from netplane.mesh.controller import node_ports_of
+from netplane.mesh.controller import made_here, node_ports_of
 from netplane.mesh.kinds import (
     AUTHORIZATIONPOLICY,
     GATEWAY,
@@ -130,6 +130,8 @@ class NodeMesh:
         listeners: dict[int, Listener] = {}
         tls: dict[int, list[gateway.Certificate]] = {}
         for svc in services:
+            if not made_here(svc):
+                continue
             name = meta.labels(svc).get(GATEWAY_NAME_LABEL)
             ports = north.ports.get((meta.namespace(svc), name or ""))
             if ports is None:

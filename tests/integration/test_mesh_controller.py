@@ -158,6 +158,7 @@ def test_a_missing_backend_is_named_in_the_route_status(cluster: Cluster) -> Non
 
 
 def test_a_listener_port_added_later_gets_the_next_node_port(cluster: Cluster) -> None:
+    before = get(cluster, "service", "-n", "shop", "edge-netplane")["spec"]["ports"]
     cluster.kubectl("patch", "gateway", "-n", "shop", "edge", "--type=json", "-p", json.dumps(
         [{"op": "add", "path": "/spec/listeners/-",
           "value": {"name": "alt", "protocol": "HTTP", "port": 81}}]))
@@ -168,6 +169,9 @@ def test_a_listener_port_added_later_gets_the_next_node_port(cluster: Cluster) -
         return got if len(got) == 3 else None
     # The ports listeners had keep their node ports: connections in flight stay.
     assert wait_for("the new port", ports) == [(80, 15100), (81, 15102), (8080, 15101)]
+    after = get(cluster, "service", "-n", "shop", "edge-netplane")["spec"]["ports"]
+    kept = {p["port"]: p["nodePort"] for p in before}
+    assert {p["port"]: p["nodePort"] for p in after if p["port"] in kept} == kept
 
 
 def test_deleting_the_gateway_removes_its_service(cluster: Cluster) -> None:

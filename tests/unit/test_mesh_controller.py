@@ -18,7 +18,13 @@ GW = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
 def test_one_service_port_per_listener_port_each_on_a_free_node_port() -> None:
     svc = controller.desired_service(GW, None, taken={15100})
     assert svc["metadata"]["name"] == "edge-netplane"
-    assert svc["metadata"]["labels"] == {"gateway.networking.k8s.io/gateway-name": "edge"}
+    assert svc["metadata"]["labels"] == {"gateway.networking.k8s.io/gateway-name": "edge",
+                                         "app.kubernetes.io/managed-by":
+                                         "gateway-controller.netplane.io"}
+    assert controller.made_here(svc)
+    # Another controller's Service for its Gateway of the same name is not ours.
+    assert not controller.made_here({"metadata": {"labels": {
+        "gateway.networking.k8s.io/gateway-name": "edge"}}})
     assert svc["metadata"]["ownerReferences"][0]["kind"] == "Gateway"
     assert svc["spec"]["type"] == "LoadBalancer"
     assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == \
