@@ -35,9 +35,28 @@ tree's, in the same rounds: a change's before and after, side by side.
 16-connection load and prints the functions with the most samples, own and
 inclusive (``--native``: with uvloop's, httptools' and the system calls').
 
+``--lab`` (root) measures in a real 2-node lab instead, each request from
+a pod on node-2 to the server pod (netplane/echo) on node-1, h2load in the
+client pod's network namespace:
+
+* ``direct``: from a pod of a namespace that is not enrolled, to the
+  server's Service address: the kernel's path;
+* ``mesh``: from a pod of an enrolled namespace to the same Service, which
+  has an HTTPRoute: node-2's proxy, the mutual-TLS tunnel, node-1's proxy;
+* ``nginx``: from the pod that is not enrolled to nginx (one worker,
+  keep-alive connections to the server pod) in node-2's network namespace.
+
+The same rates, then the most over 16 connections; CPU per 1,000 answers/s
+(CPU seconds per 1,000 answers) of both node agents for the mesh (the
+proxy runs in them, beside their other work; under ``direct`` the same
+agents' CPU, not carrying the load, is the background), of nginx's
+processes for nginx; resident memory, idle and the peak under each load;
+and the issue's targets beside the figures. The lab is removed at the end.
+
     python bench/mesh.py [--runs 3] [--seconds 3] [--requests N]
                          [--targets direct,mesh,nginx,nginx-auto] [--cpus 0,1]
                          [--baseline REV] [--here] [--profile [--native]]
+    python bench/mesh.py --lab [--runs 3] [--seconds 3] [--targets direct,mesh,nginx]
 """
 
 from __future__ import annotations
@@ -45,6 +64,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -54,17 +74,24 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import uvloop
 from figures import pct
 
+from netplane.api import meta
 from netplane.api.meta import Obj
+from netplane.cli.podexec import container_pid
+from netplane.lab import processes
+from netplane.lab.paths import LabPaths
 from netplane.mesh.config import ServicePort, build
 from netplane.mesh.proxy import Listener, Proxy, serve
 
@@ -182,6 +209,30 @@ class Target:
     def pids(self) -> list[int]:
         return process_tree(self.proc.pid)
 
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/"
+
+    @property
+    def prefix(self) -> list[str]:
+        """What h2load's command line starts with (nothing: it runs here)."""
+        return []
+
+
+class Measured(Protocol):
+    """What a load is sent to: a name for the tables, the URL, where h2load
+    runs from, and the processes whose CPU and memory count."""
+    name: str
+    note: str
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def prefix(self) -> list[str]: ...
+
+    def pids(self) -> list[int]: ...
+
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
@@ -245,11 +296,9 @@ def checkout(stack: contextlib.ExitStack, rev: str) -> str:
     return folder
 
 
-def nginx_conf(folder: str, port: int, backends: list[int], workers: str) -> str:
-    weights = [w for _, w in BACKENDS]
-    unit = min(weights)
-    servers = "".join(f"    server {LOOPBACK}:{p} weight={w // unit};\n"
-                      for p, w in zip(backends, weights, strict=True))
+def nginx_conf(folder: str, listen: str, upstream: list[str], workers: str) -> str:
+    """nginx in front of the ``upstream`` servers ("address:port weight=N")."""
+    servers = "".join(f"    server {u};\n" for u in upstream)
     temp = "".join(f"  {kind}_temp_path {folder}/{kind};\n"
                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return (f"daemon off;\nworker_processes {workers};\npid {folder}/nginx.pid;\n"
@@ -260,7 +309,7 @@ def nginx_conf(folder: str, port: int, backends: list[int], workers: str) -> str
             # default, either side; the mesh proxy never does.
             f"  upstream web {{\n{servers}    keepalive 64;\n"
             "    keepalive_requests 1000000000;\n  }\n"
-            f"  server {{\n    listen {LOOPBACK}:{port};\n"
+            f"  server {{\n    listen {listen};\n"
             "    keepalive_requests 1000000000;\n"
             "    location / {\n      proxy_pass http://web;\n"
             "      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n"
@@ -273,7 +322,10 @@ def start_nginx(stack: contextlib.ExitStack, name: str, backends: list[int], wor
     for _ in range(5):
         port = free_port()
         conf = os.path.join(folder, "nginx.conf")
-        Path(conf).write_text(nginx_conf(folder, port, backends, workers))
+        weights = [w for _, w in BACKENDS]
+        upstream = [f"{LOOPBACK}:{p} weight={w // min(weights)}"
+                    for p, w in zip(backends, weights, strict=True)]
+        Path(conf).write_text(nginx_conf(folder, f"{LOOPBACK}:{port}", upstream, workers))
         proc = subprocess.Popen([*pin(cpus), "nginx", "-p", folder, "-c", conf,
                                  "-e", os.path.join(folder, "error.log")],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -295,6 +347,7 @@ class Load:
     p99: float
     failed: int
     cpu_us: float  # the target's CPU per answer
+    errors: int = 0  # answers counted that were not 2xx
 
 
 def _figure(pattern: str, out: str) -> re.Match[str]:
@@ -352,12 +405,12 @@ def h2load_argv(run: Run) -> list[str]:
     return argv
 
 
-def h2load(target: Target, run: Run, cpus: str) -> Load:
+def h2load(target: Measured, run: Run, cpus: str) -> Load:
     with tempfile.NamedTemporaryFile(prefix="npb-h2load-", suffix=".log") as log:
         pids = target.pids()
         before = cpu_seconds(pids)
-        done = subprocess.run([*pin(cpus), *h2load_argv(run), f"--log-file={log.name}",
-                               f"http://{LOOPBACK}:{target.port}/"],
+        done = subprocess.run([*pin(cpus), *target.prefix, *h2load_argv(run),
+                               f"--log-file={log.name}", target.url],
                               capture_output=True, text=True, check=False)
         used = cpu_seconds(pids) - before
         entries = read_log(Path(log.name).read_text())
@@ -370,9 +423,10 @@ def h2load(target: Target, run: Run, cpus: str) -> Load:
                                else 0)
     if run.rate and not run.requests:
         entries, rate = after_warm_up(entries, WARM_UP)
-    latencies = [e[2] / 1000 for e in entries if 200 <= e[1] < 300] or [float("nan")]
+    ok = [e[2] / 1000 for e in entries if 200 <= e[1] < 300]
+    latencies = ok or [float("nan")]
     return Load(rate, pct(latencies, 50), pct(latencies, 90), pct(latencies, 99), failed,
-                used / max(answered, 1) * 1e6)
+                used / max(answered, 1) * 1e6, len(entries) - len(ok))
 
 
 def median_load(loads: list[Load]) -> Load:
@@ -380,7 +434,8 @@ def median_load(loads: list[Load]) -> Load:
         return statistics.median(get(x) for x in loads)
 
     return Load(med(lambda x: x.rate), med(lambda x: x.p50), med(lambda x: x.p90),
-                med(lambda x: x.p99), max(x.failed for x in loads), med(lambda x: x.cpu_us))
+                med(lambda x: x.p99), max(x.failed for x in loads), med(lambda x: x.cpu_us),
+                max(x.errors for x in loads))
 
 
 # -- tables -----------------------------------------------------------------
@@ -389,7 +444,7 @@ def ms(v: float) -> str:
     return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.0f}"
 
 
-def label(t: Target) -> str:
+def label(t: Measured) -> str:
     return f"{t.name} ({t.note})" if t.note else t.name
 
 
@@ -397,7 +452,8 @@ Column = tuple[str, Callable[[Load], str]]
 
 
 def _rate(x: Load) -> str:
-    return f"{x.rate:,.0f}" + (f" ({x.failed} failed)" if x.failed else "")
+    return (f"{x.rate:,.0f}" + (f" ({x.failed} failed)" if x.failed else "")
+            + (f" ({x.errors} not 2xx)" if x.errors else ""))
 
 
 FIXED_COLUMNS: tuple[Column, ...] = (
@@ -408,7 +464,7 @@ MAX_COLUMNS: tuple[Column, ...] = (
     ("CPU µs/req", lambda x: f"{x.cpu_us:.1f}"))
 
 
-def table(targets: list[Target], got: dict[tuple[str, Run], Load], runs: list[Run],
+def table(targets: Sequence[Measured], got: dict[tuple[str, Run], Load], runs: list[Run],
           title: Callable[[Run], str], columns: tuple[Column, ...]) -> list[str]:
     """A row per target; for each run its columns, the first one titled."""
     head = "".join(f" {title(r) + ': ' if i == 0 else ''}{name} |"
@@ -457,13 +513,14 @@ def start_targets(stack: contextlib.ExitStack, opts: Options) -> list[Target]:
     return targets
 
 
-def measure(targets: list[Target], runs: list[Run], opts: Options
+def measure(targets: Sequence[Measured], runs: list[Run], opts: Options,
+            probe: Callable[[Measured, Run, str], Load] = h2load
             ) -> dict[tuple[str, Run], Load]:
     samples: dict[tuple[str, Run], list[Load]] = {}
     for n in range(opts.runs):
         for run in runs:
             for t in targets if n % 2 == 0 else targets[::-1]:
-                samples.setdefault((t.name, run), []).append(h2load(t, run, opts.client_cpus))
+                samples.setdefault((t.name, run), []).append(probe(t, run, opts.client_cpus))
     return {k: median_load(v) for k, v in samples.items()}
 
 
@@ -483,6 +540,351 @@ def bench(opts: Options) -> None:
           "the target's own processes per answer):")
     print("\n".join(table(targets, got, most, lambda r: f"{r.connections} conn", MAX_COLUMNS)),
           flush=True)
+
+
+# -- in a lab ---------------------------------------------------------------
+
+LAB_TARGETS = ("direct", "mesh", "nginx")
+LAB_NS, PLAIN_NS = "bench-mesh", "bench-plain"
+SERVER_NODE, CLIENT_NODE = "node-1", "node-2"
+LAB_MAX_CONNECTIONS = 16
+NGINX_PORT = 18080
+IDLE_SECONDS = 3
+NETPLANE = str(Path(sys.executable).with_name("netplane"))
+KUBECTL = shutil.which("kubectl") or "kubectl"
+MESH_SERVICE = f"echo.{LAB_NS}.svc.cluster.local"
+# The issue's targets.
+ADDED_P90_MS, VCPU_PER_1K, MAX_OF_NGINX = 1.0, 0.35, 0.5
+
+# The server on node-1 in an enrolled namespace behind a Service with a
+# route; a load pod on node-2 in that namespace (its connections to the
+# Service are the node's proxy's) and one in a namespace that is not
+# enrolled (the kernel's path to the same Service, and nginx's client).
+LAB_MANIFEST = f"""\
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {LAB_NS}, labels: {{netplane.io/mesh: enabled}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {PLAIN_NS}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: echo, namespace: {LAB_NS}, labels: {{app: echo}}}}
+spec:
+  nodeName: {SERVER_NODE}
+  containers:
+  - {{name: echo, image: netplane/echo, ports: [{{containerPort: 8080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo, namespace: {LAB_NS}}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: echo, namespace: {LAB_NS}}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: echo, port: 80}}]
+  rules:
+  - backendRefs: [{{name: echo, port: 80}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: load, namespace: {LAB_NS}}}
+spec:
+  nodeName: {CLIENT_NODE}
+  containers:
+  - {{name: shell, image: netplane/toolbox, command: [sleep, infinity]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: load, namespace: {PLAIN_NS}}}
+spec:
+  nodeName: {CLIENT_NODE}
+  containers:
+  - {{name: shell, image: netplane/toolbox, command: [sleep, infinity]}}
+"""
+
+
+def until(what: str, check: Callable[[], object], timeout: float = 120.0) -> object:
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    return got
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+class PeakRss(threading.Thread):
+    """The most resident memory of some processes together, sampled."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.peak, self.done = pids, rss_kib(pids), threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.1):
+            self.peak = max(self.peak, rss_kib(self.pids))
+
+    def stop(self) -> int:
+        self.done.set()
+        self.join()
+        return max(self.peak, rss_kib(self.pids))
+
+
+@dataclass
+class Lab:
+    paths: LabPaths
+
+    def netplane(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run([NETPLANE, "--lab", self.paths.name, *args], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"netplane {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj:
+        return dict(json.loads(self.netplane("get", kind, name, "-n", namespace, "-o", "json")))
+
+    def apply(self, manifest: str) -> None:
+        # kubectl, as a user applies Gateway API kinds.
+        subprocess.run([KUBECTL, "apply", "-f", "-"], input=manifest, text=True, check=True,
+                       capture_output=True, timeout=60,
+                       env={**os.environ, "KUBECONFIG": str(self.paths.kubeconfig)})
+
+    def agent(self, node: str) -> int:
+        pid = processes.alive(self.paths.node_dir(node) / "agent.pid")
+        if pid is None:
+            raise RuntimeError(f"{node}'s agent is not running")
+        return pid
+
+    def proxied(self) -> float:
+        """The requests to the echo Service node-2's proxy has answered."""
+        text = self.netplane("lab", "exec", "control", "--", "curl", "-sS", "--max-time", "5",
+                             f"http://{LabPaths.node_ip(CLIENT_NODE)}:10249/metrics")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("netplane_mesh_requests_total{")
+                   and f'destination_service="{MESH_SERVICE}"' in line)
+
+    def tunnels(self) -> float:
+        text = self.netplane("lab", "exec", "control", "--", "curl", "-sS", "--max-time", "5",
+                             f"http://{LabPaths.node_ip(CLIENT_NODE)}:10249/metrics")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("netplane_mesh_tunnel_connections_total{")
+                   and 'direction="out"' in line and 'outcome="connected"' in line)
+
+
+@dataclass
+class LabTarget:
+    name: str
+    url: str
+    client: int  # a process of the client pod: h2load runs in its network namespace
+    charged: Callable[[], list[int]]  # whose CPU and memory the figures are
+    note: str = ""
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["nsenter", "-t", str(self.client), "--net"]
+
+    def pids(self) -> list[int]:
+        return self.charged()
+
+
+def http_code(client: int, url: str) -> str:
+    done = subprocess.run(["nsenter", "-t", str(client), "--net", "curl", "-s", "--max-time",
+                           "3", "-o", "/dev/null", "-w", "%{http_code}", url],
+                          capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def lab_nginx(stack: contextlib.ExitStack, lab: Lab, server: str, client: int,
+              cpus: str) -> subprocess.Popen[bytes]:
+    """nginx in node-2's network namespace, on its underlay address, in
+    front of the server pod; once it answers the client pod."""
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="npb-nginx-"))
+    listen = f"{LabPaths.node_ip(CLIENT_NODE)}:{NGINX_PORT}"
+    conf = os.path.join(folder, "nginx.conf")
+    Path(conf).write_text(nginx_conf(folder, listen, [f"{server}:8080"], "1"))
+    proc = subprocess.Popen([*pin(cpus), NETPLANE, "--lab", lab.paths.name, "lab", "exec",
+                             CLIENT_NODE, "--", "nginx", "-p", folder, "-c", conf,
+                             "-e", os.path.join(folder, "error.log")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    stack.callback(_stop, proc)
+    until("nginx answering", lambda: proc.poll() is not None
+          or http_code(client, f"http://{listen}/") == "200", READY_TIMEOUT)
+    if proc.poll() is not None:
+        raise RuntimeError(f"nginx stopped:\n"
+                           f"{Path(folder, 'error.log').read_text(errors='replace')}")
+    return proc
+
+
+@dataclass
+class LabFigures:
+    got: dict[tuple[str, Run], Load]
+    rss: dict[tuple[str, Run], int]  # KiB, the most over the runs
+    idle_rss: dict[str, int]  # KiB, before any load
+    idle_cpu: float  # the agents', vCPU, before any load
+    proxied: dict[str, float]  # requests node-2's proxy counted during each target's runs
+    tunnels: float
+
+
+def lab_measure(lab: Lab, targets: list[LabTarget], runs: list[Run], opts: Options
+                ) -> LabFigures:
+    idle_rss = {t.name: rss_kib(t.pids()) for t in targets}
+    agents = [lab.agent(n) for n in (SERVER_NODE, CLIENT_NODE)]
+    before = cpu_seconds(agents)
+    time.sleep(IDLE_SECONDS)
+    idle_cpu = (cpu_seconds(agents) - before) / IDLE_SECONDS
+    rss: dict[tuple[str, Run], int] = {}
+    proxied = {t.name: 0.0 for t in targets}
+
+    def probe(t: Measured, run: Run, cpus: str) -> Load:
+        counted = lab.proxied()
+        peak = PeakRss(t.pids())
+        peak.start()
+        try:
+            load = h2load(t, run, cpus)
+        finally:
+            most = peak.stop()
+        rss[(t.name, run)] = max(rss.get((t.name, run), 0), most)
+        proxied[t.name] += lab.proxied() - counted
+        return load
+
+    got = measure(targets, runs, opts, probe)
+    return LabFigures(got, rss, idle_rss, idle_cpu, proxied, lab.tunnels())
+
+
+def vcpu(x: Load) -> str:
+    """CPU per 1,000 answers/s: CPU seconds per 1,000 answers."""
+    return f"{x.cpu_us / 1000:.3f}"
+
+
+LAB_FIXED_COLUMNS: tuple[Column, ...] = (*FIXED_COLUMNS, ("vCPU per 1k/s", vcpu))
+LAB_MAX_COLUMNS: tuple[Column, ...] = (
+    ("req/s", _rate), ("p50 ms", lambda x: ms(x.p50)), ("p90 ms", lambda x: ms(x.p90)),
+    ("p99 ms", lambda x: ms(x.p99)), ("vCPU per 1k/s", vcpu))
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def lab_report(figures: LabFigures, targets: list[LabTarget], fixed: list[Run], most: Run,
+               opts: Options) -> list[str]:
+    got = figures.got
+    names = [t.name for t in targets]
+    length = f"{opts.requests} requests" if opts.requests else f"{opts.seconds} s (+1 s warm-up)"
+    out = [f"fixed offered rates (h2load in a pod on {CLIENT_NODE}, {RATE_CONNECTIONS} "
+           f"connections, {length} a run, median of {opts.runs} runs; the server pod on "
+           f"{SERVER_NODE}; CPU: direct's is both agents' while they do not carry the load, "
+           "mesh's both agents', nginx's its processes'):"]
+    out += table(targets, got, fixed, lambda r: f"{r.rate:,}/s", LAB_FIXED_COLUMNS)
+    out += ["", f"most answers/s ({most.connections} connections, {length} a run, median of "
+            f"{opts.runs} runs):"]
+    out += table(targets, got, [most], lambda r: f"{r.connections} conn", LAB_MAX_COLUMNS)
+    out += ["", "memory (resident, MB; the agents' both; peak sampled every 0.1 s, the most "
+            "over the runs):", "| target | idle | peak at 1,000/s | peak at 5,000/s | "
+            f"peak at {most.connections} conn | added at {most.connections} conn | added per "
+            "1k/s |", "|---|---|---|---|---|---|---|"]
+    for t in targets:
+        idle = figures.idle_rss[t.name]
+        peaks = [figures.rss[(t.name, r)] for r in [*fixed, most]]
+        added = (peaks[-1] - idle) / 1024
+        per_1k = added / max(got[(t.name, most)].rate / 1000, 1e-9)
+        out.append(f"| {label(t)} | {idle / 1024:.1f} | "
+                   + " | ".join(f"{p / 1024:.1f}" for p in peaks)
+                   + f" | {added:+.1f} | {per_1k:+.2f} |")
+    out += ["", f"agents' CPU with no load: {figures.idle_cpu:.3f} vCPU (both); requests "
+            f"{CLIENT_NODE}'s proxy counted to {MESH_SERVICE}: "
+            + ", ".join(f"{n} {figures.proxied[n]:,.0f}" for n in names)
+            + f"; its tunnel connections made: {figures.tunnels:.0f}"]
+    one = next((r for r in fixed if r.rate == 1_000), None)
+    rows = []
+    if one and {"direct", "mesh"} <= set(names):
+        added = got[("mesh", one)].p90 - got[("direct", one)].p90
+        rows.append(f"| p90 added by the mesh at 1,000/s (mesh - direct) | {added:+.3f} ms "
+                    f"| <= {ADDED_P90_MS:g} ms | {verdict(added <= ADDED_P90_MS)} |")
+    if "mesh" in names:
+        for r in [*fixed, most]:
+            when = f"{r.rate:,}/s" if r.rate else f"{r.connections} conn"
+            mesh = got[("mesh", r)].cpu_us / 1000
+            net = mesh - got[("direct", r)].cpu_us / 1000 if "direct" in names else mesh
+            rows.append(f"| mesh CPU per 1,000 req/s at {when} (both agents; less their "
+                        f"CPU under direct) | {mesh:.3f} ({net:.3f}) vCPU | <= {VCPU_PER_1K:g}"
+                        f" | {verdict(mesh <= VCPU_PER_1K)} ({verdict(net <= VCPU_PER_1K)}) |")
+    if {"mesh", "nginx"} <= set(names):
+        ratio = got[("mesh", most)].rate / max(got[("nginx", most)].rate, 1e-9)
+        rows.append(f"| most req/s, mesh / nginx ({most.connections} conn) | {ratio:.2f}x | "
+                    f">= {MAX_OF_NGINX:g}x | {verdict(ratio >= MAX_OF_NGINX)} |")
+    if rows:
+        out += ["", "the issue's targets:", "| figure | this run | target | |",
+                "|---|---|---|---|", *rows]
+    out += ["", "The mesh proxy runs in the node agents, which also do other work (pods, "
+            "Services, DNS, status): their CPU and memory are counted whole.",
+            "Istio's anchors: an Envoy sidecar 0.35 vCPU and 40 MB per 1,000 req/s; "
+            "+2.65 ms p90 for a client and server sidecar pair."]
+    return out
+
+
+def lab_bench(opts: Options) -> None:
+    if os.geteuid() != 0:
+        sys.exit("--lab needs root: the lab creates network namespaces")
+    lab = Lab(LabPaths(f"mesh{uuid.uuid4().hex[:6]}"))
+    fixed = [Run(RATE_CONNECTIONS, r, opts.seconds, opts.requests) for r in RATES]
+    most = Run(LAB_MAX_CONNECTIONS, None, opts.seconds, opts.requests)
+    with contextlib.ExitStack() as stack:
+        print(f"lab {lab.paths.name}: up", file=sys.stderr, flush=True)
+        stack.callback(subprocess.run, [NETPLANE, "lab", "down", "--name", lab.paths.name],
+                       check=False, capture_output=True, timeout=180)
+        subprocess.run([NETPLANE, "lab", "up", "--name", lab.paths.name, "--nodes", "2"],
+                       check=True, capture_output=True, timeout=300)
+        lab.apply(LAB_MANIFEST)
+        pods = [(LAB_NS, "echo"), (LAB_NS, "load"), (PLAIN_NS, "load")]
+        until("the pods ready", lambda: all(meta.pod_ready(lab.get("pod", ns, name))
+                                            for ns, name in pods), 180)
+        server = lab.get("pod", LAB_NS, "echo")["status"]["podIP"]
+        vip = lab.get("service", LAB_NS, "echo")["spec"]["clusterIP"]
+        enrolled, plain = (container_pid(lab.get("pod", ns, "load"), None, lab.paths)
+                           for ns in (LAB_NS, PLAIN_NS))
+        url = f"http://{vip}/"
+        agents = [lab.agent(n) for n in (SERVER_NODE, CLIENT_NODE)]
+
+        def proxied_once() -> bool:
+            return http_code(enrolled, url) == "200" and lab.proxied() > 0
+        # The node's proxy has the route and captures the pod's connections.
+        until("the mesh in force", proxied_once, 120)
+        targets: list[LabTarget] = []
+        for name in opts.targets:
+            if name == "direct":
+                targets.append(LabTarget("direct", url, plain, lambda: agents))
+            elif name == "mesh":
+                targets.append(LabTarget("mesh", url, enrolled, lambda: agents,
+                                         "both agents"))
+            elif shutil.which("nginx") is None:
+                print("nginx: skipped, nginx is not installed (scripts/setup.sh installs it)")
+            else:
+                nginx = lab_nginx(stack, lab, server, plain, opts.target_cpus).pid
+                listen = f"http://{LabPaths.node_ip(CLIENT_NODE)}:{NGINX_PORT}/"
+                targets.append(LabTarget("nginx", listen, plain,
+                                         partial(process_tree, nginx), "1 worker"))
+        print(f"lab {lab.paths.name}: measuring", file=sys.stderr, flush=True)
+        figures = lab_measure(lab, targets, [*fixed, most], opts)
+    print()
+    print("\n".join(lab_report(figures, targets, fixed, most, opts)), flush=True)
 
 
 # -- profile ----------------------------------------------------------------
@@ -581,9 +983,12 @@ def options(args: argparse.Namespace) -> Options:
         client = target = ""
     elif args.cpus:
         client, target = args.cpus.split(",", 1)
-    targets = tuple(t for t in args.targets.split(",") if t)
-    if bad := [t for t in targets if t not in TARGETS]:
-        sys.exit(f"--targets: unknown {bad}; known: {','.join(TARGETS)}")
+    known = LAB_TARGETS if args.lab else TARGETS
+    targets = tuple(t for t in args.targets.split(",") if t) or known
+    if bad := [t for t in targets if t not in known]:
+        sys.exit(f"--targets: unknown {bad}; known: {','.join(known)}")
+    if args.lab and not args.cpus:
+        client = target = ""  # the lab's processes are not pinned: h2load is not either
     return Options(args.runs, args.seconds, args.requests, targets, client, target,
                    args.echo, args.baseline)
 
@@ -595,7 +1000,8 @@ def main() -> None:
                         help="length of one run, after a second of warm-up")
     parser.add_argument("--requests", type=int, default=0,
                         help="this many requests a run instead of a duration (a quick check)")
-    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--targets", default="",
+                        help=f"default: {','.join(TARGETS)}; with --lab: {','.join(LAB_TARGETS)}")
     parser.add_argument("--cpus", default="",
                         help="CLIENT,TARGET CPUs for taskset (default: the first two this "
                              "process may use); 'none' not to pin")
@@ -604,6 +1010,9 @@ def main() -> None:
                         help="in this network namespace, not a fresh one (root) ")
     parser.add_argument("--baseline", default="", metavar="REV",
                         help="also the mesh proxy of this git revision (before a change)")
+    parser.add_argument("--lab", action="store_true",
+                        help="in a 2-node lab instead: a pod on node-2 to one on node-1 "
+                             "(root)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the mesh proxy with py-spy under load instead")
     parser.add_argument("--native", action="store_true",
@@ -616,6 +1025,9 @@ def main() -> None:
         return
     if shutil.which("h2load") is None:
         sys.exit("h2load is not installed (nghttp2-client; scripts/setup.sh installs it)")
+    if args.lab:
+        lab_bench(options(args))
+        return
     if not args.echo:
         sys.exit("no netplane/echo binary: run scripts/setup.sh, or name one with --echo")
     if not args.here and os.geteuid() == 0:
