@@ -740,6 +740,7 @@ class LabFigures:
     idle_cpu: float  # the agents', vCPU, before any load
     proxied: dict[str, float]  # requests node-2's proxy counted during each target's runs
     tunnels: float
+    client_share: dict[Run, float]  # of the mesh's CPU, node-2's agent's (the median)
 
 
 def lab_measure(lab: Lab, targets: list[LabTarget], runs: list[Run], opts: Options
@@ -751,21 +752,28 @@ def lab_measure(lab: Lab, targets: list[LabTarget], runs: list[Run], opts: Optio
     idle_cpu = (cpu_seconds(agents) - before) / IDLE_SECONDS
     rss: dict[tuple[str, Run], int] = {}
     proxied = {t.name: 0.0 for t in targets}
+    shares: dict[Run, list[float]] = {}
+    client = lab.agent(CLIENT_NODE)
 
     def probe(t: Measured, run: Run, cpus: str) -> Load:
         counted = lab.proxied()
         peak = PeakRss(t.pids())
         peak.start()
+        cpu = cpu_seconds(t.pids()), cpu_seconds([client])
         try:
             load = h2load(t, run, cpus)
         finally:
             most = peak.stop()
+        if t.name == "mesh":
+            used = cpu_seconds(t.pids()) - cpu[0]
+            shares.setdefault(run, []).append((cpu_seconds([client]) - cpu[1]) / max(used, 1e-9))
         rss[(t.name, run)] = max(rss.get((t.name, run), 0), most)
         proxied[t.name] += lab.proxied() - counted
         return load
 
     got = measure(targets, runs, opts, probe)
-    return LabFigures(got, rss, idle_rss, idle_cpu, proxied, lab.tunnels())
+    return LabFigures(got, rss, idle_rss, idle_cpu, proxied, lab.tunnels(),
+                      {r: statistics.median(v) for r, v in shares.items()})
 
 
 def vcpu(x: Load) -> str:
@@ -800,7 +808,7 @@ def lab_report(figures: LabFigures, targets: list[LabTarget], fixed: list[Run], 
             "over the runs):", "| target | idle | peak at 1,000/s | peak at 5,000/s | "
             f"peak at {most.connections} conn | added at {most.connections} conn | added per "
             "1k/s |", "|---|---|---|---|---|---|---|"]
-    for t in targets:
+    for t in (t for t in targets if t.name != "direct"):  # no proxy of its own
         idle = figures.idle_rss[t.name]
         peaks = [figures.rss[(t.name, r)] for r in [*fixed, most]]
         added = (peaks[-1] - idle) / 1024
@@ -826,6 +834,11 @@ def lab_report(figures: LabFigures, targets: list[LabTarget], fixed: list[Run], 
             rows.append(f"| mesh CPU per 1,000 req/s at {when} (both agents; less their "
                         f"CPU under direct) | {mesh:.3f} ({net:.3f}) vCPU | <= {VCPU_PER_1K:g}"
                         f" | {verdict(mesh <= VCPU_PER_1K)} ({verdict(net <= VCPU_PER_1K)}) |")
+            if r in figures.client_share:
+                share = figures.client_share[r]
+                rows.append(f"| of it {CLIENT_NODE}'s agent (client side) / {SERVER_NODE}'s "
+                            f"(server side) | {mesh * share:.3f} / {mesh * (1 - share):.3f} "
+                            "vCPU | | |")
     if {"mesh", "nginx"} <= set(names):
         ratio = got[("mesh", most)].rate / max(got[("nginx", most)].rate, 1e-9)
         rows.append(f"| most req/s, mesh / nginx ({most.connections} conn) | {ratio:.2f}x | "
