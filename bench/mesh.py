@@ -629,6 +629,21 @@ def rss_kib(pids: list[int]) -> int:
     return total
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time so far, in ticks: user, nice, system, idle,
+    iowait, irq, softirq, steal."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def machine_note(before: list[int], after: list[int], load: tuple[float, float]) -> str:
+    """How busy the machine was over the runs, for figures on a shared one."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    total = max(sum(d), 1)
+    return (f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} before, "
+            f"{load[1]:.2f} after; over the runs {100 * (total - d[3] - d[4]) / total:.0f} % "
+            f"busy, {100 * d[7] / total:.1f} % stolen by the hypervisor")
+
+
 class PeakRss(threading.Thread):
     """The most resident memory of some processes together, sampled."""
 
@@ -741,6 +756,7 @@ class LabFigures:
     proxied: dict[str, float]  # requests node-2's proxy counted during each target's runs
     tunnels: float
     client_share: dict[Run, float]  # of the mesh's CPU, node-2's agent's (the median)
+    machine: str = ""
 
 
 def lab_measure(lab: Lab, targets: list[LabTarget], runs: list[Run], opts: Options
@@ -771,9 +787,11 @@ def lab_measure(lab: Lab, targets: list[LabTarget], runs: list[Run], opts: Optio
         proxied[t.name] += lab.proxied() - counted
         return load
 
+    times, load = cpu_times(), os.getloadavg()[0]
     got = measure(targets, runs, opts, probe)
     return LabFigures(got, rss, idle_rss, idle_cpu, proxied, lab.tunnels(),
-                      {r: statistics.median(v) for r, v in shares.items()})
+                      {r: statistics.median(v) for r, v in shares.items()},
+                      machine_note(times, cpu_times(), (load, os.getloadavg()[0])))
 
 
 def vcpu(x: Load) -> str:
@@ -820,6 +838,7 @@ def lab_report(figures: LabFigures, targets: list[LabTarget], fixed: list[Run], 
             f"{CLIENT_NODE}'s proxy counted to {MESH_SERVICE}: "
             + ", ".join(f"{n} {figures.proxied[n]:,.0f}" for n in names)
             + f"; its tunnel connections made: {figures.tunnels:.0f}"]
+    out += [figures.machine] if figures.machine else []
     one = next((r for r in fixed if r.rate == 1_000), None)
     rows = []
     if one and {"direct", "mesh"} <= set(names):
@@ -876,10 +895,20 @@ def lab_bench(opts: Options) -> None:
         url = f"http://{vip}/"
         agents = [lab.agent(n) for n in (SERVER_NODE, CLIENT_NODE)]
 
+        seen: list[str] = []
+
         def proxied_once() -> bool:
-            return http_code(enrolled, url) == "200" and lab.proxied() > 0
+            seen[:] = [http_code(enrolled, url), f"{lab.proxied():.0f}"]
+            return seen == ["200", seen[1]] and seen[1] != "0"
         # The node's proxy has the route and captures the pod's connections.
-        until("the mesh in force", proxied_once, 120)
+        try:
+            until("the mesh in force", proxied_once, 120)
+        except RuntimeError as e:
+            raise RuntimeError(
+                f"{e}: the load pod's last answer {seen[0]!r}, {seen[1]} requests proxied\n"
+                + lab.netplane("mesh", "status") + lab.netplane(
+                    "lab", "exec", CLIENT_NODE, "--", "nft", "list", "table", "ip",
+                    "netplane-mesh")) from None
         targets: list[LabTarget] = []
         for name in opts.targets:
             if name == "direct":
