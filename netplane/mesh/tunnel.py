@@ -39,6 +39,7 @@ SOURCE_HEADER = "x-netplane-source"
 FORWARDED_HEADER = "forwarded"
 READ_SIZE = 65536
 IP_TRANSPARENT = 19  # linux/in.h
+HANDSHAKE_TIMEOUT = 10.0  # asyncio's default is 60 s: a peer stuck that long holds a link
 WINDOW = 4 * 1024 * 1024  # per stream: a few round trips of a fast flow
 
 
@@ -362,6 +363,22 @@ async def _dial_tcp(target: str, source_ip: str | None = None
     return await asyncio.open_connection(sock=sock)
 
 
+@dataclass
+class Listening:
+    """The tunnel server's listening socket and its accept loop."""
+    sock: socket.socket
+    task: asyncio.Task[None]
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [self.sock]
+
+    def close(self) -> None:
+        """No new connections; those already up go on."""
+        self.task.cancel()
+        self.sock.close()
+
+
 class TunnelServer:
     """The receiving end: CONNECT streams to the node's pods."""
 
@@ -376,21 +393,46 @@ class TunnelServer:
         self.links: list[_Link] = []
         self._tls: ssl.SSLContext | None = None
 
-    async def serve(self, host: str, port: int = PORT) -> asyncio.Server:
-        # TLS after the accept, so that a failed handshake is seen and counted.
+    async def serve(self, host: str, port: int = PORT) -> Listening:
+        # Each accepted socket is handed to TLS whole (connect_accepted_socket),
+        # so that a failed handshake is seen and counted, and no byte of the
+        # client's hello can be read before TLS takes the connection.
         self._tls = self.credentials.context(server=True)
-        return await asyncio.start_server(self._accepted, host, port)
+        sock = socket.create_server((host, port))
+        sock.setblocking(False)
+        return Listening(sock, asyncio.get_running_loop().create_task(self._accept(sock)))
+
+    async def _accept(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        handshakes: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                conn, _ = await loop.sock_accept(sock)
+                task = loop.create_task(self._handshake(conn))
+                handshakes.add(task)
+                task.add_done_callback(handshakes.discard)
+        finally:
+            for task in handshakes:
+                task.cancel()
+
+    async def _handshake(self, conn: socket.socket) -> None:
+        assert self._tls is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_SIZE * 4)
+        try:
+            transport, protocol = await loop.connect_accepted_socket(
+                lambda: asyncio.StreamReaderProtocol(reader), conn, ssl=self._tls,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (ssl.SSLError, OSError, TimeoutError) as e:
+            self.events("in", "handshake_failed")
+            log.info("tunnel handshake from %s failed: %s", conn.getpeername(), e)
+            conn.close()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self._accepted(reader, writer)
 
     async def _accepted(self, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
-        assert self._tls is not None
-        try:
-            await writer.start_tls(self._tls)
-        except (ssl.SSLError, OSError) as e:
-            self.events("in", "handshake_failed")
-            log.info("tunnel handshake from %s failed: %s", writer.get_extra_info("peername"), e)
-            writer.close()
-            return
         try:
             peer = peer_identity(writer)
         except (TunnelError, ValueError) as e:
@@ -463,8 +505,9 @@ class TunnelClient:
             host, _, port = address.rpartition(":")
             try:
                 reader, writer = await asyncio.open_connection(
-                    host, int(port), ssl=self.credentials.context(server=False))
-            except ssl.SSLError:
+                    host, int(port), ssl=self.credentials.context(server=False),
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+            except (ssl.SSLError, TimeoutError):
                 self.events("out", "handshake_failed")
                 raise
             got = peer_identity(writer)

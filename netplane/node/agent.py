@@ -151,6 +151,9 @@ async def serve(cfg: AgentConfig, stop: asyncio.Event) -> None:
     slices.add_handler(proxier.on_endpoints)
     endpoints.add_handler(proxier.on_endpoints)
     dns.watch(services=services, slices=slices, endpoints=endpoints, pods=all_pods)
+    # As Istio's default: the proxy keeps its access log for `netplane mesh
+    # logs` to read, and the agent's own log does not get a line per request.
+    logging.getLogger("netplane.mesh.access").setLevel(logging.WARNING)
     mesh = NodeMesh(client, node_name=cfg.node_name, services=services, slices=slices,
                     pods=all_pods, nodes=nodes, namespaces=namespaces, secrets=secrets,
                     pki=(cfg.state_dir / "mesh",

@@ -233,7 +233,7 @@ class NodeMesh:
         ready: asyncio.Future[tunnel.Credentials] = asyncio.get_running_loop().create_future()
         keeper = asyncio.create_task(enroll.keep(self.client, self.node_name, self.pki[0],
                                                  self.pki[1], ready, wake=self.renew_now))
-        server: asyncio.Server | None = None
+        server: tunnel.Listening | None = None
         try:
             creds = await asyncio.shield(ready)
             events = self.proxy.metrics.tunnel_event

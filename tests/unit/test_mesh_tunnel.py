@@ -7,12 +7,16 @@ does not run, the wrong node at an address)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import uvloop
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -241,3 +245,34 @@ def test_a_node_may_speak_from_the_address_of_a_pod_of_that_workload_it_runs() -
     assert not vouches(node_identity("node-2"), WEB, "10.244.1.5")  # not where it runs
     assert not vouches(node_identity("node-1"), ROGUE, "10.244.1.5")  # not that workload
     assert not vouches(node_identity("node-1"), WEB, "10.244.1.6")  # no such pod
+
+
+@pytest.mark.parametrize("factory", [asyncio.new_event_loop, uvloop.new_event_loop],
+                         ids=["asyncio", "uvloop"])
+def test_a_handshake_that_arrives_while_the_loop_is_busy_completes(
+        tmp_path: Path, factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """The client's hello may come before the server's loop gets to the new
+    connection: nothing may read it before TLS does."""
+    authority = make_authority()
+    server_creds = credentials(authority, node_identity("node-2"), tmp_path / "n2")
+    client_creds = credentials(authority, node_identity("node-1"), tmp_path / "n1")
+    done: list[str] = []
+
+    def client(port: int) -> None:
+        with socket.create_connection((LOOPBACK, port), timeout=5) as raw, \
+                client_creds.context(server=False).wrap_socket(raw) as tls:
+            done.append(str(tls.version()))
+
+    async def main() -> None:
+        server = TunnelServer(server_creds, lambda node, source, target: True)
+        listener = await server.serve(LOOPBACK, 0)
+        thread = threading.Thread(target=client, args=(listener.sockets[0].getsockname()[1],))
+        thread.start()
+        time.sleep(0.3)  # the loop busy while the client connects and says hello
+        while thread.is_alive():
+            await asyncio.sleep(0.02)
+        listener.close()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    assert done == ["TLSv1.3"]
