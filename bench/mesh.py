@@ -901,14 +901,19 @@ def lab_bench(opts: Options) -> None:
             seen[:] = [http_code(enrolled, url), f"{lab.proxied():.0f}"]
             return seen == ["200", seen[1]] and seen[1] != "0"
         # The node's proxy has the route and captures the pod's connections.
+        # A first tunnel handshake that stalls holds every request to the
+        # other node for the handshake timeout (60 s), hence the margin.
         try:
-            until("the mesh in force", proxied_once, 120)
+            until("the mesh in force", proxied_once, 180)
         except RuntimeError as e:
+            tunnel_log = [line for node in (SERVER_NODE, CLIENT_NODE)
+                          for line in (lab.paths.state_dir / "logs" / f"{node}.log")
+                          .read_text(errors="replace").splitlines() if "tunnel" in line]
             raise RuntimeError(
                 f"{e}: the load pod's last answer {seen[0]!r}, {seen[1]} requests proxied\n"
                 + lab.netplane("mesh", "status") + lab.netplane(
                     "lab", "exec", CLIENT_NODE, "--", "nft", "list", "table", "ip",
-                    "netplane-mesh")) from None
+                    "netplane-mesh") + "\n".join(tunnel_log[-20:])) from None
         targets: list[LabTarget] = []
         for name in opts.targets:
             if name == "direct":
