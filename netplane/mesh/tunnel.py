@@ -419,10 +419,11 @@ class TunnelServer:
         assert self._tls is not None
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=READ_SIZE * 4)
+        # The protocol made here, not the one returned: uvloop returns its TLS layer.
+        protocol = asyncio.StreamReaderProtocol(reader)
         try:
-            transport, protocol = await loop.connect_accepted_socket(
-                lambda: asyncio.StreamReaderProtocol(reader), conn, ssl=self._tls,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=self._tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, OSError, TimeoutError) as e:
             self.events("in", "handshake_failed")
             log.info("tunnel handshake from %s failed: %s", conn.getpeername(), e)
