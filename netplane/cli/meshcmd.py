@@ -21,10 +21,8 @@ from netplane.cli.objects import CliError
 from netplane.cli.routes import node_state
 from netplane.cluster.client import ApiError, Client
 from netplane.lab.paths import LabPaths
-from netplane.mesh.kinds import GATEWAY, HTTPROUTE
+from netplane.mesh.kinds import ENROLLED, ENROLLED_LABEL, GATEWAY, HTTPROUTE
 from netplane.mesh.signer import SIGNER, state
-
-ENROLLED_LABEL, ENROLLED = "netplane.io/mesh", "enabled"
 
 
 def _conditions(obj: Obj) -> str:

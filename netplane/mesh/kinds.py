@@ -18,3 +18,6 @@ AUTHORIZATIONPOLICY = Resource("AuthorizationPolicy", "authorizationpolicies",
 
 # On what the Gateway API's controllers make for a Gateway (GEP-1762).
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+
+# A namespace whose pods are in the mesh carries this label with this value.
+ENROLLED_LABEL, ENROLLED = "netplane.io/mesh", "enabled"

@@ -31,6 +31,8 @@ from netplane.mesh.config import MeshConfig, build
 from netplane.mesh.controller import made_here, node_ports_of
 from netplane.mesh.kinds import (
     AUTHORIZATIONPOLICY,
+    ENROLLED,
+    ENROLLED_LABEL,
     GATEWAY,
     GATEWAY_NAME_LABEL,
     GATEWAYCLASS,
@@ -42,7 +44,6 @@ from netplane.mesh.proxy import Listener, Proxy, serve
 
 log = logging.getLogger(__name__)
 
-ENROLLED_LABEL, ENROLLED = "netplane.io/mesh", "enabled"
 # Left on the kernel path: DNS (answered on the node itself) and the API.
 INFRASTRUCTURE, API = frozenset({"kube-system"}), ("default", "kubernetes")
 SYNC_INTERVAL = 0.1  # at most this often: a burst of changes makes one sync
