@@ -233,8 +233,19 @@ class ProcessRuntime:
     def _stop_pid_holder(self, pod_uid: str) -> None:
         with contextlib.suppress(FileNotFoundError, ValueError):
             record = PidRecord.load((self.pod_dir(pod_uid) / PID_HOLDER).read_text())
-            if is_alive(record):
-                _signal_group(record.pid, signal.SIGKILL)
+            if not is_alive(record):
+                return
+            init = init_pid(record.pid, wait=0)
+            stat = proc_stat(init)
+            held = [record, PidRecord(init, stat[1] if stat else 0)]
+            _signal_group(record.pid, signal.SIGKILL)
+            # A kill is delivered, not done: wait until the namespace's PID 1
+            # has exited, so that a stopped pod has no process left.
+            deadline = time.monotonic() + 5.0
+            while any(map(is_alive, held)) and time.monotonic() < deadline:
+                time.sleep(_POLL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(record.pid, os.WNOHANG)
 
     def volumes_dir(self, pod_uid: str) -> Path:
         return self.pod_dir(pod_uid) / "volumes"
