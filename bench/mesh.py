@@ -52,11 +52,14 @@ proxy runs in them, beside their other work; under ``direct`` the same
 agents' CPU, not carrying the load, is the background), of nginx's
 processes for nginx; resident memory, idle and the peak under each load;
 and the issue's targets beside the figures. The lab is removed at the end.
+With ``--profile``, both agents are sampled with py-spy under the most
+load instead: where each side's time goes.
 
     python bench/mesh.py [--runs 3] [--seconds 3] [--requests N]
                          [--targets direct,mesh,nginx,nginx-auto] [--cpus 0,1]
                          [--baseline REV] [--here] [--profile [--native]]
     python bench/mesh.py --lab [--runs 3] [--seconds 3] [--targets direct,mesh,nginx]
+                               [--profile [--native]]
 """
 
 from __future__ import annotations
@@ -872,7 +875,45 @@ def lab_report(figures: LabFigures, targets: list[LabTarget], fixed: list[Run], 
     return out
 
 
-def lab_bench(opts: Options) -> None:
+def lab_profile(lab: Lab, target: LabTarget, opts: Options, rate: int, *,
+                native: bool) -> None:
+    """Both agents sampled with py-spy while the mesh carries the most it
+    can: where each side's time goes."""
+    spy = py_spy()
+    if not spy:
+        sys.exit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    seconds = opts.seconds if not opts.requests else 3
+    with contextlib.ExitStack() as stack:
+        outs, procs = {}, {}
+        for node in (CLIENT_NODE, SERVER_NODE):
+            out = outs[node] = stack.enter_context(
+                tempfile.NamedTemporaryFile(prefix="npb-spy-", suffix=".txt"))
+            procs[node] = subprocess.Popen(
+                [spy, "record", "--pid", str(lab.agent(node)), "--format", "raw",
+                 "--native" if native else "--function", f"--rate={rate}",
+                 f"--duration={seconds}", "-o", out.name],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        load = h2load(target, Run(LAB_MAX_CONNECTIONS, None, seconds), opts.client_cpus)
+        raws = {}
+        for node, proc in procs.items():
+            _, err = proc.communicate()
+            raws[node] = Path(outs[node].name).read_text()
+            if not raws[node]:
+                sys.exit(f"py-spy recorded nothing on {node}: {err.decode(errors='replace')}")
+    print(f"\nmesh in the lab under py-spy ({rate} samples/s, which slow it), "
+          f"{LAB_MAX_CONNECTIONS} connections: {load.rate:,.0f} answers/s, "
+          f"p50 {ms(load.p50)} ms, p99 {ms(load.p99)} ms")
+    for node, raw in raws.items():
+        total, own, inclusive = top_functions(raw, 30)
+        side = "client side" if node == CLIENT_NODE else "server side"
+        print(f"\n{node}'s agent ({side}): {total} samples")
+        for title, rows in (("own", own), ("inclusive", inclusive)):
+            print(f"\n| {title} % | function |\n|---|---|")
+            for frame, count in [r for r in rows if r[1] < 0.99 * total][:20]:
+                print(f"| {100 * count / total:.1f} | {_short(frame)} |")
+
+
+def lab_bench(opts: Options, profile_rate: int = 0, native: bool = False) -> None:
     if os.geteuid() != 0:
         sys.exit("--lab needs root: the lab creates network namespaces")
     lab = Lab(LabPaths(f"mesh{uuid.uuid4().hex[:6]}"))
@@ -914,6 +955,10 @@ def lab_bench(opts: Options) -> None:
                 + lab.netplane("mesh", "status") + lab.netplane(
                     "lab", "exec", CLIENT_NODE, "--", "nft", "list", "table", "ip",
                     "netplane-mesh") + "\n".join(tunnel_log[-20:])) from None
+        if profile_rate:
+            lab_profile(lab, LabTarget("mesh", url, enrolled, lambda: agents), opts,
+                        profile_rate, native=native)
+            return
         targets: list[LabTarget] = []
         for name in opts.targets:
             if name == "direct":
@@ -1073,7 +1118,7 @@ def main() -> None:
     if shutil.which("h2load") is None:
         sys.exit("h2load is not installed (nghttp2-client; scripts/setup.sh installs it)")
     if args.lab:
-        lab_bench(options(args))
+        lab_bench(options(args), args.profile_rate if args.profile else 0, args.native)
         return
     if not args.echo:
         sys.exit("no netplane/echo binary: run scripts/setup.sh, or name one with --echo")

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -164,7 +164,10 @@ class Stream:
     window: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop()
                                           .create_future())
-    closed: bool = False
+    closed: bool = False  # this side's input has ended
+    remote_ended: bool = False  # the other side's has
+    # Where the stream's bytes go as they arrive, instead of ``chunks``.
+    sink: _Bridge | None = None
 
     async def read(self) -> bytes:
         chunk = await self.chunks.get()
@@ -180,6 +183,8 @@ class Stream:
         if not self.closed:
             self.closed = True
             self.link.end(self.id)
+            if self.remote_ended:
+                self.link.forget(self)
 
 
 class _Link:
@@ -196,6 +201,7 @@ class _Link:
         self.on_stream = on_stream
         self.dead = False
         self.tasks: set[asyncio.Task[None]] = set()
+        self._flush_due = False
 
     def start(self) -> asyncio.Task[None]:
         self.h2.initiate_connection()
@@ -205,6 +211,15 @@ class _Link:
         return asyncio.get_running_loop().create_task(self._run())
 
     def flush(self) -> None:
+        """Sends what h2 has framed, once per turn of the event loop: the
+        frames of every stream and event of this turn go in one write (one
+        TLS record, one system call) instead of one each."""
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
         data = self.h2.data_to_send()
         if data and not self.writer.is_closing():
             self.writer.write(data)
@@ -220,6 +235,8 @@ class _Link:
         finally:
             self.dead = True
             for stream in self.streams.values():
+                if stream.sink is not None:
+                    stream.sink.reset()
                 stream.chunks.put_nowait(b"")
                 stream.window.set()
                 if not stream.answered.done():
@@ -242,7 +259,9 @@ class _Link:
                 stream.answered.set_result(int(status or 0))
         elif isinstance(event, h2.events.DataReceived):
             stream = self.streams.get(event.stream_id)
-            if stream is not None and event.data:
+            if stream is not None and stream.sink is not None:
+                stream.sink.deliver(event.data or b"", event.flow_controlled_length or 0)
+            elif stream is not None and event.data:
                 stream.chunks.put_nowait(event.data)
             elif event.flow_controlled_length:
                 self.h2.acknowledge_received_data(event.flow_controlled_length,
@@ -250,6 +269,14 @@ class _Link:
         elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
+                stream.remote_ended = True
+                if isinstance(event, h2.events.StreamReset) or stream.closed:
+                    self.forget(stream)
+                if stream.sink is not None:
+                    if isinstance(event, h2.events.StreamReset):
+                        stream.sink.reset()
+                    else:
+                        stream.sink.remote_ended()
                 stream.chunks.put_nowait(b"")
                 if not stream.answered.done():
                     stream.answered.set_exception(TunnelError(502, "the stream was reset"))
@@ -257,8 +284,37 @@ class _Link:
             for s in self.streams.values() if not event.stream_id else \
                     [self.streams[event.stream_id]] if event.stream_id in self.streams else []:
                 s.window.set()
+                if s.sink is not None:
+                    s.sink.window_opened()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.writer.close()
+
+    def forget(self, stream: Stream) -> None:
+        """A stream ended both ways (or reset) is no longer the link's."""
+        if self.streams.get(stream.id) is stream:
+            del self.streams[stream.id]
+
+    def send_now(self, stream_id: int, data: bytes) -> int:
+        """Frames as much of ``data`` as the stream's window takes; how much."""
+        if self.dead:
+            return 0
+        sent = 0
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            while sent < len(data):
+                size = min(self.h2.local_flow_control_window(stream_id),
+                           self.h2.max_outbound_frame_size, len(data) - sent)
+                if size <= 0:
+                    break
+                self.h2.send_data(stream_id, data[sent:sent + size])
+                sent += size
+        if sent:
+            self.flush()
+        return sent
+
+    def reset(self, stream_id: int) -> None:
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.h2.reset_stream(stream_id)
+            self.flush()
 
     def consumed(self, stream_id: int, size: int) -> None:
         """Room again for what the reader took: flow control is backpressure."""
@@ -303,6 +359,127 @@ class _Link:
         return stream
 
 
+class _Bridge(asyncio.Protocol):
+    """A TCP connection joined to a stream callback to callback: what comes
+    on either is written to the other in the same turn of the event loop,
+    with no queue or task between them. Backpressure both ways: the
+    stream's window holds the TCP side's reading, the TCP side's full
+    buffer holds the stream's window."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream, self.link = stream, stream.link
+        self.transport: asyncio.Transport | None = None
+        self.pending = b""  # from the TCP side, waiting for the stream's window
+        self.eof = False  # the TCP side's input has ended
+        self.paused = False  # the TCP side's write buffer is full
+        self.unacked = 0  # stream bytes written while it was
+        self.lost = False
+        self.started = False  # the stream is answered: bytes may go on it
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.transport.pause_reading()  # until the stream is answered (start)
+        self.stream.sink = self
+        while not self.stream.chunks.empty():  # what came before
+            chunk = self.stream.chunks.get_nowait()
+            if chunk:
+                self.deliver(chunk, len(chunk))
+
+    def start(self) -> None:
+        assert self.transport is not None
+        self.started = True
+        if self.stream.remote_ended:
+            self.remote_ended()
+        if self.pending:
+            self.window_opened()
+        elif self.eof:
+            self.stream.end()
+            self._close_if_done()
+        elif not self.lost:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        # (uvloop starts reading after connection_made, whatever it paused)
+        if self.pending or not self.started:
+            self.pending += data
+        else:
+            sent = self.link.send_now(self.stream.id, data)
+            self.pending = data[sent:]
+        if self.pending:
+            self.transport.pause_reading()
+
+    def window_opened(self) -> None:
+        if self.pending and self.started and self.transport is not None:
+            sent = self.link.send_now(self.stream.id, self.pending)
+            self.pending = self.pending[sent:]
+            if not self.pending:
+                if self.eof:
+                    self.stream.end()
+                    self._close_if_done()
+                elif not self.lost:
+                    self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not self.pending and self.started:
+            self.stream.end()
+        self._close_if_done()
+        return True  # the other direction goes on
+
+    def deliver(self, data: bytes, size: int) -> None:
+        if self.lost or self.transport is None:
+            self.link.consumed(self.stream.id, size)
+            return
+        self.transport.write(data)
+        if self.paused:
+            self.unacked += size
+        else:
+            self.link.consumed(self.stream.id, size)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.unacked:
+            self.link.consumed(self.stream.id, self.unacked)
+            self.unacked = 0
+
+    def remote_ended(self) -> None:
+        """The stream's input has ended: so does the TCP side's output."""
+        if self.transport is None or self.lost:
+            return
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        if self.eof and self.stream.remote_ended and not self.pending and \
+                self.transport is not None:
+            self.transport.close()
+
+    def reset(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.stream.closed:
+            if exc is not None or not self.eof:
+                self.stream.closed = True
+                self.link.reset(self.stream.id)
+                self.link.forget(self.stream)
+            else:
+                self.stream.end()
+        if self.unacked:
+            self.link.consumed(self.stream.id, self.unacked)
+            self.unacked = 0
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 async def splice(stream: Stream, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> tuple[int, int]:
     """Bytes both ways between a stream and a TCP connection until both
@@ -335,32 +512,31 @@ async def splice(stream: Stream, reader: asyncio.StreamReader,
 Authorize = Callable[[Identity, Identity, str], bool]  # (node, source, target) -> allowed
 # (direction "in" or "out", outcome "connected", "handshake_failed" or "refused")
 Events = Callable[[str, str], None]
-# (target "ip:port", the address to connect from or None) -> the connection
-Dial = Callable[[str, str | None],
-                Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+# (target "ip:port", the address to connect from or None) -> a connected socket
+Dial = Callable[[str, str | None], Awaitable[socket.socket]]
 # (node, source workload, address) -> whether that node may speak from that address
 Vouch = Callable[[Identity, Identity, str], bool]
 
 
-async def _dial_tcp(target: str, source_ip: str | None = None
-                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _dial_tcp(target: str, source_ip: str | None = None) -> socket.socket:
     """A connection to ``target``; from ``source_ip`` when given, a
     transparent socket (IP_TRANSPARENT: an address not the node's own, the
     replies brought back to it by the node's mark and route, see
     capture.py), else from the node's own address."""
     host, _, port = target.rpartition(":")
-    if source_ip is None:
-        return await asyncio.open_connection(host, int(port))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    host = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-        sock.bind((source_ip, 0))
+        if source_ip is not None:
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+            sock.bind((source_ip, 0))
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
     except OSError:
         sock.close()
         raise
-    return await asyncio.open_connection(sock=sock)
+    return sock
 
 
 @dataclass
@@ -472,17 +648,24 @@ class TunnelServer:
             self.vouch(peer, source, claimed) else None
         try:
             try:
-                reader, writer = await self.dial(target, source_ip)
+                sock = await self.dial(target, source_ip)
             except OSError:
                 if source_ip is None:
                     raise
                 # The client's address cannot be used here: the node's own.
-                reader, writer = await self.dial(target, None)
+                sock = await self.dial(target, None)
+            bridge = _Bridge(stream)
+            try:
+                await asyncio.get_running_loop().create_connection(lambda: bridge, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
         except OSError:
             link.respond(stream, 503, end=True)
             return
         link.respond(stream, 200)
-        await splice(stream, reader, writer)
+        bridge.start()
+        await bridge.done
 
 
 class TunnelClient:

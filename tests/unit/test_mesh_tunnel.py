@@ -7,6 +7,7 @@ does not run, the wrong node at an address)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import threading
@@ -62,8 +63,18 @@ class Pair:
     authority: Authority
 
 
+LOOPS = pytest.mark.parametrize("factory", [asyncio.new_event_loop, uvloop.new_event_loop],
+                                ids=["asyncio", "uvloop"])
+
+
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+    async with paired(tmp_path) as made:
+        yield made
+
+
+@contextlib.asynccontextmanager
+async def paired(tmp_path: Path) -> AsyncIterator[Pair]:
     authority = make_authority()
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -115,6 +126,59 @@ async def test_many_streams_share_one_connection(pair: Pair) -> None:
 async def test_flow_control_carries_megabytes(pair: Pair) -> None:
     payload = bytes(range(256)) * 40_000  # 10 MB, more than the windows
     assert await roundtrip(pair, payload) == payload
+
+
+async def test_streams_ended_both_ways_leave_neither_end(pair: Pair) -> None:
+    await streams_are_forgotten(pair)
+
+
+async def streams_are_forgotten(pair: Pair) -> None:
+    for i in range(5):
+        assert await roundtrip(pair, b"%d" % i) == b"%d" % i
+    [link] = pair.server.links
+    while link.streams:  # the server's side sees the last end a moment later
+        await asyncio.sleep(0.01)
+    assert not pair.client.links[pair.address].streams
+
+
+async def test_a_backend_that_speaks_first_is_heard(pair: Pair) -> None:
+    await speaks_first(pair)
+
+
+async def speaks_first(pair: Pair) -> None:
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hello\n")
+        writer.write(await reader.read(100))
+        writer.close()
+
+    greeter = await asyncio.start_server(greet, LOOPBACK, 0)
+    target = f"{LOOPBACK}:{greeter.sockets[0].getsockname()[1]}"
+    stream = await pair.client.open(pair.address, node_identity("node-2"), target, WEB)
+    assert await stream.read() == b"220 hello\n"
+    await stream.write(b"bye")
+    got = b""
+    while chunk := await stream.read():
+        got += chunk
+    assert got == b"bye"
+    stream.end()
+    greeter.close()
+
+
+@LOOPS
+def test_streams_carry_bytes_on_either_loop(tmp_path: Path,
+                                            factory: Callable[[], asyncio.AbstractEventLoop]
+                                            ) -> None:
+    """The agent runs uvloop, whose transports start reading on their own
+    and whose TLS layer is not asyncio's."""
+    async def main() -> None:
+        async with paired(tmp_path) as pair:
+            payload = bytes(range(256)) * 8_000  # 2 MB: past the windows
+            assert await roundtrip(pair, payload) == payload
+            await speaks_first(pair)
+            await streams_are_forgotten(pair)
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
 
 
 async def test_a_node_cannot_speak_for_a_workload_it_does_not_run(pair: Pair) -> None:
@@ -247,8 +311,7 @@ def test_a_node_may_speak_from_the_address_of_a_pod_of_that_workload_it_runs() -
     assert not vouches(node_identity("node-1"), WEB, "10.244.1.6")  # no such pod
 
 
-@pytest.mark.parametrize("factory", [asyncio.new_event_loop, uvloop.new_event_loop],
-                         ids=["asyncio", "uvloop"])
+@LOOPS
 def test_a_handshake_that_arrives_while_the_loop_is_busy_completes(
         tmp_path: Path, factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
     """The client's hello may come before the server's loop gets to the new
