@@ -904,12 +904,12 @@ def lab_profile(lab: Lab, target: LabTarget, opts: Options, rate: int, *,
           f"{LAB_MAX_CONNECTIONS} connections: {load.rate:,.0f} answers/s, "
           f"p50 {ms(load.p50)} ms, p99 {ms(load.p99)} ms")
     for node, raw in raws.items():
-        total, own, inclusive = top_functions(raw, 30)
+        total, own, inclusive = top_functions(raw, 40)
         side = "client side" if node == CLIENT_NODE else "server side"
         print(f"\n{node}'s agent ({side}): {total} samples")
         for title, rows in (("own", own), ("inclusive", inclusive)):
             print(f"\n| {title} % | function |\n|---|---|")
-            for frame, count in [r for r in rows if r[1] < 0.99 * total][:20]:
+            for frame, count in [r for r in rows if r[1] < 0.99 * total][:30]:
                 print(f"| {100 * count / total:.1f} | {_short(frame)} |")
 
 
@@ -999,7 +999,8 @@ def top_functions(raw: str, n: int = 20) -> tuple[int, list[tuple[str, int]],
         if not stack or not count.isdigit():
             continue
         frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-        if not frames:
+        # A pool thread waiting for work is idle, whatever py-spy judged.
+        if not frames or frames[-1].startswith("_worker (concurrent/futures/thread.py"):
             continue
         total += int(count)
         own[frames[-1]] += int(count)

@@ -18,6 +18,7 @@ import logging
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -31,7 +32,15 @@ from netplane.mesh.capture import original_destination
 from netplane.mesh.config import MeshConfig
 from netplane.mesh.identity import Identity
 from netplane.mesh.metrics import MeshMetrics, Record
-from netplane.mesh.resilience import Balancer, Endpoint, RetryPolicy, Timeouts, Try, exchange
+from netplane.mesh.resilience import (
+    Balancer,
+    Endpoint,
+    Outcome,
+    RetryPolicy,
+    Timeouts,
+    Try,
+    exchange,
+)
 from netplane.mesh.routes import (
     BackendKey,
     BackendRef,
@@ -190,7 +199,7 @@ class Upstreams:
     async def send(self, address: str, head: bytes, body: bytes, *, head_only: bool,
                    via: Via | None = None) -> Answer:
         key = address if via is None else f"{address} {via.source} {via.source_ip}"
-        conn = await self._take(key, address, via)
+        conn = self._idle_one(key) or await self._open(address, via)
         try:
             await conn.send(head + body)
             answer, reusable = await self._read(conn, head_only=head_only)
@@ -203,13 +212,16 @@ class Upstreams:
             conn.close()
         return answer
 
-    async def _take(self, key: str, address: str, via: Via | None) -> Conn:
+    def _idle_one(self, key: str) -> Conn | None:
         idle = self._idle.get(key) or []
         while idle:
             conn = idle.pop()
             if conn.usable():
                 return conn
             conn.close()
+        return None
+
+    async def _open(self, address: str, via: Via | None) -> Conn:
         if via is not None and self.tunnels is not None:
             return _TunnelConn(await self.tunnels.open(via.tunnel, via.node, address,
                                                        via.source, via.source_ip))
@@ -435,7 +447,10 @@ class Proxy:
                 self.metrics.ejections.labels(f"{ref.namespace}/{ref.name}:{ref.port}").inc()
             return got
 
-        outcome = await exchange(attempt, retry, timeouts)
+        if retry is None and timeouts.request is None and timeouts.backend_request is None:
+            outcome = Outcome([await attempt(None)])  # one try, no clock: exchange's case
+        else:
+            outcome = await exchange(attempt, retry, timeouts)
         if rec is not None:  # the route's timeout, or the last try's own, cut it
             rec.timed_out = outcome.timed_out or bool(
                 outcome.tries and outcome.tries[-1].error == "timeout")
@@ -557,7 +572,9 @@ class _ClientConnection(asyncio.Protocol):
         self.client = ""
         self.destination: tuple[str, int] | None = None  # captured: where it was sent
         self.transport: asyncio.Transport | None = None
-        self.queue: asyncio.Queue[_Incoming | None] = asyncio.Queue()
+        # Requests parsed, not answered yet; None: the connection has ended.
+        self.queue: deque[_Incoming | None] = deque()
+        self.waiter: asyncio.Future[None] | None = None
         self.parsed = _Parsed()
         self.parser = httptools.HttpRequestParser(self)
         self.worker: asyncio.Task[None] | None = None
@@ -584,7 +601,12 @@ class _ClientConnection(asyncio.Protocol):
             self._fail(400, "bad request")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.queue.put_nowait(None)
+        self._queue(None)
+
+    def _queue(self, req: _Incoming | None) -> None:
+        self.queue.append(req)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     # -- httptools --
 
@@ -610,7 +632,7 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         p = self.parsed
-        self.queue.put_nowait(_Incoming(
+        self._queue(_Incoming(
             method=self.parser.get_method().decode("latin-1"),
             target=p.url.decode("latin-1"),
             headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in p.headers],
@@ -624,8 +646,17 @@ class _ClientConnection(asyncio.Protocol):
                                                  head_only=False))
             self.transport.close()
 
+    async def _next(self) -> _Incoming | None:
+        while not self.queue:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.queue.popleft()
+
     async def _serve(self) -> None:
-        while (req := await self.queue.get()) is not None:
+        while (req := await self._next()) is not None:
             try:
                 answer = await self.proxy.handle(self.port, req, client=self.client,
                                                  destination=self.destination)
