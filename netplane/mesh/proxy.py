@@ -59,7 +59,6 @@ Headers = list[tuple[str, str]]
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade", "expect"})  # expect: answered here
 IDLE_PER_ENDPOINT = 64
-READ_SIZE = 65536
 
 
 @dataclass
@@ -134,27 +133,93 @@ class _Incoming:
 class Conn(Protocol):
     """A connection to an endpoint that carries one request at a time."""
 
-    async def send(self, data: bytes) -> None: ...
-    async def read(self) -> bytes: ...
+    async def request(self, data: bytes, *, head_only: bool) -> tuple[Answer, bool]:
+        """The answer to ``data``, and whether the connection can carry
+        another request."""
     def usable(self) -> bool: ...
     def close(self) -> None: ...
 
 
-class _TCPConn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+def _answer(got: _Parsed, parser: Any) -> Answer:
+    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in got.headers]
+    return Answer(parser.get_status_code(), headers, bytes(got.body),
+                  got.reason.decode("latin-1"))
 
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
 
-    async def read(self) -> bytes:
-        return await self.reader.read(READ_SIZE)
+def _no_body(got: _Parsed, parser: Any, head_only: bool) -> bool:
+    """The head is in and no body follows, whatever the headers say."""
+    if not got.headers_done:
+        return False
+    status = parser.get_status_code()
+    return head_only or status in (204, 304) or status < 200
+
+
+class _TCPConn(asyncio.Protocol):
+    """A TCP connection to a pod of this node, parsed as bytes arrive (no
+    stream reader, no task between the socket and the answer)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.got: _Parsed | None = None
+        self.parser: Any = None
+        self.head_only = False
+        self.answered: asyncio.Future[tuple[Answer, bool]] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    async def request(self, data: bytes, *, head_only: bool) -> tuple[Answer, bool]:
+        assert self.transport is not None and self.answered is None
+        self.got = _Parsed()
+        self.parser = self.got.parser = httptools.HttpResponseParser(self.got)
+        self.head_only = head_only
+        self.answered = asyncio.get_running_loop().create_future()
+        try:
+            self.transport.write(data)
+            return await self.answered
+        finally:
+            self.answered = self.got = None
+
+    def data_received(self, data: bytes) -> None:
+        got, answered = self.got, self.answered
+        if got is None or answered is None or answered.done():
+            self.close()  # bytes nobody asked for: the connection is not reusable
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            answered.set_exception(e)
+            return
+        if got.done or _no_body(got, self.parser, self.head_only):
+            answered.set_result((_answer(got, self.parser), got.keep_alive))
+
+    def eof_received(self) -> bool:
+        self._ended(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended(exc)
+
+    def _ended(self, exc: Exception | None) -> None:
+        self.closed = True
+        got, answered = self.got, self.answered
+        if got is None or answered is None or answered.done():
+            return
+        if exc is None and got.headers_done and not _has_length(got):
+            answered.set_result((_answer(got, self.parser), False))  # ended by the close
+        else:
+            answered.set_exception(ConnectionResetError(
+                "the backend closed the connection mid-answer"))
 
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        return not self.closed and self.transport is not None and \
+            not self.transport.is_closing()
 
     def close(self) -> None:
-        self.writer.close()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
 
 class _TunnelConn:
@@ -163,13 +228,21 @@ class _TunnelConn:
     def __init__(self, stream: Stream) -> None:
         self.stream, self.eof = stream, False
 
-    async def send(self, data: bytes) -> None:
+    async def request(self, data: bytes, *, head_only: bool) -> tuple[Answer, bool]:
         await self.stream.write(data)
-
-    async def read(self) -> bytes:
-        data = await self.stream.read()
-        self.eof = self.eof or not data
-        return data
+        got = _Parsed()
+        parser = got.parser = httptools.HttpResponseParser(got)
+        while not got.done:
+            chunk = await self.stream.read()
+            if not chunk:
+                self.eof = True
+                if got.headers_done and not _has_length(got):
+                    return _answer(got, parser), False  # ended by the stream's end
+                raise ConnectionResetError("the backend closed the connection mid-answer")
+            parser.feed_data(chunk)
+            if _no_body(got, parser, head_only):
+                break
+        return _answer(got, parser), got.keep_alive
 
     def usable(self) -> bool:
         return not self.eof and not self.stream.closed and not self.stream.link.dead
@@ -201,8 +274,7 @@ class Upstreams:
         key = address if via is None else f"{address} {via.source} {via.source_ip}"
         conn = self._idle_one(key) or await self._open(address, via)
         try:
-            await conn.send(head + body)
-            answer, reusable = await self._read(conn, head_only=head_only)
+            answer, reusable = await conn.request(head + body, head_only=head_only)
         except BaseException:
             conn.close()
             raise
@@ -226,29 +298,8 @@ class Upstreams:
             return _TunnelConn(await self.tunnels.open(via.tunnel, via.node, address,
                                                        via.source, via.source_ip))
         host, _, port = address.rpartition(":")
-        return _TCPConn(*await asyncio.open_connection(host, int(port)))
-
-    @staticmethod
-    async def _read(conn: Conn, *, head_only: bool) -> tuple[Answer, bool]:
-        """The answer, and whether the connection can carry another request."""
-        got = _Parsed()
-        parser = got.parser = httptools.HttpResponseParser(got)
-        ended = False  # by the connection's end (a body without a length)
-        while not got.done:
-            data = await conn.read()
-            if not data:
-                if got.headers_done and not _has_length(got):
-                    ended = True
-                    break
-                raise ConnectionResetError("the backend closed the connection mid-answer")
-            parser.feed_data(data)
-            status = parser.get_status_code()
-            if got.headers_done and (head_only or status in (204, 304) or status < 200):
-                break  # no body follows, whatever the headers say
-        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in got.headers]
-        answer = Answer(parser.get_status_code(), headers, bytes(got.body),
-                        got.reason.decode("latin-1"))
-        return answer, not ended and got.keep_alive
+        _, conn = await asyncio.get_running_loop().create_connection(_TCPConn, host, int(port))
+        return conn
 
     def idle(self, address: str) -> list[Conn]:
         """The kept-alive connections to ``address`` waiting for a request."""

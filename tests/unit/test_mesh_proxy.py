@@ -6,6 +6,7 @@ specification asks for when nothing can serve a request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -21,7 +22,7 @@ import uvloop
 from netplane.api.meta import Obj
 from netplane.mesh import tracing
 from netplane.mesh.config import build
-from netplane.mesh.proxy import Listener, Proxy, serve
+from netplane.mesh.proxy import Listener, Proxy, Upstreams, serve
 from netplane.mesh.resilience import Balancer
 from netplane.mesh.routes import BackendKey, Route, RouteTable, compile_routes
 from tests.echoserver import LOOPBACK, WHO, Echo, start
@@ -436,3 +437,62 @@ async def test_an_endpoint_that_refuses_connections_is_ejected_and_counted(
     assert pair.endpoints[dead].ejections == 1
     assert 'netplane_mesh_ejections_total{backend="shop/pair:80"} 1.0' in \
         front.proxy.metrics.render().decode()
+
+
+BACKEND_ANSWERS = {
+    b"/length": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/close": b"HTTP/1.1 200 OK\r\n\r\nuntil the close",  # then it closes
+    b"/cut": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",  # then it closes
+    b"/empty": b"HTTP/1.1 204 No Content\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("factory", [asyncio.new_event_loop, uvloop.new_event_loop],
+                         ids=["asyncio", "uvloop"])
+def test_a_backends_answer_ends_by_its_length_by_the_close_or_too_soon(factory: Any) -> None:
+    """How an answer from a pod of this node ends decides whether its
+    connection is kept: its length keeps it, a close ends it, a close
+    before the length is an error."""
+    accepted: list[int] = []
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                method, path, _ = head.split(b" ", 2)
+                answer = BACKEND_ANSWERS[path]
+                # A HEAD's answer has the length of the GET's, and no body.
+                writer.write(answer.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+                             if method == b"HEAD" else answer)
+                if path in (b"/close", b"/cut"):
+                    break
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(backend, LOOPBACK, 0)
+        address = f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}"
+        upstreams = Upstreams()
+
+        async def get(path: str, *, head_only: bool = False) -> tuple[int, bytes]:
+            method = "HEAD" if head_only else "GET"
+            head = f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            answer = await upstreams.send(address, head, b"", head_only=head_only)
+            return answer.status, answer.body
+
+        try:
+            assert await get("/length") == (200, b"ok")
+            assert await get("/length") == (200, b"ok")
+            assert len(accepted) == 1 and len(upstreams.idle(address)) == 1  # kept alive
+            assert await get("/empty") == (204, b"")
+            assert await get("/close") == (200, b"until the close")
+            assert not upstreams.idle(address)
+            with pytest.raises(ConnectionResetError):
+                await get("/cut")
+            assert await get("/length", head_only=True) == (200, b"")
+            assert len(accepted) == 3
+        finally:
+            upstreams.close()
+            server.close()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
