@@ -206,14 +206,56 @@ class Stream:
                 self.link.forget(self)
 
 
+class _LinkProtocol(asyncio.StreamReaderProtocol):
+    """A tunnel connection's protocol: once a link has taken it, what
+    arrives goes straight to the link's HTTP/2 state (no stream reader and
+    no reading task between them); writes and their backpressure are the
+    stream writer's."""
+
+    def __init__(self) -> None:
+        super().__init__(asyncio.StreamReader(limit=READ_SIZE * 4))
+        self.link: _Link | None = None
+        self.early = bytearray()  # before the link took the connection
+        self.ended = False  # before it did, and how
+        self.error: Exception | None = None
+
+    def attach(self, link: _Link) -> None:
+        self.link = link
+        if self.early:
+            link.receive(bytes(self.early))
+            self.early.clear()
+        if self.ended:
+            link.lost(self.error)
+
+    def data_received(self, data: bytes) -> None:
+        if self.link is None:
+            self.early += data
+        else:
+            self.link.receive(data)
+
+    def eof_received(self) -> bool:
+        self._end(None)
+        return bool(super().eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc)
+        super().connection_lost(exc)
+
+    def _end(self, exc: Exception | None) -> None:
+        if self.link is not None:
+            self.link.lost(exc)
+        elif not self.ended:
+            self.ended, self.error = True, exc
+
+
 class _Link:
     """An HTTP/2 connection over TLS, either end."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+    def __init__(self, protocol: _LinkProtocol, writer: asyncio.StreamWriter, *,
                  client: bool, on_stream: Callable[[Stream, dict[str, str]],
                                                    Coroutine[Any, Any, None]] | None = None
                  ) -> None:
-        self.reader, self.writer = reader, writer
+        self.protocol, self.writer = protocol, writer
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=client, header_encoding="utf-8"))
         self.streams: dict[int, Stream] = {}
@@ -221,13 +263,16 @@ class _Link:
         self.dead = False
         self.tasks: set[asyncio.Task[None]] = set()
         self._flush_due = False
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def start(self) -> asyncio.Task[None]:
+    def start(self) -> asyncio.Future[None]:
+        """Speaks first, then takes what arrives; done when the connection ends."""
         self.h2.initiate_connection()
         self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
         self.h2.increment_flow_control_window(WINDOW * 4)
         self.flush()
-        return asyncio.get_running_loop().create_task(self._run())
+        self.protocol.attach(self)
+        return self.ended
 
     def flush(self) -> None:
         """Sends what h2 has framed, once per turn of the event loop: the
@@ -243,24 +288,36 @@ class _Link:
         if data and not self.writer.is_closing():
             self.writer.write(data)
 
-    async def _run(self) -> None:
+    def receive(self, data: bytes) -> None:
+        if self.dead:
+            return
         try:
-            while data := await self.reader.read(READ_SIZE):
-                for event in self.h2.receive_data(data):
-                    self._event(event)
-                self.flush()
-        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError) as e:
-            log.info("tunnel connection ended: %s", e)
-        finally:
-            self.dead = True
-            for stream in self.streams.values():
-                if stream.sink is not None:
-                    stream.sink.reset()
-                stream.put(b"")
-                stream.window.set()
-                if not stream.answered.done():
-                    stream.answered.set_exception(TunnelError(502, "the tunnel closed"))
-            self.writer.close()
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            self.flush()  # h2's GOAWAY
+            self.lost(e)
+            return
+        for event in events:
+            self._event(event)
+        self.flush()
+
+    def lost(self, exc: Exception | None) -> None:
+        """The connection has ended (or is ended here): so has every stream."""
+        if self.dead:
+            return
+        self.dead = True
+        if exc is not None:
+            log.info("tunnel connection ended: %s", exc)
+        for stream in self.streams.values():
+            if stream.sink is not None:
+                stream.sink.reset()
+            stream.put(b"")
+            stream.window.set()
+            if not stream.answered.done():
+                stream.answered.set_exception(TunnelError(502, "the tunnel closed"))
+        self.writer.close()
+        if not self.ended.done():
+            self.ended.set_result(None)
 
     def _event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
@@ -621,9 +678,8 @@ class TunnelServer:
     async def _handshake(self, conn: socket.socket) -> None:
         assert self._tls is not None
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=READ_SIZE * 4)
         # The protocol made here, not the one returned: uvloop returns its TLS layer.
-        protocol = asyncio.StreamReaderProtocol(reader)
+        protocol = _LinkProtocol()
         try:
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol, conn, ssl=self._tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
@@ -632,11 +688,10 @@ class TunnelServer:
             log.info("tunnel handshake from %s failed: %s", conn.getpeername(), e)
             conn.close()
             return
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        await self._accepted(reader, writer)
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        await self._accepted(protocol, writer)
 
-    async def _accepted(self, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
+    async def _accepted(self, protocol: _LinkProtocol, writer: asyncio.StreamWriter) -> None:
         try:
             peer = peer_identity(writer)
         except (TunnelError, ValueError) as e:
@@ -649,7 +704,7 @@ class TunnelServer:
         async def on_stream(stream: Stream, headers: dict[str, str]) -> None:
             await self._stream(link, peer, stream, headers)
 
-        link = _Link(reader, writer, client=False, on_stream=on_stream)
+        link = _Link(protocol, writer, client=False, on_stream=on_stream)
         self.links.append(link)
         try:
             await link.start()
@@ -714,22 +769,25 @@ class TunnelClient:
             if link is not None and not link.dead:
                 return link
             host, _, port = address.rpartition(":")
+            loop = asyncio.get_running_loop()
+            protocol = _LinkProtocol()
             try:
-                reader, writer = await asyncio.open_connection(
-                    host, int(port), ssl=self.credentials.context(server=False),
+                transport, _ = await loop.create_connection(
+                    lambda: protocol, host, int(port),
+                    ssl=self.credentials.context(server=False),
                     ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
             except (ssl.SSLError, TimeoutError):
                 self.events("out", "handshake_failed")
                 raise
+            writer = asyncio.StreamWriter(transport, protocol, None, loop)
             got = peer_identity(writer)
             if got != expect:
                 self.events("out", "refused")
                 writer.close()
                 raise TunnelError(403, f"{address} is {got}, not {expect}")
             self.events("out", "connected")
-            link = self.links[address] = _Link(reader, writer, client=True)
-            task = link.start()
-            link.tasks.add(task)
+            link = self.links[address] = _Link(protocol, writer, client=True)
+            link.start()
             return link
 
     async def open(self, address: str, node: Identity, target: str, source: Identity,
