@@ -18,7 +18,6 @@ import logging
 import random
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -31,6 +30,7 @@ from netplane.mesh.accesslog import AccessLog, Detail
 from netplane.mesh.capture import original_destination
 from netplane.mesh.config import MeshConfig
 from netplane.mesh.identity import Identity
+from netplane.mesh.inbox import Inbox
 from netplane.mesh.metrics import MeshMetrics, Record
 from netplane.mesh.resilience import (
     Balancer,
@@ -624,8 +624,7 @@ class _ClientConnection(asyncio.Protocol):
         self.destination: tuple[str, int] | None = None  # captured: where it was sent
         self.transport: asyncio.Transport | None = None
         # Requests parsed, not answered yet; None: the connection has ended.
-        self.queue: deque[_Incoming | None] = deque()
-        self.waiter: asyncio.Future[None] | None = None
+        self.queue: Inbox[_Incoming | None] = Inbox()
         self.parsed = _Parsed()
         self.parser = httptools.HttpRequestParser(self)
         self.worker: asyncio.Task[None] | None = None
@@ -652,12 +651,7 @@ class _ClientConnection(asyncio.Protocol):
             self._fail(400, "bad request")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._queue(None)
-
-    def _queue(self, req: _Incoming | None) -> None:
-        self.queue.append(req)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self.queue.put(None)
 
     # -- httptools --
 
@@ -683,7 +677,7 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         p = self.parsed
-        self._queue(_Incoming(
+        self.queue.put(_Incoming(
             method=self.parser.get_method().decode("latin-1"),
             target=p.url.decode("latin-1"),
             headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in p.headers],
@@ -697,17 +691,8 @@ class _ClientConnection(asyncio.Protocol):
                                                  head_only=False))
             self.transport.close()
 
-    async def _next(self) -> _Incoming | None:
-        while not self.queue:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        return self.queue.popleft()
-
     async def _serve(self) -> None:
-        while (req := await self._next()) is not None:
+        while (req := await self.queue.get()) is not None:
             try:
                 answer = await self.proxy.handle(self.port, req, client=self.client,
                                                  destination=self.destination)

@@ -14,7 +14,6 @@ import logging
 import socket
 import ssl
 import tempfile
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 
 from netplane.mesh.config import MeshConfig
 from netplane.mesh.identity import TRUST_DOMAIN, Authority, Identity, Issued, identity_of
+from netplane.mesh.inbox import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +163,7 @@ class Stream:
     """One CONNECT stream: bytes in, bytes out, end of input as b""."""
     link: _Link
     id: int
-    # What came and was not read yet (a deque and a future: an asyncio.Queue
-    # costs several times as much per chunk).
-    chunks: deque[bytes] = field(default_factory=deque)
-    _waiter: asyncio.Future[None] | None = None
+    chunks: Inbox[bytes] = field(default_factory=Inbox)  # what came, not read yet
     window: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop()
                                           .create_future())
@@ -176,22 +173,14 @@ class Stream:
     sink: _Bridge | None = None
 
     def put(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self.chunks.put(chunk)
 
     async def read(self) -> bytes:
-        while not self.chunks:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        chunk = self.chunks.popleft()
+        chunk = await self.chunks.get()
         if chunk:
             self.link.consumed(self.id, len(chunk))
         else:
-            self.chunks.appendleft(chunk)  # the end stays the end for later reads
+            self.chunks.items.appendleft(chunk)  # the end stays the end for later reads
         return chunk
 
     async def write(self, data: bytes) -> None:
@@ -465,8 +454,8 @@ class _Bridge(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.transport.pause_reading()  # until the stream is answered (start)
         self.stream.sink = self
-        while self.stream.chunks:  # what came before
-            chunk = self.stream.chunks.popleft()
+        while self.stream.chunks.items:  # what came before
+            chunk = self.stream.chunks.items.popleft()
             if chunk:
                 self.deliver(chunk, len(chunk))
 
@@ -612,6 +601,7 @@ async def _dial_tcp(target: str, source_ip: str | None = None) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                          socket.SOCK_STREAM)
     try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # whatever the loop does
         if source_ip is not None:
             sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
             sock.bind((source_ip, 0))
@@ -668,6 +658,8 @@ class TunnelServer:
         try:
             while True:
                 conn, _ = await loop.sock_accept(sock)
+                with contextlib.suppress(OSError):  # small frames go at once
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 task = loop.create_task(self._handshake(conn))
                 handshakes.add(task)
                 task.add_done_callback(handshakes.discard)
