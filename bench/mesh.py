@@ -907,10 +907,7 @@ def lab_profile(lab: Lab, target: LabTarget, opts: Options, rate: int, *,
         total, own, inclusive = top_functions(raw, 40)
         side = "client side" if node == CLIENT_NODE else "server side"
         print(f"\n{node}'s agent ({side}): {total} samples")
-        for title, rows in (("own", own), ("inclusive", inclusive)):
-            print(f"\n| {title} % | function |\n|---|---|")
-            for frame, count in [r for r in rows if r[1] < 0.99 * total][:30]:
-                print(f"| {100 * count / total:.1f} | {_short(frame)} |")
+        print_top(total, own, inclusive, 30)
 
 
 def lab_bench(opts: Options, profile_rate: int = 0, native: bool = False) -> None:
@@ -1009,6 +1006,16 @@ def top_functions(raw: str, n: int = 20) -> tuple[int, list[tuple[str, int]],
     return total, own.most_common(n), inclusive.most_common(n)
 
 
+def print_top(total: int, own: list[tuple[str, int]], inclusive: list[tuple[str, int]],
+              rows: int) -> None:
+    """The functions with the most samples, own and inclusive, as tables."""
+    for title, counted in (("own", own), ("inclusive", inclusive)):
+        print(f"\n| {title} % | function |\n|---|---|")
+        # The event loop's and the script's frames are in every sample.
+        for frame, count in [r for r in counted if r[1] < 0.99 * total][:rows]:
+            print(f"| {100 * count / total:.1f} | {_short(frame)} |")
+
+
 def _short(frame: str) -> str:
     return re.sub(r"\(\S*/(site-packages|lib/python3\.\d+|netplane)/", r"(\1/", frame)
 
@@ -1045,11 +1052,7 @@ def profile(opts: Options, rate: int, *, native: bool = False) -> None:
     print(f"\nmesh proxy under py-spy ({rate} samples/s, which slow it), "
           f"{MAX_CONNECTIONS[-1]} connections: {load.rate:,.0f} answers/s, "
           f"p50 {ms(load.p50)} ms, p99 {ms(load.p99)} ms; {total} samples not idle")
-    for title, rows in (("own", own), ("inclusive", inclusive)):
-        print(f"\n| {title} % | function |\n|---|---|")
-        # The event loop's and the script's frames are in every sample.
-        for frame, count in [r for r in rows if r[1] < 0.99 * total][:20]:
-            print(f"| {100 * count / total:.1f} | {_short(frame)} |")
+    print_top(total, own, inclusive, 20)
 
 
 # -- entry ------------------------------------------------------------------
